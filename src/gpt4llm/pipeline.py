@@ -1,0 +1,157 @@
+"""`gpt4llm pipeline CONFIG`: run stages in order from one YAML file.
+
+    # first line of every shipped config: the command that runs it
+    vars: {work: runs/demo}
+    stages:
+      generate:                 # a name; `stage:` defaults to the name
+        input: ...
+        output: ${work}/sft.jsonl
+      train_sft: {...}
+
+Each stage is the same `run(config)` the CLI calls. A stage is skipped when its output and its
+manifest exist, the manifest's config hash equals the current one, the recorded input hashes
+still match, and no stage before it ran in this invocation. `--from` starts at a stage (and
+forces it), `--until` stops after one, `--force` reruns everything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from gpt4llm.config import build_config, load_yaml
+from gpt4llm.errors import UserError
+
+# stage kind -> module exposing `Config` and `run(config) -> dict`
+STAGE_MODULES: dict[str, str] = {
+    "generate": "gpt4llm.stages.generate",
+    "translate": "gpt4llm.stages.translate",
+    "train_sft": "gpt4llm.train.sft",
+    "respond": "gpt4llm.stages.respond",
+    "compare": "gpt4llm.stages.compare",
+    "train_reward": "gpt4llm.train.reward",
+    "eval_reward": "gpt4llm.evaluate.reward_eval",
+    "eval_rouge": "gpt4llm.evaluate.rouge",
+    "eval_judge": "gpt4llm.evaluate.judge",
+    "report": "gpt4llm.report",
+    "analyze": "gpt4llm.analyze.report",
+    "annotate_init": "gpt4llm.evaluate.human.study",
+}
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _substitute(value: Any, variables: dict[str, str], where: str) -> Any:
+    if isinstance(value, str):
+        def repl(m: re.Match) -> str:
+            if m.group(1) not in variables:
+                raise UserError(f"{where}: unknown variable ${{{m.group(1)}}}")
+            return str(variables[m.group(1)])
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, list):
+        return [_substitute(v, variables, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables, where) for k, v in value.items()}
+    return value
+
+
+def load_pipeline(path: str | Path) -> list[tuple[str, str, Any]]:
+    """Parse and validate the whole pipeline up front: [(name, kind, config)]."""
+    data = load_yaml(path)
+    unknown = set(data) - {"vars", "stages"}
+    if unknown:
+        raise UserError(f"{path}: unknown top-level key(s): {', '.join(sorted(unknown))} (expected vars, stages)")
+    variables = {k: str(v) for k, v in (data.get("vars") or {}).items()}
+    stages = data.get("stages")
+    if not isinstance(stages, dict) or not stages:
+        raise UserError(f"{path}: 'stages' must be a non-empty mapping of stage name -> settings")
+    out = []
+    for name, settings in stages.items():
+        settings = dict(settings or {})
+        kind = settings.pop("stage", name)
+        if kind not in STAGE_MODULES:
+            raise UserError(f"{path}: stage '{name}': unknown stage kind {kind!r}; known: {', '.join(STAGE_MODULES)}")
+        module = importlib.import_module(STAGE_MODULES[kind])
+        settings = _substitute(settings, variables, f"{path}: stage '{name}'")
+        config = build_config(module.Config, settings, source=f"{path}: stage '{name}'")
+        out.append((name, kind, config))
+    return out
+
+
+def is_finished(config: Any) -> tuple[bool, str]:
+    """True when the stage's manifest says this exact config already ran on these inputs."""
+    from gpt4llm.provenance import config_hash, manifest_path
+    from gpt4llm.records import file_sha256
+
+    output = Path(config.output)
+    mpath = manifest_path(output)
+    if not output.exists() or not mpath.exists():
+        return False, "no output yet"
+    manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    if manifest.get("config_hash") != config_hash(config):
+        return False, "config changed"
+    for p, digest in (manifest.get("inputs") or {}).items():
+        if not Path(p).is_file() or file_sha256(p) != digest:
+            return False, f"input changed: {p}"
+    return True, "up to date"
+
+
+def run_pipeline(path: str | Path, start: str | None = None, until: str | None = None, force: bool = False) -> list[dict]:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    stages = load_pipeline(path)
+    names = [n for n, _, _ in stages]
+    for opt, value in (("--from", start), ("--until", until)):
+        if value is not None and value not in names:
+            raise UserError(f"{opt} {value}: no such stage in {path} (stages: {', '.join(names)})")
+    begin = names.index(start) if start else 0
+    end = names.index(until) if until else len(names) - 1
+    ran_before = force or start is not None
+    results = []
+    for i, (name, kind, config) in enumerate(stages):
+        if i < begin or i > end:
+            continue
+        finished, why = is_finished(config)
+        if finished and not ran_before:
+            console.print(f"[dim]• {name}: skipped ({why})[/dim]")
+            results.append({"stage": name, "kind": kind, "status": "skipped", "seconds": 0.0, "output": str(config.output)})
+            continue
+        console.rule(f"[bold]{name}[/bold] ({kind})")
+        module = importlib.import_module(STAGE_MODULES[kind])
+        t0 = time.time()
+        summary = module.run(config)
+        ran_before = True
+        results.append({"stage": name, "kind": kind, "status": "ran", "seconds": round(time.time() - t0, 1),
+                        "output": str(config.output), "summary": summary})
+    table = Table(title=f"pipeline {path}")
+    for col in ("stage", "status", "seconds", "output"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r["stage"], r["status"], f"{r['seconds']:.1f}", r["output"])
+    console.print(table)
+    return results
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pipeline")
+    def pipeline_cmd(
+        config: Path = typer.Argument(..., help="Pipeline YAML (see configs/demo.yaml)."),
+        start: str = typer.Option(None, "--from", help="Start at this stage (it is rerun; earlier stages are not run)."),
+        until: str = typer.Option(None, "--until", help="Stop after this stage."),
+        force: bool = typer.Option(False, "--force", help="Rerun every stage even when its output is up to date."),
+    ) -> None:
+        """Run the stages of a YAML config in order, skipping finished ones."""
+        results = run_pipeline(config, start=start, until=until, force=force)
+        for r in results:
+            if r["kind"] == "report":
+                out = Path(r["output"])
+                typer.echo(f"report: {out / 'index.html' if out.is_dir() else out}")

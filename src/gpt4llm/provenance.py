@@ -1,0 +1,60 @@
+"""Every output carries its provenance: a manifest with the resolved config, input hashes,
+package version, counts and timings, written next to the output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from gpt4llm import __version__
+from gpt4llm.records import file_sha256, write_json
+
+
+def config_dict(config: BaseModel) -> dict:
+    return json.loads(config.model_dump_json())
+
+
+def config_hash(config: BaseModel | dict) -> str:
+    data = config_dict(config) if isinstance(config, BaseModel) else config
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def manifest_path(output: str | Path) -> Path:
+    """`out/data.jsonl` -> `out/data.jsonl.manifest.json`; a directory output gets `manifest.json` inside."""
+    output = Path(output)
+    if output.is_dir() or output.suffix == "":
+        return output / "manifest.json"
+    return output.with_name(output.name + ".manifest.json")
+
+
+def write_manifest(
+    output: str | Path,
+    stage: str,
+    config: BaseModel,
+    inputs: list[str | Path] = (),
+    summary: dict[str, Any] | None = None,
+    started: float | None = None,
+) -> Path:
+    path = manifest_path(output)
+    manifest = {
+        "stage": stage,
+        "gpt4llm_version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]) if sys.argv else None,
+        "config": config_dict(config),
+        "config_hash": config_hash(config),
+        "inputs": {str(p): file_sha256(p) for p in inputs if Path(p).is_file()},
+        "summary": summary or {},
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - started, 3) if started else None,
+    }
+    write_json(path, manifest)
+    return path

@@ -67,9 +67,7 @@ def _option_type(tp: Any) -> tuple[Any, dict]:
     base, _ = _unwrap_optional(tp)
     origin = typing.get_origin(base)
     if origin is Literal:
-        import click
-
-        return str, {"click_type": click.Choice([str(a) for a in typing.get_args(base)])}
+        return base, {}
     if origin in (list, tuple):
         inner = typing.get_args(base)[0] if typing.get_args(base) else str
         inner, _ = _unwrap_optional(inner)

@@ -1,0 +1,3 @@
+from gpt4llm.cli import main
+
+main()

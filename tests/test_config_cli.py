@@ -1,0 +1,93 @@
+"""config_command: one config class gives the function's options, --help and --config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
+
+import typer
+from pydantic import Field
+from typer.testing import CliRunner
+
+from gpt4llm.config import LLMConfig, StageConfig, config_command
+
+
+class ToyConfig(StageConfig):
+    inputs: list[Path] = Field(default_factory=list, description="Input files.")
+    output: Path = Field(Path("out.jsonl"), description="Where to write.")
+    max_tokens: int = Field(64, description="Most tokens to write.")
+    temperature: float = Field(0.0, description="Sampling temperature.")
+    shuffle: bool = Field(False, description="Shuffle the inputs.")
+    mode: Literal["fast", "exact"] = Field("fast", description="How to work.")
+    teacher: LLMConfig = Field(default_factory=LLMConfig, description="The teacher.")
+    prices: dict[str, str] = Field(default_factory=dict, description="Extra settings.")
+
+
+def _app(seen: list):
+    app = typer.Typer()
+    config_command(app, "toy", ToyConfig, seen.append, help="A toy command.", arguments=("inputs",))
+
+    @app.command("other")
+    def other() -> None:  # a second command so Typer keeps sub-command names
+        pass
+
+    return app
+
+
+def test_options_reach_the_config_and_nested_models():
+    seen: list = []
+    res = CliRunner().invoke(
+        _app(seen),
+        ["toy", "a.jsonl", "b.jsonl", "--max-tokens", "9", "--shuffle", "--mode", "exact", "--teacher", "gpt-4",
+         "--teacher-base-url", "http://127.0.0.1:1/v1", "--teacher-concurrency", "3", "--prices", "k=v"],
+    )
+    assert res.exit_code == 0, res.output
+    (cfg,) = seen
+    assert cfg.inputs == [Path("a.jsonl"), Path("b.jsonl")]
+    assert (cfg.max_tokens, cfg.shuffle, cfg.mode) == (9, True, "exact")
+    assert (cfg.teacher.model, cfg.teacher.base_url, cfg.teacher.concurrency) == ("gpt-4", "http://127.0.0.1:1/v1", 3)
+    assert cfg.prices == {"k": "v"}
+    assert cfg.temperature == 0.0  # default kept
+
+
+def test_yaml_config_with_cli_override(tmp_path):
+    seen: list = []
+    f = tmp_path / "c.yaml"
+    f.write_text("max_tokens: 5\ntemperature: 0.7\nteacher: {model: m1, rpm: 60}\n")
+    res = CliRunner().invoke(_app(seen), ["toy", "--config", str(f), "--max-tokens", "7"])
+    assert res.exit_code == 0, res.output
+    cfg = seen[0]
+    assert (cfg.max_tokens, cfg.temperature, cfg.teacher.model, cfg.teacher.rpm) == (7, 0.7, "m1", 60)
+
+
+def test_help_lists_every_field_with_its_description():
+    res = CliRunner().invoke(_app([]), ["toy", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    for flag, text in [("--max-tokens", "Most tokens to write"), ("--shuffle", "Shuffle the inputs"),
+                       ("--teacher-base-url", "Endpoint base URL"), ("--teacher-rpm", "Requests-per-minute"), ("--config", "YAML")]:
+        assert flag in res.output and text in res.output
+
+
+def test_bad_values_are_one_line_errors(tmp_path):
+    from gpt4llm.errors import UserError
+
+    seen: list = []
+    res = CliRunner().invoke(_app(seen), ["toy", "--teacher-concurrency", "0"])
+    assert isinstance(res.exception, UserError)
+    assert "teacher.concurrency" in str(res.exception) and "\n" not in str(res.exception)
+    f = tmp_path / "c.yaml"
+    f.write_text("bogus: 1\n")
+    res = CliRunner().invoke(_app(seen), ["toy", "--config", str(f)])
+    assert isinstance(res.exception, UserError) and "bogus" in str(res.exception)
+
+
+def test_cli_version_and_error_exit_code(tmp_path):
+    exe = [sys.executable, "-m", "gpt4llm"]
+    out = subprocess.run([*exe, "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("gpt4llm ")
+    out = subprocess.run([*exe, "pipeline", str(tmp_path / "missing.yaml")], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "config file not found" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,625 @@
+"""Human evaluation studies: create one from model answers, add annotators, export results.
+
+A study is a directory: `study.json` (what was compared, how, with which criteria; human
+readable) and, by default, `study.db` (SQLite) next to it — or a PostgreSQL schema named in
+study.json when created with `--db-url postgresql+psycopg://...`. The database holds the items,
+the pairs (left/right randomised per pair with the recorded seed), annotators (token hashes
+only), assignments and votes.
+
+Inputs, per `--source NAME=FILE` (two or more, over the same instructions):
+- our response records `{id, instruction, input, output, model}` or Alpaca records
+  `{instruction, input, output}`: joined by `id` when every file has the same ids, else by
+  position; the instruction texts must agree either way;
+- prediction files `{prompt, completion}` (self-instruct's User-Oriented format also has
+  `response`, `instruction`, `input`): joined by position with `--instructions FILE` (the
+  User-Oriented `{id, instruction, instances:[{input}]}` file or Alpaca records), each
+  prediction checked against its instruction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import secrets
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+
+from gpt4llm.config import StageConfig
+from gpt4llm.errors import DataError, UserError
+from gpt4llm.records import (
+    file_sha256,
+    load_instructions,
+    read_json_records,
+    write_json,
+    write_jsonl,
+)
+
+STUDY_FILE = "study.json"
+DB_FILE = "study.db"
+DEFAULT_CRITERIA = "hhh_criteria.yaml"
+DB_URL_ENV = "GPT4LLM_ANNOTATE_DB_URL"
+STUDY_FORMAT = "gpt4llm-annotate-study"
+
+
+# --- criteria --------------------------------------------------------------------------------
+
+
+def load_criteria(path: str | Path | None = None) -> list[dict[str, str]]:
+    """Criteria from a YAML file (default: the packaged HHH guidance, `prompts/hhh_criteria.yaml`)."""
+    if path is None:
+        from importlib import resources
+
+        text = resources.files("gpt4llm.prompts").joinpath(DEFAULT_CRITERIA).read_text(encoding="utf-8")
+        where = DEFAULT_CRITERIA
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"{p}: criteria file not found")
+        text, where = p.read_text(encoding="utf-8"), str(p)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{where}: malformed YAML: {str(e).splitlines()[0]}") from None
+    items = data.get("criteria") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise UserError(f"{where}: expected a top-level 'criteria:' list")
+    out, seen = [], set()
+    for i, c in enumerate(items, start=1):
+        if not isinstance(c, dict):
+            raise UserError(f"{where}: criterion {i}: expected a mapping")
+        key = str(c.get("key", "")).strip()
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", key):
+            raise UserError(f"{where}: criterion {i}: 'key' must be letters, digits or _ (got {key!r})")
+        if key in seen:
+            raise UserError(f"{where}: criterion {i}: duplicate key {key!r}")
+        seen.add(key)
+        out.append(
+            {
+                "key": key,
+                "name": str(c.get("name") or key.capitalize()),
+                "question": str(c.get("question") or ""),
+                "guidance": str(c.get("guidance") or "").strip(),
+            }
+        )
+    return out
+
+
+# --- loading answers -------------------------------------------------------------------------
+
+
+def _norm(text: str) -> str:
+    return " ".join((text or "").split())
+
+
+def load_instruction_set(path: str | Path) -> list[dict[str, str]]:
+    """User-Oriented `{id, instruction, instances:[{input, ...}]}` or Alpaca records."""
+    path = Path(path)
+    rows = read_json_records(path)
+    if rows and isinstance(rows[0][1], dict) and "instances" in rows[0][1]:
+        out = []
+        for lineno, obj in rows:
+            if not isinstance(obj, dict) or not isinstance(obj.get("instruction"), str):
+                raise DataError(path, "missing or not a string", line=lineno, field="instruction")
+            inst = obj.get("instances")
+            if not isinstance(inst, list) or not inst or not isinstance(inst[0], dict):
+                raise DataError(path, "expected a non-empty list of {input, output}", line=lineno, field="instances")
+            out.append({"id": str(obj.get("id", f"{path.stem}-{len(out):06d}")), "instruction": obj["instruction"], "input": str(inst[0].get("input") or "")})
+        return out
+    return [{"id": r["id"], "instruction": r["instruction"], "input": r["input"]} for r in load_instructions(path)]
+
+
+def load_answers(path: str | Path, instructions: list[dict[str, str]] | None, instructions_path: Path | None) -> tuple[str, list[dict[str, str]]]:
+    """Return (format, [{id, instruction, input, output}]) for one source file."""
+    path = Path(path)
+    rows = read_json_records(path)
+    if not rows:
+        raise DataError(path, "no records")
+    first = rows[0][1]
+    if not isinstance(first, dict):
+        raise DataError(path, f"expected a JSON object, got {type(first).__name__}", line=rows[0][0])
+    if "prompt" in first and ("completion" in first or "response" in first) and "output" not in first:
+        if instructions is None:
+            raise UserError(f"{path}: prediction records ({{prompt, completion}}) are joined by position with an instruction file: pass --instructions FILE")
+        if len(rows) != len(instructions):
+            raise DataError(path, f"has {len(rows)} predictions but {instructions_path} has {len(instructions)} instructions (joined by position)")
+        out = []
+        for (lineno, obj), ins in zip(rows, instructions):
+            if not isinstance(obj, dict):
+                raise DataError(path, "expected a JSON object", line=lineno)
+            field = "completion" if "completion" in obj else "response"
+            text = obj.get(field)
+            if not isinstance(text, str):
+                raise DataError(path, "missing or not a string", line=lineno, field=field)
+            prompt = obj.get("prompt")
+            if not isinstance(prompt, str):
+                raise DataError(path, "missing or not a string", line=lineno, field="prompt")
+            if "instruction" in obj:
+                ok = _norm(obj["instruction"]) == _norm(ins["instruction"])
+            else:
+                ok = _norm(ins["instruction"]) in _norm(prompt)
+            if not ok:
+                raise DataError(path, f"does not match instruction {ins['id']!r} of {instructions_path} at the same position", line=lineno, field="prompt")
+            out.append({"id": ins["id"], "instruction": ins["instruction"], "input": ins["input"], "output": text.strip()})
+        return "predictions", out
+    if "output" in first and "instruction" in first:
+        recs = load_instructions(path, need_output=True)
+        fmt = "responses" if "model" in first else "alpaca"
+        return fmt, [{"id": r["id"], "instruction": r["instruction"], "input": r["input"], "output": (r["output"] or "").strip()} for r in recs]
+    raise DataError(path, "unrecognised record: expected {instruction, input, output} (Alpaca / response records) or {prompt, completion} (predictions)", line=rows[0][0])
+
+
+def join_sources(sources: dict[str, tuple[Path, list[dict[str, str]]]]) -> list[dict[str, Any]]:
+    """Items `{id, instruction, input, outputs: {model: text}}` in the first source's order."""
+    names = list(sources)
+    first_path, first = sources[names[0]]
+    ids = [[r["id"] for r in recs] for _, recs in sources.values()]
+    by_id = all(sorted(x) == sorted(ids[0]) for x in ids)
+    if not by_id and len({len(x) for x in ids}) != 1:
+        sizes = ", ".join(f"{n}: {len(r)}" for n, (_, r) in sources.items())
+        raise UserError(f"sources do not cover the same instructions (different ids and different counts: {sizes})")
+    items = [{"id": r["id"], "instruction": r["instruction"], "input": r["input"], "outputs": {}} for r in first]
+    for name in names:
+        path, recs = sources[name]
+        aligned = [{r["id"]: r for r in recs}[it["id"]] for it in items] if by_id else recs
+        for pos, (it, r) in enumerate(zip(items, aligned), start=1):
+            if _norm(r["instruction"]) != _norm(it["instruction"]) or _norm(r["input"]) != _norm(it["input"]):
+                raise DataError(path, f"record {pos} (id {r['id']!r}) has a different instruction or input than {first_path} (joined by {'id' if by_id else 'position'})")
+            it["outputs"][name] = r["output"]
+    return items
+
+
+# --- study files -----------------------------------------------------------------------------
+
+
+def study_file(path: str | Path) -> Path:
+    p = Path(path)
+    return p / STUDY_FILE if p.is_dir() or p.suffix != ".json" else p
+
+
+def read_study(path: str | Path) -> dict:
+    f = study_file(path)
+    if not f.is_file():
+        raise UserError(f"{f}: not a study (create one with `gpt4llm annotate init`)")
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f, f"malformed JSON: {e.msg}", line=e.lineno) from None
+    if not isinstance(data, dict) or data.get("format") != STUDY_FORMAT:
+        raise DataError(f, f"not a {STUDY_FORMAT} file")
+    data["_dir"] = str(f.parent)
+    return data
+
+
+def study_db_url(study: dict, override: str | None = None) -> str:
+    import os
+
+    if override:
+        return override
+    url = study.get("db_url")
+    if not url:
+        return f"sqlite:///{Path(study['_dir']) / DB_FILE}"
+    if "***" in url:
+        env = os.environ.get(DB_URL_ENV)
+        if not env:
+            raise UserError(f"study.json stores the database URL without its password: pass --db-url or set {DB_URL_ENV}")
+        return env
+    return url
+
+
+def open_store(path: str | Path, db_url: str | None = None):
+    """(study dict, db.Store) for a study directory."""
+    from gpt4llm.evaluate.human.db import SCHEMA_VERSION, Store
+
+    study = read_study(path)
+    store = Store(study_db_url(study, db_url), schema=study.get("schema"))
+    try:
+        meta = store.meta()
+    except Exception as e:  # a wrong URL / missing DB: one line, no traceback
+        store.dispose()
+        raise UserError(f"{study_file(path)}: cannot open the study database: {str(e).splitlines()[0]}") from None
+    if meta.get("study_id") != study["study_id"]:
+        store.dispose()
+        raise UserError(f"{study_file(path)}: the database belongs to another study ({meta.get('study_id')!r})")
+    if int(meta.get("schema_version", 0)) != SCHEMA_VERSION:
+        store.dispose()
+        raise UserError(f"{study_file(path)}: database schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
+    study["criteria"] = json.loads(meta["criteria"])
+    study["per_item"] = int(meta["per_item"])
+    return study, store
+
+
+# --- init ------------------------------------------------------------------------------------
+
+
+class InitConfig(StageConfig):
+    output: Path = Field(Path("study"), description="Study directory to create (study.json, and study.db unless --db-url).")
+    source: dict[str, Path] = Field(default_factory=dict, description="NAME=FILE, repeated (two or more): each model's answers: response records, Alpaca records, or {prompt, completion} predictions (with --instructions).")
+    instructions: Path | None = Field(None, description="Instruction file that prediction files are joined with by position (User-Oriented {id, instruction, instances} or Alpaca).")
+    reference: str | None = Field(None, description="With more than two sources: compare every model against this one (default: all pairs of models).")
+    per_item: int = Field(3, ge=1, description="Annotators per pair.")
+    seed: int = Field(0, description="Seed for the left/right order of each pair, the serving order and --limit sampling.")
+    limit: int | None = Field(None, ge=1, description="Use a random sample of this many instructions (seeded).")
+    criteria: Path | None = Field(None, description="YAML file of criteria and guidance text (default: the packaged prompts/hhh_criteria.yaml: helpfulness, honesty, harmlessness).")
+    db_url: str | None = Field(None, description="Database URL, e.g. postgresql+psycopg://user:pass@host/db (a schema per study). Default: SQLite study.db in the study directory.")
+    title: str = Field("Human evaluation", description="Title shown to annotators.")
+    host: str = Field("127.0.0.1", description="Host that annotator links point to (serve's --host default).")
+    port: int = Field(8000, ge=1, le=65535, description="Port that annotator links point to (serve's --port default).")
+    force: bool = Field(False, description="Replace an existing study in the output directory.")
+
+
+def init_study(config: InitConfig) -> dict:
+    """Create the study; returns a summary with the one-time `admin_token` (not stored in clear)."""
+    from gpt4llm.evaluate.human.db import (
+        SCHEMA_VERSION,
+        Item,
+        Meta,
+        Pair,
+        Store,
+        hash_token,
+        redact_url,
+    )
+    from gpt4llm.provenance import write_manifest
+
+    t0 = time.time()
+    if len(config.source) < 2:
+        raise UserError("give at least two sources: --source NAME=FILE --source NAME=FILE")
+    for name in config.source:
+        if not name or len(name) > 255:
+            raise UserError(f"--source: bad model name {name!r}")
+    if config.reference is not None and config.reference not in config.source:
+        raise UserError(f"--reference {config.reference!r} is not one of the sources ({', '.join(config.source)})")
+    criteria = load_criteria(config.criteria)
+    out = Path(config.output)
+    sf = out / STUDY_FILE
+    if sf.exists() and not config.force:
+        raise UserError(f"{sf} exists: choose another --output or pass --force to replace it")
+
+    instructions = load_instruction_set(config.instructions) if config.instructions else None
+    loaded: dict[str, tuple[Path, list[dict[str, str]]]] = {}
+    formats = {}
+    for name, path in config.source.items():
+        fmt, recs = load_answers(path, instructions, config.instructions)
+        loaded[name] = (Path(path), recs)
+        formats[name] = fmt
+    items = join_sources(loaded)
+    if not items:
+        raise UserError("the sources have no instructions in common")
+
+    rng = random.Random(config.seed)
+    if config.limit and config.limit < len(items):
+        keep = sorted(rng.sample(range(len(items)), config.limit))
+        items = [items[i] for i in keep]
+    models = list(config.source)
+    if config.reference:
+        comparisons = [(config.reference, m) for m in models if m != config.reference]
+    else:
+        comparisons = list(itertools.combinations(models, 2))
+    n_pairs = len(items) * len(comparisons)
+    ranks = list(range(n_pairs))
+    rng.shuffle(ranks)
+    swaps = [rng.random() < 0.5 for _ in range(n_pairs)]
+
+    study_id = secrets.token_hex(6)
+    schema = None
+    if config.db_url:
+        url = config.db_url
+        if not url.startswith("sqlite"):
+            schema = f"gpt4llm_{study_id}"
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        db_path = out / DB_FILE
+        if config.force:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(db_path) + suffix).unlink(missing_ok=True)
+        url = f"sqlite:///{db_path}"
+    try:
+        store = Store(url, schema=schema)
+        store.create()
+    except Exception as e:
+        raise UserError(f"cannot create the study database at {redact_url(url)}: {str(e).splitlines()[0]}") from None
+    try:
+        with store.write() as s, s.begin():
+            if s.get(Meta, "study_id") is not None:
+                raise UserError(f"{redact_url(url)} already holds a study: use a fresh database (or --force with the default SQLite file)")
+            admin_token = secrets.token_urlsafe(32)
+            meta = {
+                "study_id": study_id,
+                "schema_version": str(SCHEMA_VERSION),
+                "title": config.title,
+                "session_secret": secrets.token_hex(32),
+                "admin_token_hash": hash_token(admin_token),
+                "criteria": json.dumps(criteria),
+                "per_item": str(config.per_item),
+                "seed": str(config.seed),
+            }
+            s.add_all(Meta(key=k, value=v) for k, v in meta.items())
+            k = 0
+            for n, it in enumerate(items, start=1):
+                s.add(Item(id=n, key=it["id"], instruction=it["instruction"], input=it["input"]))
+                for a, b in comparisons:
+                    s.add(Pair(item_id=n, model_a=a, model_b=b, output_a=it["outputs"][a], output_b=it["outputs"][b], swapped=swaps[k], rank=ranks[k], n_assigned=0))
+                    k += 1
+    finally:
+        store.dispose()
+
+    study = {
+        "format": STUDY_FORMAT,
+        "version": SCHEMA_VERSION,
+        "study_id": study_id,
+        "title": config.title,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "db_url": redact_url(config.db_url) if config.db_url else None,
+        "schema": schema,
+        "models": models,
+        "comparisons": [list(c) for c in comparisons],
+        "reference": config.reference,
+        "per_item": config.per_item,
+        "seed": config.seed,
+        "left_right": "randomised per pair with random.Random(seed); see pairs.swapped in the database",
+        "criteria": criteria,
+        "n_items": len(items),
+        "n_pairs": n_pairs,
+        "sources": {n: {"path": str(p), "format": formats[n], "sha256": file_sha256(p)} for n, (p, _) in loaded.items()},
+        "instructions": str(config.instructions) if config.instructions else None,
+        "server": {"host": config.host, "port": config.port},
+    }
+    write_json(sf, study)
+    summary = {"study_id": study_id, "models": models, "comparisons": len(comparisons), "items": len(items), "pairs": n_pairs, "per_item": config.per_item, "votes_needed": n_pairs * config.per_item, "criteria": [c["key"] for c in criteria]}
+    inputs = [p for p, _ in loaded.values()] + ([config.instructions] if config.instructions else [])
+    write_manifest(out, "annotate init", config, inputs=inputs, summary=summary, started=t0)
+    return {**summary, "study": str(sf), "admin_token": admin_token}
+
+
+def add_annotator(study_path: str | Path, name: str, quota: int | None = None, db_url: str | None = None) -> str:
+    """Create an annotator; returns the secret token (only its SHA-256 is stored)."""
+    name = name.strip()
+    if not name or len(name) > 255:
+        raise UserError("annotator name must be 1-255 characters")
+    if quota is not None and quota < 1:
+        raise UserError("--quota must be at least 1")
+    _, store = open_store(study_path, db_url)
+    token = secrets.token_urlsafe(32)
+    try:
+        store.add_annotator(name, token, quota)
+    except KeyError:
+        raise UserError(f"annotator {name!r} already exists in this study") from None
+    finally:
+        store.dispose()
+    return token
+
+
+def annotator_link(study_path: str | Path, token: str, base_url: str | None = None) -> str:
+    if base_url is None:
+        srv = read_study(study_path).get("server", {})
+        base_url = f"http://{srv.get('host', '127.0.0.1')}:{srv.get('port', 8000)}"
+    return f"{base_url.rstrip('/')}/a/{token}"
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+class ExportConfig(StageConfig):
+    study: Path = Field(Path("study"), description="Study directory (with study.json).")
+    output: Path = Field(Path("annotate_export"), description="Directory for votes.jsonl, summary.json, pie charts (PNG) and manifest.json.")
+    db_url: str | None = Field(None, description="Database URL overriding study.json's (e.g. when it was stored without a password).")
+    pie_basis: Literal["votes", "majority"] = Field("votes", description="Pie charts from all annotators' votes, or from the per-pair majority.")
+
+
+def _majority(values: list[str]) -> str:
+    """The choice more than half the annotators made; 'none' without such a majority."""
+    for v in ("a", "tie", "b"):
+        if values.count(v) * 2 > len(values):
+            return v
+    return "none"
+
+
+def agreement(units: dict[int, dict[int, str]], per_item: int) -> dict[str, Any]:
+    """Inter-annotator agreement on one criterion. `units`: pair id -> {annotator id: a|tie|b}.
+
+    Krippendorff's alpha over all pairs with two or more votes (ordinal: b < tie < a, and
+    nominal); Fleiss' kappa over the pairs that have exactly `per_item` votes (it needs the same
+    number of raters per unit). None where undefined (fewer than two units or one category)."""
+    import math
+
+    import numpy as np
+
+    code = {"b": 0, "tie": 1, "a": 2}
+    multi = {u: v for u, v in units.items() if len(v) >= 2}
+    out: dict[str, Any] = {"units": len(multi), "krippendorff_alpha_ordinal": None, "krippendorff_alpha_nominal": None, "fleiss_kappa": None, "fleiss_units": 0}
+    if len(multi) >= 2:
+        raters = sorted({r for v in multi.values() for r in v})
+        mat = np.full((len(raters), len(multi)), np.nan)
+        ridx = {r: i for i, r in enumerate(raters)}
+        for j, v in enumerate(multi.values()):
+            for r, c in v.items():
+                mat[ridx[r], j] = code[c]
+        if len({c for v in multi.values() for c in v.values()}) >= 2:
+            import krippendorff
+
+            for level in ("ordinal", "nominal"):
+                a = float(krippendorff.alpha(reliability_data=mat, level_of_measurement=level, value_domain=[0, 1, 2]))
+                out[f"krippendorff_alpha_{level}"] = None if math.isnan(a) else round(a, 4)
+    full = [v for v in units.values() if len(v) == per_item]
+    if per_item >= 2 and len(full) >= 2:
+        from statsmodels.stats.inter_rater import fleiss_kappa
+
+        table = np.array([[list(v.values()).count(c) for c in ("a", "tie", "b")] for v in full])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = float(fleiss_kappa(table, method="fleiss"))
+        out["fleiss_kappa"] = None if math.isnan(k) else round(k, 4)
+        out["fleiss_units"] = len(full)
+    return out
+
+
+def _pct(counts: dict[str, int]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {k: round(100.0 * v / total, 2) if total else 0.0 for k, v in counts.items()}
+
+
+def draw_pies(path: Path, model_a: str, model_b: str, criteria: list[dict], per_crit: dict[str, dict[str, int]], title: str) -> None:
+    """One pie per criterion, as the paper's Figure: '<A> wins' / 'Tie' / '<B> wins'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = ["#4C72B0", "#BDBDBD", "#DD8452"]
+    fig, axes = plt.subplots(1, len(criteria), figsize=(4.2 * len(criteria), 4.6), squeeze=False)
+    for ax, c in zip(axes[0], criteria):
+        counts = per_crit[c["key"]]
+        vals = [counts["a"], counts["tie"], counts["b"]]
+        total = sum(vals)
+        ax.set_title(f"{c['name']}\n(n = {total})", fontsize=13)
+        if not total:
+            ax.text(0.5, 0.5, "no votes yet", ha="center", va="center", fontsize=12, transform=ax.transAxes)
+            ax.axis("off")
+            continue
+        ax.pie(
+            vals,
+            colors=colors,
+            startangle=90,
+            counterclock=False,
+            autopct=lambda p: f"{p:.1f}%" if p > 0 else "",
+            pctdistance=0.7,
+            textprops={"fontsize": 12},
+            wedgeprops={"linewidth": 1.5, "edgecolor": "white"},
+        )
+        ax.axis("equal")
+    fig.legend(
+        [plt.Rectangle((0, 0), 1, 1, color=col) for col in colors],
+        [f"{model_a} wins", "Tie", f"{model_b} wins"],
+        loc="lower center",
+        ncol=3,
+        fontsize=12,
+        frameon=False,
+    )
+    fig.suptitle(title, fontsize=14)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    from gpt4llm.records import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+
+
+def export_study(config: ExportConfig) -> dict:
+    from sqlalchemy import select
+
+    from gpt4llm.evaluate.human.db import Annotator, Item, Pair, Vote
+    from gpt4llm.provenance import write_manifest
+
+    t0 = time.time()
+    study, store = open_store(config.study, config.db_url)
+    criteria, per_item = study["criteria"], study["per_item"]
+    keys = [c["key"] for c in criteria]
+    try:
+        with store.read() as s:
+            pairs = {p.id: p for p in s.scalars(select(Pair))}
+            items = {i.id: i for i in s.scalars(select(Item))}
+            names = {a.id: a.name for a in s.scalars(select(Annotator))}
+            votes = list(s.scalars(select(Vote).order_by(Vote.pair_id, Vote.annotator_id)))
+    finally:
+        store.dispose()
+
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    raw = []
+    # per comparison, per criterion: pair id -> {annotator: a|tie|b}
+    comps = [tuple(c) for c in study["comparisons"]]
+    units: dict[tuple, dict[str, dict[int, dict[int, str]]]] = {c: {k: {} for k in keys} for c in comps}
+    for v in votes:
+        p = pairs[v.pair_id]
+        shown = json.loads(v.choices)
+        (left, _), (right, _) = p.shown()
+        winners = {k: p.winner(shown[k]) for k in keys}
+        for k in keys:
+            units[(p.model_a, p.model_b)][k].setdefault(p.id, {})[v.annotator_id] = winners[k]
+        raw.append(
+            {
+                "pair_id": p.id,
+                "item_id": items[p.item_id].key,
+                "annotator": names.get(v.annotator_id, str(v.annotator_id)),
+                "model_a": p.model_a,
+                "model_b": p.model_b,
+                "left": left,
+                "right": right,
+                "shown_choices": {k: shown[k] for k in keys},
+                "winner": {k: (p.model_a if w == "a" else p.model_b if w == "b" else "tie") for k, w in winners.items()},
+                "comment": v.comment,
+                "version": v.version,
+                "created_at": v.created_at.isoformat() + "Z",
+                "updated_at": v.updated_at.isoformat() + "Z",
+            }
+        )
+    write_jsonl(out / "votes.jsonl", raw)
+
+    comparisons = []
+    per_model: dict[str, dict[str, dict[str, int]]] = {m: {k: {"win": 0, "tie": 0, "loss": 0} for k in keys} for m in study["models"]}
+    charts = []
+    for a, b in comps:
+        n_pairs = sum(1 for p in pairs.values() if (p.model_a, p.model_b) == (a, b))
+        entry: dict[str, Any] = {"model_a": a, "model_b": b, "pairs": n_pairs, "criteria": {}}
+        pie_counts = {}
+        for k in keys:
+            u = units[(a, b)][k]
+            allv = [w for votes_ in u.values() for w in votes_.values()]
+            counts = {"a": allv.count("a"), "tie": allv.count("tie"), "b": allv.count("b")}
+            maj_list = [_majority(list(v.values())) for v in u.values()]
+            maj = {x: maj_list.count(x) for x in ("a", "tie", "b", "none")}
+            entry["criteria"][k] = {
+                "votes": {a: counts["a"], "tie": counts["tie"], b: counts["b"]},
+                "votes_percent": {a: _pct(counts)["a"], "tie": _pct(counts)["tie"], b: _pct(counts)["b"]},
+                "pairs_voted": len(u),
+                "majority": {a: maj["a"], "tie": maj["tie"], b: maj["b"], "no_majority": maj["none"]},
+                "agreement": agreement(u, per_item),
+            }
+            per_model[a][k]["win"] += counts["a"]
+            per_model[a][k]["loss"] += counts["b"]
+            per_model[a][k]["tie"] += counts["tie"]
+            per_model[b][k]["win"] += counts["b"]
+            per_model[b][k]["loss"] += counts["a"]
+            per_model[b][k]["tie"] += counts["tie"]
+            pie_counts[k] = counts if config.pie_basis == "votes" else {"a": maj["a"], "tie": maj["tie"], "b": maj["b"]}
+        chart = out / f"pie_{_safe_name(a)}_vs_{_safe_name(b)}.png"
+        basis = "all votes" if config.pie_basis == "votes" else "majority per pair"
+        draw_pies(chart, a, b, criteria, pie_counts, f"{a} vs {b} ({basis})")
+        entry["chart"] = chart.name
+        charts.append(chart)
+        comparisons.append(entry)
+
+    per_pair = Counter(v.pair_id for v in votes)
+    overall_agreement = {}
+    for k in keys:
+        merged: dict[int, dict[int, str]] = {}
+        for c in comps:
+            merged.update(units[c][k])
+        overall_agreement[k] = agreement(merged, per_item)
+
+    summary = {
+        "study_id": study["study_id"],
+        "title": study.get("title"),
+        "criteria": keys,
+        "per_item": per_item,
+        "pairs": len(pairs),
+        "votes": len(votes),
+        "annotators_voting": len({v.annotator_id for v in votes}),
+        "pairs_complete": sum(1 for pid in pairs if per_pair[pid] >= per_item),
+        "comparisons": comparisons,
+        "models": per_model,
+        "agreement": overall_agreement,
+    }
+    write_json(out / "summary.json", summary)
+    write_manifest(out, "annotate export", config, inputs=[study_file(config.study)], summary={k: summary[k] for k in ("study_id", "pairs", "votes", "annotators_voting", "pairs_complete")}, started=t0)
+    summary["charts"] = [str(c) for c in charts]
+    return summary

@@ -51,11 +51,14 @@ def read_json_records(path: str | Path) -> list[tuple[int, Any]]:
         decoder = json.JSONDecoder()
         out: list[tuple[int, Any]] = []
         pos = text.index("[") + 1
+        line, counted = 1, 0  # newlines are counted incrementally (linear, not quadratic, in file size)
         for item in data:
             while text[pos] in " \t\r\n,":
                 pos += 1
             _, end = decoder.raw_decode(text, pos)
-            out.append((text.count("\n", 0, pos) + 1, item))
+            line += text.count("\n", counted, pos)
+            counted = pos
+            out.append((line, item))
             pos = end
         return out
     out = []

@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal
 import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticUndefined
 
 from gpt4llm.errors import UserError
 
@@ -86,7 +87,8 @@ def _flatten(cls: type[BaseModel], prefix: str = "") -> list[tuple[tuple[str, ..
         tp, _ = _unwrap_optional(info.annotation)
         if _is_model(tp):
             for path, cli, sub in _flatten(tp, prefix=""):
-                cli_name = name if path == ("model",) else f"{name}-{cli}"
+                dashed = name.replace("_", "-")  # nested `source_llm` -> --source-llm, --source-llm-base-url
+                cli_name = dashed if path == ("model",) else f"{dashed}-{cli}"
                 out.append(((name, *path), (prefix + cli_name), sub))
         else:
             out.append(((name,), prefix + name.replace("_", "-"), info))
@@ -148,8 +150,9 @@ def config_command(
         elif typ is bool:
             default = typer.Option(None, f"--{cli_name}/--no-{cli_name}", help=desc, show_default=str(info.default))
         else:
-            shown = info.default if info.default not in (None, [], {}) and not callable(info.default) else None
-            default = typer.Option(None, f"--{cli_name}", help=desc, show_default=str(shown) if shown is not None else False, **extra)
+            shown = info.default if info.default is not PydanticUndefined and info.default not in (None, [], {}) and not callable(info.default) else None
+            names = (f"--{cli_name}", "-o") if cli_name == "output" else (f"--{cli_name}",)  # -o: the Unix habit
+            default = typer.Option(None, *names, help=desc, show_default=str(shown) if shown is not None else False, **extra)
         params.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=typing.Optional[typ]))
     params.append(
         inspect.Parameter(

@@ -186,17 +186,19 @@ class LocalGenerator:
         autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16) if self.autocast else nullcontext()
         past = None
         step_ids, step_pos = ids, position_ids
-        with torch.inference_mode(), autocast:
+        # no_grad, not inference_mode: autocast caches its bf16 weight copies only outside
+        # inference mode (measured: 4x slower per decode step under inference_mode).
+        with torch.no_grad(), autocast:
             for _ in range(params.max_tokens):
                 out = self.model(
                     input_ids=step_ids,
                     attention_mask=mask,
                     position_ids=step_pos,
-                    past_key_values=past,
+                    cache=past,
                     use_cache=True,
                     logits_to_keep=1,
                 )
-                past = out.past_key_values
+                past = out.cache
                 logits = out.logits[:, -1, :].float()
                 next_tokens = self._choose(logits, params, generators)
                 if params.top_logprobs:

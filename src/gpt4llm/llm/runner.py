@@ -1,0 +1,333 @@
+"""`complete_all`: many requests through cache, limits, retries, cost accounting and progress.
+
+    results = complete_all(config, [Request(key=id, messages=[...], params=SamplingParams(...))])
+
+One Result per Request, in request order. Finished calls are committed to the SQLite cache
+as they arrive, so a killed run resumes where it stopped and a rerun makes zero calls.
+Identical requests in one run (same cache key) are sent once. Failures after all retries
+come back as `Result(completion=None, error="one line")` — never an exception, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpt4llm.config import LLMConfig
+from gpt4llm.errors import UserError
+from gpt4llm.llm import prices
+from gpt4llm.llm.base import Completion, Request, Result
+from gpt4llm.llm.cache import RequestCache, cache_key, request_json
+from gpt4llm.llm.client import LocalBackend, PermanentError, RetryableError, make_backend, one_line
+from gpt4llm.llm.limits import Limiter, backoff, estimate_tokens
+
+# Retry timing; tests shrink these (env vars, so a CLI subprocess can be shrunk too).
+BACKOFF_BASE = float(os.environ.get("GPT4LLM_BACKOFF_BASE", "0.5"))
+BACKOFF_CAP = float(os.environ.get("GPT4LLM_BACKOFF_CAP", "30"))
+RETRY_AFTER_CAP = 300.0  # never sleep longer than this on one Retry-After
+
+
+def default_cache_path() -> Path:
+    """$GPT4LLM_REQUEST_CACHE, else `<cache_dir>/requests.sqlite`."""
+    env = os.environ.get("GPT4LLM_REQUEST_CACHE")
+    if env:
+        return Path(env)
+    from gpt4llm.models import cache_dir
+
+    return cache_dir() / "requests.sqlite"
+
+
+@dataclass
+class Stats:
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+    calls: int = 0  # HTTP calls / batches made, including retries
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cost_known: bool = True
+    started: float = field(default_factory=time.monotonic)
+
+
+class _Progress:
+    """Rich progress bar on stderr (TTY only); otherwise one final line."""
+
+    def __init__(self, description: str, total: int, stats: Stats, enabled: bool | None = None):
+        self.stats = stats
+        self.description = description or "requests"
+        self.quiet = enabled is False
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = None
+        self._last = 0.0
+        if self.enabled and total:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self.task = self.bar.add_task(self.description, total=total, rate="", info="")
+            self.bar.start()
+
+    def _info(self) -> tuple[str, str]:
+        s = self.stats
+        el = max(1e-9, time.monotonic() - s.started)
+        rate = f"{(s.done - s.cached + s.failed) / el:.1f} req/s"
+        cost = f"${s.cost:.4f}" if s.cost_known else "cost n/a"
+        info = f"{s.prompt_tokens + s.completion_tokens:,} tok {cost}"
+        if s.failed:
+            info += f" [red]{s.failed} failed"
+        return rate, info
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is None:
+            return
+        now = time.monotonic()
+        if now - self._last >= 0.1:  # formatting fields costs CPU: at most 10 times a second
+            self._last = now
+            rate, info = self._info()
+            self.bar.update(self.task, advance=n, rate=rate, info=info)
+        else:
+            self.bar.update(self.task, advance=n)
+
+    def close(self) -> None:
+        s = self.stats
+        if self.bar is not None:
+            rate, info = self._info()
+            self.bar.update(self.task, rate=rate, info=info)
+            self.bar.stop()
+        elif not self.quiet:
+            cost = f"${s.cost:.4f}" if s.cost_known else "cost unknown"
+            print(
+                f"{self.description}: {s.done}/{s.total} done ({s.cached} cached), {s.failed} failed, "
+                f"{s.prompt_tokens + s.completion_tokens:,} tokens, {cost}, {time.monotonic() - s.started:.1f}s",
+                file=sys.stderr,
+            )
+
+
+def complete_all(config: LLMConfig, requests: list[Request], description: str = "", progress: bool | None = None) -> list[Result]:
+    """Run `requests` against the model described by `config`; one Result per request, in order.
+
+    `progress`: None = a rich bar when stderr is a TTY (else one final line), False = silent.
+    """
+    requests = list(requests)
+    if not requests:
+        return []
+    backend = make_backend(config)
+    stats = Stats(total=len(requests))
+    stats.cost_known = backend.price is not None or backend.kind == "local"
+    cache = None if config.no_cache else RequestCache(config.cache or default_cache_path())
+    try:
+        canon = [request_json(backend.identity, r) for r in requests]
+        keys = [cache_key(c) for c in canon]
+        hits = cache.get_many(keys) if cache else {}
+        results: list[Result | None] = [None] * len(requests)
+        todo: dict[str, list[int]] = {}  # cache key -> indices of requests waiting for it
+        for i, (r, k) in enumerate(zip(requests, keys)):
+            if k in hits:
+                comp, _ = hits[k]
+                results[i] = Result(key=r.key, completion=comp, cached=True, cost=0.0)
+                stats.done += 1
+                stats.cached += 1
+            else:
+                todo.setdefault(k, []).append(i)
+        bar = _Progress(description, len(requests), stats, enabled=progress)
+        if stats.cached:
+            bar.advance(stats.cached)
+        try:
+            if todo:
+                job = _Job(config, backend, requests, canon, keys, todo, results, cache, stats, bar)
+                try:
+                    _run_coroutine(job.run())
+                finally:
+                    if job.cache_error:
+                        print(f"warning: {job.cache_misses} results could not be saved to the request cache {cache.path} ({job.cache_error})", file=sys.stderr)
+        finally:
+            bar.close()
+    finally:
+        if cache:
+            cache.close()
+    return results  # type: ignore[return-value]
+
+
+def _run_coroutine(coro) -> None:
+    """asyncio.run, or in a helper thread when an event loop is already running (notebooks)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    box: dict[str, BaseException] = {}
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=target, name="gpt4llm-complete_all")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+
+
+class _Job:
+    def __init__(self, config, backend, requests, canon, keys, todo, results, cache, stats, bar):
+        self.config: LLMConfig = config
+        self.backend = backend
+        self.requests: list[Request] = requests
+        self.canon = canon
+        self.keys = keys
+        self.todo: dict[str, list[int]] = todo
+        self.results: list[Result | None] = results
+        self.cache: RequestCache | None = cache
+        self.stats: Stats = stats
+        self.bar: _Progress = bar
+        self.limiter = Limiter(config.rpm, config.tpm)
+        self.cache_error: str | None = None
+        self.cache_misses = 0
+
+    async def run(self) -> None:
+        if isinstance(self.backend, LocalBackend):
+            await self._run_local()
+            return
+        queue = iter(list(self.todo.items()))
+        workers = [asyncio.create_task(self._worker(queue, slot)) for slot in range(min(self.config.concurrency, len(self.todo)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await self.backend.aclose()
+
+    # --- bookkeeping shared by both backends --------------------------------------------
+    def _finish(self, key: str, completion: Completion | None, error: str | None) -> None:
+        indices = self.todo[key]
+        cost = 0.0
+        if completion is not None:
+            cost = prices.cost(self.backend.price, completion.prompt_tokens, completion.completion_tokens)
+            if self.cache is not None:
+                try:
+                    self.cache.put(key, self.backend.identity, self.canon[indices[0]], completion, cost)
+                except sqlite3.Error as e:  # disk full, locked too long: keep the answer, warn once
+                    if self.cache_error is None:
+                        self.cache_error = f"{type(e).__name__}: {e}"
+                    self.cache_misses += 1
+            self.stats.prompt_tokens += completion.prompt_tokens
+            self.stats.completion_tokens += completion.completion_tokens
+            self.stats.cost += cost
+        for n, i in enumerate(indices):
+            r = self.requests[i]
+            if completion is not None:
+                self.results[i] = Result(key=r.key, completion=completion, cost=cost if n == 0 else 0.0, cached=n > 0)
+                self.stats.done += 1
+            else:
+                self.results[i] = Result(key=r.key, completion=None, error=error)
+                self.stats.failed += 1
+        self.bar.advance(len(indices))
+
+    # --- OpenAI-compatible: async workers ----------------------------------------------
+    async def _worker(self, queue, slot: int) -> None:
+        for key, indices in queue:  # a plain iterator is safe: no await between next() calls
+            request = self.requests[indices[0]]
+            completion, error = await self._call(request, slot)
+            self._finish(key, completion, error)
+
+    async def _call(self, request: Request, slot: int = 0) -> tuple[Completion | None, str | None]:
+        cfg = self.config
+        est = estimate_tokens(request.messages, request.params.max_tokens) if self.limiter.tokens else 0
+        error = "no attempt made"
+        scrub = self.backend.scrub
+        for attempt in range(cfg.max_retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            await self.limiter.acquire(est)
+            self.stats.calls += 1
+            try:
+                # Hard ceiling: the SDK's timeout is per read; a server trickling bytes could
+                # otherwise hold a worker forever.
+                async with asyncio.timeout(cfg.timeout * 2 + 5):
+                    completion = await self.backend.complete(request, slot)
+            except RetryableError as e:
+                error = str(e)
+                if attempt == cfg.max_retries:
+                    break
+                if e.retry_after is not None:
+                    delay = min(e.retry_after, RETRY_AFTER_CAP)
+                    if e.status == 429:
+                        self.limiter.pause_for(delay)
+                else:
+                    delay = backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)
+                await asyncio.sleep(delay)
+                continue
+            except PermanentError as e:
+                return None, scrub(str(e))
+            except TimeoutError:
+                error = f"request took longer than {cfg.timeout * 2 + 5:g}s"
+                if attempt == cfg.max_retries:
+                    break
+                await asyncio.sleep(backoff(attempt, BACKOFF_BASE, BACKOFF_CAP))
+                continue
+            except Exception as e:  # noqa: BLE001 - anything unexpected fails this item only
+                return None, one_line(scrub(f"{type(e).__name__}: {e}"))
+            if self.limiter.tokens is not None:
+                self.limiter.settle(est, completion.prompt_tokens + completion.completion_tokens)
+            return completion, None
+        return None, one_line(scrub(f"failed after {cfg.max_retries + 1} attempts: {error}"))
+
+    # --- local transformers: batches in a worker thread --------------------------------
+    async def _run_local(self) -> None:
+        groups: dict[object, list[str]] = {}
+        for key, indices in self.todo.items():
+            groups.setdefault(self.requests[indices[0]].params, []).append(key)
+        backend: LocalBackend = self.backend
+        size = max(1, self.config.batch_size)
+        # Load the model once, off the event loop (so the progress bar keeps ticking).
+        await asyncio.to_thread(backend.load)
+        for params, keys in groups.items():
+            # Similar lengths in one batch waste less padding.
+            keys.sort(key=lambda k: sum(len(m.get("content") or "") for m in self.requests[self.todo[k][0]].messages))
+            for start in range(0, len(keys), size):
+                chunk = keys[start : start + size]
+                batch = [self.requests[self.todo[k][0]] for k in chunk]
+                self.stats.calls += 1
+                try:
+                    out = await asyncio.to_thread(backend.complete_batch, batch)
+                except UserError:
+                    raise  # e.g. out of memory: the user must lower --batch-size
+                except Exception as e:  # noqa: BLE001 - a failed batch fails its items, not the run
+                    msg = one_line(f"local generation failed: {type(e).__name__}: {e}")
+                    for k in chunk:
+                        self._finish(k, None, msg)
+                    continue
+                for k, comp in zip(chunk, out):
+                    if comp is None or not comp.text.strip():
+                        self._finish(k, None, "empty output from the local model")
+                    else:
+                        self._finish(k, comp, None)

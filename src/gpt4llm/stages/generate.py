@@ -1,0 +1,216 @@
+"""`gpt4llm generate`: the teacher answers each instruction -> Alpaca-format SFT data.
+
+    gpt4llm generate alpaca_data.json --output alpaca_gpt4_data.jsonl --teacher gpt-4 --teacher-rpm 200
+    gpt4llm generate instr.jsonl --output sft.jsonl                        # embedded teacher, CPU
+    gpt4llm generate instr.jsonl --output sft.jsonl --teacher llama3 --teacher-base-url http://127.0.0.1:11434/v1
+
+Reads instructions (Alpaca JSON array or JSONL; `input` optional), asks the teacher through
+`llm.complete_all` (request cache = resumable; limits; retries; cost), and writes records
+`{instruction, input, output, id, teacher, usage}` (plus any extra keys of the input, e.g.
+`lang`) in input order, atomically at the end. Items that still fail after the retries go to
+`<output>.failed.jsonl` as `{id, error}` and are left out of the output; rerunning the same
+command retries only them (everything finished is in the cache). The default prompts ask the
+teacher to answer in the language of the instruction, so `translate` output feeds straight in.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from gpt4llm.config import LLMConfig, StageConfig, config_command
+from gpt4llm.errors import DataError, UserError
+from gpt4llm.llm.base import Request, Result, SamplingParams
+from gpt4llm.prompts import fill, load_prompt
+
+SYSTEM_PROMPT = "teacher_system.txt"
+TEMPLATE_INPUT = "teacher_input.txt"
+TEMPLATE_NO_INPUT = "teacher_no_input.txt"
+
+
+class Config(StageConfig):
+    """Answer instructions with a teacher model."""
+
+    input: Path = Field(description="Instructions: an Alpaca JSON array or JSONL of {instruction, input?}.")
+    output: Path = Field(description="Output file: JSONL of Alpaca records (a .json name writes one JSON array, like Alpaca's).")
+    teacher: LLMConfig = Field(default_factory=LLMConfig, description="The teacher model.")
+    max_tokens: int = Field(1024, ge=1, description="Most tokens the teacher may write per answer.")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling: keep the smallest token set with this probability mass.")
+    stop: list[str] = Field(default_factory=list, description="Extra stop strings (repeat the option for several); the answer is cut at the first.")
+    system_prompt: Path | None = Field(None, description="File with the system prompt (default: the packaged teacher_system.txt; an empty file sends none).")
+    prompt_template: Path | None = Field(None, description="File with the user prompt for records with an input; {instruction} and {input} are filled in (default: teacher_input.txt).")
+    prompt_template_no_input: Path | None = Field(None, description="File with the user prompt for records without input; {instruction} is filled in (default: --prompt-template if given, else teacher_no_input.txt).")
+    limit: int | None = Field(None, ge=1, description="Answer only this many instructions (the first N, or N at random with --shuffle).")
+    shuffle: bool = Field(False, description="With --limit: take a random sample (seeded by --seed) instead of the first N. The output keeps input order.")
+    seed: int = Field(0, description="Seed for --shuffle and for the teacher's sampling (where the backend supports seeds).")
+    drop_truncated: bool = Field(False, description="Treat answers cut off by --max-tokens (finish_reason 'length') as failed instead of keeping them.")
+
+
+def build_messages(rec: dict, system: str, template_input: str, template_no_input: str) -> list[dict]:
+    instruction, inp = rec["instruction"], rec.get("input") or ""
+    if inp.strip():
+        user = fill(template_input, instruction=instruction, input=inp)
+    else:
+        user = fill(template_no_input, instruction=instruction, input="")
+    messages = [{"role": "system", "content": system}] if system.strip() else []
+    messages.append({"role": "user", "content": user})
+    return messages
+
+
+def clean_answer(text: str, stops: tuple[str, ...] | list[str] = ()) -> str:
+    """Strip whitespace and cut at the first stop string."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    if cut >= 0:
+        text = text[:cut]
+    return text.strip()
+
+
+def load_templates(config) -> tuple[str, str, str]:
+    """(system, with-input template, no-input template), checked for their placeholders."""
+    system = load_prompt(config.system_prompt or SYSTEM_PROMPT).strip()
+    # A file's final newline is not part of the prompt.
+    t_in = load_prompt(config.prompt_template or TEMPLATE_INPUT).rstrip("\n")
+    t_no = load_prompt(config.prompt_template_no_input or config.prompt_template or TEMPLATE_NO_INPUT).rstrip("\n")
+    for path, text in ((config.prompt_template, t_in), (config.prompt_template_no_input, t_no)):
+        if "{instruction}" not in text:
+            raise UserError(f"{path or 'packaged teacher prompt'}: prompt template has no {{instruction}} placeholder")
+    return system, t_in, t_no
+
+
+def check_output(output: Path, input: Path) -> None:
+    if output.is_dir():
+        raise UserError(f"{output}: output is a directory, expected a file name")
+    if output.exists() and input.exists() and output.resolve() == input.resolve():
+        raise UserError(f"{output}: output would overwrite the input")
+
+
+def failed_path(output: Path) -> Path:
+    return output.with_name(output.name + ".failed.jsonl")
+
+
+def select(records: list[dict], limit: int | None, shuffle: bool, seed: int) -> list[dict]:
+    if limit is None or limit >= len(records):
+        return records
+    if not shuffle:
+        return records[:limit]
+    picked = sorted(random.Random(seed).sample(range(len(records)), limit))
+    return [records[i] for i in picked]
+
+
+def write_records(path: Path, records: list[dict]) -> None:
+    from gpt4llm.records import write_json, write_jsonl
+
+    if path.suffix.lower() == ".json":
+        write_json(path, records)
+    else:
+        write_jsonl(path, records)
+
+
+def write_failed(output: Path, failed: list[dict]) -> Path | None:
+    from gpt4llm.records import write_jsonl
+
+    path = failed_path(output)
+    if failed:
+        write_jsonl(path, failed)
+        return path
+    path.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
+    return None
+
+
+def run(config: Config) -> dict:
+    from gpt4llm.llm import complete_all
+    from gpt4llm.llm.summary import print_summary, usage_totals
+    from gpt4llm.provenance import write_manifest
+    from gpt4llm.records import load_instructions
+
+    t0 = time.time()
+    # Everything that can be wrong with the input is found before the first request.
+    check_output(config.output, config.input)
+    records = select(load_instructions(config.input), config.limit, config.shuffle, config.seed)
+    if not records:
+        raise DataError(config.input, "no instructions in the file")
+    system, t_in, t_no = load_templates(config)
+    params = SamplingParams(
+        max_tokens=config.max_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        stop=tuple(config.stop),
+        seed=config.seed,
+    )
+    requests = [Request(key=rec["id"], messages=build_messages(rec, system, t_in, t_no), params=params) for rec in records]
+    results: list[Result] = complete_all(config.teacher, requests, description="generate")
+
+    out, failed, truncated = [], [], 0
+    for rec, res in zip(records, results):
+        if not res.ok:
+            failed.append({"id": rec["id"], "error": res.error or "failed"})
+            continue
+        comp = res.completion
+        text = clean_answer(comp.text, config.stop)
+        if not text:
+            failed.append({"id": rec["id"], "error": f"empty answer from the teacher (finish_reason={comp.finish_reason})"})
+            continue
+        if comp.finish_reason == "length":
+            if config.drop_truncated:
+                failed.append({"id": rec["id"], "error": f"answer cut off at --max-tokens {config.max_tokens} (finish_reason=length)"})
+                continue
+            truncated += 1
+        extra = {k: v for k, v in rec.items() if k not in ("instruction", "input", "output", "id", "teacher", "usage")}
+        out.append(
+            {
+                "instruction": rec["instruction"],
+                "input": rec.get("input") or "",
+                "output": text,
+                "id": rec["id"],
+                **extra,
+                "teacher": config.teacher.model,
+                "usage": {"prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens},
+            }
+        )
+    totals = usage_totals(results)
+    summary = {
+        "records": len(records),
+        "written": len(out),
+        "cached": totals["cached"],
+        "failed": len(failed),
+        "truncated": truncated,
+        "prompt_tokens": totals["prompt_tokens"],
+        "completion_tokens": totals["completion_tokens"],
+        "cost_usd": totals["cost_usd"],
+        "cost_known": _cost_known(config.teacher),
+        "output": str(config.output),
+        "failed_file": None,
+        "seconds": round(time.time() - t0, 2),
+    }
+    fpath = write_failed(config.output, failed)
+    summary["failed_file"] = str(fpath) if fpath else None
+    if records and not out:
+        print_summary("generate", summary)
+        raise UserError(f"all {len(records)} requests failed (see {fpath}); first error: {failed[0]['error']}")
+    write_records(config.output, out)
+    write_manifest(config.output, "generate", config, inputs=[config.input], summary=summary, started=t0)
+    print_summary("generate", summary)
+    return summary
+
+
+def _cost_known(teacher: LLMConfig) -> bool:
+    from gpt4llm.llm import prices, resolve_backend
+
+    if resolve_backend(teacher) == "local":
+        return True
+    return prices.resolve(teacher.model, teacher.price_prompt, teacher.price_completion) is not None
+
+
+def register(app) -> None:
+    config_command(
+        app,
+        "generate",
+        Config,
+        run,
+        help="Answer instructions with a teacher model (GPT-4, any OpenAI-compatible server, or a local model) -> Alpaca-format SFT data.",
+        arguments=("input",),
+    )

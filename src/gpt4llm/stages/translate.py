@@ -1,0 +1,238 @@
+"""`gpt4llm translate`: translate instructions (and inputs) into another language via the teacher.
+
+    gpt4llm translate alpaca_data.json --output alpaca_zh.jsonl --lang zh --teacher gpt-3.5-turbo
+    gpt4llm generate alpaca_zh.jsonl --output alpaca_gpt4_zh.jsonl --teacher gpt-4
+
+The paper's Chinese data: Alpaca's instructions translated into Chinese, then answered by
+GPT-4 (its default prompt answers in the instruction's language). Each record is one request
+whose reply is a JSON object with the same keys (`instruction`, and `input` when present); a
+reply that does not parse falls back to one plain request per field. Output records keep the
+Alpaca format and the `id`, add `lang`, and drop `output` (an English answer would not match
+the translated instruction; `generate` writes the new one).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from gpt4llm.config import LLMConfig, StageConfig, config_command
+from gpt4llm.errors import DataError, UserError
+from gpt4llm.llm.base import Request, Result, SamplingParams
+from gpt4llm.prompts import fill, load_prompt
+from gpt4llm.stages.generate import (
+    _cost_known,
+    check_output,
+    clean_answer,
+    select,
+    write_failed,
+    write_records,
+)
+
+SYSTEM_PROMPT = "translate_system.txt"
+RECORD_TEMPLATE = "translate_record.txt"
+FIELD_TEMPLATE = "translate_field.txt"
+FIELDS = ("instruction", "input")
+
+# code -> the language name used in the prompt
+LANGUAGES: dict[str, str] = {
+    "zh": "Simplified Chinese",
+    "zh-tw": "Traditional Chinese",
+    "en": "English",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "es": "Spanish",
+    "fr": "French",
+    "de": "German",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "ru": "Russian",
+    "uk": "Ukrainian",
+    "pl": "Polish",
+    "nl": "Dutch",
+    "sv": "Swedish",
+    "tr": "Turkish",
+    "ar": "Arabic",
+    "fa": "Persian",
+    "he": "Hebrew",
+    "hi": "Hindi",
+    "bn": "Bengali",
+    "vi": "Vietnamese",
+    "th": "Thai",
+    "id": "Indonesian",
+    "sw": "Swahili",
+}
+
+
+class Config(StageConfig):
+    """Translate Alpaca instructions into another language."""
+
+    input: Path = Field(description="Instructions: an Alpaca JSON array or JSONL of {instruction, input?}.")
+    output: Path = Field(description="Output file: JSONL of {instruction, input, id, lang, ...} (a .json name writes a JSON array).")
+    lang: str = Field("zh", description=f"Target language: a code ({', '.join(LANGUAGES)}) or a language name.")
+    teacher: LLMConfig = Field(default_factory=LLMConfig, description="The translating model.")
+    max_tokens: int = Field(2048, ge=1, description="Most tokens per translation reply.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy, best for translation).")
+    system_prompt: Path | None = Field(None, description="File with the system prompt (default: translate_system.txt; an empty file sends none).")
+    prompt_template: Path | None = Field(None, description="File with the per-record prompt; {language}, {keys} and {record} (a JSON object) are filled in (default: translate_record.txt).")
+    field_template: Path | None = Field(None, description="File with the per-field fallback prompt; {language} and {text} are filled in (default: translate_field.txt).")
+    limit: int | None = Field(None, ge=1, description="Translate only this many records (the first N, or N at random with --shuffle).")
+    shuffle: bool = Field(False, description="With --limit: take a random sample (seeded by --seed) instead of the first N. The output keeps input order.")
+    seed: int = Field(0, description="Seed for --shuffle and for sampling.")
+
+
+def language_name(lang: str) -> str:
+    code = lang.strip().lower().replace("_", "-")
+    if code in LANGUAGES:
+        return LANGUAGES[code]
+    if len(code) > 3 and lang.strip().replace(" ", "").replace("(", "").replace(")", "").isalpha():
+        return lang.strip()  # a language name, e.g. "Catalan"
+    raise UserError(f"--lang {lang!r}: unknown language code; use one of {', '.join(LANGUAGES)} or a language name")
+
+
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
+
+
+def parse_translation(text: str, keys: list[str]) -> dict[str, str] | None:
+    """The {key: translation} object in a reply, or None when it cannot be read reliably."""
+    text = _FENCE.sub("", text.strip()).strip()
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        obj = json.loads(text[start : end + 1])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    out = {}
+    for k in keys:
+        v = obj.get(k)
+        if not isinstance(v, str) or not v.strip():
+            return None
+        out[k] = v.strip()
+    return out
+
+
+def run(config: Config) -> dict:
+    from gpt4llm.llm import complete_all
+    from gpt4llm.llm.summary import print_summary, usage_totals
+    from gpt4llm.provenance import write_manifest
+    from gpt4llm.records import load_instructions
+
+    t0 = time.time()
+    language = language_name(config.lang)
+    check_output(config.output, config.input)
+    records = select(load_instructions(config.input), config.limit, config.shuffle, config.seed)
+    if not records:
+        raise DataError(config.input, "no instructions in the file")
+    system = load_prompt(config.system_prompt or SYSTEM_PROMPT).strip()
+    rec_tmpl = load_prompt(config.prompt_template or RECORD_TEMPLATE).rstrip("\n")
+    field_tmpl = load_prompt(config.field_template or FIELD_TEMPLATE).rstrip("\n")
+    if "{record}" not in rec_tmpl:
+        raise UserError(f"{config.prompt_template}: prompt template has no {{record}} placeholder")
+    if "{text}" not in field_tmpl:
+        raise UserError(f"{config.field_template}: prompt template has no {{text}} placeholder")
+    params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
+
+    def messages(user: str) -> list[dict]:
+        return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+
+    def fields_of(rec: dict) -> list[str]:
+        return [f for f in FIELDS if (rec.get(f) or "").strip()]
+
+    requests = []
+    for rec in records:
+        keys = fields_of(rec)
+        src = json.dumps({k: rec[k] for k in keys}, ensure_ascii=False, indent=2)
+        user = fill(rec_tmpl, language=language, keys=", ".join(f'"{k}"' for k in keys), record=src)
+        requests.append(Request(key=rec["id"], messages=messages(user), params=params))
+    results: list[Result] = complete_all(config.teacher, requests, description=f"translate ({config.lang})")
+    all_results = list(results)
+
+    translated: dict[str, dict[str, str]] = {}
+    failed: dict[str, str] = {}
+    fallback: list[tuple[dict, str]] = []  # (record, field) to translate one by one
+    for rec, res in zip(records, results):
+        if not res.ok:
+            failed[rec["id"]] = res.error or "failed"
+            continue
+        parsed = parse_translation(res.completion.text, fields_of(rec)) if res.completion.finish_reason != "length" else None
+        if parsed is None:
+            fallback.extend((rec, f) for f in fields_of(rec))
+        else:
+            translated[rec["id"]] = parsed
+
+    fallbacks = len({rec["id"] for rec, _ in fallback})
+    if fallback:
+        freqs = [
+            Request(key=f"{rec['id']}:{f}", messages=messages(fill(field_tmpl, language=language, text=rec[f])), params=params)
+            for rec, f in fallback
+        ]
+        fres = complete_all(config.teacher, freqs, description=f"translate ({config.lang}, per field)")
+        all_results.extend(fres)
+        for (rec, f), res in zip(fallback, fres):
+            rid = rec["id"]
+            if rid in failed:
+                continue
+            text = clean_answer(res.completion.text) if res.ok else ""
+            if not res.ok:
+                failed[rid] = res.error or "failed"
+            elif res.completion.finish_reason == "length":
+                failed[rid] = f"translation of '{f}' cut off at --max-tokens {config.max_tokens}"
+            elif not text:
+                failed[rid] = f"empty translation of '{f}'"
+            else:
+                translated.setdefault(rid, {})[f] = text
+        for rid in failed:
+            translated.pop(rid, None)
+
+    out = []
+    for rec in records:
+        rid = rec["id"]
+        if rid not in translated:
+            continue
+        t = translated[rid]
+        extra = {k: v for k, v in rec.items() if k not in ("instruction", "input", "output", "id", "lang", "teacher", "usage")}
+        out.append({"instruction": t["instruction"], "input": t.get("input", ""), "id": rid, "lang": config.lang, **extra})
+
+    totals = usage_totals(all_results)
+    summary = {
+        "records": len(records),
+        "written": len(out),
+        "cached": totals["cached"],
+        "failed": len(failed),
+        "per_field_fallbacks": fallbacks,
+        "prompt_tokens": totals["prompt_tokens"],
+        "completion_tokens": totals["completion_tokens"],
+        "cost_usd": totals["cost_usd"],
+        "cost_known": _cost_known(config.teacher),
+        "lang": config.lang,
+        "output": str(config.output),
+        "failed_file": None,
+        "seconds": round(time.time() - t0, 2),
+    }
+    fpath = write_failed(config.output, [{"id": r["id"], "error": failed[r["id"]]} for r in records if r["id"] in failed])
+    summary["failed_file"] = str(fpath) if fpath else None
+    if records and not out:
+        print_summary("translate", summary)
+        raise UserError(f"all {len(records)} translations failed (see {fpath}); first error: {next(iter(failed.values()))}")
+    write_records(config.output, out)
+    write_manifest(config.output, "translate", config, inputs=[config.input], summary=summary, started=t0)
+    print_summary("translate", summary)
+    return summary
+
+
+def register(app) -> None:
+    config_command(
+        app,
+        "translate",
+        Config,
+        run,
+        help="Translate instructions (and inputs) into another language with a teacher model; the output feeds `generate`.",
+        arguments=("input",),
+    )

@@ -1,0 +1,72 @@
+"""Shared fixtures. Tests never touch the network: model servers are `tests/fake_openai.py`.
+
+- `fake_openai`: a real OpenAI-compatible server on 127.0.0.1 (one per session, reset before
+  each test): `fake_openai.base_url`, `.responder`, `.schedule(...)`, `.calls`, ...
+- `fake_llm_config`: an `LLMConfig` pointing at it, with a per-test request cache.
+- Every test gets its own request cache (`GPT4LLM_REQUEST_CACHE` in a tmp dir), so a cache
+  left by an earlier run can never turn a test's server calls into cache hits. The model
+  cache (embedded Gemma) stays where it is.
+- Retry backoff is shrunk (`GPT4LLM_BACKOFF_BASE`) so fault tests run in milliseconds;
+  Retry-After values sent by the server are still honoured exactly.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_openai import FakeOpenAI
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_KEY = "sk-test-SECRET123abcdefXYZ"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_request_cache(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.mktemp("reqcache") / "requests.sqlite"
+    monkeypatch.setenv("GPT4LLM_REQUEST_CACHE", str(cache))
+    monkeypatch.setenv("GPT4LLM_BACKOFF_BASE", "0.01")
+    monkeypatch.setenv("GPT4LLM_BACKOFF_CAP", "0.05")
+    from gpt4llm.llm import runner
+
+    monkeypatch.setattr(runner, "BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(runner, "BACKOFF_CAP", 0.05)
+    yield cache
+
+
+@pytest.fixture(scope="session")
+def _fake_openai_server():
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_openai(_fake_openai_server):
+    """The loopback OpenAI server, reset (counters, faults, responder, latency) for this test."""
+    fake = _fake_openai_server
+    fake.reset()
+    fake.latency = 0.0
+    fake.hang_seconds = 30.0
+    yield fake
+    fake.reset()
+
+
+@pytest.fixture
+def fake_llm_config(fake_openai, tmp_path, monkeypatch):
+    """An LLMConfig for the fake server (API key from OPENAI_API_KEY = TEST_KEY)."""
+    from gpt4llm.config import LLMConfig
+
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    return LLMConfig(model="fake-model", base_url=fake_openai.base_url, concurrency=8, timeout=5.0, max_retries=3, cache=tmp_path / "requests.sqlite")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA

@@ -30,6 +30,12 @@ TWO = [
     ("On a scale of 1 to 10, Assistant 1 gets 6 and Assistant 2 gets 8.", [6, 8]),
     ("9\t8", [9, 8]),
     ("  \n8 8\nThe two answers are equally good.", [8, 8]),
+    ("Score for Assistant 1: 8\nScore for Assistant 2: 7", [8, 7]),
+    ("8/10 7/10", [8, 7]),
+    ("Assistant A: 8, Assistant B: 7", [8, 7]),
+    ("Assistant 2 is better.\n\nAssistant 1: 4\nAssistant 2: 9", [4, 9]),
+    ("1. Assistant 1 gets 6\n2. Assistant 2 gets 7", [6, 7]),
+    ("Scores:\n- Assistant 1: 6\n- Assistant 2: 7", [6, 7]),
     ("Assistant 1: 15, Assistant 2: 20", None),  # out of range
     ("8\nAssistant 2 did not provide an answer, so only Assistant 1 is scored.", None),  # missing second score
     ("Assistant 1 is better than Assistant 2.", None),
@@ -80,14 +86,26 @@ def test_expected_single_token_scores():
         [("\n", lp(1.0))],
     ]
     assert expected_score(tl) == pytest.approx(0.6 * 8 + 0.3 * 7 + 0.1 * 9)
-    assert expected_scores(tl, n=2) == pytest.approx([7.7, 6.5])
+    assert expected_scores(tl, n=2) == pytest.approx([7.8, 6.5])
     assert score_positions(tl, 2) == [0, 2]
 
 
 def test_expected_renormalises_over_score_tokens():
     tl = [[("9", lp(0.3)), ("The", lp(0.5)), ("8", lp(0.1)), ("x", lp(0.1))]]
-    # generated token is "The": fallback to the first position offering score tokens
+    # generated token is "The": no number written; score tokens hold 0.4 >= 1/4 of the mass
     assert expected_score(tl) == pytest.approx((0.3 * 9 + 0.1 * 8) / 0.4)
+    weak = [[("The", lp(0.9)), ("1", lp(0.1))], [("answer", lp(0.6)), ("7", lp(0.4))]]
+    assert score_positions(weak, 1) == [1]  # position 0 offers too little score mass
+    assert score_positions(weak, 1, min_mass=0.0) == [0]
+
+
+def test_expected_some_but_not_all_scores_written():
+    # "The answer is 7.5." -- one number where two were asked: no guessing which is which
+    toks = ["The", " answer", " is", " ", "7", ".", "5", "."]
+    tl = [[(t, lp(0.9)), ("1", lp(0.1))] for t in toks]
+    assert score_positions(tl, 2) == [4]
+    assert expected_scores(tl, 2) is None
+    assert expected_score(tl) == pytest.approx(0.9 * 7 + 0.1 * 1)
 
 
 def test_expected_ten_split_into_digits():

@@ -23,8 +23,10 @@ Two ways, shared by `compare` (one score per answer) and `eval judge` (two score
   Which position: the generated token at each position is taken to be the most probable
   alternative (judges run greedily, temperature 0). Consecutive digit tokens form a number; a
   number in [lo, hi] that is not a label ("Assistant 1", "#2", "Answer 2") nor part of a longer
-  number is a score position. When fewer than n such positions exist (a weak judge that wrote
-  prose), the first positions whose alternatives include any score token are used instead.
+  number is a score position. When the judge wrote no number at all (a weak judge that wrote
+  prose), the first positions where score tokens hold at least a quarter of the listed
+  probability stand in. When it wrote some numbers but fewer than n, there is no telling which
+  score is which: None (`eval judge` then asks for each score separately).
 
   "10" in tokenizers that split digits ("1" then "0", as Llama/Gemma do): when the generated
   token is "1", the probability of "0" at the next position (conditioned on that "1") splits
@@ -39,7 +41,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["parse_scores", "expected_score", "expected_scores", "score_positions"]
+__all__ = ["expected_score", "expected_scores", "parse_scores", "score_positions"]
 
 # --------------------------------------------------------------------------- text parsing
 
@@ -71,6 +73,8 @@ _SCORE_PHRASE_RE = re.compile(
 )
 # A line that holds nothing but the scores: digits plus separators and markdown noise.
 _ONLY_SCORES_RE = re.compile(r"^[\s\d.,;:/|()\[\]*_`\-&]*(?:and[\s\d.,;:/|()\[\]*_`\-&]*)*$", re.IGNORECASE)
+_LIST_MARK_RE = re.compile(r"^\s*\d{1,2}[.)]\s+(?=\S*[^\W\d_])")
+_SCOREISH_RE = re.compile(r"\b(?:scores?|scored|rat(?:e|ed|ing|ings)|grades?|points?|gets?|receives?|deserves?)\b", re.IGNORECASE)
 _LEAD_RE = re.compile(r"^\s*(?:\**\s*)?(?:final\s+)?(?:scores?|ratings?|grades?|verdict)\s*\**\s*[:=\-]?\s*", re.IGNORECASE)
 
 
@@ -103,9 +107,9 @@ def _labelled(text: str, n: int, lo: float, hi: float) -> list[float] | None:
                 continue
             end = group[i + 1].start() if i + 1 < len(group) else len(text)
             window = text[m.end() : min(end, m.end() + 80)]
-            nums = _numbers(window, lo, hi)
-            if nums:
-                found[idx] = nums[0]
+            first = _NUM_RE.search(window)  # the first number after the label, if plausible
+            if first and lo <= float(first.group(1)) <= hi:
+                found[idx] = float(first.group(1))
         if len(found) == n:
             return [found[i] for i in range(n)]
         found = {}
@@ -114,7 +118,9 @@ def _labelled(text: str, n: int, lo: float, hi: float) -> list[float] | None:
 
 def _parse(text: str, n: int, lo: float, hi: float) -> list[float] | None:
     text = _clean(text.replace("\r", ""))
-    lines = [ln for ln in text.split("\n") if ln.strip()]
+    # List markers ("1. ...", "2) ...") are not scores when prose follows them.
+    lines = [_LIST_MARK_RE.sub("", ln) for ln in text.split("\n") if ln.strip()]
+    text = "\n".join(lines)
     if not lines:
         return None
     unlabelled = [_LABEL_RE.sub(" ", ln) for ln in lines]
@@ -141,14 +147,14 @@ def _parse(text: str, n: int, lo: float, hi: float) -> list[float] | None:
     phrased = [v for v in phrased if lo <= v <= hi]
     if len(phrased) == n:
         return phrased
-    # 5. The first line holds exactly n numbers, whatever else it says.
-    nums = _numbers(unlabelled[0], lo, hi)
-    if len(nums) == n:
-        return nums
-    # 6. Last resort: exactly n plausible numbers in the whole reply.
-    nums = _numbers(" \n".join(unlabelled), lo, hi)
-    if len(nums) == n:
-        return nums
+    # 5./6. Exactly n plausible numbers on the first line, else in the whole reply -- only in a
+    # reply of few words or one that talks of scores ("3 tips ... 5 steps" are not scores).
+    whole = " \n".join(unlabelled)
+    if len(re.findall(r"[^\W\d_]{2,}", whole)) <= 3 or _SCOREISH_RE.search(text):
+        for part in (unlabelled[0], whole):
+            nums = _numbers(part, lo, hi)
+            if len(nums) == n:
+                return nums
     return None
 
 
@@ -224,9 +230,19 @@ _LABEL_TAIL_RE = re.compile(r"(?:" + _LABEL_WORDS + r"|#|no\.)\s*$", re.IGNORECA
 
 
 def score_positions(
-    top_logprobs: list[list[tuple[str, float]]], n: int = 1, lo: float = 1, hi: float = 10
+    top_logprobs: list[list[tuple[str, float]]],
+    n: int = 1,
+    lo: float = 1,
+    hi: float = 10,
+    min_mass: float = 0.25,
 ) -> list[int]:
-    """The first n generated positions where the judge writes a score (see the module doc)."""
+    """The first n generated positions where the judge writes a score (see the module doc).
+
+    When the judge wrote no score at all, the first positions where score tokens hold at least
+    `min_mass` of the listed probability stand in (0: any position offering a score token --
+    right for a reply to "give the number only"). Fewer than n positions are returned when
+    the judge wrote some but not n scores: the caller then knows it cannot tell which is which.
+    """
     gen = [_tok(_argmax(alts)) for alts in top_logprobs]
     raw = [_argmax(alts) for alts in top_logprobs]
     found: list[int] = []
@@ -249,13 +265,14 @@ def score_positions(
             while j < len(gen) and gen[j].isdigit():
                 j += 1
         i = j
-    if len(found) < n:  # a judge that wrote no number: any position offering score tokens
-        for p in range(len(top_logprobs)):
-            if p not in found and _score_mass(top_logprobs, p, lo, hi):
+    if not found:  # a judge that wrote no number: positions that offer score tokens
+        for p, alts in enumerate(top_logprobs):
+            mass = sum(_score_mass(top_logprobs, p, lo, hi).values())
+            listed = sum(math.exp(lp) for _, lp in alts)
+            if mass > 0 and mass >= min_mass * listed:
                 found.append(p)
                 if len(found) == n:
                     break
-        found.sort()
     return found[:n]
 
 

@@ -1,0 +1,356 @@
+"""`gpt4llm report`: one self-contained HTML page (plus the PNGs) from evaluation outputs.
+
+Give it the summary files the evaluation stages wrote -- `eval rouge`'s and `eval judge`'s
+`summary.json` (or their output directories) and `eval reward`'s JSON report -- in any number
+and order; the kind of each is recognised from its content. Optional: `--paper-rouge` (the
+paper's published ROUGE-by-length table, plotted beside ours) and `--analyze DIR` (the output
+of `gpt4llm analyze`: linked, and its PNGs embedded).
+
+The page holds: the judge's relative scores (paper style, model A's total as a percentage of
+model B's, with wins/ties/losses and per category), ROUGE by reference-length bucket (grouped
+bars), reward-model pairwise accuracy, a table of every number plotted, and for each input the
+exact command and resolved config that produced it (read from the manifest next to it).
+Charts are drawn with matplotlib (Agg), written as PNG files next to `index.html` and embedded
+as base64 so the page is one file that can be mailed or attached to a PR. All text coming from
+inputs is HTML-escaped (Jinja2 autoescape).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from gpt4llm.config import StageConfig, config_command
+from gpt4llm.errors import DataError, UserError
+from gpt4llm.records import write_text
+
+STAGE = "report"
+
+
+class Config(StageConfig):
+    """Settings of `gpt4llm report`."""
+
+    inputs: list[Path] = Field(default_factory=list, description="Evaluation outputs: summary.json of eval rouge / eval judge (or their directories), eval reward's JSON report.")
+    output: Path = Field(Path("report"), description="Output directory: index.html (self-contained) and the PNG charts.")
+    title: str = Field("gpt4llm evaluation report", description="Page title.")
+    paper_rouge: Path | None = Field(None, description="The paper's ROUGE-by-length table (GPT-4-LLM's unnatural_rouge_by_length.json), plotted beside ours.")
+    analyze: Path | None = Field(None, description="Output directory of `gpt4llm analyze` to link (its PNGs are embedded too).")
+    rouge_metric: str = Field("rougeL", description="ROUGE variant plotted by length bucket (rouge1, rouge2, rougeL); the table shows all three.")
+
+
+# ---------------------------------------------------------------------------------- input
+
+
+def _manifest_for(path: Path) -> dict | None:
+    for cand in (path.with_name(path.name + ".manifest.json"), path.parent / "manifest.json"):
+        if cand.is_file():
+            try:
+                return json.loads(cand.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                return None
+    return None
+
+
+def load_input(path: Path) -> dict:
+    """{kind, path, data, manifest} for one evaluation output."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "summary.json").is_file():
+            raise DataError(path, "directory without summary.json (expected an eval rouge / eval judge output)")
+        path = path / "summary.json"
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"malformed JSON: {e.msg}", line=e.lineno) from None
+    if not isinstance(data, dict):
+        raise DataError(path, "expected a JSON object (an evaluation summary)")
+    if data.get("metric") == "rouge" and "buckets" in data:
+        kind = "rouge"
+    elif data.get("metric") == "judge" and "overall" in data:
+        kind = "judge"
+    elif "pairwise_accuracy" in data:
+        kind = "reward"
+    else:
+        raise DataError(path, "not an evaluation summary (expected eval rouge / eval judge summary.json or eval reward's report)")
+    return {"kind": kind, "path": str(path), "data": data, "manifest": _manifest_for(path)}
+
+
+def load_paper_rouge(path: Path) -> list[dict]:
+    from gpt4llm.evaluate.rouge import PAPER_BUCKETS
+
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"malformed JSON: {e.msg}", line=e.lineno) from None
+    if not isinstance(rows, list):
+        raise DataError(path, "expected a list of {Length, Model, rouge1, rouge2, rougeL}")
+    out = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or not {"Length", "Model", "rougeL"} <= set(r):
+            raise DataError(path, "expected Length, Model, rougeL", line=i + 1)
+        out.append({"model": f"{r['Model']} (paper)", "bucket": PAPER_BUCKETS.get(str(r["Length"]), str(r["Length"])), "n": r.get("NumInstance"), "rouge1": r.get("rouge1"), "rouge2": r.get("rouge2"), "rougeL": r.get("rougeL")})
+    return out
+
+
+# --------------------------------------------------------------------------------- charts
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110})
+    return plt
+
+
+def _save(fig, out: Path, name: str) -> dict:
+    from gpt4llm.records import atomic_path
+
+    path = out / name
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return {"file": name, "b64": base64.b64encode(path.read_bytes()).decode("ascii")}
+
+
+def chart_judge(judges: list[dict], out: Path) -> list[dict]:
+    plt = _plt()
+    charts = []
+    labels = [f"{j['model_a']} vs {j['model_b']}" for j in judges]
+    rel = [j["overall"]["relative_a_to_b"] or 0.0 for j in judges]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 0.7 * len(judges) + 1.8), gridspec_kw={"width_ratios": [3, 2]})
+    y = list(range(len(judges)))
+    bars = ax.barh(y, rel, color="#4C72B0")
+    ax.axvline(100, color="#888", linestyle="--", linewidth=1)
+    for b, j in zip(bars, judges):
+        o = j["overall"]
+        ax.text(b.get_width() + 1, b.get_y() + b.get_height() / 2, f"{b.get_width():.1f}%  ({o['total_a']:.1f} : {o['total_b']:.1f})", va="center", fontsize=9)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max([120.0, *(r * 1.35 for r in rel)]))
+    ax.set_xlabel("total score of A as % of B")
+    ax.set_title("Relative score (LLM judge)")
+    wins = [j["overall"]["wins"] for j in judges]
+    ties = [j["overall"]["ties"] for j in judges]
+    losses = [j["overall"]["losses"] for j in judges]
+    ax2.barh(y, wins, color="#55A868", label="A wins")
+    ax2.barh(y, ties, left=wins, color="#CCCCCC", label="tie")
+    ax2.barh(y, losses, left=[w + t for w, t in zip(wins, ties)], color="#C44E52", label="B wins")
+    widest = max([w + t + lo for w, t, lo in zip(wins, ties, losses)] + [1])
+    for yi, (w, t, lo) in enumerate(zip(wins, ties, losses)):
+        for x0, v in ((0, w), (w, t), (w + t, lo)):
+            if v >= 0.06 * widest:  # label segments wide enough to hold the number
+                ax2.text(x0 + v / 2, yi, str(v), ha="center", va="center", fontsize=9)
+    ax2.set_yticks([])
+    ax2.invert_yaxis()
+    ax2.set_xlabel("questions")
+    ax2.set_title("Wins / ties / losses")
+    ax2.legend(loc="lower right", fontsize=8, frameon=False, bbox_to_anchor=(1.0, 1.08), ncol=3)
+    charts.append({"title": "LLM judge: relative score and wins/ties/losses", **_save(fig, out, "judge_relative.png")})
+
+    cats = sorted({c for j in judges for c in j["per_category"]})
+    if len(cats) > 1:
+        fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(cats) + 2), 4))
+        width = 0.8 / len(judges)
+        for k, (j, label) in enumerate(zip(judges, labels)):
+            vals = [(j["per_category"].get(c) or {}).get("relative_a_to_b") or 0.0 for c in cats]
+            ax.bar([i + (k - (len(judges) - 1) / 2) * width for i in range(len(cats))], vals, width, label=label)
+        ax.axhline(100, color="#888", linestyle="--", linewidth=1)
+        ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
+        ax.set_ylabel("A as % of B")
+        ax.set_title("Relative score per category")
+        ax.legend(fontsize=8, frameon=False)
+        charts.append({"title": "LLM judge per category", **_save(fig, out, "judge_categories.png")})
+    return charts
+
+
+def chart_rouge(rows: list[dict], metric: str, out: Path) -> dict:
+    """rows: {model, bucket, <metric>} -> grouped bars, buckets on x, one bar per model."""
+    plt = _plt()
+    buckets: list[str] = []
+    for r in rows:
+        if r["bucket"] not in buckets:
+            buckets.append(r["bucket"])
+    if "all" in buckets:
+        buckets = [b for b in buckets if b != "all"] + ["all"]
+    models: list[str] = []
+    for r in rows:
+        if r["model"] not in models:
+            models.append(r["model"])
+    fig, ax = plt.subplots(figsize=(min(12, max(7, 0.35 * len(buckets) * len(models) + 2)), 4.5))
+    width = 0.8 / len(models)
+    for k, m in enumerate(models):
+        vals = {r["bucket"]: r.get(metric) for r in rows if r["model"] == m}
+        xs = [i + (k - (len(models) - 1) / 2) * width for i in range(len(buckets))]
+        ys = [vals.get(b) if vals.get(b) is not None else 0.0 for b in buckets]
+        hatch = "//" if m.endswith("(paper)") else None
+        bars = ax.bar(xs, ys, width, label=m, hatch=hatch, edgecolor="white" if hatch else None)
+        for b, v in zip(bars, ys):
+            if v:
+                ax.text(b.get_x() + b.get_width() / 2, v + 0.005, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(buckets)), buckets)
+    ax.set_xlabel("reference length (words)")
+    ax.set_ylabel(f"{metric} F-measure")
+    ax.set_title(f"{metric} by reference length")
+    ax.legend(fontsize=8, frameon=False, ncol=2)
+    return {"title": f"ROUGE ({metric}) by reference length", **_save(fig, out, "rouge_by_length.png")}
+
+
+def chart_reward(rewards: list[dict], out: Path) -> dict:
+    plt = _plt()
+    labels, vals = [], []
+    for r in rewards:
+        name = str(r.get("model") or "reward model")
+        labels.append(f"{name}: all")
+        vals.append(r.get("pairwise_accuracy") or 0.0)
+        for src, s in (r.get("per_source") or {}).items():
+            acc = s.get("pairwise_accuracy") if isinstance(s, dict) else s
+            if acc is not None:
+                labels.append(f"{name}: {src}")
+                vals.append(float(acc))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.5))
+    bars = ax.barh(range(len(labels)), vals, color=["#4C72B0" if lab.endswith(": all") else "#8DA0CB" for lab in labels])
+    for b in bars:
+        ax.text(b.get_width() + 0.01, b.get_y() + b.get_height() / 2, f"{b.get_width():.3f}", va="center", fontsize=9)
+    ax.axvline(0.5, color="#888", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("pairwise accuracy (0.5 = chance)")
+    ax.set_title("Reward model: agreement with the rater")
+    return {"title": "Reward-model pairwise accuracy", **_save(fig, out, "reward_accuracy.png")}
+
+
+# ----------------------------------------------------------------------------------- page
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    import jinja2
+
+    if v is None or isinstance(v, jinja2.Undefined):  # a field an older/other summary lacks
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _template():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("gpt4llm", "evaluate/templates"), autoescape=True)
+    env.filters["fmt"] = _fmt
+    return env.get_template("report.html")
+
+
+def run(config: Config) -> dict:
+    from gpt4llm.provenance import write_manifest
+
+    t0 = time.time()
+    if not config.inputs and not config.analyze:
+        raise UserError("nothing to report: give evaluation summaries (eval rouge/judge summary.json, eval reward JSON) and/or --analyze DIR")
+    if config.rouge_metric not in ("rouge1", "rouge2", "rougeL"):
+        raise UserError(f"--rouge-metric must be rouge1, rouge2 or rougeL, got {config.rouge_metric!r}")
+    items = [load_input(p) for p in config.inputs]
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    judges = [i["data"] for i in items if i["kind"] == "judge"]
+    rouges = [i["data"] for i in items if i["kind"] == "rouge"]
+    rewards = [i["data"] for i in items if i["kind"] == "reward"]
+
+    charts: list[dict] = []
+    if judges:
+        charts += chart_judge(judges, out)
+    rouge_rows = [{"model": s["model"], **b} for s in rouges for b in s["buckets"]]
+    paper_rows = load_paper_rouge(config.paper_rouge) if config.paper_rouge else []
+    if rouge_rows or paper_rows:
+        ours = {r["bucket"] for r in rouge_rows}
+        shown_paper = [r for r in paper_rows if not ours or r["bucket"] in ours]
+        charts.append(chart_rouge(rouge_rows + shown_paper, config.rouge_metric, out))
+    if rewards:
+        charts.append(chart_reward(rewards, out))
+
+    analyze = None
+    if config.analyze:
+        adir = Path(config.analyze)
+        if not adir.is_dir():
+            raise DataError(adir, "not a directory (expected the output of gpt4llm analyze)")
+        import os
+
+        page = adir / "index.html"
+        if not page.is_file():
+            pages = sorted(adir.glob("*.html"))
+            page = pages[0] if pages else None
+        analyze = {
+            "dir": str(adir),
+            "href": os.path.relpath(page, out) if page else None,
+            "images": [{"file": p.name, "b64": base64.b64encode(p.read_bytes()).decode("ascii")} for p in sorted(adir.glob("*.png"))[:12]],
+        }
+
+    provenance = []
+    for i in items:
+        m = i["manifest"] or {}
+        provenance.append({
+            "path": i["path"],
+            "kind": i["kind"],
+            "stage": m.get("stage"),
+            "command": m.get("command"),
+            "finished_at": m.get("finished_at"),
+            "version": m.get("gpt4llm_version"),
+            "config": json.dumps(m.get("config"), indent=2, ensure_ascii=False) if m.get("config") is not None else None,
+            "inputs": m.get("inputs") or {},
+        })
+    html = _template().render(
+        title=config.title,
+        generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        charts=charts,
+        judges=judges,
+        rouges=rouges,
+        paper_rows=paper_rows,
+        rewards=rewards,
+        analyze=analyze,
+        provenance=provenance,
+        rouge_metric=config.rouge_metric,
+    )
+    write_text(out / "index.html", html)
+    summary = {
+        "output": str(out / "index.html"),
+        "charts": [c["file"] for c in charts],
+        "n_judge": len(judges),
+        "n_rouge": len(rouges),
+        "n_reward": len(rewards),
+        "analyze": str(config.analyze) if config.analyze else None,
+    }
+    write_manifest(out, STAGE, config, inputs=[i["path"] for i in items] + ([config.paper_rouge] if config.paper_rouge else []), summary=summary, started=t0)
+    from rich.console import Console
+
+    Console(stderr=True).print(f"report: {out / 'index.html'} ({len(charts)} charts: {', '.join(summary['charts']) or 'none'})")
+    return summary
+
+
+def register(app) -> None:
+    config_command(
+        app,
+        "report",
+        Config,
+        run,
+        help="One self-contained HTML page (+ PNGs) from eval rouge / judge / reward outputs, with the commands and configs behind them.",
+        arguments=("inputs",),
+    )

@@ -108,7 +108,10 @@ def load_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: malformed YAML: {str(e).splitlines()[0]}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path}{where}: malformed YAML: {problem}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     return data

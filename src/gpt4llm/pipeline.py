@@ -40,8 +40,8 @@ STAGE_MODULES: dict[str, str] = {
     "eval_rouge": "gpt4llm.evaluate.rouge",
     "eval_judge": "gpt4llm.evaluate.judge",
     "report": "gpt4llm.report",
-    "analyze": "gpt4llm.analyze.report",
-    "annotate_init": "gpt4llm.evaluate.human.study",
+    "analyze": "gpt4llm.analyze",
+    "annotate_init": "gpt4llm.evaluate.human.stage",
 }
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -35,3 +35,27 @@ def make_tiny_lm(out: Path, seed: int = 0, sliding_window: int = 8) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def alpaca_records(n: int, seed: int = 0, with_input_every: int = 3) -> list[dict]:
+    """Small synthetic Alpaca-shaped records (some with an input)."""
+    import random
+
+    rng = random.Random(seed)
+    verbs = ["Name", "List", "Describe", "Explain", "Give", "Write"]
+    things = ["colors", "fruits", "planets", "rivers", "birds", "tools", "cities", "games"]
+    words = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "was", "by", "at", "be", "this", "from", "or", "have", "an"]
+    out = []
+    for i in range(n):
+        rec = {"instruction": f"{rng.choice(verbs)} {rng.randint(2, 5)} {rng.choice(things)}.", "input": "", "output": " ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + "."}
+        if with_input_every and i % with_input_every == 0:
+            rec["input"] = " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
+        out.append(rec)
+    return out
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path

@@ -52,10 +52,34 @@ _translate.register(app)
 _pipeline.register(app)
 _datasets.register(data_app)
 # --- train sft, respond (issue 3) ---
+from gpt4llm.train import sft as _sft  # noqa: E402
+from gpt4llm.stages import respond as _respond  # noqa: E402
+
+_sft.register(train_app)
+_respond.register(app)
 # --- compare, train reward, eval reward (issue 4) ---
+from gpt4llm.stages import compare as _compare  # noqa: E402
+from gpt4llm.train import reward as _train_reward  # noqa: E402
+from gpt4llm.evaluate import reward_eval as _reward_eval  # noqa: E402
+
+_compare.register(app)
+_train_reward.register(train_app)
+_reward_eval.register(eval_app)
 # --- eval rouge, eval judge, report (issue 5) ---
+from gpt4llm.evaluate import judge as _judge, rouge as _rouge  # noqa: E402
+from gpt4llm import report as _report  # noqa: E402
+
+_rouge.register(eval_app)
+_judge.register(eval_app)
+_report.register(app)
 # --- annotate (issue 6) ---
+from gpt4llm.evaluate.human import cli as _annotate  # noqa: E402
+
+_annotate.register(annotate_app)
 # --- analyze (issue 7) ---
+from gpt4llm import analyze as _analyze  # noqa: E402
+
+_analyze.register(app)
 
 
 def main() -> None:
@@ -75,7 +99,14 @@ def main() -> None:
     except Exception as e:  # click usage errors
         import click
 
-        if isinstance(e, click.exceptions.ClickException):
+        usage_errors: tuple[type, ...] = (click.exceptions.ClickException,)
+        try:  # recent typer vendors its own click: its exceptions are other classes
+            from typer._click.exceptions import ClickException as _VendoredClickException
+
+            usage_errors += (_VendoredClickException,)
+        except ImportError:
+            pass
+        if isinstance(e, usage_errors):
             e.show()
             sys.exit(e.exit_code)
         raise

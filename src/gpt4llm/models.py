@@ -159,6 +159,12 @@ def load_causal_lm(name_or_path: str, device: str | None = None, dtype: str = "f
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except (OSError, ValueError) as e:
         raise UserError(f"{name_or_path}: cannot load model ({str(e).splitlines()[0]})") from None
+    except RuntimeError as e:
+        if "size mismatch" not in str(e):
+            raise
+        # A LoRA adapter whose shapes do not fit the base model it is loaded on.
+        first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
+        raise UserError(f"{name_or_path}: adapter does not fit its base model ({first[:200]})") from None
     model.to(device)
     if not for_training:
         model.eval()

@@ -83,7 +83,7 @@ class LocalGenerator:
         tokenizer.padding_side = "left"
 
     @classmethod
-    def load(cls, model: str, dtype: str = "auto", device: str | None = None) -> "LocalGenerator":
+    def load(cls, model: str, dtype: str = "auto", device: str | None = None) -> LocalGenerator:
         """Load `model` ('embedded', a local HF dir or a LoRA adapter dir).
 
         dtype 'auto': fp32 weights + bf16 autocast when `models.bf16_supported(device)`;

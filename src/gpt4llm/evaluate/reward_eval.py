@@ -1,0 +1,134 @@
+"""`gpt4llm eval reward`: how well a reward model agrees with the rater.
+
+* **pairwise accuracy** on held-out comparisons: the share of (better, worse) pairs the model
+  orders like the rater (a tie in reward counts half). Published pairs, rich records (pairs
+  derived from the scores, ties skipped) or `train reward`'s `heldout.jsonl`.
+* **Spearman correlation** (scipy) between reward and the rater's score over all scored answers
+  of rich records, overall and per source, with mean reward and mean score per source.
+
+Rich records with fewer than two scored answers cannot be compared: skipped and counted.
+Writes a JSON report the report stage reads:
+`{"pairwise_accuracy", "n_pairs", "spearman", "n_scored", "per_source": {model: {...}}, ...}`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from gpt4llm.config import StageConfig, config_command
+from gpt4llm.errors import UserError
+
+
+class Config(StageConfig):
+    data: Path = Field(Path("runs/reward/heldout.jsonl"), description="Held-out comparisons: published pairs or rich comparison records (JSONL / JSON array).")
+    model: str = Field("runs/reward", description="Reward model directory written by `gpt4llm train reward`.")
+    output: Path = Field(Path("reward_eval.json"), description="JSON report.")
+    batch_size: int = Field(8, ge=1, description="Sequences per forward pass (length-sorted).")
+    max_seq_len: int | None = Field(None, ge=8, description="Longest prompt+answer in tokens (default: the one the model was trained with).")
+    limit: int | None = Field(None, ge=1, description="Evaluate only the first N records / pairs.")
+
+
+def _spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rho, or None when undefined (fewer than 3 points or a constant side)."""
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(x, y).statistic
+    return None if rho is None or math.isnan(rho) else round(float(rho), 4)
+
+
+def evaluate(scorer, data, limit: int | None = None) -> dict:
+    """The report for a loaded ComparisonData (see module doc)."""
+    from gpt4llm.reward_model import pairs_from_record, scored_responses
+    from gpt4llm.train.reward import pairwise_accuracy
+
+    report: dict = {"data_kind": data.kind, "skipped_records": data.skipped}
+    if data.kind == "pairs":
+        pairs = data.pairs[:limit] if limit else data.pairs
+        prompts = [p.user_input for p in pairs]
+        rb = scorer.score(prompts, [p.better for p in pairs])
+        rw = scorer.score(prompts, [p.worse for p in pairs])
+        report.update(pairwise_accuracy=round(pairwise_accuracy(rb, rw), 4) if pairs else None, n_pairs=len(pairs), spearman=None, n_scored=0, per_source={})
+        return report
+
+    records = data.records[:limit] if limit else data.records
+    flat = [(rec, r) for rec in records for r in scored_responses(rec)]
+    rewards = scorer.score([rec["user_input"] for rec, _ in flat], [r["text"] for _, r in flat])
+    by_text: dict[tuple[int, str], float] = {(id(rec), r["text"]): v for (rec, r), v in zip(flat, rewards)}
+    wins: list[float] = []
+    per_source: dict[str, dict] = {}
+    for rec in records:
+        for p in pairs_from_record(rec):
+            b, w = by_text[(id(rec), p.better)], by_text[(id(rec), p.worse)]
+            won = 1.0 if b > w else 0.5 if b == w else 0.0
+            wins.append(won)
+            for model in {str(p.better_model), str(p.worse_model)}:  # pairs this source is part of
+                s = per_source.setdefault(model, {"pairs": 0, "won": 0.0})
+                s["pairs"] += 1
+                s["won"] += won
+    scores = [float(r["score"]) for _, r in flat]
+    for model in sorted({str(r.get("model")) for _, r in flat}):
+        xs = [v for (_, r), v in zip(flat, rewards) if str(r.get("model")) == model]
+        ys = [float(r["score"]) for _, r in flat if str(r.get("model")) == model]
+        s = per_source.setdefault(model, {"pairs": 0, "won": 0.0})
+        s.update(
+            n_scored=len(xs),
+            mean_reward=round(sum(xs) / len(xs), 4),
+            mean_score=round(sum(ys) / len(ys), 4),
+            spearman=_spearman(xs, ys),
+            pairwise_accuracy=round(s.pop("won") / s["pairs"], 4) if s["pairs"] else None,
+        )
+        s["n_pairs"] = s.pop("pairs")
+    report.update(
+        pairwise_accuracy=round(sum(wins) / len(wins), 4) if wins else None,
+        n_pairs=len(wins),
+        spearman=_spearman(rewards, scores),
+        n_scored=len(flat),
+        per_source=dict(sorted(per_source.items())),
+    )
+    return report
+
+
+def run(config: Config) -> dict:
+    t0 = time.time()
+    from gpt4llm.provenance import write_manifest
+    from gpt4llm.records import read_json_records, write_json
+    from gpt4llm.reward_model import RewardScorer, load_comparisons
+
+    scorer = RewardScorer.load(config.model, batch_size=config.batch_size, max_length=config.max_seq_len)
+    if not read_json_records(config.data):
+        # e.g. the held-out split of a tiny run: an empty, not a failed, evaluation
+        report = {"data_kind": None, "skipped_records": 0, "pairwise_accuracy": None, "n_pairs": 0, "spearman": None, "n_scored": 0, "per_source": {}}
+    else:
+        data = load_comparisons(config.data)
+        if not data.pairs and not data.records:
+            raise UserError(f"{config.data}: nothing to evaluate ({data.skipped} record(s) with fewer than two scored answers)")
+        report = evaluate(scorer, data, limit=config.limit)
+    report["model"] = config.model
+    report["data"] = str(config.data)
+    write_json(config.output, report)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    console.print(f"pairwise accuracy {report['pairwise_accuracy']} on {report['n_pairs']} pairs; Spearman {report['spearman']} on {report['n_scored']} scored answers; {report['skipped_records']} record(s) skipped")
+    if report["per_source"]:
+        table = Table(title="per source")
+        for col in ("source", "answers", "mean score", "mean reward", "Spearman", "pairs", "pair acc."):
+            table.add_column(col, justify="left" if col == "source" else "right")
+        for name, s in report["per_source"].items():
+            table.add_row(name, str(s.get("n_scored")), str(s.get("mean_score")), str(s.get("mean_reward")), str(s.get("spearman")), str(s.get("n_pairs")), str(s.get("pairwise_accuracy")))
+        console.print(table)
+    summary = {k: report[k] for k in ("pairwise_accuracy", "n_pairs", "spearman", "n_scored", "skipped_records")}
+    write_manifest(config.output, "eval reward", config, inputs=[config.data], summary=summary, started=t0)
+    return report
+
+
+def register(app) -> None:
+    config_command(app, "reward", Config, run, help="Reward-model accuracy: pairwise accuracy on held-out comparisons and Spearman with the rater's scores.", arguments=("data",))

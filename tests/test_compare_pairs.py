@@ -190,10 +190,8 @@ ONE = [
     ("  \n\nScore:9\n", 9),
     ("score = 3 (the code does not run)", 3),
     ("Final score: 2. The answer is off-topic.", 2),
-    pytest.param(
-        "The response is accurate and well structured. I give it 9/10.", 9,
-        marks=pytest.mark.xfail(strict=True, reason="scoring.parse_scores does not read 'I give it 9/10' after prose (reported to issue 5)"),
-    ),
+    ("The response is accurate and well structured. I give it 9/10.", 9),
+    ("I would give this answer a 6.", 6),
     ("Score: 1\nThe answer is harmful.", 1),
     ("This answer is fine.", None),
     ("", None),

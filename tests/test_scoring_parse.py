@@ -142,3 +142,11 @@ def test_expected_none_without_score_tokens():
     assert expected_score([[("hello", lp(1.0))]]) is None
     assert expected_scores([[("8", lp(1.0))]], n=2) is None
     assert expected_score([[("8", lp(1.0))]], position=5) is None
+
+
+def test_expected_score_ignores_non_ascii_digit_tokens():
+    """A subscript digit among the alternatives ('₄'.isdigit() is True) must not crash or count."""
+    from gpt4llm.scoring import expected_score
+
+    got = expected_score([[("₄", -0.1), ("7", -1.0), ("8", -1.0)]], 1, 10)
+    assert got == pytest.approx(7.5)

@@ -68,7 +68,8 @@ _SCALE_RE = re.compile(
 # "8/10", "8 out of 10" -> keep the numerator only.
 _DENOM_RE = re.compile(r"(" + _NUM + r")\s*(?:/|out\s+of)\s*" + _NUM, re.IGNORECASE)
 _SCORE_PHRASE_RE = re.compile(
-    r"\b(?:score|rating|rate|grade|mark|points?)s?\b\s*(?:is|of|:|=|would\s+be|-)?\s*(?:an?\s+)?\**\s*(" + _NUM + r")",
+    r"\b(?:(?:score|rating|rate|grade|mark|points?)s?|(?:give|gives|gave|giving)\s+(?:it|this(?:\s+(?:answer|response))?))\b"
+    r"\s*(?:is|of|:|=|would\s+be|-|a)?\s*(?:an?\s+)?\**\s*(" + _NUM + r")",
     re.IGNORECASE,
 )
 # A line that holds nothing but the scores: digits plus separators and markdown noise.
@@ -76,6 +77,11 @@ _ONLY_SCORES_RE = re.compile(r"^[\s\d.,;:/|()\[\]*_`\-&]*(?:and[\s\d.,;:/|()\[\]
 _LIST_MARK_RE = re.compile(r"^\s*\d{1,2}[.)]\s+(?=\S*[^\W\d_])")
 _SCOREISH_RE = re.compile(r"\b(?:scores?|scored|rat(?:e|ed|ing|ings)|grades?|points?|gets?|receives?|deserves?)\b", re.IGNORECASE)
 _LEAD_RE = re.compile(r"^\s*(?:\**\s*)?(?:final\s+)?(?:scores?|ratings?|grades?|verdict)\s*\**\s*[:=\-]?\s*", re.IGNORECASE)
+
+
+def _ascii_digits(text: str) -> bool:
+    """0-9 only: str.isdigit() also accepts subscripts and superscripts ('₄'), which int() rejects."""
+    return text.isascii() and text.isdigit()
 
 
 def _numbers(text: str, lo: float, hi: float) -> list[float]:
@@ -102,7 +108,7 @@ def _labelled(text: str, n: int, lo: float, hi: float) -> list[float] | None:
     for group in (labels, bare):
         for i, m in enumerate(group):
             tag = m.group(1).lower()
-            idx = int(tag) - 1 if tag.isdigit() else ord(tag) - ord("a")
+            idx = int(tag) - 1 if _ascii_digits(tag) else ord(tag) - ord("a")
             if idx < 0 or idx >= n or idx in found:
                 continue
             end = group[i + 1].start() if i + 1 < len(group) else len(text)
@@ -203,7 +209,7 @@ def _score_mass(
     mass: dict[int, float] = {}
     for t, lp in alts:
         s = _tok(t)
-        if not s.isdigit() or len(s) > 3:
+        if not _ascii_digits(s) or len(s) > 3:
             continue
         q = math.exp(lp)
         v = int(s)
@@ -248,21 +254,21 @@ def score_positions(
     found: list[int] = []
     i = 0
     while i < len(gen) and len(found) < n:
-        if not gen[i].isdigit():
+        if not _ascii_digits(gen[i]):
             i += 1
             continue
         j = i
-        while j < len(gen) and gen[j].isdigit() and (j == i or raw[j] == gen[j]):
+        while j < len(gen) and _ascii_digits(gen[j]) and (j == i or raw[j] == gen[j]):
             j += 1  # consecutive digit tokens without spaces form one number
         value = int("".join(gen[i:j]))
-        prev_is_num = i > 0 and (gen[i - 1].isdigit() or (raw[i - 1].endswith(".") and i > 1 and gen[i - 2].isdigit()))
+        prev_is_num = i > 0 and (_ascii_digits(gen[i - 1]) or (raw[i - 1].endswith(".") and i > 1 and _ascii_digits(gen[i - 2])))
         before = "".join(raw[max(0, i - 6) : i])
         if lo <= value <= hi and not prev_is_num and not _LABEL_TAIL_RE.search(before):
             found.append(i)
         # skip a decimal part ("8", ".", "5")
-        if j + 1 < len(gen) and gen[j] == "." and gen[j + 1].isdigit():
+        if j + 1 < len(gen) and gen[j] == "." and _ascii_digits(gen[j + 1]):
             j += 2
-            while j < len(gen) and gen[j].isdigit():
+            while j < len(gen) and _ascii_digits(gen[j]):
                 j += 1
         i = j
     if not found:  # a judge that wrote no number: positions that offer score tokens
@@ -313,3 +319,37 @@ def expected_scores(
     if any(v is None for v in out):
         return None
     return out  # type: ignore[return-value]
+
+
+def probe_scores(llm_config, conversations: list[list[dict]], questions: list[list[str]], keys: list[str],
+                 lo: float = 1, hi: float = 10, top_logprobs: int = 20, description: str = "asking for missing scores") -> list[list[float] | None]:
+    """Probability-weighted scores from a model whose reply showed no score (a weak rater/judge).
+
+    For each conversation (the original request plus the model's reply) and each of its
+    questions ("what score do you give …? Reply with the number only."), ask in the same
+    conversation with 2 new tokens and top_logprobs, and take the expected score at the first
+    score position. Returns per conversation the list of scores, or None when any is missing.
+    Shared by `compare` and `eval judge`; goes through `complete_all` (cached, resumable).
+    """
+    from gpt4llm.llm import complete_all
+    from gpt4llm.llm.base import Request, SamplingParams
+
+    params = SamplingParams(max_tokens=2, temperature=0.0, top_logprobs=top_logprobs)
+    requests, spans = [], []
+    for conv, qs, key in zip(conversations, questions, keys):
+        start = len(requests)
+        for k, q in enumerate(qs, start=1):
+            requests.append(Request(key=f"{key}:probe{k}", messages=conv + [{"role": "user", "content": q}], params=params))
+        spans.append((start, len(requests)))
+    if not requests:
+        return [None] * len(conversations)
+    answers = complete_all(llm_config, requests, description=description)
+    out: list[list[float] | None] = []
+    for start, end in spans:
+        vals = []
+        for res in answers[start:end]:
+            tl = res.completion.top_logprobs if res.completion else None
+            pos = score_positions(tl, 1, lo, hi, min_mass=0.0) if tl else []
+            vals.append(expected_score(tl, lo, hi, position=pos[0]) if pos else None)
+        out.append(vals if vals and all(v is not None for v in vals) else None)
+    return out

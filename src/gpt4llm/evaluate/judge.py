@@ -301,38 +301,28 @@ def _read_scores(config: Config, completion) -> tuple[list[float] | None, str]:
     return got, "parsed" if got is not None else "unparseable"
 
 
-def _probe_missing(config: Config, requests: list, results: list, read: list, complete_all) -> dict[int, list[float]]:
+def _probe_missing(config: Config, requests: list, results: list, read: list) -> dict[int, list[float]]:
     """Expected scoring when the judge's reply shows no score positions (a weak judge that wrote
     prose): ask, in the same conversation, for each assistant's score as a bare number, with
     max 2 tokens and top_logprobs, and take the probability-weighted score at that position.
     Returns {judgment index: [score 1, score 2]} (presentation order) for the probes that worked."""
-    from gpt4llm.llm import Request, SamplingParams
     from gpt4llm.prompts import fill, load_prompt
-    from gpt4llm.scoring import expected_score, score_positions
+    from gpt4llm.scoring import probe_scores
 
     todo = [i for i, (got, _) in enumerate(read) if got is None and results[i].completion is not None]
     if not todo:
         return {}
     template = load_prompt("judge_probe.txt")
     lo, hi = config.score_min, config.score_max
-    params = SamplingParams(max_tokens=2, temperature=0.0, top_logprobs=config.top_logprobs)
-    probes = []
-    for i in todo:
-        history = requests[i].messages + [{"role": "assistant", "content": results[i].completion.text}]
-        for k in (1, 2):
-            ask = fill(template, k=str(k), lo=f"{lo:g}", hi=f"{hi:g}").strip()
-            probes.append(Request(key=f"{requests[i].key}:probe{k}", messages=history + [{"role": "user", "content": ask}], params=params))
-    answers = complete_all(config.judge, probes, description="asking the judge for the missing scores")
-    out: dict[int, list[float]] = {}
-    for n, i in enumerate(todo):
-        vals = []
-        for res in answers[2 * n : 2 * n + 2]:
-            tl = res.completion.top_logprobs if res.completion else None
-            pos = score_positions(tl, 1, lo, hi, min_mass=0.0) if tl else []
-            vals.append(expected_score(tl, lo, hi, position=pos[0]) if pos else None)
-        if all(v is not None for v in vals):
-            out[i] = vals  # type: ignore[assignment]
-    return out
+    asks = [fill(template, k=str(k), lo=f"{lo:g}", hi=f"{hi:g}").strip() for k in (1, 2)]
+    got = probe_scores(
+        config.judge,
+        [requests[i].messages + [{"role": "assistant", "content": results[i].completion.text}] for i in todo],
+        [asks] * len(todo),
+        [requests[i].key for i in todo],
+        lo=lo, hi=hi, top_logprobs=config.top_logprobs, description="asking the judge for the missing scores",
+    )
+    return {i: vals for i, vals in zip(todo, got) if vals is not None}
 
 
 def _print_table(summary: dict) -> None:
@@ -412,7 +402,7 @@ def run(config: Config) -> dict:
             meta.append((q, order, prompt_name))
     results = complete_all(config.judge, requests, description=f"judging {model_a} vs {model_b}")
     read = [_read_scores(config, res.completion) for res in results]
-    probed = _probe_missing(config, requests, results, read, complete_all) if config.scoring == "expected" else {}
+    probed = _probe_missing(config, requests, results, read) if config.scoring == "expected" else {}
 
     judgments: list[dict] = []
     for i, ((q, order, prompt_name), res) in enumerate(zip(meta, results)):

@@ -58,6 +58,7 @@ class Config(StageConfig):
     reminder: str | None = Field(None, description="Reminder appended when a reply has no readable score; default: the packaged rater_reminder_single / rater_reminder_batched.")
     max_tokens: int = Field(256, ge=1, description="Max tokens of a rater reply.")
     top_logprobs: int = Field(10, ge=0, le=20, description="Ask the rater for this many top alternatives per token to compute score_expected (0: do not ask).")
+    probe: str | None = Field(None, description="Prompt file asking for one score as a bare number, used (with top_logprobs) when a reply shows no score (default: packaged rater_probe.txt).")
     use_expected: bool = Field(False, description="Use the probability-weighted score_expected as the score (where available).")
     seed: int = Field(0, description="Seed of the order in which answers are shown to the rater.")
     shuffle: bool = Field(True, description="Shuffle the order of answers per instruction (recorded in 'order').")
@@ -208,6 +209,7 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
         Request(key=key(i, names), messages=build_messages(config.mode, template, user_input_of(items[i]["instruction"], items[i]["input"]), [items[i]["answers"][n] for n in names]), params=params)
         for i, names in jobs
     ]
+    counts: Counter = Counter()
     results = complete_all(config.rater, requests, description=f"rating ({config.mode})")
     replies = [r.completion for r in results]
     errors = [r.error for r in results]
@@ -230,9 +232,28 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
             replies[j] = _Joined(replies[j].text + "\n\n[reminder]\n" + res.completion.text)
             parsed[j] = (p2, e2 if e2 is not None else parsed[j][1])
 
+    # A rater that still shows no score position (a small base model writing prose): ask in the
+    # same conversation for each score as a bare number and read the probability-weighted score.
+    probe_idx = [j for j, (c, (_, e)) in enumerate(zip(replies, parsed)) if c is not None and e is None and config.top_logprobs]
+    if probe_idx:
+        from gpt4llm.scoring import probe_scores
+
+        probe = load_prompt(config.probe or "rater_probe")
+        which = (lambda k, n: "this answer" if n == 1 else f"Answer {k}")
+        got = probe_scores(
+            config.rater,
+            [requests[j].messages + [{"role": "assistant", "content": replies[j].text}] for j in probe_idx],
+            [[fill(probe, which=which(k, len(jobs[j][1])), lo=str(LO), hi=str(HI)).strip() for k in range(1, len(jobs[j][1]) + 1)] for j in probe_idx],
+            [requests[j].key for j in probe_idx],
+            lo=LO, hi=HI, top_logprobs=config.top_logprobs, description="asking the rater for missing scores",
+        )
+        for j, vals in zip(probe_idx, got):
+            if vals is not None:
+                parsed[j] = (parsed[j][0], vals)
+                counts["probed"] += 1
+
     # Assemble records.
     per_item: dict[int, dict[str, dict]] = {i: {} for i in range(len(items))}
-    counts = Counter()
     for j, (i, names) in enumerate(jobs):
         c = replies[j]
         p, e = parsed[j]

@@ -259,6 +259,10 @@ def _fingerprint(path: str) -> str:
     return ";".join(parts)
 
 
+# [key, LocalGenerator] of the most recently loaded local model (one at most).
+_LAST_LOCAL: list = [None, None]
+
+
 class LocalBackend:
     """A local transformers model; batched generation comes from `gpt4llm.llm.local`."""
 
@@ -284,8 +288,14 @@ class LocalBackend:
                 from gpt4llm.llm.local import LocalGenerator
             except ImportError as e:  # pragma: no cover - local.py ships with the package
                 raise UserError(f"the local backend is not available ({e})") from None
-            device = None
-            self._gen = LocalGenerator.load(self.config.model, dtype=self.config.dtype, device=device)
+            # Stages call complete_all several times in a row (rate, re-ask, probe); keep the last
+            # loaded model so they share one load. Keyed by the weights' fingerprint, so a model
+            # retrained at the same path is loaded afresh.
+            key = (tuple(sorted(self.identity.items())), self.config.dtype)
+            if _LAST_LOCAL[0] != key:
+                _LAST_LOCAL[:] = [None, None]  # free the previous model before loading another
+                _LAST_LOCAL[:] = [key, LocalGenerator.load(self.config.model, dtype=self.config.dtype)]
+            self._gen = _LAST_LOCAL[1]
         return self._gen
 
     def render(self, request: Request) -> tuple[str, tuple[str, ...]]:

@@ -79,6 +79,7 @@ class Config(StageConfig):
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="'auto': fp32 weights with bf16 autocast where the CPU/GPU supports it; 'bf16' forces autocast; 'fp32' never.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass (saves memory, costs 5-20% time).")
     padding_free: bool = Field(True, description="Concatenate each micro-batch into one row with per-sequence position ids (no compute on padding). --no-padding-free pads to the longest.")
+    fast_path: bool = Field(True, description="Single-process runs: chunked LM-head cross-entropy, LoRA base weights kept in bf16 under bf16 autocast, faster LoRA dropout (same numbers as the library path; see train/fastpath.py). --no-fast-path: library computations only.")
     # checkpoints / logging
     output: Path = Field(Path("runs/sft"), description="Output directory: merged model, adapter/, checkpoints, log.jsonl, manifest.json.")
     save_steps: int = Field(200, ge=1, description="Save a checkpoint every N optimizer steps.")
@@ -201,15 +202,23 @@ def make_collate_padded(pad_id: int):
 
 
 # --------------------------------------------------------------------------- loss
+def _normalise(loss: Any, n_targets: int, num_items_in_batch: Any) -> Any:
+    """Divide a summed loss by all label tokens of the accumulated step (as Trainer counts them
+    in `num_items_in_batch`) or, without it, by this batch's label count."""
+    import torch
+
+    denom = num_items_in_batch if num_items_in_batch is not None else n_targets
+    if torch.is_tensor(denom):
+        return loss / denom.to(loss.device).clamp(min=1)
+    return loss / max(denom, 1)
+
+
 def response_only_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> Any:
-    """Causal-LM cross-entropy computing logits only where a label exists.
+    """Causal-LM cross-entropy computing logits only where a label exists (the library path).
 
     Padding-free batches (one row) pass the label positions as `logits_to_keep`, so the LM
     head runs on response tokens only. Padded batches (several rows) fall back to full logits.
-    The sum is divided by `num_items_in_batch` (all label tokens of the accumulated step, as
-    Trainer counts them) or by this batch's label count.
     """
-    import torch
     import torch.nn.functional as F
 
     labels = inputs["labels"]
@@ -226,23 +235,106 @@ def response_only_loss(model: Any, inputs: dict, num_items_in_batch: Any = None)
         logits = out.logits[:, :-1][keep]
         targets = shifted[keep]
     loss = F.cross_entropy(logits.float(), targets, reduction="sum")
-    denom = num_items_in_batch if num_items_in_batch is not None else targets.numel()
-    if torch.is_tensor(denom):
-        denom = denom.to(loss.device)
-    return loss / max(denom, 1) if not torch.is_tensor(denom) else loss / denom.clamp(min=1)
+    return _normalise(loss, targets.numel(), num_items_in_batch)
+
+
+class FusedResponseLoss:
+    """The same loss as `response_only_loss`, through `fastpath.chunked_linear_cross_entropy`:
+    the decoder gives hidden states, the LM head and its cross-entropy run a chunk of response
+    positions at a time with the gradient computed on the way (no full logits, no log_softmax
+    backward). A frozen head (LoRA) is cast to the autocast dtype once, not every step.
+    `autocast` (e.g. torch.bfloat16) is what accelerate wraps the model's forward in; calling
+    the decoder directly bypasses that wrapper, so the loss applies it itself.
+    """
+
+    def __init__(self, decoder: Any, head: Any, softcap: float | None, autocast: Any = None):
+        from gpt4llm.train.fastpath import Workspace
+
+        self.decoder, self.head, self.softcap, self.autocast = decoder, head, softcap, autocast
+        self.workspace = Workspace()
+        self._cast: tuple[tuple, Any] | None = None
+
+    def _head_weight(self, dtype: Any) -> Any:
+        w = self.head.weight
+        if w.requires_grad or w.dtype == dtype:
+            return None
+        key = (w.data_ptr(), w._version, dtype)
+        if self._cast is None or self._cast[0] != key:
+            self._cast = (key, w.detach().to(dtype))
+        return self._cast[1]
+
+    def __call__(self, inputs: dict, num_items_in_batch: Any = None) -> Any:
+        import torch
+
+        from gpt4llm.train.fastpath import chunked_linear_cross_entropy
+
+        labels = inputs["labels"]
+        shifted = labels[:, 1:]
+        keep = shifted.ne(-100)
+        model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        device = labels.device.type
+        with torch.autocast(device, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            hidden = self.decoder(**model_inputs, use_cache=False).last_hidden_state
+            if labels.shape[0] == 1:
+                idx = keep[0].nonzero().squeeze(-1)
+                h, targets = hidden[0, idx], shifted[0, idx]
+            else:
+                h, targets = hidden[:, :-1][keep], shifted[keep]
+            loss = chunked_linear_cross_entropy(
+                h, self.head.weight, targets, bias=self.head.bias, softcap=self.softcap,
+                compute_weight=self._head_weight(self.autocast or self.head.weight.dtype), workspace=self.workspace,
+            )
+        return _normalise(loss, targets.numel(), num_items_in_batch)
 
 
 def make_trainer_class():
     from transformers import Trainer
 
     class ResponseOnlyTrainer(Trainer):
-        """transformers' Trainer with the response-only, selected-logits loss."""
+        """transformers' Trainer with the response-only loss; `fused_loss` (a FusedResponseLoss)
+        is used when the model Trainer hands over is the unwrapped one it was built for."""
+
+        fused_loss: FusedResponseLoss | None = None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = response_only_loss(model, inputs, num_items_in_batch)
+            if self.fused_loss is not None and model is self.model:
+                loss = self.fused_loss(inputs, num_items_in_batch)
+            else:
+                loss = response_only_loss(model, inputs, num_items_in_batch)
             return (loss, {}) if return_outputs else loss
 
     return ResponseOnlyTrainer
+
+
+def speed_up(model: Any, sample_ids: Any, bf16: bool, lora: bool, distributed: bool) -> tuple[FusedResponseLoss | None, list[str]]:
+    """Apply the `fastpath` pieces that are safe for this run; returns the fused loss (or None)
+    and what was done, for the log. Distributed runs (DDP/FSDP/DeepSpeed wrap and shard the
+    model) keep the library path."""
+    import torch
+
+    from gpt4llm.train.fastpath import head_matches_model, lm_parts, store_frozen_linears_in, use_fast_dropout, use_fused_lora
+
+    if distributed:
+        return None, ["library path (distributed run)"]
+    notes = []
+    fused = None
+    parts = lm_parts(model)
+    if parts is not None and head_matches_model(model, sample_ids):
+        fused = FusedResponseLoss(*parts, autocast=torch.bfloat16 if bf16 else None)
+        notes.append("chunked LM-head cross-entropy")
+    if lora:
+        n = use_fused_lora(model)
+        if n:
+            notes.append(f"fused LoRA in {n} layers")
+        n = use_fast_dropout(model)
+        if n:
+            notes.append(f"fast dropout in {n} LoRA layers")
+        if bf16:
+            head = parts[1] if parts else None
+            n = store_frozen_linears_in(model, torch.bfloat16, skip=(head,) if head is not None else ())
+            if n:
+                notes.append(f"{n} frozen linear layers stored in bf16")
+    return fused, notes
 
 
 # --------------------------------------------------------------------------- accelerate
@@ -370,6 +462,13 @@ def _train(config: Config) -> dict:
         if config.gradient_checkpointing:
             model.enable_input_require_grads()
 
+    fused_loss, fast_notes = None, []
+    if config.fast_path:
+        sample_ids = torch.tensor([train_ex[0]["input_ids"][:16]], device=next(model.parameters()).device)
+        fused_loss, fast_notes = speed_up(model, sample_ids, bf16=bf16, lora=config.lora, distributed=distributed)
+    if fast_notes:
+        console.print("fast path: " + "; ".join(fast_notes))
+
     # 3. train
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -419,6 +518,7 @@ def _train(config: Config) -> dict:
         processing_class=tokenizer,
         callbacks=[make_log_callback(output / "log.jsonl")],
     )
+    trainer.fused_loss = fused_loss
     _logs_to_stderr(trainer)
     if resume_from:
         console.print(f"resuming from {resume_from}")
@@ -436,7 +536,7 @@ def _train(config: Config) -> dict:
             write_prompt_meta(adapter_dir, meta)
         saved_adapter = str(adapter_dir)
         if config.merge and is_main:
-            merged = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
+            merged = _merge(trainer.model, adapter_dir)
             merged.save_pretrained(output, safe_serialization=True)
     else:
         trainer.save_model(str(output))
@@ -470,6 +570,19 @@ def _train(config: Config) -> dict:
         _print_summary(console, summary)
     del torch
     return summary
+
+
+def _merge(model: Any, adapter_dir: Path) -> Any:
+    """The merged full model. When the fast path stored the frozen base weights in bf16, the
+    adapter is merged onto the base reloaded in fp32 instead, so no precision is lost."""
+    import torch
+
+    from gpt4llm.models import load_causal_lm
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if any(p.dtype == torch.bfloat16 and not p.requires_grad for p in base.parameters()):
+        model = load_causal_lm(str(adapter_dir), device="cpu", dtype="float32")
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
 def _logs_to_stderr(trainer: Any) -> None:

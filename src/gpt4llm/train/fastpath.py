@@ -1,0 +1,342 @@
+"""Hand-written pieces that make `train sft` faster than the library path (bench/sft.py).
+
+A profile of one LoRA step of Gemma-3-270M on CPU (padding-free, response-only logits, bf16
+autocast) spent only ~25% of its time in matrix multiplies. The rest went to:
+
+* the LM head's cross-entropy on a 262K vocabulary: `log_softmax` and its backward over
+  N x 262,144 fp32 logits, the zero-filled gradient of the logits selection, the fp32 copy of
+  the logits (~35%). `chunked_linear_cross_entropy` computes the loss *and* the gradient in
+  one pass over row chunks (Liger-Kernel's fused linear cross-entropy, in plain torch so it runs
+  on CPU and GPU): logits never exist in full, and the backward is one multiply by the saved
+  gradient;
+* autocast re-casting every frozen fp32 weight to bf16 on every forward (autocast caches casts
+  only of weights that require grad) (~15%). Under LoRA the base weights never change, so
+  `store_frozen_linears_in` keeps them in bf16: the same numbers autocast would produce, cast
+  once;
+* LoRA dropout's `bernoulli_` (~11%): torch draws one 32-bit random number per element.
+  `FastDropout` draws 16 random bits per element (keep probability exact to 1/65536).
+
+Each piece is tested against the library computation it replaces (tests/test_fastpath.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+# --------------------------------------------------------------------------- cross-entropy
+class Workspace:
+    """Logits buffers reused from call to call. On CPU a fresh tensor of hundreds of MB is
+    new memory pages every time, and faulting them in cost more than the softmax itself."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        buf = self.buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.device != device or buf.shape[1] != cols or buf.shape[0] < rows:
+            self.buffers.pop(name, None)
+            buf = self.buffers[name] = torch.empty(rows, cols, dtype=dtype, device=device)
+        return buf
+
+
+class _ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """sum over rows of CE(hidden @ weight.T (+ bias), targets); gradients computed in forward."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk_rows: int, softcap: float | None, workspace: Workspace):
+        n, vocab = hidden.shape[0], weight.shape[0]
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = bias is not None and ctx.needs_input_grad[2]
+        compute, device = weight.dtype, hidden.device
+        grad_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=device) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=device) if need_w else None
+        grad_b = torch.zeros(vocab, dtype=torch.float32, device=device) if need_b else None
+        loss = torch.zeros((), dtype=torch.float32, device=device)
+        for start in range(0, n, chunk_rows):
+            h = hidden[start : start + chunk_rows].to(compute)
+            t = targets[start : start + chunk_rows]
+            r = h.shape[0]
+            logits = workspace.get("logits", chunk_rows, vocab, compute, device)[:r]
+            torch.mm(h, weight.t(), out=logits)
+            if bias is not None:
+                logits.add_(bias.to(compute))
+            z = logits if compute == torch.float32 else workspace.get("fp32", chunk_rows, vocab, torch.float32, device)[:r].copy_(logits)
+            tanh = None
+            if softcap is not None:
+                tanh = torch.tanh(z / softcap)
+                torch.mul(tanh, softcap, out=z)
+            rows = torch.arange(r, device=device)
+            z_target = z[rows, t]
+            z_max = z.amax(dim=-1)
+            # softmax in place on CPU (its kernel reads each element before writing it)
+            p = z if device.type == "cpu" else workspace.get("probs", chunk_rows, vocab, torch.float32, device)[:r]
+            torch.softmax(z, dim=-1, out=p)
+            # log-sum-exp from the largest probability, 1 / sum(exp(z - max)): no second exp pass
+            lse = z_max - torch.log(p.amax(dim=-1))
+            loss += (lse - z_target).sum()
+            p[rows, t] -= 1.0  # d(loss)/dz = softmax(z) - onehot(target)
+            if tanh is not None:
+                p.mul_(1.0 - tanh * tanh)
+                del tanh
+            g = p if compute == torch.float32 else logits.copy_(p)
+            if need_h:
+                grad_h[start : start + r] = g @ weight
+            if need_w:  # full fine-tuning of the head: accumulate its gradient in fp32
+                if compute == torch.float32:
+                    grad_w.addmm_(g.t(), h)
+                else:
+                    grad_w.add_(g.t() @ h)
+            if need_b:
+                grad_b += g.sum(0, dtype=torch.float32)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.weight_dtype = weight.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        out_h = grad_h * grad_loss.to(grad_h.dtype) if grad_h is not None else None
+        out_w = (grad_w * grad_loss).to(ctx.weight_dtype) if grad_w is not None else None
+        out_b = grad_b * grad_loss if grad_b is not None else None
+        return out_h, out_w, out_b, None, None, None, None
+
+
+def chunked_linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    chunk_rows: int | None = None,
+    softcap: float | None = None,
+    compute_weight: torch.Tensor | None = None,
+    workspace: Workspace | None = None,
+    workspace_bytes: int = 512 * 2**20,
+) -> torch.Tensor:
+    """Summed cross-entropy of the linear head `hidden @ weight.T` against `targets`.
+
+    Equal to `F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, reduction='sum')`
+    (targets == -100 ignored), computed `chunk_rows` rows at a time (default: as many as fit
+    `workspace_bytes` of logits buffers). Under autocast the multiplies run in the autocast
+    dtype, as `F.linear` would; `compute_weight` is a ready cast copy of a frozen `weight`
+    (saves casting it on every call); a `workspace` kept between calls reuses the buffers.
+    """
+    keep = targets.ne(IGNORE_INDEX)
+    if not bool(keep.all()):
+        hidden, targets = hidden[keep], targets[keep]
+    device_type = hidden.device.type
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else weight.dtype
+    if compute_weight is None or compute_weight.dtype != dtype:
+        compute_weight = weight.to(dtype) if weight.dtype != dtype else weight
+    elif weight.requires_grad:
+        raise ValueError("compute_weight is only for frozen weights")
+    if chunk_rows is None:
+        per_row = weight.shape[0] * (4 + (0 if dtype == torch.float32 else dtype.itemsize))
+        chunk_rows = max(1, workspace_bytes // per_row)
+    chunk_rows = max(1, min(chunk_rows, hidden.shape[0]))
+    # (for a trainable weight the cast above keeps the autograd link to the fp32 master)
+    with torch.autocast(device_type, enabled=False):
+        return _ChunkedLinearCrossEntropy.apply(hidden, compute_weight, bias, targets, chunk_rows, softcap, workspace or Workspace())
+
+
+# --------------------------------------------------------------------------- LM head
+def lm_parts(model: Any) -> tuple[Any, Any, float | None] | None:
+    """(decoder, lm_head, final_logit_softcapping) of a causal LM (peft-wrapped or not), or None
+    when its logits are more than `lm_head(last_hidden_state)` (+ optional tanh soft-capping)."""
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(causal, "config", None)
+    head = causal.get_output_embeddings() if hasattr(causal, "get_output_embeddings") else None
+    decoder = getattr(causal, "model", None)
+    if decoder is None or not isinstance(head, torch.nn.Linear):
+        return None
+    for extra in ("logit_scale", "logits_scaling", "output_multiplier_scale"):
+        if getattr(config, extra, None) not in (None, 1, 1.0):
+            return None
+    return decoder, head, getattr(config, "final_logit_softcapping", None)
+
+
+@torch.no_grad()
+def head_matches_model(model: Any, input_ids: torch.Tensor) -> bool:
+    """One cheap check that `lm_head(decoder(x))` gives the model's own logits (eval mode)."""
+    parts = lm_parts(model)
+    if parts is None:
+        return False
+    decoder, head, softcap = parts
+    was_training = model.training
+    model.eval()
+    try:
+        ids = input_ids[:, :16]
+        ref = model(input_ids=ids, use_cache=False).logits.float()
+        ours = head(decoder(input_ids=ids, use_cache=False).last_hidden_state).float()
+        if softcap is not None:
+            ours = torch.tanh(ours / softcap) * softcap
+        return ref.shape == ours.shape and torch.allclose(ref, ours, atol=1e-3, rtol=1e-3)
+    finally:
+        model.train(was_training)
+
+
+# --------------------------------------------------------------------------- LoRA pieces
+def keep_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
+    """Bernoulli(1 - p) keep mask from 16 random bits per element (torch's `bernoulli_` draws
+    32): keep probability q = 1 - round(p * 65536) / 65536, exact to 1/65536. Uses torch's
+    default generator, so `set_seed` and checkpoint RNG states make it reproducible."""
+    n = 1
+    for d in shape:
+        n *= d
+    # four uniform int16 lanes per int64 draw over the whole int64 range
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), 2**63 - 1)
+    return words.view(torch.int16)[:n].view(shape).ge(round(p * 65536) - 32768)
+
+
+def keep_scale(p: float) -> float:
+    """1 / q for the keep probability q of `keep_mask`."""
+    return 1.0 / (1.0 - round(p * 65536) / 65536)
+
+
+class FastDropout(torch.nn.Module):
+    """`nn.Dropout(p)` with the mask of `keep_mask` (kept elements scaled by 1 / q)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return x.mul(keep_mask(x.shape, self.p, x.device)).mul_(keep_scale(self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class _LoraLinear(torch.autograd.Function):
+    """y = x W^T + b + s * (drop(x) A^T) B^T for a frozen W (and b), in one node.
+
+    peft runs this as ~12 autograd nodes (casts, dropout, two linears, scale, add); here the
+    input is cast once, the dropout mask is a bool tensor, the low-rank update is one addmm
+    into the base output, and the backward is five small matmuls.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, keep, scale: float):
+        y = F.linear(x, weight, bias)
+        # dropout's 1/q scale is applied to the rank-r product, not to the full-width input
+        xk = x if keep is None else x.mul(keep)
+        u = xk @ lora_a.t()
+        if keep is not None:
+            u.mul_(scale)
+        y.view(-1, y.shape[-1]).addmm_(u.view(-1, u.shape[-1]), lora_b.t(), alpha=scaling)
+        ctx.save_for_backward(xk, u, weight, lora_a, lora_b, keep)
+        ctx.scaling, ctx.scale = scaling, scale
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        xk, u, weight, lora_a, lora_b, keep = ctx.saved_tensors
+        gy = grad_y.reshape(-1, grad_y.shape[-1]).to(weight.dtype)
+        xk2, u2 = xk.reshape(-1, xk.shape[-1]), u.reshape(-1, u.shape[-1])
+        gu = (gy @ lora_b).mul_(ctx.scaling * ctx.scale)  # d/d(x_kept @ A^T)
+        grad_b = (gy.t() @ u2).mul_(ctx.scaling) if ctx.needs_input_grad[4] else None
+        grad_a = gu.t() @ xk2 if ctx.needs_input_grad[3] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            gxk = gu @ lora_a
+            if keep is not None:
+                gxk.mul_(keep.reshape(gxk.shape))
+            grad_x = torch.addmm(gxk, gy, weight).view(*grad_y.shape[:-1], weight.shape[1])
+        return grad_x, None, None, grad_a, grad_b, None, None, None
+
+
+def _fused_lora_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """Forward of a peft `lora.Linear` through `_LoraLinear` when it is plain LoRA on a frozen
+    nn.Linear with one active adapter; anything else goes to peft's own forward."""
+    base = self.base_layer
+    active = self.active_adapters
+    name = active[0] if len(active) == 1 else None
+    if (
+        args or kwargs or self.disable_adapters or self.merged or name is None or name not in self.lora_A
+        or name in getattr(self, "lora_variant", {}) or base.weight.requires_grad
+        or (base.bias is not None and base.bias.requires_grad)
+    ):
+        return type(self).forward(self, x, *args, **kwargs)
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else base.weight.dtype
+    drop = self.lora_dropout[name]
+    p = getattr(drop, "p", 0.0) if self.training else 0.0
+    keep = keep_mask(x.shape, p, x.device) if p > 0 else None
+    with torch.autocast(device, enabled=False):
+        return _LoraLinear.apply(
+            x.to(dtype), base.weight.to(dtype), None if base.bias is None else base.bias.to(dtype),
+            self.lora_A[name].weight.to(dtype), self.lora_B[name].weight.to(dtype), float(self.scaling[name]),
+            keep, keep_scale(p) if p > 0 else 1.0,
+        )
+
+
+def use_fused_lora(model: Any) -> int:
+    """Route every peft `lora.Linear` on an nn.Linear through `_fused_lora_forward`; returns how
+    many. (An instance attribute: peft's own class and its merge/save code are untouched.)"""
+    import types
+
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    n = 0
+    for module in model.modules():
+        if type(module) is LoraLinear and type(module.base_layer) is torch.nn.Linear and not module.fan_in_fan_out:
+            module.forward = types.MethodType(_fused_lora_forward, module)
+            n += 1
+    return n
+
+
+def use_fast_dropout(model: Any) -> int:
+    """Swap peft's LoRA `nn.Dropout` modules for `FastDropout`; returns how many."""
+    swapped = 0
+    for module in model.modules():
+        drops = getattr(module, "lora_dropout", None)
+        if not isinstance(drops, torch.nn.ModuleDict):
+            continue
+        for name, drop in list(drops.items()):
+            if isinstance(drop, torch.nn.Dropout) and drop.p > 0:
+                drops[name] = FastDropout(drop.p)
+                swapped += 1
+    return swapped
+
+
+def store_frozen_linears_in(model: Any, dtype: torch.dtype, skip: tuple = ()) -> int:
+    """Cast the weights of frozen `nn.Linear` layers (LoRA's base layers) to `dtype`.
+
+    Under autocast to `dtype` a linear layer casts its weight anyway, so the numbers are the
+    same; only trainable weights (adapters, biases) and non-linear layers (norms, embeddings)
+    keep their dtype; so do the modules in `skip` (an LM head tied to the input embeddings).
+    Returns the number of layers cast.
+    """
+    n = 0
+    for module in model.modules():
+        if any(module is s for s in skip):
+            continue
+        if type(module) is torch.nn.Linear and not module.weight.requires_grad and module.weight.dtype != dtype:
+            if module.bias is not None and module.bias.requires_grad:
+                continue
+            module.weight.data = module.weight.data.to(dtype)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(dtype)
+            n += 1
+    return n
+
+
+__all__ = [
+    "FastDropout",
+    "chunked_linear_cross_entropy",
+    "head_matches_model",
+    "lm_parts",
+    "keep_mask",
+    "store_frozen_linears_in",
+    "use_fast_dropout",
+    "use_fused_lora",
+]

@@ -3,14 +3,20 @@
 Both train the embedded Gemma-3-270M with the same LoRA (r16 on q,k,v,o,gate,up,down), the
 same bf16-autocast setting, the same synthetic Alpaca-shaped data (short prompts, 20-300-token
 responses), the same batch size and number of steps, and the same sampler seed — so both see
-the same examples in the same order. The differences are exactly the two design choices:
+the same examples in the same order. Three runs:
 
-* ours: `train sft` itself (`gpt4llm.train.sft.run`): padding-free batches (one row, per-
-  sequence position ids) and the LM head only on response positions;
+* `train sft` (`gpt4llm.train.sft.run`, defaults): padding-free batches (one row, per-
+  sequence position ids), the LM head only on response positions, and the fast path of
+  `train/fastpath.py`: chunked LM-head cross-entropy, per-sequence attention, fused LoRA
+  linears with 16-bit dropout masks, frozen base weights kept in bf16;
+* `train sft --no-fast-path`: the same batches through the library computations only
+  (transformers' loss pieces, peft's LoRA layers), to show what the fast path adds;
 * baseline (Stanford Alpaca `train.py`): HF `Trainer`, right-padding to the longest example of
-  each random batch, the model's own loss over full logits.
+  each random batch, the model's own loss over full logits, the tokenizer passed to Trainer
+  and `--save_strategy steps --save_steps 2000` as in Alpaca's command (so, like ours, it
+  writes one checkpoint when it stops).
 
-Each side runs in its own subprocess so its peak RSS is its own. Run:
+Each run is its own subprocess so its peak RSS is its own. Run:
     flock /tmp/gpt4llm-heavy.lock python bench/sft.py [--steps 8] [--batch 4]
 """
 
@@ -62,9 +68,9 @@ def child(mode: str, data: Path, steps: int, batch: int, work: Path) -> dict:
         seen["tokens"] += sum(len(f["input_ids"]) for f in features)
 
     cfg = sft.Config(model="embedded", data=[data], output=work / mode, eval_fraction=0.0, max_steps=steps,
-                     per_device_batch_size=batch, max_seq_len=512, save_steps=10_000, logging_steps=1,
-                     merge=False, resume=False, seed=0)
-    if mode == "ours":
+                     per_device_batch_size=batch, max_seq_len=512, save_steps=2000, logging_steps=1,
+                     merge=False, resume=False, seed=0, fast_path=(mode == "ours"))
+    if mode in ("ours", "library"):
         real = sft.collate_padding_free
 
         def counting(features):
@@ -105,9 +111,9 @@ def child(mode: str, data: Path, steps: int, batch: int, work: Path) -> dict:
 
         args = TrainingArguments(output_dir=str(work / mode), per_device_train_batch_size=batch, max_steps=steps,
                                  learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine",
-                                 logging_steps=1, save_strategy="no", bf16=bf16_supported("cpu"), seed=cfg.seed,
+                                 logging_steps=1, save_strategy="steps", save_steps=2000, bf16=bf16_supported("cpu"), seed=cfg.seed,
                                  data_seed=cfg.seed, report_to=[], remove_unused_columns=False, use_cpu=True)
-        trainer = Trainer(model=model, args=args, train_dataset=sft.ListDataset(examples), data_collator=collate)
+        trainer = Trainer(model=model, args=args, train_dataset=sft.ListDataset(examples), data_collator=collate, processing_class=tok)
         result = trainer.train()
         wall = time.time() - t0
         train_s = result.metrics["train_runtime"]
@@ -123,7 +129,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--examples", type=int, default=400)
     ap.add_argument("--lengths", choices=["loguniform", "uniform"], default="loguniform", help="response-length distribution over 20-300 tokens")
-    ap.add_argument("--child", choices=["ours", "baseline"])
+    ap.add_argument("--child", choices=["ours", "library", "baseline"])
     ap.add_argument("--data")
     ap.add_argument("--work")
     a = ap.parse_args()
@@ -137,24 +143,24 @@ def main() -> None:
         data = work / "alpaca_synth.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in synth(a.examples, seed=1)))
         results = {}
-        for mode in ("ours", "baseline"):
+        for mode in ("ours", "library", "baseline"):
             cmd = [sys.executable, __file__, "--child", mode, "--data", str(data), "--work", str(work), "--steps", str(a.steps), "--batch", str(a.batch)]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "TQDM_DISABLE": "1"})
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if line is None:
                 sys.exit(f"{mode} failed:\n{proc.stderr[-3000:]}")
             results[mode] = json.loads(line[7:])
-    ours, base = results["ours"], results["baseline"]
+    ours, lib, base = results["ours"], results["library"], results["baseline"]
     print(f"embedded Gemma-3-270M, LoRA r16 (7 modules), bf16 autocast where supported, {a.steps} steps x batch {a.batch}, CPU, "
           f"responses 20-300 tokens ({a.lengths})")
-    print(f"{'':10} {'resp tok':>9} {'tokens':>8} {'computed':>9} {'train s':>8} {'resp tok/s':>11} {'peak RSS':>9}")
-    for name, r in (("train sft", ours), ("baseline", base)):
-        print(f"{name:10} {r['response_tokens']:>9} {r['tokens']:>8} {r['padded_tokens']:>9} {r['train_seconds']:>8.1f} "
+    print(f"{'':26} {'resp tok':>9} {'tokens':>8} {'computed':>9} {'train s':>8} {'resp tok/s':>11} {'peak RSS':>9}")
+    for name, r in (("train sft", ours), ("train sft --no-fast-path", lib), ("baseline (Alpaca train.py)", base)):
+        print(f"{name:26} {r['response_tokens']:>9} {r['tokens']:>8} {r['padded_tokens']:>9} {r['train_seconds']:>8.1f} "
               f"{r['response_tokens_per_s']:>11.1f} {r['peak_rss_gib']:>7.2f} G")
-    assert ours["response_tokens"] == base["response_tokens"], "both sides must see the same examples"
+    assert ours["response_tokens"] == lib["response_tokens"] == base["response_tokens"], "all runs must see the same examples"
     print(f"speed-up (response tokens/s): {ours['response_tokens_per_s'] / base['response_tokens_per_s']:.2f}x   "
+          f"(library path alone: {lib['response_tokens_per_s'] / base['response_tokens_per_s']:.2f}x)   "
           f"peak RSS: {ours['peak_rss_gib']:.2f} GiB vs {base['peak_rss_gib']:.2f} GiB")
-
 
 if __name__ == "__main__":
     main()

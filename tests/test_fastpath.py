@@ -150,7 +150,7 @@ def test_fused_response_loss_equals_library_loss_and_gradients(tiny, layout):
     ref = response_only_loss(model, batch)
     ref_grads = {n: g for n, g in zip([n for n, p in model.named_parameters() if p.requires_grad], torch.autograd.grad(ref, [p for p in model.parameters() if p.requires_grad]), strict=True)}
     fused, notes = speed_up(model, batch["input_ids"][:, :16], bf16=False, lora=True, distributed=False)
-    assert fused is not None and notes == ["chunked LM-head cross-entropy", "fused LoRA in 14 layers"]  # fp32, dropout 0
+    assert fused is not None and notes == ["chunked LM-head cross-entropy", "per-sequence attention", "fused LoRA in 14 layers"]  # fp32, dropout 0
     ours = fused(batch)
     assert float(ours) == pytest.approx(float(ref), rel=1e-6)
     grads = torch.autograd.grad(ours, [p for p in model.parameters() if p.requires_grad])
@@ -238,6 +238,34 @@ def test_fused_lora_dropout_is_the_keep_mask_applied_to_the_adapter_input():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     model.eval()  # no dropout at evaluation
     torch.testing.assert_close(model(x), _peft_two_layers(0.3).eval()(x))
+
+
+@pytest.mark.parametrize("sliding_window", [8, 4096])  # sequences longer / shorter than the window
+def test_per_sequence_attention_equals_sdpa_on_packed_rows(tmp_path, sliding_window):
+    from tiny_lm import make_tiny_lm
+    from transformers import AutoModelForCausalLM
+
+    from gpt4llm.train.fastpath import PACKED_ATTENTION, use_packed_attention
+
+    path = make_tiny_lm(tmp_path / "lm", sliding_window=sliding_window)
+    batch, padded = _batches(path)
+    assert batch["input_ids"].shape[1] > 3 * 16  # several sequences, each longer than 8
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    # the truth: each sequence on its own
+    pos = batch["position_ids"][0]
+    bounds = [0, *(torch.nonzero(pos[1:] != pos[:-1] + 1).flatten() + 1).tolist(), pos.shape[0]]
+    assert len(bounds) == 6
+    truth = torch.cat([model(input_ids=batch["input_ids"][:, a:b], use_cache=False).logits for a, b in zip(bounds[:-1], bounds[1:], strict=True)], dim=1)
+    library = model(**inputs, use_cache=False).logits  # SDPA with the block-diagonal mask from the position ids
+    torch.testing.assert_close(library, truth, rtol=1e-4, atol=1e-4)
+    assert use_packed_attention(model) and model.config._attn_implementation == PACKED_ATTENTION
+    torch.testing.assert_close(model(**inputs, use_cache=False).logits, truth, rtol=1e-4, atol=1e-4)
+    # padded batches (several rows) still go through SDPA with its mask
+    padded_inputs = {k: v for k, v in padded.items() if k != "labels"}
+    out = model(**padded_inputs, use_cache=False).logits
+    model.set_attn_implementation("sdpa")
+    torch.testing.assert_close(out, model(**padded_inputs, use_cache=False).logits, rtol=1e-5, atol=1e-5)
 
 
 def test_frozen_linears_in_bf16_give_the_autocast_numbers(tiny):

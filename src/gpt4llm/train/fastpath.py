@@ -180,6 +180,55 @@ def head_matches_model(model: Any, input_ids: torch.Tensor) -> bool:
         model.train(was_training)
 
 
+# --------------------------------------------------------------------------- attention
+PACKED_ATTENTION = "gpt4llm_packed_sdpa"
+
+
+def packed_sdpa_attention(module, query, key, value, attention_mask, **kwargs):
+    """transformers' SDPA attention, run per sequence on a padding-free row.
+
+    With several sequences packed in one row, the SDPA mask is block-diagonal and SDPA still
+    computes the whole L x L score matrix. Here each sequence runs on its own block: the
+    diagonal slice of the same mask (or `is_causal` when that slice is plain causal), so the
+    work is sum(l_i^2) instead of (sum l_i)^2. Anything else goes to SDPA unchanged.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    position_ids = kwargs.get("position_ids")
+    if position_ids is None or query.shape[0] != 1 or query.shape[2] != key.shape[2] or query.shape[2] < 2:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    pos = position_ids[0]
+    starts = (torch.nonzero(pos[1:] != pos[:-1] + 1).flatten() + 1).tolist()
+    if not starts:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    bounds = [0, *starts, query.shape[2]]
+    outputs = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        mask = None if attention_mask is None else attention_mask[..., a:b, a:b]
+        if mask is not None and mask.dtype == torch.bool:
+            causal = torch.ones(b - a, b - a, dtype=torch.bool, device=mask.device).tril_()
+            if bool((mask == causal).all()):
+                mask = None  # plain causal: SDPA's is_causal path skips the upper triangle
+        out, _ = sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], mask, **kwargs)
+        outputs.append(out)
+    return torch.cat(outputs, dim=1), None
+
+
+def use_packed_attention(model: Any) -> bool:
+    """Switch a model using SDPA to `packed_sdpa_attention` (same masks as SDPA)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(causal, "config", None)
+    if config is None or getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(causal, "set_attn_implementation"):
+        return False
+    AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(PACKED_ATTENTION, sdpa_mask)
+    causal.set_attn_implementation(PACKED_ATTENTION)
+    return config._attn_implementation == PACKED_ATTENTION
+
+
 # --------------------------------------------------------------------------- LoRA pieces
 def keep_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
     """Bernoulli(1 - p) keep mask from 16 random bits per element (torch's `bernoulli_` draws
@@ -339,4 +388,5 @@ __all__ = [
     "store_frozen_linears_in",
     "use_fast_dropout",
     "use_fused_lora",
+    "use_packed_attention",
 ]

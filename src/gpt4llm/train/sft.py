@@ -312,7 +312,14 @@ def speed_up(model: Any, sample_ids: Any, bf16: bool, lora: bool, distributed: b
     model) keep the library path."""
     import torch
 
-    from gpt4llm.train.fastpath import head_matches_model, lm_parts, store_frozen_linears_in, use_fast_dropout, use_fused_lora
+    from gpt4llm.train.fastpath import (
+        head_matches_model,
+        lm_parts,
+        store_frozen_linears_in,
+        use_fast_dropout,
+        use_fused_lora,
+        use_packed_attention,
+    )
 
     if distributed:
         return None, ["library path (distributed run)"]
@@ -322,6 +329,8 @@ def speed_up(model: Any, sample_ids: Any, bf16: bool, lora: bool, distributed: b
     if parts is not None and head_matches_model(model, sample_ids):
         fused = FusedResponseLoss(*parts, autocast=torch.bfloat16 if bf16 else None)
         notes.append("chunked LM-head cross-entropy")
+    if use_packed_attention(model):
+        notes.append("per-sequence attention")
     if lora:
         n = use_fused_lora(model)
         if n:
@@ -515,7 +524,7 @@ def _train(config: Config) -> dict:
         train_dataset=ListDataset(train_ex),
         eval_dataset=ListDataset(eval_ex) if has_eval else None,
         data_collator=collate,
-        processing_class=tokenizer,
+        # no processing_class: checkpoints then skip the 33 MB tokenizer (saved once, at the end)
         callbacks=[make_log_callback(output / "log.jsonl")],
     )
     trainer.fused_loss = fused_loss

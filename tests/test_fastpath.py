@@ -316,3 +316,28 @@ def test_train_sft_fast_path_matches_library_path(tiny, tmp_path):
         torch.testing.assert_close(p, expected[name], rtol=0, atol=1e-6, msg=name)  # fp32 base + adapter
         changed += not torch.equal(p, base_weights[name])
     assert changed == 14  # the 14 adapted layers moved; embeddings and norms are the fp32 originals
+
+
+def test_fast_path_with_activation_checkpointing_recomputes_the_same_dropout(tiny, tmp_path, monkeypatch):
+    """Recomputed layers must draw the same LoRA dropout masks (torch's checkpoint restores the
+    RNG state), so checkpointing changes memory, not the loss curve."""
+    from tiny_lm import alpaca_records, write_jsonl
+
+    import gpt4llm.train.fastpath as fastpath
+    from gpt4llm.train.sft import Config, run
+
+    draws = []
+    real = fastpath.keep_mask
+    monkeypatch.setattr(fastpath, "keep_mask", lambda *a: draws.append(1) or real(*a))
+    data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(12, seed=6))
+    common = dict(model=str(tiny), data=[data], eval_fraction=0.0, max_steps=3, per_device_batch_size=4, learning_rate=5e-3,
+                  logging_steps=1, save_steps=1000, lora_dropout=0.2, precision="fp32", merge=False)
+    curves, n_draws = {}, {}
+    for name, ckpt in (("plain", False), ("ckpt", True)):
+        draws.clear()
+        run(Config(output=tmp_path / name, gradient_checkpointing=ckpt, **common))
+        n_draws[name] = len(draws)
+        curves[name] = [r["loss"] for r in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert len(curves["plain"]) == 3
+    assert n_draws["plain"] == 3 * 14 and n_draws["ckpt"] == 2 * 3 * 14  # the layers really were recomputed
+    assert curves["ckpt"] == pytest.approx(curves["plain"], rel=1e-5), curves

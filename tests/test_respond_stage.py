@@ -169,6 +169,34 @@ def test_best_of_n_keeps_the_highest_reward(tiny, instructions, tmp_path, monkey
         assert all(c["reward"] == float(len(c["text"])) for c in cands)
 
 
+def test_prompt_lengths_checked_against_context_and_trained_length(tiny, tmp_path):
+    import shutil
+
+    from gpt4llm.models import PROMPT_META_FILE
+    from gpt4llm.prompts import ALPACA_STOPS
+    from gpt4llm.stages.respond import check_prompt_lengths, run
+    from gpt4llm.train.common import prompt_meta, write_prompt_meta
+
+    fits, over = check_prompt_lengths([10, 100, 1024, 2000], max_new_tokens=50, context=1024, trained=128)
+    assert fits == [True, True, False, False] and over == 1  # 100 + 50 > 128
+    assert check_prompt_lengths([5000], 10, None, None) == ([True], 0)
+
+    # a model trained with max_seq_len 64, whose context is 1024 tokens (make_tiny_lm)
+    model = tmp_path / "trained"
+    shutil.copytree(tiny, model)
+    write_prompt_meta(model, prompt_meta("alpaca", None, None, 64, tuple(ALPACA_STOPS)))
+    assert (model / PROMPT_META_FILE).exists()
+    recs = [{"id": "short", "instruction": "Hi", "input": ""},
+            {"id": "long", "instruction": "Summarise.", "input": "word " * 40},
+            {"id": "huge", "instruction": "Summarise.", "input": "word " * 1100}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    summary = run(_cfg(model, path, tmp_path / "out.jsonl"))
+    assert [r["id"] for r in _read(tmp_path / "out.jsonl")] == ["short", "long"]  # the one over the context is left out
+    assert summary["prompts_too_long"] == 1 and summary["failed"] == 1
+    assert summary["prompts_over_trained_length"] == 1  # "long": its prompt + 12 new tokens > 64
+
+
 def test_errors(tiny, instructions, tmp_path):
     from gpt4llm.config import LLMConfig
     from gpt4llm.stages.respond import Config, run

@@ -93,12 +93,13 @@ def run(config: Config) -> dict:
     todo = [r for r in records if r["id"] not in journal.done]
     resumed = len(records) - len(todo)
     stats = {"stop": 0, "length": 0, "failed": 0}
+    lengths = {"prompts_too_long": 0, "prompts_over_trained_length": 0}
     try:
         if todo:
             if local and config.engine == "vllm":
                 _respond_vllm(config, todo, label, journal, scorer)
             elif local:
-                _respond_local(config, todo, label, journal, scorer, console)
+                lengths = _respond_local(config, todo, label, journal, scorer, console)
             else:
                 _respond_endpoint(config, todo, label, journal, scorer)
     finally:
@@ -122,6 +123,7 @@ def run(config: Config) -> dict:
         "resumed": resumed,
         "stopped": stats["stop"],
         "hit_max_tokens": stats["length"],
+        **lengths,
         "n": config.n,
         "reward_model": config.reward_model,
         "seconds": round(time.time() - t0, 2),
@@ -191,16 +193,36 @@ def prompt_format_for(model: str) -> dict:
     return read_prompt_meta(model) or default_meta()
 
 
-def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any, console: Any) -> None:
+def check_prompt_lengths(prompt_tokens: list[int], max_new_tokens: int, context: int | None, trained: int | None) -> tuple[list[bool], int]:
+    """(fits, over_trained): a prompt fits when it leaves room for at least one new token in
+    the model's context window; `over_trained` counts prompts + max_new_tokens longer than
+    the max_seq_len the model was trained with (they run, but the model never saw such lengths)."""
+    fits = [context is None or n < context for n in prompt_tokens]
+    over = sum(1 for n, ok in zip(prompt_tokens, fits) if ok and trained is not None and n + max_new_tokens > trained)
+    return fits, over
+
+
+def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any, console: Any) -> dict:
     from rich.progress import Progress
 
     from gpt4llm.llm.base import SamplingParams
     from gpt4llm.llm.local import LocalGenerator
-    from gpt4llm.train.common import build_prompt
+    from gpt4llm.models import read_prompt_meta
+    from gpt4llm.train.common import build_prompt, encode_prompt
 
     meta = prompt_format_for(config.model.model)
     gen = LocalGenerator.load(config.model.model, dtype=config.model.dtype)
     prompts = [build_prompt(meta, gen.tokenizer, r["instruction"], r.get("input", "")) for r in todo]
+    context = getattr(gen.model.config, "max_position_embeddings", None)
+    trained = (read_prompt_meta(config.model.model) or {}).get("max_seq_len")
+    fits, over = check_prompt_lengths([len(encode_prompt(gen.tokenizer, p)) for p in prompts], config.max_new_tokens, context, trained)
+    too_long = fits.count(False)
+    if too_long:
+        console.print(f"[yellow]respond: {too_long} prompt(s) do not fit the model's context of {context} tokens: left unanswered (counted as failed)[/]")
+        todo = [r for r, ok in zip(todo, fits) if ok]
+        prompts = [p for p, ok in zip(prompts, fits) if ok]
+    if over:
+        console.print(f"[yellow]respond: {over} prompt(s) plus --max-new-tokens {config.max_new_tokens} exceed the max_seq_len of {trained} the model was trained with[/]")
     stops = tuple(meta.get("stop") or ()) + tuple(config.stop)
     batch = config.batch_size or config.model.batch_size
     # One generate pass per sample index; items are journaled when all n samples exist.
@@ -219,6 +241,7 @@ def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, s
                 progress.advance(task, len(idx))
 
             gen.generate(prompts, params, batch_size=batch, on_batch=on_batch)
+    return {"prompts_too_long": too_long, "prompts_over_trained_length": over}
 
 
 def _respond_vllm(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any) -> None:

@@ -197,11 +197,13 @@ def packed_sdpa_attention(module, query, key, value, attention_mask, **kwargs):
     position_ids = kwargs.get("position_ids")
     if position_ids is None or query.shape[0] != 1 or query.shape[2] != key.shape[2] or query.shape[2] < 2:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    pos = position_ids[0]
-    starts = (torch.nonzero(pos[1:] != pos[:-1] + 1).flatten() + 1).tolist()
-    if not starts:
+    bounds = getattr(position_ids, "_sequence_bounds", None)
+    if bounds is None:  # once per forward: every layer gets the same position_ids tensor
+        pos = position_ids[0]
+        starts = (torch.nonzero(pos[1:] != pos[:-1] + 1).flatten() + 1).tolist()
+        bounds = position_ids._sequence_bounds = [0, *starts, pos.shape[0]]
+    if len(bounds) == 2 or bounds[-1] != query.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    bounds = [0, *starts, query.shape[2]]
     outputs = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         mask = None if attention_mask is None else attention_mask[..., a:b, a:b]

@@ -341,3 +341,19 @@ def test_fast_path_with_activation_checkpointing_recomputes_the_same_dropout(tin
     assert len(curves["plain"]) == 3
     assert n_draws["plain"] == 3 * 14 and n_draws["ckpt"] == 2 * 3 * 14  # the layers really were recomputed
     assert curves["ckpt"] == pytest.approx(curves["plain"], rel=1e-5), curves
+
+
+def test_distributed_or_sharded_runs_keep_the_library_path(tiny, monkeypatch):
+    from gpt4llm.train.sft import distributed_or_sharded, speed_up
+
+    for key in ("WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
+        monkeypatch.delenv(key, raising=False)
+    assert not distributed_or_sharded()
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert distributed_or_sharded()
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed_or_sharded()
+    model = _lora_model(tiny)
+    assert speed_up(model, torch.zeros(1, 4, dtype=torch.long), bf16=True, lora=True, distributed=True) == (None, ["library path (distributed run)"])
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # nothing was changed

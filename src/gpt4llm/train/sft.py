@@ -306,10 +306,16 @@ def make_trainer_class():
     return ResponseOnlyTrainer
 
 
+def distributed_or_sharded() -> bool:
+    """Several processes, or one under DeepSpeed / FSDP (`accelerate launch` sets these)."""
+    flags = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or any(os.environ.get(k, "").lower() in ("1", "true") for k in flags)
+
+
 def speed_up(model: Any, sample_ids: Any, bf16: bool, lora: bool, distributed: bool) -> tuple[FusedResponseLoss | None, list[str]]:
     """Apply the `fastpath` pieces that are safe for this run; returns the fused loss (or None)
-    and what was done, for the log. Distributed runs (DDP/FSDP/DeepSpeed wrap and shard the
-    model) keep the library path."""
+    and what was done, for the log. Distributed or sharded runs (DDP, FSDP, DeepSpeed wrap the
+    model and gather parameters in module hooks) keep the library path."""
     import torch
 
     from gpt4llm.train.fastpath import (
@@ -474,7 +480,7 @@ def _train(config: Config) -> dict:
     fused_loss, fast_notes = None, []
     if config.fast_path:
         sample_ids = torch.tensor([train_ex[0]["input_ids"][:16]], device=next(model.parameters()).device)
-        fused_loss, fast_notes = speed_up(model, sample_ids, bf16=bf16, lora=config.lora, distributed=distributed)
+        fused_loss, fast_notes = speed_up(model, sample_ids, bf16=bf16, lora=config.lora, distributed=distributed_or_sharded())
     if fast_notes:
         console.print("fast path: " + "; ".join(fast_notes))
 

@@ -43,6 +43,22 @@ def test_chunked_ce_equals_linear_plus_cross_entropy_fp32(chunk_rows, softcap):
         torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_ce_exact_when_the_target_probability_underflows(dtype):
+    from gpt4llm.train.fastpath import chunked_linear_cross_entropy
+
+    hidden, weight, bias, targets = _leaves(n=12, bias=True, seed=4)
+    with torch.no_grad():
+        hidden[3] *= 200.0  # logits of row 3 span thousands: its target probability is exactly 0 in fp32
+        targets[3] = int(torch.argmin(F.linear(hidden[3], weight, bias)))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        ref = _reference_ce(hidden, weight, targets, bias)
+        ours = chunked_linear_cross_entropy(hidden, weight, targets, bias=bias, chunk_rows=5)
+    assert torch.isfinite(ours) and float(ref) > 1000
+    assert float(ours) == pytest.approx(float(ref), rel=1e-5 if dtype == torch.float32 else 1e-3)
+    torch.testing.assert_close(_grads(ours, hidden)[0], _grads(ref, hidden)[0], rtol=1e-4 if dtype == torch.float32 else 3e-2, atol=1e-5 if dtype == torch.float32 else 1e-2)
+
+
 def test_chunked_ce_reuses_its_workspace_across_calls_of_any_size():
     from gpt4llm.train.fastpath import Workspace, chunked_linear_cross_entropy
 

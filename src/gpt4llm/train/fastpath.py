@@ -72,14 +72,20 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
                 tanh = torch.tanh(z / softcap)
                 torch.mul(tanh, softcap, out=z)
             rows = torch.arange(r, device=device)
-            z_target = z[rows, t]
-            z_max = z.amax(dim=-1)
             # softmax in place on CPU (its kernel reads each element before writing it)
             p = z if device.type == "cpu" else workspace.get("probs", chunk_rows, vocab, torch.float32, device)[:r]
             torch.softmax(z, dim=-1, out=p)
-            # log-sum-exp from the largest probability, 1 / sum(exp(z - max)): no second exp pass
-            lse = z_max - torch.log(p.amax(dim=-1))
-            loss += (lse - z_target).sum()
+            p_target = p[rows, t]
+            # -log p(target) from the fp32 softmax (relative error ~1e-7); a probability that
+            # underflowed (< 1e-30) gets the exact log-sum-exp from recomputed logits instead
+            row_loss = -torch.log(p_target)
+            tiny = p_target < 1e-30
+            if bool(tiny.any()):
+                exact = (h[tiny] @ weight.t() + (0 if bias is None else bias.to(compute))).float()
+                if softcap is not None:
+                    exact = torch.tanh(exact / softcap) * softcap
+                row_loss[tiny] = torch.logsumexp(exact, dim=-1) - exact[torch.arange(exact.shape[0], device=device), t[tiny]]
+            loss += row_loss.sum()
             p[rows, t] -= 1.0  # d(loss)/dz = softmax(z) - onehot(target)
             if tanh is not None:
                 p.mul_(1.0 - tanh * tanh)
@@ -279,7 +285,7 @@ class _LoraLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, keep, scale: float):
         y = F.linear(x, weight, bias)
         # dropout's 1/q scale is applied to the rank-r product, not to the full-width input
-        xk = x if keep is None else x.mul(keep)
+        xk = x if keep is None else torch.where(keep, x, 0.0)
         u = xk @ lora_a.t()
         if keep is not None:
             u.mul_(scale)
@@ -300,7 +306,7 @@ class _LoraLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gxk = gu @ lora_a
             if keep is not None:
-                gxk.mul_(keep.reshape(gxk.shape))
+                gxk = torch.where(keep.reshape(gxk.shape), gxk, 0.0)
             grad_x = torch.addmm(gxk, gy, weight).view(*grad_y.shape[:-1], weight.shape[1])
         return grad_x, None, None, grad_a, grad_b, None, None, None
 

@@ -284,6 +284,23 @@ def test_per_sequence_attention_equals_sdpa_on_packed_rows(tmp_path, sliding_win
     torch.testing.assert_close(out, model(**padded_inputs, use_cache=False).logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("autocast", [False, True])
+def test_grouped_attention_equals_sdpa_with_repeated_kv_heads(autocast):
+    from gpt4llm.train.fastpath import _grouped_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, h, 37, 16, generator=g) for h in (4, 2, 2))
+    window = torch.ones(37, 37, dtype=torch.bool).tril_() & ~torch.ones(37, 37, dtype=torch.bool).tril_(-9)  # sliding window 9
+    for mask in (None, window):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            ref = F.scaled_dot_product_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), attn_mask=mask,
+                                                 is_causal=mask is None, scale=0.3).transpose(1, 2)
+            ours = _grouped_attention(q, k, v, mask, 0.3)
+        assert ours.shape == (1, 37, 4, 16) and ours.dtype == ref.dtype
+        tol = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.float(), ref.float(), **tol)
+
+
 def test_frozen_linears_in_bf16_give_the_autocast_numbers(tiny):
     from gpt4llm.train.fastpath import store_frozen_linears_in
 

@@ -211,15 +211,43 @@ def packed_sdpa_attention(module, query, key, value, attention_mask, **kwargs):
     if len(bounds) == 2 or bounds[-1] != query.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     outputs = []
+    plain = kwargs.get("dropout", 0.0) == 0.0 and kwargs.get("softcap") is None and query.shape[1] % key.shape[1] == 0
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         mask = None if attention_mask is None else attention_mask[..., a:b, a:b]
         if mask is not None and mask.dtype == torch.bool:
             causal = torch.ones(b - a, b - a, dtype=torch.bool, device=mask.device).tril_()
             if bool((mask == causal).all()):
                 mask = None  # plain causal: SDPA's is_causal path skips the upper triangle
-        out, _ = sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], mask, **kwargs)
+        if plain and b - a <= SHORT_SEQUENCE and (mask is None or (mask.dtype == torch.bool and mask.shape[:2] == (1, 1))):
+            out = _grouped_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None if mask is None else mask[0, 0], kwargs.get("scaling"))
+        else:
+            out, _ = sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], mask, **kwargs)
         outputs.append(out)
     return torch.cat(outputs, dim=1), None
+
+
+SHORT_SEQUENCE = 256  # up to this length the matmul attention below beats SDPA's CPU kernel
+
+
+def _grouped_attention(query, key, value, mask, scaling):
+    """Attention of one sequence as two matmuls, the query heads that share a key/value head
+    stacked as rows (no copies of keys and values). Scores and softmax in fp32; the
+    probabilities times values in the autocast dtype, which is what SDPA under autocast gives.
+    query [1, Hq, l, d], key/value [1, Hkv, l, d], mask [l, l] bool (True = attend) or None
+    (causal). Returns [1, l, Hq, d], the layout transformers' attention functions return."""
+    _, hq, n, d = query.shape
+    hkv = key.shape[1]
+    rep = hq // hkv
+    device = query.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else query.dtype
+    with torch.autocast(device, enabled=False):
+        q = query.float().reshape(1, hkv, rep * n, d)
+        scores = (q @ key.float().transpose(-1, -2)) * (d**-0.5 if scaling is None else scaling)  # [1, hkv, rep*n, n]
+        allowed = mask if mask is not None else torch.ones(n, n, dtype=torch.bool, device=query.device).tril_()
+        scores = scores.masked_fill(~allowed.repeat(rep, 1), float("-inf"))
+        probs = torch.softmax(scores, dim=-1).to(dtype)
+        out = (probs @ value.to(dtype)).reshape(1, hq, n, d)
+    return out.transpose(1, 2).contiguous()
 
 
 def use_packed_attention(model: Any) -> bool:

@@ -226,7 +226,7 @@ def packed_sdpa_attention(module, query, key, value, attention_mask, **kwargs):
     return torch.cat(outputs, dim=1), None
 
 
-SHORT_SEQUENCE = 256  # up to this length the matmul attention below beats SDPA's CPU kernel
+SHORT_SEQUENCE = 300  # up to this length the matmul attention below beats SDPA's CPU kernel
 
 
 def _grouped_attention(query, key, value, mask, scaling):

@@ -41,9 +41,11 @@ def test_translate_records(fake_openai, teacher, tmp_path, monkeypatch, capsys):
         {"instruction": "ZH[Translate into French.]", "input": "ZH[Good {morning}]", "id": "x7", "lang": "zh", "category": "t"},
     ]
     assert fake_openai.calls == 2
-    prompt = fake_openai.bodies[0]["messages"][-1]["content"]
+    # requests run concurrently: find the one for the record without an input
+    body = next(b for b in fake_openai.bodies if "staying healthy" in b["messages"][-1]["content"])
+    prompt = body["messages"][-1]["content"]
     assert "Simplified Chinese" in prompt and '"instruction"' in prompt and '"input"' not in prompt
-    assert fake_openai.bodies[0]["messages"][0]["role"] == "system"
+    assert body["messages"][0]["role"] == "system"
     manifest = json.loads((tmp_path / "zh.jsonl.manifest.json").read_text())
     assert manifest["stage"] == "translate" and manifest["summary"]["per_field_fallbacks"] == 0
 

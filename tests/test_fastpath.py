@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -272,7 +273,7 @@ def test_per_sequence_attention_equals_sdpa_on_packed_rows(tmp_path, sliding_win
     pos = batch["position_ids"][0]
     bounds = [0, *(torch.nonzero(pos[1:] != pos[:-1] + 1).flatten() + 1).tolist(), pos.shape[0]]
     assert len(bounds) == 6
-    truth = torch.cat([model(input_ids=batch["input_ids"][:, a:b], use_cache=False).logits for a, b in zip(bounds[:-1], bounds[1:], strict=True)], dim=1)
+    truth = torch.cat([model(input_ids=batch["input_ids"][:, a:b], use_cache=False).logits for a, b in itertools.pairwise(bounds)], dim=1)
     library = model(**inputs, use_cache=False).logits  # SDPA with the block-diagonal mask from the position ids
     torch.testing.assert_close(library, truth, rtol=1e-4, atol=1e-4)
     assert use_packed_attention(model) and model.config._attn_implementation == PACKED_ATTENTION

@@ -26,6 +26,7 @@ Distributed and sharded runs (DDP, FSDP, DeepSpeed) keep the library path.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -219,7 +220,7 @@ def packed_sdpa_attention(module, query, key, value, attention_mask, **kwargs):
     # the matmul attention is for CPU: on GPUs SDPA's fused kernels are the fast path
     plain = (query.device.type == "cpu" and kwargs.get("dropout", 0.0) == 0.0 and kwargs.get("softcap") is None
              and query.shape[1] % key.shape[1] == 0)
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         mask = None if attention_mask is None else attention_mask[..., a:b, a:b]
         if mask is not None and mask.dtype == torch.bool:
             causal = torch.ones(b - a, b - a, dtype=torch.bool, device=mask.device).tril_()
@@ -426,8 +427,8 @@ __all__ = [
     "FastDropout",
     "chunked_linear_cross_entropy",
     "head_matches_model",
-    "lm_parts",
     "keep_mask",
+    "lm_parts",
     "store_frozen_linears_in",
     "use_fast_dropout",
     "use_fused_lora",

@@ -4,16 +4,20 @@ instructions, against a naive loop calling `nlp(text)` per record with the full 
 Both sides apply the same rule (gpt4llm.analyze.verbs.verb_noun) to the same text head, and
 the results are asserted equal for every record. The fast side runs without cache for the fair
 number (batched nlp.pipe, ner disabled, equal texts parsed once); the cached rerun is printed
-separately.
+separately. The sides run interleaved over --repeat (>= 3) repeats, the order alternating
+between repeats, so a drift of the shared machine's load hits them alike; each repeat gives a
+speed-up against the baseline of the same repeat, printed as the median and [min - max].
 
-    .venv/bin/python bench/analyze.py [--n 5000] [--n-process 1]
+    .venv/bin/python bench/analyze.py [--n 5000] [--n-process 1] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -78,13 +82,26 @@ def lengths_of(texts: list[str]) -> list[int]:
     return [L.length(t, "words") for t in texts]
 
 
+def spread(values: list[float], fmt: str, unit: str = "") -> str:
+    """The median and [min - max] of the repeats."""
+    med, lo, hi = (format(v, fmt) for v in (statistics.median(values), min(values), max(values)))
+    return f"{med}{unit} [{lo} - {hi}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--n-process", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="interleaved repeats (>= 3; the median and range are reported)")
     args = ap.parse_args()
+    if args.repeat < 3:
+        ap.error("--repeat must be at least 3")
     texts = synthesise(args.n)
-    print(f"{len(texts)} instructions, {len(set(texts))} distinct; spaCy pipeline {available_model('en')}")
+    load0 = os.getloadavg()[0]
+    print(f"bench/analyze.py: {len(texts)} instructions, {len(set(texts))} distinct; spaCy "
+          f"pipeline {available_model('en')}; {args.repeat} interleaved repeats; "
+          f"{os.cpu_count()} CPUs (shared), load avg {load0:.1f}")
     import spacy
 
     full = spacy.load(available_model("en") or EN_MODELS[-1])  # every component, ner included
@@ -93,37 +110,56 @@ def main() -> None:
     # Warm both (first call pays lazy initialisation).
     full("Warm up the model."), list(fast.pipe(["Warm up the model."]))
 
-    t0 = time.perf_counter()
-    base_pairs = [verb_noun(full(head_text(t))) for t in texts]
-    base_lens = lengths_of(texts)
-    t_base = time.perf_counter() - t0
+    def baseline():
+        return [verb_noun(full(head_text(t))) for t in texts], lengths_of(texts)
 
-    t0 = time.perf_counter()
-    fast_pairs, stats = extract_pairs(texts, fast, batch_size=512, n_process=args.n_process, cache=None)
-    fast_lens = lengths_of(texts)
-    t_fast = time.perf_counter() - t0
+    def ours():
+        pairs, stats = extract_pairs(texts, fast, batch_size=512, n_process=args.n_process,
+                                     cache=None)
+        return pairs, lengths_of(texts), stats
+
+    def cached(cache):
+        pairs, stats = extract_pairs(texts, fast, cache=cache)
+        lengths_of(texts)
+        assert stats["parsed"] == 0
+        return pairs
+
+    times: dict[str, list[float]] = {"baseline": [], "ours": [], "cached": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = VerbCache(Path(tmp) / "verbs.sqlite")
+        extract_pairs(texts, fast, cache=cache)  # fill the cache for the cached reruns
+        steps = ["baseline", "ours", "cached"]
+        for rep in range(args.repeat):
+            for side in steps if rep % 2 == 0 else steps[::-1]:
+                t0 = time.perf_counter()
+                if side == "baseline":
+                    base_pairs, base_lens = baseline()
+                elif side == "ours":
+                    fast_pairs, fast_lens, stats = ours()
+                else:
+                    cached_pairs = cached(cache)
+                times[side].append(time.perf_counter() - t0)
+        cache.close()
 
     mismatches = [(t, a, b) for t, a, b in zip(texts, base_pairs, fast_pairs) if a != b]
     assert not mismatches, f"{len(mismatches)} records differ, e.g. {mismatches[:3]}"
-    assert base_lens == fast_lens
+    assert base_lens == fast_lens and cached_pairs == base_pairs
     found = sum(1 for v, _ in fast_pairs if v) / len(texts)
     print(f"same verb/noun for all {len(texts)} records (verb found in {100 * found:.1f}%)")
-    print(f"naive loop nlp(text), full pipeline : {t_base:7.2f} s  {len(texts) / t_base:8.0f} records/s")
-    print(f"analyze (pipe, no ner, dedup)       : {t_fast:7.2f} s  {len(texts) / t_fast:8.0f} records/s  (parsed {stats['parsed']} unique texts)")
-    print(f"speed-up: {t_base / t_fast:.2f}x")
-    per_text = (t_base / len(texts)) / (t_fast / stats["parsed"])
-    print(f"speed-up per parsed text (without the benefit of parsing equal texts once): {per_text:.2f}x")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = VerbCache(Path(tmp) / "verbs.sqlite")
-        extract_pairs(texts, fast, cache=cache)
-        t0 = time.perf_counter()
-        cached_pairs, st = extract_pairs(texts, fast, cache=cache)
-        lengths_of(texts)
-        t_cached = time.perf_counter() - t0
-        cache.close()
-    assert cached_pairs == base_pairs and st["parsed"] == 0
-    print(f"cached rerun                        : {t_cached:7.2f} s  {len(texts) / t_cached:8.0f} records/s  ({t_base / t_cached:.0f}x the baseline)")
+    n = len(texts)
+    rate = {side: [n / t for t in ts] for side, ts in times.items()}
+    print(f"{'side':<42} {'seconds':<24} {'records/s':<24} speed-up vs baseline (per repeat)")
+    rows = [("naive loop nlp(text), full pipeline", "baseline"),
+            (f"analyze (pipe, no ner, dedup: {stats['parsed']} parsed)", "ours"),
+            ("analyze, cached rerun", "cached")]
+    for label, side in rows:
+        ratio = [b / t for b, t in zip(times["baseline"], times[side])]
+        print(f"{label:<42} {spread(times[side], '.2f'):<24} {spread(rate[side], '.0f'):<24} "
+              + ("-" if side == "baseline" else spread(ratio, '.2f', 'x')))
+    per_text = [(b / n) / (t / stats["parsed"]) for b, t in zip(times["baseline"], times["ours"])]
+    print("speed-up per parsed text (without the benefit of parsing equal texts once): "
+          f"{spread(per_text, '.2f', 'x')}")
+    print(f"load avg after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

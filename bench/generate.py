@@ -1,20 +1,30 @@
 """Benchmark: the teacher client (`llm.complete_all`) against a loopback OpenAI server.
 
     .venv/bin/python bench/generate.py [--requests 2000] [--concurrency 64] [--latency 0.1]
+                                       [--repeat 5] [--no-https] [--no-stock]
 
-The server (tests/fake_openai.py) runs in its own process with a fixed latency per request,
-so its CPU time is not counted as the client's. Prints, measured in the same run:
-  * throughput as a fraction of the ideal min(concurrency / latency, rpm / 60)  (target >= 0.9)
-  * the speed-up over an Alpaca-script-style baseline: one synchronous `openai` request at a
-    time (measured on --baseline-requests and extrapolated as a per-request rate)
-  * the client's CPU seconds per request (time.process_time; target <= 2 ms), with the
-    request cache on (a fresh SQLite file) as in real runs.
+The servers (tests/fake_openai.py, one plain http, one https with a throw-away self-signed
+certificate trusted through SSL_CERT_FILE) run in their own processes with a fixed latency per
+request, so their CPU time is not the client's. Each repeat runs, interleaved (the order
+alternates between repeats, so a drift of the shared machine hits every path alike):
+  * the baseline: Alpaca-script style, one synchronous `openai` call at a time
+    (--baseline-requests of them, as a per-request rate), over http and over https;
+  * ours: `complete_all` with the request cache on (a fresh SQLite file) as in real runs, over
+    http and over https;
+  * the SDK's default client by hand (`AsyncOpenAI().chat.completions.create` under an
+    asyncio.Semaphore(concurrency), httpx transport, no cache) for comparison.
+Printed per path: the fraction of the ideal throughput min(concurrency / latency, rpm / 60)
+(target >= 0.9 for ours), the client's CPU per request (time.process_time of this process;
+target <= 1 ms for ours) and the speed-up over the baseline of the same repeat and scheme,
+each as the median and [min - max] over the repeats.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,28 +32,21 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "fake_openai.py"), "--latency", str(latency)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def start_server(
+    latency: float, tls: tuple[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, str(REPO / "tests" / "fake_openai.py"), "--latency", str(latency)]
+    if tls:
+        cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("PORT "):
         proc.kill()
         raise SystemExit(f"fake server did not start: {line!r}")
-    return proc, f"http://127.0.0.1:{int(line.split()[1])}/v1"
-
-
-def server_cpu(pid: int) -> float | None:
-    """CPU seconds used so far by the server process (Linux /proc), for context only."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+    return proc, f"{'https' if tls else 'http'}://127.0.0.1:{int(line.split()[1])}/v1"
 
 
 def messages(i: int) -> list[dict]:
@@ -60,16 +63,23 @@ def baseline(base_url: str, n: int) -> float:
     client = OpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
     t = time.perf_counter()
     for i in range(n):
-        client.chat.completions.create(model="gpt-4", messages=messages(10_000 + i), max_tokens=256, temperature=0.7)
+        client.chat.completions.create(
+            model="gpt-4", messages=messages(10_000 + i), max_tokens=256, temperature=0.7
+        )
     client.close()
     return n / (time.perf_counter() - t)
 
 
-def ours(base_url: str, n: int, concurrency: int, rpm: float | None, cache: Path) -> tuple[float, float, int]:
+def ours(
+    base_url: str, n: int, concurrency: int, rpm: float | None, cache: Path
+) -> tuple[float, float, int]:
+    """(wall s, client CPU s, ok) for `complete_all`."""
     from gpt4llm.config import LLMConfig
     from gpt4llm.llm import Request, SamplingParams, complete_all
 
-    cfg = LLMConfig(model="gpt-4", base_url=base_url, concurrency=concurrency, rpm=rpm, cache=cache, timeout=30)
+    cfg = LLMConfig(
+        model="gpt-4", base_url=base_url, concurrency=concurrency, rpm=rpm, cache=cache, timeout=30
+    )
     params = SamplingParams(max_tokens=256, temperature=0.7)
     requests = [Request(key=str(i), messages=messages(i), params=params) for i in range(n)]
     c0, t0 = time.process_time(), time.perf_counter()
@@ -78,46 +88,133 @@ def ours(base_url: str, n: int, concurrency: int, rpm: float | None, cache: Path
     return wall, cpu, sum(r.ok for r in results)
 
 
+def stock(base_url: str, n: int, concurrency: int) -> tuple[float, float, int]:
+    """The SDK's default async client driven by hand: what a script would do without us."""
+    from openai import AsyncOpenAI
+
+    async def main() -> int:
+        client = AsyncOpenAI(api_key="sk-bench", base_url=base_url, max_retries=0, timeout=30)
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> bool:
+            async with sem:
+                r = await client.chat.completions.create(
+                    model="gpt-4", messages=messages(20_000 + i), max_tokens=256, temperature=0.7
+                )
+                return bool(r.choices[0].message.content)
+
+        try:
+            return sum(await asyncio.gather(*(one(i) for i in range(n))))
+        finally:
+            await client.close()
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    ok = asyncio.run(main())
+    return time.perf_counter() - t0, time.process_time() - c0, ok
+
+
+def spread(values: list[float], fmt: str, unit: str = "") -> str:
+    med, lo, hi = (format(v, fmt) for v in (statistics.median(values), min(values), max(values)))
+    return f"{med}{unit} [{lo} - {hi}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--latency", type=float, default=0.1)
-    ap.add_argument("--rpm", type=float, default=None, help="client requests/min limit (default none)")
+    ap.add_argument(
+        "--rpm", type=float, default=None, help="client requests/min limit (default none)"
+    )
     ap.add_argument("--baseline-requests", type=int, default=100)
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs of complete_all (the machine may be shared: the median is reported)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="interleaved repeats (>= 3; the median and range are reported)",
+    )
+    ap.add_argument("--no-https", action="store_true", help="skip the https rows")
+    ap.add_argument("--no-stock", action="store_true", help="skip the SDK-by-hand row")
     args = ap.parse_args()
+    if args.repeat < 3:
+        ap.error("--repeat must be at least 3")
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
-    proc, url = start_server(args.latency)
-    runs = []
+    from fake_openai import self_signed_cert
+
+    tmp = tempfile.TemporaryDirectory()
+    servers = {"http": start_server(args.latency)}
+    if not args.no_https:
+        tls = self_signed_cert(tmp.name)
+        if tls is None:
+            print("no openssl command: the https rows are skipped", file=sys.stderr)
+        else:
+            os.environ["SSL_CERT_FILE"] = tls[
+                0
+            ]  # both the SDK's httpx and aiohttp contexts read it
+            servers["https"] = start_server(args.latency, tls)
+    paths = [f"ours {s}" for s in servers] + ([] if args.no_stock else ["SDK by hand http"])
+    runs: dict[str, list[tuple[float, float, int]]] = {p: [] for p in paths}
+    base: dict[str, list[float]] = {s: [] for s in servers}
+    load0 = os.getloadavg()[0]
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            # warm up imports and the server's thread pool outside the timed runs
-            ours(url, 8, 8, None, Path(tmp) / "warm.sqlite")
-            base_rate = baseline(url, args.baseline_requests)
-            for i in range(args.repeat):
-                s0 = server_cpu(proc.pid)
-                wall, cpu, ok = ours(url, args.requests, args.concurrency, args.rpm, Path(tmp) / f"requests{i}.sqlite")
-                s1 = server_cpu(proc.pid)
-                runs.append((wall, cpu, ok, (s1 - s0) if s0 is not None and s1 is not None else None, os.getloadavg()[0]))
+        for scheme, (_, url) in servers.items():  # warm up imports, TLS and the servers' threads
+            ours(url, 8, 8, None, Path(tmp.name) / f"warm-{scheme}.sqlite")
+            baseline(url, 3)
+        for rep in range(args.repeat):
+            steps = [("baseline", s) for s in servers] + [("ours", s) for s in servers]
+            steps += [] if args.no_stock else [("stock", "http")]
+            for kind, scheme in steps if rep % 2 == 0 else steps[::-1]:
+                url = servers[scheme][1]
+                if kind == "baseline":
+                    base[scheme].append(baseline(url, args.baseline_requests))
+                elif kind == "ours":
+                    cache = Path(tmp.name) / f"requests-{scheme}-{rep}.sqlite"
+                    runs[f"ours {scheme}"].append(
+                        ours(url, args.requests, args.concurrency, args.rpm, cache)
+                    )
+                else:
+                    runs["SDK by hand http"].append(stock(url, args.requests, args.concurrency))
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=10)
+        tmp.cleanup()
     ideal = args.concurrency / args.latency
     if args.rpm:
         ideal = min(ideal, args.rpm / 60)
-    print(f"requests {args.requests}, concurrency {args.concurrency}, server latency {args.latency * 1000:.0f} ms, ideal {ideal:.0f} req/s")
-    for i, (wall, cpu, ok, scpu, load) in enumerate(runs):
+    print(
+        f"bench/generate.py: {args.requests} requests, concurrency {args.concurrency}, "
+        f"server latency {args.latency * 1000:.0f} ms, ideal {ideal:.0f} req/s; "
+        f"{args.repeat} interleaved repeats; {os.cpu_count()} CPUs (shared), "
+        f"load avg {load0:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
+    cols = ("path", "fraction of ideal", "client CPU ms/request", "speed-up vs baseline", "ok")
+    print(f"{cols[0]:<20} {cols[1]:<24} {cols[2]:<24} {cols[3]:<26} {cols[4]}")
+    verdict = []
+    for path, rs in runs.items():
+        scheme = path.split()[-1]
+        frac = [args.requests / w / ideal for w, _, _ in rs]
+        cpu = [c / args.requests * 1000 for _, c, _ in rs]
+        speed = [args.requests / w / b for (w, _, _), b in zip(rs, base[scheme])]
+        ok = min(o for _, _, o in rs)
+        cells = (spread(frac, ".3f"), spread(cpu, ".3f"), spread(speed, ".1f", "x"))
+        print(f"{path:<20} {cells[0]:<24} {cells[1]:<24} {cells[2]:<26} {ok}/{args.requests}")
+        if path.startswith("ours"):
+            good = (
+                statistics.median(frac) >= 0.9
+                and statistics.median(cpu) <= 1.0
+                and ok == args.requests
+            )
+            verdict.append(f"{path}: {'PASS' if good else 'FAIL'}")
+    for scheme, rates in base.items():
         print(
-            f"  run {i + 1}: {wall:.2f} s, {args.requests / wall:.0f} req/s = {args.requests / wall / ideal:.3f} of ideal; "
-            f"client CPU {cpu / args.requests * 1000:.3f} ms/request; ok {ok}; server CPU {scpu if scpu is None else round(scpu, 2)} s; load avg {load:.1f}"
+            f"baseline {scheme} (one synchronous openai call at a time, "
+            f"{args.baseline_requests} requests): {spread(rates, '.2f')} req/s"
         )
-    wall, cpu, ok, _, _ = sorted(runs)[len(runs) // 2]
-    rate = args.requests / wall
-    print(f"median: {rate:.0f} req/s -> fraction of ideal {rate / ideal:.3f} (target >= 0.9)")
-    print(f"baseline (Alpaca-script style, one synchronous openai call at a time, {args.baseline_requests} requests): {base_rate:.2f} req/s")
-    print(f"speed-up vs baseline: {rate / base_rate:.1f}x")
-    print(f"client CPU per request: {cpu / args.requests * 1000:.3f} ms (target <= 2 ms; {os.cpu_count()} CPUs, shared)")
+    print(
+        "targets for ours (median): >= 0.9 of ideal, <= 1 ms client CPU/request -> "
+        + "; ".join(verdict)
+    )
 
 
 if __name__ == "__main__":

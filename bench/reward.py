@@ -15,6 +15,10 @@ of running a batch of B pairs, measured side by side in this run:
                  longest answer, position ids restarting per answer: ONE forward pass, almost
                  no padding, rewards identical to the padded forward (tests/test_reward_train.py).
 
+Rounds (--rounds, default 3) run every method once, in alternating order, so drift in a shared
+machine's load hits every method alike; each ratio is taken within a round and reported as the
+median and range over the rounds.
+
 Data: real answers of five chatbots to the 80 Vicuna questions (../shared/data/vicuna80,
 ~100-400 tokens each, so lengths vary as in real comparison data), paired at random; random
 word salad of similar lengths when the shared data is absent. Prints pairs/s, padding share
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -63,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rounds", type=int, default=3, help="measure each method this many times (alternating order); median")
+    ap.add_argument("--rounds", type=int, default=3, help="measure each method this many times (alternating order, >= 3); median and range")
     args = ap.parse_args(argv)
+    if args.rounds < 3:
+        sys.exit("--rounds: at least 3 (a median and a range need them)")
 
     import torch
     import torch.nn.functional as F
@@ -170,17 +178,19 @@ def main(argv: list[str] | None = None) -> None:
             times[name].append(time.perf_counter() - t)
     results = {}
     for name in names:
-        dt = sorted(times[name])[len(times[name]) // 2]
+        dt = statistics.median(times[name])
         results[name] = (len(rows) / dt, 1 - real_tokens / computed[name], dt)
 
     print(f"reward training on {device} ({'bf16 autocast' if bf16 else 'fp32'}), {'full' if args.full else 'LoRA r16'}, {args.model}; "
           f"{len(rows)} pairs of {source} x {args.rounds} rounds, {args.batch} pairs/step, {real_tokens / (2 * len(rows)):.0f} tokens/answer on average (max {args.max_seq_len})")
     for name, (pps, pad, dt) in results.items():
         print(f"  {name:34s} {pps:6.3f} pairs/s  ({dt:6.1f} s, {pad:5.1%} of computed tokens are padding)")
-    base = results["naive (2 passes, random order)"][0]
-    for name, (pps, _, _) in results.items():
-        if not name.startswith("naive"):
-            print(f"  ratio {name} / naive: {pps / base:.2f}x")
+    naive = times["naive (2 passes, random order)"]
+    for name in names[1:]:  # per round: methods measured minutes apart, not runs apart
+        r = [n / t for n, t in zip(naive, times[name])]
+        print(f"  ratio {name} / naive: {statistics.median(r):.2f}x "
+              f"(range {min(r):.2f}-{max(r):.2f} over {len(r)} rounds)")
+    print(f"  (a shared machine: load average {os.getloadavg()[0]:.1f} at the end)")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,19 @@ paper's evaluation set: reference lengths follow its bucket counts (5,089 of 0-2
 answers that often share words with the reference, long answers that paraphrase it with
 insertions, deletions and reordering. Words come from a Zipf-distributed vocabulary with
 inflected forms, so stemming matters. Both implementations run in this process on the same
-pairs (best of --repeat runs each, alternating); we print the time of each, the speed-up and the largest absolute difference of the
-F-measures (it must be 0 up to float rounding: <= 1e-9).
+pairs, interleaved over --repeat (>= 3) repeats with the order alternating between repeats, so
+a drift of the shared machine's load hits both alike. Each repeat gives a speed-up (the
+baseline's time over ours in that repeat); we print the times and the speed-up as the median
+and [min - max] over the repeats, and the largest absolute difference of the F-measures (it
+must be 0 up to float rounding: <= 1e-9).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import statistics
 import time
 
 BUCKETS = [((0, 2), 5089), ((3, 5), 868), ((6, 10), 936), ((11, 400), 2107)]
@@ -66,35 +71,62 @@ def make_pairs(n: int, seed: int) -> list[tuple[str, str]]:
     return pairs
 
 
+def spread(values: list[float], fmt: str, unit: str = "") -> str:
+    """The median and [min - max] of the repeats."""
+    med, lo, hi = (format(v, fmt) for v in (statistics.median(values), min(values), max(values)))
+    return f"{med}{unit} [{lo} - {hi}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=9000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=3, help="best of N timings per side")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="interleaved repeats (>= 3; the median and range are reported)")
     args = ap.parse_args()
+    if args.repeat < 3:
+        ap.error("--repeat must be at least 3")
     from rouge_score import rouge_scorer
 
     from gpt4llm.evaluate import rouge
 
+    def run_baseline(types, stem):
+        scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=stem)
+        t = time.perf_counter()
+        out = [scorer.score(r, p) for r, p in pairs]
+        return time.perf_counter() - t, out
+
+    def run_ours(types, stem):
+        rouge._STEMMER = None  # cold memo each time: the stemming cost is inside our time
+        rouge._IDS = rouge._new_ids()
+        t = time.perf_counter()
+        out = [rouge.score(r, p, stem=stem, types=types) for r, p in pairs]
+        return time.perf_counter() - t, out
+
     pairs = make_pairs(args.n, args.seed)
     lens = sorted(len(r.split()) for r, _ in pairs)
-    print(f"{len(pairs)} pairs; reference words: median {lens[len(lens) // 2]}, p90 {lens[int(len(lens) * 0.9)]}, max {lens[-1]}")
+    load0 = os.getloadavg()[0]
+    print(f"bench/rouge.py: {len(pairs)} pairs; reference words: median {lens[len(lens) // 2]}, "
+          f"p90 {lens[int(len(lens) * 0.9)]}, max {lens[-1]}; {args.repeat} interleaved repeats; "
+          f"{os.cpu_count()} CPUs (shared), load avg {load0:.1f}")
+    print(f"{'types':<22} {'stem':<6} {'rouge-score s':<22} {'ours s':<24} "
+          f"{'speed-up (per repeat)':<24} max |diff|")
     for types in (("rougeL",), ("rouge1", "rouge2", "rougeL")):
         for stem in (False, True):
-            t_base = t_ours = float("inf")
-            for _ in range(args.repeat):  # best of N, alternating, on a shared noisy machine
-                scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=stem)
-                t = time.perf_counter()
-                base = [scorer.score(r, p) for r, p in pairs]
-                t_base = min(t_base, time.perf_counter() - t)
-                rouge._STEMMER = None  # cold memo each time: the stemming cost is inside our time
-                rouge._IDS = rouge._new_ids()
-                t = time.perf_counter()
-                ours = [rouge.score(r, p, stem=stem, types=types) for r, p in pairs]
-                t_ours = min(t_ours, time.perf_counter() - t)
-            diff = max(abs(b[k].fmeasure - o[k]) for b, o in zip(base, ours) for k in types)
-            print(f"{'+'.join(types):22s} stem={stem!s:5s}  rouge-score {t_base:7.2f} s   ours {t_ours:6.3f} s   "
-                  f"speed-up {t_base / t_ours:6.1f}x   max |diff| {diff:.1e}")
+            t_base, t_ours, ratio, diff = [], [], [], 0.0
+            for rep in range(args.repeat):
+                sides = ("baseline", "ours") if rep % 2 == 0 else ("ours", "baseline")
+                got = {side: (run_baseline if side == "baseline" else run_ours)(types, stem)
+                       for side in sides}
+                (tb, base), (to, ours) = got["baseline"], got["ours"]
+                t_base.append(tb)
+                t_ours.append(to)
+                ratio.append(tb / to)
+                diff = max(diff, max(abs(b[k].fmeasure - o[k]) for b, o in zip(base, ours)
+                                     for k in types))
+            print(f"{'+'.join(types):<22} {stem!s:<6} {spread(t_base, '.2f'):<22} "
+                  f"{spread(t_ours, '.3f'):<24} {spread(ratio, '.1f', 'x'):<24} {diff:.1e}")
+    print(f"load avg after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

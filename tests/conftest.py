@@ -8,6 +8,7 @@
   cache (embedded Gemma) stays where it is.
 - Retry backoff is shrunk (`GPT4LLM_BACKOFF_BASE`) so fault tests run in milliseconds;
   Retry-After values sent by the server are still honoured exactly.
+- Tests not marked e2e/slow run torch on one thread (`_one_torch_thread`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,23 @@ def _isolated_request_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(runner, "BACKOFF_BASE", 0.01)
     monkeypatch.setattr(runner, "BACKOFF_CAP", 0.05)
     yield cache
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(request, monkeypatch):
+    """Unit tests run tiny models, which gain nothing from threads, and on a shared 2-core
+    machine torch's OpenMP threads thrash (measured on the tiny-model test files: 19 s with one
+    thread, 30-56 s with two). Tests marked e2e or slow (the real model) keep torch's default."""
+    if request.node.get_closest_marker("e2e") or request.node.get_closest_marker("slow"):
+        yield
+        return
+    import torch  # ~1 s, once per session
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the subprocesses a test starts, too
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -21,16 +21,24 @@ arrival order (None = answer normally); `fault_fn(n, body) -> fault | None` deci
   "empty"          200 with content ""              "null"      200 with content null
   "length"         200, finish_reason "length"      "content_filter"  finish_reason content_filter
   "invalid_json"   200 with a body that is not JSON
+  "bad_shape"      200 with JSON of the wrong shape (usage.prompt_tokens "lots")
   "echo_headers"   500 whose error message contains every request header (Authorization too)
   "echo_headers_400"  the same with status 400 (not retried)
 
 `responder(messages, body) -> str | dict` makes the answer; a dict may carry `content`,
-`finish_reason`, `top_logprobs` ([[(token, logprob), ...] per position]) and `usage`.
+`finish_reason`, `top_logprobs` ([[(token, logprob), ...] per position]), `usage` and `model`
+(the model id the reply reports; default: the requested one).
 Counters: `calls` (chat calls received), `completed` (normal 200 answers fully sent),
 `headers` (one dict per call), `bodies`, `faults_sent`, `max_in_flight`, `call_times`.
 
+TLS: `FakeOpenAI(tls=(cert_file, key_file))` serves https (`self_signed_cert(dir)` makes a
+pair with the `openssl` command; clients trust it through `SSL_CERT_FILE`). `kill()` stops
+the server the hard way, mid-run: no new connections, and every open one is closed at once
+(`stop()` leaves keep-alive connections served by their threads).
+
 Run standalone (the benchmark does, so the server's CPU is not the client's):
     python tests/fake_openai.py --latency 0.1     # prints "PORT <n>" then serves
+    python tests/fake_openai.py --tls-cert C --tls-key K    # the same over https
 """
 
 from __future__ import annotations
@@ -38,8 +46,11 @@ from __future__ import annotations
 import argparse
 import email.utils
 import json
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -60,6 +71,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 512
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self):
+        conn, addr = super().get_request()
+        if self.ssl_context is not None:  # the handshake happens in the handler's thread
+            conn = self.ssl_context.wrap_socket(
+                conn, server_side=True, do_handshake_on_connect=False
+            )
+        return conn, addr
 
     def handle_error(self, request, client_address) -> None:  # resets/hangs are expected
         pass
@@ -76,11 +96,19 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
+    def setup(self) -> None:
+        with self.fake._lock:
+            self.fake._conns.add(self.request)
+        super().setup()
+
     def finish(self) -> None:
         try:
             super().finish()
         except OSError:
             pass
+        finally:
+            with self.fake._lock:
+                self.fake._conns.discard(self.request)
 
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
         data = raw if raw is not None else json.dumps(obj).encode()
@@ -136,6 +164,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if kind == "invalid_json":
             self._send_json(200, None, raw=b'{"id": "chatcmpl-x", "choices": [ this is not json')
+            return
+        if kind == "bad_shape":
+            message = {"role": "assistant", "content": "x"}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            usage = {"prompt_tokens": "lots"}
+            self._send_json(200, {"id": "chatcmpl-x", "choices": [choice], "usage": usage})
             return
         if kind in ("echo_headers", "echo_headers_400"):
             status = 400 if kind == "echo_headers_400" else 500
@@ -197,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
             "id": f"chatcmpl-fake{fake.calls}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": body.get("model", "fake-model"),
+            "model": out.get("model") or body.get("model", "fake-model"),  # a served id may differ
             "choices": [choice],
             "usage": usage,
         }
@@ -208,8 +242,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeOpenAI:
-    def __init__(self, latency: float | Callable[[int, dict], float] = 0.0, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        latency: float | Callable[[int, dict], float] = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: tuple[str, str] | None = None,
+    ):
         self.latency = latency
+        self._conns: set = set()
         self.hang_seconds = 30.0
         self.models = ["fake-model"]
         self.responder: Responder = default_responder
@@ -220,12 +261,17 @@ class FakeOpenAI:
         self.reset()
         handler = type("Handler", (_Handler,), {"fake": self})
         self.httpd = _Server((host, port), handler)
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.ssl_context = ctx
         self.host, self.port = self.httpd.server_address[:2]
         self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        scheme = "https" if self.httpd.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/v1"
 
     def reset(self) -> None:
         """Forget counters, faults and custom responder/latency (the fixture calls this per test)."""
@@ -273,7 +319,18 @@ class FakeOpenAI:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def __enter__(self) -> FakeOpenAI:
+    def kill(self) -> None:
+        """Die mid-run: refuse new connections and close every open one now."""
+        self.stop()
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> FakeOpenAI:  # noqa: PYI034 - start() returns self
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -284,13 +341,32 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    ap.add_argument("--tls-cert", help="serve https with this certificate (PEM) ...")
+    ap.add_argument("--tls-key", help="... and this private key (PEM)")
     args = ap.parse_args(argv)
-    fake = FakeOpenAI(latency=args.latency, port=args.port)
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    fake = FakeOpenAI(latency=args.latency, port=args.port, tls=tls)
     print(f"PORT {fake.port}", flush=True)
     try:
         fake.httpd.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
+
+
+def self_signed_cert(directory: str) -> tuple[str, str] | None:
+    """(cert, key) PEM files for 127.0.0.1 made by the `openssl` command; None without it."""
+    if shutil.which("openssl") is None:
+        return None
+    cert, key = f"{directory}/fake-cert.pem", f"{directory}/fake-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes",
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 if __name__ == "__main__":

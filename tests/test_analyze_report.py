@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt4llm.analyze import Config, register, run
+from gpt4llm.analyze.stage import Config, run
 from gpt4llm.errors import UserError
 
 INSTRUCTIONS = [
@@ -164,15 +164,9 @@ def test_errors_are_one_line(tmp_path):
 
 
 def test_cli_positional_files(tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _cb() -> None:  # keep `analyze` a sub-command
-        pass
+    from gpt4llm.cli import app
 
     a = _write(tmp_path / "a.json", OUT_A)
     b = _write(tmp_path / "b.json", OUT_B)

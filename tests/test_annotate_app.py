@@ -288,11 +288,46 @@ def test_access_log_hides_personal_links():
 
 
 def test_serve_and_export_on_a_missing_study_are_user_errors(tmp_path):
-    from typer.testing import CliRunner
     from test_annotate_study import cli_app
+    from typer.testing import CliRunner
 
     from gpt4llm.errors import UserError
 
     for args in (["serve", str(tmp_path / "nope")], ["export", str(tmp_path / "nope")], ["add-annotator", str(tmp_path / "nope"), "x"]):
         r = CliRunner().invoke(cli_app(), args)
         assert isinstance(r.exception, UserError) and "not a study" in str(r.exception), args
+
+
+def test_login_and_csrf_checks_live_in_one_dependency_each(env):
+    """Every annotating route resolves its annotator through `annotator_required`, the admin
+    page through `admin_required`, every POST checks CSRF through `checked_form`; all of them
+    through the one `visitor` that reads the cookie."""
+    from fastapi.routing import APIRoute
+
+    from gpt4llm.evaluate.human import app as web
+    from gpt4llm.evaluate.human.app import admin_required, annotator_required, checked_form, visitor
+
+    def calls(dependant) -> set:
+        out = set()
+        for d in dependant.dependencies:
+            out |= {d.call} | calls(d)
+        return out
+
+    routers = (web.entry, web.annotating, web.admin)  # what create_app includes
+    routes = {
+        (m, r.path): calls(r.dependant)
+        for x in routers
+        for r in x.routes
+        if isinstance(r, APIRoute)
+        for m in r.methods
+    }
+    assert len(routes) == 12
+    for path in ("/next", "/pair/{pair_id}", "/history", "/done"):
+        assert annotator_required in routes[("GET", path)] and visitor in routes[("GET", path)], (
+            path
+        )
+    assert annotator_required in routes[("POST", "/pair/{pair_id}")]
+    assert admin_required in routes[("GET", "/admin")]
+    for (method, path), deps in routes.items():
+        if method == "POST":
+            assert checked_form in deps, path

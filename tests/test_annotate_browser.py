@@ -116,8 +116,8 @@ def test_vote_with_mouse_and_keyboard_then_export(tmp_path):
         for k, c in choices.items():
             expected[k][{"left": left, "right": right, "tie": "tie"}[c]] += 1
     comp = summary["comparisons"][0]
-    for k in expected:
-        assert comp["criteria"][k]["votes"] == expected[k], k
+    for k, want in expected.items():
+        assert comp["criteria"][k]["votes"] == want, k
     assert summary["votes"] == 3
     votes = [json.loads(x) for x in (tmp_path / "export" / "votes.jsonl").read_text().splitlines()]
     assert {v["pair_id"]: v["version"] for v in votes} == {first: 2, second: 1, third: 1}

@@ -15,7 +15,6 @@ import typer
 from typer.testing import CliRunner
 
 from gpt4llm.errors import DataError, UserError
-from gpt4llm.evaluate.human.cli import register
 from gpt4llm.evaluate.human.db import Pair, hash_token
 from gpt4llm.evaluate.human.study import (
     ExportConfig,
@@ -63,9 +62,10 @@ def make_study(tmp_path: Path, n: int = 6, per_item: int = 2, models=("alpha", "
 
 
 def cli_app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
+    """`gpt4llm annotate` exactly as the command line has it (init from the stage table)."""
+    from gpt4llm.cli import annotate_app
+
+    return annotate_app
 
 
 def pairs_of(study: Path) -> list[Pair]:
@@ -174,7 +174,7 @@ def test_init_real_user_oriented_252(tmp_path):
     assert s["items"] == 252 and s["pairs"] == 504 and s["votes_needed"] == 1512
     first = json.loads((DATA / "user_oriented_instructions.jsonl").read_text().splitlines()[0])
     first_pred = json.loads((preds / "text-davinci-003.jsonl").read_text().splitlines()[0])
-    p = [p for p in pairs_of(tmp_path / "s") if p.item_id == 1 and p.model_b == "self-instruct"][0]
+    p = next(p for p in pairs_of(tmp_path / "s") if p.item_id == 1 and p.model_b == "self-instruct")
     assert p.output_a == first_pred["response"].strip()
     _, store = open_store(tmp_path / "s")
     from gpt4llm.evaluate.human.db import Item
@@ -247,7 +247,9 @@ def test_cli_init_add_annotator_export(tmp_path):
     src = make_sources(tmp_path / "src", 3)
     runner = CliRunner()
     app = cli_app()
-    r = runner.invoke(app, ["init", "--source", f"alpha={src['alpha']}", "--source", f"beta={src['beta']}", "--output", str(tmp_path / "s"), "--per-item", "1", "--port", "8123"])
+    out = str(tmp_path / "s")
+    args = [f"alpha={src['alpha']}", f"beta={src['beta']}", "-o", out, "--per-item", "1", "--port", "8123"]
+    r = runner.invoke(app, ["init", *args])
     assert r.exit_code == 0, r.output
     token = r.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
@@ -328,7 +330,7 @@ def test_export_numbers_agreement_charts(tmp_path):
 
     votes = [json.loads(line) for line in (out / "votes.jsonl").read_text().splitlines()]
     assert len(votes) == 12
-    v = [x for x in votes if x["annotator"] == "r3" and x["pair_id"] == pairs[1].id][0]
+    v = next(x for x in votes if x["annotator"] == "r3" and x["pair_id"] == pairs[1].id)
     assert v["winner"]["helpfulness"] == "beta" and v["comment"] == "c3"
     assert {v["left"], v["right"]} == {"alpha", "beta"}
     png = out / "pie_alpha_vs_beta.png"
@@ -354,3 +356,240 @@ def test_agreement_edge_cases():
     perfect = {1: {1: "a", 2: "a"}, 2: {1: "b", 2: "b"}, 3: {1: "tie", 2: "tie"}}
     assert agreement(perfect, 2)["krippendorff_alpha_ordinal"] == 1.0
     assert agreement(perfect, 2)["fleiss_kappa"] == 1.0
+
+
+def test_export_writes_fastchat_human_judgments(tmp_path):
+    from gpt4llm.evaluate.human.db import Assignment
+
+    study, _ = make_study(tmp_path, n=3, per_item=2)
+    for name in ("ann", "bea"):
+        add_annotator(study, name)
+    pairs = pairs_of(study)
+    _, store = open_store(study)
+    with store.write() as s, s.begin():
+        for i, p in enumerate(pairs):
+            for r in (1, 2):
+                s.add(Assignment(annotator_id=r, pair_id=p.id, seq=i + 1))
+    plan = {
+        1: ("a", "tie", "b"),
+        2: ("b", "b", "tie"),
+    }  # per annotator: helpfulness, honesty, harmlessness
+    for p in pairs[:2]:
+        for r, winners in plan.items():
+            _vote_canonical(store, r, p, dict(zip(CRITERIA, winners)))
+    store.dispose()
+    summary = export_study(ExportConfig(study=study, output=tmp_path / "out"))
+    rows = [
+        json.loads(x) for x in (tmp_path / "out" / "human_judgments.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == summary["votes"] * 3 == summary["human_judgments"] == 12
+    assert all(
+        set(r) == {"question_id", "model_a", "model_b", "winner", "judge", "turn", "criterion"}
+        for r in rows
+    )
+    assert {(r["model_a"], r["model_b"], r["turn"]) for r in rows} == {("alpha", "beta", 1)}
+    by = {(r["question_id"], r["judge"], r["criterion"]): r["winner"] for r in rows}
+    name = {"a": "model_a", "b": "model_b", "tie": "tie"}
+    for p in pairs[:2]:
+        qid = f"q{p.item_id - 1}"  # make_sources ids; canonical winners, whatever side was shown
+        for r, who in ((1, "ann"), (2, "bea")):
+            for crit, w in zip(CRITERIA, plan[r]):
+                assert by[(qid, who, crit)] == name[w]
+    assert sum(r["winner"] == "model_b" for r in rows) == 6  # per pair: 1 from ann, 2 from bea
+
+
+def _judge_run(tmp_path, fake_openai, fake_llm_config, relative=False):
+    """A real `eval judge` run (against the loopback server) on 3 of 4 questions; with
+    `relative`, run from its directory with relative paths (as a user would)."""
+    import os
+
+    from gpt4llm.evaluate import judge
+
+    d = tmp_path / "jrun"
+    d.mkdir()
+    questions = [
+        {"question_id": i, "text": f"Question number {i}?", "category": "generic"}
+        for i in (1, 2, 3, 4)
+    ]
+    (d / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    # A: FastChat answers; B: our response records (ids joined with the question ids).
+    (d / "cheap.jsonl").write_text(
+        "".join(
+            json.dumps({"question_id": i, "model_id": "cheap", "text": f"cheap says {i}"}) + "\n"
+            for i in (1, 2, 3, 4)
+        )
+    )
+    (d / "ref.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": str(i),
+                    "instruction": f"Question number {i}?",
+                    "input": "",
+                    "output": f" ref says {i} ",
+                    "model": "ref",
+                }
+            )
+            + "\n"
+            for i in (1, 2, 3, 4)
+        )
+    )
+    fake_openai.responder = lambda messages, body: "7 5\nfine"
+    base = Path() if relative else d
+    cfg = judge.Config(
+        answers_a=base / "cheap.jsonl",
+        answers_b=base / "ref.jsonl",
+        questions=base / "question.jsonl",
+        output=base / "judge",
+        judge=fake_llm_config,
+        limit=3,
+    )
+    cwd = os.getcwd()
+    os.chdir(d)
+    try:
+        judge.run(cfg)
+    finally:
+        os.chdir(cwd)
+    return d
+
+
+def test_init_from_judge_with_relative_paths(tmp_path, fake_openai, fake_llm_config, monkeypatch):
+    d = _judge_run(tmp_path, fake_openai, fake_llm_config, relative=True)
+    manifest = json.loads((d / "judge" / "manifest.json").read_text())
+    assert manifest["config"]["answers_a"] == "cheap.jsonl"
+    monkeypatch.chdir(tmp_path)  # not where the judge ran: found beside the judge directory
+    s = init_study(InitConfig(output=tmp_path / "s", from_judge=Path("jrun/judge")))
+    assert s["items"] == 3 and s["models"] == ["cheap", "ref"]
+
+
+def test_init_from_a_judge_run_keeps_its_questions_and_ids(
+    tmp_path, fake_openai, fake_llm_config, capsys
+):
+    d = _judge_run(tmp_path, fake_openai, fake_llm_config)
+    s = init_study(InitConfig(output=tmp_path / "s", from_judge=d / "judge", per_item=1))
+    assert s["models"] == ["cheap", "ref"] and s["items"] == 3 and s["pairs"] == 3
+    study = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert (
+        study["from_judge"]["dir"] == str(d / "judge")
+        and study["from_judge"]["judge"] == "fake-model"
+    )
+    assert study["comparisons"] == [["cheap", "ref"]]
+    from sqlalchemy import select
+
+    from gpt4llm.evaluate.human.db import Item
+
+    _, store = open_store(tmp_path / "s")
+    with store.read() as sess:
+        items = {i.id: (i.key, i.instruction, i.input) for i in sess.scalars(select(Item))}
+    store.dispose()
+    assert sorted(items.values()) == [(str(i), f"Question number {i}?", "") for i in (1, 2, 3)]
+    pairs = {p.item_id: (p.output_a, p.output_b) for p in pairs_of(tmp_path / "s")}
+    key_of = {n: k for n, (k, _, _) in items.items()}
+    assert {key_of[n]: v for n, v in pairs.items()} == {
+        str(i): (f"cheap says {i}", f"ref says {i}") for i in (1, 2, 3)
+    }
+    # Human votes come out under the judge's question ids (integers, as FastChat writes them).
+    add_annotator(tmp_path / "s", "h")
+    _, store = open_store(tmp_path / "s")
+    by_id = {p.id: p for p in pairs_of(tmp_path / "s")}
+    while (pid := store.next_pair(1, 1)) is not None:
+        _vote_canonical(
+            store, 1, by_id[pid], {"helpfulness": "a", "honesty": "tie", "harmlessness": "b"}
+        )
+    store.dispose()
+    export_study(ExportConfig(study=tmp_path / "s", output=tmp_path / "out"))
+    rows = [
+        json.loads(x) for x in (tmp_path / "out" / "human_judgments.jsonl").read_text().splitlines()
+    ]
+    judged = {
+        json.loads(x)["id"] for x in (d / "judge" / "judgments.jsonl").read_text().splitlines()
+    }
+    assert {str(r["question_id"]) for r in rows} == judged == {"1", "2", "3"}
+    assert {r["question_id"] for r in rows} == {1, 2, 3}
+    helpful = {r["question_id"]: r["winner"] for r in rows if r["criterion"] == "helpfulness"}
+    assert helpful == {1: "model_a", 2: "model_a", 3: "model_a"}
+    # The same through the command line.
+    r = CliRunner().invoke(
+        cli_app(), ["init", "--from-judge", str(d / "judge"), "--output", str(tmp_path / "s2")]
+    )
+    assert r.exit_code == 0, r.output
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", r.stdout.strip().splitlines()[-1])
+
+
+def test_init_from_judge_errors(tmp_path, fake_openai, fake_llm_config):
+    d = _judge_run(tmp_path, fake_openai, fake_llm_config)
+    with pytest.raises(UserError, match="not an `eval judge` output directory"):
+        init_study(InitConfig(output=tmp_path / "a", from_judge=tmp_path / "nowhere"))
+    src = make_sources(tmp_path / "src", 2)
+    with pytest.raises(UserError, match="drop --source"):
+        init_study(InitConfig(output=tmp_path / "a", from_judge=d / "judge", source=src))
+    # An answer file edited after the judge read it would show humans other answers.
+    with (d / "ref.jsonl").open("a") as f:
+        f.write(
+            json.dumps(
+                {"id": "r9", "instruction": "extra", "input": "", "output": "x", "model": "ref"}
+            )
+            + "\n"
+        )
+    with pytest.raises(UserError, match="changed since the judge read it"):
+        init_study(InitConfig(output=tmp_path / "a", from_judge=d / "judge"))
+    (d / "ref.jsonl").unlink()
+    with pytest.raises(UserError, match="answers_b .* is not found"):
+        init_study(InitConfig(output=tmp_path / "a", from_judge=d / "judge"))
+    assert not (tmp_path / "a" / "study.json").exists()
+
+
+def test_pipeline_stage_does_not_import_the_cli_and_prints_the_token_once(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gpt4llm.evaluate.human.stage as st, gpt4llm.evaluate.human.study as sd\n"
+        "assert st.run is sd.run_init and st.Config is sd.InitConfig\n"
+        "bad = [m for m in sys.modules if m in ('gpt4llm.cli', 'gpt4llm.evaluate.human.cli')]\n"
+        "assert not bad, bad\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    from gpt4llm.evaluate.human import stage
+
+    src = make_sources(tmp_path / "src", 2)
+    capsys.readouterr()
+    summary = stage.run(stage.Config(output=tmp_path / "s", source=src))
+    out = capsys.readouterr()
+    assert "admin_token" not in summary and summary["pairs"] == 2
+    token = out.out.strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token) and token not in out.err
+    con = sqlite3.connect(tmp_path / "s" / "study.db")
+    assert dict(con.execute("select key, value from meta"))["admin_token_hash"] == hash_token(token)
+    con.close()
+    assert token not in (tmp_path / "s" / "manifest.json").read_text()
+
+
+def test_init_joins_sources_by_the_package_join_rule(tmp_path):
+    src = make_sources(tmp_path / "src", 4, fmt="alpaca")  # no ids of their own
+    lines = src["beta"].read_text().splitlines()
+    src["beta"].write_text("\n".join(reversed(lines)) + "\n")  # another order: joined by text
+    s = init_study(InitConfig(output=tmp_path / "s", source=src))
+    assert s["pairs"] == 4
+    assert all(p.output_a.split()[2] == p.output_b.split()[2] for p in pairs_of(tmp_path / "s"))
+    with pytest.raises(DataError, match="different instruction"):  # forced by position
+        init_study(InitConfig(output=tmp_path / "p", source=src, join="position"))
+    # A file missing an instruction: one line naming it.
+    src["beta"].write_text("\n".join(lines[:3]) + "\n")
+    with pytest.raises(UserError, match=r"beta\.jsonl: no answer for 1 of 4 items"):
+        init_study(InitConfig(output=tmp_path / "m", source=src))
+
+
+def test_init_refuses_an_output_that_is_an_input(tmp_path):
+    src = make_sources(tmp_path / "src", 2)
+    with pytest.raises(UserError, match="output directory is a file"):
+        init_study(InitConfig(output=src["alpha"], source=src))
+    crit = tmp_path / "crit" / "study.json"
+    crit.parent.mkdir()
+    crit.write_text("criteria:\n  - key: accuracy\n")
+    with pytest.raises(UserError, match="would overwrite the input"):
+        init_study(InitConfig(output=crit.parent, source=src, criteria=crit, force=True))
+    assert crit.read_text().startswith("criteria:")

@@ -19,7 +19,6 @@ from gpt4llm.reward_model import (
 )
 from gpt4llm.stages.compare import (
     histograms_by_source,
-    join_sources,
     plot_histograms,
     read_scores,
     score_histogram,
@@ -121,29 +120,6 @@ def test_split_keeps_an_instructions_pairs_together():
     assert split_groups(pairs, 0.0, seed=1) == (pairs, [])
 
 
-# --- joining sources ---------------------------------------------------------------------------
-
-
-def _src(rows, explicit=True):
-    return ([{"id": i, "instruction": ins, "input": "", "output": out} for i, ins, out in rows], explicit)
-
-
-def test_join_on_id_reports_missing():
-    a = _src([("1", "x", "ax"), ("2", "y", "ay"), ("3", "z", "az")])
-    b = _src([("1", "x", "bx"), ("3", "z", "bz")])
-    items, report = join_sources({"a": a, "b": b})
-    assert report["join"] == "id" and report["mismatched"] == 1 and report["missing_per_source"] == {"b": 1}
-    assert items[2]["answers"] == {"a": "az", "b": "bz"}
-
-
-def test_join_falls_back_to_text_when_ids_disagree():
-    a = _src([("a-0", "x", "ax"), ("a-1", "y", "ay")])
-    b = _src([("b-0", "y", "by"), ("b-1", "x", "bx")])
-    items, report = join_sources({"a": a, "b": b})
-    assert report["join"] == "text" and report["mismatched"] == 0
-    assert [it["answers"] for it in items] == [{"a": "ax", "b": "bx"}, {"a": "ay", "b": "by"}]
-
-
 # --- the paper's figure --------------------------------------------------------------------
 
 
@@ -242,3 +218,12 @@ def test_expected_scores_from_top_logprobs_in_a_batched_reply():
     parsed, exp = read_scores(Completion(text="Answer 1: 8\nAnswer 2: 3\nAnswer 3: 6", finish_reason="stop", top_logprobs=top), 3)
     assert parsed == [8, 3, 6]
     assert exp == pytest.approx([8.5, 3.25, 6.0])
+
+
+def test_pairs_only_from_scores_read_from_the_raters_verdict():
+    record = rec({"gpt4": 9, "davinci": 7, "opt": 3})
+    record["responses"][1]["score_source"] = "guess"  # e.g. a number the rater copied from the prompt
+    record["responses"][0]["score_source"] = "verdict"
+    record["responses"][2]["score_source"] = "probabilities"  # with --use-expected: read at its verdict
+    pairs = pairs_from_record(record)
+    assert [(p.better_model, p.worse_model) for p in pairs] == [("gpt4", "opt")]

@@ -130,9 +130,12 @@ def test_unreadable_reply_is_retried_once_with_the_reminder(fake_openai, fake_ll
         return "Score: 9"
 
     fake_openai.responder = rater
-    c = cfg(fake_llm_config, tmp_path, sources, top_logprobs=0, pairs=tmp_path / "p.jsonl")
+    c = cfg(fake_llm_config, tmp_path, sources, top_logprobs=0, pairs=tmp_path / "p.jsonl", max_failed_fraction=0.5)
     summary = run(c)
     assert fake_openai.calls == 12 + 8  # 4 'fine' + 4 'poor' retried once each
+    assert summary["failed"] == 4  # the 'poor' answers, listed with the reason
+    failed = [json.loads(line) for line in Path(summary["failed_file"]).read_text().splitlines()]
+    assert {f["model"] for f in failed} == {"poor"} and "no score" in failed[0]["error"]
     assert summary["retried"] == 8 and summary["unparsed_requests"] == 4 and summary["unscored_answers"] == 4
     recs = [json.loads(line) for line in c.output.read_text().splitlines()]
     assert len(recs) == 4 and all(len(r["responses"]) == 3 for r in recs)  # nothing dropped

@@ -76,7 +76,7 @@ def test_bad_values_are_one_line_errors(tmp_path):
     seen: list = []
     res = CliRunner().invoke(_app(seen), ["toy", "--teacher-concurrency", "0"])
     assert isinstance(res.exception, UserError)
-    assert "teacher.concurrency" in str(res.exception) and "\n" not in str(res.exception)
+    assert "--teacher-concurrency" in str(res.exception) and "\n" not in str(res.exception)
     f = tmp_path / "c.yaml"
     f.write_text("bogus: 1\n")
     res = CliRunner().invoke(_app(seen), ["toy", "--config", str(f)])
@@ -91,3 +91,96 @@ def test_cli_version_and_error_exit_code(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "config file not found" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_every_validation_error_is_listed_in_the_users_words():
+    from gpt4llm.errors import UserError
+
+    class Needs(StageConfig):
+        input: Path = Field(description="In.")
+        output: Path = Field(description="Out.")
+        n: int = Field(1, ge=1, description="N.")
+
+    app = typer.Typer()
+    seen: list = []
+    config_command(app, "needs", Needs, seen.append, help="Needs things.", arguments=("input",))
+    app.command("other")(lambda: None)
+    res = CliRunner().invoke(app, ["needs", "--n", "0"])
+    msg = str(res.exception)
+    assert isinstance(res.exception, UserError) and "\n" not in msg
+    assert "INPUT: required" in msg and "--output: required" in msg and "--n: " in msg
+    assert "more)" not in msg
+
+
+def test_main_input_is_positional_with_a_deprecated_option_alias():
+    seen: list = []
+    res = CliRunner().invoke(_app(seen), ["toy", "--inputs", "a.jsonl"])
+    assert res.exit_code == 0, res.output
+    assert seen[0].inputs == [Path("a.jsonl")] and "deprecated" in res.output
+    res = CliRunner().invoke(_app(seen), ["toy", "b.jsonl", "--inputs", "a.jsonl"])
+    assert "both given" in str(res.exception)
+
+
+def test_print_config_is_yaml_that_round_trips(tmp_path):
+    import yaml
+
+    seen: list = []
+    res = CliRunner().invoke(_app(seen), ["toy", "a.jsonl", "--max-tokens", "9", "--teacher-rpm", "60", "--print-config"])
+    assert res.exit_code == 0, res.output
+    assert seen == []  # printed, not run
+    data = yaml.safe_load(res.output)
+    assert data["max_tokens"] == 9 and data["teacher"]["rpm"] == 60 and data["inputs"] == ["a.jsonl"]
+    f = tmp_path / "c.yaml"
+    f.write_text(res.output)
+    res = CliRunner().invoke(_app(seen), ["toy", "--config", str(f)])
+    assert res.exit_code == 0, res.output
+    assert seen[0].max_tokens == 9 and seen[0].teacher.rpm == 60
+
+
+def test_help_panels_help_all_and_no_cut_option_names():
+    res = CliRunner().invoke(_app([]), ["toy", "--help"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0
+    lines = res.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "--teacher-concurrency" in res.output and "…" not in res.output
+    assert res.output.index("--max-tokens") < res.output.index("Teacher (--teacher-*)")
+    assert "--teacher-price-completion" not in res.output  # rarely used: --help-all
+    res = CliRunner().invoke(_app([]), ["toy", "--help-all"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0 and "--teacher-price-completion" in res.output
+
+
+def test_nested_model_errors_name_the_role_the_user_typed(monkeypatch):
+    from gpt4llm.llm.client import OpenAIBackend
+    from gpt4llm.errors import UserError
+    from gpt4llm.stages.compare import Config
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cfg = Config(source={"a": "a.jsonl", "b": "b.jsonl"}, rater=LLMConfig(model="gpt-4"))
+    try:
+        OpenAIBackend(cfg.rater)
+    except UserError as e:
+        assert "--rater-api-key-env" in str(e) and "--rater-base-url" in str(e) and "--teacher" not in str(e)
+    else:
+        raise AssertionError("no key: expected a UserError")
+
+
+def test_one_stage_table_for_cli_and_pipeline():
+    """Every stage of the table is a CLI command and a pipeline kind, with the same Config."""
+    from typer.main import get_command
+
+    from gpt4llm.cli import app
+    from gpt4llm.pipeline import load_pipeline
+    from gpt4llm.stages import STAGES, find
+
+    root = get_command(app)
+    for spec in STAGES:
+        cmd = root
+        for part in spec.command.split():
+            cmd = cmd.commands[part]
+        assert cmd.help == spec.help, spec.command
+        assert find(spec.key) is spec and find(spec.command) is spec
+        for arg in spec.arguments:
+            assert arg in spec.config_class().model_fields, (spec.command, arg)
+    assert len({s.key for s in STAGES}) == len(STAGES)
+    # a pipeline stage may name its kind either way
+    assert load_pipeline  # (pipeline parsing is tested in test_pipeline_runner.py)

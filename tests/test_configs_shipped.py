@@ -16,7 +16,7 @@ YAMLS = sorted(CONFIGS.rglob("*.yaml"))
 
 def test_there_are_configs():
     names = {p.relative_to(CONFIGS).as_posix() for p in YAMLS}
-    assert {"demo.yaml", "paper.yaml", "accelerate/deepspeed_zero3.yaml", "accelerate/fsdp.yaml"} <= names
+    assert {"demo.yaml", "paper/4_train_sft_llama7b.yaml", "accelerate/deepspeed_zero3.yaml", "accelerate/fsdp.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.relative_to(CONFIGS).as_posix())
@@ -29,10 +29,12 @@ def test_demo_pipeline_validates_every_stage():
     stages = pipeline.load_pipeline(CONFIGS / "demo.yaml")
     kinds = [k for _, k, _ in stages]
     # the loop of the paper, in order
-    for kind in ("generate", "translate", "train_sft", "respond", "compare", "train_reward", "eval_reward",
-                 "eval_rouge", "eval_judge", "analyze", "annotate_init", "report"):
+    for kind in ("generate", "translate", "audit", "train_sft", "respond", "compare",
+                 "train_reward", "eval_reward", "eval_rouge", "eval_judge", "analyze",
+                 "annotate_init", "report"):
         assert kind in kinds
-    assert kinds.index("generate") < kinds.index("train_sft") < kinds.index("respond") < kinds.index("compare")
+    order = [kinds.index(k) for k in ("generate", "audit", "train_sft", "respond", "compare")]
+    assert order == sorted(order)
     assert kinds[-1] == "report"
     # every input a stage reads is either shipped data or an earlier stage's output
     outputs = {str(cfg.output) for _, _, cfg in stages}
@@ -43,10 +45,22 @@ def test_demo_pipeline_validates_every_stage():
                 assert Path(value).exists() or str(value) in outputs, (name, field, value)
 
 
+PIPELINES = [p for p in YAMLS if "stages" in (yaml.safe_load(p.read_text()) or {})]
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.relative_to(CONFIGS).as_posix())
+def test_every_pipeline_config_validates(path):
+    """Every shipped pipeline (a YAML with `stages:`) validates, stage by stage, and runs with
+    `gpt4llm pipeline` as its first line says."""
+    assert pipeline.load_pipeline(path)
+    command = "gpt4llm pipeline configs/" + path.relative_to(CONFIGS).as_posix()
+    assert command in path.read_text().splitlines()[0]
+
+
 def test_paper_config_states_the_published_setup():
     from gpt4llm.train.sft import Config
 
-    data = yaml.safe_load((CONFIGS / "paper.yaml").read_text())
+    data = yaml.safe_load((CONFIGS / "paper" / "4_train_sft_llama7b.yaml").read_text())
     cfg = Config.model_validate(data)
     assert cfg.learning_rate == 2e-5 and cfg.epochs == 3 and cfg.weight_decay == 0
     assert cfg.warmup_ratio == 0.03 and cfg.lr_scheduler == "cosine"
@@ -65,3 +79,28 @@ def test_accelerate_configs_are_valid(path):
         assert conf["zero_optimization"]["stage"] == 3
         assert conf["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
         assert conf["zero_optimization"]["offload_param"]["device"] == "cpu"
+
+
+PAPER = sorted((CONFIGS / "paper").glob("*.yaml"))
+
+
+def test_the_paper_is_one_config_per_step():
+    steps = [p.name.split("_", 1)[0] for p in PAPER]
+    assert steps == [str(i) for i in range(1, len(PAPER) + 1)] and len(PAPER) >= 8
+    commands = [p.read_text().splitlines()[0].split("--config")[0].split("gpt4llm ", 1)[1].strip() for p in PAPER]
+    for needed in ("generate", "translate", "train sft", "compare", "train reward", "eval judge", "eval rouge"):
+        assert needed in commands
+
+
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: p.name)
+def test_paper_configs_validate_against_the_command_on_their_first_line(path):
+    """`# gpt4llm <command> --config <this file>`: the file is a valid config of that command."""
+    from gpt4llm.config import build_config, load_yaml
+    from gpt4llm.stages import find
+
+    first = path.read_text().splitlines()[0]
+    command = first.split("gpt4llm ", 1)[1].split("--config")[0].strip()
+    assert f"--config configs/paper/{path.name}" in first
+    spec = find(command)
+    assert spec is not None, command
+    build_config(spec.config_class(), load_yaml(path), source=str(path))

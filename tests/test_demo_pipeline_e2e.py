@@ -13,10 +13,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Measured on a 2-core machine: the demo ~2-3 min alone, past 15 min when the machine is loaded
+# 5-10. The limits leave 10x headroom over the quiet run and 2x over the loaded one; the test's
+# own timeout overrides the global one of pyproject.toml (900 s), which would cut it.
+FIRST_RUN_S, RERUN_S = 1800, 600
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.timeout(FIRST_RUN_S + RERUN_S + 300)
 def test_demo_pipeline_runs_end_to_end_and_then_skips(tmp_path):
     text = (ROOT / "configs" / "demo.yaml").read_text()
     assert "  work: runs/demo\n" in text
@@ -24,7 +29,8 @@ def test_demo_pipeline_runs_end_to_end_and_then_skips(tmp_path):
     cfg.write_text(text.replace("  work: runs/demo\n", f"  work: {tmp_path / 'run'}\n"))
     env = {**os.environ, "GPT4LLM_REQUEST_CACHE": str(tmp_path / "requests.sqlite")}
     cmd = [sys.executable, "-m", "gpt4llm", "pipeline", str(cfg)]
-    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+                           timeout=FIRST_RUN_S)
     assert first.returncode == 0, first.stderr[-3000:]
     run = tmp_path / "run"
     report = run / "report" / "index.html"
@@ -46,7 +52,8 @@ def test_demo_pipeline_runs_end_to_end_and_then_skips(tmp_path):
     assert (run / "study" / "study.json").exists()
     assert list((run / "analysis").glob("*.png"))
 
-    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+                           timeout=RERUN_S)
     assert again.returncode == 0, again.stderr[-3000:]
     from gpt4llm.pipeline import load_pipeline
 

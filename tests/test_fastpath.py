@@ -92,9 +92,8 @@ def test_chunked_ce_under_bf16_autocast_matches_autocast_reference_and_cached_we
         cached = chunked_linear_cross_entropy(hidden, frozen, targets, chunk_rows=16, compute_weight=frozen.to(torch.bfloat16))
     assert float(cached) == pytest.approx(float(ours), rel=1e-6)
     torch.testing.assert_close(_grads(cached, hidden)[0], gh, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="frozen"):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            chunked_linear_cross_entropy(hidden, weight, targets, compute_weight=frozen.to(torch.bfloat16))
+    with pytest.raises(ValueError, match="frozen"), torch.autocast("cpu", dtype=torch.bfloat16):
+        chunked_linear_cross_entropy(hidden, weight, targets, compute_weight=frozen.to(torch.bfloat16))
 
 
 def test_fast_dropout_keeps_the_right_fraction_scales_and_is_seeded():
@@ -133,8 +132,7 @@ def tiny(tmp_path_factory):
 def _lora_model(tiny, dropout=0.0):
     from transformers import AutoModelForCausalLM
 
-    from gpt4llm.train.common import apply_lora
-    from gpt4llm.train.sft import DEFAULT_TARGETS
+    from gpt4llm.train.common import DEFAULT_TARGETS, apply_lora
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
@@ -149,8 +147,7 @@ def _batches(tiny):
     from tiny_lm import alpaca_records
 
     from gpt4llm.models import load_tokenizer
-    from gpt4llm.prompts import ALPACA_STOPS
-    from gpt4llm.train.common import prompt_meta
+    from gpt4llm.prompts import ALPACA_STOPS, prompt_meta
     from gpt4llm.train.sft import collate_padding_free, make_collate_padded, tokenize_all
 
     tok = load_tokenizer(str(tiny), padding_side="right")
@@ -166,7 +163,7 @@ def test_fused_response_loss_equals_library_loss_and_gradients(tiny, layout):
     batch = dict(zip(["padding_free", "padded"], _batches(tiny), strict=True))[layout]
     ref = response_only_loss(model, batch)
     ref_grads = {n: g for n, g in zip([n for n, p in model.named_parameters() if p.requires_grad], torch.autograd.grad(ref, [p for p in model.parameters() if p.requires_grad]), strict=True)}
-    fused, notes = speed_up(model, batch["input_ids"][:, :16], bf16=False, lora=True, distributed=False)
+    fused, notes = speed_up(model, batch["input_ids"][:, :16], bf16=False, lora=True, sharded=False)
     assert fused is not None and notes == ["chunked LM-head cross-entropy", "per-sequence attention", "fused LoRA in 14 layers"]  # fp32, dropout 0
     ours = fused(batch)
     assert float(ours) == pytest.approx(float(ref), rel=1e-6)
@@ -298,7 +295,7 @@ def test_grouped_attention_equals_sdpa_with_repeated_kv_heads(autocast):
                                                  is_causal=mask is None, scale=0.3).transpose(1, 2)
             ours = _grouped_attention(q, k, v, mask, 0.3)
         assert ours.shape == (1, 37, 4, 16) and ours.dtype == ref.dtype
-        tol = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-5, atol=1e-5)
+        tol = {"rtol": 2e-2, "atol": 2e-2} if autocast else {"rtol": 1e-5, "atol": 1e-5}
         torch.testing.assert_close(ours.float(), ref.float(), **tol)
 
 
@@ -329,8 +326,8 @@ def test_train_sft_fast_path_matches_library_path(tiny, tmp_path):
     from gpt4llm.train.sft import Config, run
 
     data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(16, seed=5))
-    common = dict(model=str(tiny), data=[data], eval_fraction=0.0, max_steps=4, per_device_batch_size=4, learning_rate=5e-3,
-                  logging_steps=1, save_steps=1000, lora_dropout=0.0, precision="bf16")
+    common = {"model": str(tiny), "data": [data], "eval_fraction": 0.0, "max_steps": 4, "per_device_batch_size": 4, "learning_rate": 5e-3,
+                  "logging_steps": 1, "save_steps": 1000, "lora_dropout": 0.0, "precision": "bf16"}
     run(Config(output=tmp_path / "lib", fast_path=False, **common))
     run(Config(output=tmp_path / "fast", fast_path=True, **common))
     curve = {}
@@ -357,15 +354,15 @@ def test_fast_path_with_activation_checkpointing_recomputes_the_same_dropout(tin
     RNG state), so checkpointing changes memory, not the loss curve."""
     from tiny_lm import alpaca_records, write_jsonl
 
-    import gpt4llm.train.fastpath as fastpath
+    from gpt4llm.train import fastpath
     from gpt4llm.train.sft import Config, run
 
     draws = []
     real = fastpath.keep_mask
     monkeypatch.setattr(fastpath, "keep_mask", lambda *a: draws.append(1) or real(*a))
     data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(12, seed=6))
-    common = dict(model=str(tiny), data=[data], eval_fraction=0.0, max_steps=3, per_device_batch_size=4, learning_rate=5e-3,
-                  logging_steps=1, save_steps=1000, lora_dropout=0.2, precision="fp32", merge=False)
+    common = {"model": str(tiny), "data": [data], "eval_fraction": 0.0, "max_steps": 3, "per_device_batch_size": 4, "learning_rate": 5e-3,
+                  "logging_steps": 1, "save_steps": 1000, "lora_dropout": 0.2, "precision": "fp32", "merge": False}
     curves, n_draws = {}, {}
     for name, ckpt in (("plain", False), ("ckpt", True)):
         draws.clear()
@@ -377,17 +374,34 @@ def test_fast_path_with_activation_checkpointing_recomputes_the_same_dropout(tin
     assert curves["ckpt"] == pytest.approx(curves["plain"], rel=1e-5), curves
 
 
-def test_distributed_or_sharded_runs_keep_the_library_path(tiny, monkeypatch):
-    from gpt4llm.train.sft import distributed_or_sharded, speed_up
+def test_sharded_runs_keep_the_library_path_ddp_does_not(tiny, monkeypatch):
+    from gpt4llm.train.sft import sharded, speed_up
 
     for key in ("WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
         monkeypatch.delenv(key, raising=False)
-    assert not distributed_or_sharded()
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    assert distributed_or_sharded()
-    monkeypatch.delenv("ACCELERATE_USE_FSDP")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert distributed_or_sharded()
+    assert not sharded()
+    monkeypatch.setenv("WORLD_SIZE", "2")  # DDP: the fast path runs inside the forward
+    assert not sharded()
+    for key in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.setenv(key, "true")
+        assert sharded()
+        monkeypatch.delenv(key)
     model = _lora_model(tiny)
-    assert speed_up(model, torch.zeros(1, 4, dtype=torch.long), bf16=True, lora=True, distributed=True) == (None, ["library path (distributed run)"])
+    assert speed_up(model, torch.zeros(1, 4, dtype=torch.long), bf16=True, lora=True, sharded=True) == (None, ["library path (sharded run)"])
     assert all(p.dtype == torch.float32 for p in model.parameters())  # nothing was changed
+
+
+def test_fused_loss_runs_inside_the_models_forward(tiny):
+    """After `install`, model(..., gpt4llm_fused_labels=...) returns the fused loss through the
+    peft model's own forward (what a DDP wrapper calls); a plain call still gives logits."""
+    from gpt4llm.train.sft import FUSED_LABELS, FUSED_NUM_ITEMS, response_only_loss, speed_up
+
+    model = _lora_model(tiny)
+    batch, _ = _batches(tiny)
+    ref = response_only_loss(model, batch)
+    fused, _ = speed_up(model, batch["input_ids"][:, :16], bf16=False, lora=True, sharded=False)
+    assert fused is not None
+    rest = {k: v for k, v in batch.items() if k != "labels"}
+    out = model(**rest, **{FUSED_LABELS: batch["labels"], FUSED_NUM_ITEMS: None})
+    assert float(out.loss) == pytest.approx(float(ref), rel=1e-6)
+    assert model(**rest).logits.shape[-1] == model.config.vocab_size

@@ -1,4 +1,6 @@
-"""Kill-and-resume: `gpt4llm generate` SIGKILLed mid-run several times never pays twice."""
+"""Kill-and-resume: `gpt4llm generate` and `gpt4llm respond` (an endpoint model) SIGKILLed
+mid-run several times never pay twice and write every record once, in input order.
+(`eval judge` has the same test in test_judge_resume.py.)"""
 
 from __future__ import annotations
 
@@ -18,15 +20,17 @@ CONCURRENCY = 8
 
 
 @pytest.mark.slow
-def test_sigkilled_generate_resumes_without_paying_twice(fake_openai, tmp_path, monkeypatch):
+@pytest.mark.parametrize("command", ["generate", "respond"])
+def test_sigkilled_run_resumes_without_paying_twice(fake_openai, tmp_path, monkeypatch, command):
     monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
     src = tmp_path / "instr.jsonl"
     src.write_text("".join(json.dumps({"instruction": f"task number {i}"}) + "\n" for i in range(N)))
     out = tmp_path / "sft.jsonl"
     fake_openai.latency = 0.08  # 200 / 8 * 0.08 = 2 s of serving per full run
-    cmd = [sys.executable, "-m", "gpt4llm", "generate", str(src), "--output", str(out),
-           "--teacher", "gpt-4", "--teacher-base-url", fake_openai.base_url,
-           "--teacher-concurrency", str(CONCURRENCY)]
+    role = "--teacher" if command == "generate" else "--model"
+    cmd = [sys.executable, "-m", "gpt4llm", command, str(src), "--output", str(out),
+           role, "gpt-4", f"{role}-base-url", fake_openai.base_url,
+           f"{role}-concurrency", str(CONCURRENCY)]
     rng = random.Random(1234)
     kills = 0
     for _ in range(3):

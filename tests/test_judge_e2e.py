@@ -1,13 +1,11 @@
 """e2e: `eval judge --scoring expected` with the embedded Gemma-3-270M as the judge.
 
 A 270M base model is a weak judge: it rarely writes "8 7" on its first line. Probability-
-weighted scoring must still give numbers for every judgment. Takes the machine's heavy-job lock
-(/tmp/gpt4llm-heavy.lock) while the model runs, so do not wrap this test in `flock` yourself.
+weighted scoring must still give numbers for every judgment.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 from pathlib import Path
 
@@ -16,17 +14,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def heavy_lock():
-    with open("/tmp/gpt4llm-heavy.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def test_embedded_judge_expected_scores(tmp_path: Path, heavy_lock):
+def test_embedded_judge_expected_scores(tmp_path: Path):
     from typer.testing import CliRunner
 
     from gpt4llm.cli import app

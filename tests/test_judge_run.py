@@ -47,8 +47,26 @@ QUESTIONS = [
 def judge_inputs(tmp_path):
     q = write_jsonl(tmp_path / "question.jsonl", QUESTIONS)
     # A: FastChat answer format; B: our response records
-    a = write_jsonl(tmp_path / "answer_a.jsonl", [{"question_id": i, "model_id": "alpha:1", "text": f"ALPHA answer {i} {{with braces}}"} for i in (1, 2, 3)])
-    b = write_jsonl(tmp_path / "resp_b.jsonl", [{"id": str(i), "instruction": QUESTIONS[i - 1]["text"], "input": "", "output": f"BETA answer {i}", "model": "beta"} for i in (1, 2, 3)])
+    a = write_jsonl(
+        tmp_path / "answer_a.jsonl",
+        [
+            {"question_id": i, "model_id": "alpha:1", "text": f"ALPHA answer {i} {{with braces}}"}
+            for i in (1, 2, 3)
+        ],
+    )
+    b = write_jsonl(
+        tmp_path / "resp_b.jsonl",
+        [
+            {
+                "id": str(i),
+                "instruction": QUESTIONS[i - 1]["text"],
+                "input": "",
+                "output": f"BETA answer {i}",
+                "model": "beta",
+            }
+            for i in (1, 2, 3)
+        ],
+    )
     return q, a, b
 
 
@@ -59,6 +77,7 @@ def _order_of(messages):
 
 def test_judge_run_against_fake_server(fake_openai, fake_llm_config, judge_inputs, tmp_path):
     q, a, b = judge_inputs
+
     # The judge likes ALPHA (8) over BETA (6) for q1/q2; q3 in order ba gets an unreadable reply.
     def responder(messages, body):
         user = messages[-1]["content"]
@@ -71,16 +90,45 @@ def test_judge_run_against_fake_server(fake_openai, fake_llm_config, judge_input
 
     fake_openai.responder = responder
     out = tmp_path / "judge"
-    cfg = Config(answers_a=a, answers_b=b, questions=q, output=out, judge=fake_llm_config)
+    cfg = Config(
+        answers_a=a,
+        answers_b=b,
+        questions=q,
+        output=out,
+        judge=fake_llm_config,
+        max_failed_fraction=0.5,
+    )
     summary = judge.run(cfg)
     assert fake_openai.calls == 6
+    # the unreadable reply is listed with its reason (1 of 6 is within --max-failed-fraction 0.5)
+    failed = [json.loads(x) for x in (out / "failed.jsonl").read_text().splitlines()]
+    assert failed == [
+        {
+            "id": "3",
+            "turn": 1,
+            "order": "ba",
+            "sample": 0,
+            "error": "unreadable reply (no verdict with 2 score(s) found)",
+        }
+    ]
+    assert summary["failed"] == 1 and summary["status"] == "ok"
 
     rows = [json.loads(x) for x in (out / "judgments.jsonl").read_text().splitlines()]
-    assert [(r["id"], r["order"]) for r in rows] == [("1", "ab"), ("1", "ba"), ("2", "ab"), ("2", "ba"), ("3", "ab"), ("3", "ba")]
+    assert [(r["id"], r["order"]) for r in rows] == [
+        ("1", "ab"),
+        ("1", "ba"),
+        ("2", "ab"),
+        ("2", "ba"),
+        ("3", "ab"),
+        ("3", "ba"),
+    ]
     assert {r["model_a"] for r in rows} == {"alpha"} and {r["model_b"] for r in rows} == {"beta"}
     # scores always in (A, B) order, whatever the presentation order
     assert [r["scores"] for r in rows] == [[8, 6], [8, 6], [8, 6], [8, 6], [9, 3], None]
-    assert rows[5]["raw"] == "Both answers are fine, hard to say." and rows[5]["method"] == "unparseable"
+    assert (
+        rows[5]["raw"] == "Both answers are fine, hard to say."
+        and rows[5]["method"] == "unparseable"
+    )
     assert all(set(r) >= {"id", "model_a", "model_b", "scores", "order", "raw"} for r in rows)
 
     per_q = [json.loads(x) for x in (out / "per_question.jsonl").read_text().splitlines()]
@@ -114,7 +162,9 @@ def test_judge_run_against_fake_server(fake_openai, fake_llm_config, judge_input
     assert again["overall"] == o
 
 
-def test_judge_expected_scoring_uses_top_logprobs(fake_openai, fake_llm_config, judge_inputs, tmp_path):
+def test_judge_expected_scoring_uses_top_logprobs(
+    fake_openai, fake_llm_config, judge_inputs, tmp_path
+):
     q, a, b = judge_inputs
     lp = math.log
 
@@ -128,11 +178,24 @@ def test_judge_expected_scoring_uses_top_logprobs(fake_openai, fake_llm_config, 
         order = _order_of(messages)
         if "reverses a string" in last:
             # no score in the text, but the alternatives hold digits
-            return {"content": "Hmm", "top_logprobs": [[("Hmm", lp(0.6)), ("7", lp(0.3)), ("5", lp(0.1))], [(" ", lp(0.7)), ("4", lp(0.3))]]}
+            return {
+                "content": "Hmm",
+                "top_logprobs": [
+                    [("Hmm", lp(0.6)), ("7", lp(0.3)), ("5", lp(0.1))],
+                    [(" ", lp(0.7)), ("4", lp(0.3))],
+                ],
+            }
         if "12 * 12" in last:
             # prose only, no digit among the alternatives: the judge is asked for each score
-            return {"content": "Both are okay", "top_logprobs": [[("Both", lp(0.9)), ("All", lp(0.1))], [(" are", lp(1.0))], [(" okay", lp(1.0))]]}
-        first, second = ((8, 6) if order == "ab" else (6, 8))
+            return {
+                "content": "Both are okay",
+                "top_logprobs": [
+                    [("Both", lp(0.9)), ("All", lp(0.1))],
+                    [(" are", lp(1.0))],
+                    [(" okay", lp(1.0))],
+                ],
+            }
+        first, second = (8, 6) if order == "ab" else (6, 8)
         return {
             "content": f"{first} {second}\nreasons",
             "top_logprobs": [
@@ -145,36 +208,74 @@ def test_judge_expected_scoring_uses_top_logprobs(fake_openai, fake_llm_config, 
 
     fake_openai.responder = responder
     out = tmp_path / "judge_exp"
-    summary = judge.run(Config(answers_a=a, answers_b=b, questions=q, output=out, judge=fake_llm_config, scoring="expected"))
-    assert fake_openai.calls == 6 + 4  # 3 questions x 2 orders, + 2 probes for each order of q3
-    assert all(bd.get("logprobs") is True and bd.get("top_logprobs") == 20 for bd in fake_openai.bodies)
+    summary = judge.run(
+        Config(
+            answers_a=a,
+            answers_b=b,
+            questions=q,
+            output=out,
+            judge=fake_llm_config,
+            scoring="expected",
+        )
+    )
+    assert (
+        fake_openai.calls == 6 + 8
+    )  # 3 questions x 2 orders, + 2 probes for each order of q2 and q3
+    assert all(
+        bd.get("logprobs") is True and bd.get("top_logprobs") == 20 for bd in fake_openai.bodies
+    )
     rows = [json.loads(x) for x in (out / "judgments.jsonl").read_text().splitlines()]
     # order ab: A first -> 8.5, B second -> 0.75*6 + 0.25*5 = 5.75
     assert rows[0]["scores"] == pytest.approx([8.5, 5.75])
     # order ba: B first -> 6.5, A second -> 0.75*8 + 0.25*7 = 7.75; stored as (A, B)
     assert rows[1]["scores"] == pytest.approx([7.75, 6.5])
     assert rows[0]["method"] == "expected"
-    # a judge that wrote no number, but digits hold >= 1/4 of the mass at two positions:
-    # (0.3*7 + 0.1*5)/0.4 = 6.5 and 4
-    assert rows[2]["scores"] == pytest.approx([6.5, 4.0])
-    assert rows[3]["scores"] == pytest.approx([4.0, 6.5])
-    # prose only: probed; Assistant 1 -> 7.5, Assistant 2 -> 3 (presentation order), stored as (A, B)
+    # a judge that wrote no number (digits only among the alternatives): a score guessed from
+    # prose may not decide a win, so the judge is asked for each score (7.5 and 3)
+    assert rows[2]["scores"] == pytest.approx([7.5, 3.0]) and rows[2]["method"] == "expected-probe"
+    assert rows[3]["scores"] == pytest.approx([3.0, 7.5])
+    # prose only: probed; Assistant 1 -> 7.5, Assistant 2 -> 3 (presentation order),
+    # stored as (A, B)
     assert rows[4]["scores"] == pytest.approx([7.5, 3.0]) and rows[4]["method"] == "expected-probe"
     assert rows[5]["scores"] == pytest.approx([3.0, 7.5])
     assert rows[4]["raw"] == "Both are okay"
-    assert summary["n_unparseable"] == 0 and summary["n_probed"] == 2
+    assert summary["n_unparseable"] == 0 and summary["n_probed"] == 4
     assert summary["overall"]["n_scored"] == 3
     # resumable: a rerun is served from the cache, probes included
     calls = fake_openai.calls
-    assert judge.run(Config(answers_a=a, answers_b=b, questions=q, output=out, judge=fake_llm_config, scoring="expected"))["overall"] == summary["overall"]
+    assert (
+        judge.run(
+            Config(
+                answers_a=a,
+                answers_b=b,
+                questions=q,
+                output=out,
+                judge=fake_llm_config,
+                scoring="expected",
+            )
+        )["overall"]
+        == summary["overall"]
+    )
     assert fake_openai.calls == calls
 
 
-def test_fastchat_judge_prompt_file(fake_openai, fake_llm_config, judge_inputs, tmp_path, shared_data):
+def test_fastchat_judge_prompt_file(
+    fake_openai, fake_llm_config, judge_inputs, tmp_path, shared_data
+):
     q, a, b = judge_inputs
     fake_openai.responder = lambda messages, body: "7 7\nequal"
     prompts = shared_data / "vicuna80" / "judge_prompts.jsonl"
-    judge.run(Config(answers_a=a, answers_b=b, questions=q, output=tmp_path / "j1", judge=fake_llm_config, judge_prompt=str(prompts), orders="ab"))
+    judge.run(
+        Config(
+            answers_a=a,
+            answers_b=b,
+            questions=q,
+            output=tmp_path / "j1",
+            judge=fake_llm_config,
+            judge_prompt=str(prompts),
+            orders="ab",
+        )
+    )
     users = [bd["messages"][-1]["content"] for bd in fake_openai.bodies]
     assert all("[The Start of Assistant 1's Answer]" in u for u in users)
     # requests run concurrently, so match prompts to questions by text, not arrival order
@@ -182,67 +283,222 @@ def test_fastchat_judge_prompt_file(fake_openai, fake_llm_config, judge_inputs, 
     others = [u for u in users if "reverses a string" not in u]
     assert len(coding) == 1 and "coding abilities" in coding[0]  # category coding -> prompt 2
     assert others and all("coding abilities" not in u for u in others)
-    assert fake_openai.bodies[0]["messages"][0]["content"].startswith("You are a helpful and precise assistant")
+    assert fake_openai.bodies[0]["messages"][0]["content"].startswith(
+        "You are a helpful and precise assistant"
+    )
     fake_openai.reset()
     fake_openai.responder = lambda messages, body: "7 7\nequal"
-    s = judge.run(Config(answers_a=a, answers_b=b, questions=q, output=tmp_path / "j2", judge=fake_llm_config, judge_prompt=str(prompts), judge_prompt_id=2, orders="ab"))
+    s = judge.run(
+        Config(
+            answers_a=a,
+            answers_b=b,
+            questions=q,
+            output=tmp_path / "j2",
+            judge=fake_llm_config,
+            judge_prompt=str(prompts),
+            judge_prompt_id=2,
+            orders="ab",
+        )
+    )
     assert all("coding abilities" in bd["messages"][-1]["content"] for bd in fake_openai.bodies)
     assert s["overall"]["ties"] == 3 and s["overall"]["relative_a_to_b"] == pytest.approx(100.0)
     with pytest.raises(UserError, match="no prompt_id 9"):
-        judge.run(Config(answers_a=a, answers_b=b, questions=q, output=tmp_path / "j3", judge=fake_llm_config, judge_prompt=str(prompts), judge_prompt_id=9))
+        judge.run(
+            Config(
+                answers_a=a,
+                answers_b=b,
+                questions=q,
+                output=tmp_path / "j3",
+                judge=fake_llm_config,
+                judge_prompt=str(prompts),
+                judge_prompt_id=9,
+            )
+        )
 
 
 def test_questions_from_response_records_and_mt_bench(tmp_path):
-    rows = judge.load_questions(write_jsonl(tmp_path / "mt.jsonl", [{"question_id": 81, "category": "writing", "turns": ["First turn?", "Second turn?"]}]))
-    assert rows == [{"id": "81", "text": "First turn?", "category": "writing"}]
-    ans, model = judge.load_answers(write_jsonl(tmp_path / "lj.jsonl", [{"question_id": 81, "model_id": "gpt-4", "choices": [{"index": 0, "turns": ["T1", "T2"]}]}]))
-    assert ans["81"]["text"] == "T1" and model == "gpt-4"
+    rows = judge.load_questions(
+        write_jsonl(
+            tmp_path / "mt.jsonl",
+            [{"question_id": 81, "category": "writing", "turns": ["First turn?", "Second turn?"]}],
+        )
+    )
+    assert rows == [
+        {
+            "id": "81",
+            "text": "First turn?",
+            "turns": ["First turn?", "Second turn?"],
+            "category": "writing",
+        }
+    ]
+    ans, model = judge.load_answers(
+        write_jsonl(
+            tmp_path / "lj.jsonl",
+            [
+                {
+                    "question_id": 81,
+                    "model_id": "gpt-4",
+                    "choices": [{"index": 0, "turns": ["T1", "T2"]}],
+                }
+            ],
+        )
+    )
+    assert ans["81"]["text"] == "T1" and ans["81"]["turns"] == ["T1", "T2"] and model == "gpt-4"
 
 
 def test_bad_input_errors(fake_llm_config, judge_inputs, tmp_path):
     q, a, b = judge_inputs
     short = write_jsonl(tmp_path / "short.jsonl", [{"question_id": 1, "text": "x"}])
-    with pytest.raises(UserError, match=r"no answer for question ids '2', '3'"):
-        judge.run(Config(answers_a=short, answers_b=b, questions=q, output=tmp_path / "o", judge=fake_llm_config))
+    with pytest.raises(
+        UserError, match=r"short.jsonl: no answer for 2 of 3 items \(joined by id\): '2', '3'"
+    ):
+        judge.run(
+            Config(
+                answers_a=short,
+                answers_b=b,
+                questions=q,
+                output=tmp_path / "o",
+                judge=fake_llm_config,
+            )
+        )
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"foo": 1}])
     with pytest.raises(DataError, match=r"bad.jsonl:1: unknown answer format"):
-        judge.run(Config(answers_a=bad, answers_b=b, questions=q, output=tmp_path / "o", judge=fake_llm_config))
+        judge.run(
+            Config(
+                answers_a=bad,
+                answers_b=b,
+                questions=q,
+                output=tmp_path / "o",
+                judge=fake_llm_config,
+            )
+        )
     with pytest.raises(UserError, match="FastChat format need --questions"):
         judge.run(Config(answers_a=a, answers_b=b, output=tmp_path / "o", judge=fake_llm_config))
     dup = write_jsonl(tmp_path / "dupq.jsonl", QUESTIONS + QUESTIONS[:1])
     with pytest.raises(DataError, match="duplicate question id '1'"):
-        judge.run(Config(answers_a=a, answers_b=b, questions=dup, output=tmp_path / "o", judge=fake_llm_config))
+        judge.run(
+            Config(
+                answers_a=a,
+                answers_b=b,
+                questions=dup,
+                output=tmp_path / "o",
+                judge=fake_llm_config,
+            )
+        )
     assert not (tmp_path / "o").exists()
 
 
 def test_response_records_matched_by_question_text(fake_openai, fake_llm_config, tmp_path):
+    """The one join rule: ids that match nothing, texts that match -> auto joins by text."""
     q = write_jsonl(tmp_path / "q.jsonl", QUESTIONS[:2])
-    a = write_jsonl(tmp_path / "a.jsonl", [{"id": f"question-{i:06d}", "instruction": QUESTIONS[i]["text"], "input": "", "output": "ALPHA", "model": "alpha"} for i in (0, 1)])
-    b = write_jsonl(tmp_path / "b.jsonl", [{"question_id": i, "text": "BETA"} for i in (1, 2)])
+    a = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {
+                "id": f"question-{i:06d}",
+                "instruction": QUESTIONS[i]["text"],
+                "input": "",
+                "output": "ALPHA",
+                "model": "alpha",
+            }
+            for i in (0, 1)
+        ],
+    )
+    b = write_jsonl(
+        tmp_path / "b.jsonl",
+        [
+            {"id": f"b{i}", "instruction": QUESTIONS[i]["text"], "input": "", "output": "BETA"}
+            for i in (1, 0)
+        ],
+    )
     fake_openai.responder = lambda messages, body: "5 5"
-    s = judge.run(Config(answers_a=a, answers_b=b, questions=q, output=tmp_path / "o", judge=fake_llm_config, orders="ab"))
+    s = judge.run(
+        Config(
+            answers_a=a,
+            answers_b=b,
+            questions=q,
+            output=tmp_path / "o",
+            judge=fake_llm_config,
+            orders="ab",
+        )
+    )
     assert s["overall"]["n_scored"] == 2 and s["model_a"] == "alpha" and s["model_b"] == "b"
+    rows = [json.loads(x) for x in (tmp_path / "o" / "judgments.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["1", "2"]  # the questions' ids and order
+    # FastChat answers carry no question text: they join on question_id only
+    fc = write_jsonl(tmp_path / "fc.jsonl", [{"question_id": i, "text": "BETA"} for i in (1, 2)])
+    with pytest.raises(UserError, match="a.jsonl: no answer for 2 of 2 items \\(joined by id\\)"):
+        judge.run(
+            Config(
+                answers_a=a,
+                answers_b=fc,
+                questions=q,
+                output=tmp_path / "o2",
+                judge=fake_llm_config,
+            )
+        )
+    with pytest.raises(UserError, match="fc.jsonl: record 1 has no instruction to join on by text"):
+        judge.run(
+            Config(
+                answers_a=a,
+                answers_b=fc,
+                questions=q,
+                output=tmp_path / "o2",
+                judge=fake_llm_config,
+                join="text",
+            )
+        )
 
 
 def test_failed_request_is_kept_and_counted(fake_openai, fake_llm_config, judge_inputs, tmp_path):
     q, a, b = judge_inputs
     fake_openai.responder = lambda messages, body: "6 4\nok"
-    fake_openai.fault_fn = lambda n, body: "400" if "12 * 12" in body["messages"][-1]["content"] and "ALPHA answer 3" in body["messages"][-1]["content"].split("Assistant 2")[0] else None
-    s = judge.run(Config(answers_a=a, answers_b=b, questions=q, output=tmp_path / "o", judge=fake_llm_config))
+    fake_openai.fault_fn = lambda n, body: (
+        "400"
+        if "12 * 12" in body["messages"][-1]["content"]
+        and "ALPHA answer 3" in body["messages"][-1]["content"].split("Assistant 2")[0]
+        else None
+    )
+    s = judge.run(
+        Config(
+            answers_a=a,
+            answers_b=b,
+            questions=q,
+            output=tmp_path / "o",
+            judge=fake_llm_config,
+            max_failed_fraction=0.2,
+        )
+    )
     rows = [json.loads(x) for x in (tmp_path / "o" / "judgments.jsonl").read_text().splitlines()]
     failed = [r for r in rows if r["method"] == "failed"]
-    assert len(failed) == 1 and failed[0]["scores"] is None and failed[0]["raw"] is None and failed[0]["error"]
+    assert (
+        len(failed) == 1
+        and failed[0]["scores"] is None
+        and failed[0]["raw"] is None
+        and failed[0]["error"]
+    )
     assert s["n_failed"] == 1 and s["n_unparseable"] == 0
     assert s["overall"]["n_scored"] == 3  # q3 still scored from its other order
 
 
 def test_real_question_and_answer_files(shared_data):
     vq = judge.load_questions(shared_data / "vicuna80" / "question.jsonl")
-    assert len(vq) == 80 and vq[0]["id"] == "1" and {q["category"] for q in vq} >= {"generic", "coding", "math"}
+    assert (
+        len(vq) == 80
+        and vq[0]["id"] == "1"
+        and {q["category"] for q in vq} >= {"generic", "coding", "math"}
+    )
     mq = judge.load_questions(shared_data / "mt_bench" / "question.jsonl", "mt_bench")
-    assert len(mq) == 80 and mq[0]["id"] == "81" and not mq[0]["text"].startswith("Rewrite")  # first turn
+    assert (
+        len(mq) == 80 and mq[0]["id"] == "81" and not mq[0]["text"].startswith("Rewrite")
+    )  # first turn
     ans, model = judge.load_answers(shared_data / "vicuna80" / "answers" / "answer_bard.jsonl")
     assert len(ans) == 80 and model == "bard" and set(ans) == {q["id"] for q in vq}
     prompts = judge.JudgePrompts(str(shared_data / "vicuna80" / "judge_prompts.jsonl"), None, None)
-    msgs, name = prompts.messages("Q?", "math", "x", "y")
-    assert name == "fastchat:3" and "[Question]\nQ?" in msgs[1]["content"]
+    p = prompts.select("math", 1, False)
+    msgs = prompts.messages(p, {"question": "Q?", "answer_1": "x", "answer_2": "y"})
+    assert (
+        p.name == "fastchat:3"
+        and p.format == "tuple_end"
+        and "[Question]\nQ?" in msgs[1]["content"]
+    )

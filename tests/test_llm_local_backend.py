@@ -92,7 +92,7 @@ def test_local_backend_renders_batches_cleans_and_caches(stub):
 
 
 def test_local_backend_loads_nothing_when_all_cached(stub):
-    gen, cfg = stub
+    _, cfg = stub
     reqs = [Request(key="a", messages=[{"role": "user", "content": "q1"}])]
     complete_all(cfg, reqs, progress=False)
     loads = StubGenerator.loads
@@ -101,14 +101,13 @@ def test_local_backend_loads_nothing_when_all_cached(stub):
 
 
 def test_retrained_weights_miss_the_cache(stub):
-    gen, cfg = stub
+    _, cfg = stub
     reqs = [Request(key="a", messages=[{"role": "user", "content": "q1"}])]
     complete_all(cfg, reqs, progress=False)
     (Path(cfg.model) / "model.safetensors").write_bytes(b"new weights")
     assert not complete_all(cfg, reqs, progress=False)[0].cached
 
 
-@pytest.mark.slow
 def test_tiny_real_model_through_complete_all(tmp_path):
     from tiny_lm import make_tiny_lm
 

@@ -15,7 +15,9 @@ import pipeline_toy_stage as toy
 
 @pytest.fixture(autouse=True)
 def toy_stage(monkeypatch):
-    monkeypatch.setitem(pipeline.STAGE_MODULES, "toy", "pipeline_toy_stage")
+    from gpt4llm import stages
+
+    monkeypatch.setitem(stages.BY_KEY, "toy", stages.StageSpec("toy", "pipeline_toy_stage", "A toy stage."))
     toy.RUNS.clear()
 
 
@@ -87,6 +89,8 @@ def test_from_until_force(tmp_path):
         ("stages: []", "non-empty mapping"),
         ("stages: {x: [1, 2", "malformed YAML"),
         ("other: 1\nstages: {x: {stage: toy, input: i, output: o}}", "unknown top-level key"),
+        ("stages: {x: [1, 2]}", "stage 'x': expected a mapping of settings, got list"),
+        ("stages: {x: 3}", "stage 'x': expected a mapping of settings, got int"),
     ],
 )
 def test_bad_configs_are_one_clear_line(tmp_path, body, message):
@@ -95,3 +99,41 @@ def test_bad_configs_are_one_clear_line(tmp_path, body, message):
     with pytest.raises(UserError, match=message) as e:
         pipeline.run_pipeline(cfg)
     assert "\n" not in str(e.value)
+
+
+def test_stage_kind_may_be_the_command_name(tmp_path):
+    from gpt4llm.stages import find
+
+    assert find("train sft") is find("train_sft") is not None
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("stages:\n  s: {stage: eval rouge, predictions: p.jsonl, references: r.jsonl}\n")
+    ((name, kind, config),) = pipeline.load_pipeline(cfg)
+    assert (name, kind) == ("s", "eval_rouge") and config.predictions == Path("p.jsonl")
+
+
+def test_corrupt_manifest_is_one_line(tmp_path):
+    cfg = _write_config(tmp_path)
+    pipeline.run_pipeline(cfg)
+    (tmp_path / "one.jsonl.manifest.json").write_text('{"stage": "toy", "config_ha')
+    with pytest.raises(UserError, match=r"one.jsonl.manifest.json: corrupt manifest") as e:
+        pipeline.run_pipeline(cfg)
+    assert "\n" not in str(e.value)
+
+
+def test_a_failed_stage_stops_the_pipeline_and_is_never_taken_for_finished(tmp_path):
+    cfg = _write_config(tmp_path)
+    pipeline.run_pipeline(cfg)
+    before = (tmp_path / "two.jsonl").read_bytes()
+    text = cfg.read_text().replace('suffix: ""', 'suffix: ""\n    fail_items: [A, B]')
+    cfg.write_text(text)
+    with pytest.raises(UserError, match=r"pipeline stopped at stage 'second' \(toy\): toy: all 2 items failed") as e:
+        pipeline.run_pipeline(cfg)
+    assert e.value.exit_code == 1
+    assert (tmp_path / "two.jsonl").read_bytes() == before  # yesterday's results untouched
+    manifest = json.loads((tmp_path / "two.jsonl.manifest.json").read_text())
+    assert manifest["last_run"]["status"] == "failed"
+    assert pipeline.is_finished(pipeline.load_pipeline(cfg)[1][2]) == (False, "its last run failed")
+    # fixed: the stage runs again (not skipped) and succeeds
+    cfg.write_text(text.replace("fail_items: [A, B]", "fail_items: []"))
+    res = pipeline.run_pipeline(cfg)
+    assert [r["status"] for r in res] == ["skipped", "ran"]

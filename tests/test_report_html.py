@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt4llm import report
+from gpt4llm.evaluate import report
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.evaluate import judge, rouge
 

@@ -191,9 +191,12 @@ def test_prompt_lengths_checked_against_context_and_trained_length(tiny, tmp_pat
             {"id": "huge", "instruction": "Summarise.", "input": "word " * 1100}]
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    summary = run(_cfg(model, path, tmp_path / "out.jsonl"))
+    summary = run(_cfg(model, path, tmp_path / "out.jsonl", max_failed_fraction=0.5))
     assert [r["id"] for r in _read(tmp_path / "out.jsonl")] == ["short", "long"]  # the one over the context is left out
     assert summary["prompts_too_long"] == 1 and summary["failed"] == 1
+    # the failed file says why "huge" has no response
+    (failed,) = _read(tmp_path / "out.jsonl.failed.jsonl")
+    assert failed["id"] == "huge" and "does not fit the model's context of 1024 tokens" in failed["error"]
     assert summary["prompts_over_trained_length"] == 1  # "long": its prompt + 12 new tokens > 64
 
 
@@ -220,7 +223,7 @@ def test_errors(tiny, instructions, tmp_path):
 
 def test_cli_unknown_model_exits_2(instructions, tmp_path):
     exe = Path(sys.executable).parent / "gpt4llm"
-    proc = subprocess.run([str(exe), "respond", "--input", str(instructions), "--output", str(tmp_path / "o.jsonl"),
+    proc = subprocess.run([str(exe), "respond", str(instructions), "--output", str(tmp_path / "o.jsonl"),
                            "--model", "./no/such/model", "--model-backend", "local"], capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: ./no/such/model: model path not found"]

@@ -112,7 +112,8 @@ def test_learns_the_marker_preference(trained):
     assert meta["kind"] == "reward" and "{user_input}" in meta["template"] and meta["max_length"] == 64
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "loss" in r]
-    assert len(steps) == 12 and {"accuracy", "margin", "loss"} <= set(steps[0])
+    assert len(steps) == 13 and steps[0]["step"] == 1  # the first step, then every 5 steps
+    assert {"accuracy", "margin", "loss"} <= set(steps[0])
     assert log[-1]["heldout_pairwise_accuracy"] == s["heldout_pairwise_accuracy"]
     held = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
     assert len(held) == 60 and set(held[0]) == {"id", "user_input", "completion_a", "completion_b"}

@@ -35,7 +35,7 @@ def test_lora_sft_lowers_heldout_loss_then_respond_stops(shared_data, tmp_path):
     out = tmp_path / "student"
     summary = sft.run(sft.Config(model="embedded", data=[tmp_path / "train.jsonl"], eval_data=tmp_path / "eval.jsonl",
                                  output=out, max_seq_len=128, max_steps=8, per_device_batch_size=4, learning_rate=5e-4,
-                                 logging_steps=2, save_steps=100))
+                                 logging_steps=2, save_steps=100, eval_on_start=True))
     assert summary["eval_loss"] < summary["eval_loss_start"] - 0.05, summary
     assert (out / "adapter" / "adapter_model.safetensors").exists() and (out / "model.safetensors").exists()
     assert json.loads((out / PROMPT_META_FILE).read_text())["max_seq_len"] == 128

@@ -21,7 +21,7 @@ def json_translator(messages, body):
     """Answers the per-record prompt with a JSON object of 'translated' values (in a fence)."""
     prompt = messages[-1]["content"]
     src = json.loads(prompt[prompt.index("{"):])
-    return "```json\n" + json.dumps({k: f"ZH[{v}]" for k, v in src.items()}, ensure_ascii=False) + "\n```"
+    return "```json\n" + json.dumps({k: f"中[{v}]" for k, v in src.items()}, ensure_ascii=False) + "\n```"
 
 
 RECORDS = [
@@ -37,8 +37,8 @@ def test_translate_records(fake_openai, teacher, tmp_path, monkeypatch, capsys):
     code, err = cli(["translate", src, "--output", out, *teacher, "--lang", "zh"], monkeypatch, capsys)
     assert code == 0, err
     assert read_jsonl(out) == [
-        {"instruction": "ZH[Give three tips for staying healthy.]", "input": "", "id": "en-000000", "lang": "zh"},
-        {"instruction": "ZH[Translate into French.]", "input": "ZH[Good {morning}]", "id": "x7", "lang": "zh", "category": "t"},
+        {"instruction": "中[Give three tips for staying healthy.]", "input": "", "id": "en-000000", "lang": "zh"},
+        {"instruction": "中[Translate into French.]", "input": "中[Good {morning}]", "id": "x7", "lang": "zh", "category": "t"},
     ]
     assert fake_openai.calls == 2
     # requests run concurrently: find the one for the record without an input
@@ -59,14 +59,14 @@ def test_translate_falls_back_to_one_request_per_field(fake_openai, teacher, tmp
         if "JSON" in prompt:
             return "Sure! Here is the translation: instruction = ..."  # not parseable
         text = prompt.rsplit("\n\n", 1)[-1]
-        return f"  JA<{text}>\n"
+        return f"  日<{text}>\n"
 
     fake_openai.responder = sloppy
     code, err = cli(["translate", src, "--output", out, *teacher, "--lang", "ja"], monkeypatch, capsys)
     assert code == 0, err
     rows = read_jsonl(out)
-    assert rows[0]["instruction"] == "JA<Give three tips for staying healthy.>" and rows[0]["lang"] == "ja"
-    assert rows[1]["input"] == "JA<Good {morning}>"
+    assert rows[0]["instruction"] == "日<Give three tips for staying healthy.>" and rows[0]["lang"] == "ja"
+    assert rows[1]["input"] == "日<Good {morning}>"
     assert fake_openai.calls == 2 + 3  # two record requests, then three fields
     assert "Japanese" in fake_openai.bodies[-1]["messages"][-1]["content"]
     assert json.loads((tmp_path / "ja.jsonl.manifest.json").read_text())["summary"]["per_field_fallbacks"] == 2
@@ -78,6 +78,8 @@ def test_translate_failures_and_output_feeds_generate(fake_openai, teacher, tmp_
     fake_openai.responder = json_translator
     fake_openai.fault_fn = lambda n, body: "content_filter" if "Refuse me" in body["messages"][-1]["content"] else None
     code, err = cli(["translate", src, "--output", out, *teacher], monkeypatch, capsys)
+    assert code == 1 and "1 of 3 translations failed" in err and not out.exists()  # 33% > 10%
+    code, err = cli(["translate", src, "--output", out, *teacher, "--max-failed-fraction", "0.5"], monkeypatch, capsys)
     assert code == 0, err
     assert [r["id"] for r in read_jsonl(out)] == ["en-000000", "x7"]
     assert [f["id"] for f in read_jsonl(tmp_path / "zh.jsonl.failed.jsonl")] == ["en-000002"]
@@ -126,3 +128,53 @@ def test_packaged_prompts_have_their_placeholders():
     assert set(re.findall(r"\{(\w+)\}", load_prompt("translate_field.txt"))) == {"language", "text"}
     assert set(re.findall(r"\{(\w+)\}", load_prompt("teacher_input.txt"))) == {"instruction", "input"}
     assert set(re.findall(r"\{(\w+)\}", load_prompt("teacher_no_input.txt"))) == {"instruction"}
+
+
+@pytest.mark.parametrize(
+    ("lang", "reply", "reason"),
+    [
+        ("zh", "Give three tips for staying healthy.", "repeats the source"),
+        ("zh", "Donnez trois conseils pour rester en bonne santé.", "no CJK characters"),
+        ("ru", "Give 3 tips, please", "no Cyrillic characters"),
+    ],
+)
+def test_translate_refuses_what_is_not_a_translation(fake_openai, teacher, tmp_path, monkeypatch, capsys, lang, reply, reason):
+    src = write_jsonl(tmp_path / "en.jsonl", RECORDS[:1] + [{"instruction": "Name a color."}])
+    out = tmp_path / "t.jsonl"
+    good = {"zh": "说出一种颜色。", "ru": "Назовите цвет."}[lang]
+
+    def translator(messages, body):
+        text = messages[-1]["content"]
+        return json.dumps({"instruction": reply if "healthy" in text else good}, ensure_ascii=False)
+
+    fake_openai.responder = translator
+    code, err = cli(["translate", src, "-o", out, *teacher, "--lang", lang, "--max-failed-fraction", "0.5"], monkeypatch, capsys)
+    assert code == 0, err
+    assert [r["instruction"] for r in read_jsonl(out)] == [good]
+    failed = read_jsonl(tmp_path / "t.jsonl.failed.jsonl")
+    assert [f["id"] for f in failed] == ["en-000000"] and reason in failed[0]["error"]
+
+
+
+def test_field_mode_asks_one_request_per_field_with_stops(fake_openai, teacher, tmp_path, monkeypatch, capsys):
+    """--mode field: no JSON record request (a weak or few-shot-prompted model writes none)."""
+    src = write_jsonl(tmp_path / "en.jsonl", RECORDS)
+    template = tmp_path / "fewshot.txt"
+    template.write_text("English: Name a color.\nChinese: 说出一种颜色。\n\nEnglish: {text}\nChinese:")
+    fake_openai.responder = lambda m, b: " 译文" + str(len(m[-1]["content"])) + "\nEnglish: more"
+    code, err = cli(["translate", src, "-o", tmp_path / "zh.jsonl", *teacher, "--mode", "field",
+                     "--field-template", template, "--stop", "\n"], monkeypatch, capsys)
+    assert code == 0, err
+    assert fake_openai.calls == 3  # instruction, instruction, input
+    assert all(b.get("stop") == ["\n"] for b in fake_openai.bodies)
+    rows = read_jsonl(tmp_path / "zh.jsonl")
+    assert all(r["instruction"].startswith("译文") and "English" not in r["instruction"] for r in rows)
+
+
+def test_plain_local_prompt_joins_the_messages_as_is():
+    from gpt4llm.llm.local import render_messages
+
+    msgs = [{"role": "system", "content": ""}, {"role": "user", "content": "English: hi\nChinese:"}]
+    assert render_messages(None, msgs, "plain") == ("English: hi\nChinese:", ())
+    text, stops = render_messages(None, msgs[1:], "alpaca")
+    assert text.endswith("### Response:\n") and stops

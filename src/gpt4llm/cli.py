@@ -16,15 +16,22 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: wraps at any width, never cuts an option name
 )
-train_app = typer.Typer(help="Train a student (sft) or a reward model (reward).", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate: ROUGE by length bucket, LLM judge, reward-model accuracy.", no_args_is_help=True)
-annotate_app = typer.Typer(help="Human evaluation web app: create a study, serve it, export results.", no_args_is_help=True)
-data_app = typer.Typer(help="Published data sets: list what is known, fetch into the data dir.", no_args_is_help=True)
+train_app = typer.Typer(help="Train a student (sft, dpo) or a reward model (reward).", no_args_is_help=True, rich_markup_mode=None)
+eval_app = typer.Typer(help="Evaluate: ROUGE, LLM judge, reward model, agreement.", no_args_is_help=True, rich_markup_mode=None)
+annotate_app = typer.Typer(help="Human evaluation: create a study, serve it, export.", no_args_is_help=True, rich_markup_mode=None)
+data_app = typer.Typer(help="Published data sets: list and fetch them.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(annotate_app, name="annotate")
 app.add_typer(data_app, name="data")
+cache_app = typer.Typer(
+    help="The request cache: where it is, what it holds, clear it.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(cache_app, name="cache")
 
 
 def _version(value: bool) -> None:
@@ -40,46 +47,44 @@ def _main(
     """gpt4llm: the loop of 'Instruction Tuning with GPT-4' as one toolkit."""
 
 
-# Each block registers one area's commands. Stage modules import heavy libraries lazily,
-# so `gpt4llm --help` stays fast.
-# --- foundation: generate, translate, pipeline, data (issue 2) ---
-from gpt4llm import pipeline as _pipeline  # noqa: E402
-from gpt4llm.stages import generate as _generate, translate as _translate  # noqa: E402
-from gpt4llm import datasets as _datasets  # noqa: E402
+# Every config-driven command comes from the one stage table (gpt4llm.stages.STAGES), which
+# the pipeline reads too. Stage modules import heavy libraries lazily, so `--help` stays fast.
+from gpt4llm.config import config_command  # noqa: E402
+from gpt4llm.stages import STAGES  # noqa: E402
 
-_generate.register(app)
-_translate.register(app)
-_pipeline.register(app)
-_datasets.register(data_app)
-# --- train sft, respond (issue 3) ---
-from gpt4llm.train import sft as _sft  # noqa: E402
-from gpt4llm.stages import respond as _respond  # noqa: E402
+_GROUPS = {"train": train_app, "eval": eval_app, "annotate": annotate_app}
+for _spec in STAGES:
+    config_command(
+        _GROUPS[_spec.group] if _spec.group else app,
+        _spec.name,
+        _spec.config_class(),
+        _spec.run_function(),
+        help=_spec.help,
+        arguments=_spec.arguments,
+        short_help=_spec.short_help,
+    )
 
-_sft.register(train_app)
-_respond.register(app)
-# --- compare, train reward, eval reward (issue 4) ---
-from gpt4llm.stages import compare as _compare  # noqa: E402
-from gpt4llm.train import reward as _train_reward  # noqa: E402
-from gpt4llm.evaluate import reward_eval as _reward_eval  # noqa: E402
-
-_compare.register(app)
-_train_reward.register(train_app)
-_reward_eval.register(eval_app)
-# --- eval rouge, eval judge, report (issue 5) ---
-from gpt4llm.evaluate import judge as _judge, rouge as _rouge  # noqa: E402
-from gpt4llm import report as _report  # noqa: E402
-
-_rouge.register(eval_app)
-_judge.register(eval_app)
-_report.register(app)
-# --- annotate (issue 6) ---
+# Commands that are not stages: the pipeline itself, data sets, the study server.
+from gpt4llm import data as _data, pipeline as _pipeline  # noqa: E402
 from gpt4llm.evaluate.human import cli as _annotate  # noqa: E402
+from gpt4llm.llm import cache_cli as _cache_cli  # noqa: E402
 
+_pipeline.register(app)
+_data.register(data_app)
 _annotate.register(annotate_app)
-# --- analyze (issue 7) ---
-from gpt4llm import analyze as _analyze  # noqa: E402
+_cache_cli.register(cache_app)
 
-_analyze.register(app)
+
+def _command(args: list[str]) -> str | None:
+    """The command typed (`train sft`, `generate`), for messages; None before one."""
+    words = []
+    for a in args:
+        if a.startswith("-"):
+            break
+        words.append(a)
+        if a not in {g.name for g in app.registered_groups}:
+            break
+    return " ".join(words) or None
 
 
 def main() -> None:
@@ -88,6 +93,14 @@ def main() -> None:
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
+    except ImportError as e:  # an optional package missing: name the extra, one line, exit 2
+        from gpt4llm.extras import missing_extra
+
+        err = missing_extra(e, _command(sys.argv[1:]))
+        if err is None:
+            raise
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

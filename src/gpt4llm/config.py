@@ -10,7 +10,9 @@ takes `--config FILE.yaml`; options given on the command line override the file.
 
 from __future__ import annotations
 
+import enum
 import inspect
+import json
 import types
 import typing
 from pathlib import Path
@@ -18,10 +20,24 @@ from typing import Any, Callable, Literal
 
 import typer
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typer.core import TyperCommand
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticUndefined
 
 from gpt4llm.errors import UserError
+
+
+ADVANCED: dict[str, Any] = {"advanced": True}
+"""`Field(..., json_schema_extra=ADVANCED)`: a rarely used knob, hidden from `--help` and shown
+by `--help-all` (it still works as an option and a YAML key)."""
 
 
 class StageConfig(BaseModel):
@@ -29,25 +45,102 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
+    @model_validator(mode="after")
+    def _name_model_roles(self) -> Any:
+        # A nested LLMConfig learns the option prefix it was given under (--rater-*, --judge-*),
+        # so its errors speak of the options the user actually typed.
+        for name in type(self).model_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, LLMConfig):
+                value._option_prefix = name.replace("_", "-")
+        return self
+
 
 class LLMConfig(StageConfig):
     """How to reach a model: an OpenAI-compatible endpoint or a local transformers model."""
 
+    _option_prefix: str = PrivateAttr("teacher")
+
     model: str = Field("embedded", description="Model name: 'embedded' (Gemma-3-270M on CPU), a local HF path, or the endpoint's model name (gpt-4, ...).")
-    backend: Literal["auto", "openai", "local"] = Field("auto", description="'openai' (any OpenAI-compatible endpoint), 'local' (transformers), or 'auto': local for 'embedded' and existing paths, else openai.")
-    base_url: str | None = Field(None, description="Endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM / llama.cpp / Ollama. Default: OpenAI.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the API key (the key itself is never written anywhere).")
+    backend: Literal["auto", "openai", "local"] = Field("auto", description="'openai' (any OpenAI-compatible endpoint), 'local' (transformers), or 'auto': local for 'embedded' and existing paths, else openai.", json_schema_extra=ADVANCED)
+    base_url: str | list[str] | None = Field(
+        None,
+        description="Endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM / llama.cpp / "
+        "Ollama. Default: OpenAI. Give several (repeat the option, or a YAML list) for replicas "
+        "of one model: each request goes to the least busy one; a failing one rests while the "
+        "others take its requests.",
+    )
+    api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the API key (the key itself is never written anywhere).", json_schema_extra=ADVANCED)
     concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
     rpm: float | None = Field(None, gt=0, description="Requests-per-minute limit.")
     tpm: float | None = Field(None, gt=0, description="Tokens-per-minute limit (prompt estimate + max_tokens).")
     timeout: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
-    max_retries: int = Field(6, ge=0, description="Retries on 429/5xx/timeouts/empty replies, with exponential backoff and jitter (honours Retry-After).")
+    max_retries: int = Field(6, ge=0, description="Retries on 429/5xx/timeouts/empty replies, with exponential backoff and jitter (honours Retry-After).", json_schema_extra=ADVANCED)
     batch_size: int = Field(8, ge=1, description="Local backend: prompts per batched generate call.")
-    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="Local backend: 'auto' runs fp32 weights with bf16 autocast where the CPU/GPU supports it.")
-    price_prompt: float | None = Field(None, ge=0, description="USD per 1M prompt tokens (overrides the built-in price table).")
-    price_completion: float | None = Field(None, ge=0, description="USD per 1M completion tokens (overrides the built-in price table).")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="Local backend: 'auto' runs fp32 weights with bf16 autocast where the CPU/GPU supports it.", json_schema_extra=ADVANCED)
+    local_prompt: Literal["auto", "alpaca", "plain"] = Field("auto", description="Local backend: how chat messages become the prompt: 'auto' = the model's own chat template, else the Alpaca format; 'alpaca'; 'plain' = the messages' text joined as is (few-shot prompts a base model continues).", json_schema_extra=ADVANCED)
+    price_prompt: float | None = Field(None, ge=0, description="USD per 1M prompt tokens (overrides the built-in price table).", json_schema_extra=ADVANCED)
+    price_completion: float | None = Field(None, ge=0, description="USD per 1M completion tokens (overrides the built-in price table).", json_schema_extra=ADVANCED)
     cache: Path | None = Field(None, description="SQLite request cache (default: the user cache dir). Makes runs resumable.")
-    no_cache: bool = Field(False, description="Do not read or write the request cache.")
+    no_cache: bool = Field(False, description="Do not read or write the request cache.", json_schema_extra=ADVANCED)
+    # The provider's Batch API (gpt4llm.llm.batch): same request cache, half the price, slower.
+    mode: Literal["online", "batch"] = Field(
+        "online",
+        description="'online': one call per request; 'batch': the provider's Batch API (OpenAI: "
+        "half price, results within 24 h; resumable: a rerun picks up the submitted batches).",
+    )
+    fallback: Literal["none", "online"] = Field(
+        "none",
+        description="Batch mode: requests the batches could not finish (expired, cancelled, "
+        "failed) after --*-batch-attempts: 'online' sends them one by one, 'none' reports "
+        "them failed.",
+    )
+    batch_attempts: int = Field(
+        2, ge=1, description="Batch mode: batches a request may go through before the fallback.",
+        json_schema_extra=ADVANCED,
+    )
+    batch_poll_seconds: float = Field(
+        30.0, gt=0, description="Batch mode: seconds between status checks.",
+        json_schema_extra=ADVANCED,
+    )
+    batch_max_requests: int = Field(
+        50_000, ge=1, description="Batch mode: most requests per batch (OpenAI's limit: 50,000).",
+        json_schema_extra=ADVANCED,
+    )
+    batch_max_bytes: int = Field(
+        200_000_000, ge=1,
+        description="Batch mode: largest batch input file in bytes (OpenAI's limit: 200 MB).",
+        json_schema_extra=ADVANCED,
+    )
+    batch_price_factor: float | None = Field(
+        None, gt=0,
+        description="Batch mode: the batch price as a fraction of the online price (default: "
+        "the price table's, 0.5).",
+        json_schema_extra=ADVANCED,
+    )
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _one_or_more_urls(cls, value: Any) -> Any:
+        # One URL stays a plain string (configs, caches and code written for one endpoint).
+        if isinstance(value, (list, tuple)):
+            urls = [str(u).strip() for u in value if str(u).strip()]
+            if len(set(urls)) < len(urls):
+                raise ValueError("the same URL is given twice")
+            return None if not urls else urls[0] if len(urls) == 1 else urls
+        return value
+
+    @property
+    def base_urls(self) -> list[str]:
+        """The endpoint URLs as a list: [] for OpenAI itself, several for a fleet of replicas."""
+        if self.base_url is None:
+            return []
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+
+    @property
+    def option_prefix(self) -> str:
+        """`--teacher`, `--rater`, ...: how the user names this model's options."""
+        return "--" + self._option_prefix
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -66,6 +159,8 @@ def _is_model(tp: Any) -> bool:
 def _option_type(tp: Any) -> tuple[Any, dict]:
     """Map a pydantic field type to (python type for Typer, extra typer.Option kwargs)."""
     base, _ = _unwrap_optional(tp)
+    if typing.get_origin(base) in (typing.Union, types.UnionType):  # `str | list[str]`: repeatable
+        base = next((a for a in typing.get_args(base) if typing.get_origin(a) is list), base)
     origin = typing.get_origin(base)
     if origin is Literal:
         return base, {}
@@ -117,15 +212,71 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def build_config(cls: type[BaseModel], data: dict, source: str = "config") -> Any:
-    """Validate `data` into `cls`, turning pydantic's report into one clear line."""
+def build_config(cls: type[BaseModel], data: dict, source: str = "config", names: dict[tuple, str] | None = None) -> Any:
+    """Validate `data` into `cls`, turning pydantic's report into one line that lists every
+    problem, each named as the user wrote it (`INPUT`, `--output`, or the YAML key)."""
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise UserError(f"{source}: {loc}: {err['msg']}{more}") from None
+        problems = []
+        for err in e.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            where = (names or {}).get(loc) or ".".join(loc) or "(top level)"
+            msg = "required" if err["type"] == "missing" else err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            problems.append(f"{where}: {msg}")
+        raise UserError(f"{source}: " + "; ".join(problems)) from None
+
+
+def _panel(path: tuple[str, ...], cls: type[BaseModel]) -> str | None:
+    """Options of a nested model (the teacher, the rater, ...) get a help panel of their own."""
+    if len(path) < 2:
+        return None
+    info = cls.model_fields[path[0]]
+    title = path[0].replace("_", " ").capitalize()
+    what = (info.description or "").rstrip(".")
+    return f"{title} (--{path[0].replace('_', '-')}-*): {what}" if what else title
+
+
+def _is_advanced(info: Any) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("advanced"))
+
+
+class _PanelledCommand(TyperCommand):
+    """Plain help text, grouped into panels (the stage's own options first, then each model's
+    connection options), wrapped to the terminal and never cutting an option name -- Rich's
+    help tables cut long option names at 80 columns."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.format_usage(ctx, formatter)
+        self.format_help_text(ctx, formatter)
+        panels: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            default = "Arguments" if getattr(param, "param_type_name", "") == "argument" else "Options"
+            if param.name == "help":
+                default = "Help"
+            panels.setdefault(getattr(param, "rich_help_panel", None) or default, []).append(record)
+        order = ["Arguments", "Options"] + [p for p in panels if p not in ("Arguments", "Options", "Help")] + ["Help"]
+        for name in order:
+            if panels.get(name):
+                with formatter.section(name):
+                    formatter.write_dl(panels[name])
+        self.format_epilog(ctx, formatter)
+
+
+def _help_all(ctx: Any, param: Any, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    for p in ctx.command.params:
+        if p.name not in ("help_all",):
+            p.hidden = False
+    typer.echo(ctx.get_help())
+    ctx.exit()
 
 
 def config_command(
@@ -135,59 +286,111 @@ def config_command(
     run: Callable[[Any], Any],
     help: str,
     arguments: tuple[str, ...] = (),
+    short_help: str | None = None,
 ) -> None:
     """Register `name` on `app`: options from `cls`'s fields, then `run(cls(...))`.
 
-    `arguments` names fields taken as positional arguments (list fields take several).
+    `arguments` names fields taken as positional arguments (a list or KEY=VALUE-dict field takes
+    several); each keeps its old `--name` option as a hidden, deprecated alias. Every command
+    also gets `--config FILE.yaml`, `--print-config` (the resolved settings as YAML, ready for
+    `--config` or a pipeline stage) and `--help-all` (also the rarely used options).
     """
     leaves = _flatten(cls)
     params = []
     by_param: dict[str, tuple[tuple[str, ...], Any]] = {}
+    names: dict[tuple, str] = {}
+    aliases: dict[str, str] = {}  # alias param -> argument param
     for path, cli_name, info in leaves:
         pname = cli_name.replace("-", "_")
         typ, extra = _option_type(info.annotation)
         by_param[pname] = (path, info)
         desc = info.description or ""
+        panel = _panel(path, cls)
+        hidden = _is_advanced(info)
         if len(path) == 1 and path[0] in arguments:
-            default = typer.Argument(None, help=desc, show_default=False)
+            metavar = cli_name.upper().replace("-", "_")
+            is_many = typing.get_origin(_unwrap_optional(info.annotation)[0]) in (list, tuple, dict)
+            if typing.get_origin(_unwrap_optional(info.annotation)[0]) is dict:
+                metavar = "NAME=FILE"
+            default = typer.Argument(None, help=desc, show_default=False, metavar=metavar + ("..." if is_many else ""))
+            names[path] = metavar
+            alias = f"{pname}__alias"
+            aliases[alias] = pname
+            by_param[alias] = (path, info)
+            params.append(inspect.Parameter(
+                alias, inspect.Parameter.KEYWORD_ONLY,
+                default=typer.Option(None, f"--{cli_name}", hidden=True, help=f"Deprecated: give {metavar} as an argument.", **extra),
+                annotation=typing.Optional[typ],
+            ))
         elif typ is bool:
-            default = typer.Option(None, f"--{cli_name}/--no-{cli_name}", help=desc, show_default=str(info.default))
+            desc += "  [default: on]" if info.default is True else ""
+            default = typer.Option(None, f"--{cli_name}/--no-{cli_name}", help=desc, show_default=False, rich_help_panel=panel, hidden=hidden)
+            names[path] = f"--{cli_name}"
         else:
             shown = info.default if info.default is not PydanticUndefined and info.default not in (None, [], {}) and not callable(info.default) else None
-            names = (f"--{cli_name}", "-o") if cli_name == "output" else (f"--{cli_name}",)  # -o: the Unix habit
-            default = typer.Option(None, *names, help=desc, show_default=str(shown) if shown is not None else False, **extra)
+            opts = (f"--{cli_name}", "-o") if cli_name == "output" else (f"--{cli_name}",)  # -o: the Unix habit
+            if shown is not None:
+                desc += f"  [default: {shown.value if isinstance(shown, enum.Enum) else shown}]"
+            if typing.get_origin(typ) is list:
+                extra.setdefault("metavar", "<" + getattr(typing.get_args(typ)[0], "__name__", "str") + ">...")
+                desc += " (repeatable)" if "repeat" not in desc else ""
+            default = typer.Option(None, *opts, help=desc, show_default=False, rich_help_panel=panel, hidden=hidden, **extra)
+            names[path] = f"--{cli_name}"
         params.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=typing.Optional[typ]))
-    params.append(
-        inspect.Parameter(
-            "config_file",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(None, "--config", help="YAML file with this command's settings; command-line options override it."),
-            annotation=typing.Optional[Path],
-        )
-    )
+    params.append(inspect.Parameter(
+        "config_file", inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(None, "--config", help="YAML file with this command's settings; command-line options override it.", rich_help_panel="Help"),
+        annotation=typing.Optional[Path],
+    ))
+    params.append(inspect.Parameter(
+        "print_config", inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(False, "--print-config", help="Print the resolved settings as YAML (ready for --config or a pipeline stage) and exit.", rich_help_panel="Help"),
+        annotation=bool,
+    ))
+    params.append(inspect.Parameter(
+        "help_all", inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(False, "--help-all", help="Show every option, the rarely used ones too, and exit.", is_eager=True, callback=_help_all, rich_help_panel="Help"),
+        annotation=bool,
+    ))
 
     def command(**kwargs: Any) -> Any:
         config_file = kwargs.pop("config_file", None)
+        print_config = kwargs.pop("print_config", False)
+        kwargs.pop("help_all", None)
         data = load_yaml(config_file) if config_file else {}
+        for alias, target in aliases.items():
+            value = kwargs.pop(alias, None)
+            if value is None or value == [] or value == ():
+                continue
+            cli = "--" + target.replace("_", "-")
+            if kwargs.get(target) not in (None, [], ()):
+                raise UserError(f"{cli} and the argument {names[by_param[target][0]]} both given: give it once, as the argument")
+            typer.echo(f"warning: {cli} is deprecated; give {names[by_param[target][0]]} as an argument", err=True)
+            kwargs[target] = value
         for pname, value in kwargs.items():
             if value is None or value == [] or value == ():
                 continue
             path, info = by_param[pname]
             base, _ = _unwrap_optional(info.annotation)
             if typing.get_origin(base) is dict:
-                value = dict(_split_kv(v, pname) for v in value)
+                value = dict(_split_kv(v, names.get(path, pname)) for v in value)
             _set_path(data, path, value)
-        config = build_config(cls, data, source=str(config_file) if config_file else f"gpt4llm {name}")
+        source = str(config_file) if config_file else f"gpt4llm {name}"
+        config = build_config(cls, data, source=source, names=None if config_file else names)
+        if print_config:
+            typer.echo(yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False, allow_unicode=True), nl=False)
+            return None
         return run(config)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = help
     command.__name__ = name.replace("-", "_")
-    app.command(name, help=help)(command)
+    app.command(name, help=help, short_help=short_help, cls=_PanelledCommand)(command)
 
 
 def _split_kv(text: str, option: str) -> tuple[str, str]:
     if "=" not in text:
-        raise UserError(f"--{option.replace('_', '-')}: expected KEY=VALUE, got {text!r}")
+        shown = option if option.startswith("-") or option.isupper() or "=" in option else "--" + option.replace("_", "-")
+        raise UserError(f"{shown}: expected NAME=VALUE, got {text!r}")
     k, v = text.split("=", 1)
     return k, v

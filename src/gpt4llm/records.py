@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -22,12 +23,29 @@ from gpt4llm.errors import DataError
 Record = dict[str, Any]
 
 
+# Reading side. The limits below are what hostile or broken input meets: each refusal is a
+# DataError (one line, exit 2) naming the file, the line and where in the record.
+MAX_DEPTH = 64
+"""Deepest nesting a record may have (the record object is level 1). Real instruction, judge
+and comparison records are 2-5 levels deep; without a limit a deeply nested file exhausts the
+JSON parser's recursion."""
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a \ud800-\udfff escape
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if path.is_dir():
-        raise DataError(path, "is a directory, expected a JSON or JSONL file")
-    raw = path.read_bytes()
+    try:
+        if not path.exists():
+            raise DataError(path, "file not found")
+        if path.is_dir():
+            raise DataError(path, "is a directory, expected a JSON or JSONL file")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(path, f"cannot read: {e.strerror or type(e).__name__}") from None
+    except ValueError:  # a NUL byte in the name
+        raise DataError(path, "cannot read: invalid file name") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -35,41 +53,150 @@ def _read_text(path: Path) -> str:
         raise DataError(path, f"not valid UTF-8 (byte {e.start})", line=line) from None
 
 
+def _show_key(key: str) -> str:
+    """A record key as it can appear in a one-line message."""
+    shown = key if key.isprintable() else ascii(key)[1:-1]
+    return shown[:40] + "…" if len(shown) > 40 else shown
+
+
+def _check_tree(
+    path: Path, lineno: int, obj: Any, text: str, start: int, end: int, escapes: bool
+) -> None:
+    """Refuse a record nested deeper than MAX_DEPTH, or with a lone UTF-16 surrogate in a key
+    or string (json reads `"\\ud800"`, but the record could never be written as UTF-8).
+
+    `text[start:end]` is the record's source and `escapes` whether the file has any
+    \\uD800-\\uDFFF escape (a surrogate can only come from one: valid UTF-8 cannot hold it).
+    Callers run it only when one of these cheap checks could fire.
+    """
+    deep = text.count("{", start, end) + text.count("[", start, end) > MAX_DEPTH
+    lone = escapes and _SURROGATE_ESCAPE.search(text, start, end) is not None
+    if not (deep or lone):
+        return
+
+    def where(parts: list[str]) -> str | None:
+        shown = "".join(parts).lstrip(".")
+        return (shown[:80] + "…" if len(shown) > 80 else shown) or None
+
+    def lone_at(s: str, parts: list[str]) -> None:
+        m = _SURROGATE.search(s)
+        if m:
+            code = f"\\u{ord(m.group()):04x}"
+            raise DataError(path, f"lone UTF-16 surrogate {code} in a string: it cannot be written "
+                            "as UTF-8 (fix or drop the escape)", line=lineno, field=where(parts))
+
+    stack: list[tuple[Any, int, list[str]]] = [(obj, 1, [])]
+    while stack:
+        node, depth, parts = stack.pop()
+        if isinstance(node, str):
+            if lone:
+                lone_at(node, parts)
+            continue
+        if not isinstance(node, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
+            raise DataError(path, f"JSON nested deeper than {MAX_DEPTH} levels", line=lineno,
+                            field=where(parts[:1]))
+        if isinstance(node, dict):
+            children = []
+            for key, value in node.items():
+                if lone:
+                    lone_at(key, [*parts, "." + _show_key(key)])
+                children.append((value, depth + 1, [*parts, "." + _show_key(key)]))
+        else:
+            children = [(value, depth + 1, [*parts, f"[{i}]"]) for i, value in enumerate(node)]
+        stack.extend(reversed(children))  # depth-first in document order: the first bad one
+
+
+def _too_deep_line(text: str) -> int:
+    """The line where nesting first passes MAX_DEPTH + 1 (the top-level array is one level)."""
+    depth = 0
+    for m in _JSON_TOKEN.finditer(text):
+        token = m.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH + 1:
+                return text.count("\n", 0, m.start()) + 1
+        elif token in "]}":
+            depth -= 1
+    return 1
+
+
+def _json_error(e: ValueError) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return f"malformed JSON: {e.msg}"
+    # e.g. int() refuses a number of more than 4300 digits: keep the first clause, one line
+    return "malformed JSON: " + (str(e).splitlines() or [""])[0].split(";")[0]
+
+
 def read_json_records(path: str | Path) -> list[tuple[int, Any]]:
-    """Return (line_number, parsed_object) for each record of a JSONL file or a JSON array."""
+    """Return (line_number, parsed_object) for each record of a JSONL file or a JSON array.
+
+    Lines are split on "\\n" only: JSON text may hold U+2028 and other characters that
+    `str.splitlines` treats as line breaks (our own writers emit them unescaped).
+    """
     path = Path(path)
     text = _read_text(path)
     stripped = text.lstrip()
     if not stripped:
         return []
+    escapes = _SURROGATE_ESCAPE.search(text) is not None
     if stripped.startswith("["):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise DataError(path, f"malformed JSON: {e.msg}", line=e.lineno) from None
+            raise DataError(path, _json_error(e), line=e.lineno) from None
+        except ValueError as e:
+            raise DataError(path, _json_error(e)) from None
+        except RecursionError:
+            raise DataError(path, f"JSON nested deeper than {MAX_DEPTH} levels",
+                            line=_too_deep_line(text)) from None
         # Line numbers of array elements: find each element's start by re-scanning.
         decoder = json.JSONDecoder()
         out: list[tuple[int, Any]] = []
         pos = text.index("[") + 1
-        line, counted = 1, 0  # newlines are counted incrementally (linear, not quadratic, in file size)
+        line, counted = 1, 0  # newlines counted incrementally (linear, not quadratic, in size)
         for item in data:
             while text[pos] in " \t\r\n,":
                 pos += 1
             _, end = decoder.raw_decode(text, pos)
             line += text.count("\n", counted, pos)
             counted = pos
+            if escapes or text.count("{", pos, end) + text.count("[", pos, end) > MAX_DEPTH:
+                _check_tree(path, line, item, text, pos, end, escapes)
             out.append((line, item))
             pos = end
         return out
     out = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            out.append((lineno, json.loads(line)))
+            obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(path, f"malformed JSON: {e.msg} (column {e.colno})", line=lineno) from None
+            if not out:
+                _refuse_single_object(path, text)
+            raise DataError(path, f"{_json_error(e)} (column {e.colno})", line=lineno) from None
+        except ValueError as e:
+            raise DataError(path, _json_error(e), line=lineno) from None
+        except RecursionError:
+            raise DataError(path, f"JSON nested deeper than {MAX_DEPTH} levels",
+                            line=lineno) from None
+        if escapes or line.count("{") + line.count("[") > MAX_DEPTH:
+            _check_tree(path, lineno, obj, line, 0, len(line), escapes)
+        out.append((lineno, obj))
     return out
+
+
+def _refuse_single_object(path: Path, text: str) -> None:
+    """A pretty-printed single object reads as broken JSONL: say what it is instead."""
+    try:
+        whole = json.loads(text)
+    except (ValueError, RecursionError):
+        return
+    kind = "object" if isinstance(whole, dict) else type(whole).__name__
+    raise DataError(path, f"one JSON {kind} over several lines; expected JSONL (one object per "
+                    "line) or a JSON array of objects", line=1)
 
 
 def check_fields(
@@ -110,13 +237,19 @@ def load_instructions(path: str | Path, need_output: bool = False) -> list[Recor
         rec = dict(rec)
         rec["input"] = rec.get("input") or ""
         if "id" in rec:
-            if not isinstance(rec["id"], (str, int)):
-                raise DataError(path, "expected a string or integer", line=lineno, field="id")
+            # bool is an int to Python, but `true` is no id
+            if not isinstance(rec["id"], (str, int)) or isinstance(rec["id"], bool):
+                got = type(rec["id"]).__name__
+                raise DataError(path, f"expected a string or integer, got {got}",
+                                line=lineno, field="id")
             rec["id"] = str(rec["id"])
         else:
             rec["id"] = f"{path.stem}-{index:06d}"
         if rec["id"] in seen:
-            raise DataError(path, f"duplicate id {rec['id']!r} (first on line {seen[rec['id']]})", line=lineno, field="id")
+            shown = repr(rec["id"][:40]) + ("…" if len(rec["id"]) > 40 else "")
+            first = seen[rec["id"]]
+            raise DataError(path, f"duplicate id {shown} (first on line {first})",
+                            line=lineno, field="id")
         seen[rec["id"]] = lineno
         records.append(rec)
     return records
@@ -156,6 +289,26 @@ def write_jsonl(path: str | Path, records: Iterable[Record]) -> int:
         f.flush()
         os.fsync(f.fileno())
     return n
+
+
+def write_records(path: str | Path, records: list[Record]) -> int:
+    """Records as one JSON array when the name ends in .json (Alpaca's shape), else JSONL."""
+    if Path(path).suffix.lower() == ".json":
+        write_json(path, records)
+        return len(records)
+    return write_jsonl(path, records)
+
+
+def select_records(records: list[Record], limit: int | None, shuffle: bool = False, seed: int = 0) -> list[Record]:
+    """The first `limit` records, or `limit` at random (seeded) kept in input order."""
+    import random
+
+    if limit is None or limit >= len(records):
+        return records
+    if not shuffle:
+        return records[:limit]
+    picked = sorted(random.Random(seed).sample(range(len(records)), limit))
+    return [records[i] for i in picked]
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -1,6 +1,6 @@
 """Reward models: comparison data → preference pairs, and `RewardScorer` for scoring answers.
 
-Comparison data comes in two shapes (STYLE.md):
+Comparison data comes in two shapes (the data contract between `compare` and the trainers):
 
 * our rich records `{"id", "user_input", "responses": [{"model", "text", "score", ...}], "rater"}`
   written by `gpt4llm compare`, from which pairs are derived: every ordered pair of an
@@ -49,8 +49,20 @@ def user_input_of(instruction: str, input: str = "") -> str:
 
 
 def scored_responses(rec: Record) -> list[dict]:
-    """The responses of a rich record that carry a numeric score."""
-    return [r for r in rec.get("responses", []) if isinstance(r.get("score"), (int, float)) and not isinstance(r.get("score"), bool)]
+    """The responses of a rich record that carry a numeric score read from the rater's own
+    verdict (`score_source`, written by `compare`; records without it, such as published data,
+    are taken as they are)."""
+    from gpt4llm.scoring import from_verdict
+
+    out = []
+    for r in rec.get("responses", []):
+        score = r.get("score")
+        if not isinstance(score, (int, float)) or isinstance(score, bool):
+            continue
+        if "score_source" in r and not from_verdict(r["score_source"], use_expected=True):
+            continue
+        out.append(r)
+    return out
 
 
 def pairs_from_record(rec: Record, margin: bool = False, group: str | None = None) -> list[Pair]:
@@ -131,16 +143,27 @@ def load_comparisons(path: str | Path, margin: bool = False) -> ComparisonData:
     return ComparisonData(kind=kind, records=records, pairs=pairs, skipped=skipped, path=str(path))
 
 
-def split_groups(pairs: Sequence[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
-    """Held-out split by instruction (all pairs of one instruction on one side)."""
+def split_groups(pairs: Sequence[Pair], fraction: float, seed: int,
+                 max_pairs: int | None = None) -> tuple[list[Pair], list[Pair]]:
+    """Held-out split by instruction (all pairs of one instruction on one side): `fraction` of
+    the instructions (seeded), then only as many of them as keep the held-out pairs within
+    `max_pairs` (at least one instruction); the others train."""
     import random
+    from collections import Counter
 
-    groups = sorted({p.group for p in pairs})
+    per_group = Counter(p.group for p in pairs)
+    groups = sorted(per_group)
     if fraction <= 0 or len(groups) < 2:
         return list(pairs), []
     random.Random(seed).shuffle(groups)
-    n_eval = min(len(groups) - 1, max(1, round(len(groups) * fraction)))
-    held = set(groups[:n_eval])
+    n_groups = min(len(groups) - 1, max(1, round(len(groups) * fraction)))
+    held: set[str] = set()
+    n = 0
+    for g in groups[:n_groups]:
+        if held and max_pairs is not None and n + per_group[g] > max_pairs:
+            break
+        held.add(g)
+        n += per_group[g]
     return [p for p in pairs if p.group not in held], [p for p in pairs if p.group in held]
 
 
@@ -343,6 +366,50 @@ def packed_rewards(model: Any, packed: dict):
     device = next(model.parameters()).device
     hidden = backbone(input_ids=packed["input_ids"].to(device), position_ids=packed["position_ids"].to(device), use_cache=False).last_hidden_state
     return seqcls.score(hidden[packed["row"].to(device), packed["col"].to(device)]).squeeze(-1)
+
+
+def pairwise_accuracy(rewards_better: list[float], rewards_worse: list[float]) -> float:
+    """Share of pairs the model orders like the rater (a tie counts half)."""
+    if not rewards_better:
+        return float("nan")
+    won = sum(1.0 if b > w else 0.5 if b == w else 0.0 for b, w in zip(rewards_better, rewards_worse))
+    return won / len(rewards_better)
+
+
+def score_pairs(scorer: Any, pairs: Sequence[Pair]) -> tuple[list[float], list[float]]:
+    """Rewards of the better and of the worse answer of each pair."""
+    prompts = [p.user_input for p in pairs]
+    better = scorer.score(prompts, [p.better for p in pairs])
+    worse = scorer.score(prompts, [p.worse for p in pairs])
+    return better, worse
+
+
+PACKED_ENDS = "gpt4llm_packed_ends"
+
+
+def route_packed_forward(model: Any) -> None:
+    """Let `model(input_ids=, position_ids=, gpt4llm_packed_ends=(row, col))` return the
+    rewards of a `pack_sequences` batch (as `.logits`, one per sequence) from inside the
+    classifier's own forward — what `packed_rewards` computes. A DDP wrapper's forward then
+    runs it like any forward (its gradient synchronisation needs that); every other call goes
+    to the model's forward unchanged."""
+    import types
+
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    seqcls = model.get_base_model() if hasattr(model, "get_base_model") else model
+    plain = seqcls.forward
+
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        ends = kwargs.pop(PACKED_ENDS, None)
+        if ends is None:
+            return plain(*args, **kwargs)
+        backbone = getattr(self, self.base_model_prefix)
+        hidden = backbone(input_ids=kwargs["input_ids"], position_ids=kwargs["position_ids"],
+                          use_cache=False).last_hidden_state
+        return SequenceClassifierOutput(logits=self.score(hidden[ends[0], ends[1]]).squeeze(-1))
+
+    seqcls.forward = types.MethodType(forward, seqcls)
 
 
 def pick_best(rewards: Sequence[float]) -> int:

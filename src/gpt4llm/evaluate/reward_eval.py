@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from gpt4llm.config import StageConfig, config_command
+from gpt4llm.config import StageConfig
 from gpt4llm.errors import UserError
 
 
@@ -45,7 +45,7 @@ def _spearman(x: list[float], y: list[float]) -> float | None:
 def evaluate(scorer, data, limit: int | None = None) -> dict:
     """The report for a loaded ComparisonData (see module doc)."""
     from gpt4llm.reward_model import pairs_from_record, scored_responses
-    from gpt4llm.train.reward import pairwise_accuracy
+    from gpt4llm.reward_model import pairwise_accuracy
 
     report: dict = {"data_kind": data.kind, "skipped_records": data.skipped}
     if data.kind == "pairs":
@@ -100,6 +100,9 @@ def run(config: Config) -> dict:
     from gpt4llm.records import read_json_records, write_json
     from gpt4llm.reward_model import RewardScorer, load_comparisons
 
+    from gpt4llm.outputs import check_outputs
+
+    check_outputs(inputs=[config.data, config.model], files=[config.output])
     scorer = RewardScorer.load(config.model, batch_size=config.batch_size, max_length=config.max_seq_len)
     if not read_json_records(config.data):
         # e.g. the held-out split of a tiny run: an empty, not a failed, evaluation
@@ -128,7 +131,3 @@ def run(config: Config) -> dict:
     summary = {k: report[k] for k in ("pairwise_accuracy", "n_pairs", "spearman", "n_scored", "skipped_records")}
     write_manifest(config.output, "eval reward", config, inputs=[config.data], summary=summary, started=t0)
     return report
-
-
-def register(app) -> None:
-    config_command(app, "reward", Config, run, help="Reward-model accuracy: pairwise accuracy on held-out comparisons and Spearman with the rater's scores.", arguments=("data",))

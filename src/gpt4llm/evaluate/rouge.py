@@ -36,8 +36,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import StageConfig, config_command
+from gpt4llm.config import StageConfig
 from gpt4llm.errors import DataError, UserError
+from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.records import read_json_records, write_json, write_jsonl
 
 try:  # C helper behind Counter(): counting into a plain dict without Counter's overhead
@@ -62,7 +63,7 @@ class Config(StageConfig):
     prediction_field: str = Field("output", description="Field of a prediction record holding the predicted text.")
     reference_field: str = Field("output", description="Field of a reference record holding the reference text (falls back to instances[0].output).")
     id_field: str = Field("id", description="Field used to join predictions with references.")
-    join: Literal["auto", "id", "position"] = Field("auto", description="'id': join on the id field (references without one get load_instructions' ids, <stem>-000012); 'position': i-th with i-th (counts must match); 'auto': by id when every prediction has one that matches a reference id.")
+    join: JoinOn = Field("auto", description=JOIN_HELP + " References without an id get load_instructions' ids (<stem>-000012).")
     stem: bool = Field(True, description="Porter-stem tokens longer than 3 characters (rouge-score's use_stemmer; Super-NaturalInstructions' setting).")
     tokenizer: Literal["auto", "rouge", "char"] = Field("auto", description="'rouge': rouge-score's (Latin letters and digits only); 'char': one token per CJK/Thai character, Latin words kept; 'auto': char when >=20% of references contain CJK/Thai.")
     buckets: list[int] = Field([2, 5, 10], description="Upper edges (inclusive, in words) of the reference-length buckets; the default gives 0-2, 3-5, 6-10, >10 as in the paper.")
@@ -339,47 +340,61 @@ def _check_duplicates(path: Path, rows: list) -> None:
         raise DataError(path, f"duplicate ids: {_first(dups)}")
 
 
+def _source(name: str, path: Path, rows: list[tuple[str | None, str, int, dict]], explicit: bool):
+    """Rows as a join Source: id, instruction and input (User-Oriented: instances[0].input)."""
+    from gpt4llm.join import Source
+
+    recs = []
+    for rid, text, lineno, rec in rows:
+        inp = rec.get("input")
+        if inp is None and isinstance(rec.get("instances"), list) and rec["instances"] and isinstance(rec["instances"][0], dict):
+            inp = rec["instances"][0].get("input")
+        instruction = rec.get("instruction")
+        recs.append({"id": rid, "instruction": instruction if isinstance(instruction, str) else None,
+                     "input": inp if isinstance(inp, str) else "", "text": text, "line": lineno, "record": rec})
+    return Source(name, recs, explicit, path)
+
+
 def join_pairs(config: Config) -> tuple[list[dict], dict]:
-    """Pairs {id, reference, prediction} and join counts; raise on bad joins."""
+    """Pairs {id, reference, prediction} by the package's one join rule (`gpt4llm.join`):
+    the references fix the items; raise on predictions missing or unmatched unless
+    --allow-missing."""
+    from gpt4llm.join import join_answers
+
     preds = _load(config.predictions, config.prediction_field, config.id_field, allow_instances=False)
     refs = _load(config.references, config.reference_field, config.id_field, allow_instances=True, synthetic_ids=True)
-    mode = config.join
-    if mode == "auto":  # by id when every prediction has one and they meet the references' ids
-        pred_ids = {r[0] for r in preds}
-        mode = "id" if None not in pred_ids and pred_ids & {r[0] for r in refs} else "position"
-    info = {"join": mode, "n_predictions": len(preds), "n_references": len(refs), "n_missing_predictions": 0, "n_unmatched_predictions": 0}
-    if mode == "position":
-        if len(preds) != len(refs):
-            msg = f"{len(preds)} predictions but {len(refs)} references (joined by position; give ids or --join id)"
-            if not config.allow_missing:
-                raise UserError(f"{config.predictions}: {msg}")
-            info["n_missing_predictions"] = max(len(refs) - len(preds), 0)
-            info["n_unmatched_predictions"] = max(len(preds) - len(refs), 0)
-        pairs = []
-        for i, (p, r) in enumerate(zip(preds, refs)):
-            pairs.append({"id": r[0] if r[0] is not None else (p[0] if p[0] is not None else str(i)), "reference": r[1], "prediction": p[1], "_pred": p[3]})
-        return pairs, info
-    for path, rows in ((config.predictions, preds), (config.references, refs)):
-        missing_id = [str(r[2]) for r in rows if r[0] is None]
-        if missing_id:
-            raise DataError(path, f"records without '{config.id_field}' on lines {', '.join(missing_id[:5])} (use --join position)")
-        _check_duplicates(path, rows)
-    by_id = {r[0]: r for r in preds}
-    ref_ids = {r[0] for r in refs}
-    missing = [r[0] for r in refs if r[0] not in by_id]
-    unmatched = [p[0] for p in preds if p[0] not in ref_ids]
+    pred_src = _source("predictions", config.predictions, preds, all(r[0] is not None for r in preds))
+    ref_src = _source("references", config.references, refs, all(config.id_field in r[3] for r in refs))
+    joined = join_answers([pred_src], on=config.join, base=ref_src)
+    if joined.method == "id":
+        for path, rows in ((config.predictions, preds), (config.references, refs)):
+            missing_id = [str(r[2]) for r in rows if r[0] is None]
+            if missing_id:
+                raise DataError(path, f"records without '{config.id_field}' on lines {', '.join(missing_id[:5])} (use --join text or position)")
+            _check_duplicates(path, rows)
+    missing = joined.missing.get("predictions", [])
+    unmatched = joined.unmatched.get("predictions", [])
     if (missing or unmatched) and not config.allow_missing:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} reference ids have no prediction: {_first(missing)}")
+            parts.append(f"{len(missing)} references have no prediction: {_first(missing)}")
         if unmatched:
-            parts.append(f"{len(unmatched)} prediction ids have no reference: {_first(unmatched)}")
-        raise UserError(f"{config.predictions}: {'; '.join(parts)} (--allow-missing scores the rest)")
-    info["n_missing_predictions"] = len(missing)
-    info["n_unmatched_predictions"] = len(unmatched)
-    pairs = [{"id": r[0], "reference": r[1], "prediction": by_id[r[0]][1], "_pred": by_id[r[0]][3]} for r in refs if r[0] in by_id]
+            parts.append(f"{len(unmatched)} predictions have no reference: {_first(unmatched)}")
+        raise UserError(f"{config.predictions}: {'; '.join(parts)} (joined by {joined.method}; --allow-missing scores the rest)")
+    pairs = [
+        {"id": it.id, "reference": it.base["text"], "prediction": it.records["predictions"]["text"], "_pred": it.records["predictions"]["record"]}
+        for it in joined.items
+        if "predictions" in it.records
+    ]
     if not pairs:
-        raise UserError(f"{config.predictions}: no prediction id matches a reference id in {config.references}")
+        raise UserError(f"{config.predictions}: no prediction matches a reference in {config.references} (joined by {joined.method})")
+    info = {
+        "join": joined.method,
+        "n_predictions": len(preds),
+        "n_references": len(refs),
+        "n_missing_predictions": len(missing),
+        "n_unmatched_predictions": len(unmatched),
+    }
     return pairs, info
 
 
@@ -433,6 +448,10 @@ def run(config: Config) -> dict:
     t0 = time.time()
     if sorted(set(config.buckets)) != list(config.buckets) or any(e < 0 for e in config.buckets):
         raise UserError(f"--buckets must be increasing non-negative integers, got {config.buckets}")
+    from gpt4llm.outputs import check_outputs
+
+    out = Path(config.output)
+    check_outputs(inputs=[config.predictions, config.references], directories=[out], files=[out / "examples.jsonl", out / "summary.json"], companions=False)
     pairs, info = join_pairs(config)
     tokenizer = config.tokenizer if config.tokenizer != "auto" else detect_tokenizer([p["reference"] for p in pairs])
     stem = config.stem and tokenizer == "rouge"
@@ -455,7 +474,6 @@ def run(config: Config) -> dict:
         "buckets": buckets,
         "all": buckets[-1],
     }
-    out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "examples.jsonl", ({"model": model, **r} for r in rows))
     write_json(out / "summary.json", summary)
@@ -465,14 +483,3 @@ def run(config: Config) -> dict:
     write_manifest(out, STAGE, config, inputs=[config.predictions, config.references], summary=brief, started=t0)
     _print_table(summary)
     return summary
-
-
-def register(app) -> None:
-    config_command(
-        app,
-        "rouge",
-        Config,
-        run,
-        help="ROUGE-1/2/L (rouge-score's exact semantics, fast) of predictions vs references, by reference-length bucket.",
-        arguments=("predictions", "references"),
-    )

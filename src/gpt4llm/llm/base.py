@@ -38,6 +38,8 @@ class Completion:
     completion_tokens: int = 0
     # Per generated position: list of (token_text, logprob) for the top alternatives.
     top_logprobs: list[list[tuple[str, float]]] | None = None
+    # The model id the endpoint says answered (the response's `model` field; None if unsaid).
+    model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,10 +48,11 @@ class Completion:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "top_logprobs": self.top_logprobs,
+            "model": self.model,
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Completion":
+    def from_dict(cls, d: dict[str, Any]) -> Completion:
         tl = d.get("top_logprobs")
         return cls(
             text=d["text"],
@@ -57,6 +60,7 @@ class Completion:
             prompt_tokens=d.get("prompt_tokens", 0),
             completion_tokens=d.get("completion_tokens", 0),
             top_logprobs=[[(t, lp) for t, lp in pos] for pos in tl] if tl else None,
+            model=d.get("model"),
         )
 
 
@@ -74,6 +78,12 @@ class Result:
     error: str | None = None  # one line, never containing the API key
     cached: bool = False
     cost: float = 0.0  # USD, 0 for local models and cache hits
+    retries: int = 0  # attempts after the first (0 for cache hits and duplicates of a request)
+    timeouts: int = 0  # attempts that ended in a timeout
+    # Per-replica counts of the run that made this Result, shared by all its Results, when
+    # the endpoint is a fleet (`summary.usage_totals` merges them): {url: {"requests": n,
+    # "failures": n, "out_of_rotation_s": s}}. None for one endpoint or a local model.
+    replicas: dict[str, dict[str, float]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

@@ -40,6 +40,12 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 
 
+# The Batch API's price as a fraction of the online price (OpenAI: half, for every model).
+# Per-model exceptions go in BATCH_FACTORS; `LLMConfig.batch_price_factor` overrides both.
+BATCH_FACTOR = 0.5
+BATCH_FACTORS: dict[str, float] = {}
+
+
 def lookup(model: str) -> tuple[float, float] | None:
     """(prompt, completion) USD per 1M tokens for `model`, by exact name or longest prefix."""
     name = model.split("/")[-1].lower()  # "openai/gpt-4o" (routers) -> "gpt-4o"
@@ -66,3 +72,14 @@ def cost(price: tuple[float, float] | None, prompt_tokens: int, completion_token
     if price is None:
         return 0.0
     return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
+
+
+def batch_price(
+    model: str, price: tuple[float, float] | None, factor: float | None = None
+) -> tuple[float, float] | None:
+    """The Batch API price of `model`: its online `price` times the batch factor."""
+    if price is None:
+        return None
+    name = model.split("/")[-1].lower()
+    f = factor if factor is not None else BATCH_FACTORS.get(name, BATCH_FACTOR)
+    return (price[0] * f, price[1] * f)

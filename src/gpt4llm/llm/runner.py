@@ -5,7 +5,15 @@
 One Result per Request, in request order. Finished calls are committed to the SQLite cache
 as they arrive, so a killed run resumes where it stopped and a rerun makes zero calls.
 Identical requests in one run (same cache key) are sent once. Failures after all retries
-come back as `Result(completion=None, error="one line")` — never an exception, never a hang.
+come back as `Result(completion=None, error="one line")` — never a hang. What counts as a
+failure of the item: anything the server or the network did (HTTP errors, resets, timeouts,
+garbled or empty replies). A bug in our own code (AttributeError, KeyError, TypeError...)
+is not an item's failure: it propagates and stops the run, rather than turning into "all N
+requests failed" (answers already received stay in the cache).
+
+Each Result says how many retries and timeouts it took. Several base URLs make a fleet of
+replicas (see `fleet.py`): least outstanding requests, a failing replica rests while the
+others take its requests, and every Result of the run carries the per-replica counts.
 """
 
 from __future__ import annotations
@@ -24,7 +32,15 @@ from gpt4llm.errors import UserError
 from gpt4llm.llm import prices
 from gpt4llm.llm.base import Completion, Request, Result
 from gpt4llm.llm.cache import RequestCache, cache_key, request_json
-from gpt4llm.llm.client import LocalBackend, PermanentError, RetryableError, make_backend, one_line
+from gpt4llm.llm.client import (
+    LocalBackend,
+    PermanentError,
+    RetryableError,
+    make_backend,
+    network_errors,
+    one_line,
+)
+from gpt4llm.llm.fleet import Fleet
 from gpt4llm.llm.limits import Limiter, backoff, estimate_tokens
 
 # Retry timing; tests shrink these (env vars, so a CLI subprocess can be shrunk too).
@@ -51,6 +67,7 @@ class Stats:
     failed: int = 0
     calls: int = 0  # HTTP calls / batches made, including retries
     retries: int = 0
+    timeouts: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
@@ -100,6 +117,8 @@ class _Progress:
         rate = f"{(s.done - s.cached + s.failed) / el:.1f} req/s"
         cost = f"${s.cost:.4f}" if s.cost_known else "cost n/a"
         info = f"{s.prompt_tokens + s.completion_tokens:,} tok {cost}"
+        if s.retries:
+            info += f" {s.retries} retries"
         if s.failed:
             info += f" [red]{s.failed} failed"
         return rate, info
@@ -125,6 +144,7 @@ class _Progress:
             cost = f"${s.cost:.4f}" if s.cost_known else "cost unknown"
             print(
                 f"{self.description}: {s.done}/{s.total} done ({s.cached} cached), {s.failed} failed, "
+                f"{s.retries} retries ({s.timeouts} timeouts), "
                 f"{s.prompt_tokens + s.completion_tokens:,} tokens, {cost}, {time.monotonic() - s.started:.1f}s",
                 file=sys.stderr,
             )
@@ -146,6 +166,8 @@ def complete_all(config: LLMConfig, requests: list[Request], description: str = 
         canon = [request_json(backend.identity, r) for r in requests]
         keys = [cache_key(c) for c in canon]
         hits = cache.get_many(keys) if cache else {}
+        if hits:
+            cache.record_hits([k for k in keys if k in hits])
         results: list[Result | None] = [None] * len(requests)
         todo: dict[str, list[int]] = {}  # cache key -> indices of requests waiting for it
         for i, (r, k) in enumerate(zip(requests, keys)):
@@ -156,14 +178,24 @@ def complete_all(config: LLMConfig, requests: list[Request], description: str = 
                 stats.cached += 1
             else:
                 todo.setdefault(k, []).append(i)
+        if todo and config.mode == "batch":  # the provider's Batch API; its leftovers go online
+            from gpt4llm.llm.batch import run_batches
+
+            args = (requests, canon, todo, results, cache, stats, description, progress)
+            todo = run_batches(config, backend, *args)
         bar = _Progress(description, len(requests), stats, enabled=progress)
-        if stats.cached:
-            bar.advance(stats.cached)
+        if stats.done + stats.failed:
+            bar.advance(stats.done + stats.failed)
         try:
             if todo:
                 job = _Job(config, backend, requests, canon, keys, todo, results, cache, stats, bar)
                 try:
                     _run_coroutine(job.run())
+                    replicas = job.replica_stats()
+                    if replicas is not None:
+                        for r in results:
+                            if r is not None:
+                                r.replicas = replicas
                 finally:
                     if job.cache_error:
                         print(f"warning: {job.cache_misses} results could not be saved to the request cache {cache.path} ({job.cache_error})", file=sys.stderr)
@@ -212,13 +244,17 @@ class _Job:
         self.limiter = Limiter(config.rpm, config.tpm)
         self.cache_error: str | None = None
         self.cache_misses = 0
+        local = isinstance(backend, LocalBackend)
+        self.fleet = Fleet([] if local else [u or "OpenAI" for u in backend.urls])
+        self.network_errors: tuple[type[BaseException], ...] = () if local else network_errors()
 
     async def run(self) -> None:
         if isinstance(self.backend, LocalBackend):
             await self._run_local()
             return
         queue = iter(list(self.todo.items()))
-        workers = [asyncio.create_task(self._worker(queue, slot)) for slot in range(min(self.config.concurrency, len(self.todo)))]
+        n = min(self.config.concurrency, len(self.todo))
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(n)]
         try:
             await asyncio.gather(*workers)
         finally:
@@ -226,8 +262,19 @@ class _Job:
                 w.cancel()
             await self.backend.aclose()
 
+    def replica_stats(self) -> dict[str, dict[str, float]] | None:
+        """Per-replica counts when the endpoint is a fleet (None for one URL)."""
+        return self.fleet.stats() if len(self.fleet) > 1 else None
+
     # --- bookkeeping shared by both backends --------------------------------------------
-    def _finish(self, key: str, completion: Completion | None, error: str | None) -> None:
+    def _finish(
+        self,
+        key: str,
+        completion: Completion | None,
+        error: str | None,
+        retries: int = 0,
+        timeouts: int = 0,
+    ) -> None:
         indices = self.todo[key]
         cost = 0.0
         if completion is not None:
@@ -244,62 +291,91 @@ class _Job:
             self.stats.cost += cost
         for n, i in enumerate(indices):
             r = self.requests[i]
+            # Retries, timeouts and cost belong to the one call made; duplicates show 0.
+            tries = {"retries": retries, "timeouts": timeouts} if n == 0 else {}
             if completion is not None:
-                self.results[i] = Result(key=r.key, completion=completion, cost=cost if n == 0 else 0.0, cached=n > 0)
+                paid = cost if n == 0 else 0.0
+                self.results[i] = Result(
+                    key=r.key, completion=completion, cost=paid, cached=n > 0, **tries
+                )
                 self.stats.done += 1
             else:
-                self.results[i] = Result(key=r.key, completion=None, error=error)
+                self.results[i] = Result(key=r.key, completion=None, error=error, **tries)
                 self.stats.failed += 1
         self.bar.advance(len(indices))
 
     # --- OpenAI-compatible: async workers ----------------------------------------------
-    async def _worker(self, queue, slot: int) -> None:
+    async def _worker(self, queue) -> None:
         for key, indices in queue:  # a plain iterator is safe: no await between next() calls
             request = self.requests[indices[0]]
-            completion, error = await self._call(request, slot)
-            self._finish(key, completion, error)
+            self._finish(key, *await self._call(request))
 
-    async def _call(self, request: Request, slot: int = 0) -> tuple[Completion | None, str | None]:
+    async def _call(self, request: Request) -> tuple[Completion | None, str | None, int, int]:
+        """(completion, error, retries, timeouts) of one request, retried as the config says.
+
+        Only failures the server or the network can cause are caught (the backend raises
+        RetryableError / PermanentError for those); any other exception is a bug and
+        propagates. With a fleet, a failure of the replica itself (connection, 5xx, timeout)
+        rests it and the next attempt goes at once to another replica in rotation.
+        """
         cfg = self.config
         est = estimate_tokens(request.messages, request.params.max_tokens) if self.limiter.tokens else 0
+        ceiling = cfg.timeout * 2 + 5
         error = "no attempt made"
         scrub = self.backend.scrub
+        fleet = self.fleet
+        retries = timeouts = 0
+        avoid = None
         for attempt in range(cfg.max_retries + 1):
             if attempt:
+                retries += 1
                 self.stats.retries += 1
             await self.limiter.acquire(est)
+            replica = fleet.pick(avoid)
+            fleet.start(replica)
             self.stats.calls += 1
             try:
                 # Hard ceiling: the SDK's timeout is per read; a server trickling bytes could
                 # otherwise hold a worker forever.
-                async with asyncio.timeout(cfg.timeout * 2 + 5):
-                    completion = await self.backend.complete(request, slot)
-            except RetryableError as e:
-                error = str(e)
-                if attempt == cfg.max_retries:
-                    break
-                if e.retry_after is not None:
-                    delay = min(e.retry_after, RETRY_AFTER_CAP)
-                    if e.status == 429:
-                        self.limiter.pause_for(delay)
-                else:
-                    delay = backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)
-                await asyncio.sleep(delay)
-                continue
+                async with asyncio.timeout(ceiling):
+                    completion = await self.backend.complete(request, replica)
             except PermanentError as e:
-                return None, scrub(str(e))
+                fleet.done(replica, ok=False)
+                return None, one_line(scrub(str(e))), retries, timeouts
+            except RetryableError as e:
+                failure = e
             except TimeoutError:
-                error = f"request took longer than {cfg.timeout * 2 + 5:g}s"
-                if attempt == cfg.max_retries:
-                    break
-                await asyncio.sleep(backoff(attempt, BACKOFF_BASE, BACKOFF_CAP))
+                msg = f"no complete answer within {ceiling:g}s"
+                failure = RetryableError(msg, timeout=True, replica_failure=True)
+            except self.network_errors as e:  # a backend that let a transport error through
+                msg = one_line(f"connection error ({type(e).__name__}: {e})")
+                failure = RetryableError(msg, replica_failure=True)
+            else:
+                fleet.done(replica, ok=True)
+                if self.limiter.tokens is not None:
+                    used = completion.prompt_tokens + completion.completion_tokens
+                    self.limiter.settle(est, used)
+                return completion, None, retries, timeouts
+            fleet.done(replica, ok=False, rest=failure.replica_failure)
+            if failure.timeout:
+                timeouts += 1
+                self.stats.timeouts += 1
+            error = str(failure)
+            if attempt == cfg.max_retries:
+                break
+            if failure.replica_failure and fleet.has_alternative(replica):
+                avoid = replica  # another replica takes it now; this one rests
                 continue
-            except Exception as e:  # noqa: BLE001 - anything unexpected fails this item only
-                return None, one_line(scrub(f"{type(e).__name__}: {e}"))
-            if self.limiter.tokens is not None:
-                self.limiter.settle(est, completion.prompt_tokens + completion.completion_tokens)
-            return completion, None
-        return None, one_line(scrub(f"failed after {cfg.max_retries + 1} attempts: {error}"))
+            avoid = None
+            if failure.retry_after is not None:
+                delay = min(failure.retry_after, RETRY_AFTER_CAP)
+                if failure.status == 429:
+                    self.limiter.pause_for(delay)
+            else:
+                delay = backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)
+            await asyncio.sleep(delay)
+        error = one_line(scrub(f"failed after {cfg.max_retries + 1} attempts: {error}"))
+        return None, error, retries, timeouts
 
     # --- local transformers: batches in a worker thread --------------------------------
     async def _run_local(self) -> None:
@@ -310,7 +386,7 @@ class _Job:
         size = max(1, self.config.batch_size)
         # Load the model once, off the event loop (so the progress bar keeps ticking).
         await asyncio.to_thread(backend.load)
-        for params, keys in groups.items():
+        for keys in groups.values():
             # Similar lengths in one batch waste less padding.
             keys.sort(key=lambda k: sum(len(m.get("content") or "") for m in self.requests[self.todo[k][0]].messages))
             for start in range(0, len(keys), size):

@@ -8,17 +8,42 @@ from gpt4llm.llm.base import Result
 
 
 def usage_totals(results: list[Result]) -> dict[str, Any]:
-    """done / cached / failed counts, tokens and cost (cache hits cost nothing this run)."""
+    """done / cached / failed counts, retries and timeouts, tokens and cost (cache hits cost
+    nothing this run); for a fleet of replicas also `replicas`: {url: {"requests", "failures",
+    "out_of_rotation_s"}}, summed over the runs the Results came from."""
     ok = [r for r in results if r.ok]
-    return {
+    totals: dict[str, Any] = {
         "requests": len(results),
         "done": len(ok),
         "cached": sum(1 for r in ok if r.cached),
         "failed": len(results) - len(ok),
+        "retries": sum(r.retries for r in results),
+        "timeouts": sum(r.timeouts for r in results),
         "prompt_tokens": sum(r.completion.prompt_tokens for r in ok if not r.cached),
         "completion_tokens": sum(r.completion.completion_tokens for r in ok if not r.cached),
         "cost_usd": round(sum(r.cost for r in results), 6),
     }
+    runs = {id(r.replicas): r.replicas for r in results if r.replicas}  # one dict per run
+    if runs:
+        merged: dict[str, dict[str, float]] = {}
+        for run in runs.values():
+            for url, counts in run.items():
+                into = merged.setdefault(url, {})
+                for k, v in counts.items():
+                    into[k] = round(into.get(k, 0) + v, 3)
+        totals["replicas"] = merged
+    return totals
+
+
+def cost_known(config: Any) -> bool:
+    """Whether the cost of this model's calls is known (local models cost nothing; endpoints
+    need a price in the table or --*-price-* options)."""
+    from gpt4llm.llm import prices
+    from gpt4llm.llm.client import resolve_backend
+
+    if resolve_backend(config) == "local":
+        return True
+    return prices.resolve(config.model, config.price_prompt, config.price_completion) is not None
 
 
 def print_summary(title: str, summary: dict[str, Any], keys: list[str] | None = None) -> None:
@@ -35,6 +60,14 @@ def print_summary(title: str, summary: dict[str, Any], keys: list[str] | None = 
         value = summary[key]
         if key == "cost_usd":
             value = "unknown (no price for this model)" if summary.get("cost_known") is False else f"${value:.4f}"
+        elif key == "replicas" and isinstance(value, dict):  # one row per replica of a fleet
+            for url, c in value.items():
+                table.add_row(
+                    f"replica {url}",
+                    f"{c.get('requests', 0):,} requests, {c.get('failures', 0):,} failed, "
+                    f"{c.get('out_of_rotation_s', 0):.1f} s out of rotation",
+                )
+            continue
         elif value is None:
             value = "-"
         elif isinstance(value, bool):

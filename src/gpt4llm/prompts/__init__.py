@@ -1,14 +1,25 @@
-"""Prompt texts live here as files a user can read and replace.
+"""Prompt texts live here as files a user can read and replace, and so does prompt building.
 
 `load_prompt(name_or_path)` returns the text of a user file when given a path that exists,
-else the packaged file `name` (with or without `.txt`). Templates use `{field}` placeholders
-filled with `str.format`-style replacement of known fields only, so braces in user text are safe.
+else the packaged file `name` (with or without `.txt`).
+
+`fill(template, **fields)` is the one template filler of the package: every `{name}` whose
+name is a given field is replaced in ONE pass over the template, so text inserted for one
+field is never scanned again (an instruction containing `{input}` or an answer containing
+`{n}` reaches the model verbatim), and any other brace (JSON examples in a prompt, LaTeX) is
+left alone. There is no escaping: `{{x}}` stays `{{x}}`.
+
+The student's prompt (what `train sft` trains on and `respond` generates from) is described by
+the metadata saved beside a trained model (`prompt_meta`) and built by `build_prompt`; both
+live here so the stages that share them import them from below.
 """
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from gpt4llm.errors import UserError
 
@@ -17,11 +28,18 @@ ALPACA_NO_INPUT = "alpaca_no_input.txt"
 # Where a base model's answer ends when it keeps going in Alpaca format.
 ALPACA_STOPS = ("\n\n###", "\n### ", "### Instruction")
 
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
 
 def load_prompt(name_or_path: str | Path) -> str:
     p = Path(name_or_path).expanduser()
     if p.is_file():
-        return p.read_text(encoding="utf-8")
+        try:
+            return p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"{p}: prompt file is not valid UTF-8 (byte {e.start})") from None
+        except OSError as e:
+            raise UserError(f"{p}: cannot read prompt file ({e.strerror or e})") from None
     name = str(name_or_path)
     for candidate in (name, name + ".txt"):
         try:
@@ -33,12 +51,17 @@ def load_prompt(name_or_path: str | Path) -> str:
     raise UserError(f"{name_or_path}: prompt file not found (neither a file nor a packaged prompt)")
 
 
-def fill(template: str, **fields: str) -> str:
-    """Replace `{name}` for the given fields only; other braces are left alone."""
-    out = template
-    for key, value in fields.items():
-        out = out.replace("{" + key + "}", value)
-    return out
+def fill(template: str, **fields: Any) -> str:
+    """Replace `{name}` for the given fields, all in one pass; other braces are left alone."""
+    if not fields:
+        return template
+    values = {k: str(v) for k, v in fields.items()}
+    return _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def placeholders(template: str) -> set[str]:
+    """The `{name}` placeholders a template contains (to check a user's template up front)."""
+    return set(_PLACEHOLDER_RE.findall(template))
 
 
 def format_alpaca(instruction: str, input: str = "", with_input: str | None = None, no_input: str | None = None) -> str:
@@ -46,3 +69,60 @@ def format_alpaca(instruction: str, input: str = "", with_input: str | None = No
     if input and input.strip():
         return fill(load_prompt(with_input or ALPACA_INPUT), instruction=instruction, input=input)
     return fill(load_prompt(no_input or ALPACA_NO_INPUT), instruction=instruction)
+
+
+def cut_at_stops(text: str, stops: tuple[str, ...] | list[str] = ()) -> str:
+    """The reply up to the first stop string, stripped of surrounding whitespace."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    if cut >= 0:
+        text = text[:cut]
+    return text.strip()
+
+
+def chat_messages(system: str, user: str) -> list[dict]:
+    """[system?, user]: an empty system prompt sends no system message."""
+    return ([{"role": "system", "content": system}] if system.strip() else []) + [{"role": "user", "content": user}]
+
+
+# --------------------------------------------------------------------------- student prompts
+def prompt_meta(
+    prompt_format: str,
+    template_input: str | None,
+    template_no_input: str | None,
+    max_seq_len: int,
+    stops: tuple[str, ...],
+) -> dict:
+    """The metadata saved as models.PROMPT_META_FILE: the template *texts* (not paths, so the
+    model directory is self-contained), whether the chat template is used, limits and stops."""
+    return {
+        "format": prompt_format,
+        "chat_template": prompt_format == "chat",
+        "template_input": load_prompt(template_input or ALPACA_INPUT) if prompt_format == "alpaca" else None,
+        "template_no_input": load_prompt(template_no_input or ALPACA_NO_INPUT) if prompt_format == "alpaca" else None,
+        "max_seq_len": max_seq_len,
+        "stop": list(stops),
+        "eos_appended": True,
+    }
+
+
+def default_meta() -> dict:
+    """What a model without metadata (the embedded base model, a hub model) is prompted with."""
+    return prompt_meta("alpaca", None, None, 0, tuple(ALPACA_STOPS))
+
+
+def build_prompt(meta: dict, tokenizer: Any, instruction: str, input: str = "") -> str:
+    """The prompt text for one instruction under `meta` (see `prompt_meta`)."""
+    if meta.get("chat_template"):
+        if not getattr(tokenizer, "chat_template", None):
+            raise UserError("prompt format 'chat' needs a tokenizer with a chat template (this one has none): use --prompt-format alpaca")
+        content = instruction if not (input and input.strip()) else f"{instruction}\n\n{input}"
+        return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+    if input and input.strip():
+        return fill(meta["template_input"], instruction=instruction, input=input)
+    return fill(meta["template_no_input"], instruction=instruction)
+
+
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a prompt, with the tokenizer's BOS unless the text already carries it."""
+    add_special = not (tokenizer.bos_token and text.startswith(tokenizer.bos_token))
+    return tokenizer(text, add_special_tokens=add_special)["input_ids"]

@@ -5,11 +5,12 @@ instruction model) to each Alpaca instruction from 1 to 10; the ranked answers t
 reward model. This stage does the same for any N >= 2 sources:
 
 * sources are response files (`respond` / `generate` output, or any Alpaca-format file, the
-  answer in `output`) given as `--source NAME=FILE`, and/or models queried on the spot
+  answer in `output`) given as `NAME=FILE` arguments, and/or models queried on the spot
   (`--source-model NAME=MODEL`, through `complete_all` with `--source-llm-*` connection
-  settings). Files are joined on `id`, or on the exact instruction+input text when the ids do
-  not line up (each file without ids gets positional ones); the number of instructions that
-  some source lacks is reported, and fewer than two overlapping sources is an error;
+  settings). Files are lined up by the package's one join rule (`gpt4llm.join`, `--join`:
+  ids when every file has its own and they match at least as well, else the instruction and
+  input text); what each source lacks is reported, and fewer than two overlapping sources is
+  an error;
 * the rater (`--rater MODEL`, any backend) sees our criteria (prompts/rater_single.txt,
   rater_batched.txt; replace with `--prompt FILE`), one answer per request (`--mode single`)
   or all answers of an instruction in one request (`--mode batched`, several scores in one
@@ -18,7 +19,17 @@ reward model. This stage does the same for any N >= 2 sources:
   the conversation; still unreadable, it is kept with `score: null` and counted — never dropped;
 * where the backend returns token probabilities (`--top-logprobs K`, default 10), each answer
   also gets `score_expected`, the probability-weighted score (G-Eval style; scoring.py), which
-  gives usable numbers even from a small local rater; `--use-expected` makes it the score.
+  gives usable numbers even from a small local rater; `--use-expected` makes it the score;
+* a score is read from the rater's own verdict in the format its prompt asks for ("Score: X",
+  "Answer K: X"; a prompt file may declare another with a first line `# output_format: NAME`):
+  numbers the reply copies from the prompt (the scale, the criteria's list markers, the
+  answers), and replies whose verdicts disagree, give no score. `score_expected` is taken at
+  the positions of that verdict. Each answer records `score_source` (verdict, probabilities,
+  probe); only such scores rank answers into pairs. With `--use-expected`, a reply that still
+  holds no verdict after the reminder is asked once per score for a bare number (a probe) --
+  never a score already read, and never when the endpoint returns no token probabilities
+  (said once in a warning; the summary counts the scores read from text, probabilities and
+  probes).
 
 Output: JSONL of comparison records `{id, user_input, instruction, input, responses: [{model,
 text, score, score_expected, raw}], rater, mode, order}`; with `--pairs FILE` also the
@@ -38,16 +49,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from gpt4llm.config import LLMConfig, StageConfig, config_command
+from gpt4llm.config import LLMConfig, StageConfig
 from gpt4llm.errors import UserError
-from gpt4llm.records import Record, load_instructions, read_json_records, write_jsonl
+from gpt4llm.join import JOIN_HELP, JoinOn
+from gpt4llm.outputs import max_failed_fraction_field
+from gpt4llm.records import Record, write_jsonl
 from gpt4llm.reward_model import published_pairs, user_input_of
 
 LO, HI = 1, 10
 
 
 class Config(StageConfig):
-    source: dict[str, str] = Field(default_factory=dict, description="An answer source as NAME=FILE (response JSONL from respond/generate, or any Alpaca-format file; the answer is 'output'). Repeat for each source.")
+    source: dict[str, str] = Field(default_factory=dict, description="Answer sources as NAME=FILE (response JSONL from respond/generate, or any Alpaca-format file; the answer is 'output'), two or more.")
     source_model: dict[str, str] = Field(default_factory=dict, description="A source queried now as NAME=MODEL (answers every instruction through --source-llm-* settings). Repeatable.")
     source_llm: LLMConfig = Field(default_factory=LLMConfig, description="Connection settings for --source-model (its model is replaced by each MODEL).")
     source_max_tokens: int = Field(512, ge=1, description="Max tokens per answer of a --source-model.")
@@ -66,82 +79,18 @@ class Config(StageConfig):
     output: Path = Field(Path("comparisons.jsonl"), description="Comparison records (JSONL).")
     pairs: Path | None = Field(None, description="Also write the published pair format {user_input, completion_a (better), completion_b} here.")
     plot: Path | None = Field(None, description="Also draw the score histograms per source to this PNG.")
+    join: JoinOn = Field("auto", description=JOIN_HELP)
+    max_failed_fraction: float = max_failed_fraction_field()
 
 
 # --- sources and their join --------------------------------------------------------------------
 
 
-def _text_key(rec: Record) -> tuple[str, str]:
-    return (rec["instruction"].strip(), (rec.get("input") or "").strip())
+def load_source(name: str, path: Path):
+    """One answer file as a join Source (the answer in `output`)."""
+    from gpt4llm.join import load_source as load
 
-
-def load_source(name: str, path: Path) -> tuple[list[Record], bool]:
-    """Records of one answer file and whether every record carried its own `id`."""
-    recs = load_instructions(path, need_output=True)
-    explicit = all(isinstance(obj, dict) and "id" in obj for _, obj in read_json_records(path))
-    return recs, explicit
-
-
-def join_sources(
-    sources: dict[str, tuple[list[Record], bool]],
-    base: list[Record] | None = None,
-    base_explicit: bool = True,
-) -> tuple[list[dict], dict]:
-    """Join answer files into items {id, instruction, input, answers: {source: text}}.
-
-    Joins on `id` when every file has ids and that matches at least as many instructions as
-    the text does; else on the exact (instruction, input). `base` (the --instructions file)
-    fixes the set and order of items. Returns (items, join report).
-    """
-    tables = dict(sources)
-    everyone = list(tables.items()) + ([("__base__", (base, base_explicit))] if base is not None else [])
-
-    def keyed(by: str) -> dict[str, dict]:
-        out: dict[str, dict] = {}
-        for name, (recs, _) in everyone:
-            m: dict = {}
-            for r in recs:
-                k = r["id"] if by == "id" else _text_key(r)
-                m.setdefault(k, r)  # duplicates of one instruction: the first answer counts
-            out[name] = m
-        return out
-
-    def overlap(tbl: dict[str, dict]) -> int:
-        """Keys shared by two answer files, plus base keys that some answer file has."""
-        counts = Counter(k for name, m in tbl.items() if name != "__base__" for k in m)
-        shared = sum(1 for c in counts.values() if c >= 2)
-        return shared + (sum(1 for k in tbl["__base__"] if counts[k]) if "__base__" in tbl else 0)
-
-    by_text = keyed("text")
-    method = "text"
-    if all(explicit for _, (_, explicit) in everyone):
-        by_id = keyed("id")
-        if overlap(by_id) >= overlap(by_text):
-            method = "id"
-    tbl = by_id if method == "id" else by_text
-
-    # Universe of items, in order: the base file's, else first appearance across sources.
-    order: list = []
-    seen: set = set()
-    first: dict = {}
-    for name, m in ([("__base__", tbl["__base__"])] if base is not None else [(n, tbl[n]) for n in tables]):
-        for k, r in m.items():
-            if k not in seen:
-                seen.add(k)
-                order.append(k)
-                first[k] = r
-    items = []
-    missing = Counter()
-    for k in order:
-        r = first[k]
-        answers = {name: tbl[name][k]["output"] for name in tables if k in tbl[name]}
-        for name in tables:
-            if k not in tbl[name]:
-                missing[name] += 1
-        items.append({"id": str(r["id"]), "instruction": r["instruction"], "input": r.get("input") or "", "answers": answers})
-    mismatched = sum(1 for it in items if len(it["answers"]) < len(tables))
-    report = {"join": method, "instructions": len(items), "mismatched": mismatched, "missing_per_source": dict(missing)}
-    return items, report
+    return load(name, path, need_output=True)
 
 
 # --- rater requests ----------------------------------------------------------------------------
@@ -167,15 +116,30 @@ def _params(config: Config):
     return SamplingParams(max_tokens=config.max_tokens, temperature=0.0, top_logprobs=config.top_logprobs or None)
 
 
-def read_scores(completion, n: int) -> tuple[list[float] | None, list[float] | None]:
-    """(parsed scores, probability-weighted scores) of a rater reply, each None when absent."""
-    from gpt4llm.scoring import expected_scores, parse_scores
+def read_scores(
+    completion, n: int, fmt: str = "auto", prompt: str | None = None
+) -> tuple[list[float] | None, list[float] | None]:
+    """(scores read from the reply's verdict, probability-weighted scores at that verdict's
+    positions), each None when absent. `fmt`: the output format the rater prompt asks for;
+    `prompt`: the text the rater was sent (what the reply copies from it is no score)."""
+    from gpt4llm.scoring import read_expected
+    from gpt4llm.scoring import read_scores as read_text
 
     if completion is None:
         return None, None
-    parsed = parse_scores(completion.text, n, LO, HI)
-    expected = expected_scores(completion.top_logprobs, n, LO, HI) if completion.top_logprobs else None
+    parsed = read_text(completion.text, n, LO, HI, format=fmt, prompt=prompt).values
+    top = getattr(completion, "top_logprobs", None)
+    expected = None
+    if top:
+        got = read_expected(top, n, LO, HI, text=completion.text, format=fmt, prompt=prompt)
+        expected = got.values
     return parsed, expected
+
+
+def _sent(messages: list[dict]) -> str:
+    """What the rater was sent (the reply's own earlier text excluded)."""
+    sent = [m.get("content") for m in messages if m.get("role") != "assistant"]
+    return "\n".join(c for c in sent if isinstance(c, str))
 
 
 def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
@@ -183,8 +147,11 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
     from gpt4llm.llm import complete_all
     from gpt4llm.llm.base import Request
     from gpt4llm.prompts import fill, load_prompt
+    from gpt4llm.scoring import declared_format, detect_format, from_verdict
 
-    template = load_prompt(config.prompt or f"rater_{config.mode}")
+    # the reply format the prompt asks for ("Score: X", "Answer K: X"; a file may declare it)
+    declared, template = declared_format(load_prompt(config.prompt or f"rater_{config.mode}"))
+    fmt = declared or detect_format(template)
     reminder = load_prompt(config.reminder or f"rater_reminder_{config.mode}")
     rng = random.Random(config.seed)
     params = _params(config)
@@ -211,9 +178,22 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
     ]
     counts: Counter = Counter()
     results = complete_all(config.rater, requests, description=f"rating ({config.mode})")
+    all_results = list(results)
     replies = [r.completion for r in results]
     errors = [r.error for r in results]
-    parsed = [read_scores(c, len(names)) for c, (_, names) in zip(replies, jobs)]
+    parsed = [read_scores(c, len(names), fmt, _sent(req.messages))
+              for c, req, (_, names) in zip(replies, requests, jobs)]
+    # Where the endpoint returns no token probabilities (transformers serve, some proxies),
+    # say so once; probes would not help either.
+    has_probabilities = any(c is not None and getattr(c, "top_logprobs", None) for c in replies)
+    if config.top_logprobs and not has_probabilities and any(c is not None for c in replies):
+        from rich.console import Console
+
+        what = "; --use-expected falls back to the replies' text" if config.use_expected else ""
+        Console(stderr=True).print(
+            "[yellow]warning: the rater's endpoint returned no token probabilities: "
+            f"score_expected stays empty{what}"
+        )
 
     # Retry once, with the reply and a stricter reminder appended, when the text gave no scores.
     retry_idx = [j for j, (c, (p, _)) in enumerate(zip(replies, parsed)) if c is not None and p is None]
@@ -224,17 +204,23 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
             msgs = requests[j].messages + [{"role": "assistant", "content": replies[j].text}, {"role": "user", "content": fill(reminder, n=n)}]
             retry.append(Request(key=requests[j].key + "|retry", messages=msgs, params=params))
         again = complete_all(config.rater, retry, description="re-asking unreadable ratings")
-        for j, res in zip(retry_idx, again):
+        all_results.extend(again)
+        for j, req, res in zip(retry_idx, retry, again):
             if res.completion is None:
                 continue
-            p2, e2 = read_scores(res.completion, len(jobs[j][1]))
-            # raw keeps both replies; the probabilities of the first stay if the retry has none
+            p2, e2 = read_scores(res.completion, len(jobs[j][1]), fmt, _sent(req.messages))
+            # raw keeps both replies; the probabilities are those of the retry's verdict
             replies[j] = _Joined(replies[j].text + "\n\n[reminder]\n" + res.completion.text)
-            parsed[j] = (p2, e2 if e2 is not None else parsed[j][1])
+            parsed[j] = (p2, e2)
 
-    # A rater that still shows no score position (a small base model writing prose): ask in the
-    # same conversation for each score as a bare number and read the probability-weighted score.
-    probe_idx = [j for j, (c, (_, e)) in enumerate(zip(replies, parsed)) if c is not None and e is None and config.top_logprobs]
+    # A rater that still wrote no verdict (a small base model writing prose): with
+    # --use-expected, ask in the same conversation for each score as a bare number and read the
+    # probability-weighted score. Never for a score already read from the reply, nor from an
+    # endpoint without probabilities (the answer could not become a score).
+    can_probe = config.use_expected and bool(config.top_logprobs) and has_probabilities
+    probe_idx = [j for j, (c, (p, e)) in enumerate(zip(replies, parsed))
+                 if can_probe and c is not None and p is None and e is None]
+    probed: set[int] = set()
     if probe_idx:
         from gpt4llm.scoring import probe_scores
 
@@ -250,6 +236,7 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
         for j, vals in zip(probe_idx, got):
             if vals is not None:
                 parsed[j] = (parsed[j][0], vals)
+                probed.add(j)
                 counts["probed"] += 1
 
     # Assemble records.
@@ -265,11 +252,19 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
         if j in retry_idx:
             counts["retried"] += 1
         for k, name in enumerate(names):
-            score = p[k] if p is not None else None
+            # The score ranks answers (pairs), so it comes from the rater's own verdict: its text,
+            # or with --use-expected the probabilities at that verdict or of a probe's answer.
             exp = round(e[k], 4) if e is not None else None
+            score, source = (p[k], "verdict") if p is not None else (None, None)
             if config.use_expected and exp is not None:
-                score = exp
-            entry = {"model": name, "text": items[i]["answers"][name], "score": score, "score_expected": exp, "raw": c.text if c is not None else None}
+                score, source = exp, ("probe" if j in probed else "probabilities")
+            if source is not None and not from_verdict(source, config.use_expected):
+                score, source = None, None
+            if source is not None:
+                counts[f"scores_from_{'text' if source == 'verdict' else source}"] += 1
+            entry = {"model": name, "text": items[i]["answers"][name], "score": score,
+                     "score_source": source, "score_expected": exp,
+                     "raw": c.text if c is not None else None}
             if c is None:
                 entry["error"] = errors[j]
             if score is None:
@@ -289,7 +284,13 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
                 "order": shown[i],
             }
         )
-    return records, dict(counts)
+    counts["probabilities_returned"] = has_probabilities
+    from gpt4llm.llm.summary import usage_totals
+
+    usage = usage_totals(all_results)
+    out = dict(counts)
+    out.update({k: usage[k] for k in ("cached", "retries", "timeouts", "cost_usd", "replicas") if k in usage})
+    return records, out
 
 
 class _Joined:
@@ -302,19 +303,24 @@ class _Joined:
 # --- answers from models queried now ---------------------------------------------------------
 
 
-def query_sources(config: Config, base: list[Record]) -> dict[str, tuple[list[Record], bool]]:
+def query_sources(config: Config, base: list[Record]) -> tuple[list, list[dict]]:
+    """Answers of each --source-model to the base instructions, as join Sources, and the
+    requests that failed ({id, model, error})."""
+    from gpt4llm.join import Source
     from gpt4llm.llm import complete_all
     from gpt4llm.llm.base import Request, SamplingParams
 
-    out = {}
+    out, failed = [], []
     for name, model in config.source_model.items():
         llm = config.source_llm.model_copy(update={"model": model})
+        llm._option_prefix = config.source_llm._option_prefix
         params = SamplingParams(max_tokens=config.source_max_tokens, temperature=0.0)
         reqs = [Request(key=r["id"], messages=[{"role": "user", "content": user_input_of(r["instruction"], r.get("input") or "")}], params=params) for r in base]
         results = complete_all(llm, reqs, description=f"answers of {name}")
         recs = [dict(r, output=res.completion.text.strip(), model=model) for r, res in zip(base, results) if res.ok]
-        out[name] = (recs, True)
-    return out
+        failed += [{"id": r["id"], "model": name, "error": res.error or "failed"} for r, res in zip(base, results) if not res.ok]
+        out.append(Source(name, recs, True))
+    return out, failed
 
 
 # --- the paper's figure: score distribution per source --------------------------------------
@@ -396,80 +402,112 @@ def print_summary(hists: dict[str, dict], summary: dict) -> None:
 
 
 def run(config: Config) -> dict:
+    from gpt4llm.join import Source, join_answers
+    from gpt4llm.join import load_source as load_source_file
+    from gpt4llm.outputs import check_outputs, finish_stage, request_caches
+
     t0 = time.time()
     n_sources = len(config.source) + len(config.source_model)
     if n_sources < 2:
-        raise UserError(f"compare needs answers from at least two sources (--source NAME=FILE / --source-model NAME=MODEL), got {n_sources}")
+        raise UserError(f"compare needs answers from at least two sources (NAME=FILE arguments / --source-model NAME=MODEL), got {n_sources}")
     dup = set(config.source) & set(config.source_model)
     if dup:
         raise UserError(f"source name(s) used twice: {', '.join(sorted(dup))}")
-    inputs: list[Path] = []
-    files: dict[str, tuple[list[Record], bool]] = {}
-    for name, file in config.source.items():
-        path = Path(file)
-        files[name] = load_source(name, path)
-        inputs.append(path)
-    base = None
-    base_explicit = True
+    inputs: list[Path] = [Path(f) for f in config.source.values()]
     if config.instructions is not None:
-        base = load_instructions(config.instructions)
-        base_explicit = all(isinstance(o, dict) and "id" in o for _, o in read_json_records(config.instructions))
         inputs.append(config.instructions)
+    prompt_files = [Path(p) for p in (config.prompt, config.reminder, config.probe) if p and Path(p).is_file()]
+    check_outputs(
+        inputs=[*inputs, *prompt_files],
+        files=[config.output, config.pairs, config.plot],
+        caches=request_caches(config.rater, config.source_llm if config.source_model else None),
+    )
+    sources = [load_source(name, Path(file)) for name, file in config.source.items()]
+    base = None
+    if config.instructions is not None:
+        base = load_source_file("instructions", config.instructions)
+    failed: list[dict] = []
     if config.source_model:
         if base is None:
-            if not files:
-                raise UserError("--source-model needs instructions: give --instructions FILE or at least one --source file")
-            base, _ = join_sources(files)  # the instructions the files hold
-            base = [{"id": it["id"], "instruction": it["instruction"], "input": it["input"]} for it in base]
+            if not sources:
+                raise UserError("--source-model needs instructions: give --instructions FILE or at least one NAME=FILE source")
+            held = join_answers(sources, on=config.join)  # the instructions the files hold
+            base = Source("instructions", [{"id": it.id, "instruction": it.instruction, "input": it.input} for it in held.items])
         if config.limit:
-            base = base[: config.limit]
-        queried = query_sources(config, base)
-        # Model answers carry the base's ids; join them with the files on id or text.
-        for name, (recs, _) in queried.items():
-            files[name] = (recs, True)
+            base = Source(base.name, base.records[: config.limit], base.explicit_ids, base.path)
+        queried, source_failures = query_sources(config, base.records)
+        failed.extend(source_failures)
+        sources.extend(queried)
 
-    items, report = join_sources(files, base=base, base_explicit=base_explicit)
-    items = [it for it in items if len(it["answers"]) >= 2]
+    joined = join_answers(sources, on=config.join, base=base)
+    items = [
+        {"id": it.id, "instruction": it.instruction, "input": it.input, "answers": {n: r["output"] for n, r in it.records.items()}}
+        for it in joined.items
+        if len(it.records) >= 2
+    ]
     overlapping = {name for it in items for name in it["answers"]}
     if len(overlapping) < 2 or not items:
-        detail = ", ".join(f"{n}: {len(r)} record(s)" for n, (r, _) in files.items())
-        raise UserError(f"the sources share no instructions (joined on {report['join']}; {detail}): nothing to compare")
+        detail = ", ".join(f"{s.name}: {len(s.records)} record(s)" for s in sources)
+        raise UserError(f"the sources share no instructions (joined by {joined.method}; {detail}): nothing to compare")
     if config.limit:
         items = items[: config.limit]
 
     records, counts = rate(config, items)
-    write_jsonl(config.output, records)
-    n_pairs = 0
-    if config.pairs is not None:
-        pairs = [p for rec in records for p in published_pairs(rec)]
-        n_pairs = write_jsonl(config.pairs, pairs)
-    else:
-        n_pairs = sum(len(published_pairs(rec)) for rec in records)
+    for rec in records:
+        for r in rec["responses"]:
+            if r.get("score") is None:
+                why = r.get("error") or "no score could be read from the rater's reply"
+                failed.append({"id": rec["id"], "model": r["model"], "error": why})
+    pairs = [p for rec in records for p in published_pairs(rec)]
     hists = histograms_by_source(records)
-    if config.plot is not None:
-        plot_histograms(hists, config.plot, title=f"Scores by {config.rater.model}")
+    report = joined.report()
     summary = {
         "rater": config.rater.model,
         "mode": config.mode,
-        "sources": sorted(files),
-        **report,
+        "sources": sorted(s.name for s in sources),
+        "join": report["join"],
+        "instructions": report["items"],
+        "mismatched": sum(1 for it in joined.items if len(it.records) < len(sources)),
+        "missing_per_source": report["missing"],
         "rated_instructions": len(records),
-        "not_overlapping_sources": sorted(set(files) - overlapping),
+        "not_overlapping_sources": sorted({s.name for s in sources} - overlapping),
         "requests": counts.get("requests", 0),
         "retried": counts.get("retried", 0),
         "unparsed_requests": counts.get("unparsed_requests", 0),
         "failed_requests": counts.get("failed_requests", 0),
         "unscored_answers": counts.get("unscored_answers", 0),
         "with_expected": sum(1 for rec in records for r in rec["responses"] if r.get("score_expected") is not None),
-        "pairs": n_pairs,
+        # how the scores were read: the verdict's text, its probabilities, a probe's probabilities
+        "scores_from_text": counts.get("scores_from_text", 0),
+        "scores_from_probabilities": counts.get("scores_from_probabilities", 0),
+        "scores_from_probe": counts.get("scores_from_probe", 0),
+        "probabilities_returned": (bool(counts.get("probabilities_returned")) if config.top_logprobs
+                                   else None),
+        **{k: v for k, v in counts.items() if k in ("cached", "retries", "timeouts", "cost_usd", "replicas")},
+        "pairs": len(pairs),
         "histograms": hists,
     }
+
+    def write() -> None:
+        write_jsonl(config.output, records)
+        if config.pairs is not None:
+            write_jsonl(config.pairs, pairs)
+        if config.plot is not None:
+            plot_histograms(hists, config.plot, title=f"Scores by {config.rater.model}")
+
+    n_answers = sum(len(rec["responses"]) for rec in records) + len(config.source_model) * (len(base.records) if base else 0)
+    finish_stage(
+        stage="compare",
+        config=config,
+        output=config.output,
+        inputs=inputs,
+        summary=summary,
+        total=n_answers,
+        failed=failed,
+        write=write,
+        started=t0,
+        what="answers",
+        print_table=False,
+    )
     print_summary(hists, summary)
-    from gpt4llm.provenance import write_manifest
-
-    write_manifest(config.output, "compare", config, inputs=inputs, summary=summary, started=t0)
     return summary
-
-
-def register(app) -> None:
-    config_command(app, "compare", Config, run, help="Rate the answers of several sources 1-10 with a rater LLM; write comparison records and preference pairs.")

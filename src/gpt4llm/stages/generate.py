@@ -15,20 +15,21 @@ teacher to answer in the language of the instruction, so `translate` output feed
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
 from pydantic import Field
 
-from gpt4llm.config import LLMConfig, StageConfig, config_command
+from gpt4llm.config import LLMConfig, StageConfig
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
-from gpt4llm.prompts import fill, load_prompt
+from gpt4llm.outputs import max_failed_fraction_field
+from gpt4llm.prompts import chat_messages, cut_at_stops, fill, load_prompt
 
 SYSTEM_PROMPT = "teacher_system.txt"
 TEMPLATE_INPUT = "teacher_input.txt"
 TEMPLATE_NO_INPUT = "teacher_no_input.txt"
+RESERVED = ("instruction", "input", "output", "id", "teacher", "usage")
 
 
 class Config(StageConfig):
@@ -48,6 +49,7 @@ class Config(StageConfig):
     shuffle: bool = Field(False, description="With --limit: take a random sample (seeded by --seed) instead of the first N. The output keeps input order.")
     seed: int = Field(0, description="Seed for --shuffle and for the teacher's sampling (where the backend supports seeds).")
     drop_truncated: bool = Field(False, description="Treat answers cut off by --max-tokens (finish_reason 'length') as failed instead of keeping them.")
+    max_failed_fraction: float = max_failed_fraction_field()
 
 
 def build_messages(rec: dict, system: str, template_input: str, template_no_input: str) -> list[dict]:
@@ -56,20 +58,10 @@ def build_messages(rec: dict, system: str, template_input: str, template_no_inpu
         user = fill(template_input, instruction=instruction, input=inp)
     else:
         user = fill(template_no_input, instruction=instruction, input="")
-    messages = [{"role": "system", "content": system}] if system.strip() else []
-    messages.append({"role": "user", "content": user})
-    return messages
+    return chat_messages(system, user)
 
 
-def clean_answer(text: str, stops: tuple[str, ...] | list[str] = ()) -> str:
-    """Strip whitespace and cut at the first stop string."""
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
-    if cut >= 0:
-        text = text[:cut]
-    return text.strip()
-
-
-def load_templates(config) -> tuple[str, str, str]:
+def load_templates(config: Config) -> tuple[str, str, str]:
     """(system, with-input template, no-input template), checked for their placeholders."""
     system = load_prompt(config.system_prompt or SYSTEM_PROMPT).strip()
     # A file's final newline is not part of the prompt.
@@ -81,56 +73,17 @@ def load_templates(config) -> tuple[str, str, str]:
     return system, t_in, t_no
 
 
-def check_output(output: Path, input: Path) -> None:
-    if output.is_dir():
-        raise UserError(f"{output}: output is a directory, expected a file name")
-    if output.exists() and input.exists() and output.resolve() == input.resolve():
-        raise UserError(f"{output}: output would overwrite the input")
-
-
-def failed_path(output: Path) -> Path:
-    return output.with_name(output.name + ".failed.jsonl")
-
-
-def select(records: list[dict], limit: int | None, shuffle: bool, seed: int) -> list[dict]:
-    if limit is None or limit >= len(records):
-        return records
-    if not shuffle:
-        return records[:limit]
-    picked = sorted(random.Random(seed).sample(range(len(records)), limit))
-    return [records[i] for i in picked]
-
-
-def write_records(path: Path, records: list[dict]) -> None:
-    from gpt4llm.records import write_json, write_jsonl
-
-    if path.suffix.lower() == ".json":
-        write_json(path, records)
-    else:
-        write_jsonl(path, records)
-
-
-def write_failed(output: Path, failed: list[dict]) -> Path | None:
-    from gpt4llm.records import write_jsonl
-
-    path = failed_path(output)
-    if failed:
-        write_jsonl(path, failed)
-        return path
-    path.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
-    return None
-
-
 def run(config: Config) -> dict:
     from gpt4llm.llm import complete_all
-    from gpt4llm.llm.summary import print_summary, usage_totals
-    from gpt4llm.provenance import write_manifest
-    from gpt4llm.records import load_instructions
+    from gpt4llm.llm.summary import cost_known, usage_totals
+    from gpt4llm.outputs import check_outputs, finish_stage, request_caches
+    from gpt4llm.records import load_instructions, select_records, write_records
 
     t0 = time.time()
-    # Everything that can be wrong with the input is found before the first request.
-    check_output(config.output, config.input)
-    records = select(load_instructions(config.input), config.limit, config.shuffle, config.seed)
+    # Everything that can be wrong with the input or the outputs is found before the first request.
+    prompt_files = [config.system_prompt, config.prompt_template, config.prompt_template_no_input]
+    check_outputs(inputs=[config.input, *prompt_files], files=[config.output], caches=request_caches(config.teacher))
+    records = select_records(load_instructions(config.input), config.limit, config.shuffle, config.seed)
     if not records:
         raise DataError(config.input, "no instructions in the file")
     system, t_in, t_no = load_templates(config)
@@ -150,7 +103,7 @@ def run(config: Config) -> dict:
             failed.append({"id": rec["id"], "error": res.error or "failed"})
             continue
         comp = res.completion
-        text = clean_answer(comp.text, config.stop)
+        text = cut_at_stops(comp.text, config.stop)
         if not text:
             failed.append({"id": rec["id"], "error": f"empty answer from the teacher (finish_reason={comp.finish_reason})"})
             continue
@@ -159,7 +112,7 @@ def run(config: Config) -> dict:
                 failed.append({"id": rec["id"], "error": f"answer cut off at --max-tokens {config.max_tokens} (finish_reason=length)"})
                 continue
             truncated += 1
-        extra = {k: v for k, v in rec.items() if k not in ("instruction", "input", "output", "id", "teacher", "usage")}
+        extra = {k: v for k, v in rec.items() if k not in RESERVED}
         out.append(
             {
                 "instruction": rec["instruction"],
@@ -175,42 +128,24 @@ def run(config: Config) -> dict:
     summary = {
         "records": len(records),
         "written": len(out),
-        "cached": totals["cached"],
+        **{k: totals[k] for k in ("cached", "retries", "timeouts", "replicas") if k in totals},
         "failed": len(failed),
         "truncated": truncated,
         "prompt_tokens": totals["prompt_tokens"],
         "completion_tokens": totals["completion_tokens"],
         "cost_usd": totals["cost_usd"],
-        "cost_known": _cost_known(config.teacher),
+        "cost_known": cost_known(config.teacher),
         "output": str(config.output),
-        "failed_file": None,
-        "seconds": round(time.time() - t0, 2),
     }
-    fpath = write_failed(config.output, failed)
-    summary["failed_file"] = str(fpath) if fpath else None
-    if records and not out:
-        print_summary("generate", summary)
-        raise UserError(f"all {len(records)} requests failed (see {fpath}); first error: {failed[0]['error']}")
-    write_records(config.output, out)
-    write_manifest(config.output, "generate", config, inputs=[config.input], summary=summary, started=t0)
-    print_summary("generate", summary)
-    return summary
-
-
-def _cost_known(teacher: LLMConfig) -> bool:
-    from gpt4llm.llm import prices, resolve_backend
-
-    if resolve_backend(teacher) == "local":
-        return True
-    return prices.resolve(teacher.model, teacher.price_prompt, teacher.price_completion) is not None
-
-
-def register(app) -> None:
-    config_command(
-        app,
-        "generate",
-        Config,
-        run,
-        help="Answer instructions with a teacher model (GPT-4, any OpenAI-compatible server, or a local model) -> Alpaca-format SFT data.",
-        arguments=("input",),
+    return finish_stage(
+        stage="generate",
+        config=config,
+        output=config.output,
+        inputs=[config.input],
+        summary=summary,
+        total=len(records),
+        failed=failed,
+        write=lambda: write_records(config.output, out),
+        started=t0,
+        what="requests",
     )

@@ -17,6 +17,15 @@ An endpoint model (`--model gpt-4 --model-base-url ...`) goes through `llm.compl
 
 Best-of-n: `--n N` samples N candidates per instruction (temperature > 0, distinct
 sample_index); with `--reward-model DIR` each is scored by the reward model and the best kept.
+
+Multi-turn (MT-bench): an input whose records carry `turns` (MT-bench's question.jsonl,
+`{question_id, category, turns: [q1, q2]}`) is answered as a conversation: the model answers
+q1, then q2 with its own first answer in the context (chat models: the chat template over the
+messages; Alpaca-format models: the first turn's prompt, the answer, then `### Instruction:` q2
+`### Response:`, as `llm.local.render_messages` writes a conversation; endpoints: the messages).
+The record adds `turns` (the answers, in order) and `question_turns`; `output` is the first
+turn's answer, matching `instruction`. An item whose turn fails has no record (counted failed).
+Local runs journal an item when all its turns are answered; endpoints resume from the cache.
 """
 
 from __future__ import annotations
@@ -27,14 +36,17 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import LLMConfig, StageConfig, config_command
+from gpt4llm.config import LLMConfig, StageConfig
 from gpt4llm.errors import UserError
+from gpt4llm.outputs import journal_path, max_failed_fraction_field
 
 
 class Config(StageConfig):
     """Settings of `gpt4llm respond`."""
 
-    input: Path | None = Field(None, description="Instructions to answer: Alpaca-format JSON array or JSONL (instruction, optional input).")
+    input: Path = Field(description=(
+        "Instructions to answer: Alpaca-format JSON array or JSONL (instruction, optional input), "
+        "or multi-turn questions with `turns` (MT-bench's question.jsonl)."))
     output: Path = Field(Path("responses.jsonl"), description="Response records (JSONL), written atomically in input order.")
     model: LLMConfig = Field(default_factory=LLMConfig, description="The model that answers.")
     engine: Literal["transformers", "vllm"] = Field("transformers", description="Local models: 'transformers' (batched, CPU/GPU) or 'vllm' (offline engine, GPU only; pip install 'gpt4llm[vllm]').")
@@ -48,6 +60,11 @@ class Config(StageConfig):
     reward_model: str | None = Field(None, description="Best-of-n: reward model directory that scores the candidates; the best is kept (without it: the first sample).")
     max_samples: int | None = Field(None, ge=1, description="Answer at most this many instructions.")
     model_label: str | None = Field(None, description="Value of the 'model' field in the records (default: the model name).")
+    num_workers: int = Field(1, ge=1, description=(
+        "Local models (transformers engine, single-turn): answer in N processes, each with its "
+        "own copy of the model and 1/N of the CPU threads (or one GPU each); the same "
+        "responses as one process, in input order."))
+    max_failed_fraction: float = max_failed_fraction_field()
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -66,42 +83,64 @@ def _is_local(config: Config) -> bool:
     return config.model.base_url is None and is_local_model(config.model.model)
 
 
-def _journal_path(output: Path) -> Path:
-    return output.with_name(output.name + ".journal")
-
-
 def run(config: Config) -> dict:
     from rich.console import Console
 
-    from gpt4llm.provenance import write_manifest
+    from gpt4llm.llm.summary import usage_totals
+    from gpt4llm.outputs import check_outputs, finish_stage, request_caches
     from gpt4llm.records import Journal, load_instructions, write_jsonl
 
     t0 = time.time()
     console = Console(stderr=True)
-    if config.input is None:
-        raise UserError("no input: give the instructions file with --input")
-    records = load_instructions(config.input)
+    local = _is_local(config)
+    if local or config.reward_model:
+        from gpt4llm.extras import require
+
+        require("train", "torch", "transformers")  # before the journal is opened
+    model_inputs = [config.model.model] if local and Path(config.model.model).exists() else []
+    check_outputs(
+        inputs=[config.input, *model_inputs, config.reward_model],
+        files=[config.output],
+        caches=[] if local else request_caches(config.model),
+    )
+    if _has_turns(config.input):
+        records = _load_turns(config.input)
+    else:
+        records = load_instructions(config.input)
+    multi_turn = any("turns" in r for r in records)
+    if config.num_workers > 1 and (multi_turn or not local or config.engine != "transformers"):
+        raise UserError("--num-workers is for a local model with the transformers engine and "
+                        "single-turn instructions")
+    if multi_turn and (config.n > 1 or config.engine == "vllm"):
+        raise UserError(f"{config.input}: multi-turn questions are answered with one sample by "
+                        "the transformers engine or an endpoint (no --n, no --engine vllm)")
     if config.max_samples:
         records = records[: config.max_samples]
     if not records:
         raise UserError(f"{config.input}: no instructions")
     label = config.model_label or config.model.model
-    local = _is_local(config)
     scorer = _load_scorer(config.reward_model) if config.reward_model else None
 
-    journal = Journal(_journal_path(config.output))
+    journal = Journal(journal_path(config.output))
     todo = [r for r in records if r["id"] not in journal.done]
     resumed = len(records) - len(todo)
-    stats = {"stop": 0, "length": 0, "failed": 0}
+    stats = {"stop": 0, "length": 0}
     lengths = {"prompts_too_long": 0, "prompts_over_trained_length": 0}
+    failures: dict[str, str] = {}  # id -> why it has no response
+    results: list = []
     try:
-        if todo:
+        if todo and multi_turn:
+            if local:
+                _respond_local_turns(config, todo, label, journal, console, failures)
+            else:
+                results = _respond_endpoint_turns(config, todo, label, journal, failures)
+        elif todo:
             if local and config.engine == "vllm":
                 _respond_vllm(config, todo, label, journal, scorer)
             elif local:
-                lengths = _respond_local(config, todo, label, journal, scorer, console)
+                lengths = _respond_local(config, todo, label, journal, scorer, console, failures)
             else:
-                _respond_endpoint(config, todo, label, journal, scorer)
+                results = _respond_endpoint(config, todo, label, journal, scorer, failures)
     finally:
         journal.close()
     out = []
@@ -110,26 +149,52 @@ def run(config: Config) -> dict:
         if rec is None:
             continue
         out.append(rec)
-        stats[rec.get("finish_reason", "stop") if rec.get("finish_reason") in ("stop", "length") else "failed"] += 1
-    missing = len(records) - len(out)
-    write_jsonl(config.output, out)
-    if missing == 0:
-        _journal_path(config.output).unlink(missing_ok=True)
+        if rec.get("finish_reason") in stats:
+            stats[rec["finish_reason"]] += 1
+    failed = [
+        {"id": r["id"], "error": failures.get(r["id"], "no response (the model returned nothing)")}
+        for r in records
+        if r["id"] not in journal.done
+    ]
+    usage = usage_totals(results) if results else {}
     summary = {
         "model": label,
         "instructions": len(records),
         "responses": len(out),
-        "failed": missing,
+        "failed": len(failed),
         "resumed": resumed,
         "stopped": stats["stop"],
         "hit_max_tokens": stats["length"],
         **lengths,
+        **{k: usage[k] for k in ("cached", "retries", "timeouts", "cost_usd", "replicas") if k in usage},
         "n": config.n,
         "reward_model": config.reward_model,
-        "seconds": round(time.time() - t0, 2),
     }
-    write_manifest(config.output, "respond", config, inputs=[config.input], summary=summary, started=t0)
-    console.print(f"respond: {len(out)}/{len(records)} responses from {label} ({stats['stop']} stopped, {stats['length']} hit --max-new-tokens, {resumed} from a previous run) → {config.output}")
+
+    def write() -> None:
+        write_jsonl(config.output, out)
+        if not failed:  # a complete run needs no journal; an incomplete one keeps it for resume
+            journal_path(config.output).unlink(missing_ok=True)
+
+    finish_stage(
+        stage="respond",
+        config=config,
+        output=config.output,
+        inputs=[config.input],
+        summary=summary,
+        total=len(records),
+        failed=failed,
+        write=write,
+        started=t0,
+        what="instructions",
+        print_table=False,
+    )
+    console.print(
+        f"respond: {len(out)}/{len(records)} responses from {label} ({stats['stop']} stopped, "
+        f"{stats['length']} hit --max-new-tokens, {resumed} from a previous run"
+        + (f", {len(failed)} failed: see {summary['failed_file']}" if failed else "")
+        + f") → {config.output}"
+    )
     return summary
 
 
@@ -144,6 +209,48 @@ def _record(src: dict, text: str, label: str, finish: str, prompt_tokens: int, c
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
     }
+
+
+def _has_turns(path: Path) -> bool:
+    from gpt4llm.records import read_json_records
+
+    rows = read_json_records(path)
+    return bool(rows) and isinstance(rows[0][1], dict) and "turns" in rows[0][1]
+
+
+def _load_turns(path: Path) -> list[dict]:
+    """Multi-turn questions {question_id | id, turns: [str, ...], category?} -> records with
+    `instruction` (the first turn) and `turns`."""
+    from gpt4llm.errors import DataError
+    from gpt4llm.records import read_json_records
+
+    out, seen = [], {}
+    for index, (lineno, rec) in enumerate(read_json_records(path)):
+        if not isinstance(rec, dict):
+            raise DataError(path, f"expected a JSON object, got {type(rec).__name__}", line=lineno)
+        turns = rec.get("turns")
+        ok = isinstance(turns, list) and bool(turns)
+        if not ok or not all(isinstance(t, str) and t.strip() for t in turns):
+            raise DataError(path, "expected a non-empty list of non-empty strings", line=lineno,
+                            field="turns")
+        qid = rec.get("question_id", rec.get("id", f"{path.stem}-{index:06d}"))
+        qid = str(qid)
+        if qid in seen:
+            raise DataError(path, f"duplicate id {qid!r} (first on line {seen[qid]})", line=lineno)
+        seen[qid] = lineno
+        out.append({"id": qid, "instruction": turns[0], "input": "", "turns": list(turns),
+                    **({"category": rec["category"]} if "category" in rec else {})})
+    return out
+
+
+def _turns_record(src: dict, answers: list[Any], label: str) -> dict:
+    out = _record(src, answers[0].text, label, answers[-1].finish_reason,
+                  sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers))
+    out["turns"] = [a.text.strip() for a in answers]
+    out["question_turns"] = list(src["turns"])
+    if "category" in src:
+        out["category"] = src["category"]
+    return out
 
 
 def _load_scorer(path: str) -> Any:
@@ -202,7 +309,7 @@ def check_prompt_lengths(prompt_tokens: list[int], max_new_tokens: int, context:
     return fits, over
 
 
-def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any, console: Any) -> dict:
+def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any, console: Any, failures: dict[str, str]) -> dict:
     from rich.progress import Progress
 
     from gpt4llm.llm.base import SamplingParams
@@ -215,8 +322,12 @@ def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, s
     prompts = [build_prompt(meta, gen.tokenizer, r["instruction"], r.get("input", "")) for r in todo]
     context = getattr(gen.model.config, "max_position_embeddings", None)
     trained = (read_prompt_meta(config.model.model) or {}).get("max_seq_len")
-    fits, over = check_prompt_lengths([len(encode_prompt(gen.tokenizer, p)) for p in prompts], config.max_new_tokens, context, trained)
+    n_tokens = [len(encode_prompt(gen.tokenizer, p)) for p in prompts]
+    fits, over = check_prompt_lengths(n_tokens, config.max_new_tokens, context, trained)
     too_long = fits.count(False)
+    for r, ok, n in zip(todo, fits, n_tokens):
+        if not ok:
+            failures[r["id"]] = f"the prompt ({n} tokens) does not fit the model's context of {context} tokens"
     if too_long:
         console.print(f"[yellow]respond: {too_long} prompt(s) do not fit the model's context of {context} tokens: left unanswered (counted as failed)[/]")
         todo = [r for r, ok in zip(todo, fits) if ok]
@@ -227,7 +338,15 @@ def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, s
     batch = config.batch_size or config.model.batch_size
     # One generate pass per sample index; items are journaled when all n samples exist.
     per_item: list[list[Any]] = [[] for _ in todo]
-    with Progress(console=console, transient=True) as progress:
+    if config.num_workers > 1:  # the same batches, dealt out to N processes
+        from gpt4llm.llm.workers import WorkerPool
+
+        pool = WorkerPool(config.model.model, config.model.dtype, config.num_workers, gen.tokenizer)
+    else:
+        from contextlib import nullcontext
+
+        pool = nullcontext(gen)
+    with Progress(console=console, transient=True) as progress, pool as generator:
         task = progress.add_task(f"respond ({label})", total=len(todo) * config.n)
         for k in range(config.n):
             params = SamplingParams(max_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p, stop=stops, seed=config.seed, sample_index=k)
@@ -240,8 +359,78 @@ def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, s
                     _finish_items([todo[i] for i in idx], [per_item[i] for i in idx], label, journal, scorer, config.n)
                 progress.advance(task, len(idx))
 
-            gen.generate(prompts, params, batch_size=batch, on_batch=on_batch)
+            generator.generate(prompts, params, batch_size=batch, on_batch=on_batch)
     return {"prompts_too_long": too_long, "prompts_over_trained_length": over}
+
+
+def conversation_prompt(meta: dict, tokenizer: Any, questions: list[str],
+                        answers: list[str]) -> str:
+    """The prompt for the next turn: questions[:k+1] with the model's own answers[:k] before it.
+    The first turn's prompt is exactly the single-turn one."""
+    from gpt4llm.train.common import build_prompt
+
+    if meta.get("chat_template") and len(questions) > 1:
+        msgs: list[dict] = []
+        for k, q in enumerate(questions):
+            msgs.append({"role": "user", "content": q})
+            if k < len(answers):
+                msgs.append({"role": "assistant", "content": answers[k]})
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    text = build_prompt(meta, tokenizer, questions[0])
+    for q, a in zip(questions[1:], answers):
+        text += a + "\n\n### Instruction:\n" + q + "\n\n### Response:\n"
+    return text
+
+
+def _respond_local_turns(config: Config, todo: list[dict], label: str, journal: Any, console: Any,
+                         failures: dict[str, str]) -> None:
+    """Answer every item's turns in order, one batched pass per turn (see the module doc)."""
+    from rich.progress import Progress
+
+    from gpt4llm.llm.base import SamplingParams
+    from gpt4llm.llm.local import LocalGenerator
+    from gpt4llm.models import read_prompt_meta
+    from gpt4llm.train.common import encode_prompt
+
+    meta = prompt_format_for(config.model.model)
+    gen = LocalGenerator.load(config.model.model, dtype=config.model.dtype)
+    context = getattr(gen.model.config, "max_position_embeddings", None)
+    trained = (read_prompt_meta(config.model.model) or {}).get("max_seq_len")
+    stops = tuple(meta.get("stop") or ()) + tuple(config.stop)
+    batch = config.batch_size or config.model.batch_size
+    params = SamplingParams(max_tokens=config.max_new_tokens, temperature=config.temperature,
+                            top_p=config.top_p, stop=stops, seed=config.seed)
+    answers: list[list[Any]] = [[] for _ in todo]
+    alive = set(range(len(todo)))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"respond ({label})", total=sum(len(r["turns"]) for r in todo))
+        for t in range(max(len(r["turns"]) for r in todo)):
+            idx = [i for i in sorted(alive) if len(todo[i]["turns"]) > t]
+            prompts = [conversation_prompt(meta, gen.tokenizer, todo[i]["turns"][: t + 1],
+                                           [a.text.strip() for a in answers[i]]) for i in idx]
+            n_tokens = [len(encode_prompt(gen.tokenizer, p)) for p in prompts]
+            fits, over = check_prompt_lengths(n_tokens, config.max_new_tokens, context, trained)
+            for i, ok, n in zip(idx, fits, n_tokens):
+                if not ok:
+                    failures[todo[i]["id"]] = (f"turn {t + 1}: the prompt ({n} tokens) does not "
+                                               f"fit the model's context of {context} tokens")
+                    alive.discard(i)
+            if over:
+                console.print(f"[yellow]respond: turn {t + 1}: {over} prompt(s) plus "
+                              f"--max-new-tokens exceed the max_seq_len of {trained} the model "
+                              "was trained with[/]")
+            keep = [(i, p) for i, p, ok in zip(idx, prompts, fits) if ok]
+
+            def on_batch(bidx: list[int], comps: list[Any], keep: list = keep) -> None:
+                for j, c in zip(bidx, comps):
+                    i = keep[j][0]
+                    answers[i].append(c)
+                    if len(answers[i]) == len(todo[i]["turns"]):
+                        journal.add(_turns_record(todo[i], answers[i], label))
+                progress.advance(task, len(bidx))
+
+            if keep:
+                gen.generate([p for _, p in keep], params, batch_size=batch, on_batch=on_batch)
 
 
 def _respond_vllm(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any) -> None:
@@ -273,7 +462,7 @@ def _respond_vllm(config: Config, todo: list[dict], label: str, journal: Any, sc
 
 
 # --------------------------------------------------------------------------- endpoint
-def _respond_endpoint(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any) -> None:
+def _respond_endpoint(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any, failures: dict[str, str]) -> list:
     from gpt4llm.llm import complete_all
     from gpt4llm.llm.base import Request, SamplingParams
 
@@ -287,19 +476,47 @@ def _respond_endpoint(config: Config, todo: list[dict], label: str, journal: Any
     by_key = {res.key: res for res in results}
     ok_items, ok_comps = [], []
     for r in todo:
-        comps = [by_key[f"{r['id']}#{k}"].completion for k in range(config.n)]
-        comps = [c for c in comps if c is not None]
-        if comps:  # an item whose every request failed stays out (counted as failed)
+        got = [by_key[f"{r['id']}#{k}"] for k in range(config.n)]
+        comps = [g.completion for g in got if g.completion is not None]
+        if comps:
             ok_items.append(r)
             ok_comps.append(comps)
+        else:  # every sample failed: the item stays out, with the endpoint's reason
+            failures[r["id"]] = next((g.error for g in got if g.error), None) or "failed"
     _finish_items(ok_items, ok_comps, label, journal, scorer, config.n)
+    return results
 
 
-def register(app: Any) -> None:
-    config_command(
-        app,
-        "respond",
-        Config,
-        run,
-        help="A model answers instructions (local batched, vLLM, or an OpenAI-compatible endpoint) → response records in input order.",
-    )
+def _respond_endpoint_turns(config: Config, todo: list[dict], label: str, journal: Any,
+                            failures: dict[str, str]) -> list:
+    """Each turn a round of requests carrying the conversation so far (the model's own answers)."""
+    from gpt4llm.llm import complete_all
+    from gpt4llm.llm.base import Request, SamplingParams
+
+    params = SamplingParams(max_tokens=config.max_new_tokens, temperature=config.temperature,
+                            top_p=config.top_p, stop=tuple(config.stop), seed=config.seed)
+    answers: dict[str, list[Any]] = {r["id"]: [] for r in todo}
+    alive = list(todo)
+    every: list = []
+    for t in range(max(len(r["turns"]) for r in todo)):
+        batch = [r for r in alive if len(r["turns"]) > t]
+        requests = []
+        for r in batch:
+            msgs: list[dict] = []
+            for k in range(t + 1):
+                msgs.append({"role": "user", "content": r["turns"][k]})
+                if k < t:
+                    msgs.append({"role": "assistant", "content": answers[r["id"]][k].text.strip()})
+            requests.append(Request(key=f"{r['id']}#t{t + 1}", messages=msgs, params=params))
+        results = complete_all(config.model, requests,
+                               description=f"respond ({label}), turn {t + 1}")
+        every.extend(results)
+        for r, res in zip(batch, results):
+            if res.completion is None:
+                failures[r["id"]] = f"turn {t + 1}: {res.error or 'failed'}"
+                alive.remove(r)
+            else:
+                answers[r["id"]].append(res.completion)
+    for r in alive:
+        journal.add(_turns_record(r, answers[r["id"]], label))
+    return every

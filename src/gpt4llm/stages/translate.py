@@ -17,21 +17,15 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
-from gpt4llm.config import LLMConfig, StageConfig, config_command
+from gpt4llm.config import LLMConfig, StageConfig
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
-from gpt4llm.prompts import fill, load_prompt
-from gpt4llm.stages.generate import (
-    _cost_known,
-    check_output,
-    clean_answer,
-    select,
-    write_failed,
-    write_records,
-)
+from gpt4llm.outputs import max_failed_fraction_field
+from gpt4llm.prompts import chat_messages, cut_at_stops, fill, load_prompt
 
 SYSTEM_PROMPT = "translate_system.txt"
 RECORD_TEMPLATE = "translate_record.txt"
@@ -83,6 +77,9 @@ class Config(StageConfig):
     limit: int | None = Field(None, ge=1, description="Translate only this many records (the first N, or N at random with --shuffle).")
     shuffle: bool = Field(False, description="With --limit: take a random sample (seeded by --seed) instead of the first N. The output keeps input order.")
     seed: int = Field(0, description="Seed for --shuffle and for sampling.")
+    mode: Literal["record", "field"] = Field("record", description="'record': one request per record (a JSON object of its fields), falling back to one per field when the reply does not parse; 'field': one request per field from the start (a weak or few-shot-prompted model that writes no JSON).")
+    stop: list[str] = Field(default_factory=list, description="Stop strings for the per-field replies (e.g. a newline for a few-shot prompt).")
+    max_failed_fraction: float = max_failed_fraction_field()
 
 
 def language_name(lang: str) -> str:
@@ -118,16 +115,54 @@ def parse_translation(text: str, keys: list[str]) -> dict[str, str] | None:
     return out
 
 
+# Target languages written in a script of their own: a "translation" of the instruction with
+# none of it is not a translation (a model that answered, refused, or copied the English).
+_SCRIPTS: dict[str, tuple[str, str]] = {
+    "zh": ("CJK", r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"),
+    "zh-tw": ("CJK", r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"),
+    "ja": ("Japanese", r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]"),
+    "ko": ("Hangul", r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]"),
+    "ru": ("Cyrillic", r"[\u0400-\u04ff]"),
+    "uk": ("Cyrillic", r"[\u0400-\u04ff]"),
+    "ar": ("Arabic", r"[\u0600-\u06ff]"),
+    "fa": ("Arabic", r"[\u0600-\u06ff]"),
+    "he": ("Hebrew", r"[\u0590-\u05ff]"),
+    "hi": ("Devanagari", r"[\u0900-\u097f]"),
+    "bn": ("Bengali", r"[\u0980-\u09ff]"),
+    "th": ("Thai", r"[\u0e00-\u0e7f]"),
+}
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def check_translation(lang: str, source: str, translation: str) -> str | None:
+    """Why a translated instruction is not a translation, or None when it looks like one.
+
+    Only the instruction is checked: inputs are often code, numbers or names that stay as
+    they are. A translation that repeats the source verbatim, or that has none of the target
+    language's script, is refused."""
+    code = lang.strip().lower().replace("_", "-")
+    if _folded(translation) == _folded(source) and code != "en" and re.search(r"[^\W\d_]{2,}", source):
+        return "the translation repeats the source text"
+    script = _SCRIPTS.get(code)
+    if script and not re.search(script[1], translation):
+        return f"the translation contains no {script[0]} characters (expected {language_name(lang)})"
+    return None
+
+
 def run(config: Config) -> dict:
     from gpt4llm.llm import complete_all
-    from gpt4llm.llm.summary import print_summary, usage_totals
-    from gpt4llm.provenance import write_manifest
-    from gpt4llm.records import load_instructions
+    from gpt4llm.llm.summary import cost_known, usage_totals
+    from gpt4llm.outputs import check_outputs, finish_stage, request_caches
+    from gpt4llm.records import load_instructions, select_records, write_records
 
     t0 = time.time()
     language = language_name(config.lang)
-    check_output(config.output, config.input)
-    records = select(load_instructions(config.input), config.limit, config.shuffle, config.seed)
+    prompt_files = [config.system_prompt, config.prompt_template, config.field_template]
+    check_outputs(inputs=[config.input, *prompt_files], files=[config.output], caches=request_caches(config.teacher))
+    records = select_records(load_instructions(config.input), config.limit, config.shuffle, config.seed)
     if not records:
         raise DataError(config.input, "no instructions in the file")
     system = load_prompt(config.system_prompt or SYSTEM_PROMPT).strip()
@@ -139,24 +174,24 @@ def run(config: Config) -> dict:
         raise UserError(f"{config.field_template}: prompt template has no {{text}} placeholder")
     params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
 
-    def messages(user: str) -> list[dict]:
-        return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-
     def fields_of(rec: dict) -> list[str]:
         return [f for f in FIELDS if (rec.get(f) or "").strip()]
 
     requests = []
-    for rec in records:
+    for rec in records if config.mode == "record" else []:
         keys = fields_of(rec)
         src = json.dumps({k: rec[k] for k in keys}, ensure_ascii=False, indent=2)
         user = fill(rec_tmpl, language=language, keys=", ".join(f'"{k}"' for k in keys), record=src)
-        requests.append(Request(key=rec["id"], messages=messages(user), params=params))
+        requests.append(Request(key=rec["id"], messages=chat_messages(system, user), params=params))
     results: list[Result] = complete_all(config.teacher, requests, description=f"translate ({config.lang})")
     all_results = list(results)
+    field_params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed, stop=tuple(config.stop))
 
     translated: dict[str, dict[str, str]] = {}
     failed: dict[str, str] = {}
     fallback: list[tuple[dict, str]] = []  # (record, field) to translate one by one
+    if config.mode == "field":
+        fallback = [(rec, f) for rec in records for f in fields_of(rec)]
     for rec, res in zip(records, results):
         if not res.ok:
             failed[rec["id"]] = res.error or "failed"
@@ -167,10 +202,10 @@ def run(config: Config) -> dict:
         else:
             translated[rec["id"]] = parsed
 
-    fallbacks = len({rec["id"] for rec, _ in fallback})
+    fallbacks = len({rec["id"] for rec, _ in fallback}) if config.mode == "record" else 0
     if fallback:
         freqs = [
-            Request(key=f"{rec['id']}:{f}", messages=messages(fill(field_tmpl, language=language, text=rec[f])), params=params)
+            Request(key=f"{rec['id']}:{f}", messages=chat_messages(system, fill(field_tmpl, language=language, text=rec[f])), params=field_params)
             for rec, f in fallback
         ]
         fres = complete_all(config.teacher, freqs, description=f"translate ({config.lang}, per field)")
@@ -179,7 +214,7 @@ def run(config: Config) -> dict:
             rid = rec["id"]
             if rid in failed:
                 continue
-            text = clean_answer(res.completion.text) if res.ok else ""
+            text = cut_at_stops(res.completion.text, config.stop) if res.ok else ""
             if not res.ok:
                 failed[rid] = res.error or "failed"
             elif res.completion.finish_reason == "length":
@@ -190,6 +225,15 @@ def run(config: Config) -> dict:
                 translated.setdefault(rid, {})[f] = text
         for rid in failed:
             translated.pop(rid, None)
+
+    not_translations = 0
+    for rec in records:
+        t = translated.get(rec["id"])
+        why = check_translation(config.lang, rec["instruction"], t["instruction"]) if t and "instruction" in t else None
+        if why:
+            failed[rec["id"]] = why
+            translated.pop(rec["id"])
+            not_translations += 1
 
     out = []
     for rec in records:
@@ -204,35 +248,26 @@ def run(config: Config) -> dict:
     summary = {
         "records": len(records),
         "written": len(out),
-        "cached": totals["cached"],
+        **{k: totals[k] for k in ("cached", "retries", "timeouts", "replicas") if k in totals},
         "failed": len(failed),
+        "not_translations": not_translations,
         "per_field_fallbacks": fallbacks,
         "prompt_tokens": totals["prompt_tokens"],
         "completion_tokens": totals["completion_tokens"],
         "cost_usd": totals["cost_usd"],
-        "cost_known": _cost_known(config.teacher),
+        "cost_known": cost_known(config.teacher),
         "lang": config.lang,
         "output": str(config.output),
-        "failed_file": None,
-        "seconds": round(time.time() - t0, 2),
     }
-    fpath = write_failed(config.output, [{"id": r["id"], "error": failed[r["id"]]} for r in records if r["id"] in failed])
-    summary["failed_file"] = str(fpath) if fpath else None
-    if records and not out:
-        print_summary("translate", summary)
-        raise UserError(f"all {len(records)} translations failed (see {fpath}); first error: {next(iter(failed.values()))}")
-    write_records(config.output, out)
-    write_manifest(config.output, "translate", config, inputs=[config.input], summary=summary, started=t0)
-    print_summary("translate", summary)
-    return summary
-
-
-def register(app) -> None:
-    config_command(
-        app,
-        "translate",
-        Config,
-        run,
-        help="Translate instructions (and inputs) into another language with a teacher model; the output feeds `generate`.",
-        arguments=("input",),
+    return finish_stage(
+        stage="translate",
+        config=config,
+        output=config.output,
+        inputs=[config.input],
+        summary=summary,
+        total=len(records),
+        failed=[{"id": r["id"], "error": failed[r["id"]]} for r in records if r["id"] in failed],
+        write=lambda: write_records(config.output, out),
+        started=t0,
+        what="translations",
     )

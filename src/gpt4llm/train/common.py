@@ -1,82 +1,408 @@
-"""Pieces shared by `train sft` and `train reward` (and read by `respond`).
+"""The training base shared by every trainer (`train sft`, `train reward`, and any later one).
 
-* prompt formats: the Alpaca template (with/without input, overridable by path) or the model's
-  chat template, and the metadata file saved beside a trained model so `respond` uses the same;
-* precision choice (fp32 master weights + bf16 autocast where the hardware has it);
-* LoRA setup with a clear error for a target module the model does not have;
-* a Trainer callback that appends train/eval losses to `<output>/log.jsonl`;
-* checkpoint discovery for resume, and the out-of-memory hint.
+As TRL's configs share transformers' `TrainingArguments`, our trainers share `TrainSettings`:
+one declaration (and one default) of every setting a trainer has in common — model and output,
+LoRA, schedule, batch sizes, precision, checkpoints, logging, held-out evaluation, the
+`accelerate` launcher. A trainer subclasses it and adds only its own fields; where it changes
+a default, the field's description says why. The code around the settings is shared too:
+
+* `training_arguments`: settings → `TrainingArguments` (or TRL's `RewardConfig`/`DPOConfig`,
+  both subclasses of it) — every common setting mapped in one place;
+* `held_out_size` / `cap_eval`: how many examples are held out (a fraction, capped by
+  `max_eval_samples` so a 52K file does not spend minutes evaluating);
+* `check_train_outputs` (before anything is loaded), `checkpoint_to_resume`, `attach_logging` (log.jsonl + progress on stderr), `evaluate_once`,
+  `eval_seconds`, `print_summary`, `oom_hint`, `launch_under_accelerate`, `is_main_process`;
+* the prompt metadata saved beside a trained model so `respond` uses the same format (the
+  formats themselves live in `gpt4llm.prompts`), precision choice (fp32 master weights + bf16
+  autocast where the hardware has it), LoRA setup with a clear error for a missing module.
+
+A trainer then reads top to bottom: data → model → trainer → train → save (`train/sft.py`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, field_validator
+
+from gpt4llm.config import StageConfig
 from gpt4llm.errors import UserError
+
+# The student's prompt format lives in gpt4llm.prompts (one place); re-exported for older imports.
+from gpt4llm.prompts import build_prompt, default_meta, encode_prompt, prompt_meta  # noqa: F401
 
 OOM_HINT = (
     "out of memory: lower --per-device-batch-size (raise --gradient-accumulation-steps to keep the "
     "effective batch), lower --max-seq-len, or turn on --gradient-checkpointing"
 )
+DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+CHECKPOINTS = "checkpoints"  # checkpoint-N directories live in OUTPUT/checkpoints
+LOG_FILE = "log.jsonl"
 
 
-# --------------------------------------------------------------------------- prompt format
-def prompt_meta(
-    prompt_format: str,
-    template_input: str | None,
-    template_no_input: str | None,
-    max_seq_len: int,
-    stops: tuple[str, ...],
-) -> dict:
-    """The metadata saved as models.PROMPT_META_FILE: the template *texts* (not paths, so the
-    model directory is self-contained), whether the chat template is used, limits and stops."""
-    from gpt4llm.prompts import ALPACA_INPUT, ALPACA_NO_INPUT, load_prompt
+# --------------------------------------------------------------------------- settings
+class TrainSettings(StageConfig):
+    """Settings every trainer shares (each is a --option and a YAML key)."""
 
-    return {
-        "format": prompt_format,
-        "chat_template": prompt_format == "chat",
-        "template_input": load_prompt(template_input or ALPACA_INPUT) if prompt_format == "alpaca" else None,
-        "template_no_input": load_prompt(template_no_input or ALPACA_NO_INPUT) if prompt_format == "alpaca" else None,
-        "max_seq_len": max_seq_len,
-        "stop": list(stops),
-        "eos_appended": True,
-    }
+    # model and output
+    model: str = Field("embedded", description=(
+        "Base model: 'embedded' (Gemma-3-270M), a local Hugging Face directory or a hub id already"
+        " in the local cache."))
+    output: Path = Field(Path("runs/train"), description=(
+        "Output directory: the trained model, checkpoints/, log.jsonl, manifest.json."))
+    # LoRA
+    lora: bool = Field(True, description=(
+        "Train LoRA adapters (--no-lora: all weights, as the paper)."))
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TARGETS), description=(
+        "Module names that get LoRA adapters (suffixes like q_proj; repeat the option), or "
+        "all-linear."))
+    # optimisation
+    epochs: float = Field(3.0, gt=0, description="Training epochs (the paper: 3).")
+    max_steps: int = Field(-1, description=(
+        "Stop after this many optimizer steps (overrides --epochs when > 0)."))
+    per_device_batch_size: int = Field(4, ge=1, description="Examples per device per micro-batch.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description=(
+        "Micro-batches per optimizer step."))
+    learning_rate: float = Field(2e-4, gt=0, description=(
+        "Peak learning rate (LoRA: 1e-4..3e-4; full fine-tuning ~2e-5, the paper's)."))
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description=(
+        "Fraction of steps with linear warm-up."))
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule.")
+    seed: int = Field(42, description="Seed for the held-out split, data order and initialisation.")
+    max_seq_len: int = Field(512, ge=8, description="Longest sequence (prompt + answer) in tokens.")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description=(
+        "'auto': fp32 weights with bf16 autocast where the CPU (AMX/AVX-512-bf16) or GPU supports "
+        "it; 'bf16' forces autocast; 'fp32' never."))
+    gradient_checkpointing: bool = Field(False, description=(
+        "Recompute activations in the backward pass (saves memory, costs 5-20% time)."))
+    padding_free: bool = Field(True, description=(
+        "Pack each micro-batch into few rows with per-sequence position ids (no compute on "
+        "padding); --no-padding-free pads to the longest."))
+    max_samples: int | None = Field(None, ge=1, description=(
+        "Use at most this many training examples — for quick trials."))
+    # held-out evaluation
+    eval_fraction: float = Field(0.05, ge=0.0, lt=1.0, description=(
+        "Share of the data held out for evaluation (0: none)."))
+    max_eval_samples: int | None = Field(200, ge=1, description=(
+        "At most this many held-out examples (the rest of --eval-fraction stays in training), so "
+        "evaluation stays short on big data."))
+    eval_steps: int | None = Field(None, ge=0, description=(
+        "Also evaluate every N steps (default or 0: once, at the end of training)."))
+    eval_on_start: bool = Field(False, description=(
+        "Also evaluate before the first step (a baseline for the curve)."))
+    # checkpoints and logs
+    save_steps: int = Field(200, ge=1, description="Save a checkpoint every N optimizer steps.")
+    save_total_limit: int = Field(2, ge=1, description="Keep at most this many checkpoints.")
+    logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
+    resume: bool | None = Field(None, description=(
+        "--resume: continue from the last checkpoint in OUTPUT/checkpoints (error if none); "
+        "--no-resume: start over; default: resume when a checkpoint exists."))
+    device: str | None = Field(None, description=(
+        "cpu or cuda (default: cuda when available). Ignored under accelerate."))
+    # scale-out
+    launcher: Literal["python", "accelerate"] = Field("python", description=(
+        "'accelerate': re-run this command under `accelerate launch` (several processes or GPUs, "
+        "DeepSpeed, FSDP)."))
+    accelerate_config: Path | None = Field(None, description=(
+        "accelerate config YAML for --launcher accelerate (see configs/accelerate/)."))
+    num_processes: int | None = Field(None, ge=1, description=(
+        "--launcher accelerate: processes per machine, overriding the accelerate config."))
+    dry_run: bool = Field(False, description=(
+        "--launcher accelerate: print the `accelerate launch` command and stop."))
+
+    @field_validator("eval_steps")
+    @classmethod
+    def _zero_is_none(cls, v: int | None) -> int | None:
+        return v or None  # `eval_steps: 0` (the reward trainer's old spelling) = at the end only
 
 
-def default_meta() -> dict:
-    """What a model without metadata (the embedded base model, a hub model) is prompted with."""
-    from gpt4llm.prompts import ALPACA_STOPS
+def training_arguments(settings: TrainSettings, output_dir: Path, *, has_eval: bool, device: str,
+                       args_class: Any = None, **extra: Any) -> Any:
+    """`TrainingArguments` (or `args_class`, e.g. TRL's RewardConfig / DPOConfig) for the
+    common settings; `extra` sets the trainer's own arguments (and may override these)."""
+    if args_class is None:
+        from transformers import TrainingArguments as args_class
+    common = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=settings.per_device_batch_size,
+        per_device_eval_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps if settings.max_steps > 0 else -1,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        warmup_steps=settings.warmup_ratio,  # a float < 1 is a ratio of the steps
+        lr_scheduler_type=settings.lr_scheduler,
+        logging_steps=settings.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_eval and settings.eval_steps else "no",
+        eval_steps=settings.eval_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        bf16=use_bf16(settings.precision, device),
+        seed=settings.seed,
+        data_seed=settings.seed,
+        report_to=[],
+        use_cpu=device == "cpu",  # also under accelerate: several CPU processes then use gloo
+        dataloader_num_workers=0,
+        **_checkpointing_arg(args_class, settings.gradient_checkpointing),
+    )
+    args = args_class(**{**common, **extra})
+    if not args.fp16:  # --precision decides, not an accelerate config's `mixed_precision`
+        args.mixed_precision = "bf16" if args.bf16 else "no"
+    return args
 
-    return prompt_meta("alpaca", None, None, 0, tuple(ALPACA_STOPS))
+
+def _checkpointing_arg(args_class: Any, on: bool) -> dict:
+    """Always explicit (TRL's configs default it to True); transformers >= 5.2x renamed it."""
+    fields = args_class.__dataclass_fields__
+    new = "activation_checkpointing"
+    name = new if new in fields else "gradient_checkpointing"
+    return {name: on}
 
 
+# --------------------------------------------------------------------------- held-out data
+def held_out_size(n: int, fraction: float, cap: int | None) -> int:
+    """How many of `n` examples to hold out: `fraction` of them (at least one), at most `cap`,
+    and never all of them (0 when fraction is 0 or there are fewer than two)."""
+    if fraction <= 0 or n < 2:
+        return 0
+    k = max(1, round(n * fraction))
+    if cap is not None:
+        k = min(k, cap)
+    return min(k, n - 1)
+
+
+def cap_eval(items: list, cap: int | None, seed: int) -> list:
+    """At most `cap` of `items` (a seeded random subset, in their original order)."""
+    if cap is None or len(items) <= cap:
+        return list(items)
+    import random
+
+    keep = sorted(random.Random(seed).sample(range(len(items)), cap))
+    return [items[i] for i in keep]
+
+
+# --------------------------------------------------------------------------- run helpers
+def is_distributed() -> bool:
+    """Several processes (`accelerate launch` / torchrun set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# what every trainer writes inside OUTPUT (besides checkpoints/ and its manifest)
+WRITTEN = (LOG_FILE, "launch_config.yaml", "gpt4llm_prompt.json", "config.json",
+           "generation_config.json", "model.safetensors", "adapter_config.json",
+           "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
+           "training_args.bin")
+
+
+def check_train_outputs(settings: TrainSettings, inputs: list[Any], written: tuple = ()) -> None:
+    """Refuse, in one line and before any model is loaded, an output directory that is a file,
+    cannot be written, is the model directory or an input, or would overwrite an input with
+    one of the files a trainer writes there (`WRITTEN` + the trainer's own `written`)."""
+    from gpt4llm.outputs import check_outputs
+
+    out = Path(settings.output)
+    model = Path(settings.model).expanduser()
+    check_outputs(inputs=[*inputs, *([model] if model.exists() else [])], directories=[out],
+                  files=[out / name for name in (*WRITTEN, *written)], companions=False)
+
+
+def checkpoint_to_resume(settings: TrainSettings, checkpoints: Path) -> str | None:
+    """The checkpoint to resume from under the --resume setting (None: start over)."""
+    if settings.resume is False:
+        return None
+    found = last_checkpoint(checkpoints)
+    if settings.resume is True and found is None:
+        raise UserError(f"--resume: no checkpoint in {checkpoints}")
+    return found
+
+
+@contextmanager
+def oom_hint():
+    """Turn an out-of-memory failure into one line that says what to change."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as e:
+        if is_oom(e):
+            raise UserError(OOM_HINT) from None
+        raise
+
+
+def attach_logging(trainer: Any, log_path: Path) -> None:
+    """log.jsonl gets every log event; the progress lines go to stderr (stdout is for data)."""
+    from transformers import PrinterCallback
+    from transformers.trainer_callback import ProgressCallback
+
+    trainer.add_callback(make_log_callback(log_path))
+    trainer.remove_callback(PrinterCallback)
+
+    class StderrProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and self.training_bar is not None and logs:
+                from tqdm.auto import tqdm
+
+                shown = {k: (f"{v:.4g}" if isinstance(v, float) else v)
+                         for k, v in logs.items() if k != "total_flos"}
+                tqdm.write(str(shown), file=sys.stderr)
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(StderrProgress())
+
+
+def evaluate_once(trainer: Any) -> dict:
+    """The held-out metrics at the end of training: those of an evaluation at the final step
+    (with --eval-steps it may just have run), else a new one."""
+    history = trainer.state.log_history
+    last = next((r for r in reversed(history) if "eval_loss" in r), None)
+    if last is not None and last.get("step") == trainer.state.global_step:
+        return last
+    return trainer.evaluate()
+
+
+def eval_seconds(trainer: Any) -> float:
+    """Seconds spent evaluating in this run (every evaluation Trainer logged)."""
+    return round(sum(r.get("eval_runtime", 0.0) for r in trainer.state.log_history), 2)
+
+
+def print_summary(title: str, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for k, v in summary.items():
+        table.add_row(k, str(v))
+    Console(stderr=True).print(table)
+
+
+# --------------------------------------------------------------------------- accelerate
+def accelerate_command(settings: TrainSettings, name: str, config_yaml: Path) -> list[str]:
+    """`accelerate launch ... -m gpt4llm.train NAME --config FILE` for these settings.
+
+    Without an accelerate config, several processes get `--multi_gpu`: accelerate's
+    torchrun-based data-parallel launcher, which also runs CPU processes (gloo); its plain
+    launcher would start a single process on a machine without GPUs."""
+    cmd = ["accelerate", "launch"]
+    if settings.accelerate_config:
+        cmd += ["--config_file", str(settings.accelerate_config)]
+    elif (settings.num_processes or 1) > 1:
+        cmd += ["--multi_gpu", "--main_process_port", "0"]  # 0: a free port
+    if settings.num_processes:
+        cmd += ["--num_processes", str(settings.num_processes)]
+    return [*cmd, "-m", "gpt4llm.train", name, "--config", str(config_yaml)]
+
+
+def launch_under_accelerate(settings: TrainSettings, name: str, paths: dict[str, Any]) -> dict:
+    """Write the settings (launcher off, `paths` made absolute) to OUTPUT/launch_config.yaml
+    and run `accelerate launch -m gpt4llm.train NAME --config` on it (print the command under
+    --dry-run). Each process runs the trainer's `main()` on the file (see `module_main`)."""
+    import yaml
+
+    from gpt4llm.provenance import config_dict
+    from gpt4llm.records import write_text
+
+    if settings.accelerate_config and not Path(settings.accelerate_config).is_file():
+        raise UserError(f"{settings.accelerate_config}: accelerate config not found")
+    if settings.accelerate_config and not settings.dry_run:
+        kind = (yaml.safe_load(Path(settings.accelerate_config).read_text()) or {}).get(
+            "distributed_type")
+        if kind in SHARDED and not accelerator_available():
+            raise UserError(f"{settings.accelerate_config}: {refuse_sharded_on_cpu(kind)}")
+    inner = settings.model_copy(update={"launcher": "python", "dry_run": False,
+                                        "accelerate_config": None, "num_processes": None,
+                                        "output": settings.output.resolve(), **paths})
+    settings.output.mkdir(parents=True, exist_ok=True)
+    config_yaml = settings.output / "launch_config.yaml"
+    header = f"# written by `gpt4llm train {name} --launcher accelerate`, read by each process\n"
+    write_text(config_yaml, header + yaml.safe_dump(config_dict(inner), sort_keys=False))
+    cmd = accelerate_command(settings, name, config_yaml)
+    line = shlex.join(cmd)
+    print(line, flush=True)  # stdout: the command a user may copy
+    if settings.dry_run:
+        return {"command": line, "dry_run": True}
+    rc = subprocess.call(_accelerate_executable(cmd))
+    if rc != 0:
+        raise UserError(f"accelerate launch exited with status {rc}")
+    return {"command": line, "returncode": rc}
+
+
+SHARDED = ("FSDP", "DEEPSPEED")
+
+
+def accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def refuse_sharded_on_cpu(kind: str) -> str:
+    """Why a sharded run (FSDP, DeepSpeed) is refused on a machine without GPUs.
+
+    torch itself runs FSDP on CPU processes (gloo), but accelerate (1.15) shards only on
+    accelerator devices: with `use_cpu` it silently runs plain data parallel instead, without
+    it FullyShardedDataParallelPlugin fails ("There are currently no available devices found,
+    must be one of 'XPU', 'CUDA', 'MLU', 'NPU', 'MUSA', or 'HPU'.") — and DeepSpeed is not
+    installed with gpt4llm. A user who asked for sharding must not get a different run."""
+    return (f"{kind} needs GPUs: accelerate shards models only on accelerator devices (on CPU it "
+            "would quietly run plain data parallel instead); for CPU processes use "
+            "--num-processes N without --accelerate-config")
+
+
+def check_not_sharded_on_cpu(device: str) -> None:
+    """Inside a launched process: refuse FSDP/DeepSpeed on CPU (see `refuse_sharded_on_cpu`)."""
+    for kind, flag in (("FSDP", "ACCELERATE_USE_FSDP"), ("DEEPSPEED", "ACCELERATE_USE_DEEPSPEED")):
+        if device == "cpu" and os.environ.get(flag, "").lower() in ("1", "true"):
+            raise UserError(refuse_sharded_on_cpu(kind))
+
+
+def _accelerate_executable(cmd: list[str]) -> list[str]:
+    """`accelerate` of this Python's environment (a venv need not be on PATH)."""
+    beside = Path(sys.executable).parent / "accelerate"
+    return [str(beside), *cmd[1:]] if beside.exists() else cmd
+
+
+def module_main(config_class: Any, run: Any, prog: str, argv: list[str] | None = None) -> None:
+    """`python -m MODULE --config FILE.yaml`: what `--launcher accelerate` runs in each process."""
+    import argparse
+
+    from gpt4llm.config import build_config, load_yaml
+
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--config", required=True)
+    ns = parser.parse_args(argv)
+    try:
+        run(build_config(config_class, load_yaml(ns.config), source=ns.config))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+# --------------------------------------------------------------------------- prompt metadata
 def write_prompt_meta(directory: str | Path, meta: dict) -> None:
     from gpt4llm.models import PROMPT_META_FILE
     from gpt4llm.records import write_json
 
     write_json(Path(directory) / PROMPT_META_FILE, meta)
-
-
-def build_prompt(meta: dict, tokenizer: Any, instruction: str, input: str = "") -> str:
-    """The prompt text for one instruction under `meta` (see `prompt_meta`)."""
-    from gpt4llm.prompts import fill
-
-    if meta.get("chat_template"):
-        if not getattr(tokenizer, "chat_template", None):
-            raise UserError("prompt format 'chat' needs a tokenizer with a chat template (this one has none): use --prompt-format alpaca")
-        content = instruction if not (input and input.strip()) else f"{instruction}\n\n{input}"
-        return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
-    if input and input.strip():
-        return fill(meta["template_input"], instruction=instruction, input=input)
-    return fill(meta["template_no_input"], instruction=instruction)
-
-
-def encode_prompt(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of a prompt, with the tokenizer's BOS unless the text already carries it."""
-    add_special = not (tokenizer.bos_token and text.startswith(tokenizer.bos_token))
-    return tokenizer(text, add_special_tokens=add_special)["input_ids"]
 
 
 # --------------------------------------------------------------------------- precision
@@ -126,7 +452,8 @@ def apply_lora(model: Any, r: int, alpha: int, dropout: float, targets: list[str
 def make_log_callback(path: Path):
     """A TrainerCallback appending each log event (train loss, eval loss, lr, ...) to JSONL.
 
-    On resume the lines after the checkpoint's step are dropped, so the file reads as one run.
+    On resume the lines after the checkpoint's step are dropped, so the file reads as one run;
+    a fresh run starts the file over. Only the main process writes.
     """
     from transformers import TrainerCallback
 
@@ -140,7 +467,7 @@ def make_log_callback(path: Path):
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if rec.get("step", 0) <= state.global_step:
+                if state.global_step and rec.get("step", 0) <= state.global_step:
                     keep.append(line)
             path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
 
@@ -155,12 +482,12 @@ def make_log_callback(path: Path):
     return JsonlLogCallback()
 
 
-def last_checkpoint(output: Path) -> str | None:
-    """The newest `checkpoint-N` dir in `output` that Trainer finished writing, else None."""
-    if not output.is_dir():
+def last_checkpoint(checkpoints: Path) -> str | None:
+    """The newest `checkpoint-N` dir in `checkpoints` that Trainer finished writing, else None."""
+    if not checkpoints.is_dir():
         return None
     best = None
-    for d in output.glob("checkpoint-*"):
+    for d in checkpoints.glob("checkpoint-*"):
         try:
             step = int(d.name.split("-")[-1])
         except ValueError:

@@ -21,7 +21,11 @@ autocast) spent only ~25% of its time in matrix multiplies. The rest went to:
   the query heads that share a key/value head stacked, which beats SDPA's CPU kernel).
 
 Each piece is tested against the library computation it replaces (tests/test_fastpath.py).
-Distributed and sharded runs (DDP, FSDP, DeepSpeed) keep the library path.
+They are plain modules and autograd functions, so data-parallel (DDP) runs use them too — the
+fused loss runs inside the model's forward (`train.sft.FusedResponseLoss.install`) so DDP's
+gradient hooks see an ordinary forward; measured under 2 processes: the library path's loss
+curve (tests/test_ddp.py), 2.2x its speed (bench/ddp.py). Sharded runs (FSDP, DeepSpeed)
+keep the library path: they gather parameters in module hooks this code does not go through.
 """
 
 from __future__ import annotations

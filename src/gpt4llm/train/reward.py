@@ -1,15 +1,16 @@
 """`gpt4llm train reward`: a reward model from ranked answers (the paper's OPT-1.3B reward model).
 
-Reads top to bottom: data → pairs → split → tokenizer/model → trainer → train → held-out
-accuracy → save.
+Reads top to bottom, one function per step: `load_data` (pairs, held-out split, tokenize) →
+`load_model` (sequence classifier + LoRA) → `build_trainer` (TRL's RewardTrainer on the shared
+`TrainSettings`) → train → `held_out_accuracy` → `save` → manifest.
 
 * **Data**: our comparison records (every ordered pair of an instruction's answers with
   different scores; ties and unscored answers skipped; instructions with fewer than two scored
   answers skipped and counted) or the published pairs `{user_input, completion_a, completion_b}`.
   `--margin` adds the score gap as margin: loss = -log σ(r_better - r_worse - gap).
 * **Split**: `--eval-fraction` of the *instructions* is held out (all pairs of one instruction
-  on one side, so no answer leaks across); the held-out pairs are written to
-  `OUTPUT/heldout.jsonl` for `gpt4llm eval reward`.
+  on one side, so no answer leaks across), at most `--max-eval-samples` pairs; the held-out
+  pairs are written to `OUTPUT/heldout.jsonl` for `gpt4llm eval reward`.
 * **Model**: `AutoModelForSequenceClassification(num_labels=1)` on any HF causal LM (default the
   embedded Gemma-3-270M; the pad token is set so the score is read at the last real token),
   LoRA (task type SEQ_CLS, the `score` head trained in full through `modules_to_save`) or full.
@@ -23,7 +24,7 @@ accuracy → save.
   `--no-padding-free` uses TRL's own collator (one padded batch of 2B rows). Measured on CPU
   (bench/reward.py, real answer lengths): packed 1.11x the naive two-pass loop, TRL's padded
   one pass 0.91x — padding, not the number of passes, is what costs on a CPU.
-  bf16 autocast where the CPU/GPU has it (fp32 weights, FINDINGS.md).
+  bf16 autocast where the CPU/GPU has it (fp32 weights).
 * **Outputs**: the model (adapter or full checkpoint) + tokenizer + `gpt4llm_prompt.json`
   (the template joining instruction and answer, read by `RewardScorer`), checkpoints under
   `OUTPUT/checkpoints` (rerun to resume), `OUTPUT/log.jsonl` (loss, accuracy, margin per
@@ -34,44 +35,47 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from gpt4llm.config import StageConfig, config_command
 from gpt4llm.errors import UserError
+from gpt4llm.reward_model import pairwise_accuracy, score_pairs
+from gpt4llm.train.common import TrainSettings
 
 
-class Config(StageConfig):
-    data: Path = Field(Path("comparisons.jsonl"), description="Comparison records from `gpt4llm compare`, or published pairs {user_input, completion_a, completion_b} (JSONL / JSON array).")
-    model: str = Field("embedded", description="Base model: 'embedded', a local HF directory or a hub id (gets a fresh 1-output score head).")
-    output: Path = Field(Path("runs/reward"), description="Output directory: the reward model, checkpoints, log.jsonl, heldout.jsonl, manifest.json.")
-    lora: bool = Field(True, description="Train LoRA adapters (+ the score head) instead of all weights.")
-    lora_r: int = Field(16, ge=1, description="LoRA rank.")
-    lora_alpha: int = Field(32, ge=1, description="LoRA alpha.")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
-    lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], description="Module names that get LoRA adapters (repeat the option), or 'all-linear'. The score head is always trained in full.")
-    margin: bool = Field(False, description="Use the rater's score gap as margin in the loss (rich comparison records only).")
-    epochs: float = Field(1.0, gt=0, description="Epochs over the training pairs.")
-    max_steps: int = Field(-1, description="Stop after this many optimizer steps (overrides --epochs when > 0).")
-    per_device_batch_size: int = Field(4, ge=1, description="Pairs per micro-batch (the forward pass sees twice as many sequences).")
-    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (1e-4 suits LoRA; use ~1e-5 for full fine-tuning).")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Linear warmup share of the steps.")
-    max_seq_len: int = Field(512, ge=8, description="Longest prompt+answer in tokens; longer ones are cut (counted), keeping EOS last.")
-    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of instructions held out for the pairwise accuracy.")
-    eval_steps: int = Field(0, ge=0, description="Also evaluate on the held-out pairs every N steps (0: only at the end).")
-    logging_steps: int = Field(10, ge=1, description="Log loss/accuracy every N steps.")
-    save_steps: int = Field(200, ge=1, description="Checkpoint every N steps.")
-    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept.")
-    resume: bool | None = Field(None, description="--resume: continue from the newest checkpoint in OUTPUT/checkpoints (error if none); --no-resume: start over; default: resume when there is one.")
-    padding_free: bool = Field(True, description="Pack the better and worse answers of a batch into few rows (length-sorted, one forward pass, almost no padding); --no-padding-free: TRL's padded one-pass batch.")
-    gradient_checkpointing: bool = Field(False, description="Trade ~10-20% speed for less activation memory.")
-    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="'auto': fp32 weights with bf16 autocast where the CPU (AMX/AVX-512-bf16) or GPU supports it; 'bf16' forces autocast; 'fp32' never.")
-    seed: int = Field(0, description="Seed of the split, the head's initialisation and the data order.")
-    limit: int | None = Field(None, ge=1, description="Use only the first N pairs (smoke runs).")
+class Config(TrainSettings):
+    """Settings of `gpt4llm train reward`: the shared `TrainSettings` plus the comparison data
+    and the margin; three defaults differ, each for the reason in its description."""
+
+    data: Path = Field(Path("comparisons.jsonl"), description=(
+        "Comparison records from `gpt4llm compare`, or published pairs {user_input, "
+        "completion_a, completion_b} (JSONL / JSON array)."))
+    margin: bool = Field(False, description=(
+        "Use the rater's score gap as margin in the loss (rich comparison records only)."))
+    output: Path = Field(Path("runs/reward"), description=(
+        "Output directory (its own default, so an sft and a reward run never share one): the "
+        "reward model, checkpoints/, log.jsonl, heldout.jsonl, manifest.json."))
+    epochs: float = Field(1.0, gt=0, description=(
+        "Epochs over the training pairs (1: a reward model overfits its pairs after one pass, "
+        "as InstructGPT found, hence not the sft default of 3)."))
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description=(
+        "Share of instructions held out for the pairwise accuracy (twice the sft default: that "
+        "accuracy is this trainer's main result and is read by `eval reward`)."))
+    limit: int | None = Field(None, ge=1, description="Deprecated: use --max-samples.")
+
+    @model_validator(mode="after")
+    def _limit_is_max_samples(self) -> Config:
+        if self.limit is not None:
+            warnings.warn("train reward: --limit is deprecated, use --max-samples",
+                          DeprecationWarning, stacklevel=2)
+            if self.max_samples is None:
+                self.max_samples = self.limit
+            self.limit = None
+        return self
 
 
 def tokenize_pairs(tokenizer, meta: dict, pairs, max_length: int, with_margin: bool) -> tuple[list[dict], int]:
@@ -116,22 +120,38 @@ def _trainer_class():
     from trl import RewardTrainer
 
     class LengthGroupedRewardTrainer(RewardTrainer):
-        """TRL's RewardTrainer with two additions: the `length` column survives for the
-        length-grouped sampler, and packed batches (PackedPairCollator) are scored by
-        `packed_rewards` with TRL's loss and metrics."""
+        """TRL's RewardTrainer with three additions: the `length` column survives for the
+        length-grouped sampler; length groups are formed over the global batch (all processes);
+        packed batches (PackedPairCollator) are scored inside the model's forward
+        (`reward_model.route_packed_forward`, installed by `build_trainer`) with TRL's loss
+        and metrics."""
 
         def _set_signature_columns_if_needed(self):
             if self._signature_columns is None:
                 self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "length"]
 
+        def _get_train_sampler(self, train_dataset=None):
+            # Trainer groups lengths in mega-batches of ONE process's batch; over the global
+            # batch instead, N processes train on the very batches one process with N times
+            # the batch would (accelerate deals the global batch out to the processes).
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            args = self.args
+            if args.train_sampling_strategy != "group_by_length" or "length" not in dataset.column_names:
+                return super()._get_train_sampler(train_dataset)
+            batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+            return LengthGroupedSampler(batch, dataset=dataset, lengths=dataset["length"])
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if "row" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            from gpt4llm.reward_model import packed_rewards
+            from gpt4llm.reward_model import PACKED_ENDS
 
             mode = "train" if self.model.training else "eval"
             with self.accelerator.autocast():
-                rewards = packed_rewards(model, inputs).float()
+                rewards = model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"],
+                                **{PACKED_ENDS: (inputs["row"], inputs["col"])}).logits.float()
             chosen, rejected = torch.chunk(rewards, 2)
             margin = inputs.get("margin")
             loss = -F.logsigmoid(chosen - rejected - (margin if margin is not None else 0.0)).mean()
@@ -152,182 +172,256 @@ def _trainer_class():
     return LengthGroupedRewardTrainer
 
 
-def pairwise_accuracy(rewards_better: list[float], rewards_worse: list[float]) -> float:
-    """Share of pairs the model orders like the rater (a tie counts half)."""
-    if not rewards_better:
-        return float("nan")
-    won = sum(1.0 if b > w else 0.5 if b == w else 0.0 for b, w in zip(rewards_better, rewards_worse))
-    return won / len(rewards_better)
-
-
-def score_pairs(scorer, pairs) -> tuple[list[float], list[float]]:
-    prompts = [p.user_input for p in pairs]
-    better = scorer.score(prompts, [p.better for p in pairs])
-    worse = scorer.score(prompts, [p.worse for p in pairs])
-    return better, worse
-
-
+# --------------------------------------------------------------------------- run
 def run(config: Config) -> dict:
+    """data → model → trainer → train → held-out accuracy → save → manifest."""
+    from gpt4llm.train.common import launch_under_accelerate, oom_hint
+
+    if config.launcher == "accelerate":
+        check_inputs(config, launching=True)
+        return launch_under_accelerate(config, "reward", {"data": config.data.resolve()})
     t0 = time.time()
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    from gpt4llm.models import PROMPT_META_FILE, load_tokenizer, pick_device, resolve_model_path
-    from gpt4llm.provenance import write_manifest
-    from gpt4llm.records import write_json, write_jsonl
-    from gpt4llm.reward_model import (
-        RewardScorer,
-        default_prompt_meta,
-        load_comparisons,
-        split_groups,
-    )
-    from gpt4llm.train.common import apply_lora, is_oom, last_checkpoint, make_log_callback
-    from gpt4llm.train.common import use_bf16 as _use_bf16
-
-    # --- data
-    data = load_comparisons(config.data, margin=config.margin)
-    if config.margin and data.kind == "pairs":
-        raise UserError(f"{config.data}: --margin needs rich comparison records with scores; published pairs have none")
-    pairs = data.pairs[: config.limit] if config.limit else data.pairs
-    if not pairs:
-        raise UserError(f"{config.data}: no preference pairs (all answers tied or unscored; {data.skipped} instruction(s) with fewer than two scored answers)")
-    train_pairs, eval_pairs = split_groups(pairs, config.eval_fraction, config.seed)
-
-    # --- tokenizer, prompt format, model
-    device = pick_device()
-    use_bf16 = _use_bf16(config.precision, device)
-    tok = load_tokenizer(config.model, padding_side="right")
-    meta = default_prompt_meta(config.max_seq_len)
-    meta["base_model"] = config.model
-    train_rows, truncated = tokenize_pairs(tok, meta, train_pairs, config.max_seq_len, config.margin)
-    eval_rows, truncated_eval = tokenize_pairs(tok, meta, eval_pairs, config.max_seq_len, config.margin)
-
-    torch.manual_seed(config.seed)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(config.model), num_labels=1, dtype=torch.float32)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{config.model}: cannot load as a sequence classifier ({str(e).splitlines()[0]})") from None
-    model.config.pad_token_id = tok.pad_token_id
-    if config.lora:
-        # task type SEQ_CLS: peft adds the `score` head to modules_to_save (trained in full, saved with the adapter)
-        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, list(config.lora_target_modules), task_type="SEQ_CLS")
-
-    # --- trainer
-    from datasets import Dataset
-    from trl import RewardConfig
-
-    out = Path(config.output)
-    ckpt_dir = out / "checkpoints"
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "log.jsonl"
-    last = last_checkpoint(ckpt_dir) if config.resume is not False else None
-    if config.resume is True and last is None:
-        raise UserError(f"--resume: no checkpoint in {ckpt_dir}")
-    if last is None:
-        log_path.unlink(missing_ok=True)
-    args = RewardConfig(
-        output_dir=str(ckpt_dir),
-        per_device_train_batch_size=config.per_device_batch_size,
-        per_device_eval_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps if config.max_steps > 0 else -1,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio,
-        lr_scheduler_type="linear",
-        logging_steps=config.logging_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        eval_strategy="steps" if config.eval_steps and eval_rows else "no",
-        eval_steps=config.eval_steps or None,
-        bf16=use_bf16,
-        use_cpu=device == "cpu",
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to=[],
-        disable_tqdm=True,
-        train_sampling_strategy="group_by_length",
-        length_column_name="length",
-        max_length=None,  # cut in tokenize_pairs (keeping EOS) rather than dropped
-        activation_checkpointing=config.gradient_checkpointing,
-        disable_dropout=True,
-        dataloader_num_workers=0,
-        save_only_model=False,
-    )
-    # Packing calls the backbone directly, which a multi-process (DDP) wrapper would bypass:
-    # there TRL's padded one-pass collator is used instead.
-    packed = config.padding_free and args.world_size == 1
-    trainer = _trainer_class()(
-        model=model,
-        args=args,
-        data_collator=PackedPairCollator(tok.pad_token_id) if packed else None,
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows and args.eval_strategy != "no" else None,
-        processing_class=tok,
-        callbacks=[make_log_callback(log_path)],
-    )
-    from transformers import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)  # stdout is for data; our log is log.jsonl
-    try:
-        result = trainer.train(resume_from_checkpoint=last)
-    except (RuntimeError, MemoryError) as e:
-        if is_oom(e):
-            raise UserError("out of memory: lower --per-device-batch-size (raise --gradient-accumulation-steps to keep the effective batch), lower --max-seq-len, or turn on --gradient-checkpointing") from None
-        raise
-
-    # --- held-out pairwise accuracy with the trained model, exactly as `eval reward` scores
-    model = trainer.model
-    model.eval()
-    scorer = RewardScorer(model, tok, meta, batch_size=max(8, 2 * config.per_device_batch_size), autocast=use_bf16)
-    heldout_acc = None
-    if eval_pairs:
-        b, w = score_pairs(scorer, eval_pairs)
-        heldout_acc = round(pairwise_accuracy(b, w), 4)
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": trainer.state.global_step, "heldout_pairwise_accuracy": heldout_acc, "heldout_pairs": len(eval_pairs)}) + "\n")
-    train_acc_sample = train_pairs[: min(len(train_pairs), 64)]
-    b, w = score_pairs(scorer, train_acc_sample)
-    train_acc = round(pairwise_accuracy(b, w), 4)
-
-    # --- save: model (adapter or full) + tokenizer, held-out pairs, then the prompt meta last
-    model.save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    write_jsonl(out / "heldout.jsonl", [{"id": p.group, "user_input": p.user_input, "completion_a": p.better, "completion_b": p.worse} for p in eval_pairs])
-    write_json(out / PROMPT_META_FILE, meta)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    summary = {
-        "data_kind": data.kind,
-        "pairs": len(pairs),
-        "train_pairs": len(train_pairs),
-        "heldout_pairs": len(eval_pairs),
-        "skipped_instructions": data.skipped,
-        "truncated_sequences": truncated + truncated_eval,
-        "steps": trainer.state.global_step,
-        "resumed_from": last,
-        "lora": config.lora,
-        "padding_free": packed,
-        "bf16": use_bf16,
-        "device": device,
-        "first_loss": round(losses[0], 4) if losses else None,
-        "final_loss": round(losses[-1], 4) if losses else None,
-        "train_loss": round(result.training_loss, 4) if result.training_loss is not None else None,
-        "train_pairwise_accuracy_sample": train_acc,
-        "heldout_pairwise_accuracy": heldout_acc,
-        "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
-        "pairs_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 3),
-    }
-    from rich.console import Console
-
-    Console(stderr=True).print(
-        f"reward model: {summary['steps']} steps on {len(train_pairs)} pairs ({data.kind}), loss {summary['first_loss']} → {summary['final_loss']}, "
-        f"held-out pairwise accuracy {heldout_acc} on {len(eval_pairs)} pairs; saved to {out}"
-    )
-    write_manifest(out, "train reward", config, inputs=[config.data], summary=summary, started=t0)
+    check_inputs(config)
+    with oom_hint():
+        data = load_data(config)
+        model = load_model(config, data)
+        trainer, resume_from = build_trainer(config, model, data)
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        accuracy = held_out_accuracy(config, trainer, data)
+        save(config, trainer, data)
+    summary = summarize(config, data, trainer, result, accuracy, resume_from)
+    finish(config, trainer, summary, t0)
     return summary
 
 
-def register(app) -> None:
-    config_command(app, "reward", Config, run, help="Train a reward model (pairwise ranking loss) on comparison records or published pairs.", arguments=("data",))
+def check_inputs(config: Config, launching: bool = False) -> None:
+    """Everything that can be refused in one line before the model is loaded."""
+    from gpt4llm.models import pick_device, resolve_model_path
+    from gpt4llm.train.common import check_not_sharded_on_cpu, check_train_outputs
+
+    if not launching:  # the launched processes check it
+        resolve_model_path(config.model)
+        check_not_sharded_on_cpu(config.device or pick_device())
+    check_train_outputs(config, [config.data], written=("heldout.jsonl",))
+
+
+# --------------------------------------------------------------------------- 1. data
+@dataclass
+class RewardData:
+    kind: str  # "records" (rich) or "pairs" (published)
+    pairs: int  # all pairs found
+    skipped: int  # instructions with fewer than two scored answers
+    train_pairs: list
+    eval_pairs: list
+    tokenizer: Any
+    meta: dict  # the template joining instruction and answer, saved with the model
+    train_rows: list[dict]
+    eval_rows: list[dict]
+    truncated: int
+
+
+def load_data(config: Config) -> RewardData:
+    """Pairs → held-out split by instruction (capped) → tokenized rows."""
+    from gpt4llm.models import load_tokenizer
+    from gpt4llm.reward_model import default_prompt_meta, load_comparisons, split_groups
+
+    data = load_comparisons(config.data, margin=config.margin)
+    if config.margin and data.kind == "pairs":
+        raise UserError(f"{config.data}: --margin needs rich comparison records with scores; "
+                        "published pairs have none")
+    if not data.pairs:
+        raise UserError(f"{config.data}: no preference pairs (all answers tied or unscored; "
+                        f"{data.skipped} instruction(s) with fewer than two scored answers)")
+    train_pairs, eval_pairs = split_groups(data.pairs, config.eval_fraction, config.seed,
+                                           max_pairs=config.max_eval_samples)
+    if config.max_samples:
+        train_pairs = train_pairs[: config.max_samples]
+    tok = load_tokenizer(config.model, padding_side="right")
+    meta = default_prompt_meta(config.max_seq_len)
+    meta["base_model"] = config.model
+    train_rows, cut = tokenize_pairs(tok, meta, train_pairs, config.max_seq_len, config.margin)
+    eval_rows, cut_eval = tokenize_pairs(tok, meta, eval_pairs, config.max_seq_len, config.margin)
+    return RewardData(data.kind, len(data.pairs), data.skipped, train_pairs, eval_pairs, tok,
+                      meta, train_rows, eval_rows, cut + cut_eval)
+
+
+# --------------------------------------------------------------------------- 2. model
+def load_model(config: Config, data: RewardData) -> Any:
+    """A 1-output sequence classifier on the base model (fp32), + LoRA on the backbone."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from gpt4llm.models import resolve_model_path
+    from gpt4llm.train.common import apply_lora
+
+    torch.manual_seed(config.seed)  # the fresh score head's initialisation
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            resolve_model_path(config.model), num_labels=1, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{config.model}: cannot load as a sequence classifier "
+                        f"({str(e).splitlines()[0]})") from None
+    model.config.pad_token_id = data.tokenizer.pad_token_id
+    if config.lora:
+        # task type SEQ_CLS: peft adds the `score` head to modules_to_save (trained in full,
+        # saved with the adapter)
+        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout,
+                           list(config.lora_target_modules), task_type="SEQ_CLS")
+    return model
+
+
+# --------------------------------------------------------------------------- 3. trainer
+def build_trainer(config: Config, model: Any, data: RewardData) -> tuple[Any, str | None]:
+    """TRL's RewardTrainer (length-grouped, packed pairs) on the shared training arguments;
+    returns it and the checkpoint it will resume from (None: a fresh run)."""
+    from datasets import Dataset
+    from trl import RewardConfig
+
+    from gpt4llm.models import pick_device
+    from gpt4llm.train.common import (
+        CHECKPOINTS,
+        LOG_FILE,
+        attach_logging,
+        checkpoint_to_resume,
+        training_arguments,
+    )
+
+    out = Path(config.output)
+    resume_from = checkpoint_to_resume(config, out / CHECKPOINTS)
+    has_eval = bool(data.eval_rows) and (bool(config.eval_steps) or config.eval_on_start)
+    args = training_arguments(
+        config, out / CHECKPOINTS, has_eval=has_eval, device=config.device or pick_device(),
+        args_class=RewardConfig,
+        eval_on_start=has_eval and config.eval_on_start and resume_from is None,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        max_length=None,  # cut in tokenize_pairs (keeping EOS) rather than dropped
+        disable_dropout=True,
+        save_only_model=False,
+    )
+    packed = config.padding_free
+    if packed:  # scored inside the forward, so DDP wraps it like any forward
+        from gpt4llm.reward_model import route_packed_forward
+
+        route_packed_forward(model)
+    pad_id = data.tokenizer.pad_token_id
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        data_collator=PackedPairCollator(pad_id) if packed else None,
+        train_dataset=Dataset.from_list(data.train_rows),
+        eval_dataset=Dataset.from_list(data.eval_rows) if has_eval else None,
+        processing_class=data.tokenizer,
+    )
+    trainer.packed = packed
+    attach_logging(trainer, out / LOG_FILE)
+    return trainer, resume_from
+
+
+# --------------------------------------------------------------------------- 4. evaluate
+def held_out_accuracy(config: Config, trainer: Any, data: RewardData) -> dict:
+    """Pairwise accuracy of the trained model on the held-out pairs (and on up to 64 training
+    pairs), scored exactly as `eval reward` scores; appended to log.jsonl."""
+    from gpt4llm.reward_model import RewardScorer
+    from gpt4llm.train.common import LOG_FILE
+
+    t = time.time()
+    model = trainer.model
+    model.eval()
+    bf16 = trainer.args.bf16
+    scorer = RewardScorer(model, data.tokenizer, data.meta,
+                          batch_size=max(8, 2 * config.per_device_batch_size), autocast=bf16)
+    heldout = None
+    if data.eval_pairs:
+        heldout = round(pairwise_accuracy(*score_pairs(scorer, data.eval_pairs)), 4)
+        if trainer.is_world_process_zero():
+            rec = {"step": trainer.state.global_step, "heldout_pairwise_accuracy": heldout,
+                   "heldout_pairs": len(data.eval_pairs)}
+            with open(Path(config.output) / LOG_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
+    sample = data.train_pairs[:64]
+    train = round(pairwise_accuracy(*score_pairs(scorer, sample)), 4)
+    return {"heldout": heldout, "train_sample": train, "seconds": time.time() - t}
+
+
+# --------------------------------------------------------------------------- 5. save
+def save(config: Config, trainer: Any, data: RewardData) -> None:
+    """The model (adapter or full) + tokenizer, the held-out pairs, then the prompt metadata
+    last (its presence marks a finished reward model). Every process takes part in
+    `save_model` (sharded runs gather the weights); only the main one writes."""
+    from gpt4llm.models import PROMPT_META_FILE
+    from gpt4llm.records import write_json, write_jsonl
+
+    out = Path(config.output)
+    trainer.save_model(str(out))
+    if not trainer.is_world_process_zero():
+        return
+    data.tokenizer.save_pretrained(str(out))
+    write_jsonl(out / "heldout.jsonl", [
+        {"id": p.group, "user_input": p.user_input, "completion_a": p.better,
+         "completion_b": p.worse} for p in data.eval_pairs])
+    write_json(out / PROMPT_META_FILE, data.meta)
+
+
+# --------------------------------------------------------------------------- 6. report
+def summarize(config: Config, data: RewardData, trainer: Any, result: Any, accuracy: dict,
+              resume_from: str | None) -> dict:
+    from gpt4llm.models import pick_device
+    from gpt4llm.train.common import eval_seconds
+
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    loss = result.training_loss
+    return {
+        "data_kind": data.kind,
+        "pairs": data.pairs,
+        "train_pairs": len(data.train_pairs),
+        "heldout_pairs": len(data.eval_pairs),
+        "skipped_instructions": data.skipped,
+        "truncated_sequences": data.truncated,
+        "steps": trainer.state.global_step,
+        "resumed_from": resume_from,
+        "processes": trainer.accelerator.num_processes,
+        "distributed": str(trainer.accelerator.distributed_type.value),
+        "lora": config.lora,
+        "padding_free": trainer.packed,
+        "bf16": trainer.args.bf16,
+        "device": config.device or pick_device(),
+        "first_loss": round(losses[0], 4) if losses else None,
+        "final_loss": round(losses[-1], 4) if losses else None,
+        "train_loss": round(loss, 4) if loss is not None else None,
+        "train_pairwise_accuracy_sample": accuracy["train_sample"],
+        "heldout_pairwise_accuracy": accuracy["heldout"],
+        "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
+        "eval_seconds": round(eval_seconds(trainer) + accuracy["seconds"], 2),
+        "pairs_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 3),
+    }
+
+
+def finish(config: Config, trainer: Any, summary: dict, started: float) -> None:
+    """One summary line on stderr and the manifest (main process only)."""
+    from rich.console import Console
+
+    from gpt4llm.provenance import write_manifest
+
+    if not trainer.is_world_process_zero():
+        return
+    Console(stderr=True).print(
+        f"reward model: {summary['steps']} steps on {summary['train_pairs']} pairs "
+        f"({summary['data_kind']}), loss {summary['first_loss']} → {summary['final_loss']}, "
+        f"held-out pairwise accuracy {summary['heldout_pairwise_accuracy']} on "
+        f"{summary['heldout_pairs']} pairs (evaluation {summary['eval_seconds']} s); "
+        f"saved to {config.output}")
+    write_manifest(config.output, "train reward", config, inputs=[config.data], summary=summary,
+                   started=started)
+
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m gpt4llm.train.reward --config FILE.yaml` (what `--launcher accelerate` runs)."""
+    from gpt4llm.train.common import module_main
+
+    module_main(Config, run, "gpt4llm.train.reward", argv)
+
+
+if __name__ == "__main__":
+    main()

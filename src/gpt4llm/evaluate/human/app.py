@@ -1,13 +1,27 @@
 """The annotation web app (FastAPI, server-rendered Jinja2, a little vanilla JS, no build step).
 
+How it reads: the security pieces (cookie signing, sign-in throttle, the ASGI guard), then the
+dependencies every route uses (`visitor` resolves who is asking, once per request;
+`annotator_required` / `admin_required` / `checked_form` are the only places that check a login
+or a CSRF token), then three routers (signing in, annotating, admin), then `create_app` which
+wires them to one study.
+
 Security model:
 - Annotators enter with a personal link `/a/<token>` (or paste the token at `/login`); the
   admin pastes the admin token at `/login`. Only SHA-256 hashes of tokens are stored.
-- The session is a cookie signed with HMAC-SHA256 under the study's secret (HttpOnly,
-  SameSite=Lax, Secure with `--secure-cookies`); it is bound to the token hash, so a
-  deactivated annotator is logged out.
+- Failed sign-ins are throttled per client address and per token (sliding window, in memory):
+  past the limit the answer is 429 with Retry-After, before the token is even looked up.
+- A signed-in session is a row in the database (only the SHA-256 of its random id) plus a
+  cookie carrying that id, signed with HMAC-SHA256 (HttpOnly, SameSite=Lax, Secure with
+  `--secure-cookies`). Signing out deletes the row, so a copied cookie dies with it; a
+  deactivated annotator is signed out too. The signing key is never in the database: it is the
+  study's `secret.key` (0600) or `$GPT4LLM_ANNOTATE_SECRET`.
 - Every form carries a CSRF token derived from the session nonce; a POST without the right one
   gets 403. A vote form also carries the vote's version: a replayed or stale form gets 409.
+- Request bodies are limited (413 above `max_body`, also for chunked bodies).
+- A database that is locked past the timeout or unreachable answers 503 with Retry-After; one
+  that was deleted or replaced answers 503 without (SQLite never re-creates it empty). A vote is
+  acknowledged (303 to the next pair) only after its transaction committed.
 - Model answers are untrusted: Jinja2 autoescape everywhere, no `|safe` on model text, and a
   Content-Security-Policy that allows only our own script file, so even a missed escape could
   not run an inline script.
@@ -21,44 +35,57 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.datastructures import FormData, Headers, MutableHeaders
 
 from gpt4llm.evaluate.human.db import (
     CHOICES,
     Annotator,
-    Assignment,
-    Item,
-    Pair,
+    DatabaseGone,
     StaleVote,
-    Vote,
-    VoteEvent,
+    Store,
     hash_token,
     tokens_equal,
 )
-from gpt4llm.evaluate.human.study import open_store
+from gpt4llm.evaluate.human.study import open_store, session_secret
 
 HERE = Path(__file__).parent
 COOKIE = "gpt4llm_annotate"
 SESSION_MAX_AGE = 30 * 24 * 3600
 MAX_COMMENT = 5000
+DEFAULT_MAX_BODY = 64 * 1024  # a vote with a 5,000-emoji comment is ~60 KB form-encoded
+RETRY_AFTER_DB = 5
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+FORBIDDEN = (
+    "The form was missing its security token or it was wrong. Reload the page and try again."
+)
+log = logging.getLogger("gpt4llm.annotate")
+
+
+# --- security pieces -----------------------------------------------------------------------
 
 
 class Sessions:
@@ -68,10 +95,12 @@ class Sessions:
         self.key = secret.encode()
 
     def _sig(self, body: bytes) -> str:
-        return base64.urlsafe_b64encode(hmac.new(self.key, body, hashlib.sha256).digest()).decode().rstrip("=")
+        digest = hmac.new(self.key, body, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def dump(self, data: dict) -> str:
-        body = base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        body = base64.urlsafe_b64encode(raw).decode().rstrip("=")
         return f"{body}.{self._sig(body.encode())}"
 
     def load(self, cookie: str | None) -> dict | None:
@@ -89,284 +118,551 @@ class Sessions:
         return data
 
     def csrf(self, session: dict) -> str:
-        return hmac.new(self.key, f"csrf|{session.get('n', '')}".encode(), hashlib.sha256).hexdigest()
+        msg = f"csrf|{session.get('n', '')}".encode()
+        return hmac.new(self.key, msg, hashlib.sha256).hexdigest()
 
 
-def create_app(study_path: str | Path, db_url: str | None = None, secure_cookies: bool = False) -> FastAPI:
-    study, store = open_store(study_path, db_url)
-    meta = store.meta()
-    criteria: list[dict] = study["criteria"]
-    crit_keys = [c["key"] for c in criteria]
-    per_item: int = study["per_item"]
-    title = meta.get("title", "Human evaluation")
-    admin_hash = meta["admin_token_hash"]
-    sessions = Sessions(meta["session_secret"])
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"], default=True))
+class Throttle:
+    """Failed sign-ins per key (a client address, a token's hash) within a sliding window of
+    `window` seconds; at `limit` failures the key waits until the oldest one leaves the window.
+    In memory, so it counts what one server process (uvicorn's default) sees."""
 
-    app = FastAPI(title=f"gpt4llm annotate: {title}", docs_url=None, redoc_url=None, openapi_url=None)
+    MAX_KEYS = 100_000
+
+    def __init__(self, limit: int, window: float):
+        self.limit, self.window = limit, window
+        self._fails: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float] | None:
+        q = self._fails.get(key)
+        if q is None:
+            return None
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if not q:
+            del self._fails[key]
+            return None
+        return q
+
+    def retry_after(self, keys: list[str]) -> int | None:
+        """Seconds until every key may try again; None if none is over the limit."""
+        now = time.monotonic()
+        waits = []
+        with self._lock:
+            for key in keys:
+                q = self._recent(key, now)
+                if q is not None and len(q) >= self.limit:
+                    waits.append(q[len(q) - self.limit] + self.window - now)
+        return max(1, math.ceil(max(waits))) if waits else None
+
+    def failed(self, keys: list[str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._fails) >= self.MAX_KEYS:
+                for key in list(self._fails):
+                    self._recent(key, now)
+                while len(self._fails) >= self.MAX_KEYS:  # a flood from many addresses
+                    del self._fails[next(iter(self._fails))]
+            for key in keys:
+                self._fails.setdefault(key, deque()).append(now)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Guard:
+    """Pure ASGI middleware around the whole app: a request body over `max_body` bytes gets 413
+    (refused up front by Content-Length; counted as it arrives when chunked), and every
+    response gets the security headers (and no-store outside /static)."""
+
+    def __init__(self, app: Any, max_body: int, too_large: Callable[[], Response]):
+        self.app, self.max_body, self.too_large = app, max_body, too_large
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith("/static/")
+        started = False
+
+        async def send_with_headers(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for k, v in SECURITY_HEADERS.items():
+                    if k not in headers:
+                        headers[k] = v
+                if not static:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        length = Headers(scope=scope).get("content-length", "")
+        if length.strip().isdigit() and int(length) > self.max_body:
+            await self.too_large()(scope, receive, send_with_headers)
+            return
+        received = 0
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except BodyTooLarge:
+            if started:  # cannot happen: every route reads its form before answering
+                raise
+            await self.too_large()(scope, receive, send_with_headers)
+
+
+# --- per-app context and the errors routes raise ---------------------------------------------
+
+
+class PageError(Exception):
+    """Answer with the message page: status, heading, text (and optional headers)."""
+
+    def __init__(
+        self,
+        status: int,
+        heading: str,
+        text: str,
+        session: dict | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(heading)
+        self.status, self.heading, self.text = status, heading, text
+        self.session, self.headers = session, headers
+
+
+class LoginRequired(Exception):
+    """Not signed in (as an annotator / the admin): a page redirects to /login, a POST is 401."""
+
+
+class Ctx:
+    """What the routes of one study share: study, store, templates, signing, throttle."""
+
+    def __init__(
+        self,
+        study: dict,
+        store: Store,
+        meta: dict[str, str],
+        secret: str,
+        secure_cookies: bool,
+        throttle: Throttle,
+    ):
+        self.study, self.store, self.throttle = study, store, throttle
+        self.criteria: list[dict] = study["criteria"]
+        self.crit_keys = [c["key"] for c in self.criteria]
+        self.per_item: int = study["per_item"]
+        self.title = meta.get("title", "Human evaluation")
+        self.admin_hash = meta["admin_token_hash"]
+        self.sessions = Sessions(secret)
+        self.secure_cookies = secure_cookies
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"], default=True),
+        )
+
+    def page(
+        self, name: str, status: int = 200, session: dict | None = None, **ctx: Any
+    ) -> HTMLResponse:
+        ctx.setdefault("title", self.title)
+        ctx["csrf"] = self.sessions.csrf(session) if session else ""
+        ctx["criteria"] = self.criteria
+        return HTMLResponse(self.env.get_template(name).render(**ctx), status_code=status)
+
+    def message(
+        self,
+        status: int,
+        heading: str,
+        text: str,
+        session: dict | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        resp = self.page("message.html", status=status, session=session, heading=heading, text=text)
+        resp.headers.update(headers or {})
+        return resp
+
+    def anonymous_session(self) -> dict:
+        """A cookie-only session for the sign-in form's CSRF token (nothing stored)."""
+        return {"n": secrets.token_hex(16), "exp": int(time.time()) + SESSION_MAX_AGE}
+
+    def set_cookie(self, resp: Response, session: dict) -> Response:
+        resp.set_cookie(
+            COOKIE,
+            self.sessions.dump(session),
+            max_age=SESSION_MAX_AGE,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure_cookies,
+            path="/",
+        )
+        return resp
+
+    def start_session(
+        self, to: str, annotator: Annotator | None = None, admin: bool = False
+    ) -> Response:
+        """Record a new server-side session and redirect to `to` with its cookie."""
+        sid = secrets.token_urlsafe(32)
+        self.store.open_session(
+            sid, SESSION_MAX_AGE, annotator_id=annotator.id if annotator else None, admin=admin
+        )
+        session = {**self.anonymous_session(), "sid": sid}
+        return self.set_cookie(RedirectResponse(to, status_code=303), session)
+
+    def csrf_ok(self, session: dict | None, form: Any) -> bool:
+        sent = form.get("csrf") if form is not None else None
+        if not session or not isinstance(sent, str):
+            return False
+        return hmac.compare_digest(sent, self.sessions.csrf(session))
+
+
+def redirect(to: str) -> Response:
+    return RedirectResponse(to, status_code=303)
+
+
+# --- dependencies: who is asking, and the one place each check lives -------------------------
+
+
+def ctx_of(request: Request) -> Ctx:
+    return request.app.state.ctx
+
+
+async def get_ctx(request: Request) -> Ctx:
+    """The study's context. Dependencies without I/O are async: no thread-pool hop."""
+    return ctx_of(request)
+
+
+@dataclass(frozen=True)
+class Visitor:
+    session: dict | None  # the signed cookie's data; None without a valid, live one
+    annotator: Annotator | None = None
+    admin: bool = False
+
+
+def visitor(request: Request) -> Visitor:
+    """Resolve the cookie to a live server-side session (once per request; a sync function,
+    so FastAPI runs its database read in the thread pool)."""
+    ctx = ctx_of(request)
+    session = ctx.sessions.load(request.cookies.get(COOKIE))
+    if session is None:
+        return Visitor(None)
+    sid = session.get("sid")
+    if sid is None:
+        return Visitor(session)  # the sign-in form's session: good for its CSRF token only
+    found = ctx.store.session_principal(str(sid))
+    if found is None:
+        return Visitor(None)  # signed out, expired, or the annotator was deactivated
+    admin, annotator = found
+    return Visitor(session, annotator, admin)
+
+
+VisitorDep = Annotated[Visitor, Depends(visitor)]
+
+
+async def annotator_required(v: VisitorDep) -> Visitor:
+    if v.annotator is None:
+        raise LoginRequired
+    return v
+
+
+async def admin_required(v: VisitorDep) -> Visitor:
+    if v.admin:
+        return v
+    if v.annotator is not None:
+        raise PageError(403, "Forbidden", "This page is for the study's admin.", v.session)
+    raise LoginRequired
+
+
+async def checked_form(request: Request, v: VisitorDep) -> FormData:
+    """The POSTed form, once its CSRF token matched the visitor's session (else 403)."""
+    form = await request.form()
+    if not ctx_of(request).csrf_ok(v.session, form):
+        raise PageError(403, "Forbidden", FORBIDDEN, v.session)
+    return form
+
+
+CtxDep = Annotated[Ctx, Depends(get_ctx)]
+AnnotatorDep = Annotated[Visitor, Depends(annotator_required)]
+AdminDep = Annotated[Visitor, Depends(admin_required)]
+FormDep = Annotated[FormData, Depends(checked_form)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def sign_in(ctx: Ctx, request: Request, token: str, admin_ok: bool) -> Response | None:
+    """Start the session a token opens (redirect), or None for a wrong token. Throttled:
+    past the limit of failures for this address or this token, 429 before any lookup."""
+    keys = [f"ip:{client_address(request)}"] + ([f"token:{hash_token(token)}"] if token else [])
+    wait = ctx.throttle.retry_after(keys)
+    if wait is not None:
+        raise PageError(
+            429,
+            "Too many attempts",
+            f"Too many failed sign-ins. Try again in {wait} seconds.",
+            headers={"Retry-After": str(wait)},
+        )
+    if admin_ok and token and tokens_equal(hash_token(token), ctx.admin_hash):
+        return ctx.start_session("/admin", admin=True)
+    a = ctx.store.annotator_by_token(token) if token else None
+    if a is None:
+        ctx.throttle.failed(keys)
+        return None
+    return ctx.start_session("/next", annotator=a)
+
+
+# --- routes: signing in and out --------------------------------------------------------------
+
+entry = APIRouter()
+
+
+@entry.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    return Response(status_code=204)
+
+
+@entry.get("/", response_class=HTMLResponse)
+def index(v: VisitorDep) -> Response:
+    if v.admin:
+        return redirect("/admin")
+    if v.annotator is not None:
+        return redirect("/next")
+    return redirect("/login")
+
+
+@entry.get("/login", response_class=HTMLResponse)
+def login_form(v: VisitorDep, ctx: CtxDep) -> Response:
+    s = v.session or ctx.anonymous_session()
+    return ctx.set_cookie(ctx.page("login.html", session=s, error=None), s)
+
+
+@entry.post("/login", response_class=HTMLResponse)
+def login(request: Request, form: FormDep, ctx: CtxDep) -> Response:
+    resp = sign_in(ctx, request, str(form.get("token") or "").strip(), admin_ok=True)
+    if resp is not None:
+        return resp
+    s = ctx.anonymous_session()
+    error = "That token is not valid for this study."
+    return ctx.set_cookie(ctx.page("login.html", status=401, session=s, error=error), s)
+
+
+@entry.get("/a/{token}", response_class=HTMLResponse)
+def enter(request: Request, token: str, ctx: CtxDep) -> Response:
+    resp = sign_in(ctx, request, token, admin_ok=False)
+    if resp is None:
+        raise PageError(
+            401,
+            "Link not valid",
+            "This link is not valid for this study. "
+            "Ask the study's organiser for your personal link.",
+        )
+    return resp
+
+
+@entry.post("/logout", dependencies=[Depends(checked_form)])
+def logout(v: VisitorDep, ctx: CtxDep) -> Response:
+    sid = (v.session or {}).get("sid")
+    if sid is not None:
+        ctx.store.close_session(str(sid))  # the cookie, wherever it was copied, is dead now
+    resp = redirect("/login")
+    resp.delete_cookie(COOKIE, path="/")
+    return resp
+
+
+# --- routes: annotating ----------------------------------------------------------------------
+
+annotating = APIRouter()
+
+
+@annotating.get("/next")
+def next_pair(v: AnnotatorDep, ctx: CtxDep) -> Response:
+    pid = ctx.store.next_pair(v.annotator.id, ctx.per_item)
+    return redirect("/done" if pid is None else f"/pair/{pid}")
+
+
+@annotating.get("/pair/{pair_id}", response_class=HTMLResponse)
+def show_pair(pair_id: int, v: AnnotatorDep, ctx: CtxDep) -> Response:
+    view = ctx.store.pair_view(v.annotator.id, pair_id)
+    if view is None:
+        raise PageError(404, "Not found", "There is no such pair among yours.", v.session)
+    progress = ctx.store.progress(v.annotator, ctx.per_item)
+    return ctx.page(
+        "pair.html", session=v.session, annotator=v.annotator.name, progress=progress, **view
+    )
+
+
+def read_vote(ctx: Ctx, form: FormData, session: dict | None) -> tuple[dict[str, str], int, str]:
+    """(choices per criterion, the version the form was shown with, comment) or 422."""
+
+    def invalid(heading: str, text: str) -> PageError:
+        return PageError(422, heading, text, session)
+
+    choices: dict[str, str] = {}
+    for key in form:
+        if key.startswith("c_"):
+            crit = key[2:]
+            if crit not in ctx.crit_keys:
+                raise invalid("Invalid vote", f"Unknown criterion {crit!r}.")
+            values = form.getlist(key)
+            if len(values) != 1 or values[0] not in CHOICES:
+                raise invalid("Invalid vote", f"Choose A, tie or B for {crit!r}.")
+            choices[crit] = str(values[0])
+    missing = [k for k in ctx.crit_keys if k not in choices]
+    if missing:
+        raise invalid("Incomplete vote", "Choose A, tie or B for: " + ", ".join(missing) + ".")
+    try:
+        version = int(str(form.get("version", "")))
+        if version < 0:
+            raise ValueError
+    except ValueError:
+        raise invalid("Invalid vote", "The form's version field is missing or malformed.") from None
+    comment = str(form.get("comment") or "")
+    if len(comment) > MAX_COMMENT:
+        raise invalid("Invalid vote", f"The comment is longer than {MAX_COMMENT} characters.")
+    return choices, version, comment.strip()
+
+
+@annotating.post("/pair/{pair_id}", response_class=HTMLResponse)
+def submit(
+    pair_id: int,
+    v: AnnotatorDep,
+    form: FormDep,
+    ctx: CtxDep,
+) -> Response:
+    choices, version, comment = read_vote(ctx, form, v.session)
+    try:
+        ctx.store.record_vote(v.annotator.id, pair_id, choices, comment, version)
+    except LookupError:
+        raise PageError(404, "Not found", "There is no such pair among yours.", v.session) from None
+    except StaleVote:
+        raise PageError(
+            409,
+            "Already recorded",
+            "This form was already submitted or the vote changed since it was shown; nothing was "
+            "changed. Open the pair again to change your vote.",
+            v.session,
+        ) from None
+    return redirect("/next")  # only now: the vote's transaction has committed
+
+
+@annotating.get("/history", response_class=HTMLResponse)
+def history(v: AnnotatorDep, ctx: CtxDep) -> Response:
+    return _answers_page(ctx, v, finished=False)
+
+
+@annotating.get("/done", response_class=HTMLResponse)
+def done(v: AnnotatorDep, ctx: CtxDep) -> Response:
+    return _answers_page(ctx, v, finished=True)
+
+
+def _answers_page(ctx: Ctx, v: Visitor, finished: bool) -> Response:
+    return ctx.page(
+        "history.html",
+        session=v.session,
+        annotator=v.annotator.name,
+        rows=ctx.store.my_pairs(v.annotator.id),
+        progress=ctx.store.progress(v.annotator, ctx.per_item),
+        finished=finished,
+    )
+
+
+# --- routes: admin ---------------------------------------------------------------------------
+
+admin = APIRouter()
+
+
+@admin.get("/admin", response_class=HTMLResponse)
+def admin_page(v: AdminDep, ctx: CtxDep) -> Response:
+    numbers = ctx.store.overview(ctx.per_item)
+    return ctx.page(
+        "admin.html", session=v.session, per_item=ctx.per_item, study=ctx.study, **numbers
+    )
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+
+def _page_error(request: Request, exc: PageError) -> Response:
+    ctx = ctx_of(request)
+    return ctx.message(exc.status, exc.heading, exc.text, exc.session, headers=exc.headers)
+
+
+def _login_required(request: Request, exc: LoginRequired) -> Response:
+    if request.method in ("GET", "HEAD"):
+        return redirect("/login")
+    return ctx_of(request).message(401, "Not signed in", "Open your personal link to sign in.")
+
+
+def _database_error(request: Request, exc: Exception) -> Response:
+    """503, and nothing acknowledged. Retry-After when waiting can help (a lock, a lost
+    connection); not when the SQLite file is gone or the error is of another kind."""
+    ctx = ctx_of(request)
+    gone = isinstance(exc, DatabaseGone)
+    if not gone and ctx.store.path is not None:
+        try:
+            ctx.store.check_file()
+        except DatabaseGone as e:
+            gone, exc = True, e
+    retry = isinstance(exc, OperationalError) and not gone
+    reason = exc.orig if isinstance(exc, DBAPIError) else exc  # never the SQL or its parameters
+    path = "/a/***" if request.url.path.startswith("/a/") else request.url.path
+    log.warning(
+        "%s %s: database unavailable: %s", request.method, path, str(reason).splitlines()[0]
+    )
+    if retry:
+        text = "The study's database is busy or unreachable, so nothing was saved. Try again soon."
+    else:
+        text = "The study's database is not available, so nothing was saved. Tell the organiser."
+    headers = {"Retry-After": str(RETRY_AFTER_DB)} if retry else None
+    return ctx.message(503, "Service unavailable", text, headers=headers)
+
+
+def create_app(
+    study_path: str | Path,
+    db_url: str | None = None,
+    secure_cookies: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
+    login_attempts: int = 10,
+    login_window: float = 60.0,
+    db_timeout: float = 15.0,
+) -> FastAPI:
+    """The app for one study. `max_body`: largest request body in bytes (413 above);
+    `login_attempts` failed sign-ins per address and per token within `login_window` seconds
+    (429 after); `db_timeout`: seconds to wait for a database lock or connection (503 after)."""
+    study, store = open_store(study_path, db_url, timeout=db_timeout)
+    try:
+        secret = session_secret(study["_dir"])
+        meta = store.meta()
+    except BaseException:
+        store.dispose()
+        raise
+    ctx = Ctx(study, store, meta, secret, secure_cookies, Throttle(login_attempts, login_window))
+    app = FastAPI(
+        title=f"gpt4llm annotate: {ctx.title}", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.ctx = ctx
     app.state.store = store
     app.state.study = study
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
-
-    # --- helpers ---
-    def new_session(annotator: Annotator | None = None, admin: bool = False) -> dict:
-        s: dict[str, Any] = {"n": secrets.token_hex(16), "exp": int(time.time()) + SESSION_MAX_AGE}
-        if annotator is not None:
-            s["a"] = annotator.id
-            s["th"] = annotator.token_hash[:16]
-        if admin:
-            s["admin"] = True
-            s["th"] = admin_hash[:16]
-        return s
-
-    def set_cookie(resp: Response, session: dict) -> Response:
-        resp.set_cookie(COOKIE, sessions.dump(session), max_age=SESSION_MAX_AGE, httponly=True, samesite="lax", secure=secure_cookies, path="/")
-        return resp
-
-    def session_of(request: Request) -> dict | None:
-        return sessions.load(request.cookies.get(COOKIE))
-
-    def current_annotator(request: Request) -> tuple[dict, Annotator] | None:
-        s = session_of(request)
-        if not s or "a" not in s:
-            return None
-        a = store.annotator(int(s["a"]))
-        if a is None or not tokens_equal(a.token_hash[:16], str(s.get("th", ""))):
-            return None
-        return s, a
-
-    def is_admin(request: Request) -> dict | None:
-        s = session_of(request)
-        if s and s.get("admin") and tokens_equal(admin_hash[:16], str(s.get("th", ""))):
-            return s
-        return None
-
-    def page(name: str, status: int = 200, session: dict | None = None, **ctx: Any) -> HTMLResponse:
-        ctx.setdefault("title", title)
-        ctx["csrf"] = sessions.csrf(session) if session else ""
-        ctx["criteria"] = criteria
-        return HTMLResponse(env.get_template(name).render(**ctx), status_code=status)
-
-    def message(status: int, heading: str, text: str, session: dict | None = None) -> HTMLResponse:
-        return page("message.html", status=status, session=session, heading=heading, text=text)
-
-    def csrf_ok(session: dict | None, form: Any) -> bool:
-        sent = form.get("csrf") if form is not None else None
-        return bool(session) and isinstance(sent, str) and hmac.compare_digest(sent, sessions.csrf(session))
-
-    def login_required() -> Response:
-        return RedirectResponse("/login", status_code=303)
-
-    # --- entry ---
-    @app.get("/favicon.ico", include_in_schema=False)
-    def favicon() -> Response:
-        return Response(status_code=204)
-
-    @app.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> Response:
-        if is_admin(request):
-            return RedirectResponse("/admin", status_code=303)
-        if current_annotator(request):
-            return RedirectResponse("/next", status_code=303)
-        return login_required()
-
-    @app.get("/login", response_class=HTMLResponse)
-    def login_form(request: Request) -> Response:
-        s = session_of(request) or new_session()
-        return set_cookie(page("login.html", session=s, error=None), s)
-
-    @app.post("/login", response_class=HTMLResponse)
-    async def login(request: Request) -> Response:
-        form = await request.form()
-        s = session_of(request)
-        if not csrf_ok(s, form):
-            return message(403, "Forbidden", "The form was missing its security token or it was wrong. Reload the page and try again.")
-        token = str(form.get("token") or "").strip()
-        if token and tokens_equal(hash_token(token), admin_hash):
-            return set_cookie(RedirectResponse("/admin", status_code=303), new_session(admin=True))
-        a = await run_in_threadpool(store.annotator_by_token, token) if token else None
-        if a is None:
-            s2 = new_session()
-            return set_cookie(page("login.html", status=401, session=s2, error="That token is not valid for this study."), s2)
-        return set_cookie(RedirectResponse("/next", status_code=303), new_session(annotator=a))
-
-    @app.get("/a/{token}", response_class=HTMLResponse)
-    def enter(token: str) -> Response:
-        a = store.annotator_by_token(token)
-        if a is None:
-            return message(401, "Link not valid", "This link is not valid for this study. Ask the study's organiser for your personal link.")
-        return set_cookie(RedirectResponse("/next", status_code=303), new_session(annotator=a))
-
-    @app.post("/logout")
-    async def logout(request: Request) -> Response:
-        form = await request.form()
-        if not csrf_ok(session_of(request), form):
-            return message(403, "Forbidden", "The form was missing its security token or it was wrong.")
-        resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(COOKIE, path="/")
-        return resp
-
-    # --- annotating ---
-    def progress(annotator: Annotator) -> dict[str, int]:
-        with store.read() as s:
-            done = s.scalar(select(func.count()).select_from(Vote).where(Vote.annotator_id == annotator.id)) or 0
-            mine = s.scalar(select(func.count()).select_from(Assignment).where(Assignment.annotator_id == annotator.id)) or 0
-            mine_q = select(Assignment.pair_id).where(Assignment.annotator_id == annotator.id)
-            free = s.scalar(select(func.count()).select_from(Pair).where(Pair.n_assigned < per_item, Pair.id.not_in(mine_q))) or 0
-        total = mine + free
-        if annotator.quota is not None:
-            total = min(total, annotator.quota)
-        return {"done": done, "total": max(total, done)}
-
-    @app.get("/next")
-    def next_pair(request: Request) -> Response:
-        cur = current_annotator(request)
-        if cur is None:
-            return login_required()
-        pid = store.next_pair(cur[1].id, per_item)
-        if pid is None:
-            return RedirectResponse("/done", status_code=303)
-        return RedirectResponse(f"/pair/{pid}", status_code=303)
-
-    def my_pairs(annotator_id: int) -> list[dict]:
-        with store.read() as s:
-            rows = s.execute(
-                select(Assignment.seq, Assignment.pair_id, Vote.version, Vote.updated_at, Item.instruction)
-                .join(Pair, Pair.id == Assignment.pair_id)
-                .join(Item, Item.id == Pair.item_id)
-                .outerjoin(Vote, (Vote.pair_id == Assignment.pair_id) & (Vote.annotator_id == Assignment.annotator_id))
-                .where(Assignment.annotator_id == annotator_id)
-                .order_by(Assignment.seq)
-            ).all()
-        return [{"seq": r[0], "pair_id": r[1], "voted": r[2] is not None, "updated_at": r[3], "instruction": r[4]} for r in rows]
-
-    @app.get("/pair/{pair_id}", response_class=HTMLResponse)
-    def show_pair(request: Request, pair_id: int) -> Response:
-        cur = current_annotator(request)
-        if cur is None:
-            return login_required()
-        session, annotator = cur
-        if not store.is_assigned(annotator.id, pair_id):
-            return message(404, "Not found", "There is no such pair among yours.", session)
-        with store.read() as s:
-            pair = s.get(Pair, pair_id)
-            item = s.get(Item, pair.item_id)
-            vote = s.scalar(select(Vote).where(Vote.annotator_id == annotator.id, Vote.pair_id == pair_id))
-            mine = Assignment.annotator_id == annotator.id
-            seq = s.scalar(select(Assignment.seq).where(mine, Assignment.pair_id == pair_id))
-            prev_id = s.scalar(select(Assignment.pair_id).where(mine, Assignment.seq < seq).order_by(Assignment.seq.desc()).limit(1))
-            next_id = s.scalar(select(Assignment.pair_id).where(mine, Assignment.seq > seq).order_by(Assignment.seq).limit(1))
-        (_, left), (_, right) = pair.shown()
-        return page(
-            "pair.html",
-            session=session,
-            annotator=annotator.name,
-            pair_id=pair_id,
-            number=seq,
-            instruction=item.instruction,
-            input=item.input,
-            left=left,
-            right=right,
-            choices=json.loads(vote.choices) if vote else {},
-            comment=vote.comment if vote else "",
-            version=vote.version if vote else 0,
-            prev_id=prev_id,
-            next_id=next_id,
-            progress=progress(annotator),
-        )
-
-    @app.post("/pair/{pair_id}", response_class=HTMLResponse)
-    async def submit(request: Request, pair_id: int) -> Response:
-        form = await request.form()
-        cur = await run_in_threadpool(current_annotator, request)
-        if cur is None:
-            return message(401, "Not signed in", "Open your personal link to sign in.")
-        session, annotator = cur
-        if not csrf_ok(session, form):
-            return message(403, "Forbidden", "The form was missing its security token or it was wrong. Reload the page and try again.", session)
-        choices: dict[str, str] = {}
-        for key in form.keys():
-            if key.startswith("c_"):
-                crit = key[2:]
-                if crit not in crit_keys:
-                    return message(422, "Invalid vote", f"Unknown criterion {crit!r}.", session)
-                values = form.getlist(key)
-                if len(values) != 1 or values[0] not in CHOICES:
-                    return message(422, "Invalid vote", f"Choose A, tie or B for {crit!r}.", session)
-                choices[crit] = str(values[0])
-        missing = [k for k in crit_keys if k not in choices]
-        if missing:
-            return message(422, "Incomplete vote", "Choose A, tie or B for: " + ", ".join(missing) + ".", session)
-        try:
-            version = int(str(form.get("version", "")))
-            if version < 0:
-                raise ValueError
-        except ValueError:
-            return message(422, "Invalid vote", "The form's version field is missing or malformed.", session)
-        comment = str(form.get("comment") or "")
-        if len(comment) > MAX_COMMENT:
-            return message(422, "Invalid vote", f"The comment is longer than {MAX_COMMENT} characters.", session)
-        try:
-            await run_in_threadpool(store.record_vote, annotator.id, pair_id, choices, comment.strip(), version)
-        except LookupError:
-            return message(404, "Not found", "There is no such pair among yours.", session)
-        except StaleVote:
-            return message(409, "Already recorded", "This form was already submitted or the vote changed since it was shown; nothing was changed. Open the pair again to change your vote.", session)
-        return RedirectResponse("/next", status_code=303)
-
-    @app.get("/history", response_class=HTMLResponse)
-    def history(request: Request) -> Response:
-        cur = current_annotator(request)
-        if cur is None:
-            return login_required()
-        session, annotator = cur
-        return page("history.html", session=session, annotator=annotator.name, rows=my_pairs(annotator.id), progress=progress(annotator))
-
-    @app.get("/done", response_class=HTMLResponse)
-    def done(request: Request) -> Response:
-        cur = current_annotator(request)
-        if cur is None:
-            return login_required()
-        session, annotator = cur
-        return page("history.html", session=session, annotator=annotator.name, rows=my_pairs(annotator.id), progress=progress(annotator), finished=True)
-
-    # --- admin ---
-    @app.get("/admin", response_class=HTMLResponse)
-    def admin(request: Request) -> Response:
-        s = is_admin(request)
-        if s is None:
-            if session_of(request) and (session_of(request) or {}).get("a"):
-                return message(403, "Forbidden", "This page is for the study's admin.", session_of(request))
-            return login_required()
-        with store.read() as db:
-            n_pairs = db.scalar(select(func.count()).select_from(Pair)) or 0
-            n_votes = db.scalar(select(func.count()).select_from(Vote)) or 0
-            n_events = db.scalar(select(func.count()).select_from(VoteEvent)) or 0
-            vote_counts = select(Vote.pair_id, func.count().label("n")).group_by(Vote.pair_id).subquery()
-            complete = db.scalar(select(func.count()).select_from(vote_counts).where(vote_counts.c.n >= per_item)) or 0
-            rows = db.execute(
-                select(
-                    Annotator.name,
-                    Annotator.quota,
-                    Annotator.active,
-                    select(func.count()).select_from(Assignment).where(Assignment.annotator_id == Annotator.id).scalar_subquery(),
-                    select(func.count()).select_from(Vote).where(Vote.annotator_id == Annotator.id).scalar_subquery(),
-                    select(func.max(Vote.updated_at)).where(Vote.annotator_id == Annotator.id).scalar_subquery(),
-                ).order_by(Annotator.name)
-            ).all()
-        needed = n_pairs * per_item
-        annotators = [{"name": r[0], "quota": r[1], "active": r[2], "assigned": r[3], "voted": r[4], "last": r[5]} for r in rows]
-        return page("admin.html", session=s, n_pairs=n_pairs, n_votes=n_votes, n_events=n_events, needed=needed, complete=complete, per_item=per_item, annotators=annotators, study=study)
-
+    for router in (entry, annotating, admin):
+        app.include_router(router)
+    app.add_exception_handler(PageError, _page_error)
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(DatabaseGone, _database_error)
+    too_large = f"A request body may be at most {max_body:,} bytes."
+    app.add_middleware(
+        Guard, max_body=max_body, too_large=lambda: ctx.message(413, "Request too large", too_large)
+    )
     return app
 
 
@@ -375,7 +671,12 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and args[2].startswith("/a/"):
+        if (
+            isinstance(args, tuple)
+            and len(args) >= 3
+            and isinstance(args[2], str)
+            and args[2].startswith("/a/")
+        ):
             record.args = (*args[:2], "/a/***", *args[3:])
         return True
 
@@ -386,10 +687,19 @@ def _redact_access_log() -> None:
         log.addFilter(RedactTokens())
 
 
-def serve(study_path: str | Path, host: str = "127.0.0.1", port: int = 8000, db_url: str | None = None, secure_cookies: bool = False, log_level: str = "info") -> None:
+def serve(
+    study_path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    db_url: str | None = None,
+    secure_cookies: bool = False,
+    log_level: str = "info",
+    **options: Any,
+) -> None:
+    """Run the app with uvicorn until interrupted; `options` go to `create_app`."""
     import uvicorn
 
-    app = create_app(study_path, db_url=db_url, secure_cookies=secure_cookies)
+    app = create_app(study_path, db_url=db_url, secure_cookies=secure_cookies, **options)
     _redact_access_log()
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=True)
@@ -398,7 +708,13 @@ def serve(study_path: str | Path, host: str = "127.0.0.1", port: int = 8000, db_
 
 
 @contextmanager
-def serve_in_thread(study_path: str | Path, host: str = "127.0.0.1", port: int = 0, db_url: str | None = None):
+def serve_in_thread(
+    study_path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    db_url: str | None = None,
+    **options: Any,
+):
     """Run the app with uvicorn in a background thread (tests, notebooks); yields the base URL."""
     import socket
 
@@ -408,9 +724,10 @@ def serve_in_thread(study_path: str | Path, host: str = "127.0.0.1", port: int =
         with socket.socket() as sock:
             sock.bind((host, 0))
             port = sock.getsockname()[1]
-    app = create_app(study_path, db_url=db_url)
+    app = create_app(study_path, db_url=db_url, **options)
     _redact_access_log()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30

@@ -1,38 +1,28 @@
-"""`gpt4llm annotate ...` commands. init and export come from their configs (config_command);
-add-annotator and serve are small hand-written Typer commands. Secrets (the admin token, an
-annotator's link) go to stdout, once; everything else to stderr."""
+"""`gpt4llm annotate ...` commands. init is a stage (the stage table registers it from
+`stage.py`); export comes from its config (config_command); add-annotator and serve are small
+hand-written Typer commands whose options are checked here (one-line errors, exit 2). Secrets
+(the admin token, an annotator's link) go to stdout, once; everything else to stderr."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from gpt4llm.config import config_command
-from gpt4llm.evaluate.human.study import ExportConfig, InitConfig
+from gpt4llm.errors import UserError
+from gpt4llm.evaluate.human.study import ExportConfig
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+StudyArg = Annotated[Path, typer.Argument(help="Study directory (with study.json).")]
 
 
 def _console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-def _run_init(config: InitConfig) -> dict:
-    from gpt4llm.evaluate.human.study import init_study
-
-    summary = init_study(config)
-    token = summary.pop("admin_token")
-    con = _console()
-    con.print(
-        f"[bold]Study created[/bold]: {summary['study']}  ({summary['items']} instructions, "
-        f"{summary['comparisons']} comparison(s), {summary['pairs']} pairs, {summary['per_item']} annotators per pair, "
-        f"{summary['votes_needed']} votes needed; criteria: {', '.join(summary['criteria'])})"
-    )
-    con.print("Admin token (shown only now, stored hashed; sign in at /login with it):")
-    typer.echo(token)
-    con.print(f"Next: gpt4llm annotate add-annotator {config.output} NAME   then   gpt4llm annotate serve {config.output}")
-    return summary
 
 
 def _run_export(config: ExportConfig) -> dict:
@@ -63,19 +53,40 @@ def _run_export(config: ExportConfig) -> dict:
     return summary
 
 
+def check_serve_options(
+    port: int | None,
+    host: str | None,
+    log_level: str,
+    max_body_bytes: int,
+    login_attempts: int,
+    login_window: float,
+    db_timeout: float,
+) -> None:
+    """The hand-written serve options, checked before anything is opened."""
+    if port is not None and not 1 <= port <= 65535:
+        raise UserError(f"--port must be between 1 and 65535 (got {port})")
+    if host is not None and (not host.strip() or any(c.isspace() for c in host)):
+        raise UserError(f"--host must be a host name or address (got {host!r})")
+    if log_level.lower() not in LOG_LEVELS:
+        raise UserError(f"--log-level must be one of {', '.join(LOG_LEVELS)} (got {log_level!r})")
+    if max_body_bytes < 1024:
+        raise UserError(f"--max-body-bytes must be at least 1024 (got {max_body_bytes})")
+    if login_attempts < 1:
+        raise UserError(f"--login-attempts must be at least 1 (got {login_attempts})")
+    if not login_window > 0:
+        raise UserError(f"--login-window must be more than 0 seconds (got {login_window})")
+    if not db_timeout > 0:
+        raise UserError(f"--db-timeout must be more than 0 seconds (got {db_timeout})")
+
+
 def register(app: typer.Typer) -> None:
-    config_command(
-        app,
-        "init",
-        InitConfig,
-        _run_init,
-        help="Create a human-evaluation study (pairs of model answers, criteria, annotators per pair); prints the admin token once.",
-    )
+    """The commands that are not pipeline stages (`annotate init` comes from the stage table,
+    `gpt4llm.stages.STAGES`, whose module is `evaluate/human/stage.py`)."""
 
     @app.command("add-annotator")
     def add_annotator_cmd(
-        study: Path = typer.Argument(..., help="Study directory (with study.json)."),
-        name: str = typer.Argument(..., help="Annotator's name (unique in the study)."),
+        study: StudyArg,
+        name: Annotated[str, typer.Argument(help="Annotator's name (unique in the study).")],
         quota: int | None = typer.Option(None, "--quota", help="Most pairs this annotator is given (default: as many as remain)."),
         base_url: str | None = typer.Option(None, "--base-url", help="Public base URL for the link (default: http://HOST:PORT from init's --host/--port)."),
         db_url: str | None = typer.Option(None, "--db-url", help="Database URL overriding study.json's."),
@@ -83,20 +94,51 @@ def register(app: typer.Typer) -> None:
         """Create an annotator with a secret token and print their personal link (only a hash is stored)."""
         from gpt4llm.evaluate.human.study import add_annotator, annotator_link
 
+        if base_url is not None and not base_url.startswith(("http://", "https://")):
+            raise UserError(f"--base-url must start with http:// or https:// (got {base_url!r})")
         token = add_annotator(study, name, quota=quota, db_url=db_url)
         _console().print(f"Annotator [bold]{name}[/bold] added. Personal link (shown only now; or paste the token at /login):")
         typer.echo(annotator_link(study, token, base_url))
 
     @app.command("serve")
     def serve_cmd(
-        study: Path = typer.Argument(..., help="Study directory (with study.json)."),
+        study: StudyArg,
         host: str | None = typer.Option(None, "--host", help="Interface to listen on (default: init's --host, 127.0.0.1)."),
-        port: int | None = typer.Option(None, "--port", help="Port (default: init's --port, 8000)."),
+        port: int | None = typer.Option(
+            None, "--port", help="Port, 1-65535 (default: init's --port, 8000)."
+        ),
         db_url: str | None = typer.Option(None, "--db-url", help="Database URL overriding study.json's."),
         secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark the session cookie Secure (use behind HTTPS)."),
-        log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+        log_level: str = typer.Option(
+            "info", "--log-level", help=f"uvicorn log level: {', '.join(LOG_LEVELS)}."
+        ),
+        max_body_bytes: int = typer.Option(
+            65536,
+            "--max-body-bytes",
+            help="Largest request body accepted, in bytes (413 above; a vote with the longest "
+            "comment, 5,000 characters, fits in 64 KiB).",
+        ),
+        login_attempts: int = typer.Option(
+            10,
+            "--login-attempts",
+            help="Failed sign-ins allowed per client address and per token within "
+            "--login-window; then 429 with Retry-After.",
+        ),
+        login_window: float = typer.Option(
+            60.0, "--login-window", help="Seconds over which failed sign-ins are counted."
+        ),
+        db_timeout: float = typer.Option(
+            15.0,
+            "--db-timeout",
+            help="Seconds a request waits for the database (a lock, a connection) "
+            "before answering 503.",
+        ),
     ) -> None:
-        """Serve the annotation web app (FastAPI + uvicorn)."""
+        """Serve the annotation web app (FastAPI + uvicorn). The session-signing key is the
+        study's secret.key (0600) or $GPT4LLM_ANNOTATE_SECRET."""
+        check_serve_options(
+            port, host, log_level, max_body_bytes, login_attempts, login_window, db_timeout
+        )
         from gpt4llm.evaluate.human.app import serve
         from gpt4llm.evaluate.human.study import read_study
 
@@ -105,13 +147,26 @@ def register(app: typer.Typer) -> None:
         port = port or int(srv.get("port", 8000))
         if host not in ("127.0.0.1", "localhost", "::1") and not secure_cookies:
             _console().print("[yellow]note[/yellow]: listening beyond localhost over plain HTTP; put it behind HTTPS and pass --secure-cookies.")
-        serve(study, host=host, port=port, db_url=db_url, secure_cookies=secure_cookies, log_level=log_level)
+        serve(
+            study,
+            host=host,
+            port=port,
+            db_url=db_url,
+            secure_cookies=secure_cookies,
+            log_level=log_level.lower(),
+            max_body=max_body_bytes,
+            login_attempts=login_attempts,
+            login_window=login_window,
+            db_timeout=db_timeout,
+        )
 
     config_command(
         app,
         "export",
         ExportConfig,
         _run_export,
-        help="Export a study: win/tie/loss per criterion and model, majority per pair, agreement (Krippendorff's alpha, Fleiss' kappa), pie charts, raw votes, manifest.",
+        help="Export a study: win/tie/loss per criterion and model, majority per pair, "
+        "agreement (Krippendorff's alpha, Fleiss' kappa), pie charts, raw votes, "
+        "FastChat-format human judgments, manifest.",
         arguments=("study",),
     )

@@ -1,19 +1,28 @@
 """Human evaluation studies: create one from model answers, add annotators, export results.
 
 A study is a directory: `study.json` (what was compared, how, with which criteria; human
-readable) and, by default, `study.db` (SQLite) next to it — or a PostgreSQL schema named in
+readable), `secret.key` (the key that signs session cookies, 0600; or `$GPT4LLM_ANNOTATE_SECRET`)
+and, by default, `study.db` (SQLite, 0600) next to it — or a PostgreSQL schema named in
 study.json when created with `--db-url postgresql+psycopg://...`. The database holds the items,
 the pairs (left/right randomised per pair with the recorded seed), annotators (token hashes
-only), assignments and votes.
+only), web sessions (id hashes only), assignments and votes; no secret that could sign a session.
 
-Inputs, per `--source NAME=FILE` (two or more, over the same instructions):
+Inputs, per source `NAME=FILE` (two or more, over the same instructions), lined up by the
+package's one join rule (`gpt4llm.join`, `--join auto|id|text|position`); every model must
+answer every instruction, and joined by id or position the instruction texts must agree:
 - our response records `{id, instruction, input, output, model}` or Alpaca records
-  `{instruction, input, output}`: joined by `id` when every file has the same ids, else by
-  position; the instruction texts must agree either way;
+  `{instruction, input, output}`;
 - prediction files `{prompt, completion}` (self-instruct's User-Oriented format also has
   `response`, `instruction`, `input`): joined by position with `--instructions FILE` (the
   User-Oriented `{id, instruction, instances:[{input}]}` file or Alpaca records), each
   prediction checked against its instruction.
+Or `--from-judge DIR`: a pairwise `eval judge` output directory (its manifest holds the
+judge's config, judgments.jsonl the judged ids and model names); the judge's own loader reads
+its inputs, so the humans judge exactly what the LLM judge judged, under the same question ids.
+
+Export writes, besides the tables and charts, `human_judgments.jsonl` in FastChat's MT-bench
+human-judgment format (one row per vote and criterion: question_id, model_a, model_b, winner
+model_a|model_b|tie, judge = annotator, turn 1, criterion), which `eval agreement` reads.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from pydantic import Field
 
 from gpt4llm.config import StageConfig
 from gpt4llm.errors import DataError, UserError
+from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.records import (
     file_sha256,
     load_instructions,
@@ -45,6 +55,9 @@ STUDY_FILE = "study.json"
 DB_FILE = "study.db"
 DEFAULT_CRITERIA = "hhh_criteria.yaml"
 DB_URL_ENV = "GPT4LLM_ANNOTATE_DB_URL"
+SECRET_FILE = "secret.key"
+SECRET_ENV = "GPT4LLM_ANNOTATE_SECRET"
+HUMAN_JUDGMENTS = "human_judgments.jsonl"
 STUDY_FORMAT = "gpt4llm-annotate-study"
 
 
@@ -155,23 +168,43 @@ def load_answers(path: str | Path, instructions: list[dict[str, str]] | None, in
     raise DataError(path, "unrecognised record: expected {instruction, input, output} (Alpaca / response records) or {prompt, completion} (predictions)", line=rows[0][0])
 
 
-def join_sources(sources: dict[str, tuple[Path, list[dict[str, str]]]]) -> list[dict[str, Any]]:
-    """Items `{id, instruction, input, outputs: {model: text}}` in the first source's order."""
-    names = list(sources)
-    first_path, first = sources[names[0]]
-    ids = [[r["id"] for r in recs] for _, recs in sources.values()]
-    by_id = all(sorted(x) == sorted(ids[0]) for x in ids)
-    if not by_id and len({len(x) for x in ids}) != 1:
-        sizes = ", ".join(f"{n}: {len(r)}" for n, (_, r) in sources.items())
-        raise UserError(f"sources do not cover the same instructions (different ids and different counts: {sizes})")
-    items = [{"id": r["id"], "instruction": r["instruction"], "input": r["input"], "outputs": {}} for r in first]
-    for name in names:
-        path, recs = sources[name]
-        aligned = [{r["id"]: r for r in recs}[it["id"]] for it in items] if by_id else recs
-        for pos, (it, r) in enumerate(zip(items, aligned), start=1):
-            if _norm(r["instruction"]) != _norm(it["instruction"]) or _norm(r["input"]) != _norm(it["input"]):
-                raise DataError(path, f"record {pos} (id {r['id']!r}) has a different instruction or input than {first_path} (joined by {'id' if by_id else 'position'})")
-            it["outputs"][name] = r["output"]
+def join_sources(
+    sources: dict[str, tuple[Path, list[dict[str, str]], bool]], on: str = "auto"
+) -> list[dict[str, Any]]:
+    """Items `{id, instruction, input, outputs: {model: text}}` in the first source's order,
+    lined up by the package's one join rule (`gpt4llm.join`, `--join`); every model must
+    answer every item. `sources`: name -> (path, records, whether the ids are the file's own).
+    Joined by id or position, the instruction texts must agree too."""
+    from gpt4llm.join import Source, join_answers
+
+    joined = join_answers(
+        [Source(name, recs, explicit, path) for name, (path, recs, explicit) in sources.items()],
+        on=on,
+    )
+    joined.require_complete(hint="a study shows every model's answer to every instruction")
+    first = next(iter(sources))
+    items = []
+    for pos, it in enumerate(joined.items, start=1):
+        base = it.records[first]
+        outputs = {}
+        for name, (path, _, _) in sources.items():
+            r = it.records[name]
+            texts = (_norm(r["instruction"]), _norm(r["input"]))
+            if texts != (_norm(base["instruction"]), _norm(base["input"])):
+                raise DataError(
+                    path,
+                    f"record {pos} (id {r['id']!r}) has a different instruction or input than "
+                    f"{sources[first][0]} (joined by {joined.method})",
+                )
+            outputs[name] = r["output"]
+        items.append(
+            {
+                "id": base["id"],
+                "instruction": base["instruction"],
+                "input": base["input"],
+                "outputs": outputs,
+            }
+        )
     return items
 
 
@@ -213,26 +246,89 @@ def study_db_url(study: dict, override: str | None = None) -> str:
     return url
 
 
-def open_store(path: str | Path, db_url: str | None = None):
-    """(study dict, db.Store) for a study directory."""
-    from gpt4llm.evaluate.human.db import SCHEMA_VERSION, Store
+def open_store(path: str | Path, db_url: str | None = None, timeout: float = 60.0):
+    """(study dict, db.Store) for a study directory; upgrades an older database in place."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gpt4llm.evaluate.human.db import SCHEMA_VERSION, DatabaseGone, Store
 
     study = read_study(path)
-    store = Store(study_db_url(study, db_url), schema=study.get("schema"))
+    where = study_file(path)
+    try:
+        store = Store(study_db_url(study, db_url), schema=study.get("schema"), timeout=timeout)
+    except DatabaseGone as e:
+        raise UserError(
+            f"{where}: the study database is missing ({e}); it is never re-created empty"
+        ) from None
     try:
         meta = store.meta()
-    except Exception as e:  # a wrong URL / missing DB: one line, no traceback
+        if meta.get("study_id") != study["study_id"]:
+            raise UserError(
+                f"{where}: the database belongs to another study ({meta.get('study_id')!r})"
+            )
+        version = int(meta.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"{where}: database schema version {version} is newer than this "
+                f"gpt4llm's ({SCHEMA_VERSION})"
+            )
+        if version < SCHEMA_VERSION and store.migrate():
+            meta = store.meta()
+    except UserError:
         store.dispose()
-        raise UserError(f"{study_file(path)}: cannot open the study database: {str(e).splitlines()[0]}") from None
-    if meta.get("study_id") != study["study_id"]:
+        raise
+    except (SQLAlchemyError, DatabaseGone, ValueError) as e:  # wrong URL, missing tables: one line
         store.dispose()
-        raise UserError(f"{study_file(path)}: the database belongs to another study ({meta.get('study_id')!r})")
-    if int(meta.get("schema_version", 0)) != SCHEMA_VERSION:
-        store.dispose()
-        raise UserError(f"{study_file(path)}: database schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
+        raise UserError(
+            f"{where}: cannot open the study database: {str(e).splitlines()[0]}"
+        ) from None
     study["criteria"] = json.loads(meta["criteria"])
     study["per_item"] = int(meta["per_item"])
     return study, store
+
+
+def session_secret(study_dir: str | Path) -> str:
+    """The key that signs session cookies: `$GPT4LLM_ANNOTATE_SECRET` (deployments), else
+    `secret.key` in the study directory, created (0600, atomically) on first use. Never in the
+    database, so whoever can read study.db (a backup, a shared volume) cannot forge a session."""
+    import os
+
+    env = os.environ.get(SECRET_ENV)
+    if env is not None:
+        if len(env.strip()) < 32:
+            raise UserError(
+                f"{SECRET_ENV} must be at least 32 characters (e.g. `openssl rand -hex 32`)"
+            )
+        return env.strip()
+    path = Path(study_dir) / SECRET_FILE
+    if not path.exists():
+        # Written in full under a private temporary name, then linked into place: a concurrent
+        # reader never sees a half-written key, and of two racing creators one wins.
+        tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(secrets.token_hex(32) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise UserError(
+            f"{path} is readable by others (mode {mode:o}): `chmod 600` it, or delete it to make "
+            "a new one (signs everyone out)"
+        )
+    key = path.read_text(encoding="ascii", errors="replace").strip()
+    if len(key) < 32:
+        raise UserError(
+            f"{path}: not a valid key; delete it to make a new one (signs everyone out)"
+        )
+    return key
 
 
 # --- init ------------------------------------------------------------------------------------
@@ -241,7 +337,18 @@ def open_store(path: str | Path, db_url: str | None = None):
 class InitConfig(StageConfig):
     output: Path = Field(Path("study"), description="Study directory to create (study.json, and study.db unless --db-url).")
     source: dict[str, Path] = Field(default_factory=dict, description="NAME=FILE, repeated (two or more): each model's answers: response records, Alpaca records, or {prompt, completion} predictions (with --instructions).")
+    from_judge: Path | None = Field(
+        None,
+        description="Instead of --source: an `eval judge` output directory; its two answer files "
+        "and judged questions become the study, so human votes can be compared with the judge's "
+        "(question ids kept).",
+    )
     instructions: Path | None = Field(None, description="Instruction file that prediction files are joined with by position (User-Oriented {id, instruction, instances} or Alpaca).")
+    join: JoinOn = Field(
+        "auto",
+        description=JOIN_HELP + " Prediction files are first lined up with --instructions "
+        "by position.",
+    )
     reference: str | None = Field(None, description="With more than two sources: compare every model against this one (default: all pairs of models).")
     per_item: int = Field(3, ge=1, description="Annotators per pair.")
     seed: int = Field(0, description="Seed for the left/right order of each pair, the serving order and --limit sampling.")
@@ -252,6 +359,148 @@ class InitConfig(StageConfig):
     host: str = Field("127.0.0.1", description="Host that annotator links point to (serve's --host default).")
     port: int = Field(8000, ge=1, le=65535, description="Port that annotator links point to (serve's --port default).")
     force: bool = Field(False, description="Replace an existing study in the output directory.")
+
+
+def _judge_input(judge_dir: Path, manifest: dict, value: Any, what: str) -> Path:
+    """A file the judge run read: as recorded (relative to where it ran: tried from the
+    current directory, then from the judge directory and its parent), unchanged since."""
+    p = Path(str(value))
+    tried = [p] if p.is_absolute() else [p, judge_dir / p, judge_dir.parent / p]
+    found = next((c for c in tried if c.is_file()), None)
+    if found is None:
+        places = ", ".join(
+            "the current directory" if str(c.parent) == "." else str(c.parent) for c in tried
+        )
+        raise UserError(
+            f"{judge_dir}: the judge's {what} {p} is not found (looked in {places}); "
+            "run from the directory the judge ran in"
+        )
+    recorded = (manifest.get("inputs") or {}).get(str(value))
+    if recorded and recorded != file_sha256(found):
+        raise UserError(
+            f"{found}: changed since the judge read it "
+            f"(sha256 differs from {judge_dir / 'manifest.json'})"
+        )
+    return found
+
+
+def load_judge_run(judge_dir: str | Path) -> dict[str, Any]:
+    """Items and models from a pairwise `eval judge` output directory.
+
+    `manifest.json` holds the judge's resolved config; `judgments.jsonl` one row per question,
+    turn and order with id, model_a, model_b. The judge's config is rebuilt (its input paths
+    found again and checked unchanged) and its answers loaded by the judge's own loader, with
+    its join rule and --limit, so humans see exactly what the judge saw. The items are the
+    judged questions (first turn), in judgment order, under the judge's question ids.
+    Returns {items, models, sources, inputs, judge}."""
+    from pydantic import ValidationError
+
+    from gpt4llm.evaluate import judge as judge_stage
+
+    d = Path(judge_dir)
+    mf, jf = d / "manifest.json", d / "judgments.jsonl"
+    if not mf.is_file() or not jf.is_file():
+        raise UserError(
+            f"{d}: not an `eval judge` output directory (needs manifest.json and judgments.jsonl)"
+        )
+    try:
+        manifest = json.loads(mf.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(mf, f"malformed JSON: {e.msg}", line=e.lineno) from None
+    cfg = manifest.get("config") if isinstance(manifest, dict) else None
+    if not isinstance(cfg, dict) or manifest.get("stage") != judge_stage.STAGE:
+        raise DataError(mf, f"not the manifest of an `{judge_stage.STAGE}` run")
+    if cfg.get("mode", "pair") != "pair" or not cfg.get("answers_b"):
+        raise UserError(f"{d}: a study compares two models: use a pairwise judge run (--mode pair)")
+    ids: list[str] = []
+    names: set[tuple[str, str]] = set()
+    for lineno, row in read_json_records(jf):
+        if not isinstance(row, dict):
+            raise DataError(jf, "expected a JSON object", line=lineno)
+        for field in ("id", "model_a", "model_b"):
+            if row.get(field) is None or str(row[field]) == "":
+                raise DataError(jf, "missing", line=lineno, field=field)
+        names.add((str(row["model_a"]), str(row["model_b"])))
+        if str(row["id"]) not in ids:
+            ids.append(str(row["id"]))
+    if not ids:
+        raise DataError(jf, "no judgments")
+    if len(names) != 1:
+        raise DataError(jf, f"judges more than one pair of models: {sorted(names)}")
+    model_a, model_b = names.pop()
+    inputs = []
+    for key in ("answers_a", "answers_b", "questions", "references"):
+        if cfg.get(key):
+            found = _judge_input(d, manifest, cfg[key], key)
+            cfg = {**cfg, key: str(found)}
+            inputs.append(found)
+    try:
+        judge_config = judge_stage.Config.model_validate(cfg)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        reason = f"{where}: {first.get('msg')}"
+        raise DataError(mf, f"the judge's config does not load here: {reason}") from None
+    # The judge's own loading (join rule, --limit, turns), not a second copy of it.
+    questions, models, _ = judge_stage._load(judge_config)
+    by_id = {q["id"]: q for q in questions}
+    (_, ans_a), (_, ans_b) = models
+    items = []
+    for qid in ids:
+        q = by_id.get(qid)
+        if q is None or qid not in ans_a or qid not in ans_b:
+            raise DataError(jf, f"judged question {qid!r} is not among the judge's inputs any more")
+        outputs = {model_a: ans_a[qid]["text"].strip(), model_b: ans_b[qid]["text"].strip()}
+        items.append({"id": qid, "instruction": q["text"], "input": "", "outputs": outputs})
+    paths = {model_a: inputs[0], model_b: inputs[1]}
+    sources = {
+        m: {"path": str(p), "format": f"eval judge {k}", "sha256": file_sha256(p)}
+        for (m, p), k in zip(paths.items(), ("answers_a", "answers_b"))
+    }
+    judge = {
+        "dir": str(d),
+        "judge": judge_config.judge.model,
+        "judgments_sha256": file_sha256(jf),
+    }
+    return {
+        "items": items,
+        "models": [model_a, model_b],
+        "sources": sources,
+        "inputs": [*inputs, jf],
+        "judge": judge,
+    }
+
+
+def _load_sources(config: InitConfig) -> dict[str, Any]:
+    """Items and models from --source files (see the module docstring)."""
+    from gpt4llm.join import has_own_ids
+
+    for name in config.source:
+        if not name or len(name) > 255:
+            raise UserError(f"--source: bad model name {name!r}")
+    instructions = load_instruction_set(config.instructions) if config.instructions else None
+    loaded: dict[str, tuple[Path, list[dict[str, str]], bool]] = {}
+    formats = {}
+    for name, path in config.source.items():
+        fmt, recs = load_answers(path, instructions, config.instructions)
+        # predictions carry the instruction file's ids; other files their own, if they have them
+        loaded[name] = (Path(path), recs, fmt == "predictions" or has_own_ids(path))
+        formats[name] = fmt
+    items = join_sources(loaded, on=config.join)
+    sources = {
+        n: {"path": str(p), "format": formats[n], "sha256": file_sha256(p)}
+        for n, (p, _, _) in loaded.items()
+    }
+    inputs = [p for p, _, _ in loaded.values()] + (
+        [config.instructions] if config.instructions else []
+    )
+    return {
+        "items": items,
+        "models": list(config.source),
+        "sources": sources,
+        "inputs": inputs,
+        "judge": None,
+    }
 
 
 def init_study(config: InitConfig) -> dict:
@@ -268,35 +517,51 @@ def init_study(config: InitConfig) -> dict:
     from gpt4llm.provenance import write_manifest
 
     t0 = time.time()
-    if len(config.source) < 2:
-        raise UserError("give at least two sources: --source NAME=FILE --source NAME=FILE")
-    for name in config.source:
-        if not name or len(name) > 255:
-            raise UserError(f"--source: bad model name {name!r}")
-    if config.reference is not None and config.reference not in config.source:
-        raise UserError(f"--reference {config.reference!r} is not one of the sources ({', '.join(config.source)})")
+    if config.from_judge is not None and (config.source or config.instructions):
+        raise UserError(
+            "--from-judge takes both models' answers from the judge run: "
+            "drop --source/--instructions"
+        )
+    if config.from_judge is None and len(config.source) < 2:
+        raise UserError(
+            "give at least two sources: --source NAME=FILE --source NAME=FILE (or --from-judge DIR)"
+        )
+    if config.reference is not None and config.source and config.reference not in config.source:
+        raise UserError(
+            f"--reference {config.reference!r} is not one of the sources "
+            f"({', '.join(config.source)})"
+        )
     criteria = load_criteria(config.criteria)
     out = Path(config.output)
     sf = out / STUDY_FILE
     if sf.exists() and not config.force:
         raise UserError(f"{sf} exists: choose another --output or pass --force to replace it")
 
-    instructions = load_instruction_set(config.instructions) if config.instructions else None
-    loaded: dict[str, tuple[Path, list[dict[str, str]]]] = {}
-    formats = {}
-    for name, path in config.source.items():
-        fmt, recs = load_answers(path, instructions, config.instructions)
-        loaded[name] = (Path(path), recs)
-        formats[name] = fmt
-    items = join_sources(loaded)
+    loaded = (
+        load_judge_run(config.from_judge)
+        if config.from_judge is not None
+        else _load_sources(config)
+    )
+    items, models = loaded["items"], loaded["models"]
+    from gpt4llm.outputs import check_outputs
+
+    check_outputs(  # the study directory must not clobber what it was made from
+        inputs=[*loaded["inputs"], *([config.criteria] if config.criteria else [])],
+        directories=[out],
+        files=[sf, out / DB_FILE, out / SECRET_FILE],
+        companions=False,
+    )
     if not items:
         raise UserError("the sources have no instructions in common")
+    if config.reference is not None and config.reference not in models:
+        raise UserError(
+            f"--reference {config.reference!r} is not one of the models ({', '.join(models)})"
+        )
 
     rng = random.Random(config.seed)
     if config.limit and config.limit < len(items):
         keep = sorted(rng.sample(range(len(items)), config.limit))
         items = [items[i] for i in keep]
-    models = list(config.source)
     if config.reference:
         comparisons = [(config.reference, m) for m in models if m != config.reference]
     else:
@@ -318,22 +583,27 @@ def init_study(config: InitConfig) -> dict:
         if config.force:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(db_path) + suffix).unlink(missing_ok=True)
+            (out / SECRET_FILE).unlink(missing_ok=True)  # a new study: a new signing key
         url = f"sqlite:///{db_path}"
     try:
-        store = Store(url, schema=schema)
+        store = Store(url, schema=schema, create=True)
         store.create()
-    except Exception as e:
-        raise UserError(f"cannot create the study database at {redact_url(url)}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001 - any driver error becomes one line
+        raise UserError(
+            f"cannot create the study database at {redact_url(url)}: {str(e).splitlines()[0]}"
+        ) from None
     try:
         with store.write() as s, s.begin():
             if s.get(Meta, "study_id") is not None:
-                raise UserError(f"{redact_url(url)} already holds a study: use a fresh database (or --force with the default SQLite file)")
+                raise UserError(
+                    f"{redact_url(url)} already holds a study: use a fresh database "
+                    "(or --force with the default SQLite file)"
+                )
             admin_token = secrets.token_urlsafe(32)
             meta = {
                 "study_id": study_id,
                 "schema_version": str(SCHEMA_VERSION),
                 "title": config.title,
-                "session_secret": secrets.token_hex(32),
                 "admin_token_hash": hash_token(admin_token),
                 "criteria": json.dumps(criteria),
                 "per_item": str(config.per_item),
@@ -344,10 +614,23 @@ def init_study(config: InitConfig) -> dict:
             for n, it in enumerate(items, start=1):
                 s.add(Item(id=n, key=it["id"], instruction=it["instruction"], input=it["input"]))
                 for a, b in comparisons:
-                    s.add(Pair(item_id=n, model_a=a, model_b=b, output_a=it["outputs"][a], output_b=it["outputs"][b], swapped=swaps[k], rank=ranks[k], n_assigned=0))
+                    s.add(
+                        Pair(
+                            item_id=n,
+                            model_a=a,
+                            model_b=b,
+                            output_a=it["outputs"][a],
+                            output_b=it["outputs"][b],
+                            swapped=swaps[k],
+                            rank=ranks[k],
+                            n_assigned=0,
+                        )
+                    )
                     k += 1
     finally:
         store.dispose()
+    out.mkdir(parents=True, exist_ok=True)
+    session_secret(out)  # the signing key, 0600, beside the database (unless given by env)
 
     study = {
         "format": STUDY_FORMAT,
@@ -366,15 +649,53 @@ def init_study(config: InitConfig) -> dict:
         "criteria": criteria,
         "n_items": len(items),
         "n_pairs": n_pairs,
-        "sources": {n: {"path": str(p), "format": formats[n], "sha256": file_sha256(p)} for n, (p, _) in loaded.items()},
+        "sources": loaded["sources"],
         "instructions": str(config.instructions) if config.instructions else None,
         "server": {"host": config.host, "port": config.port},
     }
+    if loaded["judge"]:
+        study["from_judge"] = loaded["judge"]
     write_json(sf, study)
-    summary = {"study_id": study_id, "models": models, "comparisons": len(comparisons), "items": len(items), "pairs": n_pairs, "per_item": config.per_item, "votes_needed": n_pairs * config.per_item, "criteria": [c["key"] for c in criteria]}
-    inputs = [p for p, _ in loaded.values()] + ([config.instructions] if config.instructions else [])
-    write_manifest(out, "annotate init", config, inputs=inputs, summary=summary, started=t0)
+    summary = {
+        "study_id": study_id,
+        "models": models,
+        "comparisons": len(comparisons),
+        "items": len(items),
+        "pairs": n_pairs,
+        "per_item": config.per_item,
+        "votes_needed": n_pairs * config.per_item,
+        "criteria": [c["key"] for c in criteria],
+    }
+    write_manifest(
+        out, "annotate init", config, inputs=loaded["inputs"], summary=summary, started=t0
+    )
     return {**summary, "study": str(sf), "admin_token": admin_token}
+
+
+def run_init(config: InitConfig) -> dict:
+    """`annotate init` and the `annotate_init` pipeline stage: create the study, print the admin
+    token once on stdout (the only place it ever appears) and the rest on stderr."""
+    import sys
+
+    from rich.console import Console
+
+    summary = init_study(config)
+    token = summary.pop("admin_token")
+    con = Console(stderr=True)
+    con.print(
+        f"[bold]Study created[/bold]: {summary['study']}  ({summary['items']} instructions, "
+        f"{summary['comparisons']} comparison(s), {summary['pairs']} pairs, "
+        f"{summary['per_item']} annotators per pair, {summary['votes_needed']} votes needed; "
+        f"criteria: {', '.join(summary['criteria'])})"
+    )
+    con.print("Admin token (shown only now, stored hashed; sign in at /login with it):")
+    sys.stdout.write(token + "\n")
+    sys.stdout.flush()
+    con.print(
+        f"Next: gpt4llm annotate add-annotator {config.output} NAME   "
+        f"then   gpt4llm annotate serve {config.output}"
+    )
+    return summary
 
 
 def add_annotator(study_path: str | Path, name: str, quota: int | None = None, db_url: str | None = None) -> str:
@@ -407,7 +728,11 @@ def annotator_link(study_path: str | Path, token: str, base_url: str | None = No
 
 class ExportConfig(StageConfig):
     study: Path = Field(Path("study"), description="Study directory (with study.json).")
-    output: Path = Field(Path("annotate_export"), description="Directory for votes.jsonl, summary.json, pie charts (PNG) and manifest.json.")
+    output: Path = Field(
+        Path("annotate_export"),
+        description="Directory for votes.jsonl, human_judgments.jsonl (FastChat MT-bench format), "
+        "summary.json, pie charts (PNG) and manifest.json.",
+    )
     db_url: str | None = Field(None, description="Database URL overriding study.json's (e.g. when it was stored without a password).")
     pie_basis: Literal["votes", "majority"] = Field("votes", description="Pie charts from all annotators' votes, or from the per-pair majority.")
 
@@ -516,6 +841,7 @@ def _safe_name(text: str) -> str:
 def export_study(config: ExportConfig) -> dict:
     from sqlalchemy import select
 
+    from gpt4llm.evaluate.fastchat_io import fastchat_id
     from gpt4llm.evaluate.human.db import Annotator, Item, Pair, Vote
     from gpt4llm.provenance import write_manifest
 
@@ -535,6 +861,7 @@ def export_study(config: ExportConfig) -> dict:
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     raw = []
+    human = []  # FastChat's MT-bench human-judgment rows, one per vote and criterion
     # per comparison, per criterion: pair id -> {annotator: a|tie|b}
     comps = [tuple(c) for c in study["comparisons"]]
     units: dict[tuple, dict[str, dict[int, dict[int, str]]]] = {c: {k: {} for k in keys} for c in comps}
@@ -562,7 +889,23 @@ def export_study(config: ExportConfig) -> dict:
                 "updated_at": v.updated_at.isoformat() + "Z",
             }
         )
+        qid = fastchat_id(items[p.item_id].key)  # FastChat's type: 81, not "81"
+        judge = names.get(v.annotator_id, str(v.annotator_id))
+        for k in keys:
+            winner = {"a": "model_a", "b": "model_b", "tie": "tie"}[winners[k]]
+            human.append(
+                {
+                    "question_id": qid,
+                    "model_a": p.model_a,
+                    "model_b": p.model_b,
+                    "winner": winner,
+                    "judge": judge,
+                    "turn": 1,
+                    "criterion": k,
+                }
+            )
     write_jsonl(out / "votes.jsonl", raw)
+    write_jsonl(out / HUMAN_JUDGMENTS, human)
 
     comparisons = []
     per_model: dict[str, dict[str, dict[str, int]]] = {m: {k: {"win": 0, "tie": 0, "loss": 0} for k in keys} for m in study["models"]}
@@ -618,6 +961,7 @@ def export_study(config: ExportConfig) -> dict:
         "comparisons": comparisons,
         "models": per_model,
         "agreement": overall_agreement,
+        "human_judgments": len(human),
     }
     write_json(out / "summary.json", summary)
     write_manifest(out, "annotate export", config, inputs=[study_file(config.study)], summary={k: summary[k] for k in ("study_id", "pairs", "votes", "annotators_voting", "pairs_complete")}, started=t0)

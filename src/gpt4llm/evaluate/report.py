@@ -1,15 +1,17 @@
 """`gpt4llm report`: one self-contained HTML page (plus the PNGs) from evaluation outputs.
 
 Give it the summary files the evaluation stages wrote -- `eval rouge`'s and `eval judge`'s
-`summary.json` (or their output directories) and `eval reward`'s JSON report -- in any number
-and order; the kind of each is recognised from its content. Optional: `--paper-rouge` (the
-paper's published ROUGE-by-length table, plotted beside ours) and `--analyze DIR` (the output
-of `gpt4llm analyze`: linked, and its PNGs embedded).
+`summary.json` (or their output directories), `eval reward`'s JSON report and `train dpo`'s
+`summary.json` (or its output directory) -- in any number and order; the kind of each is
+recognised from its content. Optional: `--paper-rouge` (the paper's published ROUGE-by-length
+table, plotted beside ours) and `--analyze DIR` (the output of `gpt4llm analyze`: linked, and
+its PNGs embedded).
 
 The page holds: the judge's relative scores (paper style, model A's total as a percentage of
 model B's, with wins/ties/losses and per category), ROUGE by reference-length bucket (grouped
-bars), reward-model pairwise accuracy, a table of every number plotted, and for each input the
-exact command and resolved config that produced it (read from the manifest next to it).
+bars), reward-model pairwise accuracy beside DPO's held-out preference accuracy, a table of
+every number plotted, and for each input the exact command and resolved config that produced
+it (read from the manifest next to it).
 Charts are drawn with matplotlib (Agg), written as PNG files next to `index.html` and embedded
 as base64 so the page is one file that can be mailed or attached to a PR. All text coming from
 inputs is HTML-escaped (Jinja2 autoescape).
@@ -25,7 +27,7 @@ from typing import Any
 
 from pydantic import Field
 
-from gpt4llm.config import StageConfig, config_command
+from gpt4llm.config import StageConfig
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.records import write_text
 
@@ -35,7 +37,9 @@ STAGE = "report"
 class Config(StageConfig):
     """Settings of `gpt4llm report`."""
 
-    inputs: list[Path] = Field(default_factory=list, description="Evaluation outputs: summary.json of eval rouge / eval judge (or their directories), eval reward's JSON report.")
+    inputs: list[Path] = Field(default_factory=list, description=(
+        "Evaluation outputs: summary.json of eval rouge / eval judge / train dpo (or their "
+        "directories), eval reward's JSON report."))
     output: Path = Field(Path("report"), description="Output directory: index.html (self-contained) and the PNG charts.")
     title: str = Field("gpt4llm evaluation report", description="Page title.")
     paper_rouge: Path | None = Field(None, description="The paper's ROUGE-by-length table (GPT-4-LLM's unnatural_rouge_by_length.json), plotted beside ours.")
@@ -61,7 +65,8 @@ def load_input(path: Path) -> dict:
     path = Path(path)
     if path.is_dir():
         if not (path / "summary.json").is_file():
-            raise DataError(path, "directory without summary.json (expected an eval rouge / eval judge output)")
+            raise DataError(path, "directory without summary.json (expected an eval rouge / "
+                        "eval judge / train dpo output)")
         path = path / "summary.json"
     if not path.is_file():
         raise DataError(path, "file not found")
@@ -75,10 +80,13 @@ def load_input(path: Path) -> dict:
         kind = "rouge"
     elif data.get("metric") == "judge" and "overall" in data:
         kind = "judge"
+    elif data.get("metric") == "dpo":
+        kind = "dpo"  # train dpo's summary.json (its output directory works too)
     elif "pairwise_accuracy" in data:
         kind = "reward"
     else:
-        raise DataError(path, "not an evaluation summary (expected eval rouge / eval judge summary.json or eval reward's report)")
+        raise DataError(path, "not an evaluation summary (expected eval rouge / eval judge / "
+                        "train dpo summary.json or eval reward's report)")
     return {"kind": kind, "path": str(path), "data": data, "manifest": _manifest_for(path)}
 
 
@@ -127,14 +135,43 @@ def _save(fig, out: Path, name: str) -> dict:
     return {"file": name, "b64": base64.b64encode(path.read_bytes()).decode("ascii")}
 
 
+def _ci_err(values: list[float], cis: list[dict | None]) -> list[list[float]] | None:
+    """matplotlib xerr from bootstrap intervals (0 where a run has none)."""
+    have = [ci is not None and ci.get("low") is not None for ci in cis]
+    lo = [max(0.0, v - ci["low"]) if ok else 0.0 for v, ci, ok in zip(values, cis, have)]
+    hi = [max(0.0, ci["high"] - v) if ok else 0.0 for v, ci, ok in zip(values, cis, have)]
+    return [lo, hi] if any(lo) or any(hi) else None
+
+
+def judge_warnings(judges: list[dict]) -> list[str]:
+    """Runs judged by different models or prompts are not comparable: say so, never silently."""
+    if len(judges) < 2:
+        return []
+    out = []
+    who = {(j.get("judge"), tuple(j.get("judge_reported") or ())) for j in judges}
+    if len(who) > 1:
+        shown = "; ".join(f"{a}" + (f" (reported {', '.join(r)})" if r else "")
+                          for a, r in sorted(who, key=str))
+        out.append(f"the judge runs were judged by different models ({shown}): "
+                   "their numbers are not comparable")
+    prompts = {j.get("prompt_sha256") for j in judges}
+    if len(prompts) > 1:
+        shown = ", ".join(sorted((p or "unknown")[:12] for p in prompts))
+        out.append(f"the judge runs used different judge prompts (sha256 {shown}): "
+                   "their numbers are not comparable")
+    return out
+
+
 def chart_judge(judges: list[dict], out: Path) -> list[dict]:
+    """Pairwise judge runs: relative score with its bootstrap interval, wins/ties/losses."""
     plt = _plt()
     charts = []
     labels = [f"{j['model_a']} vs {j['model_b']}" for j in judges]
     rel = [j["overall"]["relative_a_to_b"] or 0.0 for j in judges]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 0.7 * len(judges) + 1.8), gridspec_kw={"width_ratios": [3, 2]})
     y = list(range(len(judges)))
-    bars = ax.barh(y, rel, color="#4C72B0")
+    err = _ci_err(rel, [(j.get("intervals") or {}).get("relative_a_to_b") for j in judges])
+    bars = ax.barh(y, rel, color="#4C72B0", xerr=err, ecolor="#333", capsize=3)
     ax.axvline(100, color="#888", linestyle="--", linewidth=1)
     for b, j in zip(bars, judges):
         o = j["overall"]
@@ -178,6 +215,29 @@ def chart_judge(judges: list[dict], out: Path) -> list[dict]:
     return charts
 
 
+def chart_single(singles: list[dict], out: Path) -> dict:
+    """Single-answer grading runs: each model's MT-bench score with its bootstrap interval."""
+    plt = _plt()
+    labels, vals, cis = [], [], []
+    for j in singles:
+        for name, m in j["models"].items():
+            labels.append(f"{name} ({j['judge']})" if len(singles) > 1 else name)
+            vals.append(m["score"] or 0.0)
+            cis.append(m.get("interval"))
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.5))
+    bars = ax.barh(range(len(labels)), vals, color="#4C72B0", xerr=_ci_err(vals, cis),
+                   ecolor="#333", capsize=3)
+    for b, v in zip(bars, vals):
+        ax.text(0.1, b.get_y() + b.get_height() / 2, f"{v:.2f}", va="center", color="white",
+                fontsize=9)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 10.5)
+    ax.set_xlabel("score (1-10), mean over questions and turns; bars: 95% bootstrap interval")
+    ax.set_title("MT-bench style single-answer grading")
+    return {"title": "LLM judge: single-answer grading", **_save(fig, out, "judge_single.png")}
+
+
 def chart_rouge(rows: list[dict], metric: str, out: Path) -> dict:
     """rows: {model, bucket, <metric>} -> grouped bars, buckets on x, one bar per model."""
     plt = _plt()
@@ -210,9 +270,14 @@ def chart_rouge(rows: list[dict], metric: str, out: Path) -> dict:
     return {"title": f"ROUGE ({metric}) by reference length", **_save(fig, out, "rouge_by_length.png")}
 
 
-def chart_reward(rewards: list[dict], out: Path) -> dict:
+def chart_reward(rewards: list[dict], out: Path, dpos: list[dict] = ()) -> dict:
+    """Reward models' pairwise accuracy and, next to it, DPO's held-out preference accuracy
+    (its implicit reward ranks the better answer higher) on the same kind of pairs."""
     plt = _plt()
     labels, vals = [], []
+    for d in dpos:
+        labels.append(f"{d.get('model') or 'dpo'} (DPO): all")
+        vals.append(d.get("preference_accuracy") or 0.0)
     for r in rewards:
         name = str(r.get("model") or "reward model")
         labels.append(f"{name}: all")
@@ -223,7 +288,9 @@ def chart_reward(rewards: list[dict], out: Path) -> dict:
                 labels.append(f"{name}: {src}")
                 vals.append(float(acc))
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.5))
-    bars = ax.barh(range(len(labels)), vals, color=["#4C72B0" if lab.endswith(": all") else "#8DA0CB" for lab in labels])
+    colors = [("#55A868" if "(DPO)" in lab else "#4C72B0") if lab.endswith(": all") else "#8DA0CB"
+              for lab in labels]
+    bars = ax.barh(range(len(labels)), vals, color=colors)
     for b in bars:
         ax.text(b.get_width() + 0.01, b.get_y() + b.get_height() / 2, f"{b.get_width():.3f}", va="center", fontsize=9)
     ax.axvline(0.5, color="#888", linestyle="--", linewidth=1)
@@ -231,7 +298,7 @@ def chart_reward(rewards: list[dict], out: Path) -> dict:
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("pairwise accuracy (0.5 = chance)")
-    ax.set_title("Reward model: agreement with the rater")
+    ax.set_title("Reward model" + (" and DPO" if dpos else "") + ": agreement with the rater")
     return {"title": "Reward-model pairwise accuracy", **_save(fig, out, "reward_accuracy.png")}
 
 
@@ -268,24 +335,33 @@ def run(config: Config) -> dict:
         raise UserError("nothing to report: give evaluation summaries (eval rouge/judge summary.json, eval reward JSON) and/or --analyze DIR")
     if config.rouge_metric not in ("rouge1", "rouge2", "rougeL"):
         raise UserError(f"--rouge-metric must be rouge1, rouge2 or rougeL, got {config.rouge_metric!r}")
-    items = [load_input(p) for p in config.inputs]
+    from gpt4llm.outputs import check_outputs
+
     out = Path(config.output)
+    check_outputs(inputs=[*config.inputs, config.paper_rouge], directories=[out], files=[out / "index.html"], companions=False)
+    items = [load_input(p) for p in config.inputs]
     out.mkdir(parents=True, exist_ok=True)
-    judges = [i["data"] for i in items if i["kind"] == "judge"]
+    every_judge = [i["data"] for i in items if i["kind"] == "judge"]
+    judges = [j for j in every_judge if j.get("mode", "pair") == "pair"]
+    singles = [j for j in every_judge if j.get("mode") == "single"]
+    warnings = judge_warnings(judges) + judge_warnings(singles)
     rouges = [i["data"] for i in items if i["kind"] == "rouge"]
     rewards = [i["data"] for i in items if i["kind"] == "reward"]
+    dpos = [i["data"] for i in items if i["kind"] == "dpo"]
 
     charts: list[dict] = []
     if judges:
         charts += chart_judge(judges, out)
+    if singles:
+        charts.append(chart_single(singles, out))
     rouge_rows = [{"model": s["model"], **b} for s in rouges for b in s["buckets"]]
     paper_rows = load_paper_rouge(config.paper_rouge) if config.paper_rouge else []
     if rouge_rows or paper_rows:
         ours = {r["bucket"] for r in rouge_rows}
         shown_paper = [r for r in paper_rows if not ours or r["bucket"] in ours]
         charts.append(chart_rouge(rouge_rows + shown_paper, config.rouge_metric, out))
-    if rewards:
-        charts.append(chart_reward(rewards, out))
+    if rewards or dpos:
+        charts.append(chart_reward(rewards, out, dpos))
 
     analyze = None
     if config.analyze:
@@ -322,9 +398,12 @@ def run(config: Config) -> dict:
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         charts=charts,
         judges=judges,
+        singles=singles,
+        warnings=warnings,
         rouges=rouges,
         paper_rows=paper_rows,
         rewards=rewards,
+        dpos=dpos,
         analyze=analyze,
         provenance=provenance,
         rouge_metric=config.rouge_metric,
@@ -333,24 +412,18 @@ def run(config: Config) -> dict:
     summary = {
         "output": str(out / "index.html"),
         "charts": [c["file"] for c in charts],
-        "n_judge": len(judges),
+        "n_judge": len(every_judge),
+        "warnings": warnings,
         "n_rouge": len(rouges),
         "n_reward": len(rewards),
+        "n_dpo": len(dpos),
         "analyze": str(config.analyze) if config.analyze else None,
     }
     write_manifest(out, STAGE, config, inputs=[i["path"] for i in items] + ([config.paper_rouge] if config.paper_rouge else []), summary=summary, started=t0)
     from rich.console import Console
 
-    Console(stderr=True).print(f"report: {out / 'index.html'} ({len(charts)} charts: {', '.join(summary['charts']) or 'none'})")
+    console = Console(stderr=True)
+    for w in warnings:
+        console.print(f"[yellow]report: warning: {w}")
+    console.print(f"report: {out / 'index.html'} ({len(charts)} charts: {', '.join(summary['charts']) or 'none'})")
     return summary
-
-
-def register(app) -> None:
-    config_command(
-        app,
-        "report",
-        Config,
-        run,
-        help="One self-contained HTML page (+ PNGs) from eval rouge / judge / reward outputs, with the commands and configs behind them.",
-        arguments=("inputs",),
-    )

@@ -1,0 +1,105 @@
+"""Local generation data-parallel over processes (`respond --num-workers N`).
+
+Each worker process loads its own copy of the model (`LocalGenerator`) with 1/N of the CPU
+threads (or its own GPU when there are N). The prompts are cut into exactly the batches one
+process would run — longest first, `batch_size` at a time, as `LocalGenerator.generate` does
+— and the batches are dealt out to the workers. A batch is computed the same way wherever it
+runs (same rows, same order, same padding; sampling uses per-row seeds), so the completions
+are those of a single process; the caller receives each batch as it finishes (`on_batch`,
+for the journal) and keeps the input order itself.
+
+Processes are started with `spawn` (no fork of a process that holds torch threads); each
+start costs an import of torch and a model load, so a few workers on many prompts pay off,
+many workers on a handful of prompts do not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from gpt4llm.llm.base import Completion, SamplingParams
+
+_worker: Any = None  # the LocalGenerator of this worker process
+
+
+def _init(model: str, dtype: str, threads: int, devices: Any) -> None:
+    import torch
+
+    from gpt4llm.llm.local import LocalGenerator
+
+    global _worker
+    torch.set_num_threads(threads)
+    device = devices.get() if devices is not None else "cpu"
+    _worker = LocalGenerator.load(model, dtype=dtype, device=device)
+
+
+def _run(prompts: list[str], params: SamplingParams) -> tuple[int, list[Completion]]:
+    # one batch: generate() keeps the order of equally long prompts (a stable sort)
+    return os.getpid(), _worker.generate(prompts, params, batch_size=len(prompts))
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class WorkerPool:
+    """N processes, each with the model loaded; `generate` has LocalGenerator's contract."""
+
+    def __init__(self, model: str, dtype: str, workers: int, tokenizer: Any):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        import torch
+
+        ctx = mp.get_context("spawn")
+        devices = None
+        if torch.cuda.is_available() and torch.cuda.device_count() >= workers:
+            devices = ctx.Manager().Queue()
+            for k in range(workers):
+                devices.put(f"cuda:{k}")
+        threads = max(1, cpu_cores() // workers)
+        self.tokenizer = tokenizer  # the parent's: it cuts the batches as a worker would
+        self.workers = workers
+        self.batches_by_process: dict[int, int] = {}  # pid -> batches it ran (for the log)
+        self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
+                                        initargs=(model, dtype, threads, devices))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def generate(self, prompts: list[str], params: SamplingParams, batch_size: int = 8,
+                 on_batch: Callable[[list[int], list[Completion]], None] | None = None,
+                 ) -> list[Completion]:
+        """Complete every prompt; results in input order (see `LocalGenerator.generate`)."""
+        from concurrent.futures import as_completed
+
+        from gpt4llm.errors import UserError
+
+        if batch_size < 1:
+            raise UserError("batch_size must be at least 1")
+        tok = self.tokenizer
+        lengths = []
+        for p in prompts:  # as LocalGenerator._encode counts them
+            add_special = not (tok.bos_token and p.startswith(tok.bos_token))
+            lengths.append(len(tok(p, add_special_tokens=add_special)["input_ids"]))
+        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+        futures = {self.pool.submit(_run, [prompts[i] for i in idx], params): idx
+                   for idx in batches}
+        results: list[Completion | None] = [None] * len(prompts)
+        for fut in as_completed(futures):
+            idx, (pid, comps) = futures[fut], fut.result()
+            self.batches_by_process[pid] = self.batches_by_process.get(pid, 0) + 1
+            for i, c in zip(idx, comps, strict=True):
+                results[i] = c
+            if on_batch is not None:
+                on_batch(idx, comps)
+        return [r for r in results if r is not None]

@@ -1,0 +1,299 @@
+"""Where a stage's results go, and how a stage ends: the trust rules in one place.
+
+Before the first paid call or training step a stage calls `check_outputs`: every output path
+is resolved (relative paths, `~`, symlinks) and refused in one line when it is the same file as
+an input, as a request cache or as another output of the same command, or when it cannot be
+written (a read-only directory, a file where a directory is needed or the reverse, a parent
+that is a file). Nothing is created: writability is probed in the nearest existing directory.
+
+A stage that calls a model ends with `finish_stage`:
+
+* the failed items (`{id, error, ...}`) go to the failed file (`OUT.failed.jsonl` beside a file
+  output, `OUT/failed.jsonl` inside a directory output), every run, so a user can see why an
+  item is missing; a run without failures removes a stale one;
+* when every item failed, or more than `max_failed_fraction` of them, the run fails:
+  `StageFailed` (exit 1) with one line saying how many failed and the first error; the outputs
+  of an earlier run are left exactly as they were (nothing is written over them) and the
+  failed attempt is recorded in the manifest under `last_run`, so the pipeline never takes
+  the stage for finished;
+* otherwise the outputs are written (atomically, by the stage's callback), then the manifest
+  with `status: ok` and `n_failed`, then the summary table.
+
+`max_failed_fraction` defaults to 0.1: a few items a teacher refuses or that overflow its
+context are normal at 52K scale and are listed in the failed file, while a broken endpoint or
+key fails the run before it replaces yesterday's results. `--max-failed-fraction 0` demands
+that every item succeed; `1` accepts anything but a run in which every item failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from gpt4llm.errors import UserError
+
+DEFAULT_MAX_FAILED_FRACTION = 0.1
+
+PathLike = str | os.PathLike | None
+
+
+class StageFailed(UserError):
+    """The run failed (too many items failed): one line, exit 1, earlier outputs untouched."""
+
+    exit_code = 1
+
+
+def max_failed_fraction_field() -> Any:
+    """The `--max-failed-fraction` field every model-calling stage's Config declares."""
+    return Field(
+        DEFAULT_MAX_FAILED_FRACTION,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Fail the run (exit 1, earlier outputs left untouched) when more than this share of "
+            "the items failed; 0: every item must succeed. A run where every item failed always fails."
+        ),
+    )
+
+
+def failed_path(output: str | Path) -> Path:
+    """`out.jsonl` -> `out.jsonl.failed.jsonl`; a directory output -> `DIR/failed.jsonl`."""
+    output = Path(output)
+    if _is_dir_output(output):
+        return output / "failed.jsonl"
+    return output.with_name(output.name + ".failed.jsonl")
+
+
+def journal_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".journal")
+
+
+def _is_dir_output(output: Path) -> bool:
+    return output.is_dir() or output.suffix == ""
+
+
+def _companions(output: Path) -> list[Path]:
+    """Files written beside an output file: its manifest, failed list and journal."""
+    from gpt4llm.provenance import manifest_path
+
+    return [manifest_path(output), failed_path(output), journal_path(output)]
+
+
+def _resolve(path: PathLike) -> Path | None:
+    if path is None or str(path) == "":
+        return None
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def request_caches(*configs: Any) -> list[Path]:
+    """The request-cache files the given LLMConfigs will use (none when `no_cache`)."""
+    from gpt4llm.llm.runner import default_cache_path
+
+    out = []
+    for c in configs:
+        if c is None or getattr(c, "no_cache", False):
+            continue
+        out.append(Path(c.cache) if getattr(c, "cache", None) else default_cache_path())
+    return out
+
+
+def _first_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        if p.is_symlink():  # a dangling link: its target's directory decides
+            p = Path(os.path.realpath(p))
+            continue
+        p = p.parent
+    return p
+
+
+def _check_writable_dir(directory: Path, shown: Path, role: str) -> None:
+    """`directory` (resolved) will hold an output; refuse it when it cannot."""
+    base = _first_existing(directory)
+    if not base.is_dir():
+        raise UserError(f"{shown}: cannot write the {role}: {base} is a file, not a directory")
+    try:  # a real probe: os.access says yes to root even on a read-only file system
+        fd, probe = tempfile.mkstemp(prefix=".gpt4llm-probe-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise UserError(f"{shown}: cannot write the {role}: {base} is not writable ({why})") from None
+
+
+def check_outputs(
+    *,
+    inputs: Iterable[PathLike] = (),
+    files: Iterable[PathLike] = (),
+    directories: Iterable[PathLike] = (),
+    caches: Iterable[PathLike] = (),
+    companions: bool = True,
+) -> None:
+    """Refuse, in one line, any output that would destroy an input, a cache or another output,
+    or that cannot be written. Call it before the first model call or training step.
+
+    `files`: output files (with `companions`, their manifest / failed / journal files too);
+    `directories`: output directories (list the files written inside them in `files` when an
+    input might sit there). Inputs that are directories (a model) are compared as paths.
+    """
+    resolved_inputs = {}
+    for p in inputs:
+        r = _resolve(p)
+        if r is not None:
+            resolved_inputs.setdefault(r, Path(p))  # type: ignore[arg-type]
+    resolved_caches = {}
+    for p in caches:
+        r = _resolve(p)
+        if r is not None:
+            resolved_caches.setdefault(r, Path(p))  # type: ignore[arg-type]
+
+    claimed: dict[Path, Path] = {}  # resolved output -> as the user wrote it
+
+    def claim(path: Path, shown: Path, what: str) -> None:
+        r = _resolve(path)
+        if r is None:
+            return
+        if r in resolved_inputs:
+            raise UserError(f"{shown}: the {what} would overwrite the input {resolved_inputs[r]}")
+        if r in resolved_caches:
+            raise UserError(f"{shown}: the {what} would overwrite the request cache {resolved_caches[r]}")
+        if r in claimed:
+            raise UserError(f"{shown}: the {what} is also another output of this command ({claimed[r]})")
+        claimed[r] = shown
+
+    for d in directories:
+        if d is None:
+            continue
+        d = Path(d)
+        r = _resolve(d)
+        assert r is not None
+        if r.exists() and not r.is_dir():
+            raise UserError(f"{d}: output directory is a file")
+        if r in resolved_inputs:
+            raise UserError(f"{d}: the output directory is the input {resolved_inputs[r]}")
+        for inp, shown_inp in resolved_inputs.items():
+            if inp.is_file() and inp.parent == r and inp.name == "manifest.json":
+                raise UserError(f"{d}: the output directory's manifest would overwrite the input {shown_inp}")
+        claim(d / "manifest.json", d / "manifest.json", "manifest")
+        _check_writable_dir(r, d, "output directory")
+
+    for f in files:
+        if f is None:
+            continue
+        f = Path(f)
+        r = _resolve(f)
+        assert r is not None
+        if r.is_dir():
+            raise UserError(f"{f}: output is a directory, expected a file name")
+        claim(f, f, "output")
+        if companions:
+            for c in _companions(f):
+                if _resolve(c) not in claimed:
+                    claim(c, c, "output's companion file")
+        _check_writable_dir(r.parent, f, "output")
+
+
+# --------------------------------------------------------------------------- stage ending
+def too_many_failed(total: int, n_failed: int, max_fraction: float) -> bool:
+    if total <= 0 or n_failed <= 0:
+        return False
+    return n_failed == total or n_failed / total > max_fraction
+
+
+def write_failed(output: str | Path, failed: list[dict]) -> Path | None:
+    """Write the failed items beside/inside `output`; remove a stale list when none failed."""
+    from gpt4llm.records import write_jsonl
+
+    path = failed_path(output)
+    if failed:
+        write_jsonl(path, failed)
+        return path
+    path.unlink(missing_ok=True)
+    return None
+
+
+def record_failed_run(output: str | Path, stage: str, config: Any, summary: dict, error: str) -> None:
+    """Note a failed attempt in the output's manifest without touching the output itself."""
+    from gpt4llm.provenance import config_hash, manifest_path, write_manifest
+    from gpt4llm.records import write_json
+
+    mpath = manifest_path(output)
+    last_run = {
+        "status": "failed",
+        "error": error,
+        "n_failed": summary.get("failed"),
+        "config_hash": config_hash(config),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    manifest = None
+    if mpath.is_file():
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            manifest = None
+    if isinstance(manifest, dict):
+        manifest["last_run"] = last_run
+        write_json(mpath, manifest)
+        return
+    if _is_dir_output(Path(output)):
+        Path(output).mkdir(parents=True, exist_ok=True)
+    write_manifest(output, stage, config, summary=summary, status="failed", last_run=last_run)
+
+
+def finish_stage(
+    *,
+    stage: str,
+    config: Any,
+    output: str | Path,
+    inputs: Iterable[PathLike],
+    summary: dict[str, Any],
+    total: int,
+    failed: list[dict],
+    write: Callable[[], None],
+    started: float,
+    max_failed_fraction: float | None = None,
+    what: str = "items",
+    print_table: bool = True,
+) -> dict[str, Any]:
+    """The common ending of a model-calling stage (see the module docstring).
+
+    `summary` is updated with `failed`, `failed_file` and `status`; `write()` writes the
+    outputs (atomically) and is called only when the run succeeds.
+    """
+    from gpt4llm.llm.summary import print_summary
+    from gpt4llm.provenance import write_manifest
+
+    fraction = DEFAULT_MAX_FAILED_FRACTION if max_failed_fraction is None else max_failed_fraction
+    if max_failed_fraction is None:
+        fraction = getattr(config, "max_failed_fraction", DEFAULT_MAX_FAILED_FRACTION)
+    summary["failed"] = len(failed)
+    fpath = write_failed(output, failed)
+    summary["failed_file"] = str(fpath) if fpath else None
+    summary.setdefault("seconds", round(time.time() - started, 2))
+    if too_many_failed(total, len(failed), fraction):
+        summary["status"] = "failed"
+        first = failed[0].get("error") or "failed"
+        share = "all" if len(failed) == total else f"{len(failed)} of"
+        message = (
+            f"{stage}: {share} {total} {what} failed (more than --max-failed-fraction {fraction:g}); "
+            f"first error: {first}; see {fpath}; earlier outputs left untouched"
+        )
+        record_failed_run(output, stage, config, summary, message)
+        if print_table:
+            print_summary(stage, summary)
+        raise StageFailed(message)
+    summary["status"] = "ok"
+    write()
+    summary["seconds"] = round(time.time() - started, 2)
+    write_manifest(output, stage, config, inputs=[p for p in inputs if p is not None], summary=summary, started=started)
+    if print_table:
+        print_summary(stage, summary)
+    return summary

@@ -1,0 +1,532 @@
+"""`gpt4llm score`: reward-model scores for any file of answers, and best-of-n selection.
+
+    gpt4llm score responses.jsonl --reward-model runs/reward -o scored.jsonl
+    gpt4llm score samples.jsonl --reward-model runs/reward --select best -o best.jsonl
+    gpt4llm score comparisons.jsonl --select best --select-by score -o best_by_rater.jsonl
+
+Reads, per line (JSONL or a JSON array; records without an `id` get `<file stem>-<index>`):
+
+* response or Alpaca records `{id, instruction, input, output}`: `output` is scored;
+* best-of-n records from `respond --n N` (`candidates: [{text, reward}]`): every candidate;
+* comparison records from `compare` (`{user_input, responses: [{model, text, score}]}`): every
+  response; the published pairs `{user_input, completion_a, completion_b}`: both completions.
+
+The reward model (`train reward` output) sees each answer after the instruction in the
+template saved with it. Answers are encoded, sorted by length and packed several to a row
+(`reward_model.pack_sequences`: one forward pass per `--batch-tokens` tokens, no padding to
+speak of, each answer attending only to itself; `--no-packing` uses `RewardScorer`'s padded
+batches, the same numbers). Finished records go to a journal (`<output>.journal`, tagged with
+the reward model's identity: its path and the size and time of its weight files), so a killed
+run resumes where it stopped and a retrained model is never mixed with an old one's scores.
+
+`--select all` (default) writes every record with `reward` added (on the record, on each
+candidate, on each comparison response; `reward_a`/`reward_b` on a pair). `--select best`
+writes one Alpaca-format record per item: the answer with the highest reward (the first on a
+tie) -- rejection sampling's winners -- with `reward`, the `selected` index and the scored
+`candidates`; `--select-by score` picks by the rater's 1-10 `score` of `compare` output
+instead (no reward model needed; unscored responses are skipped, an item with none is left
+out and counted). `--min-reward X` (with `--select best`) also leaves out items whose best
+value is below X. The summary has the count, mean, standard deviation and quantiles of all
+rewards, and the mean of the selected ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from gpt4llm.config import ADVANCED, StageConfig
+from gpt4llm.errors import DataError, UserError
+
+
+class Config(StageConfig):
+    """Score answers with a reward model; optionally keep the best answer per instruction."""
+
+    input: Path = Field(
+        description=(
+            "Answers: response / Alpaca records, respond --n candidates, compare records or "
+            "published pairs (JSONL or JSON array)."
+        )
+    )
+    output: Path = Field(description="Scored records (JSONL; a .json name writes one JSON array).")
+    reward_model: str | None = Field(
+        None,
+        description=(
+            "Reward model directory (train reward output); needed unless --select-by score."
+        ),
+    )
+    select: Literal["all", "best"] = Field(
+        "all",
+        description=(
+            "'all': every record with its rewards; 'best': one Alpaca record per item, its "
+            "highest-scoring answer."
+        ),
+    )
+    select_by: Literal["reward", "score"] = Field(
+        "reward",
+        description=(
+            "With --select best: pick by the reward model's 'reward' or by the rater's 'score' "
+            "(compare output)."
+        ),
+    )
+    min_reward: float | None = Field(
+        None,
+        description=(
+            "With --select best: leave out items whose best reward (or score) is below this."
+        ),
+    )
+    batch_tokens: int = Field(4096, ge=16, description="Tokens per packed forward pass.")
+    max_length: int | None = Field(
+        None,
+        ge=8,
+        description=(
+            "Longest prompt+answer in tokens; longer ones keep their start and EOS (default: the "
+            "model's trained max_length)."
+        ),
+    )
+    packing: bool = Field(
+        True,
+        description=(
+            "Pack several answers into one row (--no-packing: padded batches of --batch-size)."
+        ),
+    )
+    batch_size: int = Field(
+        8,
+        ge=1,
+        description="Answers per forward pass with --no-packing.",
+        json_schema_extra=ADVANCED,
+    )
+    journal_every: int = Field(
+        64, ge=1, description="Records scored between journal writes.", json_schema_extra=ADVANCED
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.reward_model is None and not (self.select == "best" and self.select_by == "score"):
+            raise ValueError(
+                "--reward-model is required "
+                "(only --select best --select-by score works without one)"
+            )
+        if self.min_reward is not None and self.select != "best":
+            raise ValueError("--min-reward needs --select best")
+        return self
+
+
+@dataclass
+class Item:
+    id: str
+    kind: Literal["response", "candidates", "comparison", "pair"]
+    prompt: str  # the scorer's user_input: the instruction, then the input after a blank line
+    texts: list[str]
+    record: dict
+
+
+# ------------------------------------------------------------------------------- input
+def _str_field(path: Path, lineno: int, obj: dict, key: str, required: bool = True) -> str:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise DataError(path, "missing", line=lineno, field=key)
+        return ""
+    if not isinstance(value, str):
+        raise DataError(
+            path, f"expected a string, got {type(value).__name__}", line=lineno, field=key
+        )
+    return value
+
+
+def _texts(path: Path, lineno: int, obj: dict, key: str) -> list[str]:
+    entries = obj.get(key)
+    if not isinstance(entries, list) or not entries:
+        raise DataError(
+            path,
+            "expected a non-empty list of objects with a string 'text'",
+            line=lineno,
+            field=key,
+        )
+    out = []
+    for j, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("text"), str):
+            raise DataError(
+                path, "expected an object with a string 'text'", line=lineno, field=f"{key}[{j}]"
+            )
+        out.append(e["text"])
+    return out
+
+
+def load_items(path: Path) -> list[Item]:
+    """Every record of the file as an Item (the shapes of the module docstring), validated."""
+    from gpt4llm.records import read_json_records
+    from gpt4llm.reward_model import user_input_of
+
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    for index, (lineno, obj) in enumerate(read_json_records(path)):
+        if not isinstance(obj, dict):
+            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
+        rid = obj.get("id", f"{path.stem}-{index:06d}")
+        if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+            raise DataError(
+                path,
+                f"expected a string or integer, got {type(rid).__name__}",
+                line=lineno,
+                field="id",
+            )
+        rid = str(rid)
+        if rid in seen:
+            raise DataError(
+                path, f"duplicate id {rid!r} (first on line {seen[rid]})", line=lineno, field="id"
+            )
+        seen[rid] = lineno
+        if "responses" in obj:
+            prompt = obj.get("user_input")
+            if prompt is None:
+                prompt = user_input_of(
+                    _str_field(path, lineno, obj, "instruction"),
+                    _str_field(path, lineno, obj, "input", False),
+                )
+            elif not isinstance(prompt, str):
+                raise DataError(
+                    path,
+                    f"expected a string, got {type(prompt).__name__}",
+                    line=lineno,
+                    field="user_input",
+                )
+            items.append(
+                Item(rid, "comparison", prompt, _texts(path, lineno, obj, "responses"), obj)
+            )
+        elif "completion_a" in obj:
+            prompt = _str_field(path, lineno, obj, "user_input")
+            texts = [
+                _str_field(path, lineno, obj, "completion_a"),
+                _str_field(path, lineno, obj, "completion_b"),
+            ]
+            items.append(Item(rid, "pair", prompt, texts, obj))
+        else:
+            instruction = _str_field(path, lineno, obj, "instruction")
+            if not instruction.strip():
+                raise DataError(path, "is empty", line=lineno, field="instruction")
+            prompt = user_input_of(instruction, _str_field(path, lineno, obj, "input", False))
+            if "candidates" in obj:
+                items.append(
+                    Item(rid, "candidates", prompt, _texts(path, lineno, obj, "candidates"), obj)
+                )
+            else:
+                items.append(
+                    Item(rid, "response", prompt, [_str_field(path, lineno, obj, "output")], obj)
+                )
+    if not items:
+        raise DataError(path, "no records")
+    return items
+
+
+# ------------------------------------------------------------------------------ scoring
+def model_identity(path: str, max_length: int | None) -> str:
+    """What the journal's scores were computed with: the model's real path, its weight and
+    config files' sizes and times (a retrained model at the same path scores afresh), and the
+    max_length."""
+    from gpt4llm.models import PROMPT_META_FILE
+
+    p = Path(path).expanduser()
+    names = {"config.json", "adapter_config.json", PROMPT_META_FILE}
+    files = sorted(
+        f for f in p.iterdir() if f.suffix in (".safetensors", ".bin") or f.name in names
+    )
+    parts = [os.path.realpath(p), str(max_length)]
+    parts += [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def score_texts(
+    scorer: Any, prompts: list[str], texts: list[str], batch_tokens: int, packing: bool = True
+) -> tuple[list[float], int]:
+    """(rewards in input order, how many prompt+answer were cut at max_length).
+
+    Packed: length-sorted, longest first, groups of up to `batch_tokens` tokens, each group
+    one forward pass of `pack_sequences` rows (`packed_rewards`)."""
+    import contextlib
+
+    import torch
+
+    from gpt4llm.reward_model import encode, pack_sequences, packed_rewards
+
+    encoded = [
+        encode(scorer.tokenizer, scorer.meta, p, t, scorer.max_length)
+        for p, t in zip(prompts, texts)
+    ]
+    truncated = sum(1 for _, cut in encoded if cut)
+    if not packing:
+        return scorer.score(prompts, texts), truncated
+    seqs = [ids for ids, _ in encoded]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
+    groups: list[list[int]] = []
+    size = 0
+    for i in order:
+        if groups and size + len(seqs[i]) <= batch_tokens:
+            groups[-1].append(i)
+            size += len(seqs[i])
+        else:
+            groups.append([i])
+            size = len(seqs[i])
+    out = [0.0] * len(seqs)
+    device = scorer.device
+    ctx = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if scorer.autocast
+        else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), ctx:
+        for g in groups:
+            packed = pack_sequences([seqs[i] for i in g], scorer.tokenizer.pad_token_id)
+            for i, v in zip(g, packed_rewards(scorer.model, packed).float().tolist()):
+                out[i] = float(v)
+    return out, truncated
+
+
+# ----------------------------------------------------------------------------- output
+def scored_record(item: Item, rewards: list[float] | None) -> dict:
+    """The record with its rewards added (`--select all`)."""
+    rec = dict(item.record)
+    rec.setdefault("id", item.id)
+    if rewards is None:
+        return rec
+    if item.kind == "response":
+        rec["reward"] = rewards[0]
+    elif item.kind == "pair":
+        rec["reward_a"], rec["reward_b"] = rewards
+    else:
+        key = "responses" if item.kind == "comparison" else "candidates"
+        rec[key] = [{**e, "reward": r} for e, r in zip(rec[key], rewards)]
+        if item.kind == "candidates":  # the answer respond kept, if it is one of them
+            match = [
+                r
+                for e, r in zip(rec[key], rewards)
+                if e["text"].strip() == (rec.get("output") or "").strip()
+            ]
+            rec["reward"] = match[0] if match else None
+    return rec
+
+
+def best_record(
+    item: Item, rewards: list[float] | None, by: str
+) -> tuple[dict | None, float | None]:
+    """(the item's best answer as an Alpaca record, its value), or (None, None) when no answer
+    has a value (`--select-by score` and no rater score)."""
+    if by == "score":  # run() has checked that every record is a comparison
+        values = [r.get("score") for r in item.record["responses"]]
+        values = [
+            v if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values
+        ]
+    else:
+        values = list(rewards or [])
+    scored = [i for i, v in enumerate(values) if v is not None]
+    if not scored:
+        return None, None
+    best = max(scored, key=lambda i: (values[i], -i))
+    rec = item.record
+    if item.kind in ("response", "candidates"):
+        out = {k: v for k, v in rec.items() if k not in ("reward",)}
+        out.setdefault("id", item.id)
+        out["output"] = item.texts[best].strip() if item.kind == "candidates" else item.texts[best]
+        if item.kind == "candidates":
+            out["candidates"] = [
+                {**e, "reward": r}
+                for e, r in zip(rec["candidates"], rewards or [None] * len(values))
+            ]
+            out["selected"] = best
+    else:
+        instruction = (
+            rec.get("instruction") if isinstance(rec.get("instruction"), str) else item.prompt
+        )
+        inp = (
+            rec.get("input")
+            if isinstance(rec.get("instruction"), str) and isinstance(rec.get("input"), str)
+            else ""
+        )
+        out = {"instruction": instruction, "input": inp, "output": item.texts[best], "id": item.id}
+        if item.kind == "comparison":
+            resp = rec["responses"][best]
+            out["model"] = resp.get("model")
+            out["score"] = resp.get("score")
+        out["selected"] = best
+    if rewards is not None:
+        out["reward"] = rewards[best]
+    return out, values[best]
+
+
+def _quantiles(values: list[float]) -> dict:
+    import numpy as np
+
+    if not values:
+        return {"count": 0}
+    a = np.asarray(values, dtype=np.float64)
+    q = np.quantile(a, [0.1, 0.25, 0.5, 0.75, 0.9])
+    return {
+        "count": len(values),
+        "mean": round(float(a.mean()), 6),
+        "std": round(float(a.std()), 6),
+        "min": round(float(a.min()), 6),
+        "p10": round(float(q[0]), 6),
+        "p25": round(float(q[1]), 6),
+        "median": round(float(q[2]), 6),
+        "p75": round(float(q[3]), 6),
+        "p90": round(float(q[4]), 6),
+        "max": round(float(a.max()), 6),
+    }
+
+
+# --------------------------------------------------------------------------------- run
+def run(config: Config) -> dict:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from gpt4llm.outputs import check_outputs, finish_stage, journal_path
+    from gpt4llm.records import Journal, iter_batches, write_records
+
+    t0 = time.time()
+    console = Console(stderr=True)
+    check_outputs(inputs=[config.input, config.reward_model], files=[config.output])
+    if config.reward_model is not None and not Path(config.reward_model).expanduser().is_dir():
+        raise UserError(f"{config.reward_model}: reward model directory not found")
+    items = load_items(config.input)
+    if config.select_by == "score":
+        odd = next((it for it in items if it.kind != "comparison"), None)
+        if odd is not None:
+            raise DataError(
+                config.input,
+                f"record {odd.id!r} has no rater scores: --select-by score needs compare output",
+            )
+
+    rewards: dict[str, list[float]] = {}
+    truncated = resumed = 0
+    if config.reward_model is not None:
+        identity = model_identity(config.reward_model, config.max_length)
+        journal = Journal(journal_path(config.output))
+        try:
+            for it in items:
+                entry = journal.done.get(it.id)
+                if (
+                    entry
+                    and entry.get("by") == identity
+                    and len(entry.get("rewards", [])) == len(it.texts)
+                ):
+                    rewards[it.id] = entry["rewards"]
+                    truncated += entry.get("truncated", 0)
+            resumed = len(rewards)
+            todo = [it for it in items if it.id not in rewards]
+            if todo:
+                from gpt4llm.reward_model import RewardScorer
+
+                scorer = RewardScorer.load(
+                    config.reward_model, batch_size=config.batch_size, max_length=config.max_length
+                )
+                with Progress(console=console, transient=True) as progress:
+                    task = progress.add_task("score", total=sum(len(it.texts) for it in todo))
+                    for chunk in iter_batches(todo, config.journal_every):
+                        prompts = [it.prompt for it in chunk for _ in it.texts]
+                        texts = [t for it in chunk for t in it.texts]
+                        flat, cut = score_texts(
+                            scorer, prompts, texts, config.batch_tokens, config.packing
+                        )
+                        truncated += cut
+                        k = 0
+                        for it in chunk:
+                            r = [round(x, 6) for x in flat[k : k + len(it.texts)]]
+                            k += len(it.texts)
+                            rewards[it.id] = r
+                            # truncation is counted once per chunk, on its first record
+                            journal.add(
+                                {
+                                    "id": it.id,
+                                    "by": identity,
+                                    "rewards": r,
+                                    "truncated": cut if it is chunk[0] else 0,
+                                }
+                            )
+                        progress.advance(task, len(texts))
+        finally:
+            journal.close()
+
+    out: list[dict] = []
+    selected_values: list[float] = []
+    unscored = below = 0
+    for it in items:
+        r = rewards.get(it.id)
+        if config.select == "all":
+            out.append(scored_record(it, r))
+            continue
+        rec, value = best_record(it, r, config.select_by)
+        if rec is None:
+            unscored += 1
+            continue
+        if config.min_reward is not None and value < config.min_reward:
+            below += 1
+            continue
+        out.append(rec)
+        selected_values.append(float(value))
+
+    every = [x for r in rewards.values() for x in r]
+    summary: dict[str, Any] = {
+        "records": len(items),
+        "answers": sum(len(it.texts) for it in items),
+        "scored": len(every),
+        "resumed": resumed,
+        "truncated": truncated,
+        "reward": _quantiles(every) if config.reward_model else None,
+        "select": config.select,
+    }
+    if config.select == "best":
+        summary.update(
+            select_by=config.select_by,
+            written=len(out),
+            unscored=unscored,
+            below_min_reward=below,
+            selected_mean=round(sum(selected_values) / len(selected_values), 6)
+            if selected_values
+            else None,
+        )
+    else:
+        summary["written"] = len(out)
+    summary.update(reward_model=config.reward_model, output=str(config.output))
+
+    def write() -> None:
+        write_records(config.output, out)
+        journal_path(config.output).unlink(missing_ok=True)
+
+    if not out:
+        raise UserError(
+            f"{config.input}: nothing to write (every item was left out: "
+            f"{unscored} without a score, "
+            f"{below} below --min-reward)"
+        )
+    finish_stage(
+        stage="score",
+        config=config,
+        output=config.output,
+        inputs=[config.input],
+        summary=summary,
+        total=len(items),
+        failed=[],
+        write=write,
+        started=t0,
+        print_table=False,
+    )
+    rq = summary["reward"]
+    line = f"score: {len(out)} records → {config.output}"
+    if rq and rq.get("count"):
+        line += (
+            f"; reward mean {rq['mean']:.3f} (p10 {rq['p10']:.3f}, median {rq['median']:.3f}, "
+            f"p90 {rq['p90']:.3f}) over {rq['count']} answers"
+        )
+    if config.select == "best" and summary.get("selected_mean") is not None:
+        line += f"; selected mean {summary['selected_mean']:.3f}"
+    if resumed:
+        line += f"; {resumed} records from a previous run"
+    console.print(line)
+    return summary

@@ -1,0 +1,888 @@
+"""`gpt4llm train dpo`: direct preference optimisation of a student on ranked answers.
+
+Beyond the paper: where the paper trains a reward model on GPT-4's rankings (`train reward`),
+DPO (Rafailov et al. 2023) turns the same comparisons straight into a better student, with no
+reward model and no sampling. Reads top to bottom, one function per step: `load_data` (pairs,
+held-out split, tokenize in the student's own prompt format) → `load_model` (the student, LoRA
+config, the frozen reference) → `build_trainer` (TRL's `DPOTrainer` on the shared
+`TrainSettings`) → `speed_up` → train → `held_out_preferences` → `save` → manifest.
+
+* **Data**: `compare` output (every ordered pair of an instruction's answers whose scores, read
+  from the rater's verdict as `train reward` reads them, differ by at least `--min-score-gap`)
+  or published pairs `{user_input, completion_a (better), completion_b}`. The held-out
+  instructions are drawn before the gap filter, by the rule `train reward` uses, so the same
+  data, seed and `--eval-fraction` hold out the same instructions for both: their accuracies
+  compare.
+* **Prompt**: the student's template from its `gpt4llm_prompt.json` (Alpaca when it has none,
+  as the embedded model), built and tokenized exactly as `train sft` and `respond` do (prompt
+  tokens, then answer tokens + EOS), so DPO trains on what `respond` will send. A pair whose
+  prompt does not fit (`--max-prompt-len`, `--max-seq-len`) is skipped and counted; answers
+  that do not fit are cut and counted.
+* **Losses** (`--loss`, TRL's `loss_type`): sigmoid (DPO), ipo, hinge, robust, bco_pair,
+  sppo_hard, nca_pair, apo_zero, apo_down, discopop, sigmoid_norm. `--reference-free` gives
+  every answer a reference log-probability of 0 (TRL's precomputed-reference columns), so no
+  reference model is run or kept: sigmoid then is reference-free DPO, sigmoid_norm SimPO
+  without its margin, and with `--sft-weight 1` (TRL's `sft` loss added, NLL of the better
+  answer) sigmoid is CPO; only the losses on the better-minus-worse difference allow it.
+  `--sft-weight` with a reference is RPO. (TRL 1.16 has SimPO's margin and ORPO only in
+  `trl.experimental`'s CPO/ORPO trainers, which pad and compute the logits of every position;
+  they are not wired here.)
+* **Reference**: LoRA: the student with its adapter disabled (TRL's way with peft); full
+  fine-tuning: a frozen copy of the student; `--ref-model` another model.
+* **Speed** (bench/dpo.py): TRL 1.16 has no padding-free DPO (its `padding_free` falls back
+  to padding) and on a CPU its fused LM head scores *every* position of the padded batch,
+  prompt and padding included, over the 262K vocabulary, with entropy and top-1 extras. Here,
+  `--padding-free` (default) runs TRL's padded batch through the model as one packed row
+  (position ids restart per sequence; per-sequence attention from `train/fastpath.py`) and
+  computes the LM head only at answer positions (`chunked_token_logprobs`: chunked, the
+  gradient taken in the forward pass when the head is frozen). The model returns the same
+  per-token log-probabilities TRL's head does (tested), so TRL's losses and metrics run
+  unchanged, except the entropy / mean-logit / token-accuracy metrics, which this path does
+  not compute and does not log. LoRA also gets the fast path's fused LoRA linears, and frozen
+  weights (LoRA's base, a full run's reference copy) are kept in bf16 under bf16 autocast.
+  Measured on the CPU (embedded model, LoRA, real answers): 15.9x TRL's pairs/s at 0.35x its
+  peak memory. Sharded runs (FSDP, DeepSpeed) keep TRL's path.
+* **Evaluation**: on the held-out pairs, after training: preference accuracy (implicit
+  reward β·[(log π - log π_ref)(better) - (log π - log π_ref)(worse)] > 0), its mean (the
+  reward margin), and how often the policy itself, and the reference before it, gives the
+  better answer the higher log-probability. Written to log.jsonl and `OUTPUT/summary.json`
+  (which `gpt4llm report` reads, beside the reward model's accuracy).
+* **Outputs**: LoRA: the adapter in OUTPUT/adapter and the merged model in OUTPUT (`respond
+  --model OUTPUT`); full: the model in OUTPUT. Tokenizer, `gpt4llm_prompt.json`,
+  checkpoints/ (a rerun resumes from the last one), log.jsonl, heldout.jsonl, summary.json,
+  manifest.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from gpt4llm.errors import UserError
+from gpt4llm.train.common import TrainSettings
+
+# TRL 1.16 DPOTrainer loss types offered here (each tested on a tiny model). Left out: exo_pair
+# (needs label smoothing > 0 and is rarely used), aot / aot_unpaired (they sort the batch),
+# sft alone (that is `train sft`; it is available as --sft-weight).
+Loss = Literal["sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero",
+               "apo_down", "discopop", "sigmoid_norm"]
+# the losses that read only the better-minus-worse difference, so a zero reference is sound
+DIFFERENCE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "discopop", "sigmoid_norm")
+# TRL metrics the packed path does not compute (they need extra passes over the vocabulary)
+NOT_COMPUTED = ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy")
+# keywords the packed forward accepts besides None-valued ones (any other: TRL's forward)
+PLAIN_KEYWORDS = ("input_ids", "attention_mask", "use_cache", "return_dict")
+SUMMARY_FILE = "summary.json"
+HELDOUT_FILE = "heldout.jsonl"
+
+
+class Config(TrainSettings):
+    """Settings of `gpt4llm train dpo`: the shared `TrainSettings` plus the preference data,
+    the loss and the reference; four defaults differ, each for the reason in its description."""
+
+    data: Path = Field(Path("comparisons.jsonl"), description=(
+        "Comparison records from `gpt4llm compare`, or published pairs {user_input, "
+        "completion_a (better), completion_b} (JSONL / JSON array)."))
+    min_score_gap: float = Field(0.0, ge=0.0, description=(
+        "Use a pair only when the better answer scored at least this much higher (0: any "
+        "strictly higher score; rich comparison records only)."))
+    beta: float = Field(0.1, gt=0.0, description=(
+        "How far the policy may move from the reference (higher: closer; for ipo the "
+        "regularisation tau)."))
+    loss: Loss = Field("sigmoid", description=(
+        "TRL's DPO loss: sigmoid (DPO), ipo, hinge, robust, bco_pair, sppo_hard, nca_pair, "
+        "apo_zero, apo_down, discopop, sigmoid_norm (length-normalised)."))
+    reference_free: bool = Field(False, description=(
+        "Reference log-probabilities of 0: no reference model (sigmoid: reference-free DPO; "
+        "sigmoid_norm: SimPO without its margin; with --sft-weight 1: CPO)."))
+    sft_weight: float = Field(0.0, ge=0.0, description=(
+        "Also add TRL's `sft` loss (NLL of the better answer) with this weight (RPO; with "
+        "--reference-free and sigmoid: CPO)."))
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description=(
+        "robust: the assumed probability that a preference label is flipped."))
+    max_prompt_len: int | None = Field(None, ge=1, description=(
+        "Skip (and count) pairs whose prompt is longer than this many tokens (default: any "
+        "prompt that leaves room for an answer within --max-seq-len)."))
+    ref_model: str | None = Field(None, description=(
+        "Reference model (default: the student itself: with LoRA its adapter disabled, with "
+        "--no-lora a frozen copy)."))
+    merge: bool = Field(True, description=(
+        "LoRA: also save the merged full model in --output (the adapter always goes to "
+        "--output/adapter); `respond --model OUTPUT` uses it."))
+    output: Path = Field(Path("runs/dpo"), description=(
+        "Output directory (its own default, so sft, reward and dpo runs never share one): the "
+        "model, adapter/, checkpoints/, log.jsonl, heldout.jsonl, summary.json, manifest.json."))
+    epochs: float = Field(1.0, gt=0, description=(
+        "Epochs over the training pairs (1: DPO's implicit reward keeps growing on pairs it has "
+        "seen and overfits them quickly, hence not the sft default of 3)."))
+    learning_rate: float = Field(5e-5, gt=0, description=(
+        "Peak learning rate (5e-5 suits LoRA; DPO nudges a model that already answers, so it "
+        "is lower than the sft default; with --no-lora use ~5e-7..1e-6, TRL's default 1e-6)."))
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description=(
+        "Share of instructions held out for the preference accuracy (as `train reward`, so the "
+        "same data and seed hold out the same instructions and the two accuracies compare)."))
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.reference_free and self.ref_model:
+            raise ValueError("--ref-model and --reference-free exclude each other")
+        if self.reference_free and self.loss not in DIFFERENCE_LOSSES:
+            raise ValueError(f"--reference-free needs a loss on the better-minus-worse difference "
+                             f"({', '.join(DIFFERENCE_LOSSES)}); {self.loss} would train absolute "
+                             "log-probabilities")
+        return self
+
+
+# --------------------------------------------------------------------------- run
+def run(config: Config) -> dict:
+    """data → model → trainer → train → held-out preferences → save → manifest."""
+    from gpt4llm.train.common import launch_under_accelerate, oom_hint
+
+    if config.launcher == "accelerate":
+        check_inputs(config, launching=True)
+        paths = {"data": config.data.resolve()}
+        if config.ref_model and Path(config.ref_model).expanduser().exists():
+            paths["ref_model"] = str(Path(config.ref_model).expanduser().resolve())
+        return launch_under_accelerate(config, "dpo", paths)
+    t0 = time.time()
+    check_inputs(config)
+    with oom_hint():
+        data = load_data(config)
+        model, ref_model, peft_config = load_model(config, data)
+        trainer, resume_from = build_trainer(config, model, ref_model, peft_config, data)
+        notes = speed_up(config, trainer)
+        if resume_from:
+            _say(f"resuming from {resume_from}")
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        heldout = held_out_preferences(config, trainer, data)
+        adapter = save(config, trainer, data)
+    summary = summarize(config, data, trainer, result, heldout, resume_from, adapter, notes)
+    finish(config, trainer, summary, heldout, t0)
+    return summary
+
+
+def check_inputs(config: Config, launching: bool = False) -> None:
+    """Everything that can be refused in one line before any data is read or model loaded."""
+    from gpt4llm.models import resolve_model_path
+    from gpt4llm.train.common import check_train_outputs
+
+    if not launching:  # the launched processes check it
+        for name in (config.model, config.ref_model):
+            if name and Path(resolve_model_path(name), "adapter_config.json").exists():
+                raise UserError(f"{name}: a LoRA adapter directory; train dpo needs a full model "
+                                "(train sft saves the merged model in its output directory)")
+    ref = Path(config.ref_model).expanduser() if config.ref_model else None
+    check_train_outputs(config, [config.data, *([ref] if ref and ref.exists() else [])],
+                        written=(HELDOUT_FILE, SUMMARY_FILE, "adapter/adapter_model.safetensors",
+                                 "adapter/gpt4llm_prompt.json"))
+
+
+# --------------------------------------------------------------------------- 1. data
+@dataclass(frozen=True)
+class PrefPair:
+    """One preference: `chosen` beat `rejected` on the instruction (+ input)."""
+
+    group: str  # instruction id: both sides of a held-out split never share one
+    instruction: str
+    input: str
+    chosen: str
+    rejected: str
+    gap: float | None  # the score gap (None for published pairs)
+
+
+@dataclass
+class Pairs:
+    kind: str  # "records" (compare output) or "pairs" (published)
+    pairs: list[PrefPair]  # every pair with a strictly higher score (before the gap filter)
+    skipped_records: int  # records with fewer than two usable scores
+
+
+def load_pairs(path: Path) -> Pairs:
+    """Preference pairs from comparison records (instruction and input kept apart, as the
+    student's template needs them) or published pairs (`user_input` is the instruction)."""
+    from gpt4llm.reward_model import load_comparisons, pairs_from_record
+
+    data = load_comparisons(path, margin=True)
+    if data.kind == "pairs":
+        pairs = [PrefPair(p.group, p.user_input, "", p.better, p.worse, None) for p in data.pairs]
+        return Pairs("pairs", pairs, 0)
+    out = []
+    for rec in data.records:
+        instruction = rec.get("instruction")
+        has_parts = isinstance(instruction, str) and instruction.strip()
+        inp = rec.get("input") if has_parts and isinstance(rec.get("input"), str) else ""
+        for p in pairs_from_record(rec, margin=True):
+            out.append(PrefPair(p.group, instruction if has_parts else p.user_input, inp,
+                                p.better, p.worse, p.margin))
+    return Pairs("records", out, data.skipped)
+
+
+def tokenize_pair(tokenizer: Any, meta: dict, pair: PrefPair, max_seq_len: int,
+                  max_prompt_len: int | None) -> tuple[dict | None, str]:
+    """(row, status): prompt_ids / chosen_ids / rejected_ids for TRL, the prompt built and
+    tokenized as `train sft` and `respond` do, answers + EOS cut to fit `max_seq_len`.
+    Status: 'ok', 'truncated', 'prompt_too_long' or 'identical' (row None for the last two)."""
+    from gpt4llm.prompts import build_prompt, encode_prompt
+
+    prompt = encode_prompt(tokenizer, build_prompt(meta, tokenizer, pair.instruction, pair.input))
+    limit = min(max_seq_len - 1, max_prompt_len or max_seq_len)
+    if len(prompt) > limit:
+        return None, "prompt_too_long"
+    room = max_seq_len - len(prompt)
+    answers = []
+    status = "ok"
+    for text in (pair.chosen, pair.rejected):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        if len(ids) > room:
+            ids, status = ids[:room], "truncated"
+        answers.append(ids)
+    if answers[0] == answers[1]:
+        return None, "identical"
+    return {"prompt_ids": prompt, "chosen_ids": answers[0], "rejected_ids": answers[1]}, status
+
+
+@dataclass
+class DpoData:
+    kind: str
+    pairs: int  # pairs with a strictly higher score, before the gap filter
+    below_gap: int  # pairs dropped by --min-score-gap
+    skipped_records: int
+    counts: dict  # tokenization statuses over train + held-out pairs
+    train_pairs: list[PrefPair]
+    eval_pairs: list[PrefPair]
+    train_rows: list[dict]
+    eval_rows: list[dict]
+    tokenizer: Any
+    meta: dict  # the student's prompt format, saved with the result
+
+
+def load_data(config: Config) -> DpoData:
+    """Pairs → held-out split by instruction (before the gap filter) → gap filter → tokens."""
+    from gpt4llm.models import load_tokenizer, read_prompt_meta, resolve_model_path
+    from gpt4llm.prompts import default_meta
+    from gpt4llm.reward_model import split_groups
+
+    found = load_pairs(config.data)
+    if config.min_score_gap > 0 and found.kind == "pairs":
+        raise UserError(f"{config.data}: --min-score-gap needs comparison records with scores; "
+                        "published pairs have none")
+    if not found.pairs:
+        raise UserError(f"{config.data}: no preference pairs (all answers tied or unscored; "
+                        f"{found.skipped_records} instruction(s) with fewer than two scored "
+                        "answers)")
+    train, held = split_groups(found.pairs, config.eval_fraction, config.seed,
+                               max_pairs=config.max_eval_samples)
+
+    def wide(p: PrefPair) -> bool:
+        return p.gap is None or p.gap >= config.min_score_gap
+
+    below = sum(not wide(p) for p in found.pairs)
+    train, held = [p for p in train if wide(p)], [p for p in held if wide(p)]
+    if config.max_samples:
+        train = train[: config.max_samples]
+    tokenizer = load_tokenizer(config.model, padding_side="right")
+    meta = dict(read_prompt_meta(resolve_model_path(config.model)) or default_meta())
+    meta["max_seq_len"] = config.max_seq_len
+    counts = {"ok": 0, "truncated": 0, "prompt_too_long": 0, "identical": 0}
+    rows: dict[str, tuple[list, list]] = {}
+    for name, side in (("train", train), ("eval", held)):
+        kept_pairs, kept_rows = [], []
+        for p in side:
+            row, status = tokenize_pair(tokenizer, meta, p, config.max_seq_len,
+                                        config.max_prompt_len)
+            counts[status] += 1
+            if row is not None:
+                kept_pairs.append(p)
+                kept_rows.append(row)
+        rows[name] = (kept_pairs, kept_rows)
+    if not rows["train"][1]:
+        raise UserError(f"{config.data}: no training pair left ({len(found.pairs)} pairs, "
+                        f"{below} below --min-score-gap {config.min_score_gap}, "
+                        f"{counts['prompt_too_long']} prompts too long, {counts['identical']} "
+                        f"with identical answers, {len(held)} held out)")
+    data = DpoData(found.kind, len(found.pairs), below, found.skipped_records, counts,
+                   rows["train"][0], rows["eval"][0], rows["train"][1], rows["eval"][1],
+                   tokenizer, meta)
+    _say(f"train dpo: {len(data.train_rows)} train / {len(data.eval_rows)} held-out pairs "
+         f"({data.kind}); below --min-score-gap: {below}; prompt too long: "
+         f"{counts['prompt_too_long']}; identical answers: {counts['identical']}; answers cut: "
+         f"{counts['truncated']} pairs")
+    return data
+
+
+# --------------------------------------------------------------------------- 2. model
+def load_model(config: Config, data: DpoData) -> tuple[Any, Any, Any]:
+    """(policy, reference or None, LoRA config or None). The policy is the student in fp32;
+    with LoRA TRL wraps it (`peft_config`) and its reference is the adapter disabled."""
+    from transformers import set_seed
+
+    from gpt4llm.models import load_causal_lm
+    from gpt4llm.train.common import is_distributed
+
+    device = "cpu" if is_distributed() else _device(config)
+    set_seed(config.seed)
+    model = load_causal_lm(config.model, device=device, dtype="float32", for_training=True)
+    peft_config = lora_config(model, config) if config.lora else None
+    ref = None
+    if config.ref_model or (not config.lora and not config.reference_free):
+        ref = load_causal_lm(config.ref_model or config.model, device=device, dtype="float32")
+        ref.requires_grad_(False)
+    return model, ref, peft_config
+
+
+def lora_config(model: Any, config: Config) -> Any:
+    """peft's LoraConfig for TRL to apply; an unknown target module is one clear line."""
+    from peft import LoraConfig
+
+    from gpt4llm.train.common import linear_module_names
+
+    targets = list(config.lora_target_modules)
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
+    missing = [t for t in targets if t not in names and t != "all-linear"]
+    if missing:
+        raise UserError(f"LoRA target module(s) {', '.join(missing)} not found in the model; its "
+                        f"linear layers are: {', '.join(linear_module_names(model))}")
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, bias="none", task_type="CAUSAL_LM",
+                      target_modules="all-linear" if targets == ["all-linear"] else targets)
+
+
+# --------------------------------------------------------------------------- 3. trainer
+def _trainer_class(reference_free: bool = False):
+    from trl import DPOTrainer
+
+    class PreferenceTrainer(DPOTrainer):
+        """TRL's DPOTrainer fed rows we tokenized (prompt_ids / chosen_ids / rejected_ids, in
+        the student's template), with reference log-probabilities of 0 under
+        --reference-free, and without the metrics the packed path does not compute."""
+
+        packed = False
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if "prompt_ids" in dataset.column_names:
+                return dataset  # tokenized by load_data, prompts that do not fit already left out
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            if not self.reference_free:
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            zeros = [0.0] * len(dataset)
+            return dataset.add_column("ref_chosen_logps", zeros).add_column(
+                "ref_rejected_logps", zeros)
+
+        def log(self, logs, start_time=None):
+            if self.packed:
+                for metrics in self._metrics.values():
+                    for key in NOT_COMPUTED:
+                        metrics.pop(key, None)
+            super().log(logs, start_time)
+
+    PreferenceTrainer.reference_free = reference_free  # read in TRL's constructor
+    return PreferenceTrainer
+
+
+def build_trainer(config: Config, model: Any, ref_model: Any, peft_config: Any,
+                  data: DpoData) -> tuple[Any, str | None]:
+    """TRL's DPOTrainer on the shared training arguments; returns it and the checkpoint it
+    will resume from (None: a fresh run)."""
+    from datasets import Dataset
+    from trl import DPOConfig
+
+    from gpt4llm.train.common import (
+        CHECKPOINTS,
+        LOG_FILE,
+        attach_logging,
+        checkpoint_to_resume,
+        training_arguments,
+    )
+
+    out = Path(config.output)
+    resume_from = checkpoint_to_resume(config, out / CHECKPOINTS)
+    has_eval = bool(data.eval_rows) and (bool(config.eval_steps) or config.eval_on_start)
+    losses = [config.loss] + (["sft"] if config.sft_weight > 0 else [])
+    args = training_arguments(
+        config, out / CHECKPOINTS, has_eval=has_eval, device=_device(config),
+        args_class=DPOConfig,
+        eval_on_start=has_eval and config.eval_on_start and resume_from is None,
+        beta=config.beta,
+        loss_type=losses,
+        loss_weights=[1.0, config.sft_weight] if config.sft_weight > 0 else None,
+        label_smoothing=config.label_smoothing,
+        max_length=None,  # cut in tokenize_pair, keeping every prompt whole
+        precompute_ref_log_probs=config.reference_free,  # the zeros of --reference-free
+        padding_free=False,  # TRL 1.16 falls back to padding anyway; we pack in the model
+        save_only_model=False,
+    )
+    trainer = _trainer_class(config.reference_free)(
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=Dataset.from_list(data.train_rows),
+        eval_dataset=Dataset.from_list(data.eval_rows) if has_eval else None,
+        processing_class=data.tokenizer,
+        peft_config=peft_config,
+    )
+    attach_logging(trainer, out / LOG_FILE)
+    return trainer, resume_from
+
+
+# --------------------------------------------------------------------------- 4. speed
+def speed_up(config: Config, trainer: Any) -> list[str]:
+    """The packed forward (padding-free, LM head at answer positions only) on the policy and
+    the reference, and for LoRA the fast path's fused linears and bf16 frozen weights; returns
+    what was done, for the log. Sharded runs (FSDP, DeepSpeed) keep TRL's padded path."""
+    import torch
+
+    from gpt4llm.train.fastpath import (
+        head_matches_model,
+        lm_parts,
+        store_frozen_linears_in,
+        use_fused_lora,
+        use_packed_attention,
+    )
+    from gpt4llm.train.sft import sharded
+
+    if not config.padding_free:
+        return ["TRL's padded batches (--no-padding-free)"]
+    if sharded():
+        return ["TRL's padded batches (sharded run)"]
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    sample = torch.tensor([trainer.train_dataset[0]["prompt_ids"][:16]],
+                          device=next(model.parameters()).device)
+    parts = lm_parts(model)
+    if parts is None or parts[2] is not None or not head_matches_model(model, sample):
+        return ["TRL's padded batches (this model's logits are more than lm_head(hidden))"]
+    notes = []
+    models = [model] + ([trainer.ref_model] if trainer.ref_model is not None else [])
+    bf16 = trainer.args.bf16
+    for m in models:
+        install_packed_forward(m, autocast=torch.bfloat16 if bf16 else None)
+        use_packed_attention(m)
+    trainer.packed = True
+    notes.append("packed rows, LM head at answer positions only, per-sequence attention")
+    if config.lora:
+        n = use_fused_lora(model)
+        if n:
+            notes.append(f"fused LoRA in {n} layers")
+    if bf16:
+        n = 0
+        for m in models:
+            if m is model and not config.lora:
+                continue  # full fine-tuning: the policy's weights all train
+            head = lm_parts(m)[1]
+            n += store_frozen_linears_in(m, torch.bfloat16, skip=(head,))
+        if n:
+            notes.append(f"{n} frozen linear layers stored in bf16")
+    _say("fast path: " + "; ".join(notes))
+    return notes
+
+
+_TOKEN_LOGPROBS = None
+
+
+def _token_logprobs_function():
+    """The autograd function behind `chunked_token_logprobs` (built on first use, so importing
+    this module does not import torch)."""
+    global _TOKEN_LOGPROBS
+    if _TOKEN_LOGPROBS is not None:
+        return _TOKEN_LOGPROBS
+    import torch
+
+    class TokenLogProbs(torch.autograd.Function):
+        """log p(target) of each row of `hidden @ weight.T`, a chunk of rows at a time.
+
+        A frozen `weight` (LoRA): d log p / d hidden = (onehot - p) @ weight is computed in the
+        forward pass, where p is at hand, and only scaled in the backward (no second pass over
+        the vocabulary). A trainable `weight` (full fine-tuning) needs the upstream gradient
+        for its own gradient, so the backward recomputes each chunk instead."""
+
+        @staticmethod
+        def forward(ctx, hidden, weight, targets, chunk_rows, workspace):
+            n = hidden.shape[0]
+            need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            early = need_h and not need_w
+            out = torch.empty(n, dtype=torch.float32, device=hidden.device)
+            grad_h = torch.empty_like(hidden) if early else None
+            for start in range(0, n, chunk_rows):
+                h = hidden[start : start + chunk_rows].to(weight.dtype)
+                t = targets[start : start + chunk_rows]
+                p, rows = _softmax(h, weight, workspace, chunk_rows)
+                out[start : start + h.shape[0]] = _log_target(p, rows, t, h, weight)
+                if early:  # (p - onehot) @ W = -d log p / d hidden
+                    p[rows, t] -= 1.0
+                    grad_h[start : start + h.shape[0]] = -_matmul_in(p, weight, workspace,
+                                                                     chunk_rows)
+            ctx.early = early
+            ctx.chunk_rows, ctx.workspace = chunk_rows, workspace
+            if early:
+                ctx.save_for_backward(grad_h)
+            else:
+                ctx.save_for_backward(hidden, weight, targets)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            if ctx.early:
+                (grad_h,) = ctx.saved_tensors
+                return grad_h * grad_out.unsqueeze(-1).to(grad_h.dtype), None, None, None, None
+            hidden, weight, targets = ctx.saved_tensors
+            need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            grad_h = torch.empty_like(hidden) if need_h else None
+            grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+            step = ctx.chunk_rows
+            for start in range(0, hidden.shape[0], step):
+                h = hidden[start : start + step].to(weight.dtype)
+                t = targets[start : start + step]
+                g, rows = _softmax(h, weight, ctx.workspace, step)
+                g[rows, t] -= 1.0
+                g.mul_(-grad_out[start : start + h.shape[0]].unsqueeze(-1))  # grad of logits
+                if need_h:
+                    grad_h[start : start + h.shape[0]] = _matmul_in(g, weight, ctx.workspace, step)
+                if need_w:
+                    grad_w.addmm_(g.t(), h.float())
+            return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None, None
+
+    _TOKEN_LOGPROBS = TokenLogProbs
+    return TokenLogProbs
+
+
+def _softmax(h: Any, weight: Any, workspace: Any, chunk_rows: int) -> tuple[Any, Any]:
+    """fp32 softmax of one chunk's logits (in a reused buffer) and the row index vector."""
+    import torch
+
+    r, vocab = h.shape[0], weight.shape[0]
+    logits = workspace.get("logits", chunk_rows, vocab, weight.dtype, h.device)[:r]
+    torch.mm(h, weight.t(), out=logits)
+    z = logits if weight.dtype == torch.float32 else workspace.get(
+        "fp32", chunk_rows, vocab, torch.float32, h.device)[:r].copy_(logits)
+    # in place on CPU (its kernel reads each element before writing it): 5x faster than
+    # logsumexp, which allocates temporaries the size of the logits
+    p = z if h.device.type == "cpu" else workspace.get(
+        "probs", chunk_rows, vocab, torch.float32, h.device)[:r]
+    torch.softmax(z, dim=-1, out=p)
+    return p, torch.arange(r, device=h.device)
+
+
+def _log_target(p: Any, rows: Any, targets: Any, h: Any, weight: Any) -> Any:
+    """log p(target) from the fp32 softmax; a probability that underflowed (< 1e-30) gets the
+    exact value from its recomputed logits instead."""
+    import torch
+
+    pt = p[rows, targets]
+    out = torch.log(pt)
+    tiny = pt < 1e-30
+    if bool(tiny.any()):
+        exact = (h[tiny] @ weight.t()).float()
+        picked = exact[torch.arange(exact.shape[0], device=h.device), targets[tiny]]
+        out[tiny] = picked - torch.logsumexp(exact, dim=-1)
+    return out
+
+
+def _matmul_in(g: Any, weight: Any, workspace: Any, chunk_rows: int) -> Any:
+    """g @ weight in weight's dtype (g cast into the logits buffer when that is narrower)."""
+    import torch
+
+    if weight.dtype == torch.float32:
+        return g @ weight
+    buf = workspace.get("logits", chunk_rows, weight.shape[0], weight.dtype, g.device)[: g.shape[0]]
+    return buf.copy_(g) @ weight
+
+
+def chunked_token_logprobs(hidden: Any, weight: Any, targets: Any, compute_weight: Any = None,
+                           workspace: Any = None, workspace_bytes: int = 512 * 2**20) -> Any:
+    """log p(targets) under the linear head `hidden @ weight.T` (fp32 softmax; the multiplies in
+    the autocast dtype, as `F.linear` would run them), one value per row, without the logits
+    ever existing in full. `compute_weight`: a ready cast copy of a frozen `weight`."""
+    import torch
+
+    from gpt4llm.train.fastpath import Workspace
+
+    device_type = hidden.device.type
+    dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
+             else weight.dtype)
+    if compute_weight is None or compute_weight.dtype != dtype or weight.requires_grad:
+        compute_weight = weight.to(dtype) if weight.dtype != dtype else weight
+    per_row = weight.shape[0] * (4 + (0 if dtype == torch.float32 else dtype.itemsize))
+    chunk_rows = max(1, min(workspace_bytes // per_row, hidden.shape[0]))
+    with torch.autocast(device_type, enabled=False):
+        return _token_logprobs_function().apply(hidden, compute_weight, targets, chunk_rows,
+                                                workspace or Workspace())
+
+
+def install_packed_forward(causal: Any, autocast: Any = None) -> None:
+    """Route TRL's `model(input_ids, attention_mask, labels, fused_lm_head=True)` (a right-padded
+    batch) through one packed row: the real tokens back to back, position ids restarting per
+    sequence, the LM head only where a label exists. Returns TRL's per-token layout
+    (`log_probs` [rows, width - 1], zero where the label is -100), so TRL's losses read it
+    unchanged. Any other call goes to the forward TRL installed. Installed inside the causal
+    LM's own forward (peft passes the keywords through), so a DDP wrapper sees a plain
+    forward. `autocast` (e.g. torch.bfloat16) is applied here: accelerate's autocast wraps the
+    forward a model had when it was prepared, and TRL prepares the reference before this."""
+    import contextlib
+    import types
+
+    import torch
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    from gpt4llm.train.fastpath import Workspace
+
+    causal = causal.get_base_model() if hasattr(causal, "get_base_model") else causal
+    fallback = causal.forward
+    workspace = Workspace()
+    cast: dict = {}
+
+    def head_weight(head: Any, dtype: Any) -> Any:
+        w = head.weight
+        if w.requires_grad or w.dtype == dtype:
+            return None
+        key = (w.data_ptr(), w._version, dtype)
+        if cast.get("key") != key:
+            cast.update(key=key, weight=w.detach().to(dtype))
+        return cast["weight"]
+
+    def amp(device: str) -> Any:
+        # our autocast when given; else whatever the caller runs under
+        return contextlib.nullcontext() if autocast is None else torch.autocast(device, autocast)
+
+    def forward(self: Any, *args: Any, fused_lm_head: bool = False, labels: Any = None,
+                **kwargs: Any) -> Any:
+        ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        # peft passes its unused arguments on as None (inputs_embeds, output_attentions, ...)
+        plain = all(v is None or k in PLAIN_KEYWORDS for k, v in kwargs.items())
+        if not (fused_lm_head and labels is not None and plain and not args and ids is not None
+                and mask is not None and ids.dim() == 2):
+            return fallback(*args, fused_lm_head=fused_lm_head, labels=labels, **kwargs)
+        real = mask.bool()
+        lengths = real.sum(1)
+        flat_ids = ids[real].unsqueeze(0)
+        starts = torch.cumsum(lengths, 0) - lengths
+        pos = (torch.arange(flat_ids.shape[1], device=ids.device)
+               - torch.repeat_interleave(starts, lengths))
+        device = ids.device.type
+        with amp(device):
+            hidden = self.model(input_ids=flat_ids, position_ids=pos.unsqueeze(0),
+                                use_cache=False).last_hidden_state[0]
+        flat_labels = labels[real]
+        targets = torch.full_like(flat_labels, -100)
+        targets[:-1] = flat_labels[1:]
+        targets[torch.cumsum(lengths, 0) - 1] = -100  # a sequence's last token predicts nothing
+        keep = targets.ne(-100)
+        head = self.get_output_embeddings()
+        with amp(device):
+            dtype = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
+                     else head.weight.dtype)
+            logp = chunked_token_logprobs(hidden[keep], head.weight, targets[keep],
+                                          compute_weight=head_weight(head, dtype),
+                                          workspace=workspace)
+        per_flat = torch.zeros(flat_labels.shape, dtype=logp.dtype, device=logp.device)
+        per_flat = per_flat.masked_scatter(keep, logp)
+        log_probs = torch.zeros(ids.shape, dtype=logp.dtype, device=logp.device)
+        log_probs = log_probs.masked_scatter(real, per_flat)[:, :-1]
+        label_mask = labels[:, 1:].ne(-100)
+        zeros = torch.zeros_like(log_probs).detach()
+        self.gpt4llm_packed_calls += 1
+        return FusedCausalLMOutput(
+            loss=-logp.sum() / keep.sum().clamp(min=1), log_probs=log_probs, entropy=zeros,
+            mean_logits=zeros, is_top1=torch.zeros_like(label_mask), label_mask=label_mask)
+
+    causal.forward = types.MethodType(forward, causal)
+    causal.gpt4llm_packed_calls = 0  # how many forwards took the packed path (for tests)
+
+
+# --------------------------------------------------------------------------- 5. evaluate
+def sequence_logps(trainer: Any, rows: list[dict], reference_free: bool) -> Any:
+    """[n, 4] tensor of (policy better, policy worse, reference better, reference worse)
+    summed answer log-probabilities, computed as the trainer computes them."""
+    import torch
+
+    model = trainer.model
+    model.eval()
+    out = []
+    size = max(1, trainer.args.per_device_eval_batch_size)
+    with torch.no_grad():
+        for start in range(0, len(rows), size):
+            batch = trainer._prepare_inputs(trainer.data_collator(rows[start : start + size]))
+            labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+            with trainer.accelerator.autocast():
+                pol = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            labels=labels, fused_lm_head=True, use_cache=False).log_probs.sum(1)
+            if reference_free:
+                ref = torch.zeros_like(pol)
+            else:
+                ref = torch.cat(trainer.compute_ref_log_probs(trainer.ref_model or model, batch))
+            pc, pr = pol.float().chunk(2)
+            rc, rr = ref.float().chunk(2)
+            out.append(torch.stack([pc, pr, rc, rr], dim=1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, 4)
+
+
+def preference_metrics(logps: Any, beta: float, reference_free: bool) -> dict:
+    """Accuracy of the implicit reward (margin > 0), its mean margin, and how often the policy
+    (and the reference, i.e. the model before training) ranks the better answer higher."""
+    n = int(logps.shape[0])
+    if n == 0:
+        return {"pairs": 0}
+    pc, pr, rc, rr = logps.unbind(1)
+    margin = beta * ((pc - rc) - (pr - rr))
+    return {
+        "pairs": n,
+        "preference_accuracy": round(float((margin > 0).float().mean()), 4),
+        "reward_margin": round(float(margin.mean()), 4),
+        "policy_accuracy": round(float((pc > pr).float().mean()), 4),
+        "reference_accuracy": None if reference_free else round(float((rc > rr).float().mean()), 4),
+    }
+
+
+def held_out_preferences(config: Config, trainer: Any, data: DpoData) -> dict:
+    """The held-out metrics after training (appended to log.jsonl)."""
+    from gpt4llm.train.common import LOG_FILE
+
+    t = time.time()
+    if not data.eval_rows:
+        return {"pairs": 0, "seconds": 0.0}
+    metrics = preference_metrics(sequence_logps(trainer, data.eval_rows, config.reference_free),
+                                 config.beta, config.reference_free)
+    metrics["seconds"] = round(time.time() - t, 2)
+    if trainer.is_world_process_zero():
+        rec = {"step": trainer.state.global_step,
+               **{f"heldout_{k}": v for k, v in metrics.items() if k != "seconds"}}
+        with open(Path(config.output) / LOG_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+    return metrics
+
+
+# --------------------------------------------------------------------------- 6. save
+def save(config: Config, trainer: Any, data: DpoData) -> str | None:
+    """LoRA: the adapter in OUTPUT/adapter and (--merge) the merged model in OUTPUT; full: the
+    model in OUTPUT. Then the tokenizer, the held-out pairs and the prompt metadata. Returns
+    the adapter directory (None without LoRA)."""
+    from gpt4llm.records import write_jsonl
+    from gpt4llm.train.common import write_prompt_meta
+
+    out = Path(config.output)
+    is_main = trainer.is_world_process_zero()
+    adapter = None
+    if config.lora:
+        adapter = out / "adapter"
+        trainer.save_model(str(adapter))
+        if is_main:
+            data.tokenizer.save_pretrained(adapter)
+            write_prompt_meta(adapter, data.meta)
+            if config.merge:
+                _merged(adapter).save_pretrained(out, safe_serialization=True)
+    else:
+        trainer.save_model(str(out))
+    if is_main:
+        data.tokenizer.padding_side = "left"  # how respond / generation use it
+        data.tokenizer.save_pretrained(out)
+        write_jsonl(out / HELDOUT_FILE, [
+            {"id": p.group, "user_input": _user_input(p), "completion_a": p.chosen,
+             "completion_b": p.rejected} for p in data.eval_pairs])
+        write_prompt_meta(out, data.meta)
+    return str(adapter) if adapter else None
+
+
+def _merged(adapter_dir: Path) -> Any:
+    """The adapter merged onto its base reloaded in fp32 (training may have kept the frozen
+    base weights in bf16)."""
+    from gpt4llm.models import load_causal_lm
+
+    return load_causal_lm(str(adapter_dir), device="cpu", dtype="float32").merge_and_unload()
+
+
+def _user_input(p: PrefPair) -> str:
+    from gpt4llm.reward_model import user_input_of
+
+    return user_input_of(p.instruction, p.input)
+
+
+# --------------------------------------------------------------------------- 7. report
+def summarize(config: Config, data: DpoData, trainer: Any, result: Any, heldout: dict,
+              resume_from: str | None, adapter: str | None, notes: list[str]) -> dict:
+    from gpt4llm.train.common import eval_seconds
+
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    loss = result.training_loss
+    return {
+        "model": config.model,
+        "data_kind": data.kind,
+        "pairs": data.pairs,
+        "below_min_score_gap": data.below_gap,
+        "skipped_instructions": data.skipped_records,
+        "skipped_prompt_too_long": data.counts["prompt_too_long"],
+        "skipped_identical": data.counts["identical"],
+        "truncated_pairs": data.counts["truncated"],
+        "train_pairs": len(data.train_rows),
+        "heldout_pairs": heldout.get("pairs", 0),
+        "loss": config.loss + (f" + {config.sft_weight} sft" if config.sft_weight > 0 else ""),
+        "beta": config.beta,
+        "reference": ("none (reference-free)" if config.reference_free else config.ref_model
+                      or ("the student, adapter disabled" if config.lora else "a frozen copy")),
+        "steps": trainer.state.global_step,
+        "resumed_from": resume_from,
+        "lora": config.lora,
+        "adapter": adapter,
+        "padding_free": trainer.packed,
+        "fast_path": "; ".join(notes),
+        "bf16": trainer.args.bf16,
+        "first_loss": round(losses[0], 4) if losses else None,
+        "final_loss": round(losses[-1], 4) if losses else None,
+        "train_loss": round(loss, 4) if loss is not None else None,
+        "heldout_preference_accuracy": heldout.get("preference_accuracy"),
+        "heldout_reward_margin": heldout.get("reward_margin"),
+        "heldout_policy_accuracy": heldout.get("policy_accuracy"),
+        "heldout_reference_accuracy": heldout.get("reference_accuracy"),
+        "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
+        "eval_seconds": round(eval_seconds(trainer) + heldout.get("seconds", 0.0), 2),
+        "pairs_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 3),
+    }
+
+
+def finish(config: Config, trainer: Any, summary: dict, heldout: dict, started: float) -> None:
+    """summary.json (what `gpt4llm report` reads), the manifest and the summary table (main
+    process only)."""
+    from gpt4llm.provenance import write_manifest
+    from gpt4llm.records import write_json
+    from gpt4llm.train.common import print_summary
+
+    if not trainer.is_world_process_zero():
+        return
+    write_json(Path(config.output) / SUMMARY_FILE, {
+        "metric": "dpo", "model": Path(config.output).name, "base_model": config.model,
+        "loss": summary["loss"], "beta": config.beta, "reference": summary["reference"],
+        "steps": summary["steps"], "train_pairs": summary["train_pairs"],
+        **{k: v for k, v in heldout.items() if k != "seconds"}})
+    write_manifest(config.output, "train dpo", config, inputs=[config.data], summary=summary,
+                   started=started)
+    print_summary("train dpo", summary)
+
+
+def _device(config: Config) -> str:
+    from gpt4llm.models import pick_device
+
+    return config.device or pick_device()
+
+
+def _say(text: str) -> None:
+    from gpt4llm.train.common import is_main_process
+
+    if is_main_process():
+        from rich.console import Console
+
+        Console(stderr=True).print(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m gpt4llm.train.dpo --config FILE.yaml` (what `--launcher accelerate` runs)."""
+    from gpt4llm.train.common import module_main
+
+    module_main(Config, run, "gpt4llm.train.dpo", argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,13 +7,18 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-fast install system-deps bench clean
+.PHONY: demo test test-fast lint install system-deps bench clean
 
 demo: install
 	$(BIN)/gpt4llm pipeline configs/demo.yaml
 
-test: install system-deps
+test: install system-deps lint
 	bash scripts/with-test-services.sh $(BIN)/pytest
+
+# ruff's rules (line length 100 included) and its formatter, on everything Python we ship.
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 # The unit tests that need neither the embedded model (e2e/slow) nor services; no cache dir.
 FAST_MARKERS := not e2e and not slow and not browser and not postgres

@@ -34,34 +34,144 @@ from gpt4llm.analyze.verbs import (
     verb_noun,
 )
 
-VERBS = ["Write", "Generate", "Create", "Describe", "Explain", "Summarize", "List", "Give", "Suggest", "Design",
-         "Compose", "Rewrite", "Identify", "Classify", "Translate", "Find", "Name", "Outline", "Develop", "Provide",
-         "Compare", "Analyze", "Edit", "Brainstorm", "Construct", "Propose", "Draft", "Evaluate", "Plan", "Calculate"]
-OBJECTS = ["a short story", "a poem", "a list of tips", "an email", "a blog post", "a recipe", "a summary", "three examples",
-           "a slogan", "a tweet", "a haiku", "a product description", "an outline", "five questions", "a title",
-           "a cover letter", "a speech", "a dialogue", "a lesson plan", "a marketing strategy", "the main idea",
-           "the sentence", "the paragraph", "the following text", "two synonyms", "a headline", "a joke", "a limerick"]
-TOPICS = ["climate change", "a robot who learns to paint", "healthy eating", "the history of Rome", "machine learning",
-          "a rainy day in Paris", "time management", "the solar system", "remote work", "ocean pollution",
-          "a friendly dragon", "saving money", "learning a new language", "the French Revolution", "urban gardening",
-          "electric cars", "a haunted lighthouse", "meditation", "renewable energy", "the importance of sleep"]
-AUDIENCE = ["for children", "for a busy professional", "in under 100 words", "in a formal tone", "for a high-school class",
-            "in the style of Shakespeare", "with a humorous twist", "", "", ""]
-QUESTIONS = ["What is {t}?", "How can I learn about {t}?", "Why is {t} important?", "What are the main benefits of {t}?",
-             "How does {t} affect everyday life?", "Can you explain {t} in simple terms?", "Is {t} a good idea?"]
-GIVEN = ["Given a paragraph about {t}, {v} {o}.", "Given the following text about {t}, {v} {o} {a}."]
-LISTS = ["{V} the following items about {t}:\n1. first point\n2. second point\n3. third point",
-         "{V} {o} about {t} using these words: apple, river, lantern."]
+VERBS = [
+    "Write",
+    "Generate",
+    "Create",
+    "Describe",
+    "Explain",
+    "Summarize",
+    "List",
+    "Give",
+    "Suggest",
+    "Design",
+    "Compose",
+    "Rewrite",
+    "Identify",
+    "Classify",
+    "Translate",
+    "Find",
+    "Name",
+    "Outline",
+    "Develop",
+    "Provide",
+    "Compare",
+    "Analyze",
+    "Edit",
+    "Brainstorm",
+    "Construct",
+    "Propose",
+    "Draft",
+    "Evaluate",
+    "Plan",
+    "Calculate",
+]
+OBJECTS = [
+    "a short story",
+    "a poem",
+    "a list of tips",
+    "an email",
+    "a blog post",
+    "a recipe",
+    "a summary",
+    "three examples",
+    "a slogan",
+    "a tweet",
+    "a haiku",
+    "a product description",
+    "an outline",
+    "five questions",
+    "a title",
+    "a cover letter",
+    "a speech",
+    "a dialogue",
+    "a lesson plan",
+    "a marketing strategy",
+    "the main idea",
+    "the sentence",
+    "the paragraph",
+    "the following text",
+    "two synonyms",
+    "a headline",
+    "a joke",
+    "a limerick",
+]
+TOPICS = [
+    "climate change",
+    "a robot who learns to paint",
+    "healthy eating",
+    "the history of Rome",
+    "machine learning",
+    "a rainy day in Paris",
+    "time management",
+    "the solar system",
+    "remote work",
+    "ocean pollution",
+    "a friendly dragon",
+    "saving money",
+    "learning a new language",
+    "the French Revolution",
+    "urban gardening",
+    "electric cars",
+    "a haunted lighthouse",
+    "meditation",
+    "renewable energy",
+    "the importance of sleep",
+]
+AUDIENCE = [
+    "for children",
+    "for a busy professional",
+    "in under 100 words",
+    "in a formal tone",
+    "for a high-school class",
+    "in the style of Shakespeare",
+    "with a humorous twist",
+    "",
+    "",
+    "",
+]
+QUESTIONS = [
+    "What is {t}?",
+    "How can I learn about {t}?",
+    "Why is {t} important?",
+    "What are the main benefits of {t}?",
+    "How does {t} affect everyday life?",
+    "Can you explain {t} in simple terms?",
+    "Is {t} a good idea?",
+]
+GIVEN = [
+    "Given a paragraph about {t}, {v} {o}.",
+    "Given the following text about {t}, {v} {o} {a}.",
+]
+LISTS = [
+    "{V} the following items about {t}:\n1. first point\n2. second point\n3. third point",
+    "{V} {o} about {t} using these words: apple, river, lantern.",
+]
 
 
 def synthesise(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    seeds_path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed_tasks" / "self_instruct_seed_tasks.jsonl"
-    seeds = [json.loads(x)["instruction"] for x in seeds_path.read_text().splitlines()] if seeds_path.exists() else []
+    seeds_path = (
+        Path(__file__).resolve().parents[1].parent
+        / "shared"
+        / "data"
+        / "seed_tasks"
+        / "self_instruct_seed_tasks.jsonl"
+    )
+    seeds = (
+        [json.loads(x)["instruction"] for x in seeds_path.read_text().splitlines()]
+        if seeds_path.exists()
+        else []
+    )
     out: list[str] = []
     while len(out) < n:
         kind = rng.random()
-        v, o, t, a = rng.choice(VERBS), rng.choice(OBJECTS), rng.choice(TOPICS), rng.choice(AUDIENCE)
+        v, o, t, a = (
+            rng.choice(VERBS),
+            rng.choice(OBJECTS),
+            rng.choice(TOPICS),
+            rng.choice(AUDIENCE),
+        )
         if kind < 0.55:
             s = f"{v} {o} about {t} {a}".strip() + "."
         elif kind < 0.72:
@@ -92,16 +202,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--n-process", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="interleaved repeats (>= 3; the median and range are reported)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="interleaved repeats (>= 3; the median and range are reported)",
+    )
     args = ap.parse_args()
     if args.repeat < 3:
         ap.error("--repeat must be at least 3")
     texts = synthesise(args.n)
     load0 = os.getloadavg()[0]
-    print(f"bench/analyze.py: {len(texts)} instructions, {len(set(texts))} distinct; spaCy "
-          f"pipeline {available_model('en')}; {args.repeat} interleaved repeats; "
-          f"{os.cpu_count()} CPUs (shared), load avg {load0:.1f}")
+    print(
+        f"bench/analyze.py: {len(texts)} instructions, {len(set(texts))} distinct; spaCy "
+        f"pipeline {available_model('en')}; {args.repeat} interleaved repeats; "
+        f"{os.cpu_count()} CPUs (shared), load avg {load0:.1f}"
+    )
     import spacy
 
     full = spacy.load(available_model("en") or EN_MODELS[-1])  # every component, ner included
@@ -114,8 +230,9 @@ def main() -> None:
         return [verb_noun(full(head_text(t))) for t in texts], lengths_of(texts)
 
     def ours():
-        pairs, stats = extract_pairs(texts, fast, batch_size=512, n_process=args.n_process,
-                                     cache=None)
+        pairs, stats = extract_pairs(
+            texts, fast, batch_size=512, n_process=args.n_process, cache=None
+        )
         return pairs, lengths_of(texts), stats
 
     def cached(cache):
@@ -149,16 +266,22 @@ def main() -> None:
     n = len(texts)
     rate = {side: [n / t for t in ts] for side, ts in times.items()}
     print(f"{'side':<42} {'seconds':<24} {'records/s':<24} speed-up vs baseline (per repeat)")
-    rows = [("naive loop nlp(text), full pipeline", "baseline"),
-            (f"analyze (pipe, no ner, dedup: {stats['parsed']} parsed)", "ours"),
-            ("analyze, cached rerun", "cached")]
+    rows = [
+        ("naive loop nlp(text), full pipeline", "baseline"),
+        (f"analyze (pipe, no ner, dedup: {stats['parsed']} parsed)", "ours"),
+        ("analyze, cached rerun", "cached"),
+    ]
     for label, side in rows:
         ratio = [b / t for b, t in zip(times["baseline"], times[side])]
-        print(f"{label:<42} {spread(times[side], '.2f'):<24} {spread(rate[side], '.0f'):<24} "
-              + ("-" if side == "baseline" else spread(ratio, '.2f', 'x')))
+        print(
+            f"{label:<42} {spread(times[side], '.2f'):<24} {spread(rate[side], '.0f'):<24} "
+            + ("-" if side == "baseline" else spread(ratio, ".2f", "x"))
+        )
     per_text = [(b / n) / (t / stats["parsed"]) for b, t in zip(times["baseline"], times["ours"])]
-    print("speed-up per parsed text (without the benefit of parsing equal texts once): "
-          f"{spread(per_text, '.2f', 'x')}")
+    print(
+        "speed-up per parsed text (without the benefit of parsing equal texts once): "
+        f"{spread(per_text, '.2f', 'x')}"
+    )
     print(f"load avg after: {os.getloadavg()[0]:.1f}")
 
 

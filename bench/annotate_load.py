@@ -39,7 +39,10 @@ def annotate(base: str, token: str, seed: int) -> int:
         while "/pair/" in str(r.url):
             pid = re.search(r'action="/pair/(\d+)"', r.text).group(1)
             csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', r.text).group(1)
-            data = {f"c_{k}": rng.choice(["left", "tie", "right"]) for k in ("helpfulness", "honesty", "harmlessness")}
+            data = {
+                f"c_{k}": rng.choice(["left", "tie", "right"])
+                for k in ("helpfulness", "honesty", "harmlessness")
+            }
             r = c.post(f"/pair/{pid}", data={**data, "csrf": csrf, "version": "0"})
             r.raise_for_status()
             n += 1
@@ -51,7 +54,21 @@ def run(tmp: Path, annotators: int, votes: int, db_url: str | None) -> tuple[int
     n_items = annotators * votes  # per_item 1: every vote on its own pair, no slot shortage
     for m in ("alpha", "beta"):
         p = tmp / f"{m}.jsonl"
-        p.write_text("".join(json.dumps({"id": f"q{i}", "instruction": f"Instruction {i}", "input": "", "output": f"{m} says {i}\n" * 5, "model": m}) + "\n" for i in range(n_items)))
+        p.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "id": f"q{i}",
+                        "instruction": f"Instruction {i}",
+                        "input": "",
+                        "output": f"{m} says {i}\n" * 5,
+                        "model": m,
+                    }
+                )
+                + "\n"
+                for i in range(n_items)
+            )
+        )
         src[m] = p
     study = tmp / "study"
     init_study(InitConfig(output=study, source=src, per_item=1, db_url=db_url))
@@ -97,7 +114,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--annotators", type=int, default=50)
     ap.add_argument("--votes", type=int, default=20)
-    ap.add_argument("--db-url", default=None, help="e.g. postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres (default: SQLite)")
+    ap.add_argument(
+        "--db-url",
+        default=None,
+        help=(
+            "e.g. postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres (default: SQLite)"
+        ),
+    )
     ap.add_argument("--guesses", type=int, default=200, help="wrong tokens tried from one address")
     args = ap.parse_args()
     total = args.annotators * args.votes
@@ -105,8 +128,13 @@ def main() -> None:
         n1, s1 = run(Path(d1), 1, total, args.db_url)
         n2, s2 = run(Path(d2), args.annotators, args.votes, args.db_url)
     db = "PostgreSQL" if args.db_url else "SQLite"
-    print(f"{db}: one annotator alone      : {n1} votes stored in {s1:.1f} s ({n1 / s1:.0f} votes/s)")
-    print(f"{db}: {args.annotators} annotators at once : {n2} votes stored in {s2:.1f} s ({n2 / s2:.0f} votes/s)")
+    print(
+        f"{db}: one annotator alone      : {n1} votes stored in {s1:.1f} s ({n1 / s1:.0f} votes/s)"
+    )
+    print(
+        f"{db}: {args.annotators} annotators at once : {n2} votes stored in {s2:.1f} s"
+        f" ({n2 / s2:.0f} votes/s)"
+    )
     print(f"ratio (concurrent / alone throughput): {(n2 / s2) / (n1 / s1):.2f}x")
     if args.guesses:
         with tempfile.TemporaryDirectory() as d3:

@@ -30,8 +30,33 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ["the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be",
-         "by", "on", "not", "this", "are", "or", "from", "at", "which", "but", "have", "an"]
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "this",
+    "are",
+    "or",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+]
 RUNS = {
     "one": ("1 process (all cores' threads)", 1, []),
     "one-thread": ("1 process, 1 thread", 1, []),
@@ -70,10 +95,31 @@ def train(kind: str, a: argparse.Namespace, data: Path, work: Path) -> float:
     _, processes, extra = RUNS[kind]
     out = work / f"{kind}-{time.time_ns()}"
     bin_dir = Path(sys.executable).parent
-    cmd = [str(bin_dir / "gpt4llm"), "train", "sft", str(data), "--model", a.model, "-o", str(out),
-           "--max-steps", str(a.steps), "--per-device-batch-size", str(a.batch // processes),
-           "--eval-fraction", "0", "--save-steps", "100000", "--logging-steps", "1",
-           "--no-merge", "--no-resume", "--max-seq-len", str(a.max_seq_len), *extra]
+    cmd = [
+        str(bin_dir / "gpt4llm"),
+        "train",
+        "sft",
+        str(data),
+        "--model",
+        a.model,
+        "-o",
+        str(out),
+        "--max-steps",
+        str(a.steps),
+        "--per-device-batch-size",
+        str(a.batch // processes),
+        "--eval-fraction",
+        "0",
+        "--save-steps",
+        "100000",
+        "--logging-steps",
+        "1",
+        "--no-merge",
+        "--no-resume",
+        "--max-seq-len",
+        str(a.max_seq_len),
+        *extra,
+    ]
     if processes > 1:
         cmd += ["--launcher", "accelerate", "--num-processes", str(processes)]
     env = {**os.environ, "TQDM_DISABLE": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
@@ -87,7 +133,9 @@ def train(kind: str, a: argparse.Namespace, data: Path, work: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch", type=int, default=4, help="global batch (examples per step)")
@@ -103,31 +151,46 @@ def main() -> None:
         work = Path(tmp)
         data = work / "data.jsonl"
         n = a.steps * a.batch + 8
-        data.write_text("".join(json.dumps(r) + "\n" for r in records(n, a.prompt_words, a.response_words)))
+        data.write_text(
+            "".join(json.dumps(r) + "\n" for r in records(n, a.prompt_words, a.response_words))
+        )
         per_ex, per_resp, spread = tokens_per_example(data, a.model, a.max_seq_len)
         kinds = list(RUNS)
         for rep in range(a.repeats):
-            for kind in kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]:
+            for kind in kinds[rep % len(kinds) :] + kinds[: rep % len(kinds)]:
                 seconds[kind].append(train(kind, a, data, work))
-                print(f"  repeat {rep + 1}: {RUNS[kind][0]:34} {seconds[kind][-1]:6.1f} s", file=sys.stderr, flush=True)
+                print(
+                    f"  repeat {rep + 1}: {RUNS[kind][0]:34} {seconds[kind][-1]:6.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     tokens = a.steps * a.batch * per_ex
-    print(f"train sft, {a.model}, LoRA r16, bf16 autocast where supported; {a.steps} steps x global batch {a.batch} "
-          f"x {per_ex:.0f} tokens ({per_resp:.0f} response; lengths spread {spread}); CPU with {os.cpu_count()} cores, "
-          f"shared (load average {os.getloadavg()[0]:.1f} at the end); {a.repeats} repeats in rotating order")
+    print(
+        f"train sft, {a.model}, LoRA r16, bf16 autocast where supported; {a.steps} steps x global"
+        f" batch {a.batch} x {per_ex:.0f} tokens ({per_resp:.0f} response; lengths spread"
+        f" {spread}); CPU with {os.cpu_count()} cores, shared (load average"
+        f" {os.getloadavg()[0]:.1f} at the end); {a.repeats} repeats in rotating order"
+    )
     for kind, (name, _, _) in RUNS.items():
         s = seconds[kind]
-        print(f"  {name:34} {tokens / statistics.median(s):7.1f} tokens/s "
-              f"({a.steps * a.batch * per_resp / statistics.median(s):6.1f} response tokens/s; median of "
-              f"{', '.join(f'{x:.1f}' for x in s)} s)")
+        print(
+            f"  {name:34} {tokens / statistics.median(s):7.1f} tokens/s"
+            f" ({a.steps * a.batch * per_resp / statistics.median(s):6.1f} response tokens/s;"
+            f" median of {', '.join(f'{x:.1f}' for x in s)} s)"
+        )
 
     def ratio(num: str, den: str) -> str:
         r = [seconds[den][k] / seconds[num][k] for k in range(a.repeats)]
         return f"{statistics.median(r):.2f}x (range {min(r):.2f}-{max(r):.2f})"
 
-    print(f"2 processes / 1 process with all threads: {ratio('two', 'one')} (both use every core: "
-          "ideal ~1x, DDP adds the all-reduce)")
-    print(f"2 processes / 1 process with 1 thread: {ratio('two', 'one-thread')} "
-          "(scaling over processes: ideal 2x)")
+    print(
+        f"2 processes / 1 process with all threads: {ratio('two', 'one')} (both use every core: "
+        "ideal ~1x, DDP adds the all-reduce)"
+    )
+    print(
+        f"2 processes / 1 process with 1 thread: {ratio('two', 'one-thread')} "
+        "(scaling over processes: ideal 2x)"
+    )
     print(f"fast path under DDP / library path under DDP: {ratio('two', 'two-library')}")
 
 

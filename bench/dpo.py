@@ -60,21 +60,36 @@ def write_pairs(path: Path, n: int, seed: int) -> str:
         source = "user-oriented instructions, text-davinci-003 vs -001 answers (real)"
         for i, (x, y) in enumerate(zip(a, b)):
             if x["response"].strip() and y["response"].strip() and x["response"] != y["response"]:
-                recs.append((x["instruction"], x.get("input") or "", x["response"].strip(),
-                             y["response"].strip()))
+                recs.append(
+                    (
+                        x["instruction"],
+                        x.get("input") or "",
+                        x["response"].strip(),
+                        y["response"].strip(),
+                    )
+                )
     else:
         source = "synthetic"
         words = ["the", "model", "answer", "people", "time", "water", "light", "small", "good"]
         for _ in range(n * 2):
-            salad = [" ".join(rng.choice(words) for _ in range(rng.randint(10, 120)))
-                     for _ in range(3)]
+            salad = [
+                " ".join(rng.choice(words) for _ in range(rng.randint(10, 120))) for _ in range(3)
+            ]
             recs.append((salad[0][:120], "", salad[1], salad[2]))
     rows = []
     for i, (ins, inp, good, bad) in enumerate(recs):
-        rows.append({"id": f"p{i}", "user_input": ins + (f"\n\n{inp}" if inp.strip() else ""),
-                     "instruction": ins, "input": inp,
-                     "responses": [{"model": "better", "text": good, "score": 8},
-                                   {"model": "worse", "text": bad, "score": 3}]})
+        rows.append(
+            {
+                "id": f"p{i}",
+                "user_input": ins + (f"\n\n{inp}" if inp.strip() else ""),
+                "instruction": ins,
+                "input": inp,
+                "responses": [
+                    {"model": "better", "text": good, "score": 8},
+                    {"model": "worse", "text": bad, "score": 3},
+                ],
+            }
+        )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return source
 
@@ -101,11 +116,22 @@ def measure(method: str, data: Path, args: argparse.Namespace) -> dict:
 
     torch.manual_seed(0)
     out = Path(tempfile.mkdtemp(prefix=f"bench-dpo-{method}-"))
-    cfg = dpo.Config(model=args.model, data=data, output=out, max_steps=args.steps,
-                     per_device_batch_size=args.batch, max_seq_len=args.max_seq_len,
-                     max_samples=args.pairs, eval_fraction=0.0, save_steps=10_000,
-                     logging_steps=1, warmup_ratio=0.0, learning_rate=5e-5, seed=0,
-                     precision=args.precision)
+    cfg = dpo.Config(
+        model=args.model,
+        data=data,
+        output=out,
+        max_steps=args.steps,
+        per_device_batch_size=args.batch,
+        max_seq_len=args.max_seq_len,
+        max_samples=args.pairs,
+        eval_fraction=0.0,
+        save_steps=10_000,
+        logging_steps=1,
+        warmup_ratio=0.0,
+        learning_rate=5e-5,
+        seed=0,
+        precision=args.precision,
+    )
     data_ = dpo.load_data(cfg)
     times: list[float] = []
     if method == "ours":
@@ -120,33 +146,62 @@ def measure(method: str, data: Path, args: argparse.Namespace) -> dict:
         from gpt4llm.prompts import build_prompt
 
         tok = data_.tokenizer
-        texts = [{"prompt": build_prompt(data_.meta, tok, p.instruction, p.input),
-                  "chosen": p.chosen, "rejected": p.rejected} for p in data_.train_pairs]
+        texts = [
+            {
+                "prompt": build_prompt(data_.meta, tok, p.instruction, p.input),
+                "chosen": p.chosen,
+                "rejected": p.rejected,
+            }
+            for p in data_.train_pairs
+        ]
         model = load_causal_lm(cfg.model, device="cpu", dtype="float32", for_training=True)
         targs = DPOConfig(
-            output_dir=str(out), per_device_train_batch_size=args.batch, max_steps=args.steps,
-            learning_rate=5e-5, warmup_steps=0, lr_scheduler_type="cosine", logging_steps=1,
-            save_strategy="no", report_to=[], seed=0, use_cpu=True,
-            bf16=use_bf16(args.precision, "cpu"), gradient_checkpointing=False)
-        trainer = DPOTrainer(model=model, args=targs, train_dataset=Dataset.from_list(texts),
-                             processing_class=tok, peft_config=dpo.lora_config(model, cfg))
+            output_dir=str(out),
+            per_device_train_batch_size=args.batch,
+            max_steps=args.steps,
+            learning_rate=5e-5,
+            warmup_steps=0,
+            lr_scheduler_type="cosine",
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            seed=0,
+            use_cpu=True,
+            bf16=use_bf16(args.precision, "cpu"),
+            gradient_checkpointing=False,
+        )
+        trainer = DPOTrainer(
+            model=model,
+            args=targs,
+            train_dataset=Dataset.from_list(texts),
+            processing_class=tok,
+            peft_config=dpo.lora_config(model, cfg),
+        )
     trainer.add_callback(_timing_callback(times))
     t0 = time.perf_counter()
     trainer.train()
     total = time.perf_counter() - t0
     steady = (len(times) - 1) * args.batch / (times[-1] - times[0]) if len(times) > 1 else None
-    tokens = sum(len(r["prompt_ids"]) * 2 + len(r["chosen_ids"]) + len(r["rejected_ids"])
-                 for r in data_.train_rows[: args.steps * args.batch])
+    tokens = sum(
+        len(r["prompt_ids"]) * 2 + len(r["chosen_ids"]) + len(r["rejected_ids"])
+        for r in data_.train_rows[: args.steps * args.batch]
+    )
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"method": method, "pairs_per_s": steady, "seconds": round(total, 2),
-            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-            "real_tokens": tokens, "first_loss": losses[0] if losses else None}
+    return {
+        "method": method,
+        "pairs_per_s": steady,
+        "seconds": round(total, 2),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "real_tokens": tokens,
+        "first_loss": losses[0] if losses else None,
+    }
 
 
 # --------------------------------------------------------------------------- driver
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--pairs", type=int, default=20, help="training pairs (steps x batch)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-seq-len", type=int, default=384)
@@ -165,8 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-dpo-"))
     data = work / "pairs.jsonl"
     source = write_pairs(data, args.pairs, args.seed)
-    print(f"data: {source}; model {args.model}; {args.steps} steps x {args.batch} pairs; "
-          f"max_seq_len {args.max_seq_len}; precision {args.precision}", flush=True)
+    print(
+        f"data: {source}; model {args.model}; {args.steps} steps x {args.batch} pairs; "
+        f"max_seq_len {args.max_seq_len}; precision {args.precision}",
+        flush=True,
+    )
     runs: dict[str, list[dict]] = {"trl": [], "ours": []}
     ratios = []
     for r in range(args.repeats):
@@ -180,21 +238,29 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(f"{method} failed:\n{proc.stderr[-3000:]}")
             res = json.loads(proc.stdout.strip().splitlines()[-1])
             runs[method].append(res)
-            print(f"repeat {r + 1} {method:4s}: {res['pairs_per_s']:.3f} pairs/s, peak RSS "
-                  f"{res['peak_rss_gib']} GiB, first loss {res['first_loss']:.4f}, "
-                  f"{res['seconds']} s", flush=True)
+            print(
+                f"repeat {r + 1} {method:4s}: {res['pairs_per_s']:.3f} pairs/s, peak RSS "
+                f"{res['peak_rss_gib']} GiB, first loss {res['first_loss']:.4f}, "
+                f"{res['seconds']} s",
+                flush=True,
+            )
         ratios.append(runs["ours"][-1]["pairs_per_s"] / runs["trl"][-1]["pairs_per_s"])
     print()
     for method, rs in runs.items():
         speeds = [x["pairs_per_s"] for x in rs]
         rss = [x["peak_rss_gib"] for x in rs]
-        print(f"{method:4s}: median {statistics.median(speeds):.3f} pairs/s "
-              f"(range {min(speeds):.3f}-{max(speeds):.3f}), peak RSS median "
-              f"{statistics.median(rss)} GiB")
-    print(f"ours / trl speed: median {statistics.median(ratios):.2f}x "
-          f"(range {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} repeats)")
+        print(
+            f"{method:4s}: median {statistics.median(speeds):.3f} pairs/s "
+            f"(range {min(speeds):.3f}-{max(speeds):.3f}), peak RSS median "
+            f"{statistics.median(rss)} GiB"
+        )
+    print(
+        f"ours / trl speed: median {statistics.median(ratios):.2f}x "
+        f"(range {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} repeats)"
+    )
     mem = statistics.median(x["peak_rss_gib"] for x in runs["ours"]) / statistics.median(
-        x["peak_rss_gib"] for x in runs["trl"])
+        x["peak_rss_gib"] for x in runs["trl"]
+    )
     print(f"ours / trl peak RSS: {mem:.2f}x")
 
 

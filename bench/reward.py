@@ -1,6 +1,7 @@
 """Reward-model training speed: pairs/second of real training steps on CPU (or GPU).
 
-    flock /tmp/gpt4llm-heavy.lock python bench/reward.py [--pairs 16] [--batch 4] [--rounds 3] [--full]
+    flock /tmp/gpt4llm-heavy.lock python bench/reward.py \
+        [--pairs 16] [--batch 4] [--rounds 3] [--full]
 
 Same model (the embedded Gemma-3-270M as a sequence classifier, LoRA r16 on q/k/v/o + the
 score head, or --full), same pairs, same optimizer, bf16 autocast where supported; four ways
@@ -43,7 +44,10 @@ SHARED = ROOT.parent / "shared" / "data" / "vicuna80"
 def load_pairs(n: int, seed: int) -> tuple[list[tuple[str, str, str]], str]:
     rng = random.Random(seed)
     if (SHARED / "question.jsonl").exists():
-        qs = {json.loads(line)["question_id"]: json.loads(line)["text"] for line in (SHARED / "question.jsonl").read_text().splitlines()}
+        qs = {
+            json.loads(line)["question_id"]: json.loads(line)["text"]
+            for line in (SHARED / "question.jsonl").read_text().splitlines()
+        }
         answers: dict[int, list[str]] = {}
         for f in sorted((SHARED / "answers").glob("answer_*.jsonl")):
             for line in f.read_text().splitlines():
@@ -56,20 +60,41 @@ def load_pairs(n: int, seed: int) -> tuple[list[tuple[str, str, str]], str]:
             a, b = rng.sample(answers[q], 2)
             out.append((qs[q], a, b))
         return out, "vicuna80 answers (real)"
-    words = ["the", "model", "answer", "question", "people", "time", "water", "light", "small", "good", "simple", "make", "first"]
+    words = [
+        "the",
+        "model",
+        "answer",
+        "question",
+        "people",
+        "time",
+        "water",
+        "light",
+        "small",
+        "good",
+        "simple",
+        "make",
+        "first",
+    ]
     salad = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(30, 300)))
     return [(salad()[:80], salad(), salad()) for _ in range(n)], "synthetic"
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--pairs", type=int, default=16, help="pairs per method (steps x batch)")
     ap.add_argument("--batch", type=int, default=4, help="pairs per step")
     ap.add_argument("--max-seq-len", type=int, default=384)
     ap.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rounds", type=int, default=3, help="measure each method this many times (alternating order, >= 3); median and range")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure each method this many times (alternating order, >= 3); median and range",
+    )
     args = ap.parse_args(argv)
     if args.rounds < 3:
         sys.exit("--rounds: at least 3 (a median and a range need them)")
@@ -103,19 +128,30 @@ def main(argv: list[str] | None = None) -> None:
     real_tokens = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
 
     torch.manual_seed(args.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(args.model), num_labels=1, dtype=torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(args.model), num_labels=1, dtype=torch.float32
+    )
     model.config.pad_token_id = tok.pad_token_id
     if not args.full:
-        model = apply_lora(model, 16, 32, 0.0, ["q_proj", "k_proj", "v_proj", "o_proj"], task_type="SEQ_CLS")
+        model = apply_lora(
+            model, 16, 32, 0.0, ["q_proj", "k_proj", "v_proj", "o_proj"], task_type="SEQ_CLS"
+        )
     model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     collate = DataCollatorForPreference(pad_token_id=tok.pad_token_id)
-    autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else torch.autocast(device, enabled=False)
+    autocast = (
+        torch.autocast(device, dtype=torch.bfloat16)
+        if bf16
+        else torch.autocast(device, enabled=False)
+    )
 
     def step_one_pass(batch_rows) -> int:
         batch = collate([{k: r[k] for k in ("chosen_ids", "rejected_ids")} for r in batch_rows])
         with autocast:
-            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits.squeeze(-1)
+            logits = model(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+            ).logits.squeeze(-1)
         rc, rr = torch.chunk(logits.float(), 2)
         loss = -F.logsigmoid(rc - rr).mean()
         loss.backward()
@@ -151,10 +187,18 @@ def main(argv: list[str] | None = None) -> None:
     random_order = list(range(len(rows)))
     rng.shuffle(random_order)
     torch.manual_seed(args.seed)
-    grouped_order = list(LengthGroupedSampler(args.batch, lengths=[r["length"] for r in rows], generator=torch.Generator().manual_seed(args.seed)))
+    grouped_order = list(
+        LengthGroupedSampler(
+            args.batch,
+            lengths=[r["length"] for r in rows],
+            generator=torch.Generator().manual_seed(args.seed),
+        )
+    )
 
     def batches(order):
-        return [[rows[i] for i in order[k : k + args.batch]] for k in range(0, len(order), args.batch)]
+        return [
+            [rows[i] for i in order[k : k + args.batch]] for k in range(0, len(order), args.batch)
+        ]
 
     methods = {
         "naive (2 passes, random order)": (step_two_pass, batches(random_order)),
@@ -181,15 +225,24 @@ def main(argv: list[str] | None = None) -> None:
         dt = statistics.median(times[name])
         results[name] = (len(rows) / dt, 1 - real_tokens / computed[name], dt)
 
-    print(f"reward training on {device} ({'bf16 autocast' if bf16 else 'fp32'}), {'full' if args.full else 'LoRA r16'}, {args.model}; "
-          f"{len(rows)} pairs of {source} x {args.rounds} rounds, {args.batch} pairs/step, {real_tokens / (2 * len(rows)):.0f} tokens/answer on average (max {args.max_seq_len})")
+    print(
+        f"reward training on {device} ({'bf16 autocast' if bf16 else 'fp32'}),"
+        f" {'full' if args.full else 'LoRA r16'}, {args.model}; {len(rows)} pairs of {source} x"
+        f" {args.rounds} rounds, {args.batch} pairs/step, {real_tokens / (2 * len(rows)):.0f}"
+        f" tokens/answer on average (max {args.max_seq_len})"
+    )
     for name, (pps, pad, dt) in results.items():
-        print(f"  {name:34s} {pps:6.3f} pairs/s  ({dt:6.1f} s, {pad:5.1%} of computed tokens are padding)")
+        print(
+            f"  {name:34s} {pps:6.3f} pairs/s  ({dt:6.1f} s, {pad:5.1%} of computed tokens are"
+            " padding)"
+        )
     naive = times["naive (2 passes, random order)"]
     for name in names[1:]:  # per round: methods measured minutes apart, not runs apart
         r = [n / t for n, t in zip(naive, times[name])]
-        print(f"  ratio {name} / naive: {statistics.median(r):.2f}x "
-              f"(range {min(r):.2f}-{max(r):.2f} over {len(r)} rounds)")
+        print(
+            f"  ratio {name} / naive: {statistics.median(r):.2f}x "
+            f"(range {min(r):.2f}-{max(r):.2f} over {len(r)} rounds)"
+        )
     print(f"  (a shared machine: load average {os.getloadavg()[0]:.1f} at the end)")
 
 

@@ -24,13 +24,48 @@ import statistics
 import time
 
 BUCKETS = [((0, 2), 5089), ((3, 5), 868), ((6, 10), 936), ((11, 400), 2107)]
-STEMS = ["answer", "generat", "model", "instruct", "translat", "sentenc", "word", "question", "classif", "summar",
-         "positiv", "negativ", "review", "product", "custom", "languag", "task", "exampl", "output", "input"]
+STEMS = [
+    "answer",
+    "generat",
+    "model",
+    "instruct",
+    "translat",
+    "sentenc",
+    "word",
+    "question",
+    "classif",
+    "summar",
+    "positiv",
+    "negativ",
+    "review",
+    "product",
+    "custom",
+    "languag",
+    "task",
+    "exampl",
+    "output",
+    "input",
+]
 SUFFIXES = ["", "s", "ed", "ing", "ion", "ions", "e", "es", "er", "ly"]
 
 
 def make_vocab(rng: random.Random, size: int = 4000) -> list[str]:
-    vocab = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "yes", "no", "true", "false"]
+    vocab = [
+        "the",
+        "a",
+        "of",
+        "and",
+        "to",
+        "in",
+        "is",
+        "it",
+        "that",
+        "for",
+        "yes",
+        "no",
+        "true",
+        "false",
+    ]
     vocab += [s + x for s in STEMS for x in SUFFIXES]
     letters = "abcdefghijklmnopqrstuvwxyz"
     while len(vocab) < size:
@@ -50,7 +85,11 @@ def make_pairs(n: int, seed: int) -> list[tuple[str, str]]:
             k = rng.randint(lo, hi) if hi < 100 else min(hi, lo + int(rng.expovariate(1 / 40)))
             ref = rng.choices(vocab, weights, k=k)
             if k <= 5 and rng.random() < 0.5:  # short answers: often (nearly) right
-                pred = list(ref) if rng.random() < 0.6 else rng.choices(vocab, weights, k=rng.randint(1, 6))
+                pred = (
+                    list(ref)
+                    if rng.random() < 0.6
+                    else rng.choices(vocab, weights, k=rng.randint(1, 6))
+                )
                 if rng.random() < 0.3:
                     pred = ["the", "answer", "is"] + pred
             else:  # paraphrase: drop, insert, swap
@@ -65,7 +104,10 @@ def make_pairs(n: int, seed: int) -> list[tuple[str, str]]:
                 for _ in range(len(pred) // 10):
                     i, j = rng.randrange(len(pred)), rng.randrange(len(pred))
                     pred[i], pred[j] = pred[j], pred[i]
-            punct = lambda ws: " ".join(w.capitalize() if i == 0 else w for i, w in enumerate(ws)) + ("." if ws and rng.random() < 0.5 else "")
+            punct = lambda ws: (
+                " ".join(w.capitalize() if i == 0 else w for i, w in enumerate(ws))
+                + ("." if ws and rng.random() < 0.5 else "")
+            )
             pairs.append((punct(ref), punct(pred)))
     rng.shuffle(pairs)
     return pairs
@@ -81,8 +123,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=9000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="interleaved repeats (>= 3; the median and range are reported)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="interleaved repeats (>= 3; the median and range are reported)",
+    )
     args = ap.parse_args()
     if args.repeat < 3:
         ap.error("--repeat must be at least 3")
@@ -106,26 +152,35 @@ def main() -> None:
     pairs = make_pairs(args.n, args.seed)
     lens = sorted(len(r.split()) for r, _ in pairs)
     load0 = os.getloadavg()[0]
-    print(f"bench/rouge.py: {len(pairs)} pairs; reference words: median {lens[len(lens) // 2]}, "
-          f"p90 {lens[int(len(lens) * 0.9)]}, max {lens[-1]}; {args.repeat} interleaved repeats; "
-          f"{os.cpu_count()} CPUs (shared), load avg {load0:.1f}")
-    print(f"{'types':<22} {'stem':<6} {'rouge-score s':<22} {'ours s':<24} "
-          f"{'speed-up (per repeat)':<24} max |diff|")
+    print(
+        f"bench/rouge.py: {len(pairs)} pairs; reference words: median {lens[len(lens) // 2]}, "
+        f"p90 {lens[int(len(lens) * 0.9)]}, max {lens[-1]}; {args.repeat} interleaved repeats; "
+        f"{os.cpu_count()} CPUs (shared), load avg {load0:.1f}"
+    )
+    print(
+        f"{'types':<22} {'stem':<6} {'rouge-score s':<22} {'ours s':<24} "
+        f"{'speed-up (per repeat)':<24} max |diff|"
+    )
     for types in (("rougeL",), ("rouge1", "rouge2", "rougeL")):
         for stem in (False, True):
             t_base, t_ours, ratio, diff = [], [], [], 0.0
             for rep in range(args.repeat):
                 sides = ("baseline", "ours") if rep % 2 == 0 else ("ours", "baseline")
-                got = {side: (run_baseline if side == "baseline" else run_ours)(types, stem)
-                       for side in sides}
+                got = {
+                    side: (run_baseline if side == "baseline" else run_ours)(types, stem)
+                    for side in sides
+                }
                 (tb, base), (to, ours) = got["baseline"], got["ours"]
                 t_base.append(tb)
                 t_ours.append(to)
                 ratio.append(tb / to)
-                diff = max(diff, max(abs(b[k].fmeasure - o[k]) for b, o in zip(base, ours)
-                                     for k in types))
-            print(f"{'+'.join(types):<22} {stem!s:<6} {spread(t_base, '.2f'):<22} "
-                  f"{spread(t_ours, '.3f'):<24} {spread(ratio, '.1f', 'x'):<24} {diff:.1e}")
+                diff = max(
+                    diff, max(abs(b[k].fmeasure - o[k]) for b, o in zip(base, ours) for k in types)
+                )
+            print(
+                f"{'+'.join(types):<22} {stem!s:<6} {spread(t_base, '.2f'):<22} "
+                f"{spread(t_ours, '.3f'):<24} {spread(ratio, '.1f', 'x'):<24} {diff:.1e}"
+            )
     print(f"load avg after: {os.getloadavg()[0]:.1f}")
 
 

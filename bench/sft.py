@@ -49,17 +49,132 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ["the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would", "who", "so", "no", "time", "people", "water", "system", "use", "make", "way", "first", "new", "because", "day", "each", "number", "good", "just", "know", "take", "year", "also", "most", "work", "world", "well", "very", "through", "life", "only", "back", "after", "great", "where", "help", "between", "many", "place", "three", "small", "found", "state", "never", "under", "keep", "while", "last", "might", "group", "often", "important", "example", "answer", "process", "data", "model", "learn", "question", "result", "light", "energy", "plant", "health", "simple", "clear", "explain"]
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "they",
+    "you",
+    "were",
+    "their",
+    "one",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "time",
+    "people",
+    "water",
+    "system",
+    "use",
+    "make",
+    "way",
+    "first",
+    "new",
+    "because",
+    "day",
+    "each",
+    "number",
+    "good",
+    "just",
+    "know",
+    "take",
+    "year",
+    "also",
+    "most",
+    "work",
+    "world",
+    "well",
+    "very",
+    "through",
+    "life",
+    "only",
+    "back",
+    "after",
+    "great",
+    "where",
+    "help",
+    "between",
+    "many",
+    "place",
+    "three",
+    "small",
+    "found",
+    "state",
+    "never",
+    "under",
+    "keep",
+    "while",
+    "last",
+    "might",
+    "group",
+    "often",
+    "important",
+    "example",
+    "answer",
+    "process",
+    "data",
+    "model",
+    "learn",
+    "question",
+    "result",
+    "light",
+    "energy",
+    "plant",
+    "health",
+    "simple",
+    "clear",
+    "explain",
+]
 MODES = ("ours", "library", "baseline")
-NAMES = {"ours": "train sft", "library": "train sft --no-fast-path",
-         "baseline": "baseline (Alpaca train.py)"}
+NAMES = {
+    "ours": "train sft",
+    "library": "train sft --no-fast-path",
+    "baseline": "baseline (Alpaca train.py)",
+}
 TARGET = 3.0  # response tokens/s of `train sft` over the baseline, on the median
 
 LENGTHS = "loguniform"
 
 
 def synth(n: int, seed: int) -> list[dict]:
-    """Alpaca-shaped records: short instructions, a third with a short input, 20-300-token outputs."""
+    """Alpaca-shaped records: short instructions, a third with a short input, and
+    20-300-token outputs."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -67,7 +182,11 @@ def synth(n: int, seed: int) -> list[dict]:
         inp = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 30))) if i % 3 == 0 else ""
         # Response lengths log-uniform in [20, 300] tokens (mean ~100): like the GPT-4 Alpaca
         # answers, most are short and a long tail is long (--lengths uniform for a flat spread).
-        words = round(math.exp(rng.uniform(math.log(20), math.log(300)))) if LENGTHS == "loguniform" else rng.randint(20, 300)
+        words = (
+            round(math.exp(rng.uniform(math.log(20), math.log(300))))
+            if LENGTHS == "loguniform"
+            else rng.randint(20, 300)
+        )
         text = " ".join(rng.choice(WORDS) for _ in range(words))
         out.append({"instruction": instr, "input": inp, "output": text.capitalize() + "."})
     return out
@@ -86,15 +205,23 @@ def model_shape() -> dict:
     linear = L * (h * q + 2 * h * kv + q * h + 3 * h * i)  # q, k, v, o, gate, up, down
     r = 16
     lora = L * r * ((h + q) + 2 * (h + kv) + (q + h) + 2 * (h + i) + (i + h))
-    return {"linear": linear, "lora": lora, "layers": L, "attn_width": q,
-            "head": cfg.vocab_size * h}
+    return {
+        "linear": linear,
+        "lora": lora,
+        "layers": L,
+        "attn_width": q,
+        "head": cfg.vocab_size * h,
+    }
 
 
 def useful_flops(shape: dict, tokens: int, response_tokens: int, sum_sq_len: int) -> float:
     """Useful training FLOPs of the batches seen (see the module docstring)."""
-    return (4 * shape["linear"] * tokens + 6 * shape["lora"] * tokens
-            + 3 * 2 * sum_sq_len * shape["attn_width"] * shape["layers"]
-            + 4 * shape["head"] * response_tokens)
+    return (
+        4 * shape["linear"] * tokens
+        + 6 * shape["lora"] * tokens
+        + 3 * 2 * sum_sq_len * shape["attn_width"] * shape["layers"]
+        + 4 * shape["head"] * response_tokens
+    )
 
 
 def matmul_peak(dtype_name: str, n: int = 2048, repeats: int = 20) -> float:
@@ -123,17 +250,33 @@ def child(mode: str, data: Path, steps: int, batch: int, work: Path) -> dict:
     batches: list[dict] = []  # what each collated batch holds (the dataloader may fetch one extra)
 
     def count(features, computed):
-        batches.append({
-            "response_tokens": sum(sum(1 for t in f["labels"][1:] if t != -100) for f in features),
-            "tokens": sum(len(f["input_ids"]) for f in features),
-            "sum_sq_len": sum(len(f["input_ids"]) ** 2 for f in features),
-            "padded_tokens": computed,
-        })
+        batches.append(
+            {
+                "response_tokens": sum(
+                    sum(1 for t in f["labels"][1:] if t != -100) for f in features
+                ),
+                "tokens": sum(len(f["input_ids"]) for f in features),
+                "sum_sq_len": sum(len(f["input_ids"]) ** 2 for f in features),
+                "padded_tokens": computed,
+            }
+        )
 
     out = work / f"{mode}-{time.time_ns()}"
-    cfg = sft.Config(model="embedded", data=[data], output=out, eval_fraction=0.0, max_steps=steps,
-                     per_device_batch_size=batch, max_seq_len=512, save_steps=2000, logging_steps=1,
-                     merge=False, resume=False, seed=0, fast_path=(mode == "ours"))
+    cfg = sft.Config(
+        model="embedded",
+        data=[data],
+        output=out,
+        eval_fraction=0.0,
+        max_steps=steps,
+        per_device_batch_size=batch,
+        max_seq_len=512,
+        save_steps=2000,
+        logging_steps=1,
+        merge=False,
+        resume=False,
+        seed=0,
+        fast_path=(mode == "ours"),
+    )
     if mode in ("ours", "library"):
         real = sft.collate_padding_free
 
@@ -164,7 +307,9 @@ def child(mode: str, data: Path, steps: int, batch: int, work: Path) -> dict:
         examples, _ = sft.tokenize_all(tok, {**default_meta(), "max_seq_len": 512}, recs, 512)
         set_seed(cfg.seed)
         model = load_causal_lm("embedded", device="cpu", for_training=True)
-        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        model = apply_lora(
+            model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
+        )
         padded = sft.make_collate_padded(tok.pad_token_id)
 
         def collate(features):
@@ -172,26 +317,66 @@ def child(mode: str, data: Path, steps: int, batch: int, work: Path) -> dict:
             count(features, b["input_ids"].numel())
             return b
 
-        args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=batch, max_steps=steps,
-                                 learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine",
-                                 logging_steps=1, save_strategy="steps", save_steps=2000, bf16=bf16_supported("cpu"), seed=cfg.seed,
-                                 data_seed=cfg.seed, report_to=[], remove_unused_columns=False, use_cpu=True)
-        trainer = Trainer(model=model, args=args, train_dataset=sft.ListDataset(examples), data_collator=collate, processing_class=tok)
+        args = TrainingArguments(
+            output_dir=str(out),
+            per_device_train_batch_size=batch,
+            max_steps=steps,
+            learning_rate=cfg.learning_rate,
+            warmup_steps=cfg.warmup_ratio,
+            lr_scheduler_type="cosine",
+            logging_steps=1,
+            save_strategy="steps",
+            save_steps=2000,
+            bf16=bf16_supported("cpu"),
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            report_to=[],
+            remove_unused_columns=False,
+            use_cpu=True,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=sft.ListDataset(examples),
+            data_collator=collate,
+            processing_class=tok,
+        )
         result = trainer.train()
         wall = time.time() - t0
         train_s = result.metrics["train_runtime"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     del torch
     seen = {k: sum(b[k] for b in batches[:steps]) for k in batches[0]}  # the trained batches only
-    return {"mode": mode, "train_seconds": train_s, "wall_seconds": wall, "peak_rss_gib": peak, **seen,
-            "response_tokens_per_s": seen["response_tokens"] / train_s}
+    return {
+        "mode": mode,
+        "train_seconds": train_s,
+        "wall_seconds": wall,
+        "peak_rss_gib": peak,
+        **seen,
+        "response_tokens_per_s": seen["response_tokens"] / train_s,
+    }
 
 
 def run_child(mode: str, a: argparse.Namespace, data: Path, work: Path) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--data", str(data), "--work", str(work),
-           "--steps", str(a.steps), "--batch", str(a.batch), "--lengths", a.lengths]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          env={**os.environ, "TQDM_DISABLE": "1"})
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--data",
+        str(data),
+        "--work",
+        str(work),
+        "--steps",
+        str(a.steps),
+        "--batch",
+        str(a.batch),
+        "--lengths",
+        a.lengths,
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env={**os.environ, "TQDM_DISABLE": "1"}
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         sys.exit(f"{mode} failed:\n{proc.stderr[-3000:]}")
@@ -203,12 +388,21 @@ def spread(values: list[float]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--examples", type=int, default=400)
-    ap.add_argument("--repeats", type=int, default=3, help="rounds of the three runs, in rotating order (>= 3)")
-    ap.add_argument("--lengths", choices=["loguniform", "uniform"], default="loguniform", help="response-length distribution over 20-300 tokens")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="rounds of the three runs, in rotating order (>= 3)"
+    )
+    ap.add_argument(
+        "--lengths",
+        choices=["loguniform", "uniform"],
+        default="loguniform",
+        help="response-length distribution over 20-300 tokens",
+    )
     ap.add_argument("--child", choices=MODES)
     ap.add_argument("--data")
     ap.add_argument("--work")
@@ -216,7 +410,10 @@ def main() -> None:
     global LENGTHS
     LENGTHS = a.lengths
     if a.child:
-        print("RESULT " + json.dumps(child(a.child, Path(a.data), a.steps, a.batch, Path(a.work))), flush=True)
+        print(
+            "RESULT " + json.dumps(child(a.child, Path(a.data), a.steps, a.batch, Path(a.work))),
+            flush=True,
+        )
         return
     if a.repeats < 3:
         sys.exit("--repeats: at least 3 (a median and a range need them)")
@@ -228,36 +425,62 @@ def main() -> None:
         data = work / "alpaca_synth.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in synth(a.examples, seed=1)))
         for rep in range(a.repeats):
-            order = MODES[rep % 3:] + MODES[: rep % 3]  # rotate, so no run always goes first
+            order = MODES[rep % 3 :] + MODES[: rep % 3]  # rotate, so no run always goes first
             for mode in order:
                 runs[mode].append(run_child(mode, a, data, work))
                 r = runs[mode][-1]
-                print(f"  repeat {rep + 1}: {NAMES[mode]:26} {r['response_tokens_per_s']:7.1f} resp tok/s "
-                      f"({r['train_seconds']:.1f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"  repeat {rep + 1}: {NAMES[mode]:26} {r['response_tokens_per_s']:7.1f} resp"
+                    f" tok/s ({r['train_seconds']:.1f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     first = {m: runs[m][0] for m in MODES}
-    assert first["ours"]["response_tokens"] == first["library"]["response_tokens"] == first["baseline"]["response_tokens"], \
-        "all runs must see the same examples"
+    assert (
+        first["ours"]["response_tokens"]
+        == first["library"]["response_tokens"]
+        == first["baseline"]["response_tokens"]
+    ), "all runs must see the same examples"
     load = os.getloadavg()[0]
-    print(f"embedded Gemma-3-270M, LoRA r16 (7 modules), bf16 autocast where supported, {a.steps} steps x batch {a.batch}, CPU "
-          f"({os.cpu_count()} cores, shared: load average {load:.1f} at the end), responses 20-300 tokens ({a.lengths}); "
-          f"{a.repeats} repeats in rotating order")
-    print(f"measured matmul peak: bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s, fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s")
-    print(f"{'':26} {'resp tok':>9} {'tokens':>8} {'computed':>9} {'train s':>8} {'resp tok/s':>11} "
-          f"{'MFU bf16':>9} {'MFU fp32':>9} {'peak RSS':>9}")
+    print(
+        f"embedded Gemma-3-270M, LoRA r16 (7 modules), bf16 autocast where supported, {a.steps}"
+        f" steps x batch {a.batch}, CPU ({os.cpu_count()} cores, shared: load average {load:.1f} at"
+        f" the end), responses 20-300 tokens ({a.lengths}); {a.repeats} repeats in rotating order"
+    )
+    print(
+        f"measured matmul peak: bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s, fp32"
+        f" {peaks['fp32'] / 1e9:.0f} GFLOP/s"
+    )
+    print(
+        f"{'':26} {'resp tok':>9} {'tokens':>8} {'computed':>9} {'train s':>8} {'resp tok/s':>11} "
+        f"{'MFU bf16':>9} {'MFU fp32':>9} {'peak RSS':>9}"
+    )
     for mode in MODES:
         r = first[mode]
         secs = statistics.median(x["train_seconds"] for x in runs[mode])
         tps = statistics.median(x["response_tokens_per_s"] for x in runs[mode])
         flops = useful_flops(shape, r["tokens"], r["response_tokens"], r["sum_sq_len"]) / secs
-        print(f"{NAMES[mode]:26} {r['response_tokens']:>9} {r['tokens']:>8} {r['padded_tokens']:>9} {secs:>8.1f} "
-              f"{tps:>11.1f} {flops / peaks['bf16']:>8.1%} {flops / peaks['fp32']:>8.1%} "
-              f"{max(x['peak_rss_gib'] for x in runs[mode]):>7.2f} G")
-    ratio = [o["response_tokens_per_s"] / b["response_tokens_per_s"] for o, b in zip(runs["ours"], runs["baseline"])]
-    lib = [o["response_tokens_per_s"] / b["response_tokens_per_s"] for o, b in zip(runs["library"], runs["baseline"])]
-    print("(median over the repeats; MFU: useful model FLOPs / time / measured matmul peak; under bf16 "
-          "autocast the bf16 peak is the one that counts, fp32 is shown for reference)")
-    print(f"speed-up over the baseline (response tokens/s, per repeat): {spread(ratio)}; "
-          f"library path alone (--no-fast-path): {spread(lib)}")
+        print(
+            f"{NAMES[mode]:26} {r['response_tokens']:>9} {r['tokens']:>8} {r['padded_tokens']:>9}"
+            f" {secs:>8.1f} {tps:>11.1f} {flops / peaks['bf16']:>8.1%}"
+            f" {flops / peaks['fp32']:>8.1%} {max(x['peak_rss_gib'] for x in runs[mode]):>7.2f} G"
+        )
+    ratio = [
+        o["response_tokens_per_s"] / b["response_tokens_per_s"]
+        for o, b in zip(runs["ours"], runs["baseline"])
+    ]
+    lib = [
+        o["response_tokens_per_s"] / b["response_tokens_per_s"]
+        for o, b in zip(runs["library"], runs["baseline"])
+    ]
+    print(
+        "(median over the repeats; MFU: useful model FLOPs / time / measured matmul peak; under"
+        " bf16 autocast the bf16 peak is the one that counts, fp32 is shown for reference)"
+    )
+    print(
+        f"speed-up over the baseline (response tokens/s, per repeat): {spread(ratio)}; "
+        f"library path alone (--no-fast-path): {spread(lib)}"
+    )
     print(f"per-repeat ratios: {', '.join(f'{x:.2f}' for x in ratio)}")
     verdict = "met" if statistics.median(ratio) >= TARGET else "NOT met"
     print(f"target >= {TARGET:.0f}x on the median: {verdict}")

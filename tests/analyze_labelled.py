@@ -56,29 +56,66 @@ LABELLED = [
     ("I want you to write a poem about the sea.", "write", "poem"),
     ("Help me plan a trip to Japan.", "plan", "trip"),
     # instructions with lists / passages
-    ("Classify the following animals into mammals and birds: dog, eagle, cat, sparrow.", "classify", "animal"),
+    (
+        "Classify the following animals into mammals and birds: dog, eagle, cat, sparrow.",
+        "classify",
+        "animal",
+    ),
     ("Sort the following numbers in ascending order:\n5, 3, 9, 1", "sort", "number"),
     ("Rank these fruits by sweetness:\n1. apple\n2. mango\n3. lemon", "rank", "fruit"),
     ("Find the odd one out: apple, banana, carrot, grape.", "find", None),
-    ("Choose the correct word to complete the sentence:\nShe ___ to the store yesterday. (go, went, gone)", "choose", "word"),
-    ("Extract all the dates from the text below.\nThe meeting is on May 5 and the deadline is June 1.", "extract", "date"),
+    (
+        (
+            "Choose the correct word to complete the sentence:\nShe ___ to the store yesterday."
+            " (go, went, gone)"
+        ),
+        "choose",
+        "word",
+    ),
+    (
+        (
+            "Extract all the dates from the text below.\nThe meeting is on May 5 and the deadline"
+            " is June 1."
+        ),
+        "extract",
+        "date",
+    ),
     # multi-sentence
     ("The following is a recipe. Rewrite it for a vegan diet.", "rewrite", None),
     ("Here is a paragraph. Correct the spelling mistakes in it.", "correct", "mistake"),
 ]
 
-# Hand labels for Self-Instruct seed tasks (../shared/data/seed_tasks/self_instruct_seed_tasks.jsonl),
+# Hand labels for Self-Instruct seed tasks
+# (../shared/data/seed_tasks/self_instruct_seed_tasks.jsonl),
 # by id only: the texts stay in the shared data folder. The label is the task's main verb as a
 # person reads it, even where the rule cannot get it (seed_task_34 opens with a story sentence).
 SEED_LABELS = {
-    "seed_task_0": (None, None), "seed_task_1": (None, None), "seed_task_2": ("generate", "description"),
-    "seed_task_3": ("describe", "situation"), "seed_task_4": ("generate", "title"), "seed_task_5": ("answer", "question"),
-    "seed_task_6": ("brainstorm", "list"), "seed_task_7": ("explain", "idiom"), "seed_task_9": ("recommend", "movie"),
-    "seed_task_10": ("suggest", "game"), "seed_task_11": ("make", "list"), "seed_task_12": ("explain", "behavior"),
-    "seed_task_14": ("write", "pair"), "seed_task_16": ("identify", "disease"), "seed_task_17": ("create", "checklist"),
-    "seed_task_18": ("reply", None), "seed_task_22": ("find", "subset"), "seed_task_23": ("give", "recipe"),
-    "seed_task_25": ("find", "number"), "seed_task_27": (None, None), "seed_task_28": ("add", "comment"),
-    "seed_task_29": ("compose", None), "seed_task_32": ("explain", None), "seed_task_34": ("give", "suggestion"),
-    "seed_task_35": ("solve", "equation"), "seed_task_36": ("write", "adjective"), "seed_task_38": ("come", "synonym"),
+    "seed_task_0": (None, None),
+    "seed_task_1": (None, None),
+    "seed_task_2": ("generate", "description"),
+    "seed_task_3": ("describe", "situation"),
+    "seed_task_4": ("generate", "title"),
+    "seed_task_5": ("answer", "question"),
+    "seed_task_6": ("brainstorm", "list"),
+    "seed_task_7": ("explain", "idiom"),
+    "seed_task_9": ("recommend", "movie"),
+    "seed_task_10": ("suggest", "game"),
+    "seed_task_11": ("make", "list"),
+    "seed_task_12": ("explain", "behavior"),
+    "seed_task_14": ("write", "pair"),
+    "seed_task_16": ("identify", "disease"),
+    "seed_task_17": ("create", "checklist"),
+    "seed_task_18": ("reply", None),
+    "seed_task_22": ("find", "subset"),
+    "seed_task_23": ("give", "recipe"),
+    "seed_task_25": ("find", "number"),
+    "seed_task_27": (None, None),
+    "seed_task_28": ("add", "comment"),
+    "seed_task_29": ("compose", None),
+    "seed_task_32": ("explain", None),
+    "seed_task_34": ("give", "suggestion"),
+    "seed_task_35": ("solve", "equation"),
+    "seed_task_36": ("write", "adjective"),
+    "seed_task_38": ("come", "synonym"),
     "seed_task_39": ("extract", "name"),
 }

@@ -80,7 +80,14 @@ def fake_llm_config(fake_openai, tmp_path, monkeypatch):
     from gpt4llm.config import LLMConfig
 
     monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
-    return LLMConfig(model="fake-model", base_url=fake_openai.base_url, concurrency=8, timeout=5.0, max_retries=3, cache=tmp_path / "requests.sqlite")
+    return LLMConfig(
+        model="fake-model",
+        base_url=fake_openai.base_url,
+        concurrency=8,
+        timeout=5.0,
+        max_retries=3,
+        cache=tmp_path / "requests.sqlite",
+    )
 
 
 @pytest.fixture

@@ -110,7 +110,9 @@ class _Handler(BaseHTTPRequestHandler):
             with self.fake._lock:
                 self.fake._conns.discard(self.request)
 
-    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
+    def _send_json(
+        self, status: int, obj: Any, headers: dict[str, str] | None = None, raw: bytes | None = None
+    ) -> None:
         data = raw if raw is not None else json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -122,21 +124,36 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
-            self._send_json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in self.fake.models]})
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "owned_by": "fake"} for m in self.fake.models
+                    ],
+                },
+            )
         else:
-            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            self._send_json(
+                404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}
+            )
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            self._send_json(
+                404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}
+            )
             return
         fake = self.fake
         try:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
-            self._send_json(400, {"error": {"message": "request body is not JSON", "type": "invalid_request_error"}})
+            self._send_json(
+                400,
+                {"error": {"message": "request body is not JSON", "type": "invalid_request_error"}},
+            )
             return
         n, fault = fake._register(dict(self.headers), body)
         try:
@@ -174,10 +191,27 @@ class _Handler(BaseHTTPRequestHandler):
         if kind in ("echo_headers", "echo_headers_400"):
             status = 400 if kind == "echo_headers_400" else 500
             seen = "; ".join(f"{k}: {v}" for k, v in self.headers.items())
-            self._send_json(status, {"error": {"message": f"server error, request headers were: {seen}", "type": "server_error"}})
+            self._send_json(
+                status,
+                {
+                    "error": {
+                        "message": f"server error, request headers were: {seen}",
+                        "type": "server_error",
+                    }
+                },
+            )
             return
         if kind == "quota":
-            self._send_json(429, {"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota", "code": "insufficient_quota"}})
+            self._send_json(
+                429,
+                {
+                    "error": {
+                        "message": "You exceeded your current quota.",
+                        "type": "insufficient_quota",
+                        "code": "insufficient_quota",
+                    }
+                },
+            )
             return
         headers: dict[str, str] = {}
         if kind == "429" and arg:
@@ -189,8 +223,18 @@ class _Handler(BaseHTTPRequestHandler):
             headers["retry-after-ms"] = arg
             kind = "429"
         status = int(kind)
-        etype = "rate_limit_exceeded" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
-        self._send_json(status, {"error": {"message": f"injected fault {fault}", "type": etype, "code": etype}}, headers=headers)
+        etype = (
+            "rate_limit_exceeded"
+            if status == 429
+            else "server_error"
+            if status >= 500
+            else "invalid_request_error"
+        )
+        self._send_json(
+            status,
+            {"error": {"message": f"injected fault {fault}", "type": etype, "code": etype}},
+            headers=headers,
+        )
 
     def _answer(self, fake: FakeOpenAI, body: dict, fault: str | None) -> None:
         messages = body.get("messages") or []
@@ -213,16 +257,30 @@ class _Handler(BaseHTTPRequestHandler):
             "completion_tokens": max(1, len(content or "") // 4),
         }
         usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish, "logprobs": None}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": finish,
+            "logprobs": None,
+        }
         k = body.get("top_logprobs")
         top = out.get("top_logprobs")
         if body.get("logprobs") and (top is not None or k):
             if top is None:  # synthesize: one position per whitespace token, k alternatives
-                top = [[(tok if j == 0 else f"{tok}~{j}", -0.1 * (j + 1)) for j in range(int(k or 1))] for tok in (content or "").split()]
+                top = [
+                    [(tok if j == 0 else f"{tok}~{j}", -0.1 * (j + 1)) for j in range(int(k or 1))]
+                    for tok in (content or "").split()
+                ]
             choice["logprobs"] = {
                 "content": [
-                    {"token": pos[0][0] if pos else "", "logprob": pos[0][1] if pos else 0.0, "bytes": None,
-                     "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in pos]}
+                    {
+                        "token": pos[0][0] if pos else "",
+                        "logprob": pos[0][1] if pos else 0.0,
+                        "bytes": None,
+                        "top_logprobs": [
+                            {"token": t, "logprob": lp, "bytes": None} for t, lp in pos
+                        ],
+                    }
                     for pos in top
                 ],
                 "refusal": None,
@@ -274,7 +332,8 @@ class FakeOpenAI:
         return f"{scheme}://{self.host}:{self.port}/v1"
 
     def reset(self) -> None:
-        """Forget counters, faults and custom responder/latency (the fixture calls this per test)."""
+        """Forget counters, faults and custom responder/latency (the fixture calls this per
+        test)."""
         with self._lock:
             self.calls = 0
             self.completed = 0
@@ -310,7 +369,9 @@ class FakeOpenAI:
         return n, fault
 
     def start(self) -> FakeOpenAI:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -359,10 +420,26 @@ def self_signed_cert(directory: str) -> tuple[str, str] | None:
         return None
     cert, key = f"{directory}/fake-cert.pem", f"{directory}/fake-key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes",
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", key, "-out", cert],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+        ],
         check=True,
         capture_output=True,
     )

@@ -19,7 +19,9 @@ class Config(StageConfig):
     input: Path
     output: Path
     suffix: str = Field("", description="Appended to every instruction.")
-    fail_items: list[str] = Field(default_factory=list, description="Instructions whose item fails.")
+    fail_items: list[str] = Field(
+        default_factory=list, description="Instructions whose item fails."
+    )
     max_failed_fraction: float = 0.1
 
 
@@ -28,12 +30,32 @@ def run(config: Config) -> dict:
     RUNS.append(str(config.output))
     recs = load_instructions(config.input)
     if not config.fail_items:
-        n = write_jsonl(config.output, ({**r, "instruction": r["instruction"].upper() + config.suffix} for r in recs))
+        n = write_jsonl(
+            config.output,
+            ({**r, "instruction": r["instruction"].upper() + config.suffix} for r in recs),
+        )
         summary = {"records": n}
-        write_manifest(config.output, "toy", config, inputs=[config.input], summary=summary, started=t0)
+        write_manifest(
+            config.output, "toy", config, inputs=[config.input], summary=summary, started=t0
+        )
         return summary
-    failed = [{"id": r["id"], "error": "injected"} for r in recs if r["instruction"] in config.fail_items]
-    out = [{**r, "instruction": r["instruction"].upper()} for r in recs if r["instruction"] not in config.fail_items]
-    return finish_stage(stage="toy", config=config, output=config.output, inputs=[config.input], summary={},
-                        total=len(recs), failed=failed, write=lambda: write_jsonl(config.output, out), started=t0,
-                        print_table=False)
+    failed = [
+        {"id": r["id"], "error": "injected"} for r in recs if r["instruction"] in config.fail_items
+    ]
+    out = [
+        {**r, "instruction": r["instruction"].upper()}
+        for r in recs
+        if r["instruction"] not in config.fail_items
+    ]
+    return finish_stage(
+        stage="toy",
+        config=config,
+        output=config.output,
+        inputs=[config.input],
+        summary={},
+        total=len(recs),
+        failed=failed,
+        write=lambda: write_jsonl(config.output, out),
+        started=t0,
+        print_table=False,
+    )

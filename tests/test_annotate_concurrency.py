@@ -32,7 +32,10 @@ def _annotate(base: str, token: str, seed: int) -> int:
             pid = re.search(r'action="/pair/(\d+)"', r.text).group(1)
             csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', r.text).group(1)
             version = re.search(r'name="version" value="(\d+)"', r.text).group(1)
-            data = {f"c_{k}": rng.choice(["left", "tie", "right"]) for k in ("helpfulness", "honesty", "harmlessness")}
+            data = {
+                f"c_{k}": rng.choice(["left", "tie", "right"])
+                for k in ("helpfulness", "honesty", "harmlessness")
+            }
             r = c.post(f"/pair/{pid}", data={**data, "csrf": csrf, "version": version})
             r.raise_for_status()
             done += 1
@@ -43,26 +46,42 @@ def _annotate(base: str, token: str, seed: int) -> int:
 def _load(tmp_path, db_url=None):
     # 600 pairs with room for 1,200 votes; quotas make it exactly 50 x 20 = 1,000.
     study, _ = make_study(tmp_path, n=600, per_item=PER_ITEM, db_url=db_url)
-    tokens = [add_annotator(study, f"a{i:02d}", quota=VOTES_EACH, db_url=db_url) for i in range(N_ANNOTATORS)]
+    tokens = [
+        add_annotator(study, f"a{i:02d}", quota=VOTES_EACH, db_url=db_url)
+        for i in range(N_ANNOTATORS)
+    ]
     with serve_in_thread(study, db_url=db_url) as base:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(N_ANNOTATORS) as pool:
-            per_annotator = list(pool.map(_annotate, [base] * N_ANNOTATORS, tokens, range(N_ANNOTATORS)))
+            per_annotator = list(
+                pool.map(_annotate, [base] * N_ANNOTATORS, tokens, range(N_ANNOTATORS))
+            )
         seconds = time.perf_counter() - t0
     _, store = open_store(study, db_url)
     try:
         with store.read() as s:
             n_votes = s.scalar(select(func.count()).select_from(Vote))
             n_events = s.scalar(select(func.count()).select_from(VoteEvent))
-            per_pair = dict(s.execute(select(Vote.pair_id, func.count()).group_by(Vote.pair_id)).all())
+            per_pair = dict(
+                s.execute(select(Vote.pair_id, func.count()).group_by(Vote.pair_id)).all()
+            )
             assigned = {p.id: p.n_assigned for p in s.scalars(select(Pair))}
-            rows = dict(s.execute(select(Assignment.pair_id, func.count()).group_by(Assignment.pair_id)).all())
-            per_ann = s.execute(select(Vote.annotator_id, func.count()).group_by(Vote.annotator_id)).all()
+            rows = dict(
+                s.execute(
+                    select(Assignment.pair_id, func.count()).group_by(Assignment.pair_id)
+                ).all()
+            )
+            per_ann = s.execute(
+                select(Vote.annotator_id, func.count()).group_by(Vote.annotator_id)
+            ).all()
     finally:
         if db_url:
             store.drop_schema()
         store.dispose()
-    print(f"\n{n_votes} votes from {N_ANNOTATORS} concurrent annotators in {seconds:.1f} s ({n_votes / seconds:.0f} votes/s)")
+    print(
+        f"\n{n_votes} votes from {N_ANNOTATORS} concurrent annotators in {seconds:.1f} s"
+        f" ({n_votes / seconds:.0f} votes/s)"
+    )
     assert per_annotator == [VOTES_EACH] * N_ANNOTATORS
     assert n_votes == N_ANNOTATORS * VOTES_EACH == 1000
     assert n_events == 1000
@@ -79,7 +98,13 @@ def test_1000_concurrent_votes_sqlite(tmp_path):
 
 @pytest.mark.postgres
 @pytest.mark.slow
-@pytest.mark.skipif(not PG_URL, reason="GPT4LLM_TEST_PG_URL not set (e.g. postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres)")
+@pytest.mark.skipif(
+    not PG_URL,
+    reason=(
+        "GPT4LLM_TEST_PG_URL not set (e.g."
+        " postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres)"
+    ),
+)
 def test_1000_concurrent_votes_postgres(tmp_path):
     _load(tmp_path, db_url=PG_URL)
 
@@ -114,9 +139,17 @@ def test_postgres_study_roundtrip_and_password_redaction(tmp_path, monkeypatch):
         r = c.get(f"/a/{token}")
         pid = re.search(r'action="/pair/(\d+)"', r.text).group(1)
         csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', r.text).group(1)
-        data = {"c_helpfulness": "left", "c_honesty": "tie", "c_harmlessness": "tie", "csrf": csrf, "version": "0"}
+        data = {
+            "c_helpfulness": "left",
+            "c_honesty": "tie",
+            "c_harmlessness": "tie",
+            "csrf": csrf,
+            "version": "0",
+        }
         assert c.post(f"/pair/{pid}", data=data).status_code == 200
-        assert c.post(f"/pair/{pid}", data=data).status_code == 409  # replay (unique constraint path)
+        assert (
+            c.post(f"/pair/{pid}", data=data).status_code == 409
+        )  # replay (unique constraint path)
         app.state.store.dispose()
         summary = export_study(ExportConfig(study=study, output=tmp_path / "out"))
         assert summary["votes"] == 1

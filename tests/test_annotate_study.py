@@ -34,7 +34,9 @@ CRITERIA = ("helpfulness", "honesty", "harmlessness")
 # --- helpers shared by the test_annotate_* files ----------------------------------------------
 
 
-def make_sources(directory: Path, n: int, models=("alpha", "beta"), answers=None, fmt: str = "responses") -> dict[str, Path]:
+def make_sources(
+    directory: Path, n: int, models=("alpha", "beta"), answers=None, fmt: str = "responses"
+) -> dict[str, Path]:
     """Write one answer file per model over the same `n` instructions. `answers(model, i)`
     gives the text (default: '<model> answer i')."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -44,7 +46,15 @@ def make_sources(directory: Path, n: int, models=("alpha", "beta"), answers=None
         for i in range(n):
             text = answers(m, i) if answers else f"{m} answer {i}\nsecond line"
             if fmt == "responses":
-                recs.append({"id": f"q{i}", "instruction": f"Instruction {i}", "input": f"input {i}" if i % 2 else "", "output": text, "model": m})
+                recs.append(
+                    {
+                        "id": f"q{i}",
+                        "instruction": f"Instruction {i}",
+                        "input": f"input {i}" if i % 2 else "",
+                        "output": text,
+                        "model": m,
+                    }
+                )
             else:  # alpaca, no ids
                 recs.append({"instruction": f"Instruction {i}", "input": "", "output": text})
         p = directory / f"{m}.jsonl"
@@ -53,11 +63,21 @@ def make_sources(directory: Path, n: int, models=("alpha", "beta"), answers=None
     return out
 
 
-def make_study(tmp_path: Path, n: int = 6, per_item: int = 2, models=("alpha", "beta"), answers=None, db_url=None, **kw) -> tuple[Path, str]:
+def make_study(
+    tmp_path: Path,
+    n: int = 6,
+    per_item: int = 2,
+    models=("alpha", "beta"),
+    answers=None,
+    db_url=None,
+    **kw,
+) -> tuple[Path, str]:
     """Create a study; returns (study dir, admin token)."""
     sources = make_sources(tmp_path / "src", n, models, answers)
     out = tmp_path / "study"
-    summary = init_study(InitConfig(output=out, source=sources, per_item=per_item, db_url=db_url, **kw))
+    summary = init_study(
+        InitConfig(output=out, source=sources, per_item=per_item, db_url=db_url, **kw)
+    )
     return out, summary["admin_token"]
 
 
@@ -116,10 +136,17 @@ def test_init_three_models_all_pairs_or_reference(tmp_path):
     src = make_sources(tmp_path / "src", 5, models=("m1", "m2", "m3"))
     s = init_study(InitConfig(output=tmp_path / "all", source=src))
     assert s["comparisons"] == 3 and s["pairs"] == 15
-    assert json.loads((tmp_path / "all" / "study.json").read_text())["comparisons"] == [["m1", "m2"], ["m1", "m3"], ["m2", "m3"]]
+    assert json.loads((tmp_path / "all" / "study.json").read_text())["comparisons"] == [
+        ["m1", "m2"],
+        ["m1", "m3"],
+        ["m2", "m3"],
+    ]
     s = init_study(InitConfig(output=tmp_path / "ref", source=src, reference="m3"))
     assert s["comparisons"] == 2 and s["pairs"] == 10
-    assert json.loads((tmp_path / "ref" / "study.json").read_text())["comparisons"] == [["m3", "m1"], ["m3", "m2"]]
+    assert json.loads((tmp_path / "ref" / "study.json").read_text())["comparisons"] == [
+        ["m3", "m1"],
+        ["m3", "m2"],
+    ]
     s = init_study(InitConfig(output=tmp_path / "lim", source=src, limit=2))
     assert s["items"] == 2 and s["pairs"] == 6
 
@@ -130,23 +157,52 @@ def test_init_alpaca_files_joined_by_position(tmp_path):
     assert s["pairs"] == 4
     study = json.loads((tmp_path / "s" / "study.json").read_text())
     assert study["sources"]["beta"]["format"] == "alpaca"
-    assert {p.output_a for p in pairs_of(tmp_path / "s")} == {f"alpha answer {i}\nsecond line" for i in range(4)}
+    assert {p.output_a for p in pairs_of(tmp_path / "s")} == {
+        f"alpha answer {i}\nsecond line" for i in range(4)
+    }
 
 
 def test_init_predictions_joined_by_position_and_checked(tmp_path):
     ins = tmp_path / "ins.jsonl"
-    ins.write_text("".join(json.dumps({"id": f"t{i}", "instruction": f"Do thing {i}.", "instances": [{"input": f"x{i}", "output": "y"}]}) + "\n" for i in range(3)))
+    ins.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"t{i}",
+                    "instruction": f"Do thing {i}.",
+                    "instances": [{"input": f"x{i}", "output": "y"}],
+                }
+            )
+            + "\n"
+            for i in range(3)
+        )
+    )
     preds = {}
     for m in ("p", "q"):
         f = tmp_path / f"{m}.jsonl"
-        f.write_text("".join(json.dumps({"prompt": f"Do thing {i}.\n\nInput: x{i}\nOutput:", "completion": f"  {m}{i}\n"}) + "\n" for i in range(3)))
+        f.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "prompt": f"Do thing {i}.\n\nInput: x{i}\nOutput:",
+                        "completion": f"  {m}{i}\n",
+                    }
+                )
+                + "\n"
+                for i in range(3)
+            )
+        )
         preds[m] = f
     with pytest.raises(UserError, match="--instructions"):
         init_study(InitConfig(output=tmp_path / "s0", source=preds))
     s = init_study(InitConfig(output=tmp_path / "s", source=preds, instructions=ins))
     assert s["pairs"] == 3
     pairs = pairs_of(tmp_path / "s")
-    assert sorted((p.output_a, p.output_b) for p in pairs) == [("p0", "q0"), ("p1", "q1"), ("p2", "q2")]
+    assert sorted((p.output_a, p.output_b) for p in pairs) == [
+        ("p0", "q0"),
+        ("p1", "q1"),
+        ("p2", "q2"),
+    ]
     # A prediction out of place is caught, naming file and line.
     lines = preds["q"].read_text().splitlines()
     lines[1], lines[2] = lines[2], lines[1]
@@ -167,7 +223,11 @@ def test_init_real_user_oriented_252(tmp_path):
         InitConfig(
             output=tmp_path / "s",
             instructions=DATA / "user_oriented_instructions.jsonl",
-            source={"text-davinci-003": preds / "text-davinci-003.jsonl", "self-instruct": preds / "davinci-self-instruct.jsonl", "text-davinci-001": preds / "text-davinci-001.jsonl"},
+            source={
+                "text-davinci-003": preds / "text-davinci-003.jsonl",
+                "self-instruct": preds / "davinci-self-instruct.jsonl",
+                "text-davinci-001": preds / "text-davinci-001.jsonl",
+            },
             reference="text-davinci-003",
         )
     )
@@ -208,14 +268,20 @@ def test_init_errors_are_one_line(tmp_path):
     weird.write_text('{"question": "x"}\n')
     with pytest.raises(DataError, match="unrecognised record"):
         init_study(InitConfig(output=tmp_path / "c", source={"alpha": src["alpha"], "w": weird}))
-    assert not (tmp_path / "b" / "study.json").exists() and not (tmp_path / "c" / "study.json").exists()
+    assert (
+        not (tmp_path / "b" / "study.json").exists()
+        and not (tmp_path / "c" / "study.json").exists()
+    )
 
 
 def test_criteria_file_is_ours_and_editable(tmp_path):
     default = load_criteria()
     assert [c["key"] for c in default] == list(CRITERIA)
     f = tmp_path / "crit.yaml"
-    f.write_text("criteria:\n  - key: accuracy\n    name: Accuracy\n    guidance: Is it right?\n  - key: style\n")
+    f.write_text(
+        "criteria:\n  - key: accuracy\n    name: Accuracy\n    guidance: Is it right?\n  - key:"
+        " style\n"
+    )
     src = make_sources(tmp_path / "src", 2)
     init_study(InitConfig(output=tmp_path / "s", source=src, criteria=f))
     study, store = open_store(tmp_path / "s")
@@ -248,7 +314,16 @@ def test_cli_init_add_annotator_export(tmp_path):
     runner = CliRunner()
     app = cli_app()
     out = str(tmp_path / "s")
-    args = [f"alpha={src['alpha']}", f"beta={src['beta']}", "-o", out, "--per-item", "1", "--port", "8123"]
+    args = [
+        f"alpha={src['alpha']}",
+        f"beta={src['beta']}",
+        "-o",
+        out,
+        "--per-item",
+        "1",
+        "--port",
+        "8123",
+    ]
     r = runner.invoke(app, ["init", *args])
     assert r.exit_code == 0, r.output
     token = r.stdout.strip().splitlines()[-1]
@@ -300,7 +375,13 @@ def test_export_numbers_agreement_charts(tmp_path):
     for i, p in enumerate(pairs):
         for r in (1, 2, 3):
             w = plan[i][r - 1]
-            _vote_canonical(store, r, p, {"helpfulness": w, "honesty": "tie", "harmlessness": "a" if r == 1 else "tie"}, comment=f"c{r}")
+            _vote_canonical(
+                store,
+                r,
+                p,
+                {"helpfulness": w, "honesty": "tie", "harmlessness": "a" if r == 1 else "tie"},
+                comment=f"c{r}",
+            )
     store.dispose()
 
     summary = export_study(ExportConfig(study=study, output=tmp_path / "out"))
@@ -312,7 +393,11 @@ def test_export_numbers_agreement_charts(tmp_path):
     assert h["majority"] == {"alpha": 2, "tie": 0, "beta": 1, "no_majority": 1}
     assert comp["criteria"]["honesty"]["votes"] == {"alpha": 0, "tie": 12, "beta": 0}
     assert summary["models"]["beta"]["helpfulness"] == {"win": 4, "tie": 2, "loss": 6}
-    assert summary["votes"] == 12 and summary["pairs_complete"] == 4 and summary["annotators_voting"] == 3
+    assert (
+        summary["votes"] == 12
+        and summary["pairs_complete"] == 4
+        and summary["annotators_voting"] == 3
+    )
 
     # Agreement equals the libraries on the same matrix (b=0, tie=1, a=2; raters x units).
     import krippendorff
@@ -321,10 +406,23 @@ def test_export_numbers_agreement_charts(tmp_path):
     code = {"b": 0, "tie": 1, "a": 2}
     mat = np.array([[code[plan[i][r]] for i in range(4)] for r in range(3)], dtype=float)
     ag = h["agreement"]
-    assert ag["krippendorff_alpha_ordinal"] == pytest.approx(krippendorff.alpha(reliability_data=mat, level_of_measurement="ordinal", value_domain=[0, 1, 2]), abs=1e-4)
-    assert ag["krippendorff_alpha_nominal"] == pytest.approx(krippendorff.alpha(reliability_data=mat, level_of_measurement="nominal", value_domain=[0, 1, 2]), abs=1e-4)
+    assert ag["krippendorff_alpha_ordinal"] == pytest.approx(
+        krippendorff.alpha(
+            reliability_data=mat, level_of_measurement="ordinal", value_domain=[0, 1, 2]
+        ),
+        abs=1e-4,
+    )
+    assert ag["krippendorff_alpha_nominal"] == pytest.approx(
+        krippendorff.alpha(
+            reliability_data=mat, level_of_measurement="nominal", value_domain=[0, 1, 2]
+        ),
+        abs=1e-4,
+    )
     table = np.array([[plan[i].count(c) for c in ("a", "tie", "b")] for i in range(4)])
-    assert ag["fleiss_kappa"] == pytest.approx(fleiss_kappa(table), abs=1e-4) and ag["fleiss_units"] == 4
+    assert (
+        ag["fleiss_kappa"] == pytest.approx(fleiss_kappa(table), abs=1e-4)
+        and ag["fleiss_units"] == 4
+    )
     # All identical: alpha undefined (one category) -> None, not NaN.
     assert comp["criteria"]["honesty"]["agreement"]["krippendorff_alpha_ordinal"] is None
 
@@ -352,7 +450,9 @@ def test_export_numbers_agreement_charts(tmp_path):
 def test_agreement_edge_cases():
     assert agreement({}, 3)["krippendorff_alpha_ordinal"] is None
     one = {1: {1: "a", 2: "b"}}
-    assert agreement(one, 2)["units"] == 1 and agreement(one, 2)["krippendorff_alpha_ordinal"] is None
+    assert (
+        agreement(one, 2)["units"] == 1 and agreement(one, 2)["krippendorff_alpha_ordinal"] is None
+    )
     perfect = {1: {1: "a", 2: "a"}, 2: {1: "b", 2: "b"}, 3: {1: "tie", 2: "tie"}}
     assert agreement(perfect, 2)["krippendorff_alpha_ordinal"] == 1.0
     assert agreement(perfect, 2)["fleiss_kappa"] == 1.0

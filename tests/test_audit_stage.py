@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-LONG = (
+LONG = (  # 23 words, stops mid-sentence
     "The committee reviewed every proposal in detail and then decided that the budget for the new "
     "library would be split between the"
-)  # 23 words, stops mid-sentence
+)
 
 VICUNA = [
     {
@@ -23,8 +23,10 @@ VICUNA = [
     },
     {
         "question_id": 2,
-        "text": "What are the most effective ways to deal with stress at work and at home during "
-        "a busy season?",
+        "text": (
+            "What are the most effective ways to deal with stress at work and at home during "
+            "a busy season?"
+        ),
         "category": "generic",
     },
     {"question_id": 3, "text": "Hi there", "category": "generic"},  # too short to check
@@ -124,8 +126,10 @@ RECORDS = [
         "id": "list",
         "instruction": "Name some fruits and describe each briefly.",
         "input": "",
-        "output": "- apples are crisp and sweet\n- pears are soft and juicy\n"
-        "- plums are small and tart\n- figs are rich and sugary with seeds",
+        "output": (
+            "- apples are crisp and sweet\n- pears are soft and juicy\n"
+            "- plums are small and tart\n- figs are rich and sugary with seeds"
+        ),
     },
     {
         "id": "scored_low",
@@ -555,9 +559,11 @@ def test_published_eval_sets(shared_data, tmp_path):
     ]
     uo = [
         json.loads(x)
-        for x in (shared_data / "user_oriented_252" / "user_oriented_instructions.jsonl")
-        .read_text()
-        .splitlines()
+        for x in (
+            (shared_data / "user_oriented_252" / "user_oriented_instructions.jsonl")
+            .read_text()
+            .splitlines()
+        )
     ]
     long_uo = next(t for t in uo if len(t["instances"][0]["input"].split()) > 20)
     data = [
@@ -594,9 +600,9 @@ def test_published_eval_sets(shared_data, tmp_path):
             eval_set={
                 "vicuna80": shared_data / "vicuna80" / "question.jsonl",
                 "mt_bench": shared_data / "mt_bench" / "question.jsonl",
-                "user_oriented": shared_data
-                / "user_oriented_252"
-                / "user_oriented_instructions.jsonl",
+                "user_oriented": (
+                    shared_data / "user_oriented_252" / "user_oriented_instructions.jsonl"
+                ),
             },
         )
     )

@@ -22,14 +22,45 @@ def test_embedded_rater_gives_expected_scores(tmp_path):
 
     from gpt4llm.cli import app
 
-    rows = [("What is the capital of France?", "Paris is the capital of France.", "Bananas are yellow."),
-            ("Add 2 and 3.", "2 + 3 = 5.", "The answer is a cat.")]
+    rows = [
+        (
+            "What is the capital of France?",
+            "Paris is the capital of France.",
+            "Bananas are yellow.",
+        ),
+        ("Add 2 and 3.", "2 + 3 = 5.", "The answer is a cat."),
+    ]
     for name, k in (("good", 1), ("bad", 2)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "instruction": r[0], "output": r[k]}) + "\n" for i, r in enumerate(rows)))
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(
+                json.dumps({"id": f"q{i}", "instruction": r[0], "output": r[k]}) + "\n"
+                for i, r in enumerate(rows)
+            )
+        )
     out = tmp_path / "cmp.jsonl"
-    res = CliRunner().invoke(app, ["compare", "--source", f"good={tmp_path / 'good.jsonl'}", "--source", f"bad={tmp_path / 'bad.jsonl'}",
-                                   "--rater", "embedded", "--rater-cache", str(tmp_path / "c.sqlite"), "--max-tokens", "6",
-                                   "--top-logprobs", "10", "--use-expected", "--output", str(out), "--pairs", str(tmp_path / "pairs.jsonl")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "--source",
+            f"good={tmp_path / 'good.jsonl'}",
+            "--source",
+            f"bad={tmp_path / 'bad.jsonl'}",
+            "--rater",
+            "embedded",
+            "--rater-cache",
+            str(tmp_path / "c.sqlite"),
+            "--max-tokens",
+            "6",
+            "--top-logprobs",
+            "10",
+            "--use-expected",
+            "--output",
+            str(out),
+            "--pairs",
+            str(tmp_path / "pairs.jsonl"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(recs) == 2 and all(r["rater"] == "embedded" for r in recs)
@@ -45,5 +76,10 @@ def test_embedded_rater_gives_expected_scores(tmp_path):
     assert summary["unscored_answers"] == sum(1 for x in answers if x["score"] is None)
     assert summary["unparsed_requests"] <= summary["retried"] <= 4
     assert summary["with_expected"] == sum(1 for x in answers if x["score_expected"] is not None)
-    n_pairs = sum(1 for r in recs if None not in (r["responses"][0]["score"], r["responses"][1]["score"]) and r["responses"][0]["score"] != r["responses"][1]["score"])
+    n_pairs = sum(
+        1
+        for r in recs
+        if None not in (r["responses"][0]["score"], r["responses"][1]["score"])
+        and r["responses"][0]["score"] != r["responses"][1]["score"]
+    )
     assert len((tmp_path / "pairs.jsonl").read_text().splitlines()) == n_pairs == summary["pairs"]

@@ -26,7 +26,14 @@ from gpt4llm.stages.compare import (
 
 
 def rec(scores: dict, rid: str = "r1") -> dict:
-    return {"id": rid, "user_input": "Say hi.", "responses": [{"model": m, "text": f"answer of {m}", "score": s} for m, s in scores.items()], "rater": "gpt-4"}
+    return {
+        "id": rid,
+        "user_input": "Say hi.",
+        "responses": [
+            {"model": m, "text": f"answer of {m}", "score": s} for m, s in scores.items()
+        ],
+        "rater": "gpt-4",
+    }
 
 
 # --- pairs from ranks ---------------------------------------------------------------------------
@@ -34,9 +41,17 @@ def rec(scores: dict, rid: str = "r1") -> dict:
 
 def test_three_sources_three_pairs_better_first():
     pairs = pairs_from_record(rec({"gpt4": 9, "davinci": 7, "opt": 3}))
-    assert [(p.better_model, p.worse_model) for p in pairs] == [("gpt4", "davinci"), ("gpt4", "opt"), ("davinci", "opt")]
+    assert [(p.better_model, p.worse_model) for p in pairs] == [
+        ("gpt4", "davinci"),
+        ("gpt4", "opt"),
+        ("davinci", "opt"),
+    ]
     assert all(p.margin == 0.0 for p in pairs)
-    assert pairs[1].better == "answer of gpt4" and pairs[1].worse == "answer of opt" and pairs[1].group == "r1"
+    assert (
+        pairs[1].better == "answer of gpt4"
+        and pairs[1].worse == "answer of opt"
+        and pairs[1].group == "r1"
+    )
 
 
 def test_ties_are_skipped_and_order_of_listing_does_not_matter():
@@ -59,7 +74,9 @@ def test_unscored_answers_are_left_out():
 
 def test_published_pairs_format():
     out = published_pairs(rec({"a": 2, "b": 9}))
-    assert out == [{"user_input": "Say hi.", "completion_a": "answer of b", "completion_b": "answer of a"}]
+    assert out == [
+        {"user_input": "Say hi.", "completion_a": "answer of b", "completion_b": "answer of a"}
+    ]
     assert user_input_of("Translate.", "bonjour") == "Translate.\n\nbonjour"
     assert user_input_of("Translate.", "  ") == "Translate."
 
@@ -69,7 +86,12 @@ def test_published_pairs_format():
 
 def test_load_rich_records_skips_and_counts_too_few_scored(tmp_path):
     p = tmp_path / "cmp.jsonl"
-    rows = [rec({"a": 9, "b": 2}, "x1"), rec({"a": 9, "b": None}, "x2"), rec({"a": 4}, "x3"), rec({"a": 1, "b": 5, "c": 7}, "x4")]
+    rows = [
+        rec({"a": 9, "b": 2}, "x1"),
+        rec({"a": 9, "b": None}, "x2"),
+        rec({"a": 4}, "x3"),
+        rec({"a": 1, "b": 5, "c": 7}, "x4"),
+    ]
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     data = load_comparisons(p, margin=True)
     assert data.kind == "records" and data.skipped == 2
@@ -79,7 +101,9 @@ def test_load_rich_records_skips_and_counts_too_few_scored(tmp_path):
 
 def test_load_published_pairs_json_array(tmp_path):
     p = tmp_path / "pairs.json"
-    p.write_text(json.dumps([{"user_input": "q", "completion_a": "good", "completion_b": "bad"}] * 3))
+    p.write_text(
+        json.dumps([{"user_input": "q", "completion_a": "good", "completion_b": "bad"}] * 3)
+    )
     data = load_comparisons(p)
     assert data.kind == "pairs" and len(data.pairs) == 3 and data.pairs[0].better == "good"
 
@@ -88,7 +112,10 @@ def test_load_published_pairs_json_array(tmp_path):
     "line, match",
     [
         ('{"user_input": "q", "completion_a": "a"}', r"x.jsonl:2: field 'completion_b': missing"),
-        ('{"user_input": "q", "completion_a": "a", "completion_b": 3}', r"x.jsonl:2: field 'completion_b': expected a string"),
+        (
+            '{"user_input": "q", "completion_a": "a", "completion_b": 3}',
+            r"x.jsonl:2: field 'completion_b': expected a string",
+        ),
     ],
 )
 def test_bad_pair_lines_are_named(tmp_path, line, match):
@@ -112,7 +139,9 @@ def test_bad_rich_record_is_named(tmp_path):
 
 
 def test_split_keeps_an_instructions_pairs_together():
-    pairs = [p for i in range(20) for p in pairs_from_record(rec({"a": 9, "b": 5, "c": 1}, f"r{i}"))]
+    pairs = [
+        p for i in range(20) for p in pairs_from_record(rec({"a": 9, "b": 5, "c": 1}, f"r{i}"))
+    ]
     train, held = split_groups(pairs, 0.2, seed=1)
     assert len(held) == 12 and len(train) == 48
     assert not {p.group for p in train} & {p.group for p in held}
@@ -125,7 +154,12 @@ def test_split_keeps_an_instructions_pairs_together():
 
 def test_histogram_counts_mean_and_unscored():
     h = score_histogram([9, 9, 8.5, 7.5, 1, None, 10])
-    assert h["counts"]["9"] == 3 and h["counts"]["8"] == 1 and h["counts"]["1"] == 1 and h["counts"]["10"] == 1
+    assert (
+        h["counts"]["9"] == 3
+        and h["counts"]["8"] == 1
+        and h["counts"]["1"] == 1
+        and h["counts"]["10"] == 1
+    )
     assert h["n"] == 6 and h["unscored"] == 1 and h["mean"] == pytest.approx(round(45 / 6, 3))
     hs = histograms_by_source([rec({"a": 9, "b": 3}), rec({"a": 7, "b": None})])
     assert hs["a"]["mean"] == 8.0 and hs["b"]["unscored"] == 1
@@ -141,7 +175,9 @@ def test_histograms_of_the_papers_gpt4_scores(shared_data, tmp_path):
     # 0.0 is outside the 1-10 scale: counted apart, never put in a bar
     assert hists["gpt4"]["outside"] == 16
     assert hists["gpt4"]["mean"] > hists["text-davinci-003"]["mean"] > hists["icm-1.3b"]["mean"]
-    assert hists["icm-1.3b"]["mean"] == pytest.approx(sum(scores["icm-1.3b"]) / len(scores["icm-1.3b"]), abs=1e-3)
+    assert hists["icm-1.3b"]["mean"] == pytest.approx(
+        sum(scores["icm-1.3b"]) / len(scores["icm-1.3b"]), abs=1e-3
+    )
     out = tmp_path / "fig.png"
     plot_histograms(hists, out, title="GPT-4 scores (paper data)")
     assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 5000
@@ -211,19 +247,39 @@ def test_expected_scores_from_top_logprobs_in_a_batched_reply():
     # "Answer", " 1", ":", " 8" ... the label digits are not scores.
     lp = math.log
     top = [
-        [("Answer", -0.01)], [(" 1", -0.01)], [(":", -0.01)], [(" 8", lp(0.5)), (" 9", lp(0.5))], [("\n", -0.01)],
-        [("Answer", -0.01)], [(" 2", -0.01)], [(":", -0.01)], [(" 3", lp(0.75)), (" 4", lp(0.25))], [("\n", -0.01)],
-        [("Answer", -0.01)], [(" 3", -0.01)], [(":", -0.01)], [(" 6", -0.01)],
+        [("Answer", -0.01)],
+        [(" 1", -0.01)],
+        [(":", -0.01)],
+        [(" 8", lp(0.5)), (" 9", lp(0.5))],
+        [("\n", -0.01)],
+        [("Answer", -0.01)],
+        [(" 2", -0.01)],
+        [(":", -0.01)],
+        [(" 3", lp(0.75)), (" 4", lp(0.25))],
+        [("\n", -0.01)],
+        [("Answer", -0.01)],
+        [(" 3", -0.01)],
+        [(":", -0.01)],
+        [(" 6", -0.01)],
     ]
-    parsed, exp = read_scores(Completion(text="Answer 1: 8\nAnswer 2: 3\nAnswer 3: 6", finish_reason="stop", top_logprobs=top), 3)
+    parsed, exp = read_scores(
+        Completion(
+            text="Answer 1: 8\nAnswer 2: 3\nAnswer 3: 6", finish_reason="stop", top_logprobs=top
+        ),
+        3,
+    )
     assert parsed == [8, 3, 6]
     assert exp == pytest.approx([8.5, 3.25, 6.0])
 
 
 def test_pairs_only_from_scores_read_from_the_raters_verdict():
     record = rec({"gpt4": 9, "davinci": 7, "opt": 3})
-    record["responses"][1]["score_source"] = "guess"  # e.g. a number the rater copied from the prompt
+    record["responses"][1]["score_source"] = (
+        "guess"  # e.g. a number the rater copied from the prompt
+    )
     record["responses"][0]["score_source"] = "verdict"
-    record["responses"][2]["score_source"] = "probabilities"  # with --use-expected: read at its verdict
+    record["responses"][2]["score_source"] = (
+        "probabilities"  # with --use-expected: read at its verdict
+    )
     pairs = pairs_from_record(record)
     assert [(p.better_model, p.worse_model) for p in pairs] == [("gpt4", "opt")]

@@ -21,7 +21,14 @@ INSTR = [
 ]
 
 
-def write_source(path: Path, word: str, ids: bool = True, model: str | None = None, rows=INSTR, reverse: bool = False) -> Path:
+def write_source(
+    path: Path,
+    word: str,
+    ids: bool = True,
+    model: str | None = None,
+    rows=INSTR,
+    reverse: bool = False,
+) -> Path:
     recs = []
     for i, (ins, inp) in enumerate(rows):
         r = {"instruction": ins, "input": inp, "output": f"A {word} answer to item {i}."}
@@ -47,7 +54,10 @@ def single_rater(messages, body):
 
 def batched_rater(messages, body):
     words = _answer_words(messages[0]["content"])
-    return "\n".join(f"Answer {k}: {QUALITY[w]}" for k, w in enumerate(words, 1)) + "\n\nScored by quality."
+    return (
+        "\n".join(f"Answer {k}: {QUALITY[w]}" for k, w in enumerate(words, 1))
+        + "\n\nScored by quality."
+    )
 
 
 @pytest.fixture
@@ -64,9 +74,18 @@ def cfg(fake_llm_config, tmp_path, sources, **kw) -> Config:
     return Config(source=sources, rater=fake_llm_config, **kw)
 
 
-def test_single_mode_scores_pairs_order_and_manifest(fake_openai, fake_llm_config, tmp_path, sources):
+def test_single_mode_scores_pairs_order_and_manifest(
+    fake_openai, fake_llm_config, tmp_path, sources
+):
     fake_openai.responder = single_rater
-    c = cfg(fake_llm_config, tmp_path, sources, pairs=tmp_path / "out" / "pairs.jsonl", top_logprobs=0, plot=tmp_path / "out" / "hist.png")
+    c = cfg(
+        fake_llm_config,
+        tmp_path,
+        sources,
+        pairs=tmp_path / "out" / "pairs.jsonl",
+        top_logprobs=0,
+        plot=tmp_path / "out" / "hist.png",
+    )
     summary = run(c)
     assert fake_openai.calls == 12  # 4 instructions x 3 answers
     recs = [json.loads(line) for line in c.output.read_text().splitlines()]
@@ -82,12 +101,20 @@ def test_single_mode_scores_pairs_order_and_manifest(fake_openai, fake_llm_confi
         assert by["great"]["score_expected"] is None  # no logprobs asked
     # the seeded shuffle is recorded and not the identity everywhere
     assert len({tuple(r["order"]) for r in recs}) > 1
-    assert summary["histograms"]["great"]["counts"]["9"] == 4 and summary["histograms"]["poor"]["mean"] == 2.0
-    assert summary["pairs"] == 12 and summary["unparsed_requests"] == 0 and summary["mismatched"] == 0
+    assert (
+        summary["histograms"]["great"]["counts"]["9"] == 4
+        and summary["histograms"]["poor"]["mean"] == 2.0
+    )
+    assert (
+        summary["pairs"] == 12 and summary["unparsed_requests"] == 0 and summary["mismatched"] == 0
+    )
     pairs = [json.loads(line) for line in c.pairs.read_text().splitlines()]
     assert len(pairs) == 12 and set(pairs[0]) == {"user_input", "completion_a", "completion_b"}
     for p in pairs:
-        assert QUALITY[_answer_words(p["completion_a"])[0]] > QUALITY[_answer_words(p["completion_b"])[0]]
+        assert (
+            QUALITY[_answer_words(p["completion_a"])[0]]
+            > QUALITY[_answer_words(p["completion_b"])[0]]
+        )
     assert c.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((c.output.parent / "cmp.jsonl.manifest.json").read_text())
     assert manifest["stage"] == "compare" and manifest["summary"]["rated_instructions"] == 4
@@ -100,11 +127,15 @@ def test_single_mode_scores_pairs_order_and_manifest(fake_openai, fake_llm_confi
     assert [json.loads(line) for line in c.output.read_text().splitlines()] == recs
     # another seed shows the answers in another order
     run(c.model_copy(update={"seed": 7, "output": tmp_path / "out" / "cmp7.jsonl"}))
-    recs7 = [json.loads(line) for line in (tmp_path / "out" / "cmp7.jsonl").read_text().splitlines()]
+    recs7 = [
+        json.loads(line) for line in (tmp_path / "out" / "cmp7.jsonl").read_text().splitlines()
+    ]
     assert [r["order"] for r in recs7] != [r["order"] for r in recs]
 
 
-def test_batched_mode_maps_scores_through_the_shuffle(fake_openai, fake_llm_config, tmp_path, sources):
+def test_batched_mode_maps_scores_through_the_shuffle(
+    fake_openai, fake_llm_config, tmp_path, sources
+):
     fake_openai.responder = batched_rater
     c = cfg(fake_llm_config, tmp_path, sources, mode="batched", top_logprobs=0)
     summary = run(c)
@@ -116,7 +147,9 @@ def test_batched_mode_maps_scores_through_the_shuffle(fake_openai, fake_llm_conf
     assert summary["requests"] == 4 and summary["unscored_answers"] == 0
 
 
-def test_unreadable_reply_is_retried_once_with_the_reminder(fake_openai, fake_llm_config, tmp_path, sources):
+def test_unreadable_reply_is_retried_once_with_the_reminder(
+    fake_openai, fake_llm_config, tmp_path, sources
+):
     def rater(messages, body):
         words = _answer_words(messages[0]["content"])
         if words[0] == "fine":
@@ -130,24 +163,45 @@ def test_unreadable_reply_is_retried_once_with_the_reminder(fake_openai, fake_ll
         return "Score: 9"
 
     fake_openai.responder = rater
-    c = cfg(fake_llm_config, tmp_path, sources, top_logprobs=0, pairs=tmp_path / "p.jsonl", max_failed_fraction=0.5)
+    c = cfg(
+        fake_llm_config,
+        tmp_path,
+        sources,
+        top_logprobs=0,
+        pairs=tmp_path / "p.jsonl",
+        max_failed_fraction=0.5,
+    )
     summary = run(c)
     assert fake_openai.calls == 12 + 8  # 4 'fine' + 4 'poor' retried once each
     assert summary["failed"] == 4  # the 'poor' answers, listed with the reason
     failed = [json.loads(line) for line in Path(summary["failed_file"]).read_text().splitlines()]
     assert {f["model"] for f in failed} == {"poor"} and "no score" in failed[0]["error"]
-    assert summary["retried"] == 8 and summary["unparsed_requests"] == 4 and summary["unscored_answers"] == 4
+    assert (
+        summary["retried"] == 8
+        and summary["unparsed_requests"] == 4
+        and summary["unscored_answers"] == 4
+    )
     recs = [json.loads(line) for line in c.output.read_text().splitlines()]
     assert len(recs) == 4 and all(len(r["responses"]) == 3 for r in recs)  # nothing dropped
     for r in recs:
         by = {x["model"]: x for x in r["responses"]}
-        assert by["fine"]["score"] == 6 and "[reminder]" in by["fine"]["raw"] and "Score: 6" in by["fine"]["raw"]
-        assert by["poor"]["score"] is None and by["poor"]["raw"] == "I would rather not say.\n\n[reminder]\nI would rather not say."
+        assert (
+            by["fine"]["score"] == 6
+            and "[reminder]" in by["fine"]["raw"]
+            and "Score: 6" in by["fine"]["raw"]
+        )
+        assert (
+            by["poor"]["score"] is None
+            and by["poor"]["raw"]
+            == "I would rather not say.\n\n[reminder]\nI would rather not say."
+        )
     assert summary["histograms"]["poor"]["unscored"] == 4
     assert len(c.pairs.read_text().splitlines()) == 4  # great > fine only
 
 
-def test_expected_score_from_logprobs_and_use_expected(fake_openai, fake_llm_config, tmp_path, sources):
+def test_expected_score_from_logprobs_and_use_expected(
+    fake_openai, fake_llm_config, tmp_path, sources
+):
     import math
 
     def rater(messages, body):
@@ -155,7 +209,11 @@ def test_expected_score_from_logprobs_and_use_expected(fake_openai, fake_llm_con
         w = _answer_words(messages[0]["content"])[0]
         s = QUALITY[w]
         # "Score", ":", " S" with S at 0.6 and S-1 at 0.4
-        top = [[("Score", -0.01)], [(":", -0.01)], [(f" {s}", math.log(0.6)), (f" {s - 1}", math.log(0.4))]]
+        top = [
+            [("Score", -0.01)],
+            [(":", -0.01)],
+            [(f" {s}", math.log(0.6)), (f" {s - 1}", math.log(0.4))],
+        ]
         return {"content": f"Score: {s}", "top_logprobs": top}
 
     fake_openai.responder = rater
@@ -165,18 +223,44 @@ def test_expected_score_from_logprobs_and_use_expected(fake_openai, fake_llm_con
     assert by["great"]["score"] == 9 and by["great"]["score_expected"] == pytest.approx(8.6)
     assert by["poor"]["score_expected"] == pytest.approx(1.6)
     assert summary["with_expected"] == 12
-    run(cfg(fake_llm_config, tmp_path, sources, top_logprobs=5, use_expected=True, output=tmp_path / "e.jsonl"))
+    run(
+        cfg(
+            fake_llm_config,
+            tmp_path,
+            sources,
+            top_logprobs=5,
+            use_expected=True,
+            output=tmp_path / "e.jsonl",
+        )
+    )
     rec = json.loads((tmp_path / "e.jsonl").read_text().splitlines()[0])
     assert {x["model"]: x["score"] for x in rec["responses"]}["fine"] == pytest.approx(5.6)
 
 
-def test_join_on_text_when_ids_do_not_match_and_mismatch_count(fake_openai, fake_llm_config, tmp_path):
+def test_join_on_text_when_ids_do_not_match_and_mismatch_count(
+    fake_openai, fake_llm_config, tmp_path
+):
     fake_openai.responder = single_rater
     a = write_source(tmp_path / "a.jsonl", "great", ids=False)
-    b = write_source(tmp_path / "b.jsonl", "poor", ids=False, rows=INSTR[1:] + [("An extra task.", "")], reverse=True)
-    summary = run(Config(source={"a": str(a), "b": str(b)}, rater=fake_llm_config, output=tmp_path / "c.jsonl", top_logprobs=0))
+    b = write_source(
+        tmp_path / "b.jsonl",
+        "poor",
+        ids=False,
+        rows=INSTR[1:] + [("An extra task.", "")],
+        reverse=True,
+    )
+    summary = run(
+        Config(
+            source={"a": str(a), "b": str(b)},
+            rater=fake_llm_config,
+            output=tmp_path / "c.jsonl",
+            top_logprobs=0,
+        )
+    )
     assert summary["join"] == "text"
-    assert summary["instructions"] == 5 and summary["mismatched"] == 2  # q0 only in a, the extra only in b
+    assert (
+        summary["instructions"] == 5 and summary["mismatched"] == 2
+    )  # q0 only in a, the extra only in b
     assert summary["rated_instructions"] == 3 and summary["missing_per_source"] == {"a": 1, "b": 1}
     recs = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
     assert [r["instruction"] for r in recs] == [ins for ins, _ in INSTR[1:]]
@@ -190,7 +274,14 @@ def test_id_join_and_source_model(fake_openai, fake_llm_config, tmp_path, source
         return single_rater(messages, body)
 
     fake_openai.responder = rater
-    c = Config(source={"great": sources["great"]}, source_model={"live": "fake-model"}, source_llm=fake_llm_config, rater=fake_llm_config, output=tmp_path / "c.jsonl", top_logprobs=0)
+    c = Config(
+        source={"great": sources["great"]},
+        source_model={"live": "fake-model"},
+        source_llm=fake_llm_config,
+        rater=fake_llm_config,
+        output=tmp_path / "c.jsonl",
+        top_logprobs=0,
+    )
     summary = run(c)
     assert summary["join"] == "id" and summary["rated_instructions"] == 4
     rec = json.loads((tmp_path / "c.jsonl").read_text().splitlines()[1])
@@ -201,16 +292,32 @@ def test_id_join_and_source_model(fake_openai, fake_llm_config, tmp_path, source
 def test_refuses_fewer_than_two_overlapping_sources(fake_openai, fake_llm_config, tmp_path):
     a = write_source(tmp_path / "a.jsonl", "great")
     b = write_source(tmp_path / "b.jsonl", "poor", rows=[("Something else entirely.", "")])
-    (tmp_path / "b.jsonl").write_text(json.dumps({"id": "zz", "instruction": "Something else entirely.", "output": "x"}) + "\n")
+    (tmp_path / "b.jsonl").write_text(
+        json.dumps({"id": "zz", "instruction": "Something else entirely.", "output": "x"}) + "\n"
+    )
     with pytest.raises(UserError, match="share no instructions"):
-        run(Config(source={"a": str(a), "b": str(b)}, rater=fake_llm_config, output=tmp_path / "c.jsonl"))
+        run(
+            Config(
+                source={"a": str(a), "b": str(b)},
+                rater=fake_llm_config,
+                output=tmp_path / "c.jsonl",
+            )
+        )
     with pytest.raises(UserError, match="at least two sources"):
         run(Config(source={"a": str(a)}, rater=fake_llm_config, output=tmp_path / "c.jsonl"))
     assert fake_openai.calls == 0 and not (tmp_path / "c.jsonl").exists()
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "q0", "instruction": "x", "output": "y"}\n{"id": "q1", "instruction": "z"}\n')
+    bad.write_text(
+        '{"id": "q0", "instruction": "x", "output": "y"}\n{"id": "q1", "instruction": "z"}\n'
+    )
     with pytest.raises(DataError, match=r"bad.jsonl:2: field 'output'"):
-        run(Config(source={"a": str(a), "b": str(bad)}, rater=fake_llm_config, output=tmp_path / "c.jsonl"))
+        run(
+            Config(
+                source={"a": str(a), "b": str(bad)},
+                rater=fake_llm_config,
+                output=tmp_path / "c.jsonl",
+            )
+        )
 
 
 def test_cli_compare(fake_openai, fake_llm_config, tmp_path, sources):
@@ -220,10 +327,27 @@ def test_cli_compare(fake_openai, fake_llm_config, tmp_path, sources):
 
     fake_openai.responder = batched_rater
     out = tmp_path / "cli.jsonl"
-    args = ["compare", "--rater", "fake-model", "--rater-base-url", fake_openai.base_url, "--rater-cache", str(tmp_path / "c.sqlite"), "--mode", "batched", "--pairs", str(tmp_path / "pairs.jsonl"), "--output", str(out)]
+    args = [
+        "compare",
+        "--rater",
+        "fake-model",
+        "--rater-base-url",
+        fake_openai.base_url,
+        "--rater-cache",
+        str(tmp_path / "c.sqlite"),
+        "--mode",
+        "batched",
+        "--pairs",
+        str(tmp_path / "pairs.jsonl"),
+        "--output",
+        str(out),
+    ]
     for name, path in sources.items():
         args += ["--source", f"{name}={path}"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert len(out.read_text().splitlines()) == 4 and len((tmp_path / "pairs.jsonl").read_text().splitlines()) == 12
+    assert (
+        len(out.read_text().splitlines()) == 4
+        and len((tmp_path / "pairs.jsonl").read_text().splitlines()) == 12
+    )
     assert "Rater scores per source" in res.output

@@ -40,14 +40,34 @@ def test_options_reach_the_config_and_nested_models():
     seen: list = []
     res = CliRunner().invoke(
         _app(seen),
-        ["toy", "a.jsonl", "b.jsonl", "--max-tokens", "9", "--shuffle", "--mode", "exact", "--teacher", "gpt-4",
-         "--teacher-base-url", "http://127.0.0.1:1/v1", "--teacher-concurrency", "3", "--prices", "k=v"],
+        [
+            "toy",
+            "a.jsonl",
+            "b.jsonl",
+            "--max-tokens",
+            "9",
+            "--shuffle",
+            "--mode",
+            "exact",
+            "--teacher",
+            "gpt-4",
+            "--teacher-base-url",
+            "http://127.0.0.1:1/v1",
+            "--teacher-concurrency",
+            "3",
+            "--prices",
+            "k=v",
+        ],
     )
     assert res.exit_code == 0, res.output
     (cfg,) = seen
     assert cfg.inputs == [Path("a.jsonl"), Path("b.jsonl")]
     assert (cfg.max_tokens, cfg.shuffle, cfg.mode) == (9, True, "exact")
-    assert (cfg.teacher.model, cfg.teacher.base_url, cfg.teacher.concurrency) == ("gpt-4", "http://127.0.0.1:1/v1", 3)
+    assert (cfg.teacher.model, cfg.teacher.base_url, cfg.teacher.concurrency) == (
+        "gpt-4",
+        "http://127.0.0.1:1/v1",
+        3,
+    )
     assert cfg.prices == {"k": "v"}
     assert cfg.temperature == 0.0  # default kept
 
@@ -59,14 +79,24 @@ def test_yaml_config_with_cli_override(tmp_path):
     res = CliRunner().invoke(_app(seen), ["toy", "--config", str(f), "--max-tokens", "7"])
     assert res.exit_code == 0, res.output
     cfg = seen[0]
-    assert (cfg.max_tokens, cfg.temperature, cfg.teacher.model, cfg.teacher.rpm) == (7, 0.7, "m1", 60)
+    assert (cfg.max_tokens, cfg.temperature, cfg.teacher.model, cfg.teacher.rpm) == (
+        7,
+        0.7,
+        "m1",
+        60,
+    )
 
 
 def test_help_lists_every_field_with_its_description():
     res = CliRunner().invoke(_app([]), ["toy", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
-    for flag, text in [("--max-tokens", "Most tokens to write"), ("--shuffle", "Shuffle the inputs"),
-                       ("--teacher-base-url", "Endpoint base URL"), ("--teacher-rpm", "Requests-per-minute"), ("--config", "YAML")]:
+    for flag, text in [
+        ("--max-tokens", "Most tokens to write"),
+        ("--shuffle", "Shuffle the inputs"),
+        ("--teacher-base-url", "Endpoint base URL"),
+        ("--teacher-rpm", "Requests-per-minute"),
+        ("--config", "YAML"),
+    ]:
         assert flag in res.output and text in res.output
 
 
@@ -85,9 +115,14 @@ def test_bad_values_are_one_line_errors(tmp_path):
 
 def test_cli_version_and_error_exit_code(tmp_path):
     exe = [sys.executable, "-m", "gpt4llm"]
-    out = subprocess.run([*exe, "--version"], capture_output=True, text=True)
+    out = subprocess.run([*exe, "--version"], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and out.stdout.startswith("gpt4llm ")
-    out = subprocess.run([*exe, "pipeline", str(tmp_path / "missing.yaml")], capture_output=True, text=True)
+    out = subprocess.run(
+        [*exe, "pipeline", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "config file not found" in out.stderr
     assert "Traceback" not in out.stderr
@@ -125,11 +160,15 @@ def test_print_config_is_yaml_that_round_trips(tmp_path):
     import yaml
 
     seen: list = []
-    res = CliRunner().invoke(_app(seen), ["toy", "a.jsonl", "--max-tokens", "9", "--teacher-rpm", "60", "--print-config"])
+    res = CliRunner().invoke(
+        _app(seen), ["toy", "a.jsonl", "--max-tokens", "9", "--teacher-rpm", "60", "--print-config"]
+    )
     assert res.exit_code == 0, res.output
     assert seen == []  # printed, not run
     data = yaml.safe_load(res.output)
-    assert data["max_tokens"] == 9 and data["teacher"]["rpm"] == 60 and data["inputs"] == ["a.jsonl"]
+    assert (
+        data["max_tokens"] == 9 and data["teacher"]["rpm"] == 60 and data["inputs"] == ["a.jsonl"]
+    )
     f = tmp_path / "c.yaml"
     f.write_text(res.output)
     res = CliRunner().invoke(_app(seen), ["toy", "--config", str(f)])
@@ -150,8 +189,8 @@ def test_help_panels_help_all_and_no_cut_option_names():
 
 
 def test_nested_model_errors_name_the_role_the_user_typed(monkeypatch):
-    from gpt4llm.llm.client import OpenAIBackend
     from gpt4llm.errors import UserError
+    from gpt4llm.llm.client import OpenAIBackend
     from gpt4llm.stages.compare import Config
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -159,7 +198,11 @@ def test_nested_model_errors_name_the_role_the_user_typed(monkeypatch):
     try:
         OpenAIBackend(cfg.rater)
     except UserError as e:
-        assert "--rater-api-key-env" in str(e) and "--rater-base-url" in str(e) and "--teacher" not in str(e)
+        assert (
+            "--rater-api-key-env" in str(e)
+            and "--rater-base-url" in str(e)
+            and "--teacher" not in str(e)
+        )
     else:
         raise AssertionError("no key: expected a UserError")
 

@@ -16,7 +16,12 @@ YAMLS = sorted(CONFIGS.rglob("*.yaml"))
 
 def test_there_are_configs():
     names = {p.relative_to(CONFIGS).as_posix() for p in YAMLS}
-    assert {"demo.yaml", "paper/4_train_sft_llama7b.yaml", "accelerate/deepspeed_zero3.yaml", "accelerate/fsdp.yaml"} <= names
+    assert {
+        "demo.yaml",
+        "paper/4_train_sft_llama7b.yaml",
+        "accelerate/deepspeed_zero3.yaml",
+        "accelerate/fsdp.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.relative_to(CONFIGS).as_posix())
@@ -29,9 +34,21 @@ def test_demo_pipeline_validates_every_stage():
     stages = pipeline.load_pipeline(CONFIGS / "demo.yaml")
     kinds = [k for _, k, _ in stages]
     # the loop of the paper, in order
-    for kind in ("generate", "translate", "audit", "train_sft", "respond", "compare",
-                 "train_reward", "eval_reward", "eval_rouge", "eval_judge", "analyze",
-                 "annotate_init", "report"):
+    for kind in (
+        "generate",
+        "translate",
+        "audit",
+        "train_sft",
+        "respond",
+        "compare",
+        "train_reward",
+        "eval_reward",
+        "eval_rouge",
+        "eval_judge",
+        "analyze",
+        "annotate_init",
+        "report",
+    ):
         assert kind in kinds
     order = [kinds.index(k) for k in ("generate", "audit", "train_sft", "respond", "compare")]
     assert order == sorted(order)
@@ -68,7 +85,9 @@ def test_paper_config_states_the_published_setup():
     assert cfg.lora is False
 
 
-@pytest.mark.parametrize("path", sorted((CONFIGS / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((CONFIGS / "accelerate").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_accelerate_configs_are_valid(path):
     data = yaml.safe_load(path.read_text())
     assert data["compute_environment"] == "LOCAL_MACHINE"
@@ -87,8 +106,19 @@ PAPER = sorted((CONFIGS / "paper").glob("*.yaml"))
 def test_the_paper_is_one_config_per_step():
     steps = [p.name.split("_", 1)[0] for p in PAPER]
     assert steps == [str(i) for i in range(1, len(PAPER) + 1)] and len(PAPER) >= 8
-    commands = [p.read_text().splitlines()[0].split("--config")[0].split("gpt4llm ", 1)[1].strip() for p in PAPER]
-    for needed in ("generate", "translate", "train sft", "compare", "train reward", "eval judge", "eval rouge"):
+    commands = [
+        p.read_text().splitlines()[0].split("--config")[0].split("gpt4llm ", 1)[1].strip()
+        for p in PAPER
+    ]
+    for needed in (
+        "generate",
+        "translate",
+        "train sft",
+        "compare",
+        "train reward",
+        "eval judge",
+        "eval rouge",
+    ):
         assert needed in commands
 
 

@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
 # Imports of these fail in the child, like on a core install (the optional packages' modules).
-BLOCKER = textwrap.dedent(
-    """
+BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
     BLOCKED = set(sys.argv.pop(1).split(","))
 
@@ -37,8 +36,7 @@ BLOCKER = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, Blocker())
-    """
-)
+    """)
 
 
 def _core_python(code: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -46,7 +44,11 @@ def _core_python(code: str, *args: str, cwd: Path) -> subprocess.CompletedProces
     converted embedded model: an empty model cache)."""
     return subprocess.run(
         [sys.executable, "-c", BLOCKER + textwrap.dedent(code), ",".join(sorted(EXTRA_OF)), *args],
-        capture_output=True, text=True, cwd=cwd, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
         env={**os.environ, "GPT4LLM_CACHE_DIR": str(cwd / "model-cache")},
     )
 
@@ -135,8 +137,9 @@ def test_missing_extra_maps_the_missing_module_to_its_extra():
     err = missing_extra(ModuleNotFoundError("x", name="transformers.trainer"), "train sft")
     assert isinstance(err, MissingExtra) and isinstance(err, UserError)
     assert (err.extra, err.package, err.exit_code) == ("train", "transformers", 2)
-    assert str(err) == (
-        "`gpt4llm train sft` needs the train extra (training and local models; transformers is "
+    assert (
+        str(err)
+        == "`gpt4llm train sft` needs the train extra (training and local models; transformers is "
         "not installed): pip install 'gpt4llm[train]'"
     )
     # A broken import of ours or of a core package is a bug, not an extra: re-raised.
@@ -147,8 +150,11 @@ def test_missing_extra_maps_the_missing_module_to_its_extra():
 
 def test_require_checks_the_modules_before_any_work():
     require("train", "os", "json")  # present: nothing happens
-    with pytest.raises(MissingExtra, match=r"^`gpt4llm annotate serve` needs the web extra .*"
-                       r"no_such_module_xyz is not installed\): pip install 'gpt4llm\[web\]'$"):
+    with pytest.raises(
+        MissingExtra,
+        match=r"^`gpt4llm annotate serve` needs the web extra .*"
+        r"no_such_module_xyz is not installed\): pip install 'gpt4llm\[web\]'$",
+    ):
         require("web", "json", "no_such_module_xyz", command="annotate serve")
 
 
@@ -180,7 +186,10 @@ def test_a_real_core_install_runs_the_teacher_engine_and_evaluations(tmp_path):
     """pip install the package with no extra into a new venv (no torch), then run commands."""
     r = subprocess.run(
         ["bash", str(REPO / "scripts" / "check-core-install.sh"), str(tmp_path / "check")],
-        capture_output=True, text=True, timeout=900, check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     if r.returncode == 77:
         pytest.skip("the core venv cannot be built here: " + r.stderr.strip().splitlines()[-1])

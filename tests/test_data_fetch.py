@@ -132,6 +132,7 @@ def assert_refused(code: int, out: str, err: str, *patterns: str) -> str:
 
 # --- the download itself ---------------------------------------------------------------------
 
+
 def test_fetch_downloads_and_records_checksum(server, tmp_path):
     path = fetch("toy", tmp_path, quiet=True)
     assert path.read_bytes() == PAYLOAD
@@ -153,8 +154,13 @@ def test_cli_fetches_several_and_prints_their_paths(server, tmp_path, monkeypatc
 def test_interrupted_download_resumes_with_range(server, tmp_path, monkeypatch, capsys):
     _Handler.cut_after = 70_000
     code, out, err = cli(["data", "fetch", "toy", "--dest", tmp_path], monkeypatch, capsys)
-    assert_refused(code, out, err, r"toy: the server closed the connection after \d+ of "
-                   f"{len(PAYLOAD)} bytes; run the same command again to resume")
+    assert_refused(
+        code,
+        out,
+        err,
+        r"toy: the server closed the connection after \d+ of "
+        f"{len(PAYLOAD)} bytes; run the same command again to resume",
+    )
     assert set(tree(tmp_path)) == {"toy.jsonl.part"}  # no file, no recorded checksum
     have = (tmp_path / "toy.jsonl.part").stat().st_size
     assert 0 < have < len(PAYLOAD) and f"after {have} of" in err
@@ -165,8 +171,9 @@ def test_interrupted_download_resumes_with_range(server, tmp_path, monkeypatch, 
 
 
 def test_checksum_mismatch_removes_partial(server, tmp_path, monkeypatch, capsys):
-    code, out, err = cli(["data", "fetch", "toy", "--dest", tmp_path, "--sha256", "0" * 64],
-                         monkeypatch, capsys)
+    code, out, err = cli(
+        ["data", "fetch", "toy", "--dest", tmp_path, "--sha256", "0" * 64], monkeypatch, capsys
+    )
     assert_refused(code, out, err, "toy: checksum mismatch", "partial file was removed")
     assert tree(tmp_path) == {}
 
@@ -192,6 +199,7 @@ def test_sha256_accepts_upper_case_and_spaces(server, tmp_path):
 
 # --- refused before any request --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bad", ["abc", "g" * 64, "0" * 63, "0" * 65, "sha256:" + "0" * 64, ""])
 def test_bad_sha256_is_refused_before_downloading(server, tmp_path, monkeypatch, capsys, bad):
     dest = tmp_path / "data"
@@ -201,18 +209,26 @@ def test_bad_sha256_is_refused_before_downloading(server, tmp_path, monkeypatch,
     assert _Handler.calls == [] and not dest.exists()
 
 
-@pytest.mark.parametrize("url, message", [
-    ("ftp://example.org/data.jsonl",
-     r"unsupported scheme 'ftp'; fetch downloads over http:// or https://"),
-    ("file:///etc/hostname", r"unsupported scheme 'file'"),
-    ("/tmp/copy/data.jsonl", r"not a URL; fetch downloads over http:// or https://"),
-    ("data.jsonl", r"not a URL"),
-    ("C:\\data\\alpaca.json", r"not a URL"),
-    ("http://", r"no host name"),
-    ("http://[::1/data.jsonl", r"not a valid URL"),
-    ("http://example.org:port/x", r"not a valid URL"),
-    ("ftp://user:SECRET1@example.org/x?token=SECRET2", r"--url 'ftp://example.org/x': unsupported"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        (
+            "ftp://example.org/data.jsonl",
+            r"unsupported scheme 'ftp'; fetch downloads over http:// or https://",
+        ),
+        ("file:///etc/hostname", r"unsupported scheme 'file'"),
+        ("/tmp/copy/data.jsonl", r"not a URL; fetch downloads over http:// or https://"),
+        ("data.jsonl", r"not a URL"),
+        ("C:\\data\\alpaca.json", r"not a URL"),
+        ("http://", r"no host name"),
+        ("http://[::1/data.jsonl", r"not a valid URL"),
+        ("http://example.org:port/x", r"not a valid URL"),
+        (
+            "ftp://user:SECRET1@example.org/x?token=SECRET2",
+            r"--url 'ftp://example.org/x': unsupported",
+        ),
+    ],
+)
 def test_unsupported_urls_say_so(server, tmp_path, monkeypatch, capsys, url, message):
     dest = tmp_path / "data"
     args = ["data", "fetch", "toy", "--dest", dest, "--url", url]
@@ -224,14 +240,17 @@ def test_unsupported_urls_say_so(server, tmp_path, monkeypatch, capsys, url, mes
         assert str(dest / "toy.jsonl") in line
 
 
-@pytest.mark.parametrize("content, message", [
-    (b'{"toy.jsonl": "ab', r"checksums.json:1: malformed JSON: Unterminated string"),
-    (b"", r"checksums.json:1: malformed JSON: Expecting value"),
-    (b'["toy.jsonl"]', r"checksums.json: expected an object \{file name: sha256\}"),
-    (b'{"toy.jsonl": "not-a-digest"}', r"checksums.json: expected an object"),
-    (b'{"toy.jsonl": "\xff"}', r"checksums.json: not a checksums file"),
-    (b"[" * 100_000, r"checksums.json"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"toy.jsonl": "ab', r"checksums.json:1: malformed JSON: Unterminated string"),
+        (b"", r"checksums.json:1: malformed JSON: Expecting value"),
+        (b'["toy.jsonl"]', r"checksums.json: expected an object \{file name: sha256\}"),
+        (b'{"toy.jsonl": "not-a-digest"}', r"checksums.json: expected an object"),
+        (b'{"toy.jsonl": "\xff"}', r"checksums.json: not a checksums file"),
+        (b"[" * 100_000, r"checksums.json"),
+    ],
+)
 def test_corrupt_checksums_file_is_named(server, tmp_path, monkeypatch, capsys, content, message):
     (tmp_path / "checksums.json").write_bytes(content)
     before = tree(tmp_path)
@@ -244,13 +263,17 @@ def test_corrupt_checksums_file_is_named(server, tmp_path, monkeypatch, capsys, 
 def test_unknown_names_and_options_for_several(server, tmp_path, monkeypatch, capsys):
     code, out, err = cli(["data", "fetch", "toy", "nope", "--dest", tmp_path], monkeypatch, capsys)
     assert_refused(code, out, err, r"unknown data set 'nope'; known: .*mt-bench-human")
-    code, out, err = cli(["data", "fetch", "toy", "toy2", "--dest", tmp_path, "--sha256", DIGEST],
-                         monkeypatch, capsys)
+    code, out, err = cli(
+        ["data", "fetch", "toy", "toy2", "--dest", tmp_path, "--sha256", DIGEST],
+        monkeypatch,
+        capsys,
+    )
     assert_refused(code, out, err, r"--url and --sha256 apply to one data set; got 2 names")
     assert _Handler.calls == [] and tree(tmp_path) == {}  # toy is not fetched before 'nope' fails
 
 
 # --- failures of the transfer ----------------------------------------------------------------
+
 
 def test_http_404_hides_credentials_and_writes_nothing(server, tmp_path, monkeypatch, capsys):
     dest = tmp_path / "data"
@@ -258,8 +281,9 @@ def test_http_404_hides_credentials_and_writes_nothing(server, tmp_path, monkeyp
     url = url.replace("/data.jsonl", "/missing?token=SECRET2")
     args = ["data", "fetch", "toy", "--dest", dest, "--url", url]
     code, out, err = cli(args, monkeypatch, capsys)
-    line = assert_refused(code, out, err,
-                          r"toy: download failed: HTTP 404 from http://127\.0\.0\.1:\d+/missing$")
+    line = assert_refused(
+        code, out, err, r"toy: download failed: HTTP 404 from http://127\.0\.0\.1:\d+/missing$"
+    )
     assert "SECRET" not in line
     assert not dest.exists()
 
@@ -269,18 +293,28 @@ def test_refused_connection(tmp_path, monkeypatch, capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     dest = tmp_path / "data"
-    code, out, err = cli(["data", "fetch", "vicuna80", "--dest", dest, "--url",
-                          f"http://127.0.0.1:{port}/q.jsonl"], monkeypatch, capsys)
-    assert_refused(code, out, err,
-                   rf"vicuna80: cannot connect to http://127\.0\.0\.1:{port}/q\.jsonl",
-                   "check the network or pass a mirror with --url")
+    code, out, err = cli(
+        ["data", "fetch", "vicuna80", "--dest", dest, "--url", f"http://127.0.0.1:{port}/q.jsonl"],
+        monkeypatch,
+        capsys,
+    )
+    assert_refused(
+        code,
+        out,
+        err,
+        rf"vicuna80: cannot connect to http://127\.0\.0\.1:{port}/q\.jsonl",
+        "check the network or pass a mirror with --url",
+    )
     assert not dest.exists()
 
 
 def test_timeout(server, tmp_path):
     _Handler.delay = 1.0
-    with pytest.raises(UserError, match=r"toy: no answer from http://127\.0\.0\.1:\d+/data\.jsonl "
-                       r"within 0\.2 s; run the same command again") as e:
+    with pytest.raises(
+        UserError,
+        match=r"toy: no answer from http://127\.0\.0\.1:\d+/data\.jsonl "
+        r"within 0\.2 s; run the same command again",
+    ) as e:
         fetch("toy", tmp_path / "data", quiet=True, timeout=0.2)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "data").exists()
@@ -290,8 +324,13 @@ def test_timeout(server, tmp_path):
 def test_disk_full(server, tmp_path, monkeypatch, capsys):
     (tmp_path / "toy.jsonl.part").symlink_to("/dev/full")  # every write fails with ENOSPC
     code, out, err = cli(["data", "fetch", "toy", "--dest", tmp_path], monkeypatch, capsys)
-    assert_refused(code, out, err, r"toy: no space left on the device holding .*toy\.jsonl\.part",
-                   "free some space and run the same command again to resume")
+    assert_refused(
+        code,
+        out,
+        err,
+        r"toy: no space left on the device holding .*toy\.jsonl\.part",
+        "free some space and run the same command again to resume",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.jsonl.part"]
 
 
@@ -304,6 +343,7 @@ def test_data_dir_that_is_a_file(server, tmp_path, monkeypatch, capsys):
 
 
 # --- the catalog -----------------------------------------------------------------------------
+
 
 def test_catalog_entries_are_well_formed():
     assert len({d.filename for d in CATALOG.values()}) == len(CATALOG)
@@ -319,12 +359,14 @@ def test_catalog_entries_are_well_formed():
 
 def test_catalog_pins_match_shared_copies(shared_data):
     """The checksums we pin are those of the byte-exact copies in ../shared/data."""
-    pairs = {"vicuna80": "vicuna80/question.jsonl",
-             "user-oriented-252": "user_oriented_252/user_oriented_instructions.jsonl",
-             "mt-bench": "mt_bench/question.jsonl",
-             "mt-bench-reference": "mt_bench/reference_answer_gpt-4.jsonl",
-             "mt-bench-judge-prompts": "mt_bench/judge_prompts.jsonl",
-             "self-instruct-seed": "seed_tasks/self_instruct_seed_tasks.jsonl"}
+    pairs = {
+        "vicuna80": "vicuna80/question.jsonl",
+        "user-oriented-252": "user_oriented_252/user_oriented_instructions.jsonl",
+        "mt-bench": "mt_bench/question.jsonl",
+        "mt-bench-reference": "mt_bench/reference_answer_gpt-4.jsonl",
+        "mt-bench-judge-prompts": "mt_bench/judge_prompts.jsonl",
+        "self-instruct-seed": "seed_tasks/self_instruct_seed_tasks.jsonl",
+    }
     for name, rel in pairs.items():
         assert data._sha256(shared_data / rel) == CATALOG[name].sha256, name
 

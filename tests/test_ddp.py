@@ -59,40 +59,90 @@ def _tiny_reward_model(out: Path, tiny_tokenizer) -> Path:
     out.mkdir()
     tok = tiny_tokenizer(out)
     cfg = Gemma3TextConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=1024,
-        sliding_window=16, layer_types=["sliding_attention", "full_attention"],
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, num_labels=1)
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        max_position_embeddings=1024,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        num_labels=1,
+    )
     torch.manual_seed(0)
     AutoModelForSequenceClassification.from_config(cfg).save_pretrained(out)
     return out
 
 
 # the same settings for one process and for two (the batch size is set per run)
-SFT = ["--lora", "--lora-dropout", "0", "--max-steps", "4", "--eval-fraction", "0",
-       "--logging-steps", "1", "--save-steps", "2", "--precision", "fp32",
-       "--learning-rate", "2e-3"]
-REWARD = ["--no-lora", "--epochs", "1", "--eval-fraction", "0.25", "--logging-steps", "1",
-          "--save-steps", "2", "--precision", "fp32", "--learning-rate", "1e-3",
-          "--max-seq-len", "48"]
+SFT = [
+    "--lora",
+    "--lora-dropout",
+    "0",
+    "--max-steps",
+    "4",
+    "--eval-fraction",
+    "0",
+    "--logging-steps",
+    "1",
+    "--save-steps",
+    "2",
+    "--precision",
+    "fp32",
+    "--learning-rate",
+    "2e-3",
+]
+REWARD = [
+    "--no-lora",
+    "--epochs",
+    "1",
+    "--eval-fraction",
+    "0.25",
+    "--logging-steps",
+    "1",
+    "--save-steps",
+    "2",
+    "--precision",
+    "fp32",
+    "--learning-rate",
+    "1e-3",
+    "--max-seq-len",
+    "48",
+]
 
 
-def gpt4llm(args: list[str], out: Path, *, processes: int = 2, kill_after_save: int = 0,
-            launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+def gpt4llm(
+    args: list[str],
+    out: Path,
+    *,
+    processes: int = 2,
+    kill_after_save: int = 0,
+    launcher: list[str] | None = None,
+) -> subprocess.CompletedProcess:
     """`gpt4llm train ...` under `--launcher accelerate` (or in one process: processes=1),
     with the recording hooks; the records go to OUT-record/rank{R}.jsonl."""
     record = out.parent / f"{out.name}-record"
     record.mkdir(exist_ok=True)
     pythonpath = os.pathsep.join([str(HOOKS), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": pythonpath,
-           "GPT4LLM_TEST_RECORD": str(record), "GPT4LLM_TEST_WATCH": str(out.resolve()),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": pythonpath,
+        "GPT4LLM_TEST_RECORD": str(record),
+        "GPT4LLM_TEST_WATCH": str(out.resolve()),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "OMP_NUM_THREADS": "1",
+    }
     if kill_after_save:
         env["GPT4LLM_TEST_KILL_AFTER_SAVE"] = str(kill_after_save)
     if launcher is None:
-        launcher = (["--launcher", "accelerate", "--num-processes", str(processes)]
-                    if processes > 1 else [])
+        launcher = (
+            ["--launcher", "accelerate", "--num-processes", str(processes)] if processes > 1 else []
+        )
     cmd = [str(BIN / "gpt4llm"), "train", *args, "-o", str(out), *launcher]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, timeout=400)
 
@@ -108,8 +158,11 @@ def records(out: Path) -> dict[int, dict]:
     for f in sorted((out.parent / f"{out.name}-record").glob("rank*.jsonl")):
         rows = [json.loads(line) for line in f.read_text().splitlines()]
         got[int(f.stem[4:])] = {
-            "writes": {r["write"] for r in rows
-                       if "write" in r and not Path(r["write"]).name.startswith(PROBE)},
+            "writes": {
+                r["write"]
+                for r in rows
+                if "write" in r and not Path(r["write"]).name.startswith(PROBE)
+            },
             "examples": [h for r in rows for h in r.get("examples", [])],
         }
     return got
@@ -144,19 +197,46 @@ def assert_only_main_writes(rec: dict[int, dict], must: set[str]) -> None:
 def sft_two(work):
     """The reference 2-process `train sft` run (fast path on, the default)."""
     out = work["dir"] / "sft-two"
-    proc = ok(gpt4llm(["sft", str(work["sft_data"]), "--model", str(work["lm"]),
-                       "--per-device-batch-size", "2", *SFT], out))
+    proc = ok(
+        gpt4llm(
+            [
+                "sft",
+                str(work["sft_data"]),
+                "--model",
+                str(work["lm"]),
+                "--per-device-batch-size",
+                "2",
+                *SFT,
+            ],
+            out,
+        )
+    )
     return out, proc
 
 
 def test_sft_two_processes_follow_one_and_shard_the_data(work, sft_two):
     out, proc = sft_two
     launched = proc.stdout.splitlines()[0]
-    assert launched.startswith("accelerate launch --multi_gpu --main_process_port 0 "
-                               "--num_processes 2 -m gpt4llm.train sft --config ")
+    assert launched.startswith(
+        "accelerate launch --multi_gpu --main_process_port 0 "
+        "--num_processes 2 -m gpt4llm.train sft --config "
+    )
     one = work["dir"] / "sft-one"
-    ok(gpt4llm(["sft", str(work["sft_data"]), "--model", str(work["lm"]),
-                "--per-device-batch-size", "4", *SFT], one, processes=1))
+    ok(
+        gpt4llm(
+            [
+                "sft",
+                str(work["sft_data"]),
+                "--model",
+                str(work["lm"]),
+                "--per-device-batch-size",
+                "4",
+                *SFT,
+            ],
+            one,
+            processes=1,
+        )
+    )
     s, s1 = summary(out), summary(one)
     assert (s["processes"], s["distributed"], s1["processes"]) == (2, "MULTI_CPU", 1)
     assert s["steps"] == s1["steps"] == 4 and s["train_examples"] == 16
@@ -167,12 +247,19 @@ def test_sft_two_processes_follow_one_and_shard_the_data(work, sft_two):
     # 4 steps x global batch 4 = one epoch of the 16 examples
     rec = records(out)
     assert_sharded(rec, 16)
-    assert_only_main_writes(rec, {
-        "manifest.json", "log.jsonl", "model.safetensors", "adapter/adapter_model.safetensors",
-        "gpt4llm_prompt.json", "checkpoints/checkpoint-2/optimizer.pt",
-        "checkpoints/checkpoint-4/adapter_model.safetensors",
-        "checkpoints/checkpoint-4/trainer_state.json",
-    })
+    assert_only_main_writes(
+        rec,
+        {
+            "manifest.json",
+            "log.jsonl",
+            "model.safetensors",
+            "adapter/adapter_model.safetensors",
+            "gpt4llm_prompt.json",
+            "checkpoints/checkpoint-2/optimizer.pt",
+            "checkpoints/checkpoint-4/adapter_model.safetensors",
+            "checkpoints/checkpoint-4/trainer_state.json",
+        },
+    )
     assert (out / "checkpoints" / "checkpoint-4" / "rng_state_1.pth").exists()
     # the merged model of the 2-process run is the single-process one
     import torch
@@ -187,8 +274,15 @@ def test_sft_two_processes_follow_one_and_shard_the_data(work, sft_two):
 def test_sft_two_processes_resume_after_a_kill(work, sft_two):
     ref, _ = sft_two
     out = work["dir"] / "sft-killed"
-    args = ["sft", str(work["sft_data"]), "--model", str(work["lm"]),
-            "--per-device-batch-size", "2", *SFT]
+    args = [
+        "sft",
+        str(work["sft_data"]),
+        "--model",
+        str(work["lm"]),
+        "--per-device-batch-size",
+        "2",
+        *SFT,
+    ]
     killed = gpt4llm(args, out, kill_after_save=2)
     assert killed.returncode != 0
     ckpt = out / "checkpoints" / "checkpoint-2"
@@ -206,8 +300,21 @@ def test_sft_two_processes_resume_after_a_kill(work, sft_two):
 def test_fast_path_under_ddp_follows_the_library_path(work, sft_two):
     ref, _ = sft_two
     out = work["dir"] / "sft-library"
-    proc = ok(gpt4llm(["sft", str(work["sft_data"]), "--model", str(work["lm"]),
-                       "--per-device-batch-size", "2", "--no-fast-path", *SFT], out))
+    proc = ok(
+        gpt4llm(
+            [
+                "sft",
+                str(work["sft_data"]),
+                "--model",
+                str(work["lm"]),
+                "--per-device-batch-size",
+                "2",
+                "--no-fast-path",
+                *SFT,
+            ],
+            out,
+        )
+    )
     assert "fast path" not in proc.stderr
     assert losses(out) == pytest.approx(losses(ref), rel=TOL)
 
@@ -215,8 +322,20 @@ def test_fast_path_under_ddp_follows_the_library_path(work, sft_two):
 @pytest.fixture(scope="module")
 def reward_two(work):
     out = work["dir"] / "reward-two"
-    proc = ok(gpt4llm(["reward", str(work["reward_data"]), "--model", str(work["rm"]),
-                       "--per-device-batch-size", "2", *REWARD], out))
+    proc = ok(
+        gpt4llm(
+            [
+                "reward",
+                str(work["reward_data"]),
+                "--model",
+                str(work["rm"]),
+                "--per-device-batch-size",
+                "2",
+                *REWARD,
+            ],
+            out,
+        )
+    )
     return out, proc
 
 
@@ -224,8 +343,21 @@ def test_reward_two_processes_follow_one_and_shard_the_data(work, reward_two):
     out, proc = reward_two
     assert " -m gpt4llm.train reward --config " in proc.stdout.splitlines()[0]
     one = work["dir"] / "reward-one"
-    ok(gpt4llm(["reward", str(work["reward_data"]), "--model", str(work["rm"]),
-                "--per-device-batch-size", "4", *REWARD], one, processes=1))
+    ok(
+        gpt4llm(
+            [
+                "reward",
+                str(work["reward_data"]),
+                "--model",
+                str(work["rm"]),
+                "--per-device-batch-size",
+                "4",
+                *REWARD,
+            ],
+            one,
+            processes=1,
+        )
+    )
     s, s1 = summary(out), summary(one)
     assert (s["processes"], s["distributed"], s["padding_free"]) == (2, "MULTI_CPU", True)
     assert s["steps"] == s1["steps"] == 6 and s["train_pairs"] == 24 and s["heldout_pairs"] == 8
@@ -233,18 +365,32 @@ def test_reward_two_processes_follow_one_and_shard_the_data(work, reward_two):
     assert s["heldout_pairwise_accuracy"] == s1["heldout_pairwise_accuracy"]
     rec = records(out)
     assert_sharded(rec, 24)  # one epoch: 6 steps x global batch 4 (packed, one forward each)
-    assert_only_main_writes(rec, {
-        "manifest.json", "log.jsonl", "model.safetensors", "heldout.jsonl",
-        "gpt4llm_prompt.json",
-        "checkpoints/checkpoint-2/optimizer.pt", "checkpoints/checkpoint-6/model.safetensors",
-    })
+    assert_only_main_writes(
+        rec,
+        {
+            "manifest.json",
+            "log.jsonl",
+            "model.safetensors",
+            "heldout.jsonl",
+            "gpt4llm_prompt.json",
+            "checkpoints/checkpoint-2/optimizer.pt",
+            "checkpoints/checkpoint-6/model.safetensors",
+        },
+    )
 
 
 def test_reward_two_processes_resume_after_a_kill(work, reward_two):
     ref, _ = reward_two
     out = work["dir"] / "reward-killed"
-    args = ["reward", str(work["reward_data"]), "--model", str(work["rm"]),
-            "--per-device-batch-size", "2", *REWARD]
+    args = [
+        "reward",
+        str(work["reward_data"]),
+        "--model",
+        str(work["rm"]),
+        "--per-device-batch-size",
+        "2",
+        *REWARD,
+    ]
     assert gpt4llm(args, out, kill_after_save=4).returncode != 0
     assert (out / "checkpoints" / "checkpoint-4").exists() and not (out / "heldout.jsonl").exists()
     ok(gpt4llm(args, out))
@@ -264,14 +410,26 @@ def test_fsdp_is_refused_in_one_line_without_gpus(work):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: scripts/gpu-check.sh runs FSDP for real")
     out = work["dir"] / "sft-fsdp"
-    proc = gpt4llm(["sft", str(work["sft_data"]), "--model", str(work["lm"]), *SFT], out,
-                   launcher=["--launcher", "accelerate", "--num-processes", "2",
-                             "--accelerate-config", str(REPO / "configs/accelerate/fsdp.yaml")])
+    proc = gpt4llm(
+        ["sft", str(work["sft_data"]), "--model", str(work["lm"]), *SFT],
+        out,
+        launcher=[
+            "--launcher",
+            "accelerate",
+            "--num-processes",
+            "2",
+            "--accelerate-config",
+            str(REPO / "configs/accelerate/fsdp.yaml"),
+        ],
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [(
-        f"error: {REPO / 'configs/accelerate/fsdp.yaml'}: FSDP needs GPUs: accelerate shards "
-        "models only on accelerator devices (on CPU it would quietly run plain data parallel "
-        "instead); for CPU processes use --num-processes N without --accelerate-config")]
+    assert proc.stderr.strip().splitlines() == [
+        (
+            f"error: {REPO / 'configs/accelerate/fsdp.yaml'}: FSDP needs GPUs: accelerate shards "
+            "models only on accelerator devices (on CPU it would quietly run plain data parallel "
+            "instead); for CPU processes use --num-processes N without --accelerate-config"
+        )
+    ]
     assert not (out / "log.jsonl").exists()
 
 
@@ -291,8 +449,17 @@ def test_respond_in_two_worker_processes_equals_one(work, tmp_path, dtype):
         got = {}
         for workers in (1, 2):
             out = tmp_path / f"r{workers}-{sampling['temperature']}.jsonl"
-            s = run(Config(input=questions, output=out, model=model, max_new_tokens=10,
-                           batch_size=3, num_workers=workers, **sampling))
+            s = run(
+                Config(
+                    input=questions,
+                    output=out,
+                    model=model,
+                    max_new_tokens=10,
+                    batch_size=3,
+                    num_workers=workers,
+                    **sampling,
+                )
+            )
             assert s["responses"] == 11 and s["failed"] == 0
             got[workers] = [json.loads(line) for line in out.read_text().splitlines()]
         assert [r["id"] for r in got[2]] == [r["id"] for r in recs]  # input order

@@ -29,8 +29,9 @@ def test_demo_pipeline_runs_end_to_end_and_then_skips(tmp_path):
     cfg.write_text(text.replace("  work: runs/demo\n", f"  work: {tmp_path / 'run'}\n"))
     env = {**os.environ, "GPT4LLM_REQUEST_CACHE": str(tmp_path / "requests.sqlite")}
     cmd = [sys.executable, "-m", "gpt4llm", "pipeline", str(cfg)]
-    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-                           timeout=FIRST_RUN_S)
+    first = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=FIRST_RUN_S
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     run = tmp_path / "run"
     report = run / "report" / "index.html"
@@ -40,9 +41,13 @@ def test_demo_pipeline_runs_end_to_end_and_then_skips(tmp_path):
 
     sft = [json.loads(line) for line in (run / "sft_data.jsonl").read_text().splitlines()]
     assert len(sft) >= 35 and all(r["output"].strip() for r in sft)
-    student = [json.loads(line) for line in (run / "student_heldout.jsonl").read_text().splitlines()]
+    student = [
+        json.loads(line) for line in (run / "student_heldout.jsonl").read_text().splitlines()
+    ]
     assert len(student) == 16 and sum(bool(r["output"].strip()) for r in student) >= 12
-    assert (run / "student" / "gpt4llm_prompt.json").exists() and (run / "student" / "adapter").is_dir()
+    assert (run / "student" / "gpt4llm_prompt.json").exists() and (
+        run / "student" / "adapter"
+    ).is_dir()
     rouge = json.loads((run / "eval" / "rouge" / "summary.json").read_text())
     assert rouge["n"] == 16
     judge = json.loads((run / "eval" / "judge" / "summary.json").read_text())
@@ -52,8 +57,9 @@ def test_demo_pipeline_runs_end_to_end_and_then_skips(tmp_path):
     assert (run / "study" / "study.json").exists()
     assert list((run / "analysis").glob("*.png"))
 
-    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-                           timeout=RERUN_S)
+    again = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=RERUN_S
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     from gpt4llm.pipeline import load_pipeline
 

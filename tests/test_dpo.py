@@ -40,12 +40,22 @@ def preference_records(n: int, seed: int = 0) -> list[dict]:
         k = rng.randint(3, 6)
         good = " ".join(rng.choice(GOOD) for _ in range(k)) + "."
         bad = " ".join(rng.choice(BAD) for _ in range(k)) + "."
-        resp = [{"model": "good", "text": good, "score": 8, "score_source": "verdict"},
-                {"model": "bad", "text": bad, "score": 3, "score_source": "verdict"}]
+        resp = [
+            {"model": "good", "text": good, "score": 8, "score_source": "verdict"},
+            {"model": "bad", "text": bad, "score": 3, "score_source": "verdict"},
+        ]
         rng.shuffle(resp)
         ins = f"Name {k} things."
-        out.append({"id": f"r{i}", "user_input": ins, "instruction": ins, "input": "",
-                    "responses": resp, "rater": "test"})
+        out.append(
+            {
+                "id": f"r{i}",
+                "user_input": ins,
+                "instruction": ins,
+                "input": "",
+                "responses": resp,
+                "rater": "test",
+            }
+        )
     return out
 
 
@@ -57,9 +67,19 @@ def write_jsonl(path: Path, rows) -> Path:
 def config(tiny: Path, data: Path, out: Path, **kw):
     from gpt4llm.train.dpo import Config
 
-    base = {"model": str(tiny), "data": data, "output": out, "max_steps": 30,
-            "per_device_batch_size": 4, "learning_rate": 1e-3, "eval_fraction": 0.25,
-            "logging_steps": 5, "save_steps": 1000, "warmup_ratio": 0.0, "precision": "fp32"}
+    base = {
+        "model": str(tiny),
+        "data": data,
+        "output": out,
+        "max_steps": 30,
+        "per_device_batch_size": 4,
+        "learning_rate": 1e-3,
+        "eval_fraction": 0.25,
+        "logging_steps": 5,
+        "save_steps": 1000,
+        "warmup_ratio": 0.0,
+        "precision": "fp32",
+    }
     return Config(**{**base, **kw})
 
 
@@ -73,14 +93,27 @@ def test_config_shares_the_training_base():
 
     base, mine = common.TrainSettings.model_fields, dpo.Config.model_fields
     assert set(base) <= set(mine)
-    changed = {n for n in base if mine[n].get_default(call_default_factory=True)
-               != base[n].get_default(call_default_factory=True)}
+    changed = {
+        n
+        for n in base
+        if mine[n].get_default(call_default_factory=True)
+        != base[n].get_default(call_default_factory=True)
+    }
     assert changed == {"output", "epochs", "learning_rate", "eval_fraction"}
     for name in changed:  # each override says why, in --help
         assert len(mine[name].description) > len(base[name].description)
-    assert set(mine) - set(base) == {"data", "min_score_gap", "beta", "loss", "reference_free",
-                                     "sft_weight", "label_smoothing", "max_prompt_len",
-                                     "ref_model", "merge"}
+    assert set(mine) - set(base) == {
+        "data",
+        "min_score_gap",
+        "beta",
+        "loss",
+        "reference_free",
+        "sft_weight",
+        "label_smoothing",
+        "max_prompt_len",
+        "ref_model",
+        "merge",
+    }
 
 
 def test_stage_table_has_train_dpo():
@@ -108,26 +141,43 @@ def test_pairs_from_comparison_records_follow_the_score_gap(tiny, tmp_path):
     from gpt4llm.train.dpo import load_data, load_pairs
 
     recs = [
-        {"id": "a", "user_input": "Sort these.\n\npears, plums", "instruction": "Sort these.",
-         "input": "pears, plums", "responses": [
-             {"model": "m9", "text": "nine", "score": 9, "score_source": "verdict"},
-             {"model": "m6", "text": "six", "score": 6, "score_source": "verdict"},
-             {"model": "m6b", "text": "six too", "score": 6, "score_source": "verdict"},
-             {"model": "m2", "text": "guessed", "score": 2, "score_source": "guess"},
-             {"model": "mn", "text": "no score", "score": None}]},
-        {"id": "b", "user_input": "Say hi.", "responses": [
-            {"model": "x", "text": "hi", "score": 7},
-            {"model": "y", "text": "hello", "score": 5}]},
-        {"id": "c", "user_input": "Alone.",
-         "responses": [{"model": "x", "text": "one", "score": 7}]},
+        {
+            "id": "a",
+            "user_input": "Sort these.\n\npears, plums",
+            "instruction": "Sort these.",
+            "input": "pears, plums",
+            "responses": [
+                {"model": "m9", "text": "nine", "score": 9, "score_source": "verdict"},
+                {"model": "m6", "text": "six", "score": 6, "score_source": "verdict"},
+                {"model": "m6b", "text": "six too", "score": 6, "score_source": "verdict"},
+                {"model": "m2", "text": "guessed", "score": 2, "score_source": "guess"},
+                {"model": "mn", "text": "no score", "score": None},
+            ],
+        },
+        {
+            "id": "b",
+            "user_input": "Say hi.",
+            "responses": [
+                {"model": "x", "text": "hi", "score": 7},
+                {"model": "y", "text": "hello", "score": 5},
+            ],
+        },
+        {
+            "id": "c",
+            "user_input": "Alone.",
+            "responses": [{"model": "x", "text": "one", "score": 7}],
+        },
     ]
     data = write_jsonl(tmp_path / "cmp.jsonl", recs)
     found = load_pairs(data)
     assert found.kind == "records" and found.skipped_records == 1  # "c": one scored answer
     got = {(p.group, p.chosen, p.rejected, p.gap) for p in found.pairs}
     # ties (6 vs 6), a guessed score and a missing score never make a pair
-    assert got == {("a", "nine", "six", 3.0), ("a", "nine", "six too", 3.0),
-                   ("b", "hi", "hello", 2.0)}
+    assert got == {
+        ("a", "nine", "six", 3.0),
+        ("a", "nine", "six too", 3.0),
+        ("b", "hi", "hello", 2.0),
+    }
     a = next(p for p in found.pairs if p.group == "a")
     assert (a.instruction, a.input) == ("Sort these.", "pears, plums")  # kept apart
     b = next(p for p in found.pairs if p.group == "b")
@@ -135,11 +185,20 @@ def test_pairs_from_comparison_records_follow_the_score_gap(tiny, tmp_path):
 
     kept = load_data(config(tiny, data, tmp_path / "o", eval_fraction=0.0, min_score_gap=3))
     assert kept.pairs == 3 and kept.below_gap == 1
-    assert sorted((p.chosen, p.rejected) for p in kept.train_pairs) == [("nine", "six"),
-                                                                        ("nine", "six too")]
+    assert sorted((p.chosen, p.rejected) for p in kept.train_pairs) == [
+        ("nine", "six"),
+        ("nine", "six too"),
+    ]
     with pytest.raises(UserError, match="no training pair left.*1 below --min-score-gap 4"):
-        load_data(config(tiny, write_jsonl(tmp_path / "b.jsonl", recs[1:]), tmp_path / "o",
-                         eval_fraction=0.0, min_score_gap=4))
+        load_data(
+            config(
+                tiny,
+                write_jsonl(tmp_path / "b.jsonl", recs[1:]),
+                tmp_path / "o",
+                eval_fraction=0.0,
+                min_score_gap=4,
+            )
+        )
 
 
 def test_held_out_instructions_are_those_train_reward_holds_out(tiny, tmp_path):
@@ -156,11 +215,18 @@ def test_held_out_instructions_are_those_train_reward_holds_out(tiny, tmp_path):
 def test_published_pairs_and_bad_lines(tiny, tmp_path):
     from gpt4llm.train.dpo import load_data, load_pairs
 
-    pub = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"user_input": "Name a color.", "completion_a": "Red.", "completion_b": "Sea."}])
+    pub = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"user_input": "Name a color.", "completion_a": "Red.", "completion_b": "Sea."}],
+    )
     (p,) = load_pairs(pub).pairs
     assert (p.instruction, p.input, p.chosen, p.rejected, p.gap) == (
-        "Name a color.", "", "Red.", "Sea.", None)
+        "Name a color.",
+        "",
+        "Red.",
+        "Sea.",
+        None,
+    )
     with pytest.raises(UserError, match="--min-score-gap needs comparison records"):
         load_data(config(tiny, pub, tmp_path / "o", min_score_gap=1))
     bad = tmp_path / "bad.jsonl"
@@ -192,11 +258,13 @@ def test_prompt_is_the_students_own_format(tiny, tmp_path):
         p, row = d.train_pairs[0], d.train_rows[0]
         assert row["prompt_ids"] == encode_prompt(tok, build_prompt(expected, tok, p.instruction))
         assert row["chosen_ids"] == tok(p.chosen, add_special_tokens=False)["input_ids"] + [
-            tok.eos_token_id]
+            tok.eos_token_id
+        ]
         assert d.meta["template_no_input"] == expected["template_no_input"]
         assert d.meta["max_seq_len"] == 512  # what this training saw
     assert tok.decode(row["prompt_ids"], skip_special_tokens=True).startswith(
-        "Below is an instruction")  # the Alpaca default
+        "Below is an instruction"
+    )  # the Alpaca default
 
     pair = PrefPair("g", "Name three colors.", "", "red green blue. " * 20, "sea.", 1.0)
     full = tokenize_pair(tok, meta, pair, 512, None)
@@ -207,7 +275,9 @@ def test_prompt_is_the_students_own_format(tiny, tmp_path):
     cut, status = tokenize_pair(tok, meta, pair, n + 5, None)
     assert status == "truncated" and len(cut["chosen_ids"]) == 5
     assert tokenize_pair(tok, meta, PrefPair("g", "x", "", "same", "same", 1.0), 512, None) == (
-        None, "identical")
+        None,
+        "identical",
+    )
 
 
 # --------------------------------------------------------------------------- the packed path
@@ -235,15 +305,26 @@ def test_packed_forward_equals_trls_padded_forward(tiny, head):
         n = int(torch.randint(lo, hi, (1,), generator=g))
         return torch.randint(5, 500, (n,), generator=g).tolist()
 
-    rows = [{"prompt_ids": [2] + ids(3, 12), "chosen_ids": ids(2, 15) + [1],
-             "rejected_ids": ids(2, 15) + [1]} for _ in range(3)]
+    rows = [
+        {
+            "prompt_ids": [2] + ids(3, 12),
+            "chosen_ids": ids(2, 15) + [1],
+            "rejected_ids": ids(2, 15) + [1],
+        }
+        for _ in range(3)
+    ]
     batch = DataCollatorForPreference(pad_token_id=0)(rows)
     labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
     weights = torch.tensor([1.0, -2.0, 3.0, 0.5, -1.0, 2.0])
     got = []
     for m in models:
-        out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                labels=labels, fused_lm_head=True, use_cache=False)
+        out = m(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=labels,
+            fused_lm_head=True,
+            use_cache=False,
+        )
         (out.log_probs.sum(1) * weights).sum().backward()
         grads = torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None])
         got.append((out.log_probs.detach(), grads))
@@ -295,9 +376,15 @@ def test_held_out_preference_accuracy_rises(tiny, tmp_path):
     assert last["heldout_preference_accuracy"] == s["heldout_preference_accuracy"]
     assert "entropy" not in json.dumps(log_lines(out))  # not computed, so not logged
     # the outputs: merged model + adapter + the student's prompt metadata + report summary
-    for name in ("model.safetensors", "tokenizer.json", PROMPT_META_FILE, "heldout.jsonl",
-                 "manifest.json", "adapter/adapter_model.safetensors",
-                 "adapter/" + PROMPT_META_FILE):
+    for name in (
+        "model.safetensors",
+        "tokenizer.json",
+        PROMPT_META_FILE,
+        "heldout.jsonl",
+        "manifest.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/" + PROMPT_META_FILE,
+    ):
         assert (out / name).exists(), name
     assert read_prompt_meta(str(tiny)) is None  # no metadata: tuned (and saved) in Alpaca's
     assert read_prompt_meta(str(out))["template_no_input"] == default_meta()["template_no_input"]
@@ -325,8 +412,18 @@ def test_full_fine_tuning_with_a_frozen_reference_and_reference_free(tiny, tmp_p
     dpo.speed_up = spy
     try:
         full = dpo.run(config(tiny, data, tmp_path / "full", lora=False, learning_rate=5e-4))
-        free = dpo.run(config(tiny, data, tmp_path / "free", lora=False, learning_rate=5e-4,
-                              reference_free=True, sft_weight=1.0, max_steps=20))
+        free = dpo.run(
+            config(
+                tiny,
+                data,
+                tmp_path / "free",
+                lora=False,
+                learning_rate=5e-4,
+                reference_free=True,
+                sft_weight=1.0,
+                max_steps=20,
+            )
+        )
     finally:
         dpo.speed_up = real
     assert full["reference"] == "a frozen copy" and seen[False].ref_model is not None
@@ -344,8 +441,17 @@ def test_every_loss_trains(tiny, tmp_path, loss):
     from gpt4llm.train.dpo import run
 
     data = write_jsonl(tmp_path / "cmp.jsonl", preference_records(16))
-    s = run(config(tiny, data, tmp_path / "o", max_steps=4, logging_steps=1, loss=loss,
-                   label_smoothing=0.1 if loss == "robust" else 0.0))
+    s = run(
+        config(
+            tiny,
+            data,
+            tmp_path / "o",
+            max_steps=4,
+            logging_steps=1,
+            loss=loss,
+            label_smoothing=0.1 if loss == "robust" else 0.0,
+        )
+    )
     losses = [r["loss"] for r in log_lines(tmp_path / "o") if "loss" in r]
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     assert s["loss"] == loss and s["heldout_reward_margin"] != 0.0  # the policy moved
@@ -362,8 +468,7 @@ def test_no_padding_free_is_trls_path_with_the_same_result(tiny, tmp_path):
     assert ours["heldout_reward_margin"] == pytest.approx(trl["heldout_reward_margin"], abs=1e-3)
 
 
-_KILL_SCRIPT = textwrap.dedent(
-    """
+_KILL_SCRIPT = textwrap.dedent("""
     import os, sys
     import gpt4llm.train.common as common
     from gpt4llm.train.dpo import Config, run
@@ -381,8 +486,7 @@ _KILL_SCRIPT = textwrap.dedent(
 
     common.make_log_callback = patched
     run(Config.model_validate_json({cfg!r}))
-    """
-)
+    """)
 
 
 @pytest.mark.slow
@@ -390,9 +494,17 @@ def test_resume_after_kill_reproduces_the_loss_curve(tiny, tmp_path):
     from gpt4llm.train.dpo import Config, run
 
     data = write_jsonl(tmp_path / "cmp.jsonl", preference_records(32))
-    common = {"model": str(tiny), "data": str(data), "eval_fraction": 0.25, "max_steps": 6,
-              "per_device_batch_size": 3, "learning_rate": 1e-3, "save_steps": 2,
-              "logging_steps": 1, "precision": "fp32"}
+    common = {
+        "model": str(tiny),
+        "data": str(data),
+        "eval_fraction": 0.25,
+        "max_steps": 6,
+        "per_device_batch_size": 3,
+        "learning_rate": 1e-3,
+        "save_steps": 2,
+        "logging_steps": 1,
+        "precision": "fp32",
+    }
     ref = run(Config(output=tmp_path / "ref", **common))
 
     def losses(out: Path) -> dict:
@@ -400,8 +512,13 @@ def test_resume_after_kill_reproduces_the_loss_curve(tiny, tmp_path):
 
     killed = tmp_path / "killed"
     cfg = Config(output=killed, **common).model_dump_json()
-    proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT.format(kill_at=4, cfg=cfg)],
-                          capture_output=True, text=True, check=False, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_SCRIPT.format(kill_at=4, cfg=cfg)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode == 137, proc.stderr[-2000:]
     assert (killed / "checkpoints" / "checkpoint-4").exists()
     assert not (killed / "summary.json").exists()
@@ -419,18 +536,27 @@ def test_resume_after_kill_reproduces_the_loss_curve(tiny, tmp_path):
 # --------------------------------------------------------------------------- errors
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     cli = str(Path(sys.executable).parent / "gpt4llm")
-    return subprocess.run([cli, "train", "dpo", *args], capture_output=True, text=True,
-                          check=False, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [cli, "train", "dpo", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
 def test_cli_errors_are_one_line(tiny, tmp_path):
-    bad = write_jsonl(tmp_path / "bad.jsonl", [
-        {"user_input": "q", "completion_a": "a", "completion_b": "b"}, {"user_input": "q"}])
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"user_input": "q", "completion_a": "a", "completion_b": "b"}, {"user_input": "q"}],
+    )
     proc = _cli(str(bad), "--model", str(tiny), "-o", str(tmp_path / "o"))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {bad}:2: field 'completion_a': missing"]
-    pub = write_jsonl(tmp_path / "pub.jsonl", [
-        {"user_input": "q", "completion_a": "a", "completion_b": "b"}])
+    pub = write_jsonl(
+        tmp_path / "pub.jsonl", [{"user_input": "q", "completion_a": "a", "completion_b": "b"}]
+    )
     proc = _cli(str(pub), "--model", str(tiny), "-o", str(tmp_path / "o"), "--min-score-gap", "2")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "--min-score-gap needs comparison records with scores" in proc.stderr
@@ -473,8 +599,10 @@ def test_accelerate_dry_run_prints_the_launch_command(tmp_path, capsys, monkeypa
     data.update(output=str(tmp_path / "run"), dry_run=True)
     summary = run(build_config(Config, data))
     launch_yaml = tmp_path / "run" / "launch_config.yaml"
-    expected = ("accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml "
-                f"-m gpt4llm.train dpo --config {launch_yaml}")
+    expected = (
+        "accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml "
+        f"-m gpt4llm.train dpo --config {launch_yaml}"
+    )
     assert capsys.readouterr().out.strip() == expected == summary["command"]
     inner = build_config(Config, yaml.safe_load(launch_yaml.read_text()))
     assert inner.launcher == "python" and inner.lora is False and inner.learning_rate == 5e-7
@@ -488,10 +616,28 @@ def test_two_processes_under_accelerate(tiny, tmp_path):
     inside each process; the two processes together see twice the pairs per step."""
     data = write_jsonl(tmp_path / "cmp.jsonl", preference_records(48))
     out = tmp_path / "ddp"
-    proc = _cli(str(data), "--model", str(tiny), "-o", str(out), "--max-steps", "6",
-                "--per-device-batch-size", "2", "--learning-rate", "1e-3", "--eval-fraction",
-                "0.25", "--logging-steps", "2", "--launcher", "accelerate", "--num-processes",
-                "2", cwd=tmp_path)
+    proc = _cli(
+        str(data),
+        "--model",
+        str(tiny),
+        "-o",
+        str(out),
+        "--max-steps",
+        "6",
+        "--per-device-batch-size",
+        "2",
+        "--learning-rate",
+        "1e-3",
+        "--eval-fraction",
+        "0.25",
+        "--logging-steps",
+        "2",
+        "--launcher",
+        "accelerate",
+        "--num-processes",
+        "2",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "accelerate launch --multi_gpu" in proc.stdout
     assert "packed rows, LM head at answer positions only" in proc.stderr
@@ -502,8 +648,13 @@ def test_two_processes_under_accelerate(tiny, tmp_path):
 
 
 def test_train_module_knows_dpo():
-    proc = subprocess.run([sys.executable, "-m", "gpt4llm.train"], capture_output=True,
-                          text=True, check=False, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpt4llm.train"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert "dpo" in proc.stderr and "reward" in proc.stderr
 
 
@@ -512,11 +663,25 @@ def test_report_shows_dpo_next_to_the_reward_model(tmp_path):
 
     dpo_dir = tmp_path / "dpo"
     dpo_dir.mkdir()
-    (dpo_dir / "summary.json").write_text(json.dumps({
-        "metric": "dpo", "model": "dpo", "base_model": "student", "loss": "sigmoid",
-        "beta": 0.1, "reference": "a frozen copy", "steps": 6, "train_pairs": 10, "pairs": 4,
-        "preference_accuracy": 0.75, "reward_margin": 0.1234, "policy_accuracy": 0.5,
-        "reference_accuracy": 0.25}))
+    (dpo_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "metric": "dpo",
+                "model": "dpo",
+                "base_model": "student",
+                "loss": "sigmoid",
+                "beta": 0.1,
+                "reference": "a frozen copy",
+                "steps": 6,
+                "train_pairs": 10,
+                "pairs": 4,
+                "preference_accuracy": 0.75,
+                "reward_margin": 0.1234,
+                "policy_accuracy": 0.5,
+                "reference_accuracy": 0.25,
+            }
+        )
+    )
     reward = tmp_path / "reward.json"
     reward.write_text(json.dumps({"model": "rm", "n_pairs": 4, "pairwise_accuracy": 0.5}))
     s = run(Config(inputs=[dpo_dir, reward], output=tmp_path / "report"))

@@ -37,10 +37,19 @@ def test_chunked_ce_equals_linear_plus_cross_entropy_fp32(chunk_rows, softcap):
     from gpt4llm.train.fastpath import chunked_linear_cross_entropy
 
     hidden, weight, bias, targets = _leaves()
-    ref = _reference_ce(hidden, weight, targets, bias, softcap) * 0.37  # a non-unit upstream gradient
-    ours = chunked_linear_cross_entropy(hidden, weight, targets, bias=bias, chunk_rows=chunk_rows, softcap=softcap) * 0.37
+    ref = (
+        _reference_ce(hidden, weight, targets, bias, softcap) * 0.37
+    )  # a non-unit upstream gradient
+    ours = (
+        chunked_linear_cross_entropy(
+            hidden, weight, targets, bias=bias, chunk_rows=chunk_rows, softcap=softcap
+        )
+        * 0.37
+    )
     assert float(ours) == pytest.approx(float(ref), rel=1e-6)
-    for g_ref, g_ours in zip(_grads(ref, hidden, weight, bias), _grads(ours, hidden, weight, bias), strict=True):
+    for g_ref, g_ours in zip(
+        _grads(ref, hidden, weight, bias), _grads(ours, hidden, weight, bias), strict=True
+    ):
         torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-6)
 
 
@@ -50,14 +59,21 @@ def test_chunked_ce_exact_when_the_target_probability_underflows(dtype):
 
     hidden, weight, bias, targets = _leaves(n=12, bias=True, seed=4)
     with torch.no_grad():
-        hidden[3] *= 200.0  # logits of row 3 span thousands: its target probability is exactly 0 in fp32
+        hidden[3] *= (
+            200.0  # logits of row 3 span thousands: its target probability is exactly 0 in fp32
+        )
         targets[3] = int(torch.argmin(F.linear(hidden[3], weight, bias)))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         ref = _reference_ce(hidden, weight, targets, bias)
         ours = chunked_linear_cross_entropy(hidden, weight, targets, bias=bias, chunk_rows=5)
     assert torch.isfinite(ours) and float(ref) > 1000
     assert float(ours) == pytest.approx(float(ref), rel=1e-5 if dtype == torch.float32 else 1e-3)
-    torch.testing.assert_close(_grads(ours, hidden)[0], _grads(ref, hidden)[0], rtol=1e-4 if dtype == torch.float32 else 3e-2, atol=1e-5 if dtype == torch.float32 else 1e-2)
+    torch.testing.assert_close(
+        _grads(ours, hidden)[0],
+        _grads(ref, hidden)[0],
+        rtol=1e-4 if dtype == torch.float32 else 3e-2,
+        atol=1e-5 if dtype == torch.float32 else 1e-2,
+    )
 
 
 def test_chunked_ce_reuses_its_workspace_across_calls_of_any_size():
@@ -67,9 +83,13 @@ def test_chunked_ce_reuses_its_workspace_across_calls_of_any_size():
     for n, seed in ((37, 0), (80, 1), (5, 2), (37, 3)):  # grow, shrink, then reuse
         hidden, weight, bias, targets = _leaves(n=n, seed=seed)
         ref = _reference_ce(hidden, weight, targets, bias)
-        ours = chunked_linear_cross_entropy(hidden, weight, targets, bias=bias, chunk_rows=16, workspace=workspace)
+        ours = chunked_linear_cross_entropy(
+            hidden, weight, targets, bias=bias, chunk_rows=16, workspace=workspace
+        )
         assert float(ours) == pytest.approx(float(ref), rel=1e-6)
-        torch.testing.assert_close(_grads(ours, hidden)[0], _grads(ref, hidden)[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            _grads(ours, hidden)[0], _grads(ref, hidden)[0], rtol=1e-5, atol=1e-6
+        )
     assert workspace.buffers["logits"].shape == (16, 101)  # one chunk-sized buffer, reused
 
 
@@ -89,11 +109,15 @@ def test_chunked_ce_under_bf16_autocast_matches_autocast_reference_and_cached_we
     # a frozen weight with a ready bf16 copy gives the same loss and hidden gradient
     frozen = weight.detach()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        cached = chunked_linear_cross_entropy(hidden, frozen, targets, chunk_rows=16, compute_weight=frozen.to(torch.bfloat16))
+        cached = chunked_linear_cross_entropy(
+            hidden, frozen, targets, chunk_rows=16, compute_weight=frozen.to(torch.bfloat16)
+        )
     assert float(cached) == pytest.approx(float(ours), rel=1e-6)
     torch.testing.assert_close(_grads(cached, hidden)[0], gh, rtol=0, atol=0)
     with pytest.raises(ValueError, match="frozen"), torch.autocast("cpu", dtype=torch.bfloat16):
-        chunked_linear_cross_entropy(hidden, weight, targets, compute_weight=frozen.to(torch.bfloat16))
+        chunked_linear_cross_entropy(
+            hidden, weight, targets, compute_weight=frozen.to(torch.bfloat16)
+        )
 
 
 def test_fast_dropout_keeps_the_right_fraction_scales_and_is_seeded():
@@ -151,7 +175,12 @@ def _batches(tiny):
     from gpt4llm.train.sft import collate_padding_free, make_collate_padded, tokenize_all
 
     tok = load_tokenizer(str(tiny), padding_side="right")
-    examples, _ = tokenize_all(tok, prompt_meta("alpaca", None, None, 256, tuple(ALPACA_STOPS)), alpaca_records(5, seed=4), 256)
+    examples, _ = tokenize_all(
+        tok,
+        prompt_meta("alpaca", None, None, 256, tuple(ALPACA_STOPS)),
+        alpaca_records(5, seed=4),
+        256,
+    )
     return collate_padding_free(examples), make_collate_padded(tok.pad_token_id)(examples)
 
 
@@ -162,9 +191,20 @@ def test_fused_response_loss_equals_library_loss_and_gradients(tiny, layout):
     model = _lora_model(tiny)
     batch = dict(zip(["padding_free", "padded"], _batches(tiny), strict=True))[layout]
     ref = response_only_loss(model, batch)
-    ref_grads = {n: g for n, g in zip([n for n, p in model.named_parameters() if p.requires_grad], torch.autograd.grad(ref, [p for p in model.parameters() if p.requires_grad]), strict=True)}
+    ref_grads = {
+        n: g
+        for n, g in zip(
+            [n for n, p in model.named_parameters() if p.requires_grad],
+            torch.autograd.grad(ref, [p for p in model.parameters() if p.requires_grad]),
+            strict=True,
+        )
+    }
     fused, notes = speed_up(model, batch["input_ids"][:, :16], bf16=False, lora=True, sharded=False)
-    assert fused is not None and notes == ["chunked LM-head cross-entropy", "per-sequence attention", "fused LoRA in 14 layers"]  # fp32, dropout 0
+    assert fused is not None and notes == [
+        "chunked LM-head cross-entropy",
+        "per-sequence attention",
+        "fused LoRA in 14 layers",
+    ]  # fp32, dropout 0
     ours = fused(batch)
     assert float(ours) == pytest.approx(float(ref), rel=1e-6)
     grads = torch.autograd.grad(ours, [p for p in model.parameters() if p.requires_grad])
@@ -187,7 +227,10 @@ def _peft_two_layers(dropout):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    model = get_peft_model(_TwoLayers(), LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["up", "down"]))
+    model = get_peft_model(
+        _TwoLayers(),
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["up", "down"]),
+    )
     for name, p in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.1)
@@ -221,7 +264,9 @@ def test_fused_lora_equals_peft_without_dropout():
         ref_bf16 = _fwd_bwd(_peft_two_layers(0.0), x)
     torch.testing.assert_close(ours_bf16[0].float(), ref_bf16[0].float(), rtol=2e-2, atol=2e-2)
     for name in ref_bf16[2]:
-        torch.testing.assert_close(ours_bf16[2][name], ref_bf16[2][name], rtol=3e-2, atol=3e-2, msg=name)
+        torch.testing.assert_close(
+            ours_bf16[2][name], ref_bf16[2][name], rtol=3e-2, atol=3e-2, msg=name
+        )
     # anything but one plain adapter goes through peft's own forward
     with model.disable_adapter():
         torch.testing.assert_close(model(x), model.get_base_model()(x))
@@ -242,12 +287,19 @@ def test_fused_lora_dropout_is_the_keep_mask_applied_to_the_adapter_input():
     def lora(layer, inp):
         keep = keep_mask(inp.shape, 0.3, inp.device)
         adapted = inp * keep * keep_scale(0.3)
-        return layer.base_layer(inp) + layer.lora_B["default"](layer.lora_A["default"](adapted)) * layer.scaling["default"]
+        return (
+            layer.base_layer(inp)
+            + layer.lora_B["default"](layer.lora_A["default"](adapted)) * layer.scaling["default"]
+        )
 
     ref = lora(down, torch.relu(lora(up, x)))
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-6)
-    g_ours = torch.autograd.grad(y.sum(), [x, up.lora_A["default"].weight, down.lora_B["default"].weight])
-    g_ref = torch.autograd.grad(ref.sum(), [x, up.lora_A["default"].weight, down.lora_B["default"].weight])
+    g_ours = torch.autograd.grad(
+        y.sum(), [x, up.lora_A["default"].weight, down.lora_B["default"].weight]
+    )
+    g_ref = torch.autograd.grad(
+        ref.sum(), [x, up.lora_A["default"].weight, down.lora_B["default"].weight]
+    )
     for a, b in zip(g_ours, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     model.eval()  # no dropout at evaluation
@@ -270,8 +322,16 @@ def test_per_sequence_attention_equals_sdpa_on_packed_rows(tmp_path, sliding_win
     pos = batch["position_ids"][0]
     bounds = [0, *(torch.nonzero(pos[1:] != pos[:-1] + 1).flatten() + 1).tolist(), pos.shape[0]]
     assert len(bounds) == 6
-    truth = torch.cat([model(input_ids=batch["input_ids"][:, a:b], use_cache=False).logits for a, b in itertools.pairwise(bounds)], dim=1)
-    library = model(**inputs, use_cache=False).logits  # SDPA with the block-diagonal mask from the position ids
+    truth = torch.cat(
+        [
+            model(input_ids=batch["input_ids"][:, a:b], use_cache=False).logits
+            for a, b in itertools.pairwise(bounds)
+        ],
+        dim=1,
+    )
+    library = model(
+        **inputs, use_cache=False
+    ).logits  # SDPA with the block-diagonal mask from the position ids
     torch.testing.assert_close(library, truth, rtol=1e-4, atol=1e-4)
     assert use_packed_attention(model) and model.config._attn_implementation == PACKED_ATTENTION
     torch.testing.assert_close(model(**inputs, use_cache=False).logits, truth, rtol=1e-4, atol=1e-4)
@@ -279,7 +339,9 @@ def test_per_sequence_attention_equals_sdpa_on_packed_rows(tmp_path, sliding_win
     padded_inputs = {k: v for k, v in padded.items() if k != "labels"}
     out = model(**padded_inputs, use_cache=False).logits
     model.set_attn_implementation("sdpa")
-    torch.testing.assert_close(out, model(**padded_inputs, use_cache=False).logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        out, model(**padded_inputs, use_cache=False).logits, rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("autocast", [False, True])
@@ -288,11 +350,19 @@ def test_grouped_attention_equals_sdpa_with_repeated_kv_heads(autocast):
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, h, 37, 16, generator=g) for h in (4, 2, 2))
-    window = torch.ones(37, 37, dtype=torch.bool).tril_() & ~torch.ones(37, 37, dtype=torch.bool).tril_(-9)  # sliding window 9
+    window = torch.ones(37, 37, dtype=torch.bool).tril_() & ~torch.ones(
+        37, 37, dtype=torch.bool
+    ).tril_(-9)  # sliding window 9
     for mask in (None, window):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            ref = F.scaled_dot_product_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), attn_mask=mask,
-                                                 is_causal=mask is None, scale=0.3).transpose(1, 2)
+            ref = F.scaled_dot_product_attention(
+                q,
+                k.repeat_interleave(2, 1),
+                v.repeat_interleave(2, 1),
+                attn_mask=mask,
+                is_causal=mask is None,
+                scale=0.3,
+            ).transpose(1, 2)
             ours = _grouped_attention(q, k, v, mask, 0.3)
         assert ours.shape == (1, 37, 4, 16) and ours.dtype == ref.dtype
         tol = {"rtol": 2e-2, "atol": 2e-2} if autocast else {"rtol": 1e-5, "atol": 1e-5}
@@ -311,7 +381,9 @@ def test_frozen_linears_in_bf16_give_the_autocast_numbers(tiny):
     n = store_frozen_linears_in(model, torch.bfloat16, skip=(head,))
     assert n == 7 * 2  # q,k,v,o,gate,up,down base layers in 2 layers
     assert head.weight.dtype == torch.float32  # the tied head / embedding keeps its dtype
-    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)  # adapters stay fp32
+    assert all(
+        p.dtype == torch.float32 for p in model.parameters() if p.requires_grad
+    )  # adapters stay fp32
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         after = model(**inputs).logits
     assert torch.equal(before, after)
@@ -326,30 +398,54 @@ def test_train_sft_fast_path_matches_library_path(tiny, tmp_path):
     from gpt4llm.train.sft import Config, run
 
     data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(16, seed=5))
-    common = {"model": str(tiny), "data": [data], "eval_fraction": 0.0, "max_steps": 4, "per_device_batch_size": 4, "learning_rate": 5e-3,
-                  "logging_steps": 1, "save_steps": 1000, "lora_dropout": 0.0, "precision": "bf16"}
+    common = {
+        "model": str(tiny),
+        "data": [data],
+        "eval_fraction": 0.0,
+        "max_steps": 4,
+        "per_device_batch_size": 4,
+        "learning_rate": 5e-3,
+        "logging_steps": 1,
+        "save_steps": 1000,
+        "lora_dropout": 0.0,
+        "precision": "bf16",
+    }
     run(Config(output=tmp_path / "lib", fast_path=False, **common))
     run(Config(output=tmp_path / "fast", fast_path=True, **common))
     curve = {}
     for name in ("lib", "fast"):
-        curve[name] = [r["loss"] for r in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines()) if "loss" in r]
+        curve[name] = [
+            r["loss"]
+            for r in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines())
+            if "loss" in r
+        ]
     assert len(curve["fast"]) == 4
     assert curve["fast"] == pytest.approx(curve["lib"], rel=2e-3), curve
-    merged = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "fast", dtype=None).named_parameters())
+    merged = dict(
+        AutoModelForCausalLM.from_pretrained(tmp_path / "fast", dtype=None).named_parameters()
+    )
     assert all(p.dtype == torch.float32 for p in merged.values())
     from peft import PeftModel
 
     base = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
     base_weights = {n: p.detach().clone() for n, p in base.named_parameters()}
-    expected = dict(PeftModel.from_pretrained(base, tmp_path / "fast" / "adapter").merge_and_unload().named_parameters())
+    expected = dict(
+        PeftModel.from_pretrained(base, tmp_path / "fast" / "adapter")
+        .merge_and_unload()
+        .named_parameters()
+    )
     changed = 0
     for name, p in merged.items():
-        torch.testing.assert_close(p, expected[name], rtol=0, atol=1e-6, msg=name)  # fp32 base + adapter
+        torch.testing.assert_close(
+            p, expected[name], rtol=0, atol=1e-6, msg=name
+        )  # fp32 base + adapter
         changed += not torch.equal(p, base_weights[name])
     assert changed == 14  # the 14 adapted layers moved; embeddings and norms are the fp32 originals
 
 
-def test_fast_path_with_activation_checkpointing_recomputes_the_same_dropout(tiny, tmp_path, monkeypatch):
+def test_fast_path_with_activation_checkpointing_recomputes_the_same_dropout(
+    tiny, tmp_path, monkeypatch
+):
     """Recomputed layers must draw the same LoRA dropout masks (torch's checkpoint restores the
     RNG state), so checkpointing changes memory, not the loss curve."""
     from tiny_lm import alpaca_records, write_jsonl
@@ -361,16 +457,33 @@ def test_fast_path_with_activation_checkpointing_recomputes_the_same_dropout(tin
     real = fastpath.keep_mask
     monkeypatch.setattr(fastpath, "keep_mask", lambda *a: draws.append(1) or real(*a))
     data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(12, seed=6))
-    common = {"model": str(tiny), "data": [data], "eval_fraction": 0.0, "max_steps": 3, "per_device_batch_size": 4, "learning_rate": 5e-3,
-                  "logging_steps": 1, "save_steps": 1000, "lora_dropout": 0.2, "precision": "fp32", "merge": False}
+    common = {
+        "model": str(tiny),
+        "data": [data],
+        "eval_fraction": 0.0,
+        "max_steps": 3,
+        "per_device_batch_size": 4,
+        "learning_rate": 5e-3,
+        "logging_steps": 1,
+        "save_steps": 1000,
+        "lora_dropout": 0.2,
+        "precision": "fp32",
+        "merge": False,
+    }
     curves, n_draws = {}, {}
     for name, ckpt in (("plain", False), ("ckpt", True)):
         draws.clear()
         run(Config(output=tmp_path / name, gradient_checkpointing=ckpt, **common))
         n_draws[name] = len(draws)
-        curves[name] = [r["loss"] for r in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines()) if "loss" in r]
+        curves[name] = [
+            r["loss"]
+            for r in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines())
+            if "loss" in r
+        ]
     assert len(curves["plain"]) == 3
-    assert n_draws["plain"] == 3 * 14 and n_draws["ckpt"] == 2 * 3 * 14  # the layers really were recomputed
+    assert (
+        n_draws["plain"] == 3 * 14 and n_draws["ckpt"] == 2 * 3 * 14
+    )  # the layers really were recomputed
     assert curves["ckpt"] == pytest.approx(curves["plain"], rel=1e-5), curves
 
 
@@ -387,7 +500,9 @@ def test_sharded_runs_keep_the_library_path_ddp_does_not(tiny, monkeypatch):
         assert sharded()
         monkeypatch.delenv(key)
     model = _lora_model(tiny)
-    assert speed_up(model, torch.zeros(1, 4, dtype=torch.long), bf16=True, lora=True, sharded=True) == (None, ["library path (sharded run)"])
+    assert speed_up(
+        model, torch.zeros(1, 4, dtype=torch.long), bf16=True, lora=True, sharded=True
+    ) == (None, ["library path (sharded run)"])
     assert all(p.dtype == torch.float32 for p in model.parameters())  # nothing was changed
 
 

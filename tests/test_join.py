@@ -9,7 +9,11 @@ from gpt4llm.join import Source, choose_method, join_answers
 
 
 def src(name, rows, explicit=True):
-    return Source(name, [{"id": i, "instruction": ins, "input": "", "output": out} for i, ins, out in rows], explicit)
+    return Source(
+        name,
+        [{"id": i, "instruction": ins, "input": "", "output": out} for i, ins, out in rows],
+        explicit,
+    )
 
 
 def test_join_on_id_reports_missing():
@@ -30,7 +34,10 @@ def test_auto_falls_back_to_text_when_ids_disagree():
     b = src("b", [("b-0", "y", "by"), ("b-1", "x  ", "bx")])  # whitespace is folded
     joined = join_answers([a, b])
     assert joined.method == "text" and not joined.report()["missing"]
-    assert [[r["output"] for r in it.records.values()] for it in joined.items] == [["ax", "bx"], ["ay", "by"]]
+    assert [[r["output"] for r in it.records.values()] for it in joined.items] == [
+        ["ax", "bx"],
+        ["ay", "by"],
+    ]
 
 
 def test_auto_uses_text_when_a_file_has_no_ids_of_its_own():
@@ -51,7 +58,9 @@ def test_auto_never_joins_by_position_silently():
     with pytest.raises(UserError, match="share no instructions.*--join position"):
         join_answers([a, b])
     joined = join_answers([a, b], on="position")
-    assert joined.method == "position" and len(joined.items) == 1 and len(joined.items[0].records) == 2
+    assert (
+        joined.method == "position" and len(joined.items) == 1 and len(joined.items[0].records) == 2
+    )
 
 
 def test_position_needs_equal_counts():

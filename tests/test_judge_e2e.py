@@ -20,20 +20,57 @@ def test_embedded_judge_expected_scores(tmp_path: Path):
     from gpt4llm.cli import app
 
     q = tmp_path / "question.jsonl"
-    q.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"question_id": 1, "text": "What is the capital of France?", "category": "knowledge"},
-        {"question_id": 2, "text": "Name a primary color.", "category": "generic"},
-    ]))
+    q.write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {
+                    "question_id": 1,
+                    "text": "What is the capital of France?",
+                    "category": "knowledge",
+                },
+                {"question_id": 2, "text": "Name a primary color.", "category": "generic"},
+            ]
+        )
+    )
     a = tmp_path / "a.jsonl"
-    a.write_text("".join(json.dumps({"question_id": i, "model_id": "good", "text": t}) + "\n" for i, t in [(1, "The capital of France is Paris."), (2, "Red is a primary color.")]))
+    a.write_text(
+        "".join(
+            json.dumps({"question_id": i, "model_id": "good", "text": t}) + "\n"
+            for i, t in [(1, "The capital of France is Paris."), (2, "Red is a primary color.")]
+        )
+    )
     b = tmp_path / "b.jsonl"
-    b.write_text("".join(json.dumps({"question_id": i, "model_id": "bad", "text": t}) + "\n" for i, t in [(1, "Bananas."), (2, "I do not know.")]))
+    b.write_text(
+        "".join(
+            json.dumps({"question_id": i, "model_id": "bad", "text": t}) + "\n"
+            for i, t in [(1, "Bananas."), (2, "I do not know.")]
+        )
+    )
     out = tmp_path / "judge"
-    res = CliRunner().invoke(app, [
-        "eval", "judge", str(a), str(b), "--questions", str(q), "--output", str(out),
-        "--judge", "embedded", "--scoring", "expected", "--max-tokens", "12", "--top-logprobs", "20",
-        "--judge-cache", str(tmp_path / "cache.sqlite"),
-    ])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "judge",
+            str(a),
+            str(b),
+            "--questions",
+            str(q),
+            "--output",
+            str(out),
+            "--judge",
+            "embedded",
+            "--scoring",
+            "expected",
+            "--max-tokens",
+            "12",
+            "--top-logprobs",
+            "20",
+            "--judge-cache",
+            str(tmp_path / "cache.sqlite"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = [json.loads(x) for x in (out / "judgments.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and {r["order"] for r in rows} == {"ab", "ba"}

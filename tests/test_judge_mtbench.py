@@ -364,9 +364,9 @@ def test_pair_two_turns_references_and_a_position_biased_judge(
     assert {(x["model_1"], x["model_2"]) for x in fc} == {("alpha", "beta")}
     raw = [
         json.loads(x)
-        for x in (out / "fastchat" / "model_judgment" / "fake-model_pair.jsonl")
-        .read_text()
-        .splitlines()
+        for x in (
+            (out / "fastchat" / "model_judgment" / "fake-model_pair.jsonl").read_text().splitlines()
+        )
     ]
     assert "ALPHA-901-t1" in raw[0]["g1_user_prompt"].split("Assistant 2")[0]
     assert raw[0]["g1_judgment"].startswith("8 6")

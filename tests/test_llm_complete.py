@@ -20,13 +20,23 @@ from gpt4llm.llm.base import Completion
 
 
 def reqs(n: int, **params) -> list[Request]:
-    return [Request(key=f"k{i}", messages=[{"role": "user", "content": f"question {i}"}], params=SamplingParams(**params)) for i in range(n)]
+    return [
+        Request(
+            key=f"k{i}",
+            messages=[{"role": "user", "content": f"question {i}"}],
+            params=SamplingParams(**params),
+        )
+        for i in range(n)
+    ]
 
 
 def test_results_in_request_order_with_usage_and_cost(fake_openai, fake_llm_config):
     cfg = fake_llm_config.model_copy(update={"model": "gpt-4o-mini"})
     fake_openai.latency = lambda n, body: 0.03 if n % 2 else 0.0  # finish out of order
-    fake_openai.responder = lambda messages, body: {"content": "answer to " + messages[-1]["content"], "usage": {"prompt_tokens": 1000, "completion_tokens": 2000}}
+    fake_openai.responder = lambda messages, body: {
+        "content": "answer to " + messages[-1]["content"],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 2000},
+    }
     results = complete_all(cfg, reqs(20), progress=False)
     assert [r.key for r in results] == [f"k{i}" for i in range(20)]
     assert [r.completion.text for r in results] == [f"answer to question {i}" for i in range(20)]
@@ -39,10 +49,15 @@ def test_results_in_request_order_with_usage_and_cost(fake_openai, fake_llm_conf
 
 def test_price_override_and_unknown_model_cost(fake_openai, fake_llm_config):
     cfg = fake_llm_config.model_copy(update={"price_prompt": 1.0, "price_completion": 2.0})
-    fake_openai.responder = lambda m, b: {"content": "x", "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+    fake_openai.responder = lambda m, b: {
+        "content": "x",
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+    }
     [r] = complete_all(cfg, reqs(1), progress=False)
     assert r.cost == pytest.approx((10 * 1.0 + 5 * 2.0) / 1e6)
-    [r] = complete_all(fake_llm_config.model_copy(update={"no_cache": True}), reqs(1), progress=False)
+    [r] = complete_all(
+        fake_llm_config.model_copy(update={"no_cache": True}), reqs(1), progress=False
+    )
     assert r.cost == 0.0  # fake-model has no price
 
 
@@ -105,7 +120,9 @@ def test_failed_calls_are_not_cached(fake_openai, fake_llm_config):
     assert fake_openai.calls == 2
 
 
-@pytest.mark.parametrize("fault", ["429", "500", "502", "503", "504", "reset", "empty", "null", "invalid_json", "hang"])
+@pytest.mark.parametrize(
+    "fault", ["429", "500", "502", "503", "504", "reset", "empty", "null", "invalid_json", "hang"]
+)
 def test_transient_faults_are_retried(fake_openai, fake_llm_config, fault):
     fake_openai.hang_seconds = 3.0
     cfg = fake_llm_config.model_copy(update={"timeout": 0.5})
@@ -149,12 +166,25 @@ def test_gives_up_after_max_retries_without_hanging(fake_openai, fake_llm_config
     t = time.monotonic()
     results = complete_all(cfg, reqs(4), progress=False)
     assert time.monotonic() - t < 5
-    assert all(not r.ok and "failed after 3 attempts" in r.error and "HTTP 503" in r.error for r in results)
+    assert all(
+        not r.ok and "failed after 3 attempts" in r.error and "HTTP 503" in r.error for r in results
+    )
     assert fake_openai.calls == 4 * 3
 
 
 def test_mixed_faults_at_scale_never_crash(fake_openai, fake_llm_config):
-    faults = ["429", "500", "reset", "empty", "invalid_json", "content_filter", "length", "hang", None, None]
+    faults = [
+        "429",
+        "500",
+        "reset",
+        "empty",
+        "invalid_json",
+        "content_filter",
+        "length",
+        "hang",
+        None,
+        None,
+    ]
     seen: set[str] = set()
 
     def first_attempt_fails(n, body):  # each request's first attempt gets a fault, by its index
@@ -169,7 +199,9 @@ def test_mixed_faults_at_scale_never_crash(fake_openai, fake_llm_config):
     cfg = fake_llm_config.model_copy(update={"concurrency": 16, "timeout": 0.3})
     results = complete_all(cfg, reqs(200), progress=False)
     assert len(results) == 200
-    by_fault = {f: [r for i, r in enumerate(results) if faults[i % len(faults)] == f] for f in faults}
+    by_fault = {
+        f: [r for i, r in enumerate(results) if faults[i % len(faults)] == f] for f in faults
+    }
     assert all(not r.ok and "content filter" in r.error for r in by_fault["content_filter"])
     assert all(r.ok and r.completion.finish_reason == "length" for r in by_fault["length"])
     others = [r for f, rs in by_fault.items() if f not in ("content_filter", "length") for r in rs]
@@ -200,7 +232,9 @@ def test_retry_after_pauses_all_workers(fake_openai, fake_llm_config):
 
 
 def test_rpm_limit_is_respected(fake_openai, fake_llm_config):
-    cfg = fake_llm_config.model_copy(update={"rpm": 1200, "concurrency": 32})  # 20 per second, 1 s burst
+    cfg = fake_llm_config.model_copy(
+        update={"rpm": 1200, "concurrency": 32}
+    )  # 20 per second, 1 s burst
     t = time.monotonic()
     complete_all(cfg, reqs(60), progress=False)
     elapsed = time.monotonic() - t
@@ -214,7 +248,10 @@ def test_rpm_limit_is_respected(fake_openai, fake_llm_config):
 def test_tpm_limit_is_respected(fake_openai, fake_llm_config):
     # every request is estimated at 100 + ~2 prompt tokens; 6,000 tpm = 100 tokens/s
     cfg = fake_llm_config.model_copy(update={"tpm": 6000, "concurrency": 8})
-    fake_openai.responder = lambda m, b: {"content": "x", "usage": {"prompt_tokens": 2, "completion_tokens": 98}}
+    fake_openai.responder = lambda m, b: {
+        "content": "x",
+        "usage": {"prompt_tokens": 2, "completion_tokens": 98},
+    }
     t = time.monotonic()
     complete_all(cfg, reqs(4, max_tokens=100), progress=False)
     assert 2.5 <= time.monotonic() - t <= 6.0  # 1 at once, then one per ~1 s
@@ -227,13 +264,21 @@ def test_concurrency_limit(fake_openai, fake_llm_config):
 
 
 def test_sampling_params_and_top_logprobs_reach_the_server(fake_openai, fake_llm_config):
-    fake_openai.responder = lambda m, b: {"content": "a b", "top_logprobs": [[("a", -0.1), ("A", -2.5)], [("b", -0.2), ("B", -3.0)]]}
+    fake_openai.responder = lambda m, b: {
+        "content": "a b",
+        "top_logprobs": [[("a", -0.1), ("A", -2.5)], [("b", -0.2), ("B", -3.0)]],
+    }
     params = {"max_tokens": 7, "temperature": 0.3, "top_p": 0.9, "stop": ("###",), "seed": 5}
     params["top_logprobs"] = 2
     [r] = complete_all(fake_llm_config, reqs(1, **params), progress=False)
     body = fake_openai.bodies[0]
     assert body["max_tokens"] == 7 and body["temperature"] == 0.3 and body["top_p"] == 0.9
-    assert body["stop"] == ["###"] and body["seed"] == 5 and body["logprobs"] is True and body["top_logprobs"] == 2
+    assert (
+        body["stop"] == ["###"]
+        and body["seed"] == 5
+        and body["logprobs"] is True
+        and body["top_logprobs"] == 2
+    )
     assert r.completion.top_logprobs == [[("a", -0.1), ("A", -2.5)], [("b", -0.2), ("B", -3.0)]]
     fake_openai.reset()
     [again] = complete_all(fake_llm_config, reqs(1, **params), progress=False)  # from the cache
@@ -241,17 +286,31 @@ def test_sampling_params_and_top_logprobs_reach_the_server(fake_openai, fake_llm
 
 
 def test_reasoning_models_get_max_completion_tokens(fake_openai, fake_llm_config):
-    complete_all(fake_llm_config.model_copy(update={"model": "o3-mini"}), reqs(1, max_tokens=9), progress=False)
+    complete_all(
+        fake_llm_config.model_copy(update={"model": "o3-mini"}),
+        reqs(1, max_tokens=9),
+        progress=False,
+    )
     body = fake_openai.bodies[0]
-    assert body["max_completion_tokens"] == 9 and "max_tokens" not in body and "temperature" not in body
+    assert (
+        body["max_completion_tokens"] == 9
+        and "max_tokens" not in body
+        and "temperature" not in body
+    )
 
 
 def test_api_key_from_named_env_var_and_dummy_key(fake_openai, fake_llm_config, monkeypatch):
     monkeypatch.setenv("MY_TEACHER_KEY", "sk-other-key-456")
-    complete_all(fake_llm_config.model_copy(update={"api_key_env": "MY_TEACHER_KEY"}), reqs(1), progress=False)
+    complete_all(
+        fake_llm_config.model_copy(update={"api_key_env": "MY_TEACHER_KEY"}),
+        reqs(1),
+        progress=False,
+    )
     assert fake_openai.headers[0]["authorization"] == "Bearer sk-other-key-456"
     monkeypatch.delenv("OPENAI_API_KEY")
-    complete_all(fake_llm_config, reqs(1, sample_index=1), progress=False)  # local server: dummy key
+    complete_all(
+        fake_llm_config, reqs(1, sample_index=1), progress=False
+    )  # local server: dummy key
     assert fake_openai.headers[1]["authorization"] == "Bearer sk-no-key-required"
 
 
@@ -288,7 +347,9 @@ def test_connection_refused_fails_cleanly(fake_llm_config):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    cfg = fake_llm_config.model_copy(update={"base_url": f"http://127.0.0.1:{port}/v1", "max_retries": 1})
+    cfg = fake_llm_config.model_copy(
+        update={"base_url": f"http://127.0.0.1:{port}/v1", "max_retries": 1}
+    )
     [r] = complete_all(cfg, reqs(1), progress=False)
     assert not r.ok and "connection error" in r.error and "failed after 2 attempts" in r.error
 
@@ -306,25 +367,34 @@ def test_two_processes_share_one_cache(fake_openai, fake_llm_config, tmp_path):
     fake_openai.latency = 0.01
     script = tmp_path / "worker.py"
     script.write_text(
-        "import sys\n"
-        "from gpt4llm.config import LLMConfig\n"
-        "from gpt4llm.llm import Request, complete_all\n"
-        f"cfg = LLMConfig(model='fake-model', base_url='{fake_openai.base_url}', cache=r'{fake_llm_config.cache}', concurrency=16)\n"
-        "start = int(sys.argv[1])\n"
-        "rs = complete_all(cfg, [Request(key=str(i), messages=[{'role': 'user', 'content': f'q{i}'}]) for i in range(start, start + 150)], progress=False)\n"
-        "assert all(r.ok for r in rs)\n"
+        "import sys\nfrom gpt4llm.config import LLMConfig\nfrom gpt4llm.llm import Request,"
+        f" complete_all\ncfg = LLMConfig(model='fake-model', base_url='{fake_openai.base_url}',"
+        f" cache=r'{fake_llm_config.cache}', concurrency=16)\nstart = int(sys.argv[1])\nrs ="
+        " complete_all(cfg, [Request(key=str(i), messages=[{'role': 'user', 'content':"
+        " f'q{i}'}]) for i in range(start, start + 150)], progress=False)\nassert all(r.ok for"
+        " r in rs)\n"
     )
     procs = [subprocess.Popen([sys.executable, str(script), str(s)]) for s in (0, 100)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     db = sqlite3.connect(fake_llm_config.cache)
     assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 250
     fake_openai.reset()
-    rs = complete_all(fake_llm_config, [Request(key=str(i), messages=[{"role": "user", "content": f"q{i}"}]) for i in range(250)], progress=False)
+    rs = complete_all(
+        fake_llm_config,
+        [Request(key=str(i), messages=[{"role": "user", "content": f"q{i}"}]) for i in range(250)],
+        progress=False,
+    )
     assert fake_openai.calls == 0 and all(r.cached for r in rs)
 
 
 def test_completion_roundtrip():
-    c = Completion(text="t", finish_reason="length", prompt_tokens=3, completion_tokens=4, top_logprobs=[[("a", -1.0)]])
+    c = Completion(
+        text="t",
+        finish_reason="length",
+        prompt_tokens=3,
+        completion_tokens=4,
+        top_logprobs=[[("a", -1.0)]],
+    )
     assert Completion.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 
@@ -336,7 +406,11 @@ def test_more_than_four_stops_for_openai_are_applied_client_side(fake_openai, mo
     backend = OpenAIBackend(LLMConfig(model="gpt-4"))  # no base_url: OpenAI itself
     monkeypatch.setattr(backend, "client", lambda slot=0: _Posting(fake_openai))
     fake_openai.responder = lambda m, b: "one two three END four"
-    req = Request(key="a", messages=[{"role": "user", "content": "x"}], params=SamplingParams(stop=("s1", "s2", "s3", "s4", "END")))
+    req = Request(
+        key="a",
+        messages=[{"role": "user", "content": "x"}],
+        params=SamplingParams(stop=("s1", "s2", "s3", "s4", "END")),
+    )
     comp = asyncio.run(backend.complete(req))
     assert fake_openai.bodies[0]["stop"] == ["s1", "s2", "s3", "s4"]
     assert comp.text == "one two three " and comp.finish_reason == "stop"

@@ -21,7 +21,10 @@ def test_parse_retry_after():
     assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25  # ms wins
     date = email.utils.formatdate(now + 30, usegmt=True)
     assert parse_retry_after({"retry-after": date}, now=now) == pytest.approx(30, abs=1)
-    assert parse_retry_after({"retry-after": email.utils.formatdate(now - 30, usegmt=True)}, now=now) == 0.0
+    assert (
+        parse_retry_after({"retry-after": email.utils.formatdate(now - 30, usegmt=True)}, now=now)
+        == 0.0
+    )
     assert parse_retry_after({"retry-after": "soon"}) is None
     assert parse_retry_after({"retry-after": "-3"}) == 0.0
     assert parse_retry_after({}) is None and parse_retry_after(None) is None
@@ -84,6 +87,12 @@ def test_price_lookup():
 def test_scrubber_and_one_line():
     s = Scrubber(["sk-test-SECRET123abc"])
     assert s("Authorization: Bearer sk-test-SECRET123abc!") == "Authorization: Bearer ***!"
-    assert Scrubber(["sk-no-key-required"])("sk-no-key-required") == "sk-no-key-required"  # dummy: nothing to hide
+    assert (
+        Scrubber(["sk-no-key-required"])("sk-no-key-required") == "sk-no-key-required"
+    )  # dummy: nothing to hide
     long = "word " * 200
-    assert len(one_line(long)) == 300 and "\n" not in one_line("a\nb\n\tc") and one_line("a\nb") == "a b"
+    assert (
+        len(one_line(long)) == 300
+        and "\n" not in one_line("a\nb\n\tc")
+        and one_line("a\nb") == "a b"
+    )

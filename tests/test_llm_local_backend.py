@@ -1,4 +1,5 @@
-"""The local backend of complete_all: rendering, batching by params, cleaning, cache, and a tiny real model."""
+"""The local backend of complete_all: rendering, batching by params, cleaning, cache, and a
+tiny real model."""
 
 from __future__ import annotations
 
@@ -27,7 +28,15 @@ class StubGenerator:
 
     def generate(self, prompts, params, batch_size=8):
         self.calls.append((prompts, params, batch_size))
-        return [Completion(text=self.replies(p), finish_reason="length", prompt_tokens=len(p) // 4, completion_tokens=5) for p in prompts]
+        return [
+            Completion(
+                text=self.replies(p),
+                finish_reason="length",
+                prompt_tokens=len(p) // 4,
+                completion_tokens=5,
+            )
+            for p in prompts
+        ]
 
 
 @pytest.fixture
@@ -58,15 +67,28 @@ def test_backend_auto_selection(tmp_path):
     assert resolve_backend(LLMConfig(model="embedded")) == "local"
     assert resolve_backend(LLMConfig(model=str(tmp_path))) == "local"
     assert resolve_backend(LLMConfig(model="gpt-4")) == "openai"
-    assert resolve_backend(LLMConfig(model="embedded", base_url="http://127.0.0.1:8080/v1")) == "openai"
+    assert (
+        resolve_backend(LLMConfig(model="embedded", base_url="http://127.0.0.1:8080/v1"))
+        == "openai"
+    )
     assert resolve_backend(LLMConfig(model="gpt-4", backend="local")) == "local"
 
 
 def test_local_backend_renders_batches_cleans_and_caches(stub):
     gen, cfg = stub
-    greedy, sampled = SamplingParams(max_tokens=5), SamplingParams(max_tokens=5, temperature=0.8, seed=1)
+    greedy, sampled = (
+        SamplingParams(max_tokens=5),
+        SamplingParams(max_tokens=5, temperature=0.8, seed=1),
+    )
     requests = [
-        Request(key="a", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "q1"}], params=greedy),
+        Request(
+            key="a",
+            messages=[
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "q1"},
+            ],
+            params=greedy,
+        ),
         Request(key="b", messages=[{"role": "user", "content": "q2"}], params=sampled),
         Request(key="c", messages=[{"role": "user", "content": "q3 silent"}], params=greedy),
         Request(key="d", messages=[{"role": "user", "content": "q4"}], params=greedy),
@@ -82,7 +104,9 @@ def test_local_backend_renders_batches_cleans_and_caches(stub):
     assert sorted(params.temperature for _, params, _ in gen.calls) == [0.0, 0.0, 0.8]
     prompts = [p for ps, _, _ in gen.calls for p in ps]
     first = next(p for p in prompts if "q1" in p)
-    assert first.startswith("Be brief.\n\n### Instruction:\nq1") and first.endswith("### Response:\n")
+    assert first.startswith("Be brief.\n\n### Instruction:\nq1") and first.endswith(
+        "### Response:\n"
+    )
     assert all("\n\n###" in params.stop for _, params, _ in gen.calls)  # Alpaca stops added
     # rerun: finished items come from the cache, the model is loaded only for the failed one
     gen.calls.clear()
@@ -113,10 +137,19 @@ def test_tiny_real_model_through_complete_all(tmp_path):
 
     path = make_tiny_lm(tmp_path / "tiny")
     cfg = LLMConfig(model=str(path), dtype="float32", batch_size=2, cache=tmp_path / "c.sqlite")
-    reqs = [Request(key=str(i), messages=[{"role": "user", "content": f"Say {i}"}], params=SamplingParams(max_tokens=6)) for i in range(3)]
+    reqs = [
+        Request(
+            key=str(i),
+            messages=[{"role": "user", "content": f"Say {i}"}],
+            params=SamplingParams(max_tokens=6),
+        )
+        for i in range(3)
+    ]
     results = complete_all(cfg, reqs, progress=False)
     assert [r.key for r in results] == ["0", "1", "2"]
     for r in results:
-        assert (r.ok and r.completion.text and r.completion.completion_tokens <= 6) or (not r.ok and "empty" in r.error)
+        assert (r.ok and r.completion.text and r.completion.completion_tokens <= 6) or (
+            not r.ok and "empty" in r.error
+        )
     again = complete_all(cfg, reqs, progress=False)
     assert [r.cached for r in again] == [r.ok for r in results]

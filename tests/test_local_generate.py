@@ -34,7 +34,9 @@ def test_batched_greedy_equals_one_at_a_time(gen):
     assert [c.text for c in batched] == [c.text for c in single]
     assert all(c.completion_tokens == 16 and c.finish_reason == "length" for c in batched)
     # input order, with each prompt's own token count (BOS included)
-    assert [c.prompt_tokens for c in batched] == [len(gen.tokenizer(x)["input_ids"]) for x in PROMPTS]
+    assert [c.prompt_tokens for c in batched] == [
+        len(gen.tokenizer(x)["input_ids"]) for x in PROMPTS
+    ]
 
 
 def test_sampling_is_seeded_per_sample_not_per_batch(gen):
@@ -42,7 +44,9 @@ def test_sampling_is_seeded_per_sample_not_per_batch(gen):
     a = gen.generate(PROMPTS, p, batch_size=8)
     b = [gen.generate([x], p)[0] for x in PROMPTS]
     assert [c.text for c in a] == [c.text for c in b]
-    other = gen.generate(PROMPTS, SamplingParams(max_tokens=12, temperature=1.0, seed=7, sample_index=1))
+    other = gen.generate(
+        PROMPTS, SamplingParams(max_tokens=12, temperature=1.0, seed=7, sample_index=1)
+    )
     assert [c.text for c in other] != [c.text for c in a]
     greedy = gen.generate(PROMPTS, SamplingParams(max_tokens=12))
     assert [c.text for c in greedy] != [c.text for c in a]
@@ -106,7 +110,10 @@ def test_render_messages_alpaca_for_base_model(gen):
     text, stops = render_messages(gen.tokenizer, [{"role": "user", "content": "Name a color."}])
     assert text == format_alpaca("Name a color.")
     assert stops == ALPACA_STOPS
-    text, _ = render_messages(gen.tokenizer, [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}])
+    text, _ = render_messages(
+        gen.tokenizer,
+        [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}],
+    )
     assert text == "Be terse.\n\n### Instruction:\nHi\n\n### Response:\n"
 
 

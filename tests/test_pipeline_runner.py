@@ -5,27 +5,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pipeline_toy_stage as toy
 import pytest
 
 from gpt4llm import pipeline
 from gpt4llm.errors import UserError
-
-import pipeline_toy_stage as toy
 
 
 @pytest.fixture(autouse=True)
 def toy_stage(monkeypatch):
     from gpt4llm import stages
 
-    monkeypatch.setitem(stages.BY_KEY, "toy", stages.StageSpec("toy", "pipeline_toy_stage", "A toy stage."))
+    monkeypatch.setitem(
+        stages.BY_KEY, "toy", stages.StageSpec("toy", "pipeline_toy_stage", "A toy stage.")
+    )
     toy.RUNS.clear()
 
 
 def _write_config(tmp_path: Path, suffix_b: str = "") -> Path:
     (tmp_path / "in.jsonl").write_text('{"instruction": "a"}\n{"instruction": "b", "input": "x"}\n')
     cfg = tmp_path / "p.yaml"
-    cfg.write_text(
-        f"""# run: gpt4llm pipeline p.yaml
+    cfg.write_text(f"""# run: gpt4llm pipeline p.yaml
 vars: {{work: {tmp_path}}}
 stages:
   first:
@@ -37,8 +37,7 @@ stages:
     input: ${{work}}/one.jsonl
     output: ${{work}}/two.jsonl
     suffix: "{suffix_b}"
-"""
-    )
+""")
     return cfg
 
 
@@ -84,7 +83,10 @@ def test_from_until_force(tmp_path):
     "body, message",
     [
         ("stages: {x: {stage: nosuch, output: o}}", "unknown stage kind 'nosuch'"),
-        ("stages: {x: {stage: toy, input: i, output: o, bogus: 1}}", "stage 'x': bogus: Extra inputs"),
+        (
+            "stages: {x: {stage: toy, input: i, output: o, bogus: 1}}",
+            "stage 'x': bogus: Extra inputs",
+        ),
         ("stages: {x: {stage: toy, input: '${nope}', output: o}}", "unknown variable"),
         ("stages: []", "non-empty mapping"),
         ("stages: {x: [1, 2", "malformed YAML"),
@@ -126,7 +128,9 @@ def test_a_failed_stage_stops_the_pipeline_and_is_never_taken_for_finished(tmp_p
     before = (tmp_path / "two.jsonl").read_bytes()
     text = cfg.read_text().replace('suffix: ""', 'suffix: ""\n    fail_items: [A, B]')
     cfg.write_text(text)
-    with pytest.raises(UserError, match=r"pipeline stopped at stage 'second' \(toy\): toy: all 2 items failed") as e:
+    with pytest.raises(
+        UserError, match=r"pipeline stopped at stage 'second' \(toy\): toy: all 2 items failed"
+    ) as e:
         pipeline.run_pipeline(cfg)
     assert e.value.exit_code == 1
     assert (tmp_path / "two.jsonl").read_bytes() == before  # yesterday's results untouched

@@ -41,24 +41,34 @@ def _render(messages, add_generation_prompt=True):
     from transformers.utils.chat_template_utils import render_jinja_template
 
     out, _ = render_jinja_template(
-        conversations=[messages], chat_template=GEMMA3_CHAT_TEMPLATE,
-        add_generation_prompt=add_generation_prompt, bos_token="<bos>")
+        conversations=[messages],
+        chat_template=GEMMA3_CHAT_TEMPLATE,
+        add_generation_prompt=add_generation_prompt,
+        bos_token="<bos>",
+    )
     return out[0]
 
 
 def test_gemma3_turns_with_the_system_message_folded_into_the_first_user_turn():
-    assert _render([{"role": "user", "content": " Hi "}]) == (
-        "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n")
-    conv = [{"role": "system", "content": "Be terse."},
-            {"role": "user", "content": "Name a color."},
-            {"role": "assistant", "content": "Blue."},
-            {"role": "user", "content": [{"type": "text", "text": "Another."}]}]
-    assert _render(conv) == (
-        "<bos><start_of_turn>user\nBe terse.\n\nName a color.<end_of_turn>\n"
+    assert (
+        _render([{"role": "user", "content": " Hi "}])
+        == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    )
+    conv = [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Name a color."},
+        {"role": "assistant", "content": "Blue."},
+        {"role": "user", "content": [{"type": "text", "text": "Another."}]},
+    ]
+    assert (
+        _render(conv) == "<bos><start_of_turn>user\nBe terse.\n\nName a color.<end_of_turn>\n"
         "<start_of_turn>model\nBlue.<end_of_turn>\n"
-        "<start_of_turn>user\nAnother.<end_of_turn>\n<start_of_turn>model\n")
-    assert _render([{"role": "system", "content": "Only this."}], False) == (
-        "<bos><start_of_turn>user\nOnly this.<end_of_turn>\n")
+        "<start_of_turn>user\nAnother.<end_of_turn>\n<start_of_turn>model\n"
+    )
+    assert (
+        _render([{"role": "system", "content": "Only this."}], False)
+        == "<bos><start_of_turn>user\nOnly this.<end_of_turn>\n"
+    )
 
 
 @pytest.mark.e2e  # loads the embedded 262K-token tokenizer twice
@@ -84,7 +94,8 @@ def test_the_embedded_checkpoint_has_the_template_but_is_prompted_with_alpaca(tm
     (student / "gpt4llm_prompt.json").write_text(json.dumps({"chat_template": True}))
     assert uses_chat_template(again)
     assert render_messages(again, [{"role": "user", "content": "Hi"}])[0].endswith(
-        "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n")
+        "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    )
 
     class Own:  # a model's own template is used as before
         chat_template = "{{ messages[0]['content'] }}"
@@ -156,9 +167,22 @@ def server(tmp_path_factory):
     srv.base_url = f"http://127.0.0.1:{port}/v1"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*cmd, model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-             "--log-level", "info"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                *cmd,
+                model,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--device",
+                "cpu",
+                "--log-level",
+                "info",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -182,8 +206,9 @@ def server(tmp_path_factory):
 
 def _gpt4llm(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     cli = shutil.which("gpt4llm", path=str(Path(sys.executable).parent)) or "gpt4llm"
-    return subprocess.run([cli, *map(str, args)], capture_output=True, text=True, check=False,
-                          timeout=timeout)
+    return subprocess.run(
+        [cli, *map(str, args)], capture_output=True, text=True, check=False, timeout=timeout
+    )
 
 
 def _rows(path: Path) -> list[dict]:
@@ -191,8 +216,9 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _instructions(path: Path, items: list[str]) -> Path:
-    path.write_text("".join(json.dumps({"id": f"q{i}", "instruction": x}) + "\n"
-                            for i, x in enumerate(items)))
+    path.write_text(
+        "".join(json.dumps({"id": f"q{i}", "instruction": x}) + "\n" for i, x in enumerate(items))
+    )
     return path
 
 
@@ -214,16 +240,44 @@ def test_generate_respond_compare_and_judge_against_transformers_serve(server, t
     src = _instructions(tmp_path / "instr.jsonl", INSTRUCTIONS)
 
     sft = tmp_path / "sft.jsonl"
-    _twice(server, "generate", src, "-o", sft, "--teacher", m, "--teacher-base-url", url,
-           "--max-tokens", 16, "--temperature", 0, "--teacher-concurrency", 2)
+    _twice(
+        server,
+        "generate",
+        src,
+        "-o",
+        sft,
+        "--teacher",
+        m,
+        "--teacher-base-url",
+        url,
+        "--max-tokens",
+        16,
+        "--temperature",
+        0,
+        "--teacher-concurrency",
+        2,
+    )
     rows = _rows(sft)
     assert [r["instruction"] for r in rows] == INSTRUCTIONS
     assert all(isinstance(r["output"], str) and r["output"].strip() for r in rows)
     assert all(r["teacher"] == m and r["usage"]["completion_tokens"] > 0 for r in rows)
 
     resp = tmp_path / "responses.jsonl"
-    _twice(server, "respond", src, "-o", resp, "--model", m, "--model-base-url", url,
-           "--max-new-tokens", 16, "--model-label", "served")
+    _twice(
+        server,
+        "respond",
+        src,
+        "-o",
+        resp,
+        "--model",
+        m,
+        "--model-base-url",
+        url,
+        "--max-new-tokens",
+        16,
+        "--model-label",
+        "served",
+    )
     rows = _rows(resp)
     assert [r["instruction"] for r in rows] == INSTRUCTIONS
     assert all(r["model"] == "served" and r["output"].strip() for r in rows)
@@ -235,9 +289,27 @@ def test_generate_respond_compare_and_judge_against_transformers_serve(server, t
     prompt = tmp_path / "rater.txt"
     prompt.write_text("Score: eight\n\n" + load_prompt("rater_single.txt"), encoding="utf-8")
     comp = tmp_path / "comparisons.jsonl"
-    _twice(server, "compare", f"teacher={sft}", f"served={resp}", "-o", comp,
-           "--rater", m, "--rater-base-url", url, "--prompt", prompt, "--max-tokens", 12,
-           "--top-logprobs", 0, "--no-shuffle", "--max-failed-fraction", 0.5)
+    _twice(
+        server,
+        "compare",
+        f"teacher={sft}",
+        f"served={resp}",
+        "-o",
+        comp,
+        "--rater",
+        m,
+        "--rater-base-url",
+        url,
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        12,
+        "--top-logprobs",
+        0,
+        "--no-shuffle",
+        "--max-failed-fraction",
+        0.5,
+    )
     rows = _rows(comp)
     assert len(rows) == len(INSTRUCTIONS)
     for r in rows:
@@ -248,9 +320,27 @@ def test_generate_respond_compare_and_judge_against_transformers_serve(server, t
     system = tmp_path / "judge_system.txt"
     system.write_text("eight six\n\n" + load_prompt("judge_system.txt"), encoding="utf-8")
     judged = tmp_path / "judge"
-    _twice(server, "eval", "judge", resp, sft, "-o", judged, "--judge", m,
-           "--judge-base-url", url, "--judge-system", system, "--max-tokens", 12,
-           "--bootstrap", 0, "--max-failed-fraction", 0.5)
+    _twice(
+        server,
+        "eval",
+        "judge",
+        resp,
+        sft,
+        "-o",
+        judged,
+        "--judge",
+        m,
+        "--judge-base-url",
+        url,
+        "--judge-system",
+        system,
+        "--max-tokens",
+        12,
+        "--bootstrap",
+        0,
+        "--max-failed-fraction",
+        0.5,
+    )
     judgments = _rows(judged / "judgments.jsonl")
     assert len(judgments) == 2 * len(INSTRUCTIONS)  # both orders
     assert all(j["scores"] is None or len(j["scores"]) == 2 for j in judgments)
@@ -263,12 +353,27 @@ def test_sigkilled_generate_resumes_against_transformers_serve(server, tmp_path)
     items = [f"Write a word about the number {i}." for i in range(4)]
     src = _instructions(tmp_path / "instr.jsonl", items)
     out = tmp_path / "sft.jsonl"
-    args = ["generate", src, "-o", out, "--teacher", server.model, "--teacher-base-url",
-            server.base_url, "--max-tokens", 24, "--temperature", 0, "--teacher-concurrency", 1]
+    args = [
+        "generate",
+        src,
+        "-o",
+        out,
+        "--teacher",
+        server.model,
+        "--teacher-base-url",
+        server.base_url,
+        "--max-tokens",
+        24,
+        "--temperature",
+        0,
+        "--teacher-concurrency",
+        1,
+    ]
     cli = shutil.which("gpt4llm", path=str(Path(sys.executable).parent)) or "gpt4llm"
     start = server.calls()
-    proc = subprocess.Popen([cli, *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [cli, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 300
     while server.log.read_text(errors="replace").count('"POST /v1/chat/completions') < start + 1:
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -27,13 +27,24 @@ from gpt4llm.records import (
 
 def test_json_array_records_get_their_line_numbers(tmp_path):
     p = tmp_path / "a.json"
-    p.write_text('[\n  {"instruction": "a"},\n\n  {"instruction": "b",\n   "input": "x"}, {"instruction": "c"}\n]\n')
-    assert [(n, o["instruction"]) for n, o in read_json_records(p)] == [(2, "a"), (4, "b"), (5, "c")]
+    p.write_text(
+        '[\n  {"instruction": "a"},\n\n  {"instruction": "b",\n   "input": "x"}, {"instruction":'
+        ' "c"}\n]\n'
+    )
+    assert [(n, o["instruction"]) for n, o in read_json_records(p)] == [
+        (2, "a"),
+        (4, "b"),
+        (5, "c"),
+    ]
 
 
 def test_load_instructions_defaults_and_ids(tmp_path):
     p = tmp_path / "seed.jsonl"
-    p.write_text('\ufeff{"instruction": "a", "input": null}\n\n{"instruction": "b", "id": 7, "extra": [1]}\n{"instruction": "c", "input": "i"}\n', encoding="utf-8")
+    p.write_text(
+        '\ufeff{"instruction": "a", "input": null}\n\n{"instruction": "b", "id": 7, "extra":'
+        ' [1]}\n{"instruction": "c", "input": "i"}\n',
+        encoding="utf-8",
+    )
     recs = load_instructions(p)
     assert recs == [
         {"instruction": "a", "input": "", "id": "seed-000000"},
@@ -56,7 +67,10 @@ def test_need_output(tmp_path):
         (b'[{"instruction": "a"}, ]', r"x.jsonl:1: malformed JSON"),
         (b'{"instruction": "a"}\n42\n', r"x.jsonl:2: expected a JSON object, got int"),
         (b'{"instruction": ""}\n', r"x.jsonl:1: field 'instruction': is empty"),
-        (b'{"instruction": "a", "id": 1.5}\n', r"x.jsonl:1: field 'id': expected a string or integer"),
+        (
+            b'{"instruction": "a", "id": 1.5}\n',
+            r"x.jsonl:1: field 'id': expected a string or integer",
+        ),
         (b'{"instruction": "ok"}\n{"instruction": "\xff"}\n', r"x.jsonl:2: not valid UTF-8"),
     ],
 )
@@ -79,7 +93,10 @@ def test_empty_file_and_missing_file(tmp_path):
 
 
 def test_check_fields_types():
-    assert check_fields("f", 1, {"a": "x", "b": None}, required=("a",), optional=("b",)) == {"a": "x", "b": None}
+    assert check_fields("f", 1, {"a": "x", "b": None}, required=("a",), optional=("b",)) == {
+        "a": "x",
+        "b": None,
+    }
     with pytest.raises(DataError, match="f:3: field 'b': expected a string, got int"):
         check_fields("f", 3, {"a": "x", "b": 1}, required=("a",), optional=("b",))
 
@@ -122,6 +139,7 @@ def test_journal_resumes_and_drops_a_torn_last_line(tmp_path):
 
 # --- hostile input: one DataError (file, line, field), never a traceback ---------------------
 
+
 def _deep(levels: int) -> bytes:
     """`levels` nested arrays."""
     return b"[" * levels + b"]" * levels
@@ -129,34 +147,82 @@ def _deep(levels: int) -> bytes:
 
 HOSTILE = [
     # The record object is level 1: 64 arrays inside it make 65 levels.
-    ("deep.jsonl", b'{"instruction": "ok"}\n{"instruction": "a", "x": ' + _deep(64) + b"}\n",
-     ":2: field 'x'", "JSON nested deeper than 64 levels"),
+    (
+        "deep.jsonl",
+        b'{"instruction": "ok"}\n{"instruction": "a", "x": ' + _deep(64) + b"}\n",
+        ":2: field 'x'",
+        "JSON nested deeper than 64 levels",
+    ),
     # json.loads itself raises RecursionError long before 100,000 levels.
-    ("deeper.jsonl", b'{"instruction": "ok"}\n{"instruction": "a", "x": ' + _deep(100_000) + b"}\n",
-     ":2", "JSON nested deeper than 64 levels"),
-    ("deep_array.json",
-     b'[\n{"instruction": "ok"},\n{"instruction": "a", "x": ' + _deep(64) + b"}\n]",
-     ".json:3: field 'x'", "JSON nested deeper than 64 levels"),
-    ("deeper_array.json", b'[\n{"instruction": "ok"},\n{"instruction": "a", "x": '
-     + _deep(100_000) + b"}\n]", ".json:3", "JSON nested deeper than 64 levels"),
-    ("surrogate.jsonl", b'{"instruction": "ok"}\n{"instruction": "a \\ud800 b"}\n',
-     ":2: field 'instruction'", "lone UTF-16 surrogate \\ud800 in a string"),
-    ("surrogate_low.jsonl", b'{"instruction": "a", "output": "\\uDC00\\ud800"}\n',
-     ":1: field 'output'", "lone UTF-16 surrogate \\udc00"),
-    ("surrogate_nested.json", (b'[{"instruction": "a"},\n {"instruction": "b", "instances": '
-                               b'[{"input": "x"}, {"input": "\\udfff"}]}]'),
-     ".json:2: field 'instances[1].input'",
-     "lone UTF-16 surrogate \\udfff"),
-    ("surrogate_key.jsonl", b'{"instruction": "a", "k\\ud83d": 1}\n', ":1: field 'k\\ud83d'",
-     "lone UTF-16 surrogate \\ud83d"),
-    ("huge_int.jsonl", b'{"instruction": "a", "n": ' + b"9" * 5000 + b"}\n", "huge_int.jsonl:1",
-     "malformed JSON: Exceeds the limit (4300 digits) for integer string conversion"),
-    ("huge_int.json", b'[{"instruction": "a", "n": ' + b"9" * 5000 + b"}]", "huge_int.json",
-     "malformed JSON: Exceeds the limit"),
-    ("one_object.json", b'{\n  "instruction": "a"\n}\n', "one_object.json:1",
-     "one JSON object over several lines; expected JSONL (one object per line) or a JSON array"),
-    ("bool_id.jsonl", b'{"instruction": "a", "id": true}\n', ":1: field 'id'",
-     "expected a string or integer, got bool"),
+    (
+        "deeper.jsonl",
+        b'{"instruction": "ok"}\n{"instruction": "a", "x": ' + _deep(100_000) + b"}\n",
+        ":2",
+        "JSON nested deeper than 64 levels",
+    ),
+    (
+        "deep_array.json",
+        b'[\n{"instruction": "ok"},\n{"instruction": "a", "x": ' + _deep(64) + b"}\n]",
+        ".json:3: field 'x'",
+        "JSON nested deeper than 64 levels",
+    ),
+    (
+        "deeper_array.json",
+        b'[\n{"instruction": "ok"},\n{"instruction": "a", "x": ' + _deep(100_000) + b"}\n]",
+        ".json:3",
+        "JSON nested deeper than 64 levels",
+    ),
+    (
+        "surrogate.jsonl",
+        b'{"instruction": "ok"}\n{"instruction": "a \\ud800 b"}\n',
+        ":2: field 'instruction'",
+        "lone UTF-16 surrogate \\ud800 in a string",
+    ),
+    (
+        "surrogate_low.jsonl",
+        b'{"instruction": "a", "output": "\\uDC00\\ud800"}\n',
+        ":1: field 'output'",
+        "lone UTF-16 surrogate \\udc00",
+    ),
+    (
+        "surrogate_nested.json",
+        (
+            b'[{"instruction": "a"},\n {"instruction": "b", "instances": '
+            b'[{"input": "x"}, {"input": "\\udfff"}]}]'
+        ),
+        ".json:2: field 'instances[1].input'",
+        "lone UTF-16 surrogate \\udfff",
+    ),
+    (
+        "surrogate_key.jsonl",
+        b'{"instruction": "a", "k\\ud83d": 1}\n',
+        ":1: field 'k\\ud83d'",
+        "lone UTF-16 surrogate \\ud83d",
+    ),
+    (
+        "huge_int.jsonl",
+        b'{"instruction": "a", "n": ' + b"9" * 5000 + b"}\n",
+        "huge_int.jsonl:1",
+        "malformed JSON: Exceeds the limit (4300 digits) for integer string conversion",
+    ),
+    (
+        "huge_int.json",
+        b'[{"instruction": "a", "n": ' + b"9" * 5000 + b"}]",
+        "huge_int.json",
+        "malformed JSON: Exceeds the limit",
+    ),
+    (
+        "one_object.json",
+        b'{\n  "instruction": "a"\n}\n',
+        "one_object.json:1",
+        "one JSON object over several lines; expected JSONL (one object per line) or a JSON array",
+    ),
+    (
+        "bool_id.jsonl",
+        b'{"instruction": "a", "id": true}\n',
+        ":1: field 'id'",
+        "expected a string or integer, got bool",
+    ),
 ]
 HOSTILE_IDS = [h[0] for h in HOSTILE]
 
@@ -184,8 +250,16 @@ def test_hostile_input_through_the_cli_exits_2_and_writes_nothing(
     src.write_bytes(content)
     out = tmp_path / "out.jsonl"
     out.write_text("previous output\n")
-    args = ["generate", src, "--output", out, "--teacher", "gpt-4",
-            "--teacher-base-url", fake_openai.base_url]
+    args = [
+        "generate",
+        src,
+        "--output",
+        out,
+        "--teacher",
+        "gpt-4",
+        "--teacher-base-url",
+        fake_openai.base_url,
+    ]
     code, err = cli(args, monkeypatch, capsys)
     assert code == 2, err
     lines = err.strip().splitlines()
@@ -211,8 +285,10 @@ def test_depth_64_and_surrogate_pairs_are_fine(tmp_path):
 def test_line_separators_inside_strings_round_trip(tmp_path):
     """write_jsonl writes U+2028, U+2029, U+0085 unescaped; str.splitlines would break the
     line there. They must read back, and line numbers must stay those of the file."""
-    recs = [{"instruction": f"a{sep}b", "input": "", "id": str(i)}
-            for i, sep in enumerate(["\u2028", "\u2029", "\x85", "\x1c", "\x1e"])]
+    recs = [
+        {"instruction": f"a{sep}b", "input": "", "id": str(i)}
+        for i, sep in enumerate(["\u2028", "\u2029", "\x85", "\x1c", "\x1e"])
+    ]
     p = tmp_path / "seps.jsonl"
     write_jsonl(p, recs)
     assert load_instructions(p) == recs
@@ -240,10 +316,45 @@ def test_unreadable_file_is_a_data_error(tmp_path, monkeypatch):
 # --- fuzzing: whatever the bytes, a DataError or records that can be written back -------------
 
 _TOKENS = [
-    "{", "}", "[", "]", ",", ":", " ", "\n", "\r\n", '"instruction"', '"input"', '"output"',
-    '"id"', '"a"', '""', '"\\ud800"', '"\\udc00"', '"\\ud83d\\ude00"', '"\\u0000"', '"x\\"y"',
-    "1", "-0", "1e999", "9" * 4400, "NaN", "Infinity", "true", "false", "null", "\u2028",
-    "\ufeff", "\x85", "\\", '"', "é", "\x00", "[" * 70, "]" * 70, "{" * 70,
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    " ",
+    "\n",
+    "\r\n",
+    '"instruction"',
+    '"input"',
+    '"output"',
+    '"id"',
+    '"a"',
+    '""',
+    '"\\ud800"',
+    '"\\udc00"',
+    '"\\ud83d\\ude00"',
+    '"\\u0000"',
+    '"x\\"y"',
+    "1",
+    "-0",
+    "1e999",
+    "9" * 4400,
+    "NaN",
+    "Infinity",
+    "true",
+    "false",
+    "null",
+    "\u2028",
+    "\ufeff",
+    "\x85",
+    "\\",
+    '"',
+    "é",
+    "\x00",
+    "[" * 70,
+    "]" * 70,
+    "{" * 70,
 ]
 
 
@@ -283,7 +394,8 @@ def test_fuzz_json_token_soup(tokens, array):
 # that broke loaders before, drawn often enough to matter.
 _CHARS = st.characters() | st.characters(categories=["Cs"])
 _STRINGS = st.text(_CHARS, max_size=8) | st.sampled_from(
-    ["\ud800", "a\udfff", "\ud83d\ude00", "\U0001f600", "\u2028", "\x85", "", " ", "\x00"])
+    ["\ud800", "a\udfff", "\ud83d\ude00", "\U0001f600", "\u2028", "\x85", "", " ", "\x00"]
+)
 _JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | _STRINGS,
     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(_STRINGS, kids, max_size=3),
@@ -292,9 +404,16 @@ _JSON_VALUES = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.dictionaries(st.sampled_from(["instruction", "input", "output", "id", "x"]),
-                                _JSON_VALUES, max_size=4), max_size=4),
-       st.booleans(), st.booleans())
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["instruction", "input", "output", "id", "x"]), _JSON_VALUES, max_size=4
+        ),
+        max_size=4,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
 def test_fuzz_structured_records(records, as_array, ascii_only):
     # Lone surrogates only survive as \u escapes (ensure_ascii); otherwise they cannot be
     # encoded, which is exactly the state the loader must never hand on.

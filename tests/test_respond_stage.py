@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -14,9 +15,17 @@ from gpt4llm.errors import UserError
 
 INSTRUCTIONS = [
     {"id": "a", "instruction": "Name three colors.", "input": ""},
-    {"id": "b", "instruction": "Summarise the text in one sentence, please, and keep it short.", "input": "The sea is wide and the sky is blue."},
+    {
+        "id": "b",
+        "instruction": "Summarise the text in one sentence, please, and keep it short.",
+        "input": "The sea is wide and the sky is blue.",
+    },
     {"id": "c", "instruction": "Hi", "input": ""},
-    {"id": "d", "instruction": "Give two tips for learning a language quickly and well.", "input": ""},
+    {
+        "id": "d",
+        "instruction": "Give two tips for learning a language quickly and well.",
+        "input": "",
+    },
     {"id": "e", "instruction": "Translate to French.", "input": "good morning"},
 ]
 
@@ -56,7 +65,10 @@ def test_local_batched_equals_one_at_a_time_in_input_order(tiny, instructions, t
     assert [r["id"] for r in b4] == ["a", "b", "c", "d", "e"]
     assert [r["output"] for r in b4] == [r["output"] for r in b1]
     for r, src in zip(b4, INSTRUCTIONS):
-        assert {k: r[k] for k in ("id", "instruction", "input", "model")} == {**src, "model": str(tiny)}
+        assert {k: r[k] for k in ("id", "instruction", "input", "model")} == {
+            **src,
+            "model": str(tiny),
+        }
         assert isinstance(r["output"], str) and r["completion_tokens"] <= 12
     assert s4["responses"] == s1["responses"] == 5
     assert not (tmp_path / "b4.jsonl.journal").exists()
@@ -81,7 +93,10 @@ def test_prompt_template_comes_from_model_metadata(tiny, instructions, tmp_path,
 
     monkeypatch.setattr(LocalGenerator, "generate", spy)
     run(_cfg(tiny, instructions, tmp_path / "plain.jsonl", max_samples=2))
-    assert seen[-1][0] == [format_alpaca("Name three colors."), format_alpaca(INSTRUCTIONS[1]["instruction"], INSTRUCTIONS[1]["input"])]
+    assert seen[-1][0] == [
+        format_alpaca("Name three colors."),
+        format_alpaca(INSTRUCTIONS[1]["instruction"], INSTRUCTIONS[1]["input"]),
+    ]
     assert "\n\n###" in seen[-1][1]
 
     trained = tmp_path / "trained"
@@ -132,12 +147,16 @@ def test_killed_run_resumes_from_the_journal(tiny, instructions, tmp_path, monke
 def test_endpoint_model_goes_through_complete_all(fake_llm_config, instructions, tmp_path):
     from gpt4llm.stages.respond import Config, run
 
-    cfg = Config(input=instructions, output=tmp_path / "api.jsonl", model=fake_llm_config, max_new_tokens=20)
+    cfg = Config(
+        input=instructions, output=tmp_path / "api.jsonl", model=fake_llm_config, max_new_tokens=20
+    )
     summary = run(cfg)
     recs = _read(tmp_path / "api.jsonl")
     assert [r["id"] for r in recs] == ["a", "b", "c", "d", "e"]
     assert recs[0]["output"] == "echo: Name three colors." and recs[0]["model"] == "fake-model"
-    assert recs[1]["output"] == f"echo: {INSTRUCTIONS[1]['instruction']}\n\n{INSTRUCTIONS[1]['input']}"
+    assert (
+        recs[1]["output"] == f"echo: {INSTRUCTIONS[1]['instruction']}\n\n{INSTRUCTIONS[1]['input']}"
+    )
     assert summary["responses"] == 5
 
 
@@ -147,7 +166,7 @@ def test_best_of_n_keeps_the_highest_reward(tiny, instructions, tmp_path, monkey
     from gpt4llm.stages.respond import run
 
     class LengthScorer:
-        calls = []
+        calls: ClassVar[list] = []
 
         @classmethod
         def load(cls, path):
@@ -158,8 +177,20 @@ def test_best_of_n_keeps_the_highest_reward(tiny, instructions, tmp_path, monkey
             self.calls.append(len(prompts))
             return [float(len(r)) for r in responses]
 
-    monkeypatch.setitem(sys.modules, "gpt4llm.reward_model", types.SimpleNamespace(RewardScorer=LengthScorer))
-    run(_cfg(tiny, instructions, tmp_path / "bon.jsonl", n=3, temperature=1.0, seed=5, reward_model="rm-dir"))
+    monkeypatch.setitem(
+        sys.modules, "gpt4llm.reward_model", types.SimpleNamespace(RewardScorer=LengthScorer)
+    )
+    run(
+        _cfg(
+            tiny,
+            instructions,
+            tmp_path / "bon.jsonl",
+            n=3,
+            temperature=1.0,
+            seed=5,
+            reward_model="rm-dir",
+        )
+    )
     recs = _read(tmp_path / "bon.jsonl")
     assert LengthScorer.calls and sum(LengthScorer.calls) == 15
     for r in recs:
@@ -177,7 +208,9 @@ def test_prompt_lengths_checked_against_context_and_trained_length(tiny, tmp_pat
     from gpt4llm.stages.respond import check_prompt_lengths, run
     from gpt4llm.train.common import prompt_meta, write_prompt_meta
 
-    fits, over = check_prompt_lengths([10, 100, 1024, 2000], max_new_tokens=50, context=1024, trained=128)
+    fits, over = check_prompt_lengths(
+        [10, 100, 1024, 2000], max_new_tokens=50, context=1024, trained=128
+    )
     assert fits == [True, True, False, False] and over == 1  # 100 + 50 > 128
     assert check_prompt_lengths([5000], 10, None, None) == ([True], 0)
 
@@ -186,17 +219,25 @@ def test_prompt_lengths_checked_against_context_and_trained_length(tiny, tmp_pat
     shutil.copytree(tiny, model)
     write_prompt_meta(model, prompt_meta("alpaca", None, None, 64, tuple(ALPACA_STOPS)))
     assert (model / PROMPT_META_FILE).exists()
-    recs = [{"id": "short", "instruction": "Hi", "input": ""},
-            {"id": "long", "instruction": "Summarise.", "input": "word " * 40},
-            {"id": "huge", "instruction": "Summarise.", "input": "word " * 1100}]
+    recs = [
+        {"id": "short", "instruction": "Hi", "input": ""},
+        {"id": "long", "instruction": "Summarise.", "input": "word " * 40},
+        {"id": "huge", "instruction": "Summarise.", "input": "word " * 1100},
+    ]
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     summary = run(_cfg(model, path, tmp_path / "out.jsonl", max_failed_fraction=0.5))
-    assert [r["id"] for r in _read(tmp_path / "out.jsonl")] == ["short", "long"]  # the one over the context is left out
+    assert [r["id"] for r in _read(tmp_path / "out.jsonl")] == [
+        "short",
+        "long",
+    ]  # the one over the context is left out
     assert summary["prompts_too_long"] == 1 and summary["failed"] == 1
     # the failed file says why "huge" has no response
     (failed,) = _read(tmp_path / "out.jsonl.failed.jsonl")
-    assert failed["id"] == "huge" and "does not fit the model's context of 1024 tokens" in failed["error"]
+    assert (
+        failed["id"] == "huge"
+        and "does not fit the model's context of 1024 tokens" in failed["error"]
+    )
     assert summary["prompts_over_trained_length"] == 1  # "long": its prompt + 12 new tokens > 64
 
 
@@ -216,14 +257,35 @@ def test_errors(tiny, instructions, tmp_path):
     with pytest.raises(UserError, match="no instructions"):
         run(_cfg(tiny, empty, tmp_path / "e.jsonl"))
     with pytest.raises(UserError, match="model path not found"):
-        run(Config(input=instructions, output=tmp_path / "m.jsonl", model=LLMConfig(model=str(tmp_path / "missing"), backend="local")))
+        run(
+            Config(
+                input=instructions,
+                output=tmp_path / "m.jsonl",
+                model=LLMConfig(model=str(tmp_path / "missing"), backend="local"),
+            )
+        )
     with pytest.raises(ValueError, match="temperature"):
         _cfg(tiny, instructions, tmp_path / "x.jsonl", n=2)
 
 
 def test_cli_unknown_model_exits_2(instructions, tmp_path):
     exe = Path(sys.executable).parent / "gpt4llm"
-    proc = subprocess.run([str(exe), "respond", str(instructions), "--output", str(tmp_path / "o.jsonl"),
-                           "--model", "./no/such/model", "--model-backend", "local"], capture_output=True, text=True, check=False, timeout=120)
+    proc = subprocess.run(
+        [
+            str(exe),
+            "respond",
+            str(instructions),
+            "--output",
+            str(tmp_path / "o.jsonl"),
+            "--model",
+            "./no/such/model",
+            "--model-backend",
+            "local",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: ./no/such/model: model path not found"]

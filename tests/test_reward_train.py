@@ -12,7 +12,29 @@ import pytest
 
 from gpt4llm.errors import UserError
 
-WORDS = ["the", "a", "river", "stone", "garden", "quickly", "blue", "small", "house", "people", "music", "light", "green", "table", "window", "morning", "paper", "road", "friend", "water", "simple"]
+WORDS = [
+    "the",
+    "a",
+    "river",
+    "stone",
+    "garden",
+    "quickly",
+    "blue",
+    "small",
+    "house",
+    "people",
+    "music",
+    "light",
+    "green",
+    "table",
+    "window",
+    "morning",
+    "paper",
+    "road",
+    "friend",
+    "water",
+    "simple",
+]
 TOPICS = ["cats", "trains", "bread", "rain", "chess", "coffee", "maps", "winter", "bikes", "tea"]
 MARKER = "excellent"
 
@@ -22,15 +44,27 @@ def marker_records(n: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
+
         def answer(marked: bool) -> str:
             ws = [rng.choice(WORDS) for _ in range(rng.randint(5, 12))]
             if marked:
                 ws.insert(rng.randint(0, len(ws)), MARKER)
             return " ".join(ws) + "."
 
-        resp = [{"model": "good", "text": answer(True), "score": 8}, {"model": "bad1", "text": answer(False), "score": 3}, {"model": "bad2", "text": answer(False), "score": 3}]
+        resp = [
+            {"model": "good", "text": answer(True), "score": 8},
+            {"model": "bad1", "text": answer(False), "score": 3},
+            {"model": "bad2", "text": answer(False), "score": 3},
+        ]
         rng.shuffle(resp)
-        out.append({"id": f"m{i}", "user_input": f"Write a line about {rng.choice(TOPICS)}.", "responses": resp, "rater": "test"})
+        out.append(
+            {
+                "id": f"m{i}",
+                "user_input": f"Write a line about {rng.choice(TOPICS)}.",
+                "responses": resp,
+                "rater": "test",
+            }
+        )
     return out
 
 
@@ -52,7 +86,8 @@ def _one_thread():
 
 
 def tiny_tokenizer(out: Path):
-    """A word-level tokenizer over the test's words and the Alpaca template (no download, tiny vocab)."""
+    """A word-level tokenizer over the test's words and the Alpaca template (no download, tiny
+    vocab)."""
     import re
 
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
@@ -60,30 +95,51 @@ def tiny_tokenizer(out: Path):
 
     from gpt4llm.prompts import ALPACA_NO_INPUT, load_prompt
 
-    text = " ".join(WORDS + TOPICS + [MARKER, "Write a line about", load_prompt(ALPACA_NO_INPUT), "q x y a b c"])
+    text = " ".join(
+        WORDS + TOPICS + [MARKER, "Write a line about", load_prompt(ALPACA_NO_INPUT), "q x y a b c"]
+    )
     words = sorted(set(re.findall(r"\w+|[^\w\s]+", text)))
     vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", *words])}
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
+    tk.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", 2)]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
     tok.save_pretrained(out)
     return tok
 
 
 @pytest.fixture(scope="module")
 def tiny_rm(tmp_path_factory) -> Path:
-    """A randomly initialised 2-layer Gemma-3 sequence classifier (hidden 64) with a word-level tokenizer."""
+    """A randomly initialised 2-layer Gemma-3 sequence classifier (hidden 64) with a
+    word-level tokenizer."""
     import torch
     from transformers import AutoModelForSequenceClassification, Gemma3TextConfig
 
     out = tmp_path_factory.mktemp("tiny_rm")
     tok = tiny_tokenizer(out)
     cfg = Gemma3TextConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, max_position_embeddings=1024, sliding_window=16,
-        layer_types=["sliding_attention", "full_attention"], bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, num_labels=1,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        max_position_embeddings=1024,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        num_labels=1,
     )
     torch.manual_seed(0)
     AutoModelForSequenceClassification.from_config(cfg).save_pretrained(out)
@@ -97,19 +153,39 @@ def trained(tiny_rm, tmp_path_factory):
 
     d = tmp_path_factory.mktemp("marker")
     data = write_jsonl(d / "cmp.jsonl", marker_records(150))
-    cfg = Config(data=data, model=str(tiny_rm), output=d / "rm", lora=False, epochs=2, per_device_batch_size=8, learning_rate=1e-3,
-                 eval_fraction=0.2, logging_steps=5, save_steps=1000, max_seq_len=64, warmup_ratio=0.0, precision="fp32")
+    cfg = Config(
+        data=data,
+        model=str(tiny_rm),
+        output=d / "rm",
+        lora=False,
+        epochs=2,
+        per_device_batch_size=8,
+        learning_rate=1e-3,
+        eval_fraction=0.2,
+        logging_steps=5,
+        save_steps=1000,
+        max_seq_len=64,
+        warmup_ratio=0.0,
+        precision="fp32",
+    )
     return cfg, run(cfg)
 
 
 def test_learns_the_marker_preference(trained):
     cfg, s = trained
-    assert s["data_kind"] == "records" and s["pairs"] == 300 and s["heldout_pairs"] == 60 and s["train_pairs"] == 240
+    assert (
+        s["data_kind"] == "records"
+        and s["pairs"] == 300
+        and s["heldout_pairs"] == 60
+        and s["train_pairs"] == 240
+    )
     assert s["steps"] == 60 and s["final_loss"] < s["first_loss"] * 0.5
     assert s["heldout_pairwise_accuracy"] >= 0.9
     out = cfg.output
     meta = json.loads((out / "gpt4llm_prompt.json").read_text())
-    assert meta["kind"] == "reward" and "{user_input}" in meta["template"] and meta["max_length"] == 64
+    assert (
+        meta["kind"] == "reward" and "{user_input}" in meta["template"] and meta["max_length"] == 64
+    )
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "loss" in r]
     assert len(steps) == 13 and steps[0]["step"] == 1  # the first step, then every 5 steps
@@ -126,17 +202,35 @@ def test_eval_reward_on_held_out_pairs_and_rich_records(trained, tmp_path):
     from gpt4llm.evaluate.reward_eval import Config, run
 
     cfg, _ = trained
-    rep = run(Config(data=cfg.output / "heldout.jsonl", model=str(cfg.output), output=tmp_path / "ev.json"))
+    rep = run(
+        Config(
+            data=cfg.output / "heldout.jsonl", model=str(cfg.output), output=tmp_path / "ev.json"
+        )
+    )
     assert rep["data_kind"] == "pairs" and rep["n_pairs"] == 60 and rep["pairwise_accuracy"] >= 0.9
-    assert json.loads((tmp_path / "ev.json").read_text())["pairwise_accuracy"] == rep["pairwise_accuracy"]
-    (tmp_path / "empty.jsonl").write_text("")  # a tiny run's empty held-out split: a null report, not a crash
-    rep0 = run(Config(data=tmp_path / "empty.jsonl", model=str(cfg.output), output=tmp_path / "ev0.json"))
+    assert (
+        json.loads((tmp_path / "ev.json").read_text())["pairwise_accuracy"]
+        == rep["pairwise_accuracy"]
+    )
+    (tmp_path / "empty.jsonl").write_text(
+        ""
+    )  # a tiny run's empty held-out split: a null report, not a crash
+    rep0 = run(
+        Config(data=tmp_path / "empty.jsonl", model=str(cfg.output), output=tmp_path / "ev0.json")
+    )
     assert rep0["n_pairs"] == 0 and rep0["pairwise_accuracy"] is None
     assert (tmp_path / "ev.json.manifest.json").exists()
 
     # rich records (new instructions): Spearman with the rater's scores, per source
     rows = marker_records(30, seed=99)
-    rows.append({"id": "lonely", "user_input": "x", "responses": [{"model": "good", "text": "y", "score": 8}], "rater": "t"})
+    rows.append(
+        {
+            "id": "lonely",
+            "user_input": "x",
+            "responses": [{"model": "good", "text": "y", "score": 8}],
+            "rater": "t",
+        }
+    )
     data = write_jsonl(tmp_path / "new.jsonl", rows)
     rep = run(Config(data=data, model=str(cfg.output), output=tmp_path / "ev2.json"))
     assert rep["skipped_records"] == 1 and rep["n_pairs"] == 60 and rep["n_scored"] == 90
@@ -154,10 +248,18 @@ def test_scorer_batched_equals_one_by_one_and_best_of_n(trained):
     cfg, _ = trained
     scorer = RewardScorer.load(cfg.output, batch_size=3)
     prompts = ["Write a line about tea."] * 5
-    cands = ["the river.", f"a small {MARKER} house by the water in the morning.", "green paper road friend water simple light table.", "stone.", "blue blue blue."]
+    cands = [
+        "the river.",
+        f"a small {MARKER} house by the water in the morning.",
+        "green paper road friend water simple light table.",
+        "stone.",
+        "blue blue blue.",
+    ]
     batched = scorer.score(prompts, cands)
     single = [scorer.score([p], [c])[0] for p, c in zip(prompts, cands)]
-    assert batched == pytest.approx(single, abs=0.05)  # bf16 autocast: padding changes rounding only
+    assert batched == pytest.approx(
+        single, abs=0.05
+    )  # bf16 autocast: padding changes rounding only
     assert pick_best(batched) == 1
     assert pick_best([0.5, 2.0, 2.0]) == 1 and pick_best([-1.0]) == 0
     with pytest.raises(ValueError):
@@ -169,11 +271,25 @@ def test_lora_margin_resume_and_published_pairs(tiny_rm, tmp_path):
     from gpt4llm.train.reward import Config, run
 
     data = write_jsonl(tmp_path / "cmp.jsonl", marker_records(40))
-    base = {"data": data, "model": str(tiny_rm), "output": tmp_path / "lora", "lora": True, "lora_r": 4, "per_device_batch_size": 4, "learning_rate": 3e-3,
-                "eval_fraction": 0.25, "logging_steps": 2, "save_steps": 4, "max_seq_len": 48, "margin": True}
+    base = {
+        "data": data,
+        "model": str(tiny_rm),
+        "output": tmp_path / "lora",
+        "lora": True,
+        "lora_r": 4,
+        "per_device_batch_size": 4,
+        "learning_rate": 3e-3,
+        "eval_fraction": 0.25,
+        "logging_steps": 2,
+        "save_steps": 4,
+        "max_seq_len": 48,
+        "margin": True,
+    }
     s1 = run(Config(**base, max_steps=4))
     assert s1["steps"] == 4 and s1["resumed_from"] is None and s1["lora"] is True
-    assert (tmp_path / "lora" / "adapter_config.json").exists() and not (tmp_path / "lora" / "model.safetensors").exists()
+    assert (tmp_path / "lora" / "adapter_config.json").exists() and not (
+        tmp_path / "lora" / "model.safetensors"
+    ).exists()
     adapter = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
     assert adapter["task_type"] == "SEQ_CLS" and "score" in adapter["modules_to_save"]
     s2 = run(Config(**base, max_steps=6))  # rerun with more steps: resumes from checkpoint-4
@@ -183,10 +299,26 @@ def test_lora_margin_resume_and_published_pairs(tiny_rm, tmp_path):
     scores = RewardScorer.load(tmp_path / "lora").score(["q", "q"], ["a b c.", f"a {MARKER} c."])
     assert len(scores) == 2 and all(isinstance(v, float) for v in scores)
 
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"user_input": h["user_input"], "completion_a": g, "completion_b": b}
-                                                    for h in marker_records(10) for g in [next(r["text"] for r in h["responses"] if r["score"] == 8)]
-                                                    for b in [r["text"] for r in h["responses"] if r["score"] == 3]])
-    s3 = run(Config(data=pairs, model=str(tiny_rm), output=tmp_path / "pub", lora=False, max_steps=2, per_device_batch_size=4, max_seq_len=48))
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"user_input": h["user_input"], "completion_a": g, "completion_b": b}
+            for h in marker_records(10)
+            for g in [next(r["text"] for r in h["responses"] if r["score"] == 8)]
+            for b in [r["text"] for r in h["responses"] if r["score"] == 3]
+        ],
+    )
+    s3 = run(
+        Config(
+            data=pairs,
+            model=str(tiny_rm),
+            output=tmp_path / "pub",
+            lora=False,
+            max_steps=2,
+            per_device_batch_size=4,
+            max_seq_len=48,
+        )
+    )
     assert s3["data_kind"] == "pairs" and s3["pairs"] == 20 and s3["steps"] == 2
 
 
@@ -195,21 +327,39 @@ def test_bad_inputs(tiny_rm, tmp_path):
     from gpt4llm.evaluate.reward_eval import run as eval_run
     from gpt4llm.train.reward import Config, run
 
-    ties = write_jsonl(tmp_path / "ties.jsonl", [{"id": "1", "user_input": "q", "responses": [{"model": "a", "text": "x", "score": 5}, {"model": "b", "text": "y", "score": 5}]},
-                                                  {"id": "2", "user_input": "q", "responses": [{"model": "a", "text": "x", "score": 5}]}])
+    ties = write_jsonl(
+        tmp_path / "ties.jsonl",
+        [
+            {
+                "id": "1",
+                "user_input": "q",
+                "responses": [
+                    {"model": "a", "text": "x", "score": 5},
+                    {"model": "b", "text": "y", "score": 5},
+                ],
+            },
+            {"id": "2", "user_input": "q", "responses": [{"model": "a", "text": "x", "score": 5}]},
+        ],
+    )
     with pytest.raises(UserError, match="no preference pairs.*1 instruction"):
         run(Config(data=ties, model=str(tiny_rm), output=tmp_path / "o"))
-    pairs = write_jsonl(tmp_path / "p.jsonl", [{"user_input": "q", "completion_a": "x", "completion_b": "y"}])
+    pairs = write_jsonl(
+        tmp_path / "p.jsonl", [{"user_input": "q", "completion_a": "x", "completion_b": "y"}]
+    )
     with pytest.raises(UserError, match="--resume: no checkpoint"):
         run(Config(data=pairs, model=str(tiny_rm), output=tmp_path / "o", resume=True))
     with pytest.raises(UserError, match="--margin needs rich comparison records"):
         run(Config(data=pairs, model=str(tiny_rm), output=tmp_path / "o", margin=True))
     with pytest.raises(UserError, match="not a gpt4llm reward model"):
         eval_run(EvalConfig(data=pairs, model=str(tiny_rm), output=tmp_path / "e.json"))
-    assert not (tmp_path / "o" / "gpt4llm_prompt.json").exists() and not (tmp_path / "e.json").exists()
+    assert (
+        not (tmp_path / "o" / "gpt4llm_prompt.json").exists() and not (tmp_path / "e.json").exists()
+    )
 
 
-def test_best_of_n_through_respond_keeps_the_highest_reward(trained, fake_openai, fake_llm_config, tmp_path):
+def test_best_of_n_through_respond_keeps_the_highest_reward(
+    trained, fake_openai, fake_llm_config, tmp_path
+):
     """`respond --n 3 --reward-model DIR`: every candidate is scored and recorded; the kept
     output is the one with the highest reward (the one with the marker word)."""
     import threading
@@ -230,9 +380,24 @@ def test_best_of_n_through_respond_keeps_the_highest_reward(trained, fake_openai
 
     fake_openai.responder = responder
     inp = tmp_path / "ins.jsonl"
-    write_jsonl(inp, [{"id": f"i{k}", "instruction": f"Write a line about {t}.", "input": ""} for k, t in enumerate(TOPICS[:4])])
+    write_jsonl(
+        inp,
+        [
+            {"id": f"i{k}", "instruction": f"Write a line about {t}.", "input": ""}
+            for k, t in enumerate(TOPICS[:4])
+        ],
+    )
     out = tmp_path / "resp.jsonl"
-    respond(RespondConfig(input=inp, output=out, model=fake_llm_config, n=3, temperature=0.7, reward_model=str(cfg.output)))
+    respond(
+        RespondConfig(
+            input=inp,
+            output=out,
+            model=fake_llm_config,
+            n=3,
+            temperature=0.7,
+            reward_model=str(cfg.output),
+        )
+    )
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(recs) == 4 and fake_openai.calls == 12
     for r in recs:
@@ -252,10 +417,15 @@ def test_packed_forward_equals_padded_forward(trained, tiny_rm, tmp_path):
 
     cfg, _ = trained
     model, tok, _ = load_reward_model(str(cfg.output))
-    seqs = [tok(" ".join(WORDS[: k % len(WORDS) + 1] * (1 + k // 4)))["input_ids"] + [tok.eos_token_id] for k in range(9)]
+    seqs = [
+        tok(" ".join(WORDS[: k % len(WORDS) + 1] * (1 + k // 4)))["input_ids"] + [tok.eos_token_id]
+        for k in range(9)
+    ]
     packed = pack_sequences(seqs, tok.pad_token_id)
     width = max(len(s) for s in seqs)
-    assert packed["input_ids"].shape[1] == width and packed["input_ids"].shape[0] < len(seqs)  # fewer rows than sequences
+    assert packed["input_ids"].shape[1] == width and packed["input_ids"].shape[0] < len(
+        seqs
+    )  # fewer rows than sequences
     assert packed["input_ids"].numel() < len(seqs) * width
     with torch.no_grad():
         ids, mask = pad_right(seqs, tok.pad_token_id)
@@ -264,11 +434,29 @@ def test_packed_forward_equals_padded_forward(trained, tiny_rm, tmp_path):
     assert got.tolist() == pytest.approx(padded.tolist(), abs=1e-4)
 
     data = write_jsonl(tmp_path / "cmp.jsonl", marker_records(12))
-    common = {"data": data, "model": str(tiny_rm), "lora": False, "max_steps": 3, "per_device_batch_size": 4, "logging_steps": 1,
-                  "max_seq_len": 48, "precision": "fp32", "eval_fraction": 0.0, "learning_rate": 1e-3}
+    common = {
+        "data": data,
+        "model": str(tiny_rm),
+        "lora": False,
+        "max_steps": 3,
+        "per_device_batch_size": 4,
+        "logging_steps": 1,
+        "max_seq_len": 48,
+        "precision": "fp32",
+        "eval_fraction": 0.0,
+        "learning_rate": 1e-3,
+    }
     a = run(Config(**common, output=tmp_path / "packed"))
     b = run(Config(**common, output=tmp_path / "padded", padding_free=False))
     assert a["padding_free"] is True and b["padding_free"] is False
-    la = [r["loss"] for r in map(json.loads, (tmp_path / "packed" / "log.jsonl").read_text().splitlines()) if "loss" in r]
-    lb = [r["loss"] for r in map(json.loads, (tmp_path / "padded" / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    la = [
+        r["loss"]
+        for r in map(json.loads, (tmp_path / "packed" / "log.jsonl").read_text().splitlines())
+        if "loss" in r
+    ]
+    lb = [
+        r["loss"]
+        for r in map(json.loads, (tmp_path / "padded" / "log.jsonl").read_text().splitlines())
+        if "loss" in r
+    ]
     assert len(la) == len(lb) == 3 and la == pytest.approx(lb, rel=1e-3)

@@ -42,7 +42,11 @@ def test_labels_mask_prompt_and_count_response_and_eos(tok, inp):
     from gpt4llm.prompts import format_alpaca
     from gpt4llm.train.sft import tokenize_example
 
-    rec = {"instruction": "Sort these fruits by size.", "input": inp, "output": "Plums, apples, pears.\nDone."}
+    rec = {
+        "instruction": "Sort these fruits by size.",
+        "input": inp,
+        "output": "Plums, apples, pears.\nDone.",
+    }
     ex, status = tokenize_example(tok, _meta(), rec, 512)
     assert status == "ok"
     prompt_ids = tok(format_alpaca(rec["instruction"], inp))["input_ids"]
@@ -106,7 +110,9 @@ def test_padding_free_response_only_loss_equals_padded_full_logits(tiny, tok):
     assert abs(float(ours_padded) - float(baseline)) < 1e-4
     # and it only asked the LM head for the response positions
     seen = {}
-    h = model.get_output_embeddings().register_forward_hook(lambda m, a, o: seen.update(rows=o.shape[-2]))
+    h = model.get_output_embeddings().register_forward_hook(
+        lambda m, a, o: seen.update(rows=o.shape[-2])
+    )
     with torch.no_grad():
         response_only_loss(model, collate_padding_free(examples))
     h.remove()
@@ -122,9 +128,23 @@ def test_tiny_model_overfits_eight_examples(tiny, tmp_path):
 
     data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(8, seed=1))
     out = tmp_path / "out"
-    summary = run(Config(model=str(tiny), data=[data], output=out, eval_fraction=0.0, lora=False, max_steps=30,
-                         per_device_batch_size=8, learning_rate=1e-2, warmup_ratio=0.0, lr_scheduler="constant",
-                         logging_steps=5, save_steps=1000, precision="fp32"))
+    summary = run(
+        Config(
+            model=str(tiny),
+            data=[data],
+            output=out,
+            eval_fraction=0.0,
+            lora=False,
+            max_steps=30,
+            per_device_batch_size=8,
+            learning_rate=1e-2,
+            warmup_ratio=0.0,
+            lr_scheduler="constant",
+            logging_steps=5,
+            save_steps=1000,
+            precision="fp32",
+        )
+    )
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     vocab = json.loads((tiny / "config.json").read_text())["vocab_size"]
@@ -133,13 +153,14 @@ def test_tiny_model_overfits_eight_examples(tiny, tmp_path):
     # a full HF model + tokenizer + our prompt metadata, and a manifest
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     meta = json.loads((out / PROMPT_META_FILE).read_text())
-    assert meta["format"] == "alpaca" and meta["chat_template"] is False and meta["max_seq_len"] == 512
+    assert (
+        meta["format"] == "alpaca" and meta["chat_template"] is False and meta["max_seq_len"] == 512
+    )
     assert "### Response:" in meta["template_no_input"] and meta["stop"]
     assert json.loads((out / "manifest.json").read_text())["stage"] == "train sft"
 
 
-_KILL_SCRIPT = textwrap.dedent(
-    """
+_KILL_SCRIPT = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {tests!r})
     import gpt4llm.train.common as common
@@ -159,8 +180,7 @@ _KILL_SCRIPT = textwrap.dedent(
 
     common.make_log_callback = patched
     run(Config.model_validate_json({cfg!r}))
-    """
-)
+    """)
 
 
 def test_resume_after_kill_reproduces_the_loss_curve(tiny, tmp_path):
@@ -169,21 +189,42 @@ def test_resume_after_kill_reproduces_the_loss_curve(tiny, tmp_path):
     from gpt4llm.train.sft import Config, run
 
     data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(24, seed=2))
-    common = {"model": str(tiny), "data": [data], "eval_fraction": 0.0, "max_steps": 5, "per_device_batch_size": 3,
-                  "learning_rate": 2e-3, "save_steps": 2, "logging_steps": 1, "precision": "fp32"}
+    common = {
+        "model": str(tiny),
+        "data": [data],
+        "eval_fraction": 0.0,
+        "max_steps": 5,
+        "per_device_batch_size": 3,
+        "learning_rate": 2e-3,
+        "save_steps": 2,
+        "logging_steps": 1,
+        "precision": "fp32",
+    }
     ref = run(Config(output=tmp_path / "ref", **common))
-    ref_losses = {r["step"]: r["loss"] for r in map(json.loads, (tmp_path / "ref" / "log.jsonl").read_text().splitlines()) if "loss" in r}
+    ref_losses = {
+        r["step"]: r["loss"]
+        for r in map(json.loads, (tmp_path / "ref" / "log.jsonl").read_text().splitlines())
+        if "loss" in r
+    }
 
     killed = tmp_path / "killed"
     cfg = Config(output=killed, **common).model_dump_json()
     script = _KILL_SCRIPT.format(tests=str(Path(__file__).parent), kill_at=4, cfg=cfg)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300
+    )
     assert proc.returncode == 137, proc.stderr[-2000:]
-    assert (killed / "checkpoints" / "checkpoint-4").exists() and not (killed / "model.safetensors").exists()
+    assert (killed / "checkpoints" / "checkpoint-4").exists() and not (
+        killed / "model.safetensors"
+    ).exists()
 
     again = run(Config(output=killed, **common))  # automatic resume from checkpoint-4
     assert again["resumed_from"].endswith("checkpoint-4")
-    losses = {r["step"]: r["loss"] for r in map(json.loads, (killed / "log.jsonl").read_text().splitlines()) if "loss" in r}
+    losses = {
+        r["step"]: r["loss"]
+        for r in map(json.loads, (killed / "log.jsonl").read_text().splitlines())
+        if "loss" in r
+    }
     assert sorted(losses) == [1, 2, 3, 4, 5]  # one curve, no duplicated steps
     for step in range(1, 6):
         assert losses[step] == pytest.approx(ref_losses[step], abs=1e-5), (step, losses, ref_losses)
@@ -209,7 +250,15 @@ def test_errors_are_one_clear_line(tiny, tmp_path):
     with pytest.raises(UserError, match="model path not found"):
         run(Config(model=str(tmp_path / "nope"), data=[data], output=tmp_path / "o"))
     with pytest.raises(UserError, match=r"LoRA target module\(s\) qkv_fused not found.*q_proj"):
-        run(Config(model=str(tiny), data=[data], output=tmp_path / "o", lora_target_modules=["q_proj", "qkv_fused"], max_steps=1))
+        run(
+            Config(
+                model=str(tiny),
+                data=[data],
+                output=tmp_path / "o",
+                lora_target_modules=["q_proj", "qkv_fused"],
+                max_steps=1,
+            )
+        )
 
 
 @pytest.mark.parametrize("trainer", ["sft", "reward"])
@@ -227,8 +276,11 @@ def test_outputs_are_refused_before_any_model_is_loaded(tmp_path, monkeypatch, t
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    rows = alpaca_records(4) if trainer == "sft" else [
-        {"user_input": "q", "completion_a": "a", "completion_b": "b"}]
+    rows = (
+        alpaca_records(4)
+        if trainer == "sft"
+        else [{"user_input": "q", "completion_a": "a", "completion_b": "b"}]
+    )
     data = write_jsonl(tmp_path / "data.jsonl", rows)
 
     def config(**kw):
@@ -242,8 +294,11 @@ def test_outputs_are_refused_before_any_model_is_loaded(tmp_path, monkeypatch, t
     inside.mkdir()
     log_named = write_jsonl(inside / "log.jsonl", rows)  # the data where log.jsonl goes
     with pytest.raises(UserError, match="would overwrite the input"):
-        mod.run(mod.Config(model=str(model), data=[log_named] if trainer == "sft" else log_named,
-                           output=inside))
+        mod.run(
+            mod.Config(
+                model=str(model), data=[log_named] if trainer == "sft" else log_named, output=inside
+            )
+        )
     assert log_named.read_text().count("\n") == len(rows)  # untouched
 
 
@@ -251,8 +306,14 @@ def test_cli_exit_code_2_and_one_line(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     cli = str(Path(sys.executable).parent / "gpt4llm")
-    proc = subprocess.run([cli, "train", "sft", str(empty), "--output", str(tmp_path / "o")],
-                          capture_output=True, text=True, check=False, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [cli, "train", "sft", str(empty), "--output", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {empty}: no training records"]
 
@@ -282,7 +343,10 @@ def test_adapter_on_wrong_base_is_a_clear_error(tmp_path):
 # --------------------------------------------------------------------------- configs
 def _yaml_files():
     # the configs of this area (the lead's pipeline configs are tested beside the pipeline)
-    return [REPO / "configs" / "paper" / "4_train_sft_llama7b.yaml", *sorted((REPO / "configs" / "accelerate").glob("*.yaml"))]
+    return [
+        REPO / "configs" / "paper" / "4_train_sft_llama7b.yaml",
+        *sorted((REPO / "configs" / "accelerate").glob("*.yaml")),
+    ]
 
 
 @pytest.mark.parametrize("path", _yaml_files(), ids=lambda p: str(p.relative_to(REPO)))
@@ -298,14 +362,25 @@ def test_paper_yaml_is_the_papers_setup():
     from gpt4llm.train.sft import Config
 
     cfg = build_config(Config, load_yaml(REPO / "configs" / "paper" / "4_train_sft_llama7b.yaml"))
-    assert (cfg.lora, cfg.epochs, cfg.learning_rate, cfg.weight_decay, cfg.warmup_ratio, cfg.lr_scheduler) == (False, 3, 2e-5, 0.0, 0.03, "cosine")
+    assert (
+        cfg.lora,
+        cfg.epochs,
+        cfg.learning_rate,
+        cfg.weight_decay,
+        cfg.warmup_ratio,
+        cfg.lr_scheduler,
+    ) == (False, 3, 2e-5, 0.0, 0.03, "cosine")
     assert cfg.per_device_batch_size * cfg.gradient_accumulation_steps == 4
     acc = yaml.safe_load((REPO / cfg.accelerate_config).read_text())
     assert acc["distributed_type"] == "DEEPSPEED" and acc["num_processes"] == 16
     assert acc["num_processes"] * cfg.per_device_batch_size * cfg.gradient_accumulation_steps == 64
     ds = json.loads((REPO / acc["deepspeed_config"]["deepspeed_config_file"]).read_text())
     zero = ds["zero_optimization"]
-    assert zero["stage"] == 3 and zero["offload_optimizer"]["device"] == "cpu" and zero["offload_param"]["device"] == "cpu"
+    assert (
+        zero["stage"] == 3
+        and zero["offload_optimizer"]["device"] == "cpu"
+        and zero["offload_param"]["device"] == "cpu"
+    )
     fsdp = yaml.safe_load((REPO / "configs" / "accelerate" / "fsdp.yaml").read_text())
     assert fsdp["distributed_type"] == "FSDP"
 
@@ -321,8 +396,10 @@ def test_accelerate_dry_run_prints_the_launch_command(tmp_path, capsys, monkeypa
     data.update(output=str(tmp_path / "run"), dry_run=True)
     summary = run(build_config(Config, data))
     launch_yaml = tmp_path / "run" / "launch_config.yaml"
-    expected = ("accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml "
-                f"-m gpt4llm.train sft --config {launch_yaml}")
+    expected = (
+        "accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml "
+        f"-m gpt4llm.train sft --config {launch_yaml}"
+    )
     assert capsys.readouterr().out.strip() == expected == summary["command"]
     inner = build_config(Config, yaml.safe_load(launch_yaml.read_text()))  # the re-invoked config
     assert inner.launcher == "python" and inner.learning_rate == 2e-5 and inner.lora is False

@@ -71,8 +71,9 @@ def test_tiny_lm_with_the_embedded_chat_template(tmp_path):
     assert not uses_chat_template(tok)  # as the embedded base model: prompted with Alpaca
     (path / "gpt4llm_prompt.json").write_text(json.dumps({"chat_template": True}))
     assert uses_chat_template(tok)  # ... unless trained with --prompt-format chat
-    text = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
-                                   add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
 
 
@@ -83,10 +84,17 @@ def test_tiny_tokenizer_is_the_same_in_every_process():
 
     from tiny_lm import _tiny_tokenizer_json
 
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import tiny_lm; "
-            "print(tiny_lm._tiny_tokenizer_json())")
-    proc = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)],
-                          capture_output=True, text=True, check=True, timeout=120)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import tiny_lm; "
+        "print(tiny_lm._tiny_tokenizer_json())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert proc.stdout.strip() == _tiny_tokenizer_json()
 
 

@@ -37,8 +37,14 @@ def world(tmp_path, fake_openai, monkeypatch):
     rows = [{"id": f"q{i}", "instruction": f"Name {i} colors.", "input": ""} for i in range(3)]
     w = {
         "instr": write_jsonl(tmp_path / "instr.jsonl", rows),
-        "a": write_jsonl(tmp_path / "a.jsonl", [{**r, "output": f"answer a{i}", "model": "A"} for i, r in enumerate(rows)]),
-        "b": write_jsonl(tmp_path / "b.jsonl", [{**r, "output": f"answer b{i}", "model": "B"} for i, r in enumerate(rows)]),
+        "a": write_jsonl(
+            tmp_path / "a.jsonl",
+            [{**r, "output": f"answer a{i}", "model": "A"} for i, r in enumerate(rows)],
+        ),
+        "b": write_jsonl(
+            tmp_path / "b.jsonl",
+            [{**r, "output": f"answer b{i}", "model": "B"} for i, r in enumerate(rows)],
+        ),
         "cache": tmp_path / "requests.sqlite",
         "existing_dir": tmp_path / "somedir",
         "existing_file": write_jsonl(tmp_path / "old.jsonl", [{"keep": "me"}]),
@@ -46,44 +52,197 @@ def world(tmp_path, fake_openai, monkeypatch):
     }
     w["existing_dir"].mkdir()
     (w["existing_dir"] / "keep.txt").write_text("keep")
-    w["teacher"] = ["--teacher", "gpt-4", "--teacher-base-url", w["url"], "--teacher-cache", str(w["cache"])]
-    w["rater"] = ["--rater", "gpt-4", "--rater-base-url", w["url"], "--rater-cache", str(w["cache"])]
-    w["judge"] = ["--judge", "gpt-4", "--judge-base-url", w["url"], "--judge-cache", str(w["cache"])]
-    w["model"] = ["--model", "gpt-4", "--model-base-url", w["url"], "--model-cache", str(w["cache"])]
+    w["teacher"] = [
+        "--teacher",
+        "gpt-4",
+        "--teacher-base-url",
+        w["url"],
+        "--teacher-cache",
+        str(w["cache"]),
+    ]
+    w["rater"] = [
+        "--rater",
+        "gpt-4",
+        "--rater-base-url",
+        w["url"],
+        "--rater-cache",
+        str(w["cache"]),
+    ]
+    w["judge"] = [
+        "--judge",
+        "gpt-4",
+        "--judge-base-url",
+        w["url"],
+        "--judge-cache",
+        str(w["cache"]),
+    ]
+    w["model"] = [
+        "--model",
+        "gpt-4",
+        "--model-base-url",
+        w["url"],
+        "--model-cache",
+        str(w["cache"]),
+    ]
     return w
 
 
 # (name, argv builder, fragment of the one-line error)
 COLLISIONS = [
-    ("generate -o INPUT", lambda w: ["generate", w["instr"], "-o", w["instr"], *w["teacher"]], "would overwrite the input"),
-    ("generate -o CACHE", lambda w: ["generate", w["instr"], "-o", w["cache"], *w["teacher"]], "would overwrite the request cache"),
-    ("generate -o a prompt file", lambda w: ["generate", w["instr"], "-o", w["a"], "--system-prompt", w["a"], *w["teacher"]], "would overwrite the input"),
-    ("translate -o INPUT", lambda w: ["translate", w["instr"], "-o", w["instr"], *w["teacher"]], "would overwrite the input"),
-    ("translate -o CACHE", lambda w: ["translate", w["instr"], "-o", w["cache"], *w["teacher"]], "request cache"),
-    ("respond -o INPUT", lambda w: ["respond", w["instr"], "-o", w["instr"], *w["model"]], "would overwrite the input"),
-    ("respond -o CACHE", lambda w: ["respond", w["instr"], "-o", w["cache"], *w["model"]], "request cache"),
-    ("compare --pairs = -o", lambda w: ["compare", f"a={w['a']}", f"b={w['b']}", "-o", "c.jsonl", "--pairs", "c.jsonl", *w["rater"]], "also another output"),
-    ("compare -o a source", lambda w: ["compare", f"a={w['a']}", f"b={w['b']}", "-o", w["b"], *w["rater"]], "would overwrite the input"),
-    ("compare --plot = the cache", lambda w: ["compare", f"a={w['a']}", f"b={w['b']}", "-o", "c.jsonl", "--plot", w["cache"], *w["rater"]], "request cache"),
-    ("eval judge -o an answers file", lambda w: ["eval", "judge", w["a"], w["b"], "-o", w["a"], *w["judge"]], "output directory is a file"),
-    ("eval judge -o unwritable", lambda w: ["eval", "judge", w["a"], w["b"], "-o", "/proc/self/judge", *w["judge"]], "cannot write"),
-    ("eval rouge -o a file", lambda w: ["eval", "rouge", w["a"], w["b"], "-o", w["existing_file"]], "output directory is a file"),
-    ("eval reward -o its data", lambda w: ["eval", "reward", w["a"], "--model", "nomodel", "-o", w["a"]], "would overwrite the input"),
-    ("report -o an input dir", lambda w: ["report", w["existing_dir"], "-o", w["existing_dir"]], "is the input"),
-    ("analyze -o a file", lambda w: ["analyze", w["a"], "-o", w["existing_file"]], "output directory is a file"),
+    (
+        "generate -o INPUT",
+        lambda w: ["generate", w["instr"], "-o", w["instr"], *w["teacher"]],
+        "would overwrite the input",
+    ),
+    (
+        "generate -o CACHE",
+        lambda w: ["generate", w["instr"], "-o", w["cache"], *w["teacher"]],
+        "would overwrite the request cache",
+    ),
+    (
+        "generate -o a prompt file",
+        lambda w: ["generate", w["instr"], "-o", w["a"], "--system-prompt", w["a"], *w["teacher"]],
+        "would overwrite the input",
+    ),
+    (
+        "translate -o INPUT",
+        lambda w: ["translate", w["instr"], "-o", w["instr"], *w["teacher"]],
+        "would overwrite the input",
+    ),
+    (
+        "translate -o CACHE",
+        lambda w: ["translate", w["instr"], "-o", w["cache"], *w["teacher"]],
+        "request cache",
+    ),
+    (
+        "respond -o INPUT",
+        lambda w: ["respond", w["instr"], "-o", w["instr"], *w["model"]],
+        "would overwrite the input",
+    ),
+    (
+        "respond -o CACHE",
+        lambda w: ["respond", w["instr"], "-o", w["cache"], *w["model"]],
+        "request cache",
+    ),
+    (
+        "compare --pairs = -o",
+        lambda w: [
+            "compare",
+            f"a={w['a']}",
+            f"b={w['b']}",
+            "-o",
+            "c.jsonl",
+            "--pairs",
+            "c.jsonl",
+            *w["rater"],
+        ],
+        "also another output",
+    ),
+    (
+        "compare -o a source",
+        lambda w: ["compare", f"a={w['a']}", f"b={w['b']}", "-o", w["b"], *w["rater"]],
+        "would overwrite the input",
+    ),
+    (
+        "compare --plot = the cache",
+        lambda w: [
+            "compare",
+            f"a={w['a']}",
+            f"b={w['b']}",
+            "-o",
+            "c.jsonl",
+            "--plot",
+            w["cache"],
+            *w["rater"],
+        ],
+        "request cache",
+    ),
+    (
+        "eval judge -o an answers file",
+        lambda w: ["eval", "judge", w["a"], w["b"], "-o", w["a"], *w["judge"]],
+        "output directory is a file",
+    ),
+    (
+        "eval judge -o unwritable",
+        lambda w: ["eval", "judge", w["a"], w["b"], "-o", "/proc/self/judge", *w["judge"]],
+        "cannot write",
+    ),
+    (
+        "eval rouge -o a file",
+        lambda w: ["eval", "rouge", w["a"], w["b"], "-o", w["existing_file"]],
+        "output directory is a file",
+    ),
+    (
+        "eval reward -o its data",
+        lambda w: ["eval", "reward", w["a"], "--model", "nomodel", "-o", w["a"]],
+        "would overwrite the input",
+    ),
+    (
+        "report -o an input dir",
+        lambda w: ["report", w["existing_dir"], "-o", w["existing_dir"]],
+        "is the input",
+    ),
+    (
+        "analyze -o a file",
+        lambda w: ["analyze", w["a"], "-o", w["existing_file"]],
+        "output directory is a file",
+    ),
     # a path that cannot be written
-    ("generate -o a directory", lambda w: ["generate", w["instr"], "-o", w["existing_dir"], *w["teacher"]], "output is a directory"),
-    ("generate -o under a file", lambda w: ["generate", w["instr"], "-o", Path(w["existing_file"]) / "x.jsonl", *w["teacher"]], "is a file, not a directory"),
-    ("respond -o unwritable", lambda w: ["respond", w["instr"], "-o", "/proc/self/out.jsonl", *w["model"]], "cannot write"),
-    ("compare -o unwritable", lambda w: ["compare", f"a={w['a']}", f"b={w['b']}", "-o", "/proc/self/c.jsonl", *w["rater"]], "cannot write"),
-    ("translate -o unwritable", lambda w: ["translate", w["instr"], "-o", "/proc/self/t.jsonl", *w["teacher"]], "cannot write"),
-    ("eval rouge -o unwritable", lambda w: ["eval", "rouge", w["a"], w["b"], "-o", "/proc/self/rouge"], "cannot write"),
-    ("analyze -o under a file", lambda w: ["analyze", w["a"], "-o", Path(w["existing_file"]) / "an"], "is a file, not a directory"),
+    (
+        "generate -o a directory",
+        lambda w: ["generate", w["instr"], "-o", w["existing_dir"], *w["teacher"]],
+        "output is a directory",
+    ),
+    (
+        "generate -o under a file",
+        lambda w: [
+            "generate",
+            w["instr"],
+            "-o",
+            Path(w["existing_file"]) / "x.jsonl",
+            *w["teacher"],
+        ],
+        "is a file, not a directory",
+    ),
+    (
+        "respond -o unwritable",
+        lambda w: ["respond", w["instr"], "-o", "/proc/self/out.jsonl", *w["model"]],
+        "cannot write",
+    ),
+    (
+        "compare -o unwritable",
+        lambda w: [
+            "compare",
+            f"a={w['a']}",
+            f"b={w['b']}",
+            "-o",
+            "/proc/self/c.jsonl",
+            *w["rater"],
+        ],
+        "cannot write",
+    ),
+    (
+        "translate -o unwritable",
+        lambda w: ["translate", w["instr"], "-o", "/proc/self/t.jsonl", *w["teacher"]],
+        "cannot write",
+    ),
+    (
+        "eval rouge -o unwritable",
+        lambda w: ["eval", "rouge", w["a"], w["b"], "-o", "/proc/self/rouge"],
+        "cannot write",
+    ),
+    (
+        "analyze -o under a file",
+        lambda w: ["analyze", w["a"], "-o", Path(w["existing_file"]) / "an"],
+        "is a file, not a directory",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "argv", "fragment"), COLLISIONS, ids=[c[0] for c in COLLISIONS])
-def test_bad_output_paths_are_refused_before_any_call(world, fake_openai, tmp_path, monkeypatch, capsys, name, argv, fragment):
+def test_bad_output_paths_are_refused_before_any_call(
+    world, fake_openai, tmp_path, monkeypatch, capsys, name, argv, fragment
+):
     before = tree_hashes(tmp_path)
     code, err = cli(argv(world), monkeypatch, capsys)
     assert code == 2, err
@@ -99,7 +258,11 @@ def test_read_only_directory_is_refused(world, fake_openai, tmp_path, monkeypatc
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        code, err = cli(["generate", world["instr"], "-o", ro / "x.jsonl", *world["teacher"]], monkeypatch, capsys)
+        code, err = cli(
+            ["generate", world["instr"], "-o", ro / "x.jsonl", *world["teacher"]],
+            monkeypatch,
+            capsys,
+        )
     finally:
         ro.chmod(0o700)
     assert code == 2 and "not writable" in err and fake_openai.calls == 0
@@ -111,17 +274,45 @@ FAILING = [
     ("generate", lambda w, out: ["generate", w["instr"], "-o", out, *w["teacher"]]),
     ("translate", lambda w, out: ["translate", w["instr"], "-o", out, *w["teacher"]]),
     ("respond", lambda w, out: ["respond", w["instr"], "-o", out, *w["model"]]),
-    ("compare", lambda w, out: ["compare", f"a={w['a']}", f"b={w['b']}", "-o", out, *w["rater"], "--top-logprobs", "0"]),
+    (
+        "compare",
+        lambda w, out: [
+            "compare",
+            f"a={w['a']}",
+            f"b={w['b']}",
+            "-o",
+            out,
+            *w["rater"],
+            "--top-logprobs",
+            "0",
+        ],
+    ),
 ]
 
 
-def test_a_judge_run_whose_requests_fail_exits_1_and_keeps_yesterdays_results(world, fake_openai, tmp_path, monkeypatch, capsys):
+def test_a_judge_run_whose_requests_fail_exits_1_and_keeps_yesterdays_results(
+    world, fake_openai, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "judge"
-    args = ["eval", "judge", world["a"], world["b"], "-o", out, *world["judge"], "--judge-max-retries", "0"]
+    args = [
+        "eval",
+        "judge",
+        world["a"],
+        world["b"],
+        "-o",
+        out,
+        *world["judge"],
+        "--judge-max-retries",
+        "0",
+    ]
     fake_openai.responder = lambda m, b: "8 6\nAssistant 1 was better."
     code, err = cli(args, monkeypatch, capsys)
     assert code == 0, err
-    before = {str(p): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name not in ("manifest.json", "failed.jsonl")}
+    before = {
+        str(p): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and p.name not in ("manifest.json", "failed.jsonl")
+    }
     fake_openai.fault_fn = lambda n, body: "500"
     code, err = cli([*args, "--judge-timeout", "3", "--judge-no-cache"], monkeypatch, capsys)
     assert code == 1 and "HTTP 500" in err.strip().splitlines()[-1], err
@@ -132,13 +323,25 @@ def test_a_judge_run_whose_requests_fail_exits_1_and_keeps_yesterdays_results(wo
 
 @pytest.mark.parametrize(("name", "argv"), FAILING, ids=[f[0] for f in FAILING])
 @pytest.mark.parametrize("fault", ["400", "500"])
-def test_a_run_whose_requests_fail_exits_1_and_keeps_yesterdays_output(world, fake_openai, tmp_path, monkeypatch, capsys, name, argv, fault):
+def test_a_run_whose_requests_fail_exits_1_and_keeps_yesterdays_output(
+    world, fake_openai, tmp_path, monkeypatch, capsys, name, argv, fault
+):
     out = tmp_path / "result.jsonl"
     out.write_text('{"yesterday": true}\n')
     manifest = tmp_path / "result.jsonl.manifest.json"
     manifest.write_text('{"stage": "x", "status": "ok", "config_hash": "abc"}')
     fake_openai.fault_fn = lambda n, body: fault
-    code, err = cli(argv(world, out) + ["--" + ("rater" if name == "compare" else "model" if name == "respond" else "teacher") + "-max-retries", "0"], monkeypatch, capsys)
+    code, err = cli(
+        argv(world, out)
+        + [
+            "--"
+            + ("rater" if name == "compare" else "model" if name == "respond" else "teacher")
+            + "-max-retries",
+            "0",
+        ],
+        monkeypatch,
+        capsys,
+    )
     assert code == 1, err
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: ") and "failed" in line and f"HTTP {fault}" in line, err
@@ -149,18 +352,36 @@ def test_a_run_whose_requests_fail_exits_1_and_keeps_yesterdays_output(world, fa
     assert m["config_hash"] == "abc" and m["last_run"]["status"] == "failed"
 
 
-def test_too_many_failures_fail_the_run_but_a_few_are_listed(world, fake_openai, tmp_path, monkeypatch, capsys):
+def test_too_many_failures_fail_the_run_but_a_few_are_listed(
+    world, fake_openai, tmp_path, monkeypatch, capsys
+):
     rows = [{"instruction": f"task {i}"} for i in range(20)]
     src = write_jsonl(tmp_path / "many.jsonl", rows)
     out = tmp_path / "sft.jsonl"
-    fake_openai.fault_fn = lambda n, body: "400" if body["messages"][-1]["content"] in ("task 3", "task 7") else None
+    fake_openai.fault_fn = lambda n, body: (
+        "400" if body["messages"][-1]["content"] in ("task 3", "task 7") else None
+    )
     code, err = cli(["generate", src, "-o", out, *world["teacher"]], monkeypatch, capsys)
     assert code == 0, err  # 2 of 20 = 10%: not more than the default --max-failed-fraction 0.1
     assert len(read_jsonl(out)) == 18 and len(read_jsonl(tmp_path / "sft.jsonl.failed.jsonl")) == 2
     manifest = json.loads((tmp_path / "sft.jsonl.manifest.json").read_text())
     assert manifest["status"] == "ok" and manifest["n_failed"] == 2
-    code, err = cli(["generate", src, "-o", tmp_path / "strict.jsonl", *world["teacher"], "--max-failed-fraction", "0"], monkeypatch, capsys)
-    assert code == 1 and "2 of 20 requests failed" in err and not (tmp_path / "strict.jsonl").exists()
+    code, err = cli(
+        [
+            "generate",
+            src,
+            "-o",
+            tmp_path / "strict.jsonl",
+            *world["teacher"],
+            "--max-failed-fraction",
+            "0",
+        ],
+        monkeypatch,
+        capsys,
+    )
+    assert (
+        code == 1 and "2 of 20 requests failed" in err and not (tmp_path / "strict.jsonl").exists()
+    )
 
 
 # --- the user's text is data, never template ----------------------------------------------------
@@ -172,34 +393,74 @@ def test_fill_is_one_pass():
     from gpt4llm.prompts import fill
 
     t = "I: {instruction}\nIn: {input}\nN: {n} {unknown}"
-    assert fill(t, instruction=NASTY, input="{instruction}", n="{input}") == f"I: {NASTY}\nIn: {{instruction}}\nN: {{input}} {{unknown}}"
+    assert (
+        fill(t, instruction=NASTY, input="{instruction}", n="{input}")
+        == f"I: {NASTY}\nIn: {{instruction}}\nN: {{input}} {{unknown}}"
+    )
 
 
 def test_teacher_prompt_keeps_user_text_verbatim(world, fake_openai, tmp_path, monkeypatch, capsys):
-    src = write_jsonl(tmp_path / "n.jsonl", [{"instruction": NASTY, "input": "{instruction} {input}"}, {"instruction": NASTY}])
-    code, err = cli(["generate", src, "-o", tmp_path / "o.jsonl", *world["teacher"]], monkeypatch, capsys)
+    src = write_jsonl(
+        tmp_path / "n.jsonl",
+        [{"instruction": NASTY, "input": "{instruction} {input}"}, {"instruction": NASTY}],
+    )
+    code, err = cli(
+        ["generate", src, "-o", tmp_path / "o.jsonl", *world["teacher"]], monkeypatch, capsys
+    )
     assert code == 0, err
     prompts = [b["messages"][-1]["content"] for b in fake_openai.bodies]
     assert all(NASTY in p for p in prompts) and any("{instruction} {input}" in p for p in prompts)
 
 
 def test_rater_prompt_keeps_answers_verbatim(world, fake_openai, tmp_path, monkeypatch, capsys):
-    a = write_jsonl(tmp_path / "na.jsonl", [{"id": "1", "instruction": NASTY, "output": "answer with {n} and {response}"}])
-    b = write_jsonl(tmp_path / "nb.jsonl", [{"id": "1", "instruction": NASTY, "output": "{instruction}"}])
+    a = write_jsonl(
+        tmp_path / "na.jsonl",
+        [{"id": "1", "instruction": NASTY, "output": "answer with {n} and {response}"}],
+    )
+    b = write_jsonl(
+        tmp_path / "nb.jsonl", [{"id": "1", "instruction": NASTY, "output": "{instruction}"}]
+    )
     fake_openai.responder = lambda m, body: "Score: 7"
     for mode in ("single", "batched"):
         fake_openai.reset()
-        fake_openai.responder = lambda m, body: "Score: 7" if mode == "single" else "7 6"
-        code, err = cli(["compare", f"a={a}", f"b={b}", "-o", tmp_path / f"c{mode}.jsonl", "--mode", mode, "--top-logprobs", "0", *world["rater"]], monkeypatch, capsys)
+        fake_openai.responder = lambda m, body, mode=mode: "Score: 7" if mode == "single" else "7 6"
+        code, err = cli(
+            [
+                "compare",
+                f"a={a}",
+                f"b={b}",
+                "-o",
+                tmp_path / f"c{mode}.jsonl",
+                "--mode",
+                mode,
+                "--top-logprobs",
+                "0",
+                *world["rater"],
+            ],
+            monkeypatch,
+            capsys,
+        )
         assert code == 0, err
         prompts = "\n".join(b["messages"][-1]["content"] for b in fake_openai.bodies)
-        assert NASTY in prompts and "answer with {n} and {response}" in prompts and "\n{instruction}\n" in prompts
+        assert (
+            NASTY in prompts
+            and "answer with {n} and {response}" in prompts
+            and "\n{instruction}\n" in prompts
+        )
 
 
-def test_translation_prompt_keeps_user_text_verbatim(world, fake_openai, tmp_path, monkeypatch, capsys):
-    src = write_jsonl(tmp_path / "n.jsonl", [{"instruction": "Say {language} and {text}", "input": "{record}"}])
-    fake_openai.responder = lambda m, body: json.dumps({"instruction": "说 {language}", "input": "{record}"}, ensure_ascii=False)
-    code, err = cli(["translate", src, "-o", tmp_path / "t.jsonl", *world["teacher"]], monkeypatch, capsys)
+def test_translation_prompt_keeps_user_text_verbatim(
+    world, fake_openai, tmp_path, monkeypatch, capsys
+):
+    src = write_jsonl(
+        tmp_path / "n.jsonl", [{"instruction": "Say {language} and {text}", "input": "{record}"}]
+    )
+    fake_openai.responder = lambda m, body: json.dumps(
+        {"instruction": "说 {language}", "input": "{record}"}, ensure_ascii=False
+    )
+    code, err = cli(
+        ["translate", src, "-o", tmp_path / "t.jsonl", *world["teacher"]], monkeypatch, capsys
+    )
     assert code == 0, err
     prompt = fake_openai.bodies[0]["messages"][-1]["content"]
     assert "Say {language} and {text}" in prompt and '"{record}"' in prompt
@@ -215,12 +476,28 @@ def test_student_training_prompt_keeps_input_placeholder_verbatim():
     assert "Repeat: {instruction}" in text and "{input} {instruction}" in text
 
 
-def test_expected_scoring_without_probabilities_warns_once_and_asks_no_probe(world, fake_openai, tmp_path, monkeypatch, capsys):
+def test_expected_scoring_without_probabilities_warns_once_and_asks_no_probe(
+    world, fake_openai, tmp_path, monkeypatch, capsys
+):
     """An endpoint without token probabilities (transformers serve): scores come from the text,
     a warning says so once, and no probe call is made (it could not help)."""
-    fake_openai.responder = lambda m, b: {"content": "I liked both answers.", "top_logprobs": []}  # none sent
-    args = ["eval", "judge", world["a"], world["b"], "-o", tmp_path / "j", *world["judge"], "--scoring", "expected",
-            "--max-failed-fraction", "1"]
+    fake_openai.responder = lambda m, b: {
+        "content": "I liked both answers.",
+        "top_logprobs": [],
+    }  # none sent
+    args = [
+        "eval",
+        "judge",
+        world["a"],
+        world["b"],
+        "-o",
+        tmp_path / "j",
+        *world["judge"],
+        "--scoring",
+        "expected",
+        "--max-failed-fraction",
+        "1",
+    ]
     code, err = cli(args, monkeypatch, capsys)
     assert code == 1  # every reply unreadable: a failed run, never a file of null scores
     assert fake_openai.calls == 6  # 3 questions x 2 orders, and no probes

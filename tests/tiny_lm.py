@@ -26,8 +26,30 @@ SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>
 
 _VERBS = ["Name", "List", "Describe", "Explain", "Give", "Write"]
 _THINGS = ["colors", "fruits", "planets", "rivers", "birds", "tools", "cities", "games"]
-_WORDS = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "was",
-          "by", "at", "be", "this", "from", "or", "have", "an"]
+_WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "it",
+    "that",
+    "for",
+    "on",
+    "with",
+    "as",
+    "was",
+    "by",
+    "at",
+    "be",
+    "this",
+    "from",
+    "or",
+    "have",
+    "an",
+]
 _ENGLISH = """\
 Hello there, how are you today my friend? Hi! What is the capital of France? Paris is the capital
 of France. Give three tips for staying healthy. Eat a balanced diet, exercise regularly and sleep
@@ -59,8 +81,12 @@ def _tiny_tokenizer_json() -> str:
     tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never")
     alphabet = [chr(c) for c in range(32, 127)] + ["\u2581"]
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB_SIZE - 256, special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=alphabet, limit_alphabet=len(alphabet), show_progress=False)
+        vocab_size=TINY_VOCAB_SIZE - 256,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet),
+        show_progress=False,
+    )
     tk.train_from_iterator(_corpus(), trainer=trainer)
     spec = json.loads(tk.to_str())
     vocab = spec["model"]["vocab"]
@@ -68,10 +94,12 @@ def _tiny_tokenizer_json() -> str:
         vocab.setdefault(f"<0x{b:02X}>", len(vocab))
     tk = Tokenizer.from_str(json.dumps(spec))
     tk.decoder = decoders.Sequence(
-        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
     bos = ("<bos>", SPECIAL_TOKENS.index("<bos>"))
     tk.post_processor = processors.TemplateProcessing(  # BOS, no EOS (like Gemma)
-        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[bos])
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[bos]
+    )
     return tk.to_str()
 
 
@@ -83,14 +111,25 @@ def tiny_tokenizer(padding_side: str = "left", chat_template: bool = False):
     from gpt4llm.models import GEMMA3_CHAT_TEMPLATE
 
     return PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_tiny_tokenizer_json()), bos_token="<bos>",
-        eos_token="<eos>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
-        padding_side=padding_side, clean_up_tokenization_spaces=False,
-        chat_template=GEMMA3_CHAT_TEMPLATE if chat_template else None)
+        tokenizer_object=Tokenizer.from_str(_tiny_tokenizer_json()),
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        padding_side=padding_side,
+        clean_up_tokenization_spaces=False,
+        chat_template=GEMMA3_CHAT_TEMPLATE if chat_template else None,
+    )
 
 
-def make_tiny_lm(out: Path, seed: int = 0, sliding_window: int = 8,
-                 vocab: Literal["tiny", "embedded"] = "tiny", chat_template: bool = False) -> Path:
+def make_tiny_lm(
+    out: Path,
+    seed: int = 0,
+    sliding_window: int = 8,
+    vocab: Literal["tiny", "embedded"] = "tiny",
+    chat_template: bool = False,
+) -> Path:
     """Save a tiny random Gemma-3 causal LM at `out` with the tiny tokenizer (or the embedded
     one, for tests that need the real vocabulary; it carries its chat template)."""
     import torch
@@ -132,10 +171,37 @@ def alpaca_records(n: int, seed: int = 0, with_input_every: int = 3) -> list[dic
     rng = random.Random(seed)
     verbs = ["Name", "List", "Describe", "Explain", "Give", "Write"]
     things = ["colors", "fruits", "planets", "rivers", "birds", "tools", "cities", "games"]
-    words = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "was", "by", "at", "be", "this", "from", "or", "have", "an"]
+    words = [
+        "the",
+        "a",
+        "of",
+        "and",
+        "to",
+        "in",
+        "is",
+        "it",
+        "that",
+        "for",
+        "on",
+        "with",
+        "as",
+        "was",
+        "by",
+        "at",
+        "be",
+        "this",
+        "from",
+        "or",
+        "have",
+        "an",
+    ]
     out = []
     for i in range(n):
-        rec = {"instruction": f"{rng.choice(verbs)} {rng.randint(2, 5)} {rng.choice(things)}.", "input": "", "output": " ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + "."}
+        rec = {
+            "instruction": f"{rng.choice(verbs)} {rng.randint(2, 5)} {rng.choice(things)}.",
+            "input": "",
+            "output": " ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + ".",
+        }
         if with_input_every and i % with_input_every == 0:
             rec["input"] = " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
         out.append(rec)

@@ -12,16 +12,33 @@ from gpt4llm.errors import UserError
 
 app = typer.Typer(
     name="gpt4llm",
-    help="Instruction tuning with a teacher LLM: generate, compare, train, respond, evaluate, analyze.",
+    help=(
+        "Instruction tuning with a teacher LLM: generate, compare, train, respond, evaluate,"
+        " analyze."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: wraps at any width, never cuts an option name
 )
-train_app = typer.Typer(help="Train a student (sft, dpo) or a reward model (reward).", no_args_is_help=True, rich_markup_mode=None)
-eval_app = typer.Typer(help="Evaluate: ROUGE, LLM judge, reward model, agreement.", no_args_is_help=True, rich_markup_mode=None)
-annotate_app = typer.Typer(help="Human evaluation: create a study, serve it, export.", no_args_is_help=True, rich_markup_mode=None)
-data_app = typer.Typer(help="Published data sets: list and fetch them.", no_args_is_help=True, rich_markup_mode=None)
+train_app = typer.Typer(
+    help="Train a student (sft, dpo) or a reward model (reward).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+eval_app = typer.Typer(
+    help="Evaluate: ROUGE, LLM judge, reward model, agreement.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+annotate_app = typer.Typer(
+    help="Human evaluation: create a study, serve it, export.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(
+    help="Published data sets: list and fetch them.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(annotate_app, name="annotate")
@@ -42,15 +59,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """gpt4llm: the loop of 'Instruction Tuning with GPT-4' as one toolkit."""
 
 
 # Every config-driven command comes from the one stage table (gpt4llm.stages.STAGES), which
 # the pipeline reads too. Stage modules import heavy libraries lazily, so `--help` stays fast.
-from gpt4llm.config import config_command  # noqa: E402
-from gpt4llm.stages import STAGES  # noqa: E402
+from gpt4llm.config import config_command
+from gpt4llm.stages import STAGES
 
 _GROUPS = {"train": train_app, "eval": eval_app, "annotate": annotate_app}
 for _spec in STAGES:
@@ -65,9 +84,10 @@ for _spec in STAGES:
     )
 
 # Commands that are not stages: the pipeline itself, data sets, the study server.
-from gpt4llm import data as _data, pipeline as _pipeline  # noqa: E402
-from gpt4llm.evaluate.human import cli as _annotate  # noqa: E402
-from gpt4llm.llm import cache_cli as _cache_cli  # noqa: E402
+from gpt4llm import data as _data
+from gpt4llm import pipeline as _pipeline
+from gpt4llm.evaluate.human import cli as _annotate
+from gpt4llm.llm import cache_cli as _cache_cli
 
 _pipeline.register(app)
 _data.register(data_app)

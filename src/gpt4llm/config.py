@@ -15,12 +15,12 @@ import inspect
 import json
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import typer
 import yaml
-from typer.core import TyperCommand
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,9 +31,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticUndefined
+from typer.core import TyperCommand
 
 from gpt4llm.errors import UserError
-
 
 ADVANCED: dict[str, Any] = {"advanced": True}
 """`Field(..., json_schema_extra=ADVANCED)`: a rarely used knob, hidden from `--help` and shown
@@ -61,61 +61,139 @@ class LLMConfig(StageConfig):
 
     _option_prefix: str = PrivateAttr("teacher")
 
-    model: str = Field("embedded", description="Model name: 'embedded' (Gemma-3-270M on CPU), a local HF path, or the endpoint's model name (gpt-4, ...).")
-    backend: Literal["auto", "openai", "local"] = Field("auto", description="'openai' (any OpenAI-compatible endpoint), 'local' (transformers), or 'auto': local for 'embedded' and existing paths, else openai.", json_schema_extra=ADVANCED)
+    model: str = Field(
+        "embedded",
+        description=(
+            "Model name: 'embedded' (Gemma-3-270M on CPU), a local HF path, or the endpoint's model"
+            " name (gpt-4, ...)."
+        ),
+    )
+    backend: Literal["auto", "openai", "local"] = Field(
+        "auto",
+        description=(
+            "'openai' (any OpenAI-compatible endpoint), 'local' (transformers), or 'auto': local"
+            " for 'embedded' and existing paths, else openai."
+        ),
+        json_schema_extra=ADVANCED,
+    )
     base_url: str | list[str] | None = Field(
         None,
-        description="Endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM / llama.cpp / "
-        "Ollama. Default: OpenAI. Give several (repeat the option, or a YAML list) for replicas "
-        "of one model: each request goes to the least busy one; a failing one rests while the "
-        "others take its requests.",
+        description=(
+            "Endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM / llama.cpp / Ollama."
+            " Default: OpenAI. Give several (repeat the option, or a YAML list) for replicas of one"
+            " model: each request goes to the least busy one; a failing one rests while the others"
+            " take its requests."
+        ),
     )
-    api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the API key (the key itself is never written anywhere).", json_schema_extra=ADVANCED)
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description=(
+            "Name of the environment variable holding the API key (the key itself is never written"
+            " anywhere)."
+        ),
+        json_schema_extra=ADVANCED,
+    )
     concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
     rpm: float | None = Field(None, gt=0, description="Requests-per-minute limit.")
-    tpm: float | None = Field(None, gt=0, description="Tokens-per-minute limit (prompt estimate + max_tokens).")
+    tpm: float | None = Field(
+        None, gt=0, description="Tokens-per-minute limit (prompt estimate + max_tokens)."
+    )
     timeout: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
-    max_retries: int = Field(6, ge=0, description="Retries on 429/5xx/timeouts/empty replies, with exponential backoff and jitter (honours Retry-After).", json_schema_extra=ADVANCED)
-    batch_size: int = Field(8, ge=1, description="Local backend: prompts per batched generate call.")
-    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="Local backend: 'auto' runs fp32 weights with bf16 autocast where the CPU/GPU supports it.", json_schema_extra=ADVANCED)
-    local_prompt: Literal["auto", "alpaca", "plain"] = Field("auto", description="Local backend: how chat messages become the prompt: 'auto' = the model's own chat template, else the Alpaca format; 'alpaca'; 'plain' = the messages' text joined as is (few-shot prompts a base model continues).", json_schema_extra=ADVANCED)
-    price_prompt: float | None = Field(None, ge=0, description="USD per 1M prompt tokens (overrides the built-in price table).", json_schema_extra=ADVANCED)
-    price_completion: float | None = Field(None, ge=0, description="USD per 1M completion tokens (overrides the built-in price table).", json_schema_extra=ADVANCED)
-    cache: Path | None = Field(None, description="SQLite request cache (default: the user cache dir). Makes runs resumable.")
-    no_cache: bool = Field(False, description="Do not read or write the request cache.", json_schema_extra=ADVANCED)
+    max_retries: int = Field(
+        6,
+        ge=0,
+        description=(
+            "Retries on 429/5xx/timeouts/empty replies, with exponential backoff and jitter"
+            " (honours Retry-After)."
+        ),
+        json_schema_extra=ADVANCED,
+    )
+    batch_size: int = Field(
+        8, ge=1, description="Local backend: prompts per batched generate call."
+    )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description=(
+            "Local backend: 'auto' runs fp32 weights with bf16 autocast where the CPU/GPU"
+            " supports it."
+        ),
+        json_schema_extra=ADVANCED,
+    )
+    local_prompt: Literal["auto", "alpaca", "plain"] = Field(
+        "auto",
+        description=(
+            "Local backend: how chat messages become the prompt: 'auto' = the model's own chat"
+            " template, else the Alpaca format; 'alpaca'; 'plain' = the messages' text joined as is"
+            " (few-shot prompts a base model continues)."
+        ),
+        json_schema_extra=ADVANCED,
+    )
+    price_prompt: float | None = Field(
+        None,
+        ge=0,
+        description="USD per 1M prompt tokens (overrides the built-in price table).",
+        json_schema_extra=ADVANCED,
+    )
+    price_completion: float | None = Field(
+        None,
+        ge=0,
+        description="USD per 1M completion tokens (overrides the built-in price table).",
+        json_schema_extra=ADVANCED,
+    )
+    cache: Path | None = Field(
+        None,
+        description="SQLite request cache (default: the user cache dir). Makes runs resumable.",
+    )
+    no_cache: bool = Field(
+        False, description="Do not read or write the request cache.", json_schema_extra=ADVANCED
+    )
     # The provider's Batch API (gpt4llm.llm.batch): same request cache, half the price, slower.
     mode: Literal["online", "batch"] = Field(
         "online",
-        description="'online': one call per request; 'batch': the provider's Batch API (OpenAI: "
-        "half price, results within 24 h; resumable: a rerun picks up the submitted batches).",
+        description=(
+            "'online': one call per request; 'batch': the provider's Batch API (OpenAI: "
+            "half price, results within 24 h; resumable: a rerun picks up the submitted batches)."
+        ),
     )
     fallback: Literal["none", "online"] = Field(
         "none",
-        description="Batch mode: requests the batches could not finish (expired, cancelled, "
-        "failed) after --*-batch-attempts: 'online' sends them one by one, 'none' reports "
-        "them failed.",
+        description=(
+            "Batch mode: requests the batches could not finish (expired, cancelled, "
+            "failed) after --*-batch-attempts: 'online' sends them one by one, 'none' reports "
+            "them failed."
+        ),
     )
     batch_attempts: int = Field(
-        2, ge=1, description="Batch mode: batches a request may go through before the fallback.",
+        2,
+        ge=1,
+        description="Batch mode: batches a request may go through before the fallback.",
         json_schema_extra=ADVANCED,
     )
     batch_poll_seconds: float = Field(
-        30.0, gt=0, description="Batch mode: seconds between status checks.",
+        30.0,
+        gt=0,
+        description="Batch mode: seconds between status checks.",
         json_schema_extra=ADVANCED,
     )
     batch_max_requests: int = Field(
-        50_000, ge=1, description="Batch mode: most requests per batch (OpenAI's limit: 50,000).",
+        50_000,
+        ge=1,
+        description="Batch mode: most requests per batch (OpenAI's limit: 50,000).",
         json_schema_extra=ADVANCED,
     )
     batch_max_bytes: int = Field(
-        200_000_000, ge=1,
+        200_000_000,
+        ge=1,
         description="Batch mode: largest batch input file in bytes (OpenAI's limit: 200 MB).",
         json_schema_extra=ADVANCED,
     )
     batch_price_factor: float | None = Field(
-        None, gt=0,
-        description="Batch mode: the batch price as a fraction of the online price (default: "
-        "the price table's, 0.5).",
+        None,
+        gt=0,
+        description=(
+            "Batch mode: the batch price as a fraction of the online price (default: "
+            "the price table's, 0.5)."
+        ),
         json_schema_extra=ADVANCED,
     )
 
@@ -182,7 +260,9 @@ def _flatten(cls: type[BaseModel], prefix: str = "") -> list[tuple[tuple[str, ..
         tp, _ = _unwrap_optional(info.annotation)
         if _is_model(tp):
             for path, cli, sub in _flatten(tp, prefix=""):
-                dashed = name.replace("_", "-")  # nested `source_llm` -> --source-llm, --source-llm-base-url
+                dashed = name.replace(
+                    "_", "-"
+                )  # nested `source_llm` -> --source-llm, --source-llm-base-url
                 cli_name = dashed if path == ("model",) else f"{dashed}-{cli}"
                 out.append(((name, *path), (prefix + cli_name), sub))
         else:
@@ -212,7 +292,9 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def build_config(cls: type[BaseModel], data: dict, source: str = "config", names: dict[tuple, str] | None = None) -> Any:
+def build_config(
+    cls: type[BaseModel], data: dict, source: str = "config", names: dict[tuple, str] | None = None
+) -> Any:
     """Validate `data` into `cls`, turning pydantic's report into one line that lists every
     problem, each named as the user wrote it (`INPUT`, `--output`, or the YAML key)."""
     try:
@@ -223,8 +305,7 @@ def build_config(cls: type[BaseModel], data: dict, source: str = "config", names
             loc = tuple(str(p) for p in err["loc"])
             where = (names or {}).get(loc) or ".".join(loc) or "(top level)"
             msg = "required" if err["type"] == "missing" else err["msg"]
-            if msg.startswith("Value error, "):
-                msg = msg[len("Value error, "):]
+            msg = msg.removeprefix("Value error, ")
             problems.append(f"{where}: {msg}")
         raise UserError(f"{source}: " + "; ".join(problems)) from None
 
@@ -257,11 +338,17 @@ class _PanelledCommand(TyperCommand):
             record = param.get_help_record(ctx)
             if record is None:
                 continue
-            default = "Arguments" if getattr(param, "param_type_name", "") == "argument" else "Options"
+            default = (
+                "Arguments" if getattr(param, "param_type_name", "") == "argument" else "Options"
+            )
             if param.name == "help":
                 default = "Help"
             panels.setdefault(getattr(param, "rich_help_panel", None) or default, []).append(record)
-        order = ["Arguments", "Options"] + [p for p in panels if p not in ("Arguments", "Options", "Help")] + ["Help"]
+        order = (
+            ["Arguments", "Options"]
+            + [p for p in panels if p not in ("Arguments", "Options", "Help")]
+            + ["Help"]
+        )
         for name in order:
             if panels.get(name):
                 with formatter.section(name):
@@ -312,46 +399,118 @@ def config_command(
             is_many = typing.get_origin(_unwrap_optional(info.annotation)[0]) in (list, tuple, dict)
             if typing.get_origin(_unwrap_optional(info.annotation)[0]) is dict:
                 metavar = "NAME=FILE"
-            default = typer.Argument(None, help=desc, show_default=False, metavar=metavar + ("..." if is_many else ""))
+            default = typer.Argument(
+                None, help=desc, show_default=False, metavar=metavar + ("..." if is_many else "")
+            )
             names[path] = metavar
             alias = f"{pname}__alias"
             aliases[alias] = pname
             by_param[alias] = (path, info)
-            params.append(inspect.Parameter(
-                alias, inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, f"--{cli_name}", hidden=True, help=f"Deprecated: give {metavar} as an argument.", **extra),
-                annotation=typing.Optional[typ],
-            ))
+            params.append(
+                inspect.Parameter(
+                    alias,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=typer.Option(
+                        None,
+                        f"--{cli_name}",
+                        hidden=True,
+                        help=f"Deprecated: give {metavar} as an argument.",
+                        **extra,
+                    ),
+                    annotation=typing.Optional[typ],  # noqa: UP045 - built at run time for Typer
+                )
+            )
         elif typ is bool:
             desc += "  [default: on]" if info.default is True else ""
-            default = typer.Option(None, f"--{cli_name}/--no-{cli_name}", help=desc, show_default=False, rich_help_panel=panel, hidden=hidden)
+            default = typer.Option(
+                None,
+                f"--{cli_name}/--no-{cli_name}",
+                help=desc,
+                show_default=False,
+                rich_help_panel=panel,
+                hidden=hidden,
+            )
             names[path] = f"--{cli_name}"
         else:
-            shown = info.default if info.default is not PydanticUndefined and info.default not in (None, [], {}) and not callable(info.default) else None
-            opts = (f"--{cli_name}", "-o") if cli_name == "output" else (f"--{cli_name}",)  # -o: the Unix habit
+            shown = (
+                info.default
+                if info.default is not PydanticUndefined
+                and info.default not in (None, [], {})
+                and not callable(info.default)
+                else None
+            )
+            opts = (
+                (f"--{cli_name}", "-o") if cli_name == "output" else (f"--{cli_name}",)
+            )  # -o: the Unix habit
             if shown is not None:
                 desc += f"  [default: {shown.value if isinstance(shown, enum.Enum) else shown}]"
             if typing.get_origin(typ) is list:
-                extra.setdefault("metavar", "<" + getattr(typing.get_args(typ)[0], "__name__", "str") + ">...")
+                extra.setdefault(
+                    "metavar", "<" + getattr(typing.get_args(typ)[0], "__name__", "str") + ">..."
+                )
                 desc += " (repeatable)" if "repeat" not in desc else ""
-            default = typer.Option(None, *opts, help=desc, show_default=False, rich_help_panel=panel, hidden=hidden, **extra)
+            default = typer.Option(
+                None,
+                *opts,
+                help=desc,
+                show_default=False,
+                rich_help_panel=panel,
+                hidden=hidden,
+                **extra,
+            )
             names[path] = f"--{cli_name}"
-        params.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=typing.Optional[typ]))
-    params.append(inspect.Parameter(
-        "config_file", inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(None, "--config", help="YAML file with this command's settings; command-line options override it.", rich_help_panel="Help"),
-        annotation=typing.Optional[Path],
-    ))
-    params.append(inspect.Parameter(
-        "print_config", inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(False, "--print-config", help="Print the resolved settings as YAML (ready for --config or a pipeline stage) and exit.", rich_help_panel="Help"),
-        annotation=bool,
-    ))
-    params.append(inspect.Parameter(
-        "help_all", inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(False, "--help-all", help="Show every option, the rarely used ones too, and exit.", is_eager=True, callback=_help_all, rich_help_panel="Help"),
-        annotation=bool,
-    ))
+        params.append(
+            inspect.Parameter(
+                pname,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=typing.Optional[typ],  # noqa: UP045
+            )
+        )
+    params.append(
+        inspect.Parameter(
+            "config_file",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                None,
+                "--config",
+                help="YAML file with this command's settings; command-line options override it.",
+                rich_help_panel="Help",
+            ),
+            annotation=typing.Optional[Path],  # noqa: UP045
+        )
+    )
+    params.append(
+        inspect.Parameter(
+            "print_config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                False,
+                "--print-config",
+                help=(
+                    "Print the resolved settings as YAML (ready for --config or a pipeline stage)"
+                    " and exit."
+                ),
+                rich_help_panel="Help",
+            ),
+            annotation=bool,
+        )
+    )
+    params.append(
+        inspect.Parameter(
+            "help_all",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                False,
+                "--help-all",
+                help="Show every option, the rarely used ones too, and exit.",
+                is_eager=True,
+                callback=_help_all,
+                rich_help_panel="Help",
+            ),
+            annotation=bool,
+        )
+    )
 
     def command(**kwargs: Any) -> Any:
         config_file = kwargs.pop("config_file", None)
@@ -364,8 +523,14 @@ def config_command(
                 continue
             cli = "--" + target.replace("_", "-")
             if kwargs.get(target) not in (None, [], ()):
-                raise UserError(f"{cli} and the argument {names[by_param[target][0]]} both given: give it once, as the argument")
-            typer.echo(f"warning: {cli} is deprecated; give {names[by_param[target][0]]} as an argument", err=True)
+                raise UserError(
+                    f"{cli} and the argument {names[by_param[target][0]]} both given: give it once,"
+                    " as the argument"
+                )
+            typer.echo(
+                f"warning: {cli} is deprecated; give {names[by_param[target][0]]} as an argument",
+                err=True,
+            )
             kwargs[target] = value
         for pname, value in kwargs.items():
             if value is None or value == [] or value == ():
@@ -378,7 +543,12 @@ def config_command(
         source = str(config_file) if config_file else f"gpt4llm {name}"
         config = build_config(cls, data, source=source, names=None if config_file else names)
         if print_config:
-            typer.echo(yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False, allow_unicode=True), nl=False)
+            typer.echo(
+                yaml.safe_dump(
+                    json.loads(config.model_dump_json()), sort_keys=False, allow_unicode=True
+                ),
+                nl=False,
+            )
             return None
         return run(config)
 
@@ -390,7 +560,11 @@ def config_command(
 
 def _split_kv(text: str, option: str) -> tuple[str, str]:
     if "=" not in text:
-        shown = option if option.startswith("-") or option.isupper() or "=" in option else "--" + option.replace("_", "-")
+        shown = (
+            option
+            if option.startswith("-") or option.isupper() or "=" in option
+            else "--" + option.replace("_", "-")
+        )
         raise UserError(f"{shown}: expected NAME=VALUE, got {text!r}")
     k, v = text.split("=", 1)
     return k, v

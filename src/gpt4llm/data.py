@@ -81,8 +81,10 @@ _GH = "https://raw.githubusercontent.com"
 _FASTCHAT = f"{_GH}/lm-sys/FastChat/0e6d3e4beaab66f4d3f93db72541a4abab8af28d"
 _MT_JUDGE = f"{_FASTCHAT}/fastchat/llm_judge/data"
 # The last revision of the dataset that still holds the two JSON vote files.
-_HF_VOTES = ("https://huggingface.co/datasets/lmsys/mt_bench_human_judgments/resolve/"
-             "6085f5b73c2ea3dee52918d07ed6b399f6c51fea")
+_HF_VOTES = (
+    "https://huggingface.co/datasets/lmsys/mt_bench_human_judgments/resolve/"
+    "6085f5b73c2ea3dee52918d07ed6b399f6c51fea"
+)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -103,69 +105,113 @@ _SELF_INSTRUCT = f"{_GH}/yizhongw/self-instruct/main"
 CATALOG: dict[str, Dataset] = {
     d.name: d
     for d in [
-        Dataset("alpaca", f"{_GH}/tatsu-lab/stanford_alpaca/main/alpaca_data.json",
-                "alpaca_data.json",
-                "Stanford Alpaca: 52K instructions with text-davinci-003 answers (JSON array).",
-                license=_NC),
-        Dataset("alpaca-gpt4", f"{_GPT4LLM}/alpaca_gpt4_data.json", "alpaca_gpt4_data.json",
-                "GPT-4-LLM: the 52K Alpaca instructions answered by GPT-4 (English).",
-                license=_NC),
-        Dataset("alpaca-gpt4-zh", f"{_GPT4LLM}/alpaca_gpt4_data_zh.json",
-                "alpaca_gpt4_data_zh.json",
-                "GPT-4-LLM: the 52K instructions translated to Chinese and answered by GPT-4.",
-                license=_NC),
-        Dataset("comparison-gpt4", f"{_GPT4LLM}/comparision_data.json", "comparision_data.json",
-                "GPT-4-LLM comparison data: {user_input, completion_a (better), completion_b}.",
-                license=_NC),
-        Dataset("unnatural-gpt4", f"{_GPT4LLM}/unnatural_instruction_gpt4_data.json",
-                "unnatural_instruction_gpt4_data.json",
-                "GPT-4-LLM: GPT-4 answers to 9K Unnatural Instructions (the ROUGE-L evaluation "
-                "set).", license=_NC),
-        Dataset("unnatural-instructions",
-                "https://github.com/orhonovich/unnatural-instructions/raw/main/data/core_data.zip",
-                "unnatural_core_data.zip",
-                "Unnatural Instructions core data (68K, zip), ground truth for the ROUGE "
-                "evaluation.", license="MIT"),
-        Dataset("vicuna80", f"{_GH}/lm-sys/FastChat/v0.2.1/fastchat/eval/table/question.jsonl",
-                "vicuna80_question.jsonl",
-                "The 80 Vicuna questions used for the paper's GPT-4-as-judge evaluation.",
-                sha256="590c39157bc561eadd7f03cad4be18c2b597f93029780af65f86718f39eafa87",
-                license=_APACHE),
-        Dataset("mt-bench", f"{_MT_JUDGE}/mt_bench/question.jsonl", "mt_bench_question.jsonl",
-                "MT-bench: 80 two-turn questions (judge evaluation; first turns usable).",
-                sha256="119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
-                license=_APACHE),
-        Dataset("mt-bench-reference", f"{_MT_JUDGE}/mt_bench/reference_answer/gpt-4.jsonl",
-                "mt_bench_reference_answer_gpt-4.jsonl",
-                "MT-bench: GPT-4's reference answers to the 30 math, reasoning, coding questions.",
-                sha256="f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
-                license=_APACHE),
-        Dataset("mt-bench-judge-prompts", f"{_MT_JUDGE}/judge_prompts.jsonl",
-                "mt_bench_judge_prompts.jsonl",
-                "MT-bench: FastChat's 8 judge prompts (pairwise and single, general and math).",
-                sha256="fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
-                license=_APACHE),
-        Dataset("mt-bench-human", f"{_HF_VOTES}/human_judgments.json",
-                "mt_bench_human_judgments.json",
-                "MT-bench: 3.3K expert pairwise votes on 6 models' answers (JSON array).",
-                sha256="d15a3722cbd6a8d311081eda5475d2fdf679bcb8ce93506b1089ed254e9cc11c",
-                license="CC BY 4.0"),
-        Dataset("mt-bench-gpt4-pair", f"{_HF_VOTES}/gpt4_pair_judgments.json",
-                "mt_bench_gpt4_pair_judgments.json",
-                "MT-bench: GPT-4's pairwise verdicts on the same answers (2,400, JSON array).",
-                sha256="a5148966e60c5b24fbced8d7910aedaf7a3bc6e56445c569ce6617d954998ea1",
-                license="CC BY 4.0"),
-        Dataset("user-oriented-252",
-                f"{_SELF_INSTRUCT}/human_eval/user_oriented_instructions.jsonl",
-                "user_oriented_instructions.jsonl",
-                "The 252 User-Oriented Instructions of Self-Instruct (the paper's human "
-                "evaluation set).",
-                sha256="81d60a117db495cecedecd9193504fd07c5b5a42f6699ef6b0f9da10fc22f42e",
-                license=_APACHE),
-        Dataset("self-instruct-seed", f"{_SELF_INSTRUCT}/data/seed_tasks.jsonl",
-                "self_instruct_seed_tasks.jsonl", "Self-Instruct's 175 seed tasks.",
-                sha256="7779004fa198fdf27cf70a159363879d8a26c53329e11b436af17b3941875f48",
-                license=_APACHE),
+        Dataset(
+            "alpaca",
+            f"{_GH}/tatsu-lab/stanford_alpaca/main/alpaca_data.json",
+            "alpaca_data.json",
+            "Stanford Alpaca: 52K instructions with text-davinci-003 answers (JSON array).",
+            license=_NC,
+        ),
+        Dataset(
+            "alpaca-gpt4",
+            f"{_GPT4LLM}/alpaca_gpt4_data.json",
+            "alpaca_gpt4_data.json",
+            "GPT-4-LLM: the 52K Alpaca instructions answered by GPT-4 (English).",
+            license=_NC,
+        ),
+        Dataset(
+            "alpaca-gpt4-zh",
+            f"{_GPT4LLM}/alpaca_gpt4_data_zh.json",
+            "alpaca_gpt4_data_zh.json",
+            "GPT-4-LLM: the 52K instructions translated to Chinese and answered by GPT-4.",
+            license=_NC,
+        ),
+        Dataset(
+            "comparison-gpt4",
+            f"{_GPT4LLM}/comparision_data.json",
+            "comparision_data.json",
+            "GPT-4-LLM comparison data: {user_input, completion_a (better), completion_b}.",
+            license=_NC,
+        ),
+        Dataset(
+            "unnatural-gpt4",
+            f"{_GPT4LLM}/unnatural_instruction_gpt4_data.json",
+            "unnatural_instruction_gpt4_data.json",
+            "GPT-4-LLM: GPT-4 answers to 9K Unnatural Instructions (the ROUGE-L evaluation set).",
+            license=_NC,
+        ),
+        Dataset(
+            "unnatural-instructions",
+            "https://github.com/orhonovich/unnatural-instructions/raw/main/data/core_data.zip",
+            "unnatural_core_data.zip",
+            "Unnatural Instructions core data (68K, zip), ground truth for the ROUGE evaluation.",
+            license="MIT",
+        ),
+        Dataset(
+            "vicuna80",
+            f"{_GH}/lm-sys/FastChat/v0.2.1/fastchat/eval/table/question.jsonl",
+            "vicuna80_question.jsonl",
+            "The 80 Vicuna questions used for the paper's GPT-4-as-judge evaluation.",
+            sha256="590c39157bc561eadd7f03cad4be18c2b597f93029780af65f86718f39eafa87",
+            license=_APACHE,
+        ),
+        Dataset(
+            "mt-bench",
+            f"{_MT_JUDGE}/mt_bench/question.jsonl",
+            "mt_bench_question.jsonl",
+            "MT-bench: 80 two-turn questions (judge evaluation; first turns usable).",
+            sha256="119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
+            license=_APACHE,
+        ),
+        Dataset(
+            "mt-bench-reference",
+            f"{_MT_JUDGE}/mt_bench/reference_answer/gpt-4.jsonl",
+            "mt_bench_reference_answer_gpt-4.jsonl",
+            "MT-bench: GPT-4's reference answers to the 30 math, reasoning, coding questions.",
+            sha256="f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
+            license=_APACHE,
+        ),
+        Dataset(
+            "mt-bench-judge-prompts",
+            f"{_MT_JUDGE}/judge_prompts.jsonl",
+            "mt_bench_judge_prompts.jsonl",
+            "MT-bench: FastChat's 8 judge prompts (pairwise and single, general and math).",
+            sha256="fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
+            license=_APACHE,
+        ),
+        Dataset(
+            "mt-bench-human",
+            f"{_HF_VOTES}/human_judgments.json",
+            "mt_bench_human_judgments.json",
+            "MT-bench: 3.3K expert pairwise votes on 6 models' answers (JSON array).",
+            sha256="d15a3722cbd6a8d311081eda5475d2fdf679bcb8ce93506b1089ed254e9cc11c",
+            license="CC BY 4.0",
+        ),
+        Dataset(
+            "mt-bench-gpt4-pair",
+            f"{_HF_VOTES}/gpt4_pair_judgments.json",
+            "mt_bench_gpt4_pair_judgments.json",
+            "MT-bench: GPT-4's pairwise verdicts on the same answers (2,400, JSON array).",
+            sha256="a5148966e60c5b24fbced8d7910aedaf7a3bc6e56445c569ce6617d954998ea1",
+            license="CC BY 4.0",
+        ),
+        Dataset(
+            "user-oriented-252",
+            f"{_SELF_INSTRUCT}/human_eval/user_oriented_instructions.jsonl",
+            "user_oriented_instructions.jsonl",
+            "The 252 User-Oriented Instructions of Self-Instruct (the paper's human "
+            "evaluation set).",
+            sha256="81d60a117db495cecedecd9193504fd07c5b5a42f6699ef6b0f9da10fc22f42e",
+            license=_APACHE,
+        ),
+        Dataset(
+            "self-instruct-seed",
+            f"{_SELF_INSTRUCT}/data/seed_tasks.jsonl",
+            "self_instruct_seed_tasks.jsonl",
+            "Self-Instruct's 175 seed tasks.",
+            sha256="7779004fa198fdf27cf70a159363879d8a26c53329e11b436af17b3941875f48",
+            license=_APACHE,
+        ),
     ]
 }
 
@@ -195,8 +241,10 @@ def _display_url(url: str) -> str:
 def _check_sha256(value: str) -> str:
     digest = value.strip().lower()
     if not _SHA256.fullmatch(digest):
-        raise UserError(f"--sha256 {_shown(value)}: expected 64 hexadecimal digits "
-                        "(the output of `sha256sum FILE`)")
+        raise UserError(
+            f"--sha256 {_shown(value)}: expected 64 hexadecimal digits "
+            "(the output of `sha256sum FILE`)"
+        )
     return digest
 
 
@@ -209,12 +257,16 @@ def _check_url(url: str, target: Path) -> None:
     except ValueError:
         raise UserError(f"--url {shown}: not a valid URL") from None
     if not parts.scheme or len(parts.scheme) == 1:  # a path (or a Windows drive letter)
-        raise UserError(f"--url {shown}: not a URL; fetch downloads over http:// or "
-                        f"https:// (to use a copy you have, put it at {target})")
+        raise UserError(
+            f"--url {shown}: not a URL; fetch downloads over http:// or "
+            f"https:// (to use a copy you have, put it at {target})"
+        )
     if parts.scheme.lower() not in ("http", "https"):
-        raise UserError(f"--url {shown}: unsupported scheme '{parts.scheme}'; fetch "
-                        f"downloads over http:// or https:// (to use a copy you have, put it "
-                        f"at {target})")
+        raise UserError(
+            f"--url {shown}: unsupported scheme '{parts.scheme}'; fetch "
+            "downloads over http:// or https:// (to use a copy you have, put it "
+            f"at {target})"
+        )
     if not parts.hostname:
         raise UserError(f"--url {shown}: no host name")
 
@@ -264,8 +316,14 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     return (int(first) if first else None), (int(total) if total and total != "*" else None)
 
 
-def fetch(name: str, dest: Path | None = None, url: str | None = None, sha256: str | None = None,
-          timeout: float = 60.0, quiet: bool = False) -> Path:
+def fetch(
+    name: str,
+    dest: Path | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+    quiet: bool = False,
+) -> Path:
     """Download data set `name` into `dest` (default: the user data dir); resume a partial file.
 
     Returns the file's path. Raises `UserError` (one line) on every failure.
@@ -288,8 +346,9 @@ def fetch(name: str, dest: Path | None = None, url: str | None = None, sha256: s
         raise UserError(f"{name}: {e.strerror or type(e).__name__}{where}") from None
 
 
-def _fetch(ds: Dataset, dest: Path, target: Path, url: str, sha256: str | None,
-           timeout: float, quiet: bool) -> Path:
+def _fetch(
+    ds: Dataset, dest: Path, target: Path, url: str, sha256: str | None, timeout: float, quiet: bool
+) -> Path:
     import httpx
     from rich.console import Console
     from rich.progress import (
@@ -318,25 +377,35 @@ def _fetch(ds: Dataset, dest: Path, target: Path, url: str, sha256: str | None,
                 _, size = _content_range(r.headers.get("content-range"))
                 if size is not None and size != have:
                     part.unlink(missing_ok=True)
-                    raise UserError(f"{name}: the partial download ({have} bytes) does not fit "
-                                    f"the file on the server ({size} bytes); it was removed, "
-                                    "run the same command again")
+                    raise UserError(
+                        f"{name}: the partial download ({have} bytes) does not fit "
+                        f"the file on the server ({size} bytes); it was removed, "
+                        "run the same command again"
+                    )
             elif r.status_code not in (200, 206):
                 raise UserError(f"{name}: download failed: HTTP {r.status_code} from {shown}")
             else:
                 if r.status_code == 206:
                     first, _ = _content_range(r.headers.get("content-range"))
                     if first is not None and first != have:  # not the range we asked for
-                        raise UserError(f"{name}: the server resumed at byte {first}, not "
-                                        f"{have}; delete {part} and run the same command again")
+                        raise UserError(
+                            f"{name}: the server resumed at byte {first}, not "
+                            f"{have}; delete {part} and run the same command again"
+                        )
                 else:
                     start = 0  # the server ignored Range: start over
                 length = r.headers.get("content-length", "")
                 total = start + int(length) if length.isdigit() else None
-                columns = ("[progress.description]{task.description}", BarColumn(),
-                           DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-                with Progress(*columns, disable=quiet, transient=True,
-                              console=Console(stderr=True)) as bar:
+                columns = (
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                )
+                with Progress(
+                    *columns, disable=quiet, transient=True, console=Console(stderr=True)
+                ) as bar:
                     task = bar.add_task(f"fetch {name}", total=total, completed=start)
                     dest.mkdir(parents=True, exist_ok=True)  # only once there is data
                     with open(part, "ab" if start else "wb") as f:
@@ -347,30 +416,40 @@ def _fetch(ds: Dataset, dest: Path, target: Path, url: str, sha256: str | None,
     except httpx.UnsupportedProtocol:
         raise UserError(f"{name}: unsupported URL {shown}; fetch downloads over http(s)") from None
     except httpx.ConnectError as e:
-        raise UserError(f"{name}: cannot connect to {shown} ({_reason(e)}); check the network "
-                        "or pass a mirror with --url") from None
+        raise UserError(
+            f"{name}: cannot connect to {shown} ({_reason(e)}); check the network "
+            "or pass a mirror with --url"
+        ) from None
     except httpx.TimeoutException:
-        raise UserError(f"{name}: no answer from {shown} within {timeout:g} s"
-                        f"{_so_far(start, got, total)}; run the same command again to resume"
-                        ) from None
+        raise UserError(
+            f"{name}: no answer from {shown} within {timeout:g} s"
+            f"{_so_far(start, got, total)}; run the same command again to resume"
+        ) from None
     except httpx.RemoteProtocolError:
-        raise UserError(f"{name}: the server closed the connection{_so_far(start, got, total)}; "
-                        "run the same command again to resume") from None
+        raise UserError(
+            f"{name}: the server closed the connection{_so_far(start, got, total)}; "
+            "run the same command again to resume"
+        ) from None
     except httpx.HTTPError as e:
-        raise UserError(f"{name}: download interrupted ({type(e).__name__}"
-                        f"{_so_far(start, got, total)}); run the same command again to resume"
-                        ) from None
+        raise UserError(
+            f"{name}: download interrupted ({type(e).__name__}"
+            f"{_so_far(start, got, total)}); run the same command again to resume"
+        ) from None
     except OSError as e:
         if e.errno == errno.ENOSPC:
-            raise UserError(f"{name}: no space left on the device holding {part}"
-                            f"{_so_far(start, got, total)}; free some space and run the same "
-                            "command again to resume") from None
+            raise UserError(
+                f"{name}: no space left on the device holding {part}"
+                f"{_so_far(start, got, total)}; free some space and run the same "
+                "command again to resume"
+            ) from None
         raise
     digest = _sha256(part)
     if expected and digest != expected:
         part.unlink(missing_ok=True)
-        raise UserError(f"{name}: checksum mismatch (got {digest[:12]}…, expected "
-                        f"{expected[:12]}…); the partial file was removed")
+        raise UserError(
+            f"{name}: checksum mismatch (got {digest[:12]}…, expected "
+            f"{expected[:12]}…); the partial file was removed"
+        )
     if not expected:
         _record_checksum(dest, ds.filename, digest)  # before the file appears: trust on first use
     os.replace(part, target)
@@ -412,15 +491,27 @@ def register(data_app: typer.Typer) -> None:
 
     @data_app.command("fetch")
     def fetch_cmd(
-        names: Annotated[list[str], typer.Argument(
-            help=f"One or more of: {', '.join(CATALOG)}.", show_default=False)],
+        names: Annotated[
+            list[str],
+            typer.Argument(help=f"One or more of: {', '.join(CATALOG)}.", show_default=False),
+        ],
         dest: DestOption = None,
-        url: Annotated[str | None, typer.Option(
-            "--url", help="Download from this http(s) URL instead of the canonical one (a "
-            "mirror; one data set only).")] = None,
-        sha256: Annotated[str | None, typer.Option(
-            "--sha256", help="Expected sha256 of the file, 64 hex digits (overrides the pinned "
-            "or recorded one; one data set only).")] = None,
+        url: Annotated[
+            str | None,
+            typer.Option(
+                "--url",
+                help="Download from this http(s) URL instead of the canonical one (a "
+                "mirror; one data set only).",
+            ),
+        ] = None,
+        sha256: Annotated[
+            str | None,
+            typer.Option(
+                "--sha256",
+                help="Expected sha256 of the file, 64 hex digits (overrides the pinned "
+                "or recorded one; one data set only).",
+            ),
+        ] = None,
     ) -> None:
         """Download published data sets (resumable, checksummed) into the data dir; print
         their paths."""

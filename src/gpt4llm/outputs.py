@@ -57,8 +57,8 @@ def max_failed_fraction_field() -> Any:
         ge=0.0,
         le=1.0,
         description=(
-            "Fail the run (exit 1, earlier outputs left untouched) when more than this share of "
-            "the items failed; 0: every item must succeed. A run where every item failed always fails."
+            "Fail the run (exit 1, earlier outputs left untouched) when more than this share of the"
+            " items failed; 0: every item must succeed. A run where every item failed always fails."
         ),
     )
 
@@ -126,7 +126,9 @@ def _check_writable_dir(directory: Path, shown: Path, role: str) -> None:
         os.unlink(probe)
     except OSError as e:
         why = e.strerror or type(e).__name__
-        raise UserError(f"{shown}: cannot write the {role}: {base} is not writable ({why})") from None
+        raise UserError(
+            f"{shown}: cannot write the {role}: {base} is not writable ({why})"
+        ) from None
 
 
 def check_outputs(
@@ -164,9 +166,13 @@ def check_outputs(
         if r in resolved_inputs:
             raise UserError(f"{shown}: the {what} would overwrite the input {resolved_inputs[r]}")
         if r in resolved_caches:
-            raise UserError(f"{shown}: the {what} would overwrite the request cache {resolved_caches[r]}")
+            raise UserError(
+                f"{shown}: the {what} would overwrite the request cache {resolved_caches[r]}"
+            )
         if r in claimed:
-            raise UserError(f"{shown}: the {what} is also another output of this command ({claimed[r]})")
+            raise UserError(
+                f"{shown}: the {what} is also another output of this command ({claimed[r]})"
+            )
         claimed[r] = shown
 
     for d in directories:
@@ -181,7 +187,9 @@ def check_outputs(
             raise UserError(f"{d}: the output directory is the input {resolved_inputs[r]}")
         for inp, shown_inp in resolved_inputs.items():
             if inp.is_file() and inp.parent == r and inp.name == "manifest.json":
-                raise UserError(f"{d}: the output directory's manifest would overwrite the input {shown_inp}")
+                raise UserError(
+                    f"{d}: the output directory's manifest would overwrite the input {shown_inp}"
+                )
         claim(d / "manifest.json", d / "manifest.json", "manifest")
         _check_writable_dir(r, d, "output directory")
 
@@ -220,7 +228,9 @@ def write_failed(output: str | Path, failed: list[dict]) -> Path | None:
     return None
 
 
-def record_failed_run(output: str | Path, stage: str, config: Any, summary: dict, error: str) -> None:
+def record_failed_run(
+    output: str | Path, stage: str, config: Any, summary: dict, error: str
+) -> None:
     """Note a failed attempt in the output's manifest without touching the output itself."""
     from gpt4llm.provenance import config_hash, manifest_path, write_manifest
     from gpt4llm.records import write_json
@@ -283,8 +293,8 @@ def finish_stage(
         first = failed[0].get("error") or "failed"
         share = "all" if len(failed) == total else f"{len(failed)} of"
         message = (
-            f"{stage}: {share} {total} {what} failed (more than --max-failed-fraction {fraction:g}); "
-            f"first error: {first}; see {fpath}; earlier outputs left untouched"
+            f"{stage}: {share} {total} {what} failed (more than --max-failed-fraction"
+            f" {fraction:g}); first error: {first}; see {fpath}; earlier outputs left untouched"
         )
         record_failed_run(output, stage, config, summary, message)
         if print_table:
@@ -293,7 +303,14 @@ def finish_stage(
     summary["status"] = "ok"
     write()
     summary["seconds"] = round(time.time() - started, 2)
-    write_manifest(output, stage, config, inputs=[p for p in inputs if p is not None], summary=summary, started=started)
+    write_manifest(
+        output,
+        stage,
+        config,
+        inputs=[p for p in inputs if p is not None],
+        summary=summary,
+        started=started,
+    )
     if print_table:
         print_summary(stage, summary)
     return summary

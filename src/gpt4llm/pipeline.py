@@ -33,6 +33,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def _substitute(value: Any, variables: dict[str, str], where: str) -> Any:
     if isinstance(value, str):
+
         def repl(m: re.Match) -> str:
             if m.group(1) not in variables:
                 raise UserError(f"{where}: unknown variable ${{{m.group(1)}}}")
@@ -51,7 +52,10 @@ def load_pipeline(path: str | Path) -> list[tuple[str, str, Any]]:
     data = load_yaml(path)
     unknown = set(data) - {"vars", "stages"}
     if unknown:
-        raise UserError(f"{path}: unknown top-level key(s): {', '.join(sorted(unknown))} (expected vars, stages)")
+        raise UserError(
+            f"{path}: unknown top-level key(s): {', '.join(sorted(unknown))} (expected vars,"
+            " stages)"
+        )
     variables = {k: str(v) for k, v in (data.get("vars") or {}).items()}
     stages = data.get("stages")
     if not isinstance(stages, dict) or not stages:
@@ -61,7 +65,10 @@ def load_pipeline(path: str | Path) -> list[tuple[str, str, Any]]:
         if settings is None:
             settings = {}
         if not isinstance(settings, dict):
-            raise UserError(f"{path}: stage '{name}': expected a mapping of settings, got {type(settings).__name__}")
+            raise UserError(
+                f"{path}: stage '{name}': expected a mapping of settings, got"
+                f" {type(settings).__name__}"
+            )
         settings = dict(settings)
         kind = settings.pop("stage", name)
         spec = find(str(kind))
@@ -81,9 +88,13 @@ def read_manifest(mpath: Path) -> dict | None:
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"{mpath}: corrupt manifest ({type(e).__name__}); delete it to rerun the stage") from None
+        raise UserError(
+            f"{mpath}: corrupt manifest ({type(e).__name__}); delete it to rerun the stage"
+        ) from None
     if not isinstance(manifest, dict):
-        raise UserError(f"{mpath}: corrupt manifest (not a JSON object); delete it to rerun the stage")
+        raise UserError(
+            f"{mpath}: corrupt manifest (not a JSON object); delete it to rerun the stage"
+        )
     return manifest
 
 
@@ -98,7 +109,10 @@ def is_finished(config: Any) -> tuple[bool, str]:
     manifest = read_manifest(mpath) if output.exists() else None
     if manifest is None:
         return False, "no output yet"
-    if manifest.get("status", "ok") != "ok" or (manifest.get("last_run") or {}).get("status", "ok") != "ok":
+    if (
+        manifest.get("status", "ok") != "ok"
+        or (manifest.get("last_run") or {}).get("status", "ok") != "ok"
+    ):
         return False, "its last run failed"
     if manifest.get("config_hash") != config_hash(config):
         return False, "config changed"
@@ -108,7 +122,9 @@ def is_finished(config: Any) -> tuple[bool, str]:
     return True, "up to date"
 
 
-def run_pipeline(path: str | Path, start: str | None = None, until: str | None = None, force: bool = False) -> list[dict]:
+def run_pipeline(
+    path: str | Path, start: str | None = None, until: str | None = None, force: bool = False
+) -> list[dict]:
     from rich.console import Console
     from rich.table import Table
 
@@ -128,7 +144,15 @@ def run_pipeline(path: str | Path, start: str | None = None, until: str | None =
         finished, why = is_finished(config)
         if finished and not ran_before:
             console.print(f"[dim]• {name}: skipped ({why})[/dim]")
-            results.append({"stage": name, "kind": kind, "status": "skipped", "seconds": 0.0, "output": str(config.output)})
+            results.append(
+                {
+                    "stage": name,
+                    "kind": kind,
+                    "status": "skipped",
+                    "seconds": 0.0,
+                    "output": str(config.output),
+                }
+            )
             continue
         console.rule(f"[bold]{name}[/bold] ({kind})")
         spec = find(kind)
@@ -141,8 +165,16 @@ def run_pipeline(path: str | Path, start: str | None = None, until: str | None =
             stopped.exit_code = e.exit_code  # a failed run (1) stays 1, bad input (2) stays 2
             raise stopped from None
         ran_before = True
-        results.append({"stage": name, "kind": kind, "status": "ran", "seconds": round(time.time() - t0, 1),
-                        "output": str(config.output), "summary": summary})
+        results.append(
+            {
+                "stage": name,
+                "kind": kind,
+                "status": "ran",
+                "seconds": round(time.time() - t0, 1),
+                "output": str(config.output),
+                "summary": summary,
+            }
+        )
     table = Table(title=f"pipeline {path}")
     for col in ("stage", "status", "seconds", "output"):
         table.add_column(col)
@@ -155,11 +187,22 @@ def run_pipeline(path: str | Path, start: str | None = None, until: str | None =
 def register(app: typer.Typer) -> None:
     @app.command("pipeline", short_help="Run the stages of a YAML config, skipping finished ones.")
     def pipeline_cmd(
-        config: Path = typer.Argument(..., help="Pipeline YAML (see configs/demo.yaml)."),
-        start: str = typer.Option(None, "--from", help="Start at this stage (it is rerun; earlier stages are not run)."),
+        config: Path = typer.Argument(..., help="Pipeline YAML (see configs/demo.yaml)."),  # noqa: B008
+        start: str = typer.Option(
+            None, "--from", help="Start at this stage (it is rerun; earlier stages are not run)."
+        ),
         until: str = typer.Option(None, "--until", help="Stop after this stage."),
-        force: bool = typer.Option(False, "--force", help="Rerun every stage even when its output is up to date."),
-        print_config: bool = typer.Option(False, "--print-config", help="Print every stage's resolved settings (variables filled in, defaults added) as YAML, and exit."),
+        force: bool = typer.Option(
+            False, "--force", help="Rerun every stage even when its output is up to date."
+        ),
+        print_config: bool = typer.Option(
+            False,
+            "--print-config",
+            help=(
+                "Print every stage's resolved settings (variables filled in, defaults added) as"
+                " YAML, and exit."
+            ),
+        ),
     ) -> None:
         """Run the stages of a YAML config in order, skipping finished ones.
 
@@ -168,8 +211,13 @@ def register(app: typer.Typer) -> None:
         if print_config:
             import yaml
 
-            stages = {name: {"stage": kind, **json.loads(cfg.model_dump_json())} for name, kind, cfg in load_pipeline(config)}
-            typer.echo(yaml.safe_dump({"stages": stages}, sort_keys=False, allow_unicode=True), nl=False)
+            stages = {
+                name: {"stage": kind, **json.loads(cfg.model_dump_json())}
+                for name, kind, cfg in load_pipeline(config)
+            }
+            typer.echo(
+                yaml.safe_dump({"stages": stages}, sort_keys=False, allow_unicode=True), nl=False
+            )
             return
         results = run_pipeline(config, start=start, until=until, force=force)
         for r in results:

@@ -27,7 +27,8 @@ def config_hash(config: BaseModel | dict) -> str:
 
 
 def manifest_path(output: str | Path) -> Path:
-    """`out/data.jsonl` -> `out/data.jsonl.manifest.json`; a directory output gets `manifest.json` inside."""
+    """`out/data.jsonl` -> `out/data.jsonl.manifest.json`; a directory output gets
+    `manifest.json` inside."""
     output = Path(output)
     if output.is_dir() or output.suffix == "":
         return output / "manifest.json"

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from gpt4llm.errors import DataError
 
@@ -82,8 +82,13 @@ def _check_tree(
         m = _SURROGATE.search(s)
         if m:
             code = f"\\u{ord(m.group()):04x}"
-            raise DataError(path, f"lone UTF-16 surrogate {code} in a string: it cannot be written "
-                            "as UTF-8 (fix or drop the escape)", line=lineno, field=where(parts))
+            raise DataError(
+                path,
+                f"lone UTF-16 surrogate {code} in a string: it cannot be written "
+                "as UTF-8 (fix or drop the escape)",
+                line=lineno,
+                field=where(parts),
+            )
 
     stack: list[tuple[Any, int, list[str]]] = [(obj, 1, [])]
     while stack:
@@ -95,8 +100,12 @@ def _check_tree(
         if not isinstance(node, (dict, list)):
             continue
         if depth > MAX_DEPTH:
-            raise DataError(path, f"JSON nested deeper than {MAX_DEPTH} levels", line=lineno,
-                            field=where(parts[:1]))
+            raise DataError(
+                path,
+                f"JSON nested deeper than {MAX_DEPTH} levels",
+                line=lineno,
+                field=where(parts[:1]),
+            )
         if isinstance(node, dict):
             children = []
             for key, value in node.items():
@@ -149,8 +158,9 @@ def read_json_records(path: str | Path) -> list[tuple[int, Any]]:
         except ValueError as e:
             raise DataError(path, _json_error(e)) from None
         except RecursionError:
-            raise DataError(path, f"JSON nested deeper than {MAX_DEPTH} levels",
-                            line=_too_deep_line(text)) from None
+            raise DataError(
+                path, f"JSON nested deeper than {MAX_DEPTH} levels", line=_too_deep_line(text)
+            ) from None
         # Line numbers of array elements: find each element's start by re-scanning.
         decoder = json.JSONDecoder()
         out: list[tuple[int, Any]] = []
@@ -180,8 +190,9 @@ def read_json_records(path: str | Path) -> list[tuple[int, Any]]:
         except ValueError as e:
             raise DataError(path, _json_error(e), line=lineno) from None
         except RecursionError:
-            raise DataError(path, f"JSON nested deeper than {MAX_DEPTH} levels",
-                            line=lineno) from None
+            raise DataError(
+                path, f"JSON nested deeper than {MAX_DEPTH} levels", line=lineno
+            ) from None
         if escapes or line.count("{") + line.count("[") > MAX_DEPTH:
             _check_tree(path, lineno, obj, line, 0, len(line), escapes)
         out.append((lineno, obj))
@@ -195,8 +206,12 @@ def _refuse_single_object(path: Path, text: str) -> None:
     except (ValueError, RecursionError):
         return
     kind = "object" if isinstance(whole, dict) else type(whole).__name__
-    raise DataError(path, f"one JSON {kind} over several lines; expected JSONL (one object per "
-                    "line) or a JSON array of objects", line=1)
+    raise DataError(
+        path,
+        f"one JSON {kind} over several lines; expected JSONL (one object per "
+        "line) or a JSON array of objects",
+        line=1,
+    )
 
 
 def check_fields(
@@ -215,7 +230,9 @@ def check_fields(
             raise DataError(path, "missing", line=lineno, field=key)
     for key in (*required, *optional):
         if key in obj and obj[key] is not None and not isinstance(obj[key], str):
-            raise DataError(path, f"expected a string, got {type(obj[key]).__name__}", line=lineno, field=key)
+            raise DataError(
+                path, f"expected a string, got {type(obj[key]).__name__}", line=lineno, field=key
+            )
     for key in nonempty:
         if key in obj and isinstance(obj[key], str) and not obj[key].strip():
             raise DataError(path, "is empty", line=lineno, field=key)
@@ -233,23 +250,32 @@ def load_instructions(path: str | Path, need_output: bool = False) -> list[Recor
     seen: dict[str, int] = {}
     required = ("instruction", "output") if need_output else ("instruction",)
     for index, (lineno, obj) in enumerate(read_json_records(path)):
-        rec = check_fields(path, lineno, obj, required=required, optional=("input", "output"), nonempty=("instruction",))
+        rec = check_fields(
+            path,
+            lineno,
+            obj,
+            required=required,
+            optional=("input", "output"),
+            nonempty=("instruction",),
+        )
         rec = dict(rec)
         rec["input"] = rec.get("input") or ""
         if "id" in rec:
             # bool is an int to Python, but `true` is no id
             if not isinstance(rec["id"], (str, int)) or isinstance(rec["id"], bool):
                 got = type(rec["id"]).__name__
-                raise DataError(path, f"expected a string or integer, got {got}",
-                                line=lineno, field="id")
+                raise DataError(
+                    path, f"expected a string or integer, got {got}", line=lineno, field="id"
+                )
             rec["id"] = str(rec["id"])
         else:
             rec["id"] = f"{path.stem}-{index:06d}"
         if rec["id"] in seen:
             shown = repr(rec["id"][:40]) + ("…" if len(rec["id"]) > 40 else "")
             first = seen[rec["id"]]
-            raise DataError(path, f"duplicate id {shown} (first on line {first})",
-                            line=lineno, field="id")
+            raise DataError(
+                path, f"duplicate id {shown} (first on line {first})", line=lineno, field="id"
+            )
         seen[rec["id"]] = lineno
         records.append(rec)
     return records
@@ -299,7 +325,9 @@ def write_records(path: str | Path, records: list[Record]) -> int:
     return write_jsonl(path, records)
 
 
-def select_records(records: list[Record], limit: int | None, shuffle: bool = False, seed: int = 0) -> list[Record]:
+def select_records(
+    records: list[Record], limit: int | None, shuffle: bool = False, seed: int = 0
+) -> list[Record]:
     """The first `limit` records, or `limit` at random (seeded) kept in input order."""
     import random
 
@@ -313,7 +341,9 @@ def select_records(records: list[Record], limit: int | None, shuffle: bool = Fal
 
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
+        Path(tmp).write_text(
+            json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8"
+        )
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -347,7 +377,7 @@ class Journal:
             if good_bytes != self.path.stat().st_size:
                 with open(self.path, "r+b") as f:
                     f.truncate(good_bytes)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open until close()
 
     def add(self, rec: Record) -> None:
         self._file.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -361,7 +391,7 @@ class Journal:
         self.close()
         self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -90,7 +90,10 @@ def pairs_from_record(rec: Record, margin: bool = False, group: str | None = Non
 
 def published_pairs(record: Record) -> list[dict]:
     """Rich record → the published format, all ordered pairs better > worse."""
-    return [{"user_input": p.user_input, "completion_a": p.better, "completion_b": p.worse} for p in pairs_from_record(record)]
+    return [
+        {"user_input": p.user_input, "completion_a": p.better, "completion_b": p.worse}
+        for p in pairs_from_record(record)
+    ]
 
 
 @dataclass
@@ -119,19 +122,44 @@ def load_comparisons(path: str | Path, margin: bool = False) -> ComparisonData:
     skipped = 0
     for index, (lineno, obj) in enumerate(rows):
         if kind == "pairs":
-            rec = check_fields(path, lineno, obj, required=("user_input", "completion_a", "completion_b"), nonempty=("user_input",))
-            pairs.append(Pair(group=str(rec.get("id", rec["user_input"])), user_input=rec["user_input"], better=rec["completion_a"], worse=rec["completion_b"]))
+            rec = check_fields(
+                path,
+                lineno,
+                obj,
+                required=("user_input", "completion_a", "completion_b"),
+                nonempty=("user_input",),
+            )
+            pairs.append(
+                Pair(
+                    group=str(rec.get("id", rec["user_input"])),
+                    user_input=rec["user_input"],
+                    better=rec["completion_a"],
+                    worse=rec["completion_b"],
+                )
+            )
             continue
         rec = check_fields(path, lineno, obj, required=("user_input",), nonempty=("user_input",))
         responses = rec.get("responses")
         if not isinstance(responses, list):
-            raise DataError(path, "expected a list of {model, text, score}", line=lineno, field="responses")
+            raise DataError(
+                path, "expected a list of {model, text, score}", line=lineno, field="responses"
+            )
         for j, r in enumerate(responses):
             if not isinstance(r, dict) or not isinstance(r.get("text"), str):
-                raise DataError(path, f"responses[{j}]: expected an object with a string 'text'", line=lineno, field="responses")
+                raise DataError(
+                    path,
+                    f"responses[{j}]: expected an object with a string 'text'",
+                    line=lineno,
+                    field="responses",
+                )
             s = r.get("score")
             if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float))):
-                raise DataError(path, f"responses[{j}].score: expected a number or null, got {s!r}", line=lineno, field="responses")
+                raise DataError(
+                    path,
+                    f"responses[{j}].score: expected a number or null, got {s!r}",
+                    line=lineno,
+                    field="responses",
+                )
         rec = dict(rec)
         rec.setdefault("id", f"{path.stem}-{index:06d}")
         rec["id"] = str(rec["id"])
@@ -143,8 +171,9 @@ def load_comparisons(path: str | Path, margin: bool = False) -> ComparisonData:
     return ComparisonData(kind=kind, records=records, pairs=pairs, skipped=skipped, path=str(path))
 
 
-def split_groups(pairs: Sequence[Pair], fraction: float, seed: int,
-                 max_pairs: int | None = None) -> tuple[list[Pair], list[Pair]]:
+def split_groups(
+    pairs: Sequence[Pair], fraction: float, seed: int, max_pairs: int | None = None
+) -> tuple[list[Pair], list[Pair]]:
     """Held-out split by instruction (all pairs of one instruction on one side): `fraction` of
     the instructions (seeded), then only as many of them as keep the held-out pairs within
     `max_pairs` (at least one instruction); the others train."""
@@ -190,11 +219,19 @@ def format_pair_text(meta: dict, user_input: str, response: str) -> str:
     return fill(meta["template"], user_input=user_input) + response
 
 
-def encode(tokenizer: Any, meta: dict, user_input: str, response: str, max_length: int) -> tuple[list[int], bool]:
+def encode(
+    tokenizer: Any, meta: dict, user_input: str, response: str, max_length: int
+) -> tuple[list[int], bool]:
     """Token ids of prompt+answer(+EOS), cut to `max_length` keeping the prompt's start and the
     EOS at the end (the score is read at the last token). Returns (ids, truncated)."""
-    ids = tokenizer(format_pair_text(meta, user_input, response), add_special_tokens=True)["input_ids"]
-    eos = [tokenizer.eos_token_id] if meta.get("append_eos", True) and tokenizer.eos_token_id is not None else []
+    ids = tokenizer(format_pair_text(meta, user_input, response), add_special_tokens=True)[
+        "input_ids"
+    ]
+    eos = (
+        [tokenizer.eos_token_id]
+        if meta.get("append_eos", True) and tokenizer.eos_token_id is not None
+        else []
+    )
     truncated = len(ids) + len(eos) > max_length
     if truncated:
         ids = ids[: max_length - len(eos)]
@@ -204,7 +241,9 @@ def encode(tokenizer: Any, meta: dict, user_input: str, response: str, max_lengt
 # --- scoring ---------------------------------------------------------------------------------
 
 
-def load_reward_model(path: str, device: str | None = None, for_training: bool = False) -> tuple[Any, Any, dict]:
+def load_reward_model(
+    path: str, device: str | None = None, for_training: bool = False
+) -> tuple[Any, Any, dict]:
     """(model, tokenizer, prompt meta) of a saved reward model: a full checkpoint or a LoRA
     adapter (the base model named in the meta, else in adapter_config.json)."""
     import torch
@@ -217,10 +256,15 @@ def load_reward_model(path: str, device: str | None = None, for_training: bool =
     if not p.is_dir():
         raise UserError(f"{path}: reward model directory not found")
     if not meta_file.exists():
-        raise UserError(f"{path}: not a gpt4llm reward model (no {PROMPT_META_FILE}); train one with `gpt4llm train reward`")
+        raise UserError(
+            f"{path}: not a gpt4llm reward model (no {PROMPT_META_FILE}); train one with `gpt4llm"
+            " train reward`"
+        )
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     if meta.get("kind") != "reward":
-        raise UserError(f"{path}: {PROMPT_META_FILE} says kind={meta.get('kind')!r}, not a reward model")
+        raise UserError(
+            f"{path}: {PROMPT_META_FILE} says kind={meta.get('kind')!r}, not a reward model"
+        )
     device = device or pick_device()
     try:
         tok = AutoTokenizer.from_pretrained(str(p))
@@ -228,16 +272,24 @@ def load_reward_model(path: str, device: str | None = None, for_training: bool =
             from peft import PeftModel
             from transformers.utils import logging as hf_logging
 
-            base = meta.get("base_model") or json.loads((p / "adapter_config.json").read_text())["base_model_name_or_path"]
+            base = (
+                meta.get("base_model")
+                or json.loads((p / "adapter_config.json").read_text())["base_model_name_or_path"]
+            )
             before = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()  # "score.weight MISSING": the adapter brings the trained head
+            # "score.weight MISSING": the adapter brings the trained head
+            hf_logging.set_verbosity_error()
             try:
-                model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(base), num_labels=1, dtype=torch.float32)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    resolve_model_path(base), num_labels=1, dtype=torch.float32
+                )
             finally:
                 hf_logging.set_verbosity(before)
             model = PeftModel.from_pretrained(model, str(p), is_trainable=for_training)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(str(p), num_labels=1, dtype=torch.float32)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(p), num_labels=1, dtype=torch.float32
+            )
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: cannot load reward model ({str(e).splitlines()[0]})") from None
     if tok.pad_token is None:
@@ -258,7 +310,15 @@ class RewardScorer:
     back in input order. bf16 autocast where the device supports it.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, meta: dict, batch_size: int = 8, max_length: int | None = None, autocast: bool | None = None):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        meta: dict,
+        batch_size: int = 8,
+        max_length: int | None = None,
+        autocast: bool | None = None,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.meta = meta
@@ -272,7 +332,13 @@ class RewardScorer:
         self.autocast = autocast
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, batch_size: int = 8, max_length: int | None = None) -> RewardScorer:
+    def load(
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        batch_size: int = 8,
+        max_length: int | None = None,
+    ) -> RewardScorer:
         model, tok, meta = load_reward_model(str(path), device=device)
         return cls(model, tok, meta, batch_size=batch_size, max_length=max_length)
 
@@ -281,7 +347,10 @@ class RewardScorer:
 
         if len(prompts) != len(responses):
             raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
-        encoded = [encode(self.tokenizer, self.meta, p, r, self.max_length)[0] for p, r in zip(prompts, responses)]
+        encoded = [
+            encode(self.tokenizer, self.meta, p, r, self.max_length)[0]
+            for p, r in zip(prompts, responses)
+        ]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
         out: list[float] = [0.0] * len(encoded)
         pad = self.tokenizer.pad_token_id
@@ -290,7 +359,9 @@ class RewardScorer:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 ids, mask = pad_right([encoded[i] for i in idx], pad)
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                logits = self.model(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+                ).logits
                 for i, v in zip(idx, logits.float().squeeze(-1).tolist()):
                     out[i] = float(v)
         return out
@@ -350,7 +421,12 @@ def pack_sequences(seqs: Sequence[Sequence[int]], pad_id: int) -> dict:
             end_row[i], end_col[i] = r, k + n - 1
             k += n
         pos[r, k:] = torch.arange(width - k)  # the pad tail: a segment of its own
-    return {"input_ids": ids, "position_ids": pos, "row": torch.tensor(end_row), "col": torch.tensor(end_col)}
+    return {
+        "input_ids": ids,
+        "position_ids": pos,
+        "row": torch.tensor(end_row),
+        "col": torch.tensor(end_col),
+    }
 
 
 def packed_rewards(model: Any, packed: dict):
@@ -364,7 +440,11 @@ def packed_rewards(model: Any, packed: dict):
     seqcls = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = getattr(seqcls, seqcls.base_model_prefix)
     device = next(model.parameters()).device
-    hidden = backbone(input_ids=packed["input_ids"].to(device), position_ids=packed["position_ids"].to(device), use_cache=False).last_hidden_state
+    hidden = backbone(
+        input_ids=packed["input_ids"].to(device),
+        position_ids=packed["position_ids"].to(device),
+        use_cache=False,
+    ).last_hidden_state
     return seqcls.score(hidden[packed["row"].to(device), packed["col"].to(device)]).squeeze(-1)
 
 
@@ -372,7 +452,9 @@ def pairwise_accuracy(rewards_better: list[float], rewards_worse: list[float]) -
     """Share of pairs the model orders like the rater (a tie counts half)."""
     if not rewards_better:
         return float("nan")
-    won = sum(1.0 if b > w else 0.5 if b == w else 0.0 for b, w in zip(rewards_better, rewards_worse))
+    won = sum(
+        1.0 if b > w else 0.5 if b == w else 0.0 for b, w in zip(rewards_better, rewards_worse)
+    )
     return won / len(rewards_better)
 
 
@@ -405,8 +487,9 @@ def route_packed_forward(model: Any) -> None:
         if ends is None:
             return plain(*args, **kwargs)
         backbone = getattr(self, self.base_model_prefix)
-        hidden = backbone(input_ids=kwargs["input_ids"], position_ids=kwargs["position_ids"],
-                          use_cache=False).last_hidden_state
+        hidden = backbone(
+            input_ids=kwargs["input_ids"], position_ids=kwargs["position_ids"], use_cache=False
+        ).last_hidden_state
         return SequenceClassifierOutput(logits=self.score(hidden[ends[0], ends[1]]).squeeze(-1))
 
     seqcls.forward = types.MethodType(forward, seqcls)

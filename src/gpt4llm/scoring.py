@@ -443,8 +443,7 @@ def _blank(chars: list[str], s: int, e: int) -> None:
 # Arithmetic around a number ("5(8) - 4 + 3 = 39", "2^3", "f(2)", "-2", "80%", "5:30", "$5");
 # a star is multiplication only between digits ("**8**" is markdown).
 _MATH_BEFORE_RE = re.compile(
-    r"(?:(?:[=+×÷^<>≈≤≥/$€£#]|\d\s*\*|[^\W\d_]\(|\d\s*-)\s*"
-    r"|(?:^|[^\w)\s])-|(?:^|\()\s*-)$"
+    r"(?:(?:[=+×÷^<>≈≤≥/$€£#]|\d\s*\*|[^\W\d_]\(|\d\s*-)\s*" r"|(?:^|[^\w)\s])-|(?:^|\()\s*-)$"
 )
 _SCORE_EQ_RE = re.compile(r"(?i:score|rating|grade)s?\s*=\s*$")
 _MATH_AFTER_RE = re.compile(r"^(?:\s*[=+×÷^<>≈≤≥]|\s*\*\s*\d|\(|\s*-\s*\d|[%°]|:\d|,\d{3}\b)")

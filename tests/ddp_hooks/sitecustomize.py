@@ -54,8 +54,9 @@ def _audit(event: str, args: tuple) -> None:
     path = None
     if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
         mode, flags = args[1] or "r", args[2] or 0
-        writing = (any(c in str(mode) for c in "wax+")
-                   or flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        writing = any(c in str(mode) for c in "wax+") or flags & (
+            os.O_WRONLY | os.O_RDWR | os.O_CREAT
+        )
         path = args[0] if writing else None
     elif event in ("os.rename", "os.replace"):
         path = args[1]
@@ -102,8 +103,9 @@ def _install() -> None:
         real_call = cls.__call__
 
         def call(self, examples, *a, **k):
-            _log({"examples": [digest([*e["chosen_ids"], -1, *e["rejected_ids"]])
-                               for e in examples]})
+            _log(
+                {"examples": [digest([*e["chosen_ids"], -1, *e["rejected_ids"]]) for e in examples]}
+            )
             return real_call(self, examples, *a, **k)
 
         cls.__call__ = call

@@ -130,7 +130,9 @@ def find_duplicates(
         "note": "",
     }
     if len(reps) > max_records:
-        result["note"] = f"near-duplicate pass skipped: {len(reps)} unique texts > max_records={max_records}"
+        result["note"] = (
+            f"near-duplicate pass skipped: {len(reps)} unique texts > max_records={max_records}"
+        )
         return result
     lens = np.array([len(tokens[i]) for i in reps])
     order = np.argsort(lens, kind="stable")
@@ -150,8 +152,12 @@ def find_duplicates(
         if j_hi <= start:
             continue
         scores = process.cdist(
-            strings[start:stop], strings[start:j_hi], scorer=Indel.normalized_similarity,
-            score_cutoff=threshold - eps, dtype=np.float32, workers=workers,
+            strings[start:stop],
+            strings[start:j_hi],
+            scorer=Indel.normalized_similarity,
+            score_cutoff=threshold - eps,
+            dtype=np.float32,
+            workers=workers,
         )
         rows, cols = np.nonzero(scores)
         for r, c in zip(rows.tolist(), cols.tolist()):

@@ -14,7 +14,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002ffff]")
+_CJK = re.compile(
+    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002ffff]"
+)
 _WS = re.compile(r"\s+")
 
 
@@ -32,7 +34,10 @@ def detect_lang(records: list[dict], sample: int = 2000) -> str:
     if langs:
         cjk = sum(1 for lang in langs if lang.startswith(("zh", "ja", "ko", "cn")))
         return "zh" if cjk * 2 > len(langs) else "en"
-    shares = [cjk_share(r.get("instruction", "") + " " + (r.get("output") or "")) for r in records[:sample]]
+    shares = [
+        cjk_share(r.get("instruction", "") + " " + (r.get("output") or ""))
+        for r in records[:sample]
+    ]
     if not shares:
         return "en"
     return "zh" if sum(1 for s in shares if s > 0.3) * 2 > len(shares) else "en"

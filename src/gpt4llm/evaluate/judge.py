@@ -864,7 +864,7 @@ def _load(config: Config) -> tuple[list[dict], list[tuple[str, dict]], dict[str,
                         f"{path}: the answer to question {q['id']!r} has "
                         f"{len(ans[q['id']]['turns'])} turn(s), the question {len(q['turns'])}: "
                         "answer both turns (gpt4llm respond with an MT-bench "
-                        f"question file) or pass --turns first"
+                        "question file) or pass --turns first"
                     )
             if config.references is not None and q["category"].lower() in ref_cats:
                 if q["id"] not in refs:
@@ -986,7 +986,9 @@ def run(config: Config) -> dict:
     sent = ["\n\n".join(m["content"] for m in r.messages) for r in requests]
     read = [_read(config, j.prompt, res.completion, n, s) for j, res, s in zip(jobs, results, sent)]
     probed: dict[int, list[float]] = {}
-    sends_probabilities = any(r.completion is not None and r.completion.top_logprobs for r in results)
+    sends_probabilities = any(
+        r.completion is not None and r.completion.top_logprobs for r in results
+    )
     if config.scoring == "expected" and not sends_probabilities and any(r.ok for r in results):
         # A probe reads probabilities too: against such an endpoint it cannot help.
         from rich.console import Console
@@ -1193,9 +1195,11 @@ def _summarise_pair(
         "intervals": intervals,
         "position": position,
         "length": length,
-        "per_turn": {str(t): tally([pq for pq in per_question if pq["turn"] == t]) for t in turns}
-        if len(turns) > 1
-        else {},
+        "per_turn": (
+            {str(t): tally([pq for pq in per_question if pq["turn"] == t]) for t in turns}
+            if len(turns) > 1
+            else {}
+        ),
         "per_category": {c: tally(rows) for c, rows in sorted(cats.items())},
     }
     if config.samples > 1:
@@ -1598,8 +1602,10 @@ def print_table(summary: dict) -> None:
     if summary.get("mode", "pair") == "pair":
         a, b = summary["model_a"], summary["model_b"]
         table = Table(
-            title=f"LLM judge {judge}, {summary['scoring']} scoring, orders: {summary['orders']}: "
-            f"A = {a}, B = {b}"
+            title=(
+                f"LLM judge {judge}, {summary['scoring']} scoring, orders: {summary['orders']}: "
+                f"A = {a}, B = {b}"
+            )
         )
         for col in (
             "category",

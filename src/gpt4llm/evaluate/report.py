@@ -37,14 +37,36 @@ STAGE = "report"
 class Config(StageConfig):
     """Settings of `gpt4llm report`."""
 
-    inputs: list[Path] = Field(default_factory=list, description=(
-        "Evaluation outputs: summary.json of eval rouge / eval judge / train dpo (or their "
-        "directories), eval reward's JSON report."))
-    output: Path = Field(Path("report"), description="Output directory: index.html (self-contained) and the PNG charts.")
+    inputs: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Evaluation outputs: summary.json of eval rouge / eval judge / train dpo (or their "
+            "directories), eval reward's JSON report."
+        ),
+    )
+    output: Path = Field(
+        Path("report"),
+        description="Output directory: index.html (self-contained) and the PNG charts.",
+    )
     title: str = Field("gpt4llm evaluation report", description="Page title.")
-    paper_rouge: Path | None = Field(None, description="The paper's ROUGE-by-length table (GPT-4-LLM's unnatural_rouge_by_length.json), plotted beside ours.")
-    analyze: Path | None = Field(None, description="Output directory of `gpt4llm analyze` to link (its PNGs are embedded too).")
-    rouge_metric: str = Field("rougeL", description="ROUGE variant plotted by length bucket (rouge1, rouge2, rougeL); the table shows all three.")
+    paper_rouge: Path | None = Field(
+        None,
+        description=(
+            "The paper's ROUGE-by-length table (GPT-4-LLM's unnatural_rouge_by_length.json),"
+            " plotted beside ours."
+        ),
+    )
+    analyze: Path | None = Field(
+        None,
+        description="Output directory of `gpt4llm analyze` to link (its PNGs are embedded too).",
+    )
+    rouge_metric: str = Field(
+        "rougeL",
+        description=(
+            "ROUGE variant plotted by length bucket (rouge1, rouge2, rougeL); the table shows all"
+            " three."
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------- input
@@ -65,8 +87,11 @@ def load_input(path: Path) -> dict:
     path = Path(path)
     if path.is_dir():
         if not (path / "summary.json").is_file():
-            raise DataError(path, "directory without summary.json (expected an eval rouge / "
-                        "eval judge / train dpo output)")
+            raise DataError(
+                path,
+                "directory without summary.json (expected an eval rouge / "
+                "eval judge / train dpo output)",
+            )
         path = path / "summary.json"
     if not path.is_file():
         raise DataError(path, "file not found")
@@ -85,8 +110,11 @@ def load_input(path: Path) -> dict:
     elif "pairwise_accuracy" in data:
         kind = "reward"
     else:
-        raise DataError(path, "not an evaluation summary (expected eval rouge / eval judge / "
-                        "train dpo summary.json or eval reward's report)")
+        raise DataError(
+            path,
+            "not an evaluation summary (expected eval rouge / eval judge / "
+            "train dpo summary.json or eval reward's report)",
+        )
     return {"kind": kind, "path": str(path), "data": data, "manifest": _manifest_for(path)}
 
 
@@ -105,7 +133,16 @@ def load_paper_rouge(path: Path) -> list[dict]:
     for i, r in enumerate(rows):
         if not isinstance(r, dict) or not {"Length", "Model", "rougeL"} <= set(r):
             raise DataError(path, "expected Length, Model, rougeL", line=i + 1)
-        out.append({"model": f"{r['Model']} (paper)", "bucket": PAPER_BUCKETS.get(str(r["Length"]), str(r["Length"])), "n": r.get("NumInstance"), "rouge1": r.get("rouge1"), "rouge2": r.get("rouge2"), "rougeL": r.get("rougeL")})
+        out.append(
+            {
+                "model": f"{r['Model']} (paper)",
+                "bucket": PAPER_BUCKETS.get(str(r["Length"]), str(r["Length"])),
+                "n": r.get("NumInstance"),
+                "rouge1": r.get("rouge1"),
+                "rouge2": r.get("rouge2"),
+                "rougeL": r.get("rougeL"),
+            }
+        )
     return out
 
 
@@ -118,7 +155,9 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110})
+    plt.rcParams.update(
+        {"font.size": 10, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110}
+    )
     return plt
 
 
@@ -150,15 +189,20 @@ def judge_warnings(judges: list[dict]) -> list[str]:
     out = []
     who = {(j.get("judge"), tuple(j.get("judge_reported") or ())) for j in judges}
     if len(who) > 1:
-        shown = "; ".join(f"{a}" + (f" (reported {', '.join(r)})" if r else "")
-                          for a, r in sorted(who, key=str))
-        out.append(f"the judge runs were judged by different models ({shown}): "
-                   "their numbers are not comparable")
+        shown = "; ".join(
+            f"{a}" + (f" (reported {', '.join(r)})" if r else "") for a, r in sorted(who, key=str)
+        )
+        out.append(
+            f"the judge runs were judged by different models ({shown}): "
+            "their numbers are not comparable"
+        )
     prompts = {j.get("prompt_sha256") for j in judges}
     if len(prompts) > 1:
         shown = ", ".join(sorted((p or "unknown")[:12] for p in prompts))
-        out.append(f"the judge runs used different judge prompts (sha256 {shown}): "
-                   "their numbers are not comparable")
+        out.append(
+            f"the judge runs used different judge prompts (sha256 {shown}): "
+            "their numbers are not comparable"
+        )
     return out
 
 
@@ -168,14 +212,22 @@ def chart_judge(judges: list[dict], out: Path) -> list[dict]:
     charts = []
     labels = [f"{j['model_a']} vs {j['model_b']}" for j in judges]
     rel = [j["overall"]["relative_a_to_b"] or 0.0 for j in judges]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 0.7 * len(judges) + 1.8), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, ax2) = plt.subplots(
+        1, 2, figsize=(11, 0.7 * len(judges) + 1.8), gridspec_kw={"width_ratios": [3, 2]}
+    )
     y = list(range(len(judges)))
     err = _ci_err(rel, [(j.get("intervals") or {}).get("relative_a_to_b") for j in judges])
     bars = ax.barh(y, rel, color="#4C72B0", xerr=err, ecolor="#333", capsize=3)
     ax.axvline(100, color="#888", linestyle="--", linewidth=1)
     for b, j in zip(bars, judges):
         o = j["overall"]
-        ax.text(b.get_width() + 1, b.get_y() + b.get_height() / 2, f"{b.get_width():.1f}%  ({o['total_a']:.1f} : {o['total_b']:.1f})", va="center", fontsize=9)
+        ax.text(
+            b.get_width() + 1,
+            b.get_y() + b.get_height() / 2,
+            f"{b.get_width():.1f}%  ({o['total_a']:.1f} : {o['total_b']:.1f})",
+            va="center",
+            fontsize=9,
+        )
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlim(0, max([120.0, *(r * 1.35 for r in rel)]))
@@ -197,7 +249,12 @@ def chart_judge(judges: list[dict], out: Path) -> list[dict]:
     ax2.set_xlabel("questions")
     ax2.set_title("Wins / ties / losses")
     ax2.legend(loc="lower right", fontsize=8, frameon=False, bbox_to_anchor=(1.0, 1.08), ncol=3)
-    charts.append({"title": "LLM judge: relative score and wins/ties/losses", **_save(fig, out, "judge_relative.png")})
+    charts.append(
+        {
+            "title": "LLM judge: relative score and wins/ties/losses",
+            **_save(fig, out, "judge_relative.png"),
+        }
+    )
 
     cats = sorted({c for j in judges for c in j["per_category"]})
     if len(cats) > 1:
@@ -205,13 +262,20 @@ def chart_judge(judges: list[dict], out: Path) -> list[dict]:
         width = 0.8 / len(judges)
         for k, (j, label) in enumerate(zip(judges, labels)):
             vals = [(j["per_category"].get(c) or {}).get("relative_a_to_b") or 0.0 for c in cats]
-            ax.bar([i + (k - (len(judges) - 1) / 2) * width for i in range(len(cats))], vals, width, label=label)
+            ax.bar(
+                [i + (k - (len(judges) - 1) / 2) * width for i in range(len(cats))],
+                vals,
+                width,
+                label=label,
+            )
         ax.axhline(100, color="#888", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
         ax.set_ylabel("A as % of B")
         ax.set_title("Relative score per category")
         ax.legend(fontsize=8, frameon=False)
-        charts.append({"title": "LLM judge per category", **_save(fig, out, "judge_categories.png")})
+        charts.append(
+            {"title": "LLM judge per category", **_save(fig, out, "judge_categories.png")}
+        )
     return charts
 
 
@@ -225,11 +289,13 @@ def chart_single(singles: list[dict], out: Path) -> dict:
             vals.append(m["score"] or 0.0)
             cis.append(m.get("interval"))
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.5))
-    bars = ax.barh(range(len(labels)), vals, color="#4C72B0", xerr=_ci_err(vals, cis),
-                   ecolor="#333", capsize=3)
+    bars = ax.barh(
+        range(len(labels)), vals, color="#4C72B0", xerr=_ci_err(vals, cis), ecolor="#333", capsize=3
+    )
     for b, v in zip(bars, vals):
-        ax.text(0.1, b.get_y() + b.get_height() / 2, f"{v:.2f}", va="center", color="white",
-                fontsize=9)
+        ax.text(
+            0.1, b.get_y() + b.get_height() / 2, f"{v:.2f}", va="center", color="white", fontsize=9
+        )
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 10.5)
@@ -261,13 +327,23 @@ def chart_rouge(rows: list[dict], metric: str, out: Path) -> dict:
         bars = ax.bar(xs, ys, width, label=m, hatch=hatch, edgecolor="white" if hatch else None)
         for b, v in zip(bars, ys):
             if v:
-                ax.text(b.get_x() + b.get_width() / 2, v + 0.005, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+                ax.text(
+                    b.get_x() + b.get_width() / 2,
+                    v + 0.005,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
     ax.set_xticks(range(len(buckets)), buckets)
     ax.set_xlabel("reference length (words)")
     ax.set_ylabel(f"{metric} F-measure")
     ax.set_title(f"{metric} by reference length")
     ax.legend(fontsize=8, frameon=False, ncol=2)
-    return {"title": f"ROUGE ({metric}) by reference length", **_save(fig, out, "rouge_by_length.png")}
+    return {
+        "title": f"ROUGE ({metric}) by reference length",
+        **_save(fig, out, "rouge_by_length.png"),
+    }
 
 
 def chart_reward(rewards: list[dict], out: Path, dpos: list[dict] = ()) -> dict:
@@ -288,11 +364,19 @@ def chart_reward(rewards: list[dict], out: Path, dpos: list[dict] = ()) -> dict:
                 labels.append(f"{name}: {src}")
                 vals.append(float(acc))
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.5))
-    colors = [("#55A868" if "(DPO)" in lab else "#4C72B0") if lab.endswith(": all") else "#8DA0CB"
-              for lab in labels]
+    colors = [
+        ("#55A868" if "(DPO)" in lab else "#4C72B0") if lab.endswith(": all") else "#8DA0CB"
+        for lab in labels
+    ]
     bars = ax.barh(range(len(labels)), vals, color=colors)
     for b in bars:
-        ax.text(b.get_width() + 0.01, b.get_y() + b.get_height() / 2, f"{b.get_width():.3f}", va="center", fontsize=9)
+        ax.text(
+            b.get_width() + 0.01,
+            b.get_y() + b.get_height() / 2,
+            f"{b.get_width():.3f}",
+            va="center",
+            fontsize=9,
+        )
     ax.axvline(0.5, color="#888", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
@@ -322,7 +406,9 @@ def _fmt(v: Any, digits: int = 4) -> str:
 def _template():
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("gpt4llm", "evaluate/templates"), autoescape=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gpt4llm", "evaluate/templates"), autoescape=True
+    )
     env.filters["fmt"] = _fmt
     return env.get_template("report.html")
 
@@ -332,13 +418,23 @@ def run(config: Config) -> dict:
 
     t0 = time.time()
     if not config.inputs and not config.analyze:
-        raise UserError("nothing to report: give evaluation summaries (eval rouge/judge summary.json, eval reward JSON) and/or --analyze DIR")
+        raise UserError(
+            "nothing to report: give evaluation summaries (eval rouge/judge summary.json, eval"
+            " reward JSON) and/or --analyze DIR"
+        )
     if config.rouge_metric not in ("rouge1", "rouge2", "rougeL"):
-        raise UserError(f"--rouge-metric must be rouge1, rouge2 or rougeL, got {config.rouge_metric!r}")
+        raise UserError(
+            f"--rouge-metric must be rouge1, rouge2 or rougeL, got {config.rouge_metric!r}"
+        )
     from gpt4llm.outputs import check_outputs
 
     out = Path(config.output)
-    check_outputs(inputs=[*config.inputs, config.paper_rouge], directories=[out], files=[out / "index.html"], companions=False)
+    check_outputs(
+        inputs=[*config.inputs, config.paper_rouge],
+        directories=[out],
+        files=[out / "index.html"],
+        companions=False,
+    )
     items = [load_input(p) for p in config.inputs]
     out.mkdir(parents=True, exist_ok=True)
     every_judge = [i["data"] for i in items if i["kind"] == "judge"]
@@ -377,22 +473,31 @@ def run(config: Config) -> dict:
         analyze = {
             "dir": str(adir),
             "href": os.path.relpath(page, out) if page else None,
-            "images": [{"file": p.name, "b64": base64.b64encode(p.read_bytes()).decode("ascii")} for p in sorted(adir.glob("*.png"))[:12]],
+            "images": [
+                {"file": p.name, "b64": base64.b64encode(p.read_bytes()).decode("ascii")}
+                for p in sorted(adir.glob("*.png"))[:12]
+            ],
         }
 
     provenance = []
     for i in items:
         m = i["manifest"] or {}
-        provenance.append({
-            "path": i["path"],
-            "kind": i["kind"],
-            "stage": m.get("stage"),
-            "command": m.get("command"),
-            "finished_at": m.get("finished_at"),
-            "version": m.get("gpt4llm_version"),
-            "config": json.dumps(m.get("config"), indent=2, ensure_ascii=False) if m.get("config") is not None else None,
-            "inputs": m.get("inputs") or {},
-        })
+        provenance.append(
+            {
+                "path": i["path"],
+                "kind": i["kind"],
+                "stage": m.get("stage"),
+                "command": m.get("command"),
+                "finished_at": m.get("finished_at"),
+                "version": m.get("gpt4llm_version"),
+                "config": (
+                    json.dumps(m.get("config"), indent=2, ensure_ascii=False)
+                    if m.get("config") is not None
+                    else None
+                ),
+                "inputs": m.get("inputs") or {},
+            }
+        )
     html = _template().render(
         title=config.title,
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -419,11 +524,21 @@ def run(config: Config) -> dict:
         "n_dpo": len(dpos),
         "analyze": str(config.analyze) if config.analyze else None,
     }
-    write_manifest(out, STAGE, config, inputs=[i["path"] for i in items] + ([config.paper_rouge] if config.paper_rouge else []), summary=summary, started=t0)
+    write_manifest(
+        out,
+        STAGE,
+        config,
+        inputs=[i["path"] for i in items] + ([config.paper_rouge] if config.paper_rouge else []),
+        summary=summary,
+        started=t0,
+    )
     from rich.console import Console
 
     console = Console(stderr=True)
     for w in warnings:
         console.print(f"[yellow]report: warning: {w}")
-    console.print(f"report: {out / 'index.html'} ({len(charts)} charts: {', '.join(summary['charts']) or 'none'})")
+    console.print(
+        f"report: {out / 'index.html'} ({len(charts)} charts:"
+        f" {', '.join(summary['charts']) or 'none'})"
+    )
     return summary

@@ -24,11 +24,24 @@ from gpt4llm.errors import UserError
 
 
 class Config(StageConfig):
-    data: Path = Field(Path("runs/reward/heldout.jsonl"), description="Held-out comparisons: published pairs or rich comparison records (JSONL / JSON array).")
-    model: str = Field("runs/reward", description="Reward model directory written by `gpt4llm train reward`.")
+    data: Path = Field(
+        Path("runs/reward/heldout.jsonl"),
+        description=(
+            "Held-out comparisons: published pairs or rich comparison records (JSONL / JSON array)."
+        ),
+    )
+    model: str = Field(
+        "runs/reward", description="Reward model directory written by `gpt4llm train reward`."
+    )
     output: Path = Field(Path("reward_eval.json"), description="JSON report.")
     batch_size: int = Field(8, ge=1, description="Sequences per forward pass (length-sorted).")
-    max_seq_len: int | None = Field(None, ge=8, description="Longest prompt+answer in tokens (default: the one the model was trained with).")
+    max_seq_len: int | None = Field(
+        None,
+        ge=8,
+        description=(
+            "Longest prompt+answer in tokens (default: the one the model was trained with)."
+        ),
+    )
     limit: int | None = Field(None, ge=1, description="Evaluate only the first N records / pairs.")
 
 
@@ -44,8 +57,7 @@ def _spearman(x: list[float], y: list[float]) -> float | None:
 
 def evaluate(scorer, data, limit: int | None = None) -> dict:
     """The report for a loaded ComparisonData (see module doc)."""
-    from gpt4llm.reward_model import pairs_from_record, scored_responses
-    from gpt4llm.reward_model import pairwise_accuracy
+    from gpt4llm.reward_model import pairs_from_record, pairwise_accuracy, scored_responses
 
     report: dict = {"data_kind": data.kind, "skipped_records": data.skipped}
     if data.kind == "pairs":
@@ -53,13 +65,21 @@ def evaluate(scorer, data, limit: int | None = None) -> dict:
         prompts = [p.user_input for p in pairs]
         rb = scorer.score(prompts, [p.better for p in pairs])
         rw = scorer.score(prompts, [p.worse for p in pairs])
-        report.update(pairwise_accuracy=round(pairwise_accuracy(rb, rw), 4) if pairs else None, n_pairs=len(pairs), spearman=None, n_scored=0, per_source={})
+        report.update(
+            pairwise_accuracy=round(pairwise_accuracy(rb, rw), 4) if pairs else None,
+            n_pairs=len(pairs),
+            spearman=None,
+            n_scored=0,
+            per_source={},
+        )
         return report
 
     records = data.records[:limit] if limit else data.records
     flat = [(rec, r) for rec in records for r in scored_responses(rec)]
     rewards = scorer.score([rec["user_input"] for rec, _ in flat], [r["text"] for _, r in flat])
-    by_text: dict[tuple[int, str], float] = {(id(rec), r["text"]): v for (rec, r), v in zip(flat, rewards)}
+    by_text: dict[tuple[int, str], float] = {
+        (id(rec), r["text"]): v for (rec, r), v in zip(flat, rewards)
+    }
     wins: list[float] = []
     per_source: dict[str, dict] = {}
     for rec in records:
@@ -96,21 +116,33 @@ def evaluate(scorer, data, limit: int | None = None) -> dict:
 
 def run(config: Config) -> dict:
     t0 = time.time()
+    from gpt4llm.outputs import check_outputs
     from gpt4llm.provenance import write_manifest
     from gpt4llm.records import read_json_records, write_json
     from gpt4llm.reward_model import RewardScorer, load_comparisons
 
-    from gpt4llm.outputs import check_outputs
-
     check_outputs(inputs=[config.data, config.model], files=[config.output])
-    scorer = RewardScorer.load(config.model, batch_size=config.batch_size, max_length=config.max_seq_len)
+    scorer = RewardScorer.load(
+        config.model, batch_size=config.batch_size, max_length=config.max_seq_len
+    )
     if not read_json_records(config.data):
         # e.g. the held-out split of a tiny run: an empty, not a failed, evaluation
-        report = {"data_kind": None, "skipped_records": 0, "pairwise_accuracy": None, "n_pairs": 0, "spearman": None, "n_scored": 0, "per_source": {}}
+        report = {
+            "data_kind": None,
+            "skipped_records": 0,
+            "pairwise_accuracy": None,
+            "n_pairs": 0,
+            "spearman": None,
+            "n_scored": 0,
+            "per_source": {},
+        }
     else:
         data = load_comparisons(config.data)
         if not data.pairs and not data.records:
-            raise UserError(f"{config.data}: nothing to evaluate ({data.skipped} record(s) with fewer than two scored answers)")
+            raise UserError(
+                f"{config.data}: nothing to evaluate ({data.skipped} record(s) with fewer than two"
+                " scored answers)"
+            )
         report = evaluate(scorer, data, limit=config.limit)
     report["model"] = config.model
     report["data"] = str(config.data)
@@ -120,14 +152,39 @@ def run(config: Config) -> dict:
     from rich.table import Table
 
     console = Console(stderr=True)
-    console.print(f"pairwise accuracy {report['pairwise_accuracy']} on {report['n_pairs']} pairs; Spearman {report['spearman']} on {report['n_scored']} scored answers; {report['skipped_records']} record(s) skipped")
+    console.print(
+        f"pairwise accuracy {report['pairwise_accuracy']} on {report['n_pairs']} pairs; Spearman"
+        f" {report['spearman']} on {report['n_scored']} scored answers; {report['skipped_records']}"
+        " record(s) skipped"
+    )
     if report["per_source"]:
         table = Table(title="per source")
-        for col in ("source", "answers", "mean score", "mean reward", "Spearman", "pairs", "pair acc."):
+        for col in (
+            "source",
+            "answers",
+            "mean score",
+            "mean reward",
+            "Spearman",
+            "pairs",
+            "pair acc.",
+        ):
             table.add_column(col, justify="left" if col == "source" else "right")
         for name, s in report["per_source"].items():
-            table.add_row(name, str(s.get("n_scored")), str(s.get("mean_score")), str(s.get("mean_reward")), str(s.get("spearman")), str(s.get("n_pairs")), str(s.get("pairwise_accuracy")))
+            table.add_row(
+                name,
+                str(s.get("n_scored")),
+                str(s.get("mean_score")),
+                str(s.get("mean_reward")),
+                str(s.get("spearman")),
+                str(s.get("n_pairs")),
+                str(s.get("pairwise_accuracy")),
+            )
         console.print(table)
-    summary = {k: report[k] for k in ("pairwise_accuracy", "n_pairs", "spearman", "n_scored", "skipped_records")}
-    write_manifest(config.output, "eval reward", config, inputs=[config.data], summary=summary, started=t0)
+    summary = {
+        k: report[k]
+        for k in ("pairwise_accuracy", "n_pairs", "spearman", "n_scored", "skipped_records")
+    }
+    write_manifest(
+        config.output, "eval reward", config, inputs=[config.data], summary=summary, started=t0
+    )
     return report

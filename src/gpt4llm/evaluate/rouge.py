@@ -50,6 +50,7 @@ except ImportError:  # pragma: no cover - other Pythons
         for x in iterable:
             mapping[x] = get(x, 0) + 1
 
+
 STAGE = "eval rouge"
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -57,18 +58,78 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 class Config(StageConfig):
     """Settings of `gpt4llm eval rouge`."""
 
-    predictions: Path = Field(Path("responses.jsonl"), description="Predictions: JSONL / JSON array (our response records, or any records with the prediction field).")
-    references: Path = Field(Path("references.jsonl"), description="References: Alpaca-format records, or records with instances[0].output (Self-Instruct's user-oriented set).")
-    output: Path = Field(Path("eval/rouge"), description="Output directory: examples.jsonl (per example), summary.json (by length bucket), manifest.json.")
-    prediction_field: str = Field("output", description="Field of a prediction record holding the predicted text.")
-    reference_field: str = Field("output", description="Field of a reference record holding the reference text (falls back to instances[0].output).")
+    predictions: Path = Field(
+        Path("responses.jsonl"),
+        description=(
+            "Predictions: JSONL / JSON array (our response records, or any records with the"
+            " prediction field)."
+        ),
+    )
+    references: Path = Field(
+        Path("references.jsonl"),
+        description=(
+            "References: Alpaca-format records, or records with instances[0].output"
+            " (Self-Instruct's user-oriented set)."
+        ),
+    )
+    output: Path = Field(
+        Path("eval/rouge"),
+        description=(
+            "Output directory: examples.jsonl (per example), summary.json (by length bucket),"
+            " manifest.json."
+        ),
+    )
+    prediction_field: str = Field(
+        "output", description="Field of a prediction record holding the predicted text."
+    )
+    reference_field: str = Field(
+        "output",
+        description=(
+            "Field of a reference record holding the reference text (falls back to"
+            " instances[0].output)."
+        ),
+    )
     id_field: str = Field("id", description="Field used to join predictions with references.")
-    join: JoinOn = Field("auto", description=JOIN_HELP + " References without an id get load_instructions' ids (<stem>-000012).")
-    stem: bool = Field(True, description="Porter-stem tokens longer than 3 characters (rouge-score's use_stemmer; Super-NaturalInstructions' setting).")
-    tokenizer: Literal["auto", "rouge", "char"] = Field("auto", description="'rouge': rouge-score's (Latin letters and digits only); 'char': one token per CJK/Thai character, Latin words kept; 'auto': char when >=20% of references contain CJK/Thai.")
-    buckets: list[int] = Field([2, 5, 10], description="Upper edges (inclusive, in words) of the reference-length buckets; the default gives 0-2, 3-5, 6-10, >10 as in the paper.")
-    allow_missing: bool = Field(False, description="Score only the ids present on both sides (reporting how many are missing) instead of stopping.")
-    model: str | None = Field(None, description="Name of the evaluated model in the summary (default: the predictions' 'model' field, else the file name).")
+    join: JoinOn = Field(
+        "auto",
+        description=JOIN_HELP
+        + " References without an id get load_instructions' ids (<stem>-000012).",
+    )
+    stem: bool = Field(
+        True,
+        description=(
+            "Porter-stem tokens longer than 3 characters (rouge-score's use_stemmer;"
+            " Super-NaturalInstructions' setting)."
+        ),
+    )
+    tokenizer: Literal["auto", "rouge", "char"] = Field(
+        "auto",
+        description=(
+            "'rouge': rouge-score's (Latin letters and digits only); 'char': one token per CJK/Thai"
+            " character, Latin words kept; 'auto': char when >=20% of references contain CJK/Thai."
+        ),
+    )
+    buckets: list[int] = Field(
+        [2, 5, 10],
+        description=(
+            "Upper edges (inclusive, in words) of the reference-length buckets; the default gives"
+            " 0-2, 3-5, 6-10, >10 as in the paper."
+        ),
+    )
+    allow_missing: bool = Field(
+        False,
+        description=(
+            "Score only the ids present on both sides (reporting how many are missing) instead of"
+            " stopping."
+        ),
+    )
+    model: str | None = Field(
+        None,
+        description=(
+            "Name of the evaluated model in the summary (default: the predictions' 'model' field,"
+            " else the file name)."
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- tokenizing
@@ -238,7 +299,9 @@ def _score3(target: list[str], prediction: list[str]) -> dict[str, float]:
     }
 
 
-def score_tokens(target: list[str], prediction: list[str], types: tuple[str, ...] = ROUGE_TYPES) -> dict[str, float]:
+def score_tokens(
+    target: list[str], prediction: list[str], types: tuple[str, ...] = ROUGE_TYPES
+) -> dict[str, float]:
     """ROUGE-1/2/L F-measures of token lists, rouge-score's definitions."""
     if types == ROUGE_TYPES:
         return _score3(target, prediction)
@@ -257,9 +320,18 @@ def score_tokens(target: list[str], prediction: list[str], types: tuple[str, ...
     return out
 
 
-def score(reference: str, prediction: str, stem: bool = False, tokenizer: str = "rouge", types: tuple[str, ...] = ROUGE_TYPES) -> dict[str, float]:
-    """ROUGE F-measures of one pair (the numbers of rouge-score's RougeScorer(types, use_stemmer=stem))."""
-    return score_tokens(tokenize(reference, stem, tokenizer), tokenize(prediction, stem, tokenizer), types)
+def score(
+    reference: str,
+    prediction: str,
+    stem: bool = False,
+    tokenizer: str = "rouge",
+    types: tuple[str, ...] = ROUGE_TYPES,
+) -> dict[str, float]:
+    """ROUGE F-measures of one pair: the numbers of rouge-score's
+    `RougeScorer(types, use_stemmer=stem)`."""
+    return score_tokens(
+        tokenize(reference, stem, tokenizer), tokenize(prediction, stem, tokenizer), types
+    )
 
 
 # ------------------------------------------------------------------------------- buckets
@@ -284,7 +356,16 @@ def bucket_of(length: int, edges: list[int]) -> str:
 
 
 # The paper's published labels -> ours (GPT-4-LLM's file names say len6-10 and len10-).
-PAPER_BUCKETS = {"0-2": "0-2", "3-5": "3-5", "5-10": "6-10", "6-10": "6-10", "10-": ">10", ">10": ">10", "ALL": "all", "all": "all"}
+PAPER_BUCKETS = {
+    "0-2": "0-2",
+    "3-5": "3-5",
+    "5-10": "6-10",
+    "6-10": "6-10",
+    "10-": ">10",
+    ">10": ">10",
+    "ALL": "all",
+    "all": "all",
+}
 
 
 # --------------------------------------------------------------------------------- input
@@ -295,18 +376,28 @@ def _text_of(path: Path, lineno: int, rec: Any, field: str, allow_instances: boo
         raise DataError(path, f"expected a JSON object, got {type(rec).__name__}", line=lineno)
     if field in rec:
         value = rec[field]
-    elif allow_instances and isinstance(rec.get("instances"), list) and rec["instances"] and isinstance(rec["instances"][0], dict) and field in rec["instances"][0]:
+    elif (
+        allow_instances
+        and isinstance(rec.get("instances"), list)
+        and rec["instances"]
+        and isinstance(rec["instances"][0], dict)
+        and field in rec["instances"][0]
+    ):
         value = rec["instances"][0][field]
     else:
         raise DataError(path, "missing", line=lineno, field=field)
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise DataError(path, f"expected a string, got {type(value).__name__}", line=lineno, field=field)
+        raise DataError(
+            path, f"expected a string, got {type(value).__name__}", line=lineno, field=field
+        )
     return value
 
 
-def _load(path: Path, field: str, id_field: str, allow_instances: bool, synthetic_ids: bool = False) -> list[tuple[str | None, str, int, dict]]:
+def _load(
+    path: Path, field: str, id_field: str, allow_instances: bool, synthetic_ids: bool = False
+) -> list[tuple[str | None, str, int, dict]]:
     """(id, text, line, record) per record. With `synthetic_ids`, a record without an id gets
     the one `records.load_instructions` gives it (`<file stem>-<index:06d>`), so predictions
     that `respond` made from this very file join on id."""
@@ -315,7 +406,12 @@ def _load(path: Path, field: str, id_field: str, allow_instances: bool, syntheti
         text = _text_of(path, lineno, rec, field, allow_instances)
         rid = rec.get(id_field)
         if rid is not None and not isinstance(rid, (str, int)):
-            raise DataError(path, f"expected a string or integer, got {type(rid).__name__}", line=lineno, field=id_field)
+            raise DataError(
+                path,
+                f"expected a string or integer, got {type(rid).__name__}",
+                line=lineno,
+                field=id_field,
+            )
         if rid is None and synthetic_ids:
             rid = f"{path.stem}-{index:06d}"
         out.append((None if rid is None else str(rid), text, lineno, rec))
@@ -347,11 +443,24 @@ def _source(name: str, path: Path, rows: list[tuple[str | None, str, int, dict]]
     recs = []
     for rid, text, lineno, rec in rows:
         inp = rec.get("input")
-        if inp is None and isinstance(rec.get("instances"), list) and rec["instances"] and isinstance(rec["instances"][0], dict):
+        if (
+            inp is None
+            and isinstance(rec.get("instances"), list)
+            and rec["instances"]
+            and isinstance(rec["instances"][0], dict)
+        ):
             inp = rec["instances"][0].get("input")
         instruction = rec.get("instruction")
-        recs.append({"id": rid, "instruction": instruction if isinstance(instruction, str) else None,
-                     "input": inp if isinstance(inp, str) else "", "text": text, "line": lineno, "record": rec})
+        recs.append(
+            {
+                "id": rid,
+                "instruction": instruction if isinstance(instruction, str) else None,
+                "input": inp if isinstance(inp, str) else "",
+                "text": text,
+                "line": lineno,
+                "record": rec,
+            }
+        )
     return Source(name, recs, explicit, path)
 
 
@@ -361,16 +470,32 @@ def join_pairs(config: Config) -> tuple[list[dict], dict]:
     --allow-missing."""
     from gpt4llm.join import join_answers
 
-    preds = _load(config.predictions, config.prediction_field, config.id_field, allow_instances=False)
-    refs = _load(config.references, config.reference_field, config.id_field, allow_instances=True, synthetic_ids=True)
-    pred_src = _source("predictions", config.predictions, preds, all(r[0] is not None for r in preds))
-    ref_src = _source("references", config.references, refs, all(config.id_field in r[3] for r in refs))
+    preds = _load(
+        config.predictions, config.prediction_field, config.id_field, allow_instances=False
+    )
+    refs = _load(
+        config.references,
+        config.reference_field,
+        config.id_field,
+        allow_instances=True,
+        synthetic_ids=True,
+    )
+    pred_src = _source(
+        "predictions", config.predictions, preds, all(r[0] is not None for r in preds)
+    )
+    ref_src = _source(
+        "references", config.references, refs, all(config.id_field in r[3] for r in refs)
+    )
     joined = join_answers([pred_src], on=config.join, base=ref_src)
     if joined.method == "id":
         for path, rows in ((config.predictions, preds), (config.references, refs)):
             missing_id = [str(r[2]) for r in rows if r[0] is None]
             if missing_id:
-                raise DataError(path, f"records without '{config.id_field}' on lines {', '.join(missing_id[:5])} (use --join text or position)")
+                raise DataError(
+                    path,
+                    f"records without '{config.id_field}' on lines {', '.join(missing_id[:5])} (use"
+                    " --join text or position)",
+                )
             _check_duplicates(path, rows)
     missing = joined.missing.get("predictions", [])
     unmatched = joined.unmatched.get("predictions", [])
@@ -380,14 +505,25 @@ def join_pairs(config: Config) -> tuple[list[dict], dict]:
             parts.append(f"{len(missing)} references have no prediction: {_first(missing)}")
         if unmatched:
             parts.append(f"{len(unmatched)} predictions have no reference: {_first(unmatched)}")
-        raise UserError(f"{config.predictions}: {'; '.join(parts)} (joined by {joined.method}; --allow-missing scores the rest)")
+        raise UserError(
+            f"{config.predictions}: {'; '.join(parts)} (joined by {joined.method}; --allow-missing"
+            " scores the rest)"
+        )
     pairs = [
-        {"id": it.id, "reference": it.base["text"], "prediction": it.records["predictions"]["text"], "_pred": it.records["predictions"]["record"]}
+        {
+            "id": it.id,
+            "reference": it.base["text"],
+            "prediction": it.records["predictions"]["text"],
+            "_pred": it.records["predictions"]["record"],
+        }
         for it in joined.items
         if "predictions" in it.records
     ]
     if not pairs:
-        raise UserError(f"{config.predictions}: no prediction matches a reference in {config.references} (joined by {joined.method})")
+        raise UserError(
+            f"{config.predictions}: no prediction matches a reference in {config.references}"
+            f" (joined by {joined.method})"
+        )
     info = {
         "join": joined.method,
         "n_predictions": len(preds),
@@ -401,7 +537,9 @@ def join_pairs(config: Config) -> tuple[list[dict], dict]:
 # ----------------------------------------------------------------------------------- run
 
 
-def evaluate_pairs(pairs: list[dict], stem: bool, tokenizer: str, edges: list[int]) -> tuple[list[dict], list[dict]]:
+def evaluate_pairs(
+    pairs: list[dict], stem: bool, tokenizer: str, edges: list[int]
+) -> tuple[list[dict], list[dict]]:
     """Per-example rows and per-bucket means."""
     rows = []
     for p in pairs:
@@ -409,7 +547,15 @@ def evaluate_pairs(pairs: list[dict], stem: bool, tokenizer: str, edges: list[in
         pred_t = tokenize(p["prediction"], stem, tokenizer)
         length = len(ref_t) if tokenizer == "char" else len(p["reference"].split())
         s = score_tokens(ref_t, pred_t)
-        rows.append({"id": p["id"], "bucket": bucket_of(length, edges), "reference_words": length, "empty_prediction": not p["prediction"].strip(), **s})
+        rows.append(
+            {
+                "id": p["id"],
+                "bucket": bucket_of(length, edges),
+                "reference_words": length,
+                "empty_prediction": not p["prediction"].strip(),
+                **s,
+            }
+        )
     buckets = []
     for label in [*bucket_labels(edges), "all"]:
         sel = rows if label == "all" else [r for r in rows if r["bucket"] == label]
@@ -424,13 +570,20 @@ def _print_table(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"ROUGE F-measure — {summary['model']} ({summary['tokenizer']} tokens{', stemmed' if summary['stem'] else ''})")
+    table = Table(
+        title=(
+            f"ROUGE F-measure — {summary['model']} ({summary['tokenizer']}"
+            f" tokens{', stemmed' if summary['stem'] else ''})"
+        )
+    )
     table.add_column("length bucket")
     table.add_column("n", justify="right")
     for t in ROUGE_TYPES:
         table.add_column(t, justify="right")
     for b in summary["buckets"]:
-        table.add_row(b["bucket"], str(b["n"]), *("-" if b[t] is None else f"{b[t]:.4f}" for t in ROUGE_TYPES))
+        table.add_row(
+            b["bucket"], str(b["n"]), *("-" if b[t] is None else f"{b[t]:.4f}" for t in ROUGE_TYPES)
+        )
     console = Console(stderr=True)
     console.print(table)
     notes = []
@@ -439,7 +592,9 @@ def _print_table(summary: dict) -> None:
     if summary["n_missing_predictions"]:
         notes.append(f"{summary['n_missing_predictions']} references without prediction (skipped)")
     if summary["n_unmatched_predictions"]:
-        notes.append(f"{summary['n_unmatched_predictions']} predictions without reference (skipped)")
+        notes.append(
+            f"{summary['n_unmatched_predictions']} predictions without reference (skipped)"
+        )
     if notes:
         console.print("[yellow]" + "; ".join(notes))
 
@@ -451,14 +606,27 @@ def run(config: Config) -> dict:
     from gpt4llm.outputs import check_outputs
 
     out = Path(config.output)
-    check_outputs(inputs=[config.predictions, config.references], directories=[out], files=[out / "examples.jsonl", out / "summary.json"], companions=False)
+    check_outputs(
+        inputs=[config.predictions, config.references],
+        directories=[out],
+        files=[out / "examples.jsonl", out / "summary.json"],
+        companions=False,
+    )
     pairs, info = join_pairs(config)
-    tokenizer = config.tokenizer if config.tokenizer != "auto" else detect_tokenizer([p["reference"] for p in pairs])
+    tokenizer = (
+        config.tokenizer
+        if config.tokenizer != "auto"
+        else detect_tokenizer([p["reference"] for p in pairs])
+    )
     stem = config.stem and tokenizer == "rouge"
     rows, buckets = evaluate_pairs(pairs, stem, tokenizer, list(config.buckets))
     model = config.model
     if model is None:
-        models = {str(p["_pred"].get("model")) for p in pairs if isinstance(p["_pred"], dict) and p["_pred"].get("model")}
+        models = {
+            str(p["_pred"].get("model"))
+            for p in pairs
+            if isinstance(p["_pred"], dict) and p["_pred"].get("model")
+        }
         model = models.pop() if len(models) == 1 else config.predictions.stem
     summary = {
         "metric": "rouge",
@@ -480,6 +648,13 @@ def run(config: Config) -> dict:
     from gpt4llm.provenance import write_manifest
 
     brief = {k: v for k, v in summary.items() if k not in ("buckets",)}
-    write_manifest(out, STAGE, config, inputs=[config.predictions, config.references], summary=brief, started=t0)
+    write_manifest(
+        out,
+        STAGE,
+        config,
+        inputs=[config.predictions, config.references],
+        summary=brief,
+        started=t0,
+    )
     _print_table(summary)
     return summary

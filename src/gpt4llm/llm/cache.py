@@ -40,8 +40,7 @@ def migration(fn: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Con
 
 @migration
 def m001_responses(db: sqlite3.Connection) -> None:
-    db.execute(
-        """CREATE TABLE responses (
+    db.execute("""CREATE TABLE responses (
             key TEXT PRIMARY KEY,
             backend TEXT NOT NULL,
             model TEXT NOT NULL,
@@ -51,16 +50,14 @@ def m001_responses(db: sqlite3.Connection) -> None:
             completion_tokens INTEGER NOT NULL,
             cost REAL NOT NULL,             -- USD paid for this call
             created REAL NOT NULL           -- unix time
-        )"""
-    )
+        )""")
     db.execute("CREATE INDEX responses_model ON responses(model)")
 
 
 @migration
 def m002_batches(db: sqlite3.Connection) -> None:
     """Batch mode's state (see llm/batch.py): a killed run finds its uploads and batches here."""
-    db.execute(
-        """CREATE TABLE batch_jobs (
+    db.execute("""CREATE TABLE batch_jobs (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             uid TEXT NOT NULL UNIQUE,       -- names the uploaded file gpt4llm-batch-<uid>.jsonl
             identity TEXT NOT NULL,         -- JSON: backend, model, base_url (never the key)
@@ -73,10 +70,8 @@ def m002_batches(db: sqlite3.Connection) -> None:
             error TEXT,                     -- why it ended without (all) answers, one line
             created REAL NOT NULL,
             updated REAL NOT NULL
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE batch_items (
+        )""")
+    db.execute("""CREATE TABLE batch_items (
             job INTEGER NOT NULL REFERENCES batch_jobs(id),
             line INTEGER NOT NULL,          -- 1-based line of the uploaded file
             key TEXT NOT NULL,              -- the request's cache key, sent as custom_id
@@ -85,8 +80,7 @@ def m002_batches(db: sqlite3.Connection) -> None:
             outcome TEXT,                   -- NULL until collected, then ok | retry | failed
             error TEXT,
             PRIMARY KEY (job, line)
-        )"""
-    )
+        )""")
     db.execute("CREATE INDEX batch_items_key ON batch_items(key)")
 
 
@@ -129,7 +123,12 @@ class RequestCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves; each put is one transaction.
-            self.db = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(
+                str(self.path),
+                timeout=busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             self._setup(busy_timeout_s)
         except sqlite3.OperationalError as e:  # permissions, a missing directory, locked
@@ -159,7 +158,10 @@ class RequestCache:
                 delay = min(0.2, delay * 2)
 
     def _migrate(self) -> None:
-        self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT"
+            " NULL)"
+        )
         done = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
         if all(name in done for name, _ in MIGRATIONS):
             return
@@ -217,7 +219,14 @@ class RequestCache:
             except sqlite3.Error:
                 pass
 
-    def put(self, key: str, identity: dict[str, Any], canonical: str, completion: Completion, cost: float) -> None:
+    def put(
+        self,
+        key: str,
+        identity: dict[str, Any],
+        canonical: str,
+        completion: Completion,
+        cost: float,
+    ) -> None:
         row = (
             key,
             identity.get("backend", ""),

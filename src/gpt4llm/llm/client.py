@@ -125,8 +125,9 @@ class OpenAIBackend:
         if not key:
             if config.base_url is None:
                 raise UserError(
-                    f"no API key: set the environment variable {config.api_key_env} "
-                    f"(or name another one with {_prefix(config)}-api-key-env, or give {_prefix(config)}-base-url for a local server)"
+                    f"no API key: set the environment variable {config.api_key_env} (or name"
+                    f" another one with {_prefix(config)}-api-key-env, or give"
+                    f" {_prefix(config)}-base-url for a local server)"
                 )
             key = DUMMY_KEY
         self._key = key
@@ -259,9 +260,13 @@ class OpenAIBackend:
             message = choice.get("message") or {}
             text = message.get("content")
         except (TypeError, KeyError, IndexError, AttributeError):
-            raise RetryableError(one_line(self.scrub(f"invalid response from server (no choices): {resp}"))) from None
+            raise RetryableError(
+                one_line(self.scrub(f"invalid response from server (no choices): {resp}"))
+            ) from None
         if finish == "content_filter":
-            raise PermanentError("the provider's content filter blocked this request (finish_reason=content_filter)")
+            raise PermanentError(
+                "the provider's content filter blocked this request (finish_reason=content_filter)"
+            )
         if not isinstance(text, str):
             text = ""
         if not text and finish != "length":
@@ -273,7 +278,7 @@ class OpenAIBackend:
             lp = choice.get("logprobs")
             if isinstance(lp, dict) and lp.get("content"):
                 top = [
-                    [(a["token"], float(a["logprob"])) for a in (pos.get("top_logprobs") or [])]
+                    [(a["token"], float(a["logprob"])) for a in pos.get("top_logprobs") or []]
                     for pos in lp["content"]
                 ]
             usage = resp.get("usage") or {}
@@ -366,7 +371,9 @@ def _fingerprint(path: str) -> str:
     """Size+mtime of a local model's weight files: retraining into the same dir misses the cache."""
     p = Path(path)
     parts = []
-    for f in sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin")) + sorted(p.glob("config.json")):
+    for f in (
+        sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin")) + sorted(p.glob("config.json"))
+    ):
         st = f.stat()
         parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
     return ";".join(parts)
@@ -389,7 +396,12 @@ class LocalBackend:
         self.price = None
         path = config.model if config.model == EMBEDDED else resolve_model_path(config.model)
         model_id = config.model if config.model == EMBEDDED else str(Path(path).resolve())
-        self.identity = {"backend": "local", "model": model_id, "base_url": "", "weights": _fingerprint(path) if config.model != EMBEDDED else ""}
+        self.identity = {
+            "backend": "local",
+            "model": model_id,
+            "base_url": "",
+            "weights": _fingerprint(path) if config.model != EMBEDDED else "",
+        }
         if config.local_prompt != "auto":  # another rendering of the same messages: another answer
             self.identity["local_prompt"] = config.local_prompt
         self._gen = None
@@ -406,10 +418,16 @@ class LocalBackend:
             # Stages call complete_all several times in a row (rate, re-ask, probe); keep the last
             # loaded model so they share one load. Keyed by the weights' fingerprint, so a model
             # retrained at the same path is loaded afresh.
-            key = (tuple(sorted((k, v) for k, v in self.identity.items() if k != "local_prompt")), self.config.dtype)
+            key = (
+                tuple(sorted((k, v) for k, v in self.identity.items() if k != "local_prompt")),
+                self.config.dtype,
+            )
             if _LAST_LOCAL[0] != key:
                 _LAST_LOCAL[:] = [None, None]  # free the previous model before loading another
-                _LAST_LOCAL[:] = [key, LocalGenerator.load(self.config.model, dtype=self.config.dtype)]
+                _LAST_LOCAL[:] = [
+                    key,
+                    LocalGenerator.load(self.config.model, dtype=self.config.dtype),
+                ]
             self._gen = _LAST_LOCAL[1]
         return self._gen
 
@@ -447,7 +465,14 @@ def cut_at_stops(c: Completion, stops: tuple[str, ...], strip: bool = True) -> C
         text = text.strip()
     if text == c.text and finish == c.finish_reason:
         return c
-    return Completion(text=text, finish_reason=finish, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, top_logprobs=c.top_logprobs, model=c.model)
+    return Completion(
+        text=text,
+        finish_reason=finish,
+        prompt_tokens=c.prompt_tokens,
+        completion_tokens=c.completion_tokens,
+        top_logprobs=c.top_logprobs,
+        model=c.model,
+    )
 
 
 _clean = cut_at_stops  # the former name (llm/batch.py imports it)

@@ -54,7 +54,11 @@ class Limiter:
 
     @property
     def active(self) -> bool:
-        return self.requests is not None or self.tokens is not None or self.not_before > time.monotonic()
+        return (
+            self.requests is not None
+            or self.tokens is not None
+            or self.not_before > time.monotonic()
+        )
 
     async def acquire(self, tokens: float = 0.0) -> None:
         if not self.active:

@@ -34,7 +34,9 @@ from gpt4llm.llm.base import Completion, Message, SamplingParams
 OOM_HINT = "out of memory while generating: lower --batch-size (or max tokens / prompt length)"
 
 
-def render_messages(tokenizer: Any, messages: Sequence[Message], style: str = "auto") -> tuple[str, tuple[str, ...]]:
+def render_messages(
+    tokenizer: Any, messages: Sequence[Message], style: str = "auto"
+) -> tuple[str, tuple[str, ...]]:
     """Turn chat messages into the prompt text for `tokenizer`'s model, plus extra stop strings.
 
     A tokenizer with a chat template gets it (with the generation prompt). A base model without
@@ -53,7 +55,9 @@ def render_messages(tokenizer: Any, messages: Sequence[Message], style: str = "a
     if style == "plain":  # a few-shot prompt that a base model simply continues
         return "\n\n".join(m["content"] for m in messages if m.get("content")), ()
     if style == "auto" and uses_chat_template(tokenizer):
-        text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        )
         return text, ()
     template = load_prompt(ALPACA_NO_INPUT)
     preamble, _, _ = template.partition("\n\n")
@@ -104,8 +108,12 @@ class LocalGenerator:
             raise UserError(f"dtype {dtype!r}: expected auto, float32 or bfloat16")
         device = device or pick_device()
         tok = load_tokenizer(model, padding_side="left")
-        lm = load_causal_lm(model, device=device, dtype="bfloat16" if dtype == "bfloat16" else "float32")
-        return cls(lm, tok, name=model, device=device, autocast=dtype == "auto" and bf16_supported(device))
+        lm = load_causal_lm(
+            model, device=device, dtype="bfloat16" if dtype == "bfloat16" else "float32"
+        )
+        return cls(
+            lm, tok, name=model, device=device, autocast=dtype == "auto" and bf16_supported(device)
+        )
 
     # ------------------------------------------------------------------ encoding
     def _encode(self, prompt: str) -> list[int]:
@@ -179,7 +187,15 @@ class LocalGenerator:
         ids, mask = ids.to(device), mask.to(device)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
 
-        rows = [_Row(index=r, prompt_tokens=len(x), tokens=[], logprobs=[] if params.top_logprobs else None) for r, x in enumerate(batch)]
+        rows = [
+            _Row(
+                index=r,
+                prompt_tokens=len(x),
+                tokens=[],
+                logprobs=[] if params.top_logprobs else None,
+            )
+            for r, x in enumerate(batch)
+        ]
         sampling = params.temperature > 0
         generators = None
         if sampling:
@@ -192,7 +208,13 @@ class LocalGenerator:
         stops = tuple(s for s in params.stop if s)
         longest_stop = max((len(s) for s in stops), default=0)
 
-        autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16) if self.autocast else nullcontext()
+        autocast = (
+            torch.autocast(
+                device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16
+            )
+            if self.autocast
+            else nullcontext()
+        )
         past = None
         step_ids, step_pos = ids, position_ids
         # no_grad, not inference_mode: autocast caches its bf16 weight copies only outside
@@ -221,7 +243,12 @@ class LocalGenerator:
                     t = int(next_tokens[r])
                     row.tokens.append(t)
                     if row.logprobs is not None:
-                        row.logprobs.append([(tok.decode([int(i)]), float(v)) for v, i in zip(top_v[r].tolist(), top_i[r].tolist())])
+                        row.logprobs.append(
+                            [
+                                (tok.decode([int(i)]), float(v))
+                                for v, i in zip(top_v[r].tolist(), top_i[r].tolist())
+                            ]
+                        )
                     if t in eos_ids:
                         row.done, row.finish_reason = True, "stop"
                         continue
@@ -235,7 +262,9 @@ class LocalGenerator:
                 if active == 0:
                     break
                 step_ids = next_tokens.view(-1, 1).to(device)
-                mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
+                mask = torch.cat(
+                    [mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1
+                )
                 step_pos = step_pos[:, -1:] + 1
 
         out_list = []
@@ -277,7 +306,9 @@ class LocalGenerator:
 
 def _self_check() -> None:  # pragma: no cover - manual smoke: python -m gpt4llm.llm.local
     gen = LocalGenerator.load("embedded")
-    text, stops = render_messages(gen.tokenizer, [{"role": "user", "content": "Name three colors."}])
+    text, stops = render_messages(
+        gen.tokenizer, [{"role": "user", "content": "Name three colors."}]
+    )
     print(gen.generate([text], SamplingParams(max_tokens=32, stop=stops))[0])
 
 

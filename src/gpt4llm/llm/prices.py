@@ -58,8 +58,11 @@ def lookup(model: str) -> tuple[float, float] | None:
     return PRICES[best] if best else None
 
 
-def resolve(model: str, price_prompt: float | None = None, price_completion: float | None = None) -> tuple[float, float] | None:
-    """The price to use: explicit overrides win; a single override keeps the table's other half (or 0)."""
+def resolve(
+    model: str, price_prompt: float | None = None, price_completion: float | None = None
+) -> tuple[float, float] | None:
+    """The price to use: explicit overrides win; a single override keeps the table's other
+    half (or 0)."""
     table = lookup(model)
     if price_prompt is None and price_completion is None:
         return table

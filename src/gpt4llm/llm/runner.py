@@ -143,14 +143,17 @@ class _Progress:
         elif not self.quiet:
             cost = f"${s.cost:.4f}" if s.cost_known else "cost unknown"
             print(
-                f"{self.description}: {s.done}/{s.total} done ({s.cached} cached), {s.failed} failed, "
-                f"{s.retries} retries ({s.timeouts} timeouts), "
-                f"{s.prompt_tokens + s.completion_tokens:,} tokens, {cost}, {time.monotonic() - s.started:.1f}s",
+                f"{self.description}: {s.done}/{s.total} done ({s.cached} cached), {s.failed}"
+                f" failed, {s.retries} retries ({s.timeouts} timeouts),"
+                f" {s.prompt_tokens + s.completion_tokens:,} tokens, {cost},"
+                f" {time.monotonic() - s.started:.1f}s",
                 file=sys.stderr,
             )
 
 
-def complete_all(config: LLMConfig, requests: list[Request], description: str = "", progress: bool | None = None) -> list[Result]:
+def complete_all(
+    config: LLMConfig, requests: list[Request], description: str = "", progress: bool | None = None
+) -> list[Result]:
     """Run `requests` against the model described by `config`; one Result per request, in order.
 
     `progress`: None = a rich bar when stderr is a TTY (else one final line), False = silent.
@@ -198,7 +201,11 @@ def complete_all(config: LLMConfig, requests: list[Request], description: str = 
                                 r.replicas = replicas
                 finally:
                     if job.cache_error:
-                        print(f"warning: {job.cache_misses} results could not be saved to the request cache {cache.path} ({job.cache_error})", file=sys.stderr)
+                        print(
+                            f"warning: {job.cache_misses} results could not be saved to the request"
+                            f" cache {cache.path} ({job.cache_error})",
+                            file=sys.stderr,
+                        )
         finally:
             bar.close()
     finally:
@@ -278,10 +285,14 @@ class _Job:
         indices = self.todo[key]
         cost = 0.0
         if completion is not None:
-            cost = prices.cost(self.backend.price, completion.prompt_tokens, completion.completion_tokens)
+            cost = prices.cost(
+                self.backend.price, completion.prompt_tokens, completion.completion_tokens
+            )
             if self.cache is not None:
                 try:
-                    self.cache.put(key, self.backend.identity, self.canon[indices[0]], completion, cost)
+                    self.cache.put(
+                        key, self.backend.identity, self.canon[indices[0]], completion, cost
+                    )
                 except sqlite3.Error as e:  # disk full, locked too long: keep the answer, warn once
                     if self.cache_error is None:
                         self.cache_error = f"{type(e).__name__}: {e}"
@@ -319,7 +330,11 @@ class _Job:
         rests it and the next attempt goes at once to another replica in rotation.
         """
         cfg = self.config
-        est = estimate_tokens(request.messages, request.params.max_tokens) if self.limiter.tokens else 0
+        est = (
+            estimate_tokens(request.messages, request.params.max_tokens)
+            if self.limiter.tokens
+            else 0
+        )
         ceiling = cfg.timeout * 2 + 5
         error = "no attempt made"
         scrub = self.backend.scrub
@@ -388,7 +403,11 @@ class _Job:
         await asyncio.to_thread(backend.load)
         for keys in groups.values():
             # Similar lengths in one batch waste less padding.
-            keys.sort(key=lambda k: sum(len(m.get("content") or "") for m in self.requests[self.todo[k][0]].messages))
+            keys.sort(
+                key=lambda k: sum(
+                    len(m.get("content") or "") for m in self.requests[self.todo[k][0]].messages
+                )
+            )
             for start in range(0, len(keys), size):
                 chunk = keys[start : start + size]
                 batch = [self.requests[self.todo[k][0]] for k in chunk]

@@ -59,7 +59,11 @@ def print_summary(title: str, summary: dict[str, Any], keys: list[str] | None = 
             continue
         value = summary[key]
         if key == "cost_usd":
-            value = "unknown (no price for this model)" if summary.get("cost_known") is False else f"${value:.4f}"
+            value = (
+                "unknown (no price for this model)"
+                if summary.get("cost_known") is False
+                else f"${value:.4f}"
+            )
         elif key == "replicas" and isinstance(value, dict):  # one row per replica of a fleet
             for url, c in value.items():
                 table.add_row(

@@ -66,8 +66,9 @@ class WorkerPool:
         self.tokenizer = tokenizer  # the parent's: it cuts the batches as a worker would
         self.workers = workers
         self.batches_by_process: dict[int, int] = {}  # pid -> batches it ran (for the log)
-        self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
-                                        initargs=(model, dtype, threads, devices))
+        self.pool = ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init, initargs=(model, dtype, threads, devices)
+        )
 
     def __enter__(self):
         return self
@@ -75,9 +76,13 @@ class WorkerPool:
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def generate(self, prompts: list[str], params: SamplingParams, batch_size: int = 8,
-                 on_batch: Callable[[list[int], list[Completion]], None] | None = None,
-                 ) -> list[Completion]:
+    def generate(
+        self,
+        prompts: list[str],
+        params: SamplingParams,
+        batch_size: int = 8,
+        on_batch: Callable[[list[int], list[Completion]], None] | None = None,
+    ) -> list[Completion]:
         """Complete every prompt; results in input order (see `LocalGenerator.generate`)."""
         from concurrent.futures import as_completed
 
@@ -92,8 +97,9 @@ class WorkerPool:
             lengths.append(len(tok(p, add_special_tokens=add_special)["input_ids"]))
         order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
         batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-        futures = {self.pool.submit(_run, [prompts[i] for i in idx], params): idx
-                   for idx in batches}
+        futures = {
+            self.pool.submit(_run, [prompts[i] for i in idx], params): idx for idx in batches
+        }
         results: list[Completion | None] = [None] * len(prompts)
         for fut in as_completed(futures):
             idx, (pid, comps) = futures[fut], fut.result()

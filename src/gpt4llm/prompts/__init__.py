@@ -64,7 +64,9 @@ def placeholders(template: str) -> set[str]:
     return set(_PLACEHOLDER_RE.findall(template))
 
 
-def format_alpaca(instruction: str, input: str = "", with_input: str | None = None, no_input: str | None = None) -> str:
+def format_alpaca(
+    instruction: str, input: str = "", with_input: str | None = None, no_input: str | None = None
+) -> str:
     """The Alpaca prompt (Stanford Alpaca's two variants); templates overridable by path."""
     if input and input.strip():
         return fill(load_prompt(with_input or ALPACA_INPUT), instruction=instruction, input=input)
@@ -81,7 +83,9 @@ def cut_at_stops(text: str, stops: tuple[str, ...] | list[str] = ()) -> str:
 
 def chat_messages(system: str, user: str) -> list[dict]:
     """[system?, user]: an empty system prompt sends no system message."""
-    return ([{"role": "system", "content": system}] if system.strip() else []) + [{"role": "user", "content": user}]
+    return ([{"role": "system", "content": system}] if system.strip() else []) + [
+        {"role": "user", "content": user}
+    ]
 
 
 # --------------------------------------------------------------------------- student prompts
@@ -97,8 +101,12 @@ def prompt_meta(
     return {
         "format": prompt_format,
         "chat_template": prompt_format == "chat",
-        "template_input": load_prompt(template_input or ALPACA_INPUT) if prompt_format == "alpaca" else None,
-        "template_no_input": load_prompt(template_no_input or ALPACA_NO_INPUT) if prompt_format == "alpaca" else None,
+        "template_input": (
+            load_prompt(template_input or ALPACA_INPUT) if prompt_format == "alpaca" else None
+        ),
+        "template_no_input": (
+            load_prompt(template_no_input or ALPACA_NO_INPUT) if prompt_format == "alpaca" else None
+        ),
         "max_seq_len": max_seq_len,
         "stop": list(stops),
         "eos_appended": True,
@@ -114,9 +122,14 @@ def build_prompt(meta: dict, tokenizer: Any, instruction: str, input: str = "") 
     """The prompt text for one instruction under `meta` (see `prompt_meta`)."""
     if meta.get("chat_template"):
         if not getattr(tokenizer, "chat_template", None):
-            raise UserError("prompt format 'chat' needs a tokenizer with a chat template (this one has none): use --prompt-format alpaca")
+            raise UserError(
+                "prompt format 'chat' needs a tokenizer with a chat template (this one has none):"
+                " use --prompt-format alpaca"
+            )
         content = instruction if not (input and input.strip()) else f"{instruction}\n\n{input}"
-        return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
     if input and input.strip():
         return fill(meta["template_input"], instruction=instruction, input=input)
     return fill(meta["template_no_input"], instruction=instruction)

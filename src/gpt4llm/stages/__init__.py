@@ -21,7 +21,9 @@ class StageSpec:
     module: str  # the module holding Config and run
     help: str
     arguments: tuple[str, ...] = ()  # Config fields taken as positional arguments (the main input)
-    short: str = ""  # the line in `gpt4llm --help`'s command list (default: help up to the first ':' or ';')
+    short: str = (
+        ""  # the line in `gpt4llm --help`'s command list (default: help up to the first ':' or ';')
+    )
     config: str = "Config"
     run: str = "run"
 
@@ -29,7 +31,10 @@ class StageSpec:
     def short_help(self) -> str:
         if self.short:
             return self.short
-        cut = min((i for i in (self.help.find(c) for c in (":", ";", " (")) if i > 0), default=len(self.help))
+        cut = min(
+            (i for i in (self.help.find(c) for c in (":", ";", " (")) if i > 0),
+            default=len(self.help),
+        )
         return self.help[:cut].rstrip(".") + "."
 
     @property
@@ -57,23 +62,146 @@ class StageSpec:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("instruct", "gpt4llm.stages.instruct", "New instructions with Self-Instruct (Alpaca's 20-task prompt or Self-Instruct's list): parse, filter, keep those with ROUGE-L < 0.7 against the growing pool.", ("seeds",), short="New instructions from seed tasks (Self-Instruct)."),
-    StageSpec("generate", "gpt4llm.stages.generate", "Answer instructions with a teacher model (GPT-4, any OpenAI-compatible server, or a local model) -> Alpaca-format SFT data.", ("input",), short='A teacher answers instructions -> Alpaca-format SFT data.'),
-    StageSpec("translate", "gpt4llm.stages.translate", "Translate instructions (and inputs) into another language with a teacher model; the output feeds `generate`.", ("input",), short='Translate instructions into another language.'),
-    StageSpec("audit", "gpt4llm.stages.audit", "Audit instruction data before training: empty/N/A/refusal/truncated answers, tasks needing media, duplicates, low rater scores, n-gram contamination with evaluation sets; writes the clean file, flagged records and an HTML page.", ("data",), short="Data quality and decontamination before training."),
-    StageSpec("train sft", "gpt4llm.train.sft", "Instruction-tune a student (LoRA or full) on Alpaca-format data; save the merged model, adapter and prompt metadata.", ("data",), short='Instruction-tune a student on Alpaca-format data.'),
-    StageSpec("respond", "gpt4llm.stages.respond", "A model answers instructions (local batched, vLLM, or an OpenAI-compatible endpoint) -> response records in input order.", ("input",), short='A model answers instructions -> response records.'),
-    StageSpec("compare", "gpt4llm.stages.compare", "A rater model scores several models' answers to the same instructions 1-10 -> ranked comparison data.", ("source",), short="A rater scores several models' answers 1-10."),
-    StageSpec("score", "gpt4llm.stages.score", "Reward-model scores for any answers file (responses, respond --n candidates, compare records), packed and resumable; --select best keeps each instruction's best answer (rejection sampling).", ("input",), short="Reward-model scores; keep the best answer per instruction."),
-    StageSpec("train reward", "gpt4llm.train.reward", "Train a reward model (pairwise ranking loss) on comparison records or published pairs.", ("data",), short='Train a reward model on ranked answers.'),
-    StageSpec("train dpo", "gpt4llm.train.dpo", "Direct preference optimisation (TRL's DPO and its other losses) of a student on comparison records or published pairs, in the student's prompt format; save the merged model, adapter and prompt metadata.", ("data",), short="Preference-tune a student on ranked answers (DPO)."),
-    StageSpec("eval rouge", "gpt4llm.evaluate.rouge", "ROUGE-1/2/L (rouge-score's exact semantics, fast) of predictions vs references, by reference-length bucket.", ("predictions", "references"), short='ROUGE-L by reference-length bucket.'),
-    StageSpec("eval judge", "gpt4llm.evaluate.judge", "LLM judge: A vs B in both orders (relative score, win rate) or MT-bench single-answer grading (both turns, references), with bootstrap intervals, position and length bias; FastChat files in and out.", ("answers_a", "answers_b"), short='LLM-as-judge: A vs B, or MT-bench single grading.'),
-    StageSpec("eval agreement", "gpt4llm.evaluate.agreement", "Agreement between two sets of pairwise verdicts (LLM judge, human votes, FastChat judgments), with and without ties, Cohen's kappa, per turn and category, bootstrap intervals; next to the MT-bench paper's figures.", ("a", "b"), short='Agreement of a judge with people or another judge.'),
-    StageSpec("eval reward", "gpt4llm.evaluate.reward_eval", "Reward-model accuracy: pairwise accuracy on held-out comparisons and Spearman with the rater's scores.", ("data",), short='Reward-model accuracy on held-out pairs.'),
-    StageSpec("report", "gpt4llm.evaluate.report", "One self-contained HTML page (+ PNGs) from eval rouge / judge / reward outputs, with the commands and configs behind them.", ("inputs",), short='One HTML page of every evaluation.'),
-    StageSpec("analyze", "gpt4llm.analyze.stage", "Analyze instruction datasets: verb-noun pairs, lengths, duplicates; compare datasets over the same instructions. Writes PNGs + index.html.", ("inputs",), short='Dataset statistics: verb-noun pairs, lengths, duplicates.'),
-    StageSpec("annotate init", "gpt4llm.evaluate.human.stage", "Create a human-evaluation study (pairs of model answers, criteria, annotators per pair); prints the admin token once.", ("source",), short='Create a human-evaluation study.'),
+    StageSpec(
+        "instruct",
+        "gpt4llm.stages.instruct",
+        "New instructions with Self-Instruct (Alpaca's 20-task prompt or Self-Instruct's list):"
+        " parse, filter, keep those with ROUGE-L < 0.7 against the growing pool.",
+        ("seeds",),
+        short="New instructions from seed tasks (Self-Instruct).",
+    ),
+    StageSpec(
+        "generate",
+        "gpt4llm.stages.generate",
+        "Answer instructions with a teacher model (GPT-4, any OpenAI-compatible server, or a local"
+        " model) -> Alpaca-format SFT data.",
+        ("input",),
+        short="A teacher answers instructions -> Alpaca-format SFT data.",
+    ),
+    StageSpec(
+        "translate",
+        "gpt4llm.stages.translate",
+        "Translate instructions (and inputs) into another language with a teacher model; the output"
+        " feeds `generate`.",
+        ("input",),
+        short="Translate instructions into another language.",
+    ),
+    StageSpec(
+        "audit",
+        "gpt4llm.stages.audit",
+        "Audit instruction data before training: empty/N/A/refusal/truncated answers, tasks needing"
+        " media, duplicates, low rater scores, n-gram contamination with evaluation sets; writes"
+        " the clean file, flagged records and an HTML page.",
+        ("data",),
+        short="Data quality and decontamination before training.",
+    ),
+    StageSpec(
+        "train sft",
+        "gpt4llm.train.sft",
+        "Instruction-tune a student (LoRA or full) on Alpaca-format data; save the merged model,"
+        " adapter and prompt metadata.",
+        ("data",),
+        short="Instruction-tune a student on Alpaca-format data.",
+    ),
+    StageSpec(
+        "respond",
+        "gpt4llm.stages.respond",
+        "A model answers instructions (local batched, vLLM, or an OpenAI-compatible endpoint) ->"
+        " response records in input order.",
+        ("input",),
+        short="A model answers instructions -> response records.",
+    ),
+    StageSpec(
+        "compare",
+        "gpt4llm.stages.compare",
+        "A rater model scores several models' answers to the same instructions 1-10 -> ranked"
+        " comparison data.",
+        ("source",),
+        short="A rater scores several models' answers 1-10.",
+    ),
+    StageSpec(
+        "score",
+        "gpt4llm.stages.score",
+        "Reward-model scores for any answers file (responses, respond --n candidates, compare"
+        " records), packed and resumable; --select best keeps each instruction's best answer"
+        " (rejection sampling).",
+        ("input",),
+        short="Reward-model scores; keep the best answer per instruction.",
+    ),
+    StageSpec(
+        "train reward",
+        "gpt4llm.train.reward",
+        "Train a reward model (pairwise ranking loss) on comparison records or published pairs.",
+        ("data",),
+        short="Train a reward model on ranked answers.",
+    ),
+    StageSpec(
+        "train dpo",
+        "gpt4llm.train.dpo",
+        "Direct preference optimisation (TRL's DPO and its other losses) of a student on comparison"
+        " records or published pairs, in the student's prompt format; save the merged model,"
+        " adapter and prompt metadata.",
+        ("data",),
+        short="Preference-tune a student on ranked answers (DPO).",
+    ),
+    StageSpec(
+        "eval rouge",
+        "gpt4llm.evaluate.rouge",
+        "ROUGE-1/2/L (rouge-score's exact semantics, fast) of predictions vs references, by"
+        " reference-length bucket.",
+        ("predictions", "references"),
+        short="ROUGE-L by reference-length bucket.",
+    ),
+    StageSpec(
+        "eval judge",
+        "gpt4llm.evaluate.judge",
+        "LLM judge: A vs B in both orders (relative score, win rate) or MT-bench single-answer"
+        " grading (both turns, references), with bootstrap intervals, position and length bias;"
+        " FastChat files in and out.",
+        ("answers_a", "answers_b"),
+        short="LLM-as-judge: A vs B, or MT-bench single grading.",
+    ),
+    StageSpec(
+        "eval agreement",
+        "gpt4llm.evaluate.agreement",
+        "Agreement between two sets of pairwise verdicts (LLM judge, human votes, FastChat"
+        " judgments), with and without ties, Cohen's kappa, per turn and category, bootstrap"
+        " intervals; next to the MT-bench paper's figures.",
+        ("a", "b"),
+        short="Agreement of a judge with people or another judge.",
+    ),
+    StageSpec(
+        "eval reward",
+        "gpt4llm.evaluate.reward_eval",
+        "Reward-model accuracy: pairwise accuracy on held-out comparisons and Spearman with the"
+        " rater's scores.",
+        ("data",),
+        short="Reward-model accuracy on held-out pairs.",
+    ),
+    StageSpec(
+        "report",
+        "gpt4llm.evaluate.report",
+        "One self-contained HTML page (+ PNGs) from eval rouge / judge / reward outputs, with the"
+        " commands and configs behind them.",
+        ("inputs",),
+        short="One HTML page of every evaluation.",
+    ),
+    StageSpec(
+        "analyze",
+        "gpt4llm.analyze.stage",
+        "Analyze instruction datasets: verb-noun pairs, lengths, duplicates; compare datasets over"
+        " the same instructions. Writes PNGs + index.html.",
+        ("inputs",),
+        short="Dataset statistics: verb-noun pairs, lengths, duplicates.",
+    ),
+    StageSpec(
+        "annotate init",
+        "gpt4llm.evaluate.human.stage",
+        "Create a human-evaluation study (pairs of model answers, criteria, annotators per pair);"
+        " prints the admin token once.",
+        ("source",),
+        short="Create a human-evaluation study.",
+    ),
 )
 
 BY_KEY: dict[str, StageSpec] = {s.key: s for s in STAGES}

@@ -543,8 +543,10 @@ def _print(console: Any, s: dict) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"gpt4llm audit: {s['records']} records, kept {s['kept']}, dropped {s['dropped']}, "
-        f"flagged {s['flagged']}",
+        title=(
+            f"gpt4llm audit: {s['records']} records, kept {s['kept']}, dropped {s['dropped']}, "
+            f"flagged {s['flagged']}"
+        ),
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )

@@ -60,25 +60,95 @@ LO, HI = 1, 10
 
 
 class Config(StageConfig):
-    source: dict[str, str] = Field(default_factory=dict, description="Answer sources as NAME=FILE (response JSONL from respond/generate, or any Alpaca-format file; the answer is 'output'), two or more.")
-    source_model: dict[str, str] = Field(default_factory=dict, description="A source queried now as NAME=MODEL (answers every instruction through --source-llm-* settings). Repeatable.")
-    source_llm: LLMConfig = Field(default_factory=LLMConfig, description="Connection settings for --source-model (its model is replaced by each MODEL).")
-    source_max_tokens: int = Field(512, ge=1, description="Max tokens per answer of a --source-model.")
-    instructions: Path | None = Field(None, description="Instructions (Alpaca JSON/JSONL) to compare on; default: those the sources share. Needed when only --source-model sources are given.")
-    rater: LLMConfig = Field(default_factory=LLMConfig, description="The rater model (GPT-4 in the paper).")
-    mode: Literal["single", "batched"] = Field("single", description="'single': one answer per request; 'batched': all answers of an instruction in one request (several scores in one reply).")
-    prompt: str | None = Field(None, description="Rater prompt file ({instruction}, {response} / {answers}, {n}); default: the packaged rater_single / rater_batched.")
-    reminder: str | None = Field(None, description="Reminder appended when a reply has no readable score; default: the packaged rater_reminder_single / rater_reminder_batched.")
+    source: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Answer sources as NAME=FILE (response JSONL from respond/generate, or any"
+            " Alpaca-format file; the answer is 'output'), two or more."
+        ),
+    )
+    source_model: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "A source queried now as NAME=MODEL (answers every instruction through --source-llm-*"
+            " settings). Repeatable."
+        ),
+    )
+    source_llm: LLMConfig = Field(
+        default_factory=LLMConfig,
+        description="Connection settings for --source-model (its model is replaced by each MODEL).",
+    )
+    source_max_tokens: int = Field(
+        512, ge=1, description="Max tokens per answer of a --source-model."
+    )
+    instructions: Path | None = Field(
+        None,
+        description=(
+            "Instructions (Alpaca JSON/JSONL) to compare on; default: those the sources share."
+            " Needed when only --source-model sources are given."
+        ),
+    )
+    rater: LLMConfig = Field(
+        default_factory=LLMConfig, description="The rater model (GPT-4 in the paper)."
+    )
+    mode: Literal["single", "batched"] = Field(
+        "single",
+        description=(
+            "'single': one answer per request; 'batched': all answers of an instruction in one"
+            " request (several scores in one reply)."
+        ),
+    )
+    prompt: str | None = Field(
+        None,
+        description=(
+            "Rater prompt file ({instruction}, {response} / {answers}, {n}); default: the packaged"
+            " rater_single / rater_batched."
+        ),
+    )
+    reminder: str | None = Field(
+        None,
+        description=(
+            "Reminder appended when a reply has no readable score; default: the packaged"
+            " rater_reminder_single / rater_reminder_batched."
+        ),
+    )
     max_tokens: int = Field(256, ge=1, description="Max tokens of a rater reply.")
-    top_logprobs: int = Field(10, ge=0, le=20, description="Ask the rater for this many top alternatives per token to compute score_expected (0: do not ask).")
-    probe: str | None = Field(None, description="Prompt file asking for one score as a bare number, used (with top_logprobs) when a reply shows no score (default: packaged rater_probe.txt).")
-    use_expected: bool = Field(False, description="Use the probability-weighted score_expected as the score (where available).")
+    top_logprobs: int = Field(
+        10,
+        ge=0,
+        le=20,
+        description=(
+            "Ask the rater for this many top alternatives per token to compute score_expected (0:"
+            " do not ask)."
+        ),
+    )
+    probe: str | None = Field(
+        None,
+        description=(
+            "Prompt file asking for one score as a bare number, used (with top_logprobs) when a"
+            " reply shows no score (default: packaged rater_probe.txt)."
+        ),
+    )
+    use_expected: bool = Field(
+        False,
+        description="Use the probability-weighted score_expected as the score (where available).",
+    )
     seed: int = Field(0, description="Seed of the order in which answers are shown to the rater.")
-    shuffle: bool = Field(True, description="Shuffle the order of answers per instruction (recorded in 'order').")
+    shuffle: bool = Field(
+        True, description="Shuffle the order of answers per instruction (recorded in 'order')."
+    )
     limit: int | None = Field(None, ge=1, description="Compare only the first N instructions.")
     output: Path = Field(Path("comparisons.jsonl"), description="Comparison records (JSONL).")
-    pairs: Path | None = Field(None, description="Also write the published pair format {user_input, completion_a (better), completion_b} here.")
-    plot: Path | None = Field(None, description="Also draw the score histograms per source to this PNG.")
+    pairs: Path | None = Field(
+        None,
+        description=(
+            "Also write the published pair format {user_input, completion_a (better), completion_b}"
+            " here."
+        ),
+    )
+    plot: Path | None = Field(
+        None, description="Also draw the score histograms per source to this PNG."
+    )
     join: JoinOn = Field("auto", description=JOIN_HELP)
     max_failed_fraction: float = max_failed_fraction_field()
 
@@ -106,14 +176,18 @@ def build_messages(mode: str, template: str, user_input: str, texts: list[str]) 
     if mode == "single":
         content = fill(template, instruction=user_input, response=texts[0])
     else:
-        content = fill(template, instruction=user_input, answers=_answers_block(texts), n=str(len(texts)))
+        content = fill(
+            template, instruction=user_input, answers=_answers_block(texts), n=str(len(texts))
+        )
     return [{"role": "user", "content": content}]
 
 
 def _params(config: Config):
     from gpt4llm.llm.base import SamplingParams
 
-    return SamplingParams(max_tokens=config.max_tokens, temperature=0.0, top_logprobs=config.top_logprobs or None)
+    return SamplingParams(
+        max_tokens=config.max_tokens, temperature=0.0, top_logprobs=config.top_logprobs or None
+    )
 
 
 def read_scores(
@@ -173,7 +247,16 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
         return f"{items[i]['id']}|{','.join(names)}"
 
     requests = [
-        Request(key=key(i, names), messages=build_messages(config.mode, template, user_input_of(items[i]["instruction"], items[i]["input"]), [items[i]["answers"][n] for n in names]), params=params)
+        Request(
+            key=key(i, names),
+            messages=build_messages(
+                config.mode,
+                template,
+                user_input_of(items[i]["instruction"], items[i]["input"]),
+                [items[i]["answers"][n] for n in names],
+            ),
+            params=params,
+        )
         for i, names in jobs
     ]
     counts: Counter = Counter()
@@ -181,8 +264,10 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
     all_results = list(results)
     replies = [r.completion for r in results]
     errors = [r.error for r in results]
-    parsed = [read_scores(c, len(names), fmt, _sent(req.messages))
-              for c, req, (_, names) in zip(replies, requests, jobs)]
+    parsed = [
+        read_scores(c, len(names), fmt, _sent(req.messages))
+        for c, req, (_, names) in zip(replies, requests, jobs)
+    ]
     # Where the endpoint returns no token probabilities (transformers serve, some proxies),
     # say so once; probes would not help either.
     has_probabilities = any(c is not None and getattr(c, "top_logprobs", None) for c in replies)
@@ -196,12 +281,17 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
         )
 
     # Retry once, with the reply and a stricter reminder appended, when the text gave no scores.
-    retry_idx = [j for j, (c, (p, _)) in enumerate(zip(replies, parsed)) if c is not None and p is None]
+    retry_idx = [
+        j for j, (c, (p, _)) in enumerate(zip(replies, parsed)) if c is not None and p is None
+    ]
     if retry_idx:
         retry = []
         for j in retry_idx:
             n = str(len(jobs[j][1]))
-            msgs = requests[j].messages + [{"role": "assistant", "content": replies[j].text}, {"role": "user", "content": fill(reminder, n=n)}]
+            msgs = requests[j].messages + [
+                {"role": "assistant", "content": replies[j].text},
+                {"role": "user", "content": fill(reminder, n=n)},
+            ]
             retry.append(Request(key=requests[j].key + "|retry", messages=msgs, params=params))
         again = complete_all(config.rater, retry, description="re-asking unreadable ratings")
         all_results.extend(again)
@@ -218,20 +308,35 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
     # probability-weighted score. Never for a score already read from the reply, nor from an
     # endpoint without probabilities (the answer could not become a score).
     can_probe = config.use_expected and bool(config.top_logprobs) and has_probabilities
-    probe_idx = [j for j, (c, (p, e)) in enumerate(zip(replies, parsed))
-                 if can_probe and c is not None and p is None and e is None]
+    probe_idx = [
+        j
+        for j, (c, (p, e)) in enumerate(zip(replies, parsed))
+        if can_probe and c is not None and p is None and e is None
+    ]
     probed: set[int] = set()
     if probe_idx:
         from gpt4llm.scoring import probe_scores
 
         probe = load_prompt(config.probe or "rater_probe")
-        which = (lambda k, n: "this answer" if n == 1 else f"Answer {k}")
+        which = lambda k, n: "this answer" if n == 1 else f"Answer {k}"
         got = probe_scores(
             config.rater,
-            [requests[j].messages + [{"role": "assistant", "content": replies[j].text}] for j in probe_idx],
-            [[fill(probe, which=which(k, len(jobs[j][1])), lo=str(LO), hi=str(HI)).strip() for k in range(1, len(jobs[j][1]) + 1)] for j in probe_idx],
+            [
+                requests[j].messages + [{"role": "assistant", "content": replies[j].text}]
+                for j in probe_idx
+            ],
+            [
+                [
+                    fill(probe, which=which(k, len(jobs[j][1])), lo=str(LO), hi=str(HI)).strip()
+                    for k in range(1, len(jobs[j][1]) + 1)
+                ]
+                for j in probe_idx
+            ],
             [requests[j].key for j in probe_idx],
-            lo=LO, hi=HI, top_logprobs=config.top_logprobs, description="asking the rater for missing scores",
+            lo=LO,
+            hi=HI,
+            top_logprobs=config.top_logprobs,
+            description="asking the rater for missing scores",
         )
         for j, vals in zip(probe_idx, got):
             if vals is not None:
@@ -262,9 +367,14 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
                 score, source = None, None
             if source is not None:
                 counts[f"scores_from_{'text' if source == 'verdict' else source}"] += 1
-            entry = {"model": name, "text": items[i]["answers"][name], "score": score,
-                     "score_source": source, "score_expected": exp,
-                     "raw": c.text if c is not None else None}
+            entry = {
+                "model": name,
+                "text": items[i]["answers"][name],
+                "score": score,
+                "score_source": source,
+                "score_expected": exp,
+                "raw": c.text if c is not None else None,
+            }
             if c is None:
                 entry["error"] = errors[j]
             if score is None:
@@ -289,7 +399,13 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
 
     usage = usage_totals(all_results)
     out = dict(counts)
-    out.update({k: usage[k] for k in ("cached", "retries", "timeouts", "cost_usd", "replicas") if k in usage})
+    out.update(
+        {
+            k: usage[k]
+            for k in ("cached", "retries", "timeouts", "cost_usd", "replicas")
+            if k in usage
+        }
+    )
     return records, out
 
 
@@ -315,10 +431,30 @@ def query_sources(config: Config, base: list[Record]) -> tuple[list, list[dict]]
         llm = config.source_llm.model_copy(update={"model": model})
         llm._option_prefix = config.source_llm._option_prefix
         params = SamplingParams(max_tokens=config.source_max_tokens, temperature=0.0)
-        reqs = [Request(key=r["id"], messages=[{"role": "user", "content": user_input_of(r["instruction"], r.get("input") or "")}], params=params) for r in base]
+        reqs = [
+            Request(
+                key=r["id"],
+                messages=[
+                    {
+                        "role": "user",
+                        "content": user_input_of(r["instruction"], r.get("input") or ""),
+                    }
+                ],
+                params=params,
+            )
+            for r in base
+        ]
         results = complete_all(llm, reqs, description=f"answers of {name}")
-        recs = [dict(r, output=res.completion.text.strip(), model=model) for r, res in zip(base, results) if res.ok]
-        failed += [{"id": r["id"], "model": name, "error": res.error or "failed"} for r, res in zip(base, results) if not res.ok]
+        recs = [
+            dict(r, output=res.completion.text.strip(), model=model)
+            for r, res in zip(base, results)
+            if res.ok
+        ]
+        failed += [
+            {"id": r["id"], "model": name, "error": res.error or "failed"}
+            for r, res in zip(base, results)
+            if not res.ok
+        ]
         out.append(Source(name, recs, True))
     return out, failed
 
@@ -327,7 +463,8 @@ def query_sources(config: Config, base: list[Record]) -> tuple[list, list[dict]]
 
 
 def score_histogram(scores: list[float | None], lo: int = LO, hi: int = HI) -> dict:
-    """Counts per integer score lo..hi (half points round half up), mean, and how many lacked one."""
+    """Counts per integer score lo..hi (half points round half up), the mean, and how many
+    lacked one."""
     import math
 
     got = [float(s) for s in scores if s is not None]
@@ -339,7 +476,13 @@ def score_histogram(scores: list[float | None], lo: int = LO, hi: int = HI) -> d
             counts[str(v)] += 1
         else:
             outside += 1
-    return {"counts": counts, "n": len(got), "mean": round(sum(got) / len(got), 3) if got else None, "unscored": len(scores) - len(got), "outside": outside}
+    return {
+        "counts": counts,
+        "n": len(got),
+        "mean": round(sum(got) / len(got), 3) if got else None,
+        "unscored": len(scores) - len(got),
+        "outside": outside,
+    }
 
 
 def histograms_by_source(records: list[Record]) -> dict[str, dict]:
@@ -350,7 +493,9 @@ def histograms_by_source(records: list[Record]) -> dict[str, dict]:
     return {name: score_histogram(scores) for name, scores in sorted(by.items())}
 
 
-def plot_histograms(hists: dict[str, dict], path: Path, title: str = "Rater scores per source") -> None:
+def plot_histograms(
+    hists: dict[str, dict], path: Path, title: str = "Rater scores per source"
+) -> None:
     """Grouped bars of score counts per source (the paper's Figure of GPT-4's scores)."""
     import matplotlib
 
@@ -365,7 +510,12 @@ def plot_histograms(hists: dict[str, dict], path: Path, title: str = "Rater scor
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for k, name in enumerate(names):
         h = hists[name]
-        ax.bar([x - 0.4 + width * (k + 0.5) for x in xs], [h["counts"][str(x)] for x in xs], width, label=f"{name} (mean {h['mean']})")
+        ax.bar(
+            [x - 0.4 + width * (k + 0.5) for x in xs],
+            [h["counts"][str(x)] for x in xs],
+            width,
+            label=f"{name} (mean {h['mean']})",
+        )
     ax.set_xticks(xs)
     ax.set_xlabel("score")
     ax.set_ylabel("answers")
@@ -381,20 +531,31 @@ def print_summary(hists: dict[str, dict], summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Rater scores per source ({summary['rated_instructions']} instructions, rater {summary['rater']})")
+    table = Table(
+        title=(
+            f"Rater scores per source ({summary['rated_instructions']} instructions, rater"
+            f" {summary['rater']})"
+        )
+    )
     table.add_column("source")
     for v in range(LO, HI + 1):
         table.add_column(str(v), justify="right")
     table.add_column("mean", justify="right")
     table.add_column("unscored", justify="right")
     for name, h in hists.items():
-        table.add_row(name, *[str(h["counts"][str(v)]) for v in range(LO, HI + 1)], str(h["mean"]), str(h["unscored"]))
+        table.add_row(
+            name,
+            *[str(h["counts"][str(v)]) for v in range(LO, HI + 1)],
+            str(h["mean"]),
+            str(h["unscored"]),
+        )
     console = Console(stderr=True)
     console.print(table)
     console.print(
-        f"join on {summary['join']}: {summary['mismatched']} instruction(s) missing from some source; "
-        f"{summary.get('unparsed_requests', 0)} unreadable repl(ies) after {summary.get('retried', 0)} retr(ies); "
-        f"{summary.get('failed_requests', 0)} failed request(s); {summary['pairs']} pair(s)"
+        f"join on {summary['join']}: {summary['mismatched']} instruction(s) missing from some"
+        f" source; {summary.get('unparsed_requests', 0)} unreadable repl(ies) after"
+        f" {summary.get('retried', 0)} retr(ies); {summary.get('failed_requests', 0)} failed"
+        f" request(s); {summary['pairs']} pair(s)"
     )
 
 
@@ -409,14 +570,19 @@ def run(config: Config) -> dict:
     t0 = time.time()
     n_sources = len(config.source) + len(config.source_model)
     if n_sources < 2:
-        raise UserError(f"compare needs answers from at least two sources (NAME=FILE arguments / --source-model NAME=MODEL), got {n_sources}")
+        raise UserError(
+            "compare needs answers from at least two sources (NAME=FILE arguments / --source-model"
+            f" NAME=MODEL), got {n_sources}"
+        )
     dup = set(config.source) & set(config.source_model)
     if dup:
         raise UserError(f"source name(s) used twice: {', '.join(sorted(dup))}")
     inputs: list[Path] = [Path(f) for f in config.source.values()]
     if config.instructions is not None:
         inputs.append(config.instructions)
-    prompt_files = [Path(p) for p in (config.prompt, config.reminder, config.probe) if p and Path(p).is_file()]
+    prompt_files = [
+        Path(p) for p in (config.prompt, config.reminder, config.probe) if p and Path(p).is_file()
+    ]
     check_outputs(
         inputs=[*inputs, *prompt_files],
         files=[config.output, config.pairs, config.plot],
@@ -430,9 +596,18 @@ def run(config: Config) -> dict:
     if config.source_model:
         if base is None:
             if not sources:
-                raise UserError("--source-model needs instructions: give --instructions FILE or at least one NAME=FILE source")
+                raise UserError(
+                    "--source-model needs instructions: give --instructions FILE or at least one"
+                    " NAME=FILE source"
+                )
             held = join_answers(sources, on=config.join)  # the instructions the files hold
-            base = Source("instructions", [{"id": it.id, "instruction": it.instruction, "input": it.input} for it in held.items])
+            base = Source(
+                "instructions",
+                [
+                    {"id": it.id, "instruction": it.instruction, "input": it.input}
+                    for it in held.items
+                ],
+            )
         if config.limit:
             base = Source(base.name, base.records[: config.limit], base.explicit_ids, base.path)
         queried, source_failures = query_sources(config, base.records)
@@ -441,14 +616,22 @@ def run(config: Config) -> dict:
 
     joined = join_answers(sources, on=config.join, base=base)
     items = [
-        {"id": it.id, "instruction": it.instruction, "input": it.input, "answers": {n: r["output"] for n, r in it.records.items()}}
+        {
+            "id": it.id,
+            "instruction": it.instruction,
+            "input": it.input,
+            "answers": {n: r["output"] for n, r in it.records.items()},
+        }
         for it in joined.items
         if len(it.records) >= 2
     ]
     overlapping = {name for it in items for name in it["answers"]}
     if len(overlapping) < 2 or not items:
         detail = ", ".join(f"{s.name}: {len(s.records)} record(s)" for s in sources)
-        raise UserError(f"the sources share no instructions (joined by {joined.method}; {detail}): nothing to compare")
+        raise UserError(
+            f"the sources share no instructions (joined by {joined.method}; {detail}): nothing to"
+            " compare"
+        )
     if config.limit:
         items = items[: config.limit]
 
@@ -476,14 +659,21 @@ def run(config: Config) -> dict:
         "unparsed_requests": counts.get("unparsed_requests", 0),
         "failed_requests": counts.get("failed_requests", 0),
         "unscored_answers": counts.get("unscored_answers", 0),
-        "with_expected": sum(1 for rec in records for r in rec["responses"] if r.get("score_expected") is not None),
+        "with_expected": sum(
+            1 for rec in records for r in rec["responses"] if r.get("score_expected") is not None
+        ),
         # how the scores were read: the verdict's text, its probabilities, a probe's probabilities
         "scores_from_text": counts.get("scores_from_text", 0),
         "scores_from_probabilities": counts.get("scores_from_probabilities", 0),
         "scores_from_probe": counts.get("scores_from_probe", 0),
-        "probabilities_returned": (bool(counts.get("probabilities_returned")) if config.top_logprobs
-                                   else None),
-        **{k: v for k, v in counts.items() if k in ("cached", "retries", "timeouts", "cost_usd", "replicas")},
+        "probabilities_returned": (
+            bool(counts.get("probabilities_returned")) if config.top_logprobs else None
+        ),
+        **{
+            k: v
+            for k, v in counts.items()
+            if k in ("cached", "retries", "timeouts", "cost_usd", "replicas")
+        },
         "pairs": len(pairs),
         "histograms": hists,
     }
@@ -495,7 +685,9 @@ def run(config: Config) -> dict:
         if config.plot is not None:
             plot_histograms(hists, config.plot, title=f"Scores by {config.rater.model}")
 
-    n_answers = sum(len(rec["responses"]) for rec in records) + len(config.source_model) * (len(base.records) if base else 0)
+    n_answers = sum(len(rec["responses"]) for rec in records) + len(config.source_model) * (
+        len(base.records) if base else 0
+    )
     finish_stage(
         stage="compare",
         config=config,

@@ -1,6 +1,6 @@
 """`gpt4llm generate`: the teacher answers each instruction -> Alpaca-format SFT data.
 
-    gpt4llm generate alpaca_data.json --output alpaca_gpt4_data.jsonl --teacher gpt-4 --teacher-rpm 200
+    gpt4llm generate alpaca_data.json -o alpaca_gpt4_data.jsonl --teacher gpt-4 --teacher-rpm 200
     gpt4llm generate instr.jsonl --output sft.jsonl                        # embedded teacher, CPU
     gpt4llm generate instr.jsonl --output sft.jsonl --teacher llama3 --teacher-base-url http://127.0.0.1:11434/v1
 
@@ -35,24 +35,86 @@ RESERVED = ("instruction", "input", "output", "id", "teacher", "usage")
 class Config(StageConfig):
     """Answer instructions with a teacher model."""
 
-    input: Path = Field(description="Instructions: an Alpaca JSON array or JSONL of {instruction, input?}.")
-    output: Path = Field(description="Output file: JSONL of Alpaca records (a .json name writes one JSON array, like Alpaca's).")
+    input: Path = Field(
+        description="Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."
+    )
+    output: Path = Field(
+        description=(
+            "Output file: JSONL of Alpaca records (a .json name writes one JSON array, like"
+            " Alpaca's)."
+        )
+    )
     teacher: LLMConfig = Field(default_factory=LLMConfig, description="The teacher model.")
     max_tokens: int = Field(1024, ge=1, description="Most tokens the teacher may write per answer.")
-    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling: keep the smallest token set with this probability mass.")
-    stop: list[str] = Field(default_factory=list, description="Extra stop strings (repeat the option for several); the answer is cut at the first.")
-    system_prompt: Path | None = Field(None, description="File with the system prompt (default: the packaged teacher_system.txt; an empty file sends none).")
-    prompt_template: Path | None = Field(None, description="File with the user prompt for records with an input; {instruction} and {input} are filled in (default: teacher_input.txt).")
-    prompt_template_no_input: Path | None = Field(None, description="File with the user prompt for records without input; {instruction} is filled in (default: --prompt-template if given, else teacher_no_input.txt).")
-    limit: int | None = Field(None, ge=1, description="Answer only this many instructions (the first N, or N at random with --shuffle).")
-    shuffle: bool = Field(False, description="With --limit: take a random sample (seeded by --seed) instead of the first N. The output keeps input order.")
-    seed: int = Field(0, description="Seed for --shuffle and for the teacher's sampling (where the backend supports seeds).")
-    drop_truncated: bool = Field(False, description="Treat answers cut off by --max-tokens (finish_reason 'length') as failed instead of keeping them.")
+    temperature: float = Field(
+        0.7, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy)."
+    )
+    top_p: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Nucleus sampling: keep the smallest token set with this probability mass.",
+    )
+    stop: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Extra stop strings (repeat the option for several); the answer is cut at the first."
+        ),
+    )
+    system_prompt: Path | None = Field(
+        None,
+        description=(
+            "File with the system prompt (default: the packaged teacher_system.txt; an empty file"
+            " sends none)."
+        ),
+    )
+    prompt_template: Path | None = Field(
+        None,
+        description=(
+            "File with the user prompt for records with an input; {instruction} and {input} are"
+            " filled in (default: teacher_input.txt)."
+        ),
+    )
+    prompt_template_no_input: Path | None = Field(
+        None,
+        description=(
+            "File with the user prompt for records without input; {instruction} is filled in"
+            " (default: --prompt-template if given, else teacher_no_input.txt)."
+        ),
+    )
+    limit: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Answer only this many instructions (the first N, or N at random with --shuffle)."
+        ),
+    )
+    shuffle: bool = Field(
+        False,
+        description=(
+            "With --limit: take a random sample (seeded by --seed) instead of the first N. The"
+            " output keeps input order."
+        ),
+    )
+    seed: int = Field(
+        0,
+        description=(
+            "Seed for --shuffle and for the teacher's sampling (where the backend supports seeds)."
+        ),
+    )
+    drop_truncated: bool = Field(
+        False,
+        description=(
+            "Treat answers cut off by --max-tokens (finish_reason 'length') as failed instead of"
+            " keeping them."
+        ),
+    )
     max_failed_fraction: float = max_failed_fraction_field()
 
 
-def build_messages(rec: dict, system: str, template_input: str, template_no_input: str) -> list[dict]:
+def build_messages(
+    rec: dict, system: str, template_input: str, template_no_input: str
+) -> list[dict]:
     instruction, inp = rec["instruction"], rec.get("input") or ""
     if inp.strip():
         user = fill(template_input, instruction=instruction, input=inp)
@@ -66,10 +128,15 @@ def load_templates(config: Config) -> tuple[str, str, str]:
     system = load_prompt(config.system_prompt or SYSTEM_PROMPT).strip()
     # A file's final newline is not part of the prompt.
     t_in = load_prompt(config.prompt_template or TEMPLATE_INPUT).rstrip("\n")
-    t_no = load_prompt(config.prompt_template_no_input or config.prompt_template or TEMPLATE_NO_INPUT).rstrip("\n")
+    t_no = load_prompt(
+        config.prompt_template_no_input or config.prompt_template or TEMPLATE_NO_INPUT
+    ).rstrip("\n")
     for path, text in ((config.prompt_template, t_in), (config.prompt_template_no_input, t_no)):
         if "{instruction}" not in text:
-            raise UserError(f"{path or 'packaged teacher prompt'}: prompt template has no {{instruction}} placeholder")
+            raise UserError(
+                f"{path or 'packaged teacher prompt'}: prompt template has no {{instruction}}"
+                " placeholder"
+            )
     return system, t_in, t_no
 
 
@@ -82,8 +149,14 @@ def run(config: Config) -> dict:
     t0 = time.time()
     # Everything that can be wrong with the input or the outputs is found before the first request.
     prompt_files = [config.system_prompt, config.prompt_template, config.prompt_template_no_input]
-    check_outputs(inputs=[config.input, *prompt_files], files=[config.output], caches=request_caches(config.teacher))
-    records = select_records(load_instructions(config.input), config.limit, config.shuffle, config.seed)
+    check_outputs(
+        inputs=[config.input, *prompt_files],
+        files=[config.output],
+        caches=request_caches(config.teacher),
+    )
+    records = select_records(
+        load_instructions(config.input), config.limit, config.shuffle, config.seed
+    )
     if not records:
         raise DataError(config.input, "no instructions in the file")
     system, t_in, t_no = load_templates(config)
@@ -94,7 +167,10 @@ def run(config: Config) -> dict:
         stop=tuple(config.stop),
         seed=config.seed,
     )
-    requests = [Request(key=rec["id"], messages=build_messages(rec, system, t_in, t_no), params=params) for rec in records]
+    requests = [
+        Request(key=rec["id"], messages=build_messages(rec, system, t_in, t_no), params=params)
+        for rec in records
+    ]
     results: list[Result] = complete_all(config.teacher, requests, description="generate")
 
     out, failed, truncated = [], [], 0
@@ -105,11 +181,24 @@ def run(config: Config) -> dict:
         comp = res.completion
         text = cut_at_stops(comp.text, config.stop)
         if not text:
-            failed.append({"id": rec["id"], "error": f"empty answer from the teacher (finish_reason={comp.finish_reason})"})
+            failed.append(
+                {
+                    "id": rec["id"],
+                    "error": f"empty answer from the teacher (finish_reason={comp.finish_reason})",
+                }
+            )
             continue
         if comp.finish_reason == "length":
             if config.drop_truncated:
-                failed.append({"id": rec["id"], "error": f"answer cut off at --max-tokens {config.max_tokens} (finish_reason=length)"})
+                failed.append(
+                    {
+                        "id": rec["id"],
+                        "error": (
+                            f"answer cut off at --max-tokens {config.max_tokens}"
+                            " (finish_reason=length)"
+                        ),
+                    }
+                )
                 continue
             truncated += 1
         extra = {k: v for k, v in rec.items() if k not in RESERVED}
@@ -121,7 +210,10 @@ def run(config: Config) -> dict:
                 "id": rec["id"],
                 **extra,
                 "teacher": config.teacher.model,
-                "usage": {"prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens},
+                "usage": {
+                    "prompt_tokens": comp.prompt_tokens,
+                    "completion_tokens": comp.completion_tokens,
+                },
             }
         )
     totals = usage_totals(results)

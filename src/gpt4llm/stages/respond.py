@@ -44,26 +44,66 @@ from gpt4llm.outputs import journal_path, max_failed_fraction_field
 class Config(StageConfig):
     """Settings of `gpt4llm respond`."""
 
-    input: Path = Field(description=(
-        "Instructions to answer: Alpaca-format JSON array or JSONL (instruction, optional input), "
-        "or multi-turn questions with `turns` (MT-bench's question.jsonl)."))
-    output: Path = Field(Path("responses.jsonl"), description="Response records (JSONL), written atomically in input order.")
+    input: Path = Field(
+        description=(
+            "Instructions to answer: Alpaca-format JSON array or JSONL (instruction, optional"
+            " input), or multi-turn questions with `turns` (MT-bench's question.jsonl)."
+        )
+    )
+    output: Path = Field(
+        Path("responses.jsonl"),
+        description="Response records (JSONL), written atomically in input order.",
+    )
     model: LLMConfig = Field(default_factory=LLMConfig, description="The model that answers.")
-    engine: Literal["transformers", "vllm"] = Field("transformers", description="Local models: 'transformers' (batched, CPU/GPU) or 'vllm' (offline engine, GPU only; pip install 'gpt4llm[vllm]').")
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers",
+        description=(
+            "Local models: 'transformers' (batched, CPU/GPU) or 'vllm' (offline engine, GPU only;"
+            " pip install 'gpt4llm[vllm]')."
+        ),
+    )
     max_new_tokens: int = Field(256, ge=1, description="Most tokens generated per response.")
     temperature: float = Field(0.0, ge=0.0, description="0: greedy; > 0: sampling.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
-    seed: int = Field(0, description="Sampling seed (each sample uses seed + sample index: reproducible).")
-    stop: list[str] = Field(default_factory=list, description="Extra stop strings (the template's own stops always apply).")
-    batch_size: int | None = Field(None, ge=1, description="Local: prompts per batch (default: --model-batch-size, 8).")
-    n: int = Field(1, ge=1, description="Best-of-n: sample this many candidates per instruction (needs --temperature > 0).")
-    reward_model: str | None = Field(None, description="Best-of-n: reward model directory that scores the candidates; the best is kept (without it: the first sample).")
-    max_samples: int | None = Field(None, ge=1, description="Answer at most this many instructions.")
-    model_label: str | None = Field(None, description="Value of the 'model' field in the records (default: the model name).")
-    num_workers: int = Field(1, ge=1, description=(
-        "Local models (transformers engine, single-turn): answer in N processes, each with its "
-        "own copy of the model and 1/N of the CPU threads (or one GPU each); the same "
-        "responses as one process, in input order."))
+    seed: int = Field(
+        0, description="Sampling seed (each sample uses seed + sample index: reproducible)."
+    )
+    stop: list[str] = Field(
+        default_factory=list,
+        description="Extra stop strings (the template's own stops always apply).",
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="Local: prompts per batch (default: --model-batch-size, 8)."
+    )
+    n: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Best-of-n: sample this many candidates per instruction (needs --temperature > 0)."
+        ),
+    )
+    reward_model: str | None = Field(
+        None,
+        description=(
+            "Best-of-n: reward model directory that scores the candidates; the best is kept"
+            " (without it: the first sample)."
+        ),
+    )
+    max_samples: int | None = Field(
+        None, ge=1, description="Answer at most this many instructions."
+    )
+    model_label: str | None = Field(
+        None, description="Value of the 'model' field in the records (default: the model name)."
+    )
+    num_workers: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Local models (transformers engine, single-turn): answer in N processes, each with its "
+            "own copy of the model and 1/N of the CPU threads (or one GPU each); the same "
+            "responses as one process, in input order."
+        ),
+    )
     max_failed_fraction: float = max_failed_fraction_field()
 
     @model_validator(mode="after")
@@ -109,11 +149,15 @@ def run(config: Config) -> dict:
         records = load_instructions(config.input)
     multi_turn = any("turns" in r for r in records)
     if config.num_workers > 1 and (multi_turn or not local or config.engine != "transformers"):
-        raise UserError("--num-workers is for a local model with the transformers engine and "
-                        "single-turn instructions")
+        raise UserError(
+            "--num-workers is for a local model with the transformers engine and "
+            "single-turn instructions"
+        )
     if multi_turn and (config.n > 1 or config.engine == "vllm"):
-        raise UserError(f"{config.input}: multi-turn questions are answered with one sample by "
-                        "the transformers engine or an endpoint (no --n, no --engine vllm)")
+        raise UserError(
+            f"{config.input}: multi-turn questions are answered with one sample by "
+            "the transformers engine or an endpoint (no --n, no --engine vllm)"
+        )
     if config.max_samples:
         records = records[: config.max_samples]
     if not records:
@@ -166,7 +210,11 @@ def run(config: Config) -> dict:
         "stopped": stats["stop"],
         "hit_max_tokens": stats["length"],
         **lengths,
-        **{k: usage[k] for k in ("cached", "retries", "timeouts", "cost_usd", "replicas") if k in usage},
+        **{
+            k: usage[k]
+            for k in ("cached", "retries", "timeouts", "cost_usd", "replicas")
+            if k in usage
+        },
         "n": config.n,
         "reward_model": config.reward_model,
     }
@@ -198,7 +246,9 @@ def run(config: Config) -> dict:
     return summary
 
 
-def _record(src: dict, text: str, label: str, finish: str, prompt_tokens: int, completion_tokens: int) -> dict:
+def _record(
+    src: dict, text: str, label: str, finish: str, prompt_tokens: int, completion_tokens: int
+) -> dict:
     return {
         "id": src["id"],
         "instruction": src["instruction"],
@@ -231,21 +281,35 @@ def _load_turns(path: Path) -> list[dict]:
         turns = rec.get("turns")
         ok = isinstance(turns, list) and bool(turns)
         if not ok or not all(isinstance(t, str) and t.strip() for t in turns):
-            raise DataError(path, "expected a non-empty list of non-empty strings", line=lineno,
-                            field="turns")
+            raise DataError(
+                path, "expected a non-empty list of non-empty strings", line=lineno, field="turns"
+            )
         qid = rec.get("question_id", rec.get("id", f"{path.stem}-{index:06d}"))
         qid = str(qid)
         if qid in seen:
             raise DataError(path, f"duplicate id {qid!r} (first on line {seen[qid]})", line=lineno)
         seen[qid] = lineno
-        out.append({"id": qid, "instruction": turns[0], "input": "", "turns": list(turns),
-                    **({"category": rec["category"]} if "category" in rec else {})})
+        out.append(
+            {
+                "id": qid,
+                "instruction": turns[0],
+                "input": "",
+                "turns": list(turns),
+                **({"category": rec["category"]} if "category" in rec else {}),
+            }
+        )
     return out
 
 
 def _turns_record(src: dict, answers: list[Any], label: str) -> dict:
-    out = _record(src, answers[0].text, label, answers[-1].finish_reason,
-                  sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers))
+    out = _record(
+        src,
+        answers[0].text,
+        label,
+        answers[-1].finish_reason,
+        sum(a.prompt_tokens for a in answers),
+        sum(a.completion_tokens for a in answers),
+    )
     out["turns"] = [a.text.strip() for a in answers]
     out["question_turns"] = list(src["turns"])
     if "category" in src:
@@ -257,14 +321,21 @@ def _load_scorer(path: str) -> Any:
     try:
         from gpt4llm.reward_model import RewardScorer
     except ImportError:
-        raise UserError("--reward-model needs gpt4llm.reward_model (the reward-model module is not installed in this version)") from None
+        raise UserError(
+            "--reward-model needs gpt4llm.reward_model (the reward-model module is not installed in"
+            " this version)"
+        ) from None
     return RewardScorer.load(path)
 
 
-def _pick_best(src_prompts: list[str], candidates: list[list[Any]], scorer: Any) -> list[tuple[int, list[dict]]]:
+def _pick_best(
+    src_prompts: list[str], candidates: list[list[Any]], scorer: Any
+) -> list[tuple[int, list[dict]]]:
     """For each item: (index of the best candidate, [{text, reward}])."""
     if scorer is None:
-        return [(0, [{"text": c.text.strip(), "reward": None} for c in cands]) for cands in candidates]
+        return [
+            (0, [{"text": c.text.strip(), "reward": None} for c in cands]) for cands in candidates
+        ]
     flat_p = [p for p, cands in zip(src_prompts, candidates) for _ in cands]
     flat_r = [c.text.strip() for cands in candidates for c in cands]
     scores = scorer.score(flat_p, flat_r)
@@ -281,8 +352,14 @@ def _scorer_prompt(rec: dict) -> str:
     return rec["instruction"] if not rec.get("input") else f"{rec['instruction']}\n\n{rec['input']}"
 
 
-def _finish_items(todo: list[dict], comps_per_item: list[list[Any]], label: str, journal: Any, scorer: Any, n: int) -> None:
-    picks = _pick_best([_scorer_prompt(r) for r in todo], comps_per_item, scorer) if n > 1 else [(0, None)] * len(todo)
+def _finish_items(
+    todo: list[dict], comps_per_item: list[list[Any]], label: str, journal: Any, scorer: Any, n: int
+) -> None:
+    picks = (
+        _pick_best([_scorer_prompt(r) for r in todo], comps_per_item, scorer)
+        if n > 1
+        else [(0, None)] * len(todo)
+    )
     for rec, comps, (best, cands) in zip(todo, comps_per_item, picks):
         c = comps[best]
         out = _record(rec, c.text, label, c.finish_reason, c.prompt_tokens, c.completion_tokens)
@@ -300,16 +377,30 @@ def prompt_format_for(model: str) -> dict:
     return read_prompt_meta(model) or default_meta()
 
 
-def check_prompt_lengths(prompt_tokens: list[int], max_new_tokens: int, context: int | None, trained: int | None) -> tuple[list[bool], int]:
+def check_prompt_lengths(
+    prompt_tokens: list[int], max_new_tokens: int, context: int | None, trained: int | None
+) -> tuple[list[bool], int]:
     """(fits, over_trained): a prompt fits when it leaves room for at least one new token in
     the model's context window; `over_trained` counts prompts + max_new_tokens longer than
     the max_seq_len the model was trained with (they run, but the model never saw such lengths)."""
     fits = [context is None or n < context for n in prompt_tokens]
-    over = sum(1 for n, ok in zip(prompt_tokens, fits) if ok and trained is not None and n + max_new_tokens > trained)
+    over = sum(
+        1
+        for n, ok in zip(prompt_tokens, fits)
+        if ok and trained is not None and n + max_new_tokens > trained
+    )
     return fits, over
 
 
-def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any, console: Any, failures: dict[str, str]) -> dict:
+def _respond_local(
+    config: Config,
+    todo: list[dict],
+    label: str,
+    journal: Any,
+    scorer: Any,
+    console: Any,
+    failures: dict[str, str],
+) -> dict:
     from rich.progress import Progress
 
     from gpt4llm.llm.base import SamplingParams
@@ -319,7 +410,9 @@ def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, s
 
     meta = prompt_format_for(config.model.model)
     gen = LocalGenerator.load(config.model.model, dtype=config.model.dtype)
-    prompts = [build_prompt(meta, gen.tokenizer, r["instruction"], r.get("input", "")) for r in todo]
+    prompts = [
+        build_prompt(meta, gen.tokenizer, r["instruction"], r.get("input", "")) for r in todo
+    ]
     context = getattr(gen.model.config, "max_position_embeddings", None)
     trained = (read_prompt_meta(config.model.model) or {}).get("max_seq_len")
     n_tokens = [len(encode_prompt(gen.tokenizer, p)) for p in prompts]
@@ -327,13 +420,21 @@ def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, s
     too_long = fits.count(False)
     for r, ok, n in zip(todo, fits, n_tokens):
         if not ok:
-            failures[r["id"]] = f"the prompt ({n} tokens) does not fit the model's context of {context} tokens"
+            failures[r["id"]] = (
+                f"the prompt ({n} tokens) does not fit the model's context of {context} tokens"
+            )
     if too_long:
-        console.print(f"[yellow]respond: {too_long} prompt(s) do not fit the model's context of {context} tokens: left unanswered (counted as failed)[/]")
+        console.print(
+            f"[yellow]respond: {too_long} prompt(s) do not fit the model's context of {context}"
+            " tokens: left unanswered (counted as failed)[/]"
+        )
         todo = [r for r, ok in zip(todo, fits) if ok]
         prompts = [p for p, ok in zip(prompts, fits) if ok]
     if over:
-        console.print(f"[yellow]respond: {over} prompt(s) plus --max-new-tokens {config.max_new_tokens} exceed the max_seq_len of {trained} the model was trained with[/]")
+        console.print(
+            f"[yellow]respond: {over} prompt(s) plus --max-new-tokens {config.max_new_tokens}"
+            f" exceed the max_seq_len of {trained} the model was trained with[/]"
+        )
     stops = tuple(meta.get("stop") or ()) + tuple(config.stop)
     batch = config.batch_size or config.model.batch_size
     # One generate pass per sample index; items are journaled when all n samples exist.
@@ -349,22 +450,37 @@ def _respond_local(config: Config, todo: list[dict], label: str, journal: Any, s
     with Progress(console=console, transient=True) as progress, pool as generator:
         task = progress.add_task(f"respond ({label})", total=len(todo) * config.n)
         for k in range(config.n):
-            params = SamplingParams(max_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p, stop=stops, seed=config.seed, sample_index=k)
+            params = SamplingParams(
+                max_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                stop=stops,
+                seed=config.seed,
+                sample_index=k,
+            )
             last = k == config.n - 1
 
             def on_batch(idx: list[int], comps: list[Any], last: bool = last) -> None:
                 for i, c in zip(idx, comps):
                     per_item[i].append(c)
                 if last:
-                    _finish_items([todo[i] for i in idx], [per_item[i] for i in idx], label, journal, scorer, config.n)
+                    _finish_items(
+                        [todo[i] for i in idx],
+                        [per_item[i] for i in idx],
+                        label,
+                        journal,
+                        scorer,
+                        config.n,
+                    )
                 progress.advance(task, len(idx))
 
             generator.generate(prompts, params, batch_size=batch, on_batch=on_batch)
     return {"prompts_too_long": too_long, "prompts_over_trained_length": over}
 
 
-def conversation_prompt(meta: dict, tokenizer: Any, questions: list[str],
-                        answers: list[str]) -> str:
+def conversation_prompt(
+    meta: dict, tokenizer: Any, questions: list[str], answers: list[str]
+) -> str:
     """The prompt for the next turn: questions[:k+1] with the model's own answers[:k] before it.
     The first turn's prompt is exactly the single-turn one."""
     from gpt4llm.train.common import build_prompt
@@ -382,8 +498,14 @@ def conversation_prompt(meta: dict, tokenizer: Any, questions: list[str],
     return text
 
 
-def _respond_local_turns(config: Config, todo: list[dict], label: str, journal: Any, console: Any,
-                         failures: dict[str, str]) -> None:
+def _respond_local_turns(
+    config: Config,
+    todo: list[dict],
+    label: str,
+    journal: Any,
+    console: Any,
+    failures: dict[str, str],
+) -> None:
     """Answer every item's turns in order, one batched pass per turn (see the module doc)."""
     from rich.progress import Progress
 
@@ -398,27 +520,43 @@ def _respond_local_turns(config: Config, todo: list[dict], label: str, journal: 
     trained = (read_prompt_meta(config.model.model) or {}).get("max_seq_len")
     stops = tuple(meta.get("stop") or ()) + tuple(config.stop)
     batch = config.batch_size or config.model.batch_size
-    params = SamplingParams(max_tokens=config.max_new_tokens, temperature=config.temperature,
-                            top_p=config.top_p, stop=stops, seed=config.seed)
+    params = SamplingParams(
+        max_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        stop=stops,
+        seed=config.seed,
+    )
     answers: list[list[Any]] = [[] for _ in todo]
     alive = set(range(len(todo)))
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"respond ({label})", total=sum(len(r["turns"]) for r in todo))
         for t in range(max(len(r["turns"]) for r in todo)):
             idx = [i for i in sorted(alive) if len(todo[i]["turns"]) > t]
-            prompts = [conversation_prompt(meta, gen.tokenizer, todo[i]["turns"][: t + 1],
-                                           [a.text.strip() for a in answers[i]]) for i in idx]
+            prompts = [
+                conversation_prompt(
+                    meta,
+                    gen.tokenizer,
+                    todo[i]["turns"][: t + 1],
+                    [a.text.strip() for a in answers[i]],
+                )
+                for i in idx
+            ]
             n_tokens = [len(encode_prompt(gen.tokenizer, p)) for p in prompts]
             fits, over = check_prompt_lengths(n_tokens, config.max_new_tokens, context, trained)
             for i, ok, n in zip(idx, fits, n_tokens):
                 if not ok:
-                    failures[todo[i]["id"]] = (f"turn {t + 1}: the prompt ({n} tokens) does not "
-                                               f"fit the model's context of {context} tokens")
+                    failures[todo[i]["id"]] = (
+                        f"turn {t + 1}: the prompt ({n} tokens) does not "
+                        f"fit the model's context of {context} tokens"
+                    )
                     alive.discard(i)
             if over:
-                console.print(f"[yellow]respond: turn {t + 1}: {over} prompt(s) plus "
-                              f"--max-new-tokens exceed the max_seq_len of {trained} the model "
-                              "was trained with[/]")
+                console.print(
+                    f"[yellow]respond: turn {t + 1}: {over} prompt(s) plus "
+                    f"--max-new-tokens exceed the max_seq_len of {trained} the model "
+                    "was trained with[/]"
+                )
             keep = [(i, p) for i, p, ok in zip(idx, prompts, fits) if ok]
 
             def on_batch(bidx: list[int], comps: list[Any], keep: list = keep) -> None:
@@ -438,7 +576,9 @@ def _respond_vllm(config: Config, todo: list[dict], label: str, journal: Any, sc
         from vllm import LLM
         from vllm import SamplingParams as VSampling
     except ImportError:
-        raise UserError("--engine vllm needs vLLM (GPU only): pip install 'gpt4llm[vllm]'") from None
+        raise UserError(
+            "--engine vllm needs vLLM (GPU only): pip install 'gpt4llm[vllm]'"
+        ) from None
     import torch
 
     if not torch.cuda.is_available():
@@ -452,26 +592,61 @@ def _respond_vllm(config: Config, todo: list[dict], label: str, journal: Any, sc
     tok = llm.get_tokenizer()
     prompts = [build_prompt(meta, tok, r["instruction"], r.get("input", "")) for r in todo]
     stops = list(meta.get("stop") or ()) + list(config.stop)
-    sp = VSampling(n=config.n, temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_new_tokens, stop=stops or None, seed=config.seed)
+    sp = VSampling(
+        n=config.n,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_tokens=config.max_new_tokens,
+        stop=stops or None,
+        seed=config.seed,
+    )
     outs = llm.generate(prompts, sp)
     comps = [
-        [Completion(text=o.text, finish_reason="stop" if o.finish_reason == "stop" else "length", prompt_tokens=len(r.prompt_token_ids), completion_tokens=len(o.token_ids)) for o in r.outputs]
+        [
+            Completion(
+                text=o.text,
+                finish_reason="stop" if o.finish_reason == "stop" else "length",
+                prompt_tokens=len(r.prompt_token_ids),
+                completion_tokens=len(o.token_ids),
+            )
+            for o in r.outputs
+        ]
         for r in outs
     ]
     _finish_items(todo, comps, label, journal, scorer, config.n)
 
 
 # --------------------------------------------------------------------------- endpoint
-def _respond_endpoint(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any, failures: dict[str, str]) -> list:
+def _respond_endpoint(
+    config: Config,
+    todo: list[dict],
+    label: str,
+    journal: Any,
+    scorer: Any,
+    failures: dict[str, str],
+) -> list:
     from gpt4llm.llm import complete_all
     from gpt4llm.llm.base import Request, SamplingParams
 
     requests = []
     for k in range(config.n):
-        params = SamplingParams(max_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p, stop=tuple(config.stop), seed=config.seed, sample_index=k)
+        params = SamplingParams(
+            max_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            stop=tuple(config.stop),
+            seed=config.seed,
+            sample_index=k,
+        )
         for r in todo:
             content = _scorer_prompt(r)
-            requests.append(Request(key=f"{r['id']}#{k}", messages=[{"role": "user", "content": content}], params=params))
+            requests.append(
+                Request(
+                    key=f"{r['id']}#{k}",
+                    messages=[{"role": "user", "content": content}],
+                    params=params,
+                )
+            )
     results = complete_all(config.model, requests, description=f"respond ({label})")
     by_key = {res.key: res for res in results}
     ok_items, ok_comps = [], []
@@ -487,14 +662,20 @@ def _respond_endpoint(config: Config, todo: list[dict], label: str, journal: Any
     return results
 
 
-def _respond_endpoint_turns(config: Config, todo: list[dict], label: str, journal: Any,
-                            failures: dict[str, str]) -> list:
+def _respond_endpoint_turns(
+    config: Config, todo: list[dict], label: str, journal: Any, failures: dict[str, str]
+) -> list:
     """Each turn a round of requests carrying the conversation so far (the model's own answers)."""
     from gpt4llm.llm import complete_all
     from gpt4llm.llm.base import Request, SamplingParams
 
-    params = SamplingParams(max_tokens=config.max_new_tokens, temperature=config.temperature,
-                            top_p=config.top_p, stop=tuple(config.stop), seed=config.seed)
+    params = SamplingParams(
+        max_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        stop=tuple(config.stop),
+        seed=config.seed,
+    )
     answers: dict[str, list[Any]] = {r["id"]: [] for r in todo}
     alive = list(todo)
     every: list = []
@@ -508,8 +689,9 @@ def _respond_endpoint_turns(config: Config, todo: list[dict], label: str, journa
                 if k < t:
                     msgs.append({"role": "assistant", "content": answers[r["id"]][k].text.strip()})
             requests.append(Request(key=f"{r['id']}#t{t + 1}", messages=msgs, params=params))
-        results = complete_all(config.model, requests,
-                               description=f"respond ({label}), turn {t + 1}")
+        results = complete_all(
+            config.model, requests, description=f"respond ({label}), turn {t + 1}"
+        )
         every.extend(results)
         for r, res in zip(batch, results):
             if res.completion is None:

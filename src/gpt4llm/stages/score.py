@@ -487,9 +487,9 @@ def run(config: Config) -> dict:
             written=len(out),
             unscored=unscored,
             below_min_reward=below,
-            selected_mean=round(sum(selected_values) / len(selected_values), 6)
-            if selected_values
-            else None,
+            selected_mean=(
+                round(sum(selected_values) / len(selected_values), 6) if selected_values else None
+            ),
         )
     else:
         summary["written"] = len(out)

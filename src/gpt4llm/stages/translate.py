@@ -65,20 +65,72 @@ LANGUAGES: dict[str, str] = {
 class Config(StageConfig):
     """Translate Alpaca instructions into another language."""
 
-    input: Path = Field(description="Instructions: an Alpaca JSON array or JSONL of {instruction, input?}.")
-    output: Path = Field(description="Output file: JSONL of {instruction, input, id, lang, ...} (a .json name writes a JSON array).")
-    lang: str = Field("zh", description=f"Target language: a code ({', '.join(LANGUAGES)}) or a language name.")
+    input: Path = Field(
+        description="Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."
+    )
+    output: Path = Field(
+        description=(
+            "Output file: JSONL of {instruction, input, id, lang, ...} (a .json name writes a JSON"
+            " array)."
+        )
+    )
+    lang: str = Field(
+        "zh", description=f"Target language: a code ({', '.join(LANGUAGES)}) or a language name."
+    )
     teacher: LLMConfig = Field(default_factory=LLMConfig, description="The translating model.")
     max_tokens: int = Field(2048, ge=1, description="Most tokens per translation reply.")
-    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy, best for translation).")
-    system_prompt: Path | None = Field(None, description="File with the system prompt (default: translate_system.txt; an empty file sends none).")
-    prompt_template: Path | None = Field(None, description="File with the per-record prompt; {language}, {keys} and {record} (a JSON object) are filled in (default: translate_record.txt).")
-    field_template: Path | None = Field(None, description="File with the per-field fallback prompt; {language} and {text} are filled in (default: translate_field.txt).")
-    limit: int | None = Field(None, ge=1, description="Translate only this many records (the first N, or N at random with --shuffle).")
-    shuffle: bool = Field(False, description="With --limit: take a random sample (seeded by --seed) instead of the first N. The output keeps input order.")
+    temperature: float = Field(
+        0.0, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy, best for translation)."
+    )
+    system_prompt: Path | None = Field(
+        None,
+        description=(
+            "File with the system prompt (default: translate_system.txt; an empty file sends none)."
+        ),
+    )
+    prompt_template: Path | None = Field(
+        None,
+        description=(
+            "File with the per-record prompt; {language}, {keys} and {record} (a JSON object) are"
+            " filled in (default: translate_record.txt)."
+        ),
+    )
+    field_template: Path | None = Field(
+        None,
+        description=(
+            "File with the per-field fallback prompt; {language} and {text} are filled in (default:"
+            " translate_field.txt)."
+        ),
+    )
+    limit: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Translate only this many records (the first N, or N at random with --shuffle)."
+        ),
+    )
+    shuffle: bool = Field(
+        False,
+        description=(
+            "With --limit: take a random sample (seeded by --seed) instead of the first N. The"
+            " output keeps input order."
+        ),
+    )
     seed: int = Field(0, description="Seed for --shuffle and for sampling.")
-    mode: Literal["record", "field"] = Field("record", description="'record': one request per record (a JSON object of its fields), falling back to one per field when the reply does not parse; 'field': one request per field from the start (a weak or few-shot-prompted model that writes no JSON).")
-    stop: list[str] = Field(default_factory=list, description="Stop strings for the per-field replies (e.g. a newline for a few-shot prompt).")
+    mode: Literal["record", "field"] = Field(
+        "record",
+        description=(
+            "'record': one request per record (a JSON object of its fields), falling back to one"
+            " per field when the reply does not parse; 'field': one request per field from the"
+            " start (a weak or few-shot-prompted model that writes no JSON)."
+        ),
+    )
+    stop: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Stop strings for the per-field replies (e.g. a newline for a few-shot prompt)."
+        ),
+    )
     max_failed_fraction: float = max_failed_fraction_field()
 
 
@@ -88,7 +140,10 @@ def language_name(lang: str) -> str:
         return LANGUAGES[code]
     if len(code) > 3 and lang.strip().replace(" ", "").replace("(", "").replace(")", "").isalpha():
         return lang.strip()  # a language name, e.g. "Catalan"
-    raise UserError(f"--lang {lang!r}: unknown language code; use one of {', '.join(LANGUAGES)} or a language name")
+    raise UserError(
+        f"--lang {lang!r}: unknown language code; use one of {', '.join(LANGUAGES)} or a language"
+        " name"
+    )
 
 
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
@@ -144,11 +199,17 @@ def check_translation(lang: str, source: str, translation: str) -> str | None:
     they are. A translation that repeats the source verbatim, or that has none of the target
     language's script, is refused."""
     code = lang.strip().lower().replace("_", "-")
-    if _folded(translation) == _folded(source) and code != "en" and re.search(r"[^\W\d_]{2,}", source):
+    if (
+        _folded(translation) == _folded(source)
+        and code != "en"
+        and re.search(r"[^\W\d_]{2,}", source)
+    ):
         return "the translation repeats the source text"
     script = _SCRIPTS.get(code)
     if script and not re.search(script[1], translation):
-        return f"the translation contains no {script[0]} characters (expected {language_name(lang)})"
+        return (
+            f"the translation contains no {script[0]} characters (expected {language_name(lang)})"
+        )
     return None
 
 
@@ -161,8 +222,14 @@ def run(config: Config) -> dict:
     t0 = time.time()
     language = language_name(config.lang)
     prompt_files = [config.system_prompt, config.prompt_template, config.field_template]
-    check_outputs(inputs=[config.input, *prompt_files], files=[config.output], caches=request_caches(config.teacher))
-    records = select_records(load_instructions(config.input), config.limit, config.shuffle, config.seed)
+    check_outputs(
+        inputs=[config.input, *prompt_files],
+        files=[config.output],
+        caches=request_caches(config.teacher),
+    )
+    records = select_records(
+        load_instructions(config.input), config.limit, config.shuffle, config.seed
+    )
     if not records:
         raise DataError(config.input, "no instructions in the file")
     system = load_prompt(config.system_prompt or SYSTEM_PROMPT).strip()
@@ -172,7 +239,9 @@ def run(config: Config) -> dict:
         raise UserError(f"{config.prompt_template}: prompt template has no {{record}} placeholder")
     if "{text}" not in field_tmpl:
         raise UserError(f"{config.field_template}: prompt template has no {{text}} placeholder")
-    params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
+    params = SamplingParams(
+        max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed
+    )
 
     def fields_of(rec: dict) -> list[str]:
         return [f for f in FIELDS if (rec.get(f) or "").strip()]
@@ -183,9 +252,16 @@ def run(config: Config) -> dict:
         src = json.dumps({k: rec[k] for k in keys}, ensure_ascii=False, indent=2)
         user = fill(rec_tmpl, language=language, keys=", ".join(f'"{k}"' for k in keys), record=src)
         requests.append(Request(key=rec["id"], messages=chat_messages(system, user), params=params))
-    results: list[Result] = complete_all(config.teacher, requests, description=f"translate ({config.lang})")
+    results: list[Result] = complete_all(
+        config.teacher, requests, description=f"translate ({config.lang})"
+    )
     all_results = list(results)
-    field_params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed, stop=tuple(config.stop))
+    field_params = SamplingParams(
+        max_tokens=config.max_tokens,
+        temperature=config.temperature,
+        seed=config.seed,
+        stop=tuple(config.stop),
+    )
 
     translated: dict[str, dict[str, str]] = {}
     failed: dict[str, str] = {}
@@ -196,7 +272,11 @@ def run(config: Config) -> dict:
         if not res.ok:
             failed[rec["id"]] = res.error or "failed"
             continue
-        parsed = parse_translation(res.completion.text, fields_of(rec)) if res.completion.finish_reason != "length" else None
+        parsed = (
+            parse_translation(res.completion.text, fields_of(rec))
+            if res.completion.finish_reason != "length"
+            else None
+        )
         if parsed is None:
             fallback.extend((rec, f) for f in fields_of(rec))
         else:
@@ -205,10 +285,16 @@ def run(config: Config) -> dict:
     fallbacks = len({rec["id"] for rec, _ in fallback}) if config.mode == "record" else 0
     if fallback:
         freqs = [
-            Request(key=f"{rec['id']}:{f}", messages=chat_messages(system, fill(field_tmpl, language=language, text=rec[f])), params=field_params)
+            Request(
+                key=f"{rec['id']}:{f}",
+                messages=chat_messages(system, fill(field_tmpl, language=language, text=rec[f])),
+                params=field_params,
+            )
             for rec, f in fallback
         ]
-        fres = complete_all(config.teacher, freqs, description=f"translate ({config.lang}, per field)")
+        fres = complete_all(
+            config.teacher, freqs, description=f"translate ({config.lang}, per field)"
+        )
         all_results.extend(fres)
         for (rec, f), res in zip(fallback, fres):
             rid = rec["id"]
@@ -229,7 +315,11 @@ def run(config: Config) -> dict:
     not_translations = 0
     for rec in records:
         t = translated.get(rec["id"])
-        why = check_translation(config.lang, rec["instruction"], t["instruction"]) if t and "instruction" in t else None
+        why = (
+            check_translation(config.lang, rec["instruction"], t["instruction"])
+            if t and "instruction" in t
+            else None
+        )
         if why:
             failed[rec["id"]] = why
             translated.pop(rec["id"])
@@ -241,8 +331,20 @@ def run(config: Config) -> dict:
         if rid not in translated:
             continue
         t = translated[rid]
-        extra = {k: v for k, v in rec.items() if k not in ("instruction", "input", "output", "id", "lang", "teacher", "usage")}
-        out.append({"instruction": t["instruction"], "input": t.get("input", ""), "id": rid, "lang": config.lang, **extra})
+        extra = {
+            k: v
+            for k, v in rec.items()
+            if k not in ("instruction", "input", "output", "id", "lang", "teacher", "usage")
+        }
+        out.append(
+            {
+                "instruction": t["instruction"],
+                "input": t.get("input", ""),
+                "id": rid,
+                "lang": config.lang,
+                **extra,
+            }
+        )
 
     totals = usage_totals(all_results)
     summary = {

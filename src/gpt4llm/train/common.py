@@ -10,7 +10,8 @@ a default, the field's description says why. The code around the settings is sha
   both subclasses of it) — every common setting mapped in one place;
 * `held_out_size` / `cap_eval`: how many examples are held out (a fraction, capped by
   `max_eval_samples` so a 52K file does not spend minutes evaluating);
-* `check_train_outputs` (before anything is loaded), `checkpoint_to_resume`, `attach_logging` (log.jsonl + progress on stderr), `evaluate_once`,
+* `check_train_outputs` (before anything is loaded), `checkpoint_to_resume`,
+  `attach_logging` (log.jsonl + progress on stderr), `evaluate_once`,
   `eval_seconds`, `print_summary`, `oom_hint`, `launch_under_accelerate`, `is_main_process`;
 * the prompt metadata saved beside a trained model so `respond` uses the same format (the
   formats themselves live in `gpt4llm.prompts`), precision choice (fp32 master weights + bf16
@@ -52,76 +53,131 @@ class TrainSettings(StageConfig):
     """Settings every trainer shares (each is a --option and a YAML key)."""
 
     # model and output
-    model: str = Field("embedded", description=(
-        "Base model: 'embedded' (Gemma-3-270M), a local Hugging Face directory or a hub id already"
-        " in the local cache."))
-    output: Path = Field(Path("runs/train"), description=(
-        "Output directory: the trained model, checkpoints/, log.jsonl, manifest.json."))
+    model: str = Field(
+        "embedded",
+        description=(
+            "Base model: 'embedded' (Gemma-3-270M), a local Hugging Face directory or a hub id"
+            " already in the local cache."
+        ),
+    )
+    output: Path = Field(
+        Path("runs/train"),
+        description="Output directory: the trained model, checkpoints/, log.jsonl, manifest.json.",
+    )
     # LoRA
-    lora: bool = Field(True, description=(
-        "Train LoRA adapters (--no-lora: all weights, as the paper)."))
+    lora: bool = Field(
+        True, description="Train LoRA adapters (--no-lora: all weights, as the paper)."
+    )
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
     lora_target_modules: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_TARGETS), description=(
-        "Module names that get LoRA adapters (suffixes like q_proj; repeat the option), or "
-        "all-linear."))
+        default_factory=lambda: list(DEFAULT_TARGETS),
+        description=(
+            "Module names that get LoRA adapters (suffixes like q_proj; repeat the option), or "
+            "all-linear."
+        ),
+    )
     # optimisation
     epochs: float = Field(3.0, gt=0, description="Training epochs (the paper: 3).")
-    max_steps: int = Field(-1, description=(
-        "Stop after this many optimizer steps (overrides --epochs when > 0)."))
+    max_steps: int = Field(
+        -1, description="Stop after this many optimizer steps (overrides --epochs when > 0)."
+    )
     per_device_batch_size: int = Field(4, ge=1, description="Examples per device per micro-batch.")
-    gradient_accumulation_steps: int = Field(1, ge=1, description=(
-        "Micro-batches per optimizer step."))
-    learning_rate: float = Field(2e-4, gt=0, description=(
-        "Peak learning rate (LoRA: 1e-4..3e-4; full fine-tuning ~2e-5, the paper's)."))
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Micro-batches per optimizer step."
+    )
+    learning_rate: float = Field(
+        2e-4,
+        gt=0,
+        description="Peak learning rate (LoRA: 1e-4..3e-4; full fine-tuning ~2e-5, the paper's).",
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    warmup_ratio: float = Field(0.03, ge=0, lt=1, description=(
-        "Fraction of steps with linear warm-up."))
+    warmup_ratio: float = Field(
+        0.03, ge=0, lt=1, description="Fraction of steps with linear warm-up."
+    )
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
-        "cosine", description="Learning-rate schedule.")
+        "cosine", description="Learning-rate schedule."
+    )
     seed: int = Field(42, description="Seed for the held-out split, data order and initialisation.")
     max_seq_len: int = Field(512, ge=8, description="Longest sequence (prompt + answer) in tokens.")
-    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description=(
-        "'auto': fp32 weights with bf16 autocast where the CPU (AMX/AVX-512-bf16) or GPU supports "
-        "it; 'bf16' forces autocast; 'fp32' never."))
-    gradient_checkpointing: bool = Field(False, description=(
-        "Recompute activations in the backward pass (saves memory, costs 5-20% time)."))
-    padding_free: bool = Field(True, description=(
-        "Pack each micro-batch into few rows with per-sequence position ids (no compute on "
-        "padding); --no-padding-free pads to the longest."))
-    max_samples: int | None = Field(None, ge=1, description=(
-        "Use at most this many training examples — for quick trials."))
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto",
+        description=(
+            "'auto': fp32 weights with bf16 autocast where the CPU (AMX/AVX-512-bf16) or GPU"
+            " supports it; 'bf16' forces autocast; 'fp32' never."
+        ),
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass (saves memory, costs 5-20% time).",
+    )
+    padding_free: bool = Field(
+        True,
+        description=(
+            "Pack each micro-batch into few rows with per-sequence position ids (no compute on "
+            "padding); --no-padding-free pads to the longest."
+        ),
+    )
+    max_samples: int | None = Field(
+        None, ge=1, description="Use at most this many training examples — for quick trials."
+    )
     # held-out evaluation
-    eval_fraction: float = Field(0.05, ge=0.0, lt=1.0, description=(
-        "Share of the data held out for evaluation (0: none)."))
-    max_eval_samples: int | None = Field(200, ge=1, description=(
-        "At most this many held-out examples (the rest of --eval-fraction stays in training), so "
-        "evaluation stays short on big data."))
-    eval_steps: int | None = Field(None, ge=0, description=(
-        "Also evaluate every N steps (default or 0: once, at the end of training)."))
-    eval_on_start: bool = Field(False, description=(
-        "Also evaluate before the first step (a baseline for the curve)."))
+    eval_fraction: float = Field(
+        0.05, ge=0.0, lt=1.0, description="Share of the data held out for evaluation (0: none)."
+    )
+    max_eval_samples: int | None = Field(
+        200,
+        ge=1,
+        description=(
+            "At most this many held-out examples (the rest of --eval-fraction stays in training),"
+            " so evaluation stays short on big data."
+        ),
+    )
+    eval_steps: int | None = Field(
+        None,
+        ge=0,
+        description="Also evaluate every N steps (default or 0: once, at the end of training).",
+    )
+    eval_on_start: bool = Field(
+        False, description="Also evaluate before the first step (a baseline for the curve)."
+    )
     # checkpoints and logs
     save_steps: int = Field(200, ge=1, description="Save a checkpoint every N optimizer steps.")
     save_total_limit: int = Field(2, ge=1, description="Keep at most this many checkpoints.")
     logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
-    resume: bool | None = Field(None, description=(
-        "--resume: continue from the last checkpoint in OUTPUT/checkpoints (error if none); "
-        "--no-resume: start over; default: resume when a checkpoint exists."))
-    device: str | None = Field(None, description=(
-        "cpu or cuda (default: cuda when available). Ignored under accelerate."))
+    resume: bool | None = Field(
+        None,
+        description=(
+            "--resume: continue from the last checkpoint in OUTPUT/checkpoints (error if none); "
+            "--no-resume: start over; default: resume when a checkpoint exists."
+        ),
+    )
+    device: str | None = Field(
+        None, description="cpu or cuda (default: cuda when available). Ignored under accelerate."
+    )
     # scale-out
-    launcher: Literal["python", "accelerate"] = Field("python", description=(
-        "'accelerate': re-run this command under `accelerate launch` (several processes or GPUs, "
-        "DeepSpeed, FSDP)."))
-    accelerate_config: Path | None = Field(None, description=(
-        "accelerate config YAML for --launcher accelerate (see configs/accelerate/)."))
-    num_processes: int | None = Field(None, ge=1, description=(
-        "--launcher accelerate: processes per machine, overriding the accelerate config."))
-    dry_run: bool = Field(False, description=(
-        "--launcher accelerate: print the `accelerate launch` command and stop."))
+    launcher: Literal["python", "accelerate"] = Field(
+        "python",
+        description=(
+            "'accelerate': re-run this command under `accelerate launch` (several processes or"
+            " GPUs, DeepSpeed, FSDP)."
+        ),
+    )
+    accelerate_config: Path | None = Field(
+        None,
+        description="accelerate config YAML for --launcher accelerate (see configs/accelerate/).",
+    )
+    num_processes: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "--launcher accelerate: processes per machine, overriding the accelerate config."
+        ),
+    )
+    dry_run: bool = Field(
+        False, description="--launcher accelerate: print the `accelerate launch` command and stop."
+    )
 
     @field_validator("eval_steps")
     @classmethod
@@ -129,8 +185,15 @@ class TrainSettings(StageConfig):
         return v or None  # `eval_steps: 0` (the reward trainer's old spelling) = at the end only
 
 
-def training_arguments(settings: TrainSettings, output_dir: Path, *, has_eval: bool, device: str,
-                       args_class: Any = None, **extra: Any) -> Any:
+def training_arguments(
+    settings: TrainSettings,
+    output_dir: Path,
+    *,
+    has_eval: bool,
+    device: str,
+    args_class: Any = None,
+    **extra: Any,
+) -> Any:
     """`TrainingArguments` (or `args_class`, e.g. TRL's RewardConfig / DPOConfig) for the
     common settings; `extra` sets the trainer's own arguments (and may override these)."""
     if args_class is None:
@@ -208,10 +271,19 @@ def is_main_process() -> bool:
 
 
 # what every trainer writes inside OUTPUT (besides checkpoints/ and its manifest)
-WRITTEN = (LOG_FILE, "launch_config.yaml", "gpt4llm_prompt.json", "config.json",
-           "generation_config.json", "model.safetensors", "adapter_config.json",
-           "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
-           "training_args.bin")
+WRITTEN = (
+    LOG_FILE,
+    "launch_config.yaml",
+    "gpt4llm_prompt.json",
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "training_args.bin",
+)
 
 
 def check_train_outputs(settings: TrainSettings, inputs: list[Any], written: tuple = ()) -> None:
@@ -222,8 +294,12 @@ def check_train_outputs(settings: TrainSettings, inputs: list[Any], written: tup
 
     out = Path(settings.output)
     model = Path(settings.model).expanduser()
-    check_outputs(inputs=[*inputs, *([model] if model.exists() else [])], directories=[out],
-                  files=[out / name for name in (*WRITTEN, *written)], companions=False)
+    check_outputs(
+        inputs=[*inputs, *([model] if model.exists() else [])],
+        directories=[out],
+        files=[out / name for name in (*WRITTEN, *written)],
+        companions=False,
+    )
 
 
 def checkpoint_to_resume(settings: TrainSettings, checkpoints: Path) -> str | None:
@@ -262,8 +338,11 @@ def attach_logging(trainer: Any, log_path: Path) -> None:
             if state.is_world_process_zero and self.training_bar is not None and logs:
                 from tqdm.auto import tqdm
 
-                shown = {k: (f"{v:.4g}" if isinstance(v, float) else v)
-                         for k, v in logs.items() if k != "total_flos"}
+                shown = {
+                    k: f"{v:.4g}" if isinstance(v, float) else v
+                    for k, v in logs.items()
+                    if k != "total_flos"
+                }
                 tqdm.write(str(shown), file=sys.stderr)
 
     if trainer.pop_callback(ProgressCallback) is not None:
@@ -325,12 +404,20 @@ def launch_under_accelerate(settings: TrainSettings, name: str, paths: dict[str,
         raise UserError(f"{settings.accelerate_config}: accelerate config not found")
     if settings.accelerate_config and not settings.dry_run:
         kind = (yaml.safe_load(Path(settings.accelerate_config).read_text()) or {}).get(
-            "distributed_type")
+            "distributed_type"
+        )
         if kind in SHARDED and not accelerator_available():
             raise UserError(f"{settings.accelerate_config}: {refuse_sharded_on_cpu(kind)}")
-    inner = settings.model_copy(update={"launcher": "python", "dry_run": False,
-                                        "accelerate_config": None, "num_processes": None,
-                                        "output": settings.output.resolve(), **paths})
+    inner = settings.model_copy(
+        update={
+            "launcher": "python",
+            "dry_run": False,
+            "accelerate_config": None,
+            "num_processes": None,
+            "output": settings.output.resolve(),
+            **paths,
+        }
+    )
     settings.output.mkdir(parents=True, exist_ok=True)
     config_yaml = settings.output / "launch_config.yaml"
     header = f"# written by `gpt4llm train {name} --launcher accelerate`, read by each process\n"
@@ -363,9 +450,11 @@ def refuse_sharded_on_cpu(kind: str) -> str:
     it FullyShardedDataParallelPlugin fails ("There are currently no available devices found,
     must be one of 'XPU', 'CUDA', 'MLU', 'NPU', 'MUSA', or 'HPU'.") — and DeepSpeed is not
     installed with gpt4llm. A user who asked for sharding must not get a different run."""
-    return (f"{kind} needs GPUs: accelerate shards models only on accelerator devices (on CPU it "
-            "would quietly run plain data parallel instead); for CPU processes use "
-            "--num-processes N without --accelerate-config")
+    return (
+        f"{kind} needs GPUs: accelerate shards models only on accelerator devices (on CPU it "
+        "would quietly run plain data parallel instead); for CPU processes use "
+        "--num-processes N without --accelerate-config"
+    )
 
 
 def check_not_sharded_on_cpu(device: str) -> None:
@@ -407,7 +496,8 @@ def write_prompt_meta(directory: str | Path, meta: dict) -> None:
 
 # --------------------------------------------------------------------------- precision
 def use_bf16(precision: str, device: str) -> bool:
-    """'auto': bf16 autocast (fp32 master weights) where supported; 'bf16' forces it; 'fp32' never."""
+    """'auto': bf16 autocast (fp32 master weights) where supported; 'bf16' forces it;
+    'fp32' never."""
     from gpt4llm.models import bf16_supported
 
     if precision == "fp32":
@@ -428,7 +518,9 @@ def linear_module_names(model: Any) -> list[str]:
     return sorted(names)
 
 
-def apply_lora(model: Any, r: int, alpha: int, dropout: float, targets: list[str], task_type: str = "CAUSAL_LM") -> Any:
+def apply_lora(
+    model: Any, r: int, alpha: int, dropout: float, targets: list[str], task_type: str = "CAUSAL_LM"
+) -> Any:
     """Wrap `model` with LoRA adapters on the named modules (suffix names such as q_proj)."""
     from peft import LoraConfig, get_peft_model
 
@@ -436,7 +528,10 @@ def apply_lora(model: Any, r: int, alpha: int, dropout: float, targets: list[str
     all_names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
     missing = [t for t in targets if t not in all_names and t != "all-linear"]
     if missing:
-        raise UserError(f"LoRA target module(s) {', '.join(missing)} not found in the model; its linear layers are: {', '.join(available)}")
+        raise UserError(
+            f"LoRA target module(s) {', '.join(missing)} not found in the model; its linear layers"
+            f" are: {', '.join(available)}"
+        )
     cfg = LoraConfig(
         r=r,
         lora_alpha=alpha,
@@ -503,4 +598,6 @@ def is_oom(e: BaseException) -> bool:
     if isinstance(e, torch.OutOfMemoryError):
         return True
     msg = str(e).lower()
-    return isinstance(e, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg or "failed to allocate" in msg)
+    return isinstance(e, RuntimeError) and (
+        "out of memory" in msg or "can't allocate memory" in msg or "failed to allocate" in msg
+    )

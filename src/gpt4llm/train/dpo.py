@@ -69,8 +69,19 @@ from gpt4llm.train.common import TrainSettings
 # TRL 1.16 DPOTrainer loss types offered here (each tested on a tiny model). Left out: exo_pair
 # (needs label smoothing > 0 and is rarely used), aot / aot_unpaired (they sort the batch),
 # sft alone (that is `train sft`; it is available as --sft-weight).
-Loss = Literal["sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero",
-               "apo_down", "discopop", "sigmoid_norm"]
+Loss = Literal[
+    "sigmoid",
+    "ipo",
+    "hinge",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "nca_pair",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sigmoid_norm",
+]
 # the losses that read only the better-minus-worse difference, so a zero reference is sound
 DIFFERENCE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "discopop", "sigmoid_norm")
 # TRL metrics the packed path does not compute (they need extra passes over the vocabulary)
@@ -85,56 +96,122 @@ class Config(TrainSettings):
     """Settings of `gpt4llm train dpo`: the shared `TrainSettings` plus the preference data,
     the loss and the reference; four defaults differ, each for the reason in its description."""
 
-    data: Path = Field(Path("comparisons.jsonl"), description=(
-        "Comparison records from `gpt4llm compare`, or published pairs {user_input, "
-        "completion_a (better), completion_b} (JSONL / JSON array)."))
-    min_score_gap: float = Field(0.0, ge=0.0, description=(
-        "Use a pair only when the better answer scored at least this much higher (0: any "
-        "strictly higher score; rich comparison records only)."))
-    beta: float = Field(0.1, gt=0.0, description=(
-        "How far the policy may move from the reference (higher: closer; for ipo the "
-        "regularisation tau)."))
-    loss: Loss = Field("sigmoid", description=(
-        "TRL's DPO loss: sigmoid (DPO), ipo, hinge, robust, bco_pair, sppo_hard, nca_pair, "
-        "apo_zero, apo_down, discopop, sigmoid_norm (length-normalised)."))
-    reference_free: bool = Field(False, description=(
-        "Reference log-probabilities of 0: no reference model (sigmoid: reference-free DPO; "
-        "sigmoid_norm: SimPO without its margin; with --sft-weight 1: CPO)."))
-    sft_weight: float = Field(0.0, ge=0.0, description=(
-        "Also add TRL's `sft` loss (NLL of the better answer) with this weight (RPO; with "
-        "--reference-free and sigmoid: CPO)."))
-    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description=(
-        "robust: the assumed probability that a preference label is flipped."))
-    max_prompt_len: int | None = Field(None, ge=1, description=(
-        "Skip (and count) pairs whose prompt is longer than this many tokens (default: any "
-        "prompt that leaves room for an answer within --max-seq-len)."))
-    ref_model: str | None = Field(None, description=(
-        "Reference model (default: the student itself: with LoRA its adapter disabled, with "
-        "--no-lora a frozen copy)."))
-    merge: bool = Field(True, description=(
-        "LoRA: also save the merged full model in --output (the adapter always goes to "
-        "--output/adapter); `respond --model OUTPUT` uses it."))
-    output: Path = Field(Path("runs/dpo"), description=(
-        "Output directory (its own default, so sft, reward and dpo runs never share one): the "
-        "model, adapter/, checkpoints/, log.jsonl, heldout.jsonl, summary.json, manifest.json."))
-    epochs: float = Field(1.0, gt=0, description=(
-        "Epochs over the training pairs (1: DPO's implicit reward keeps growing on pairs it has "
-        "seen and overfits them quickly, hence not the sft default of 3)."))
-    learning_rate: float = Field(5e-5, gt=0, description=(
-        "Peak learning rate (5e-5 suits LoRA; DPO nudges a model that already answers, so it "
-        "is lower than the sft default; with --no-lora use ~5e-7..1e-6, TRL's default 1e-6)."))
-    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description=(
-        "Share of instructions held out for the preference accuracy (as `train reward`, so the "
-        "same data and seed hold out the same instructions and the two accuracies compare)."))
+    data: Path = Field(
+        Path("comparisons.jsonl"),
+        description=(
+            "Comparison records from `gpt4llm compare`, or published pairs {user_input, "
+            "completion_a (better), completion_b} (JSONL / JSON array)."
+        ),
+    )
+    min_score_gap: float = Field(
+        0.0,
+        ge=0.0,
+        description=(
+            "Use a pair only when the better answer scored at least this much higher (0: any "
+            "strictly higher score; rich comparison records only)."
+        ),
+    )
+    beta: float = Field(
+        0.1,
+        gt=0.0,
+        description=(
+            "How far the policy may move from the reference (higher: closer; for ipo the "
+            "regularisation tau)."
+        ),
+    )
+    loss: Loss = Field(
+        "sigmoid",
+        description=(
+            "TRL's DPO loss: sigmoid (DPO), ipo, hinge, robust, bco_pair, sppo_hard, nca_pair, "
+            "apo_zero, apo_down, discopop, sigmoid_norm (length-normalised)."
+        ),
+    )
+    reference_free: bool = Field(
+        False,
+        description=(
+            "Reference log-probabilities of 0: no reference model (sigmoid: reference-free DPO; "
+            "sigmoid_norm: SimPO without its margin; with --sft-weight 1: CPO)."
+        ),
+    )
+    sft_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description=(
+            "Also add TRL's `sft` loss (NLL of the better answer) with this weight (RPO; with "
+            "--reference-free and sigmoid: CPO)."
+        ),
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0.0,
+        lt=0.5,
+        description="robust: the assumed probability that a preference label is flipped.",
+    )
+    max_prompt_len: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Skip (and count) pairs whose prompt is longer than this many tokens (default: any "
+            "prompt that leaves room for an answer within --max-seq-len)."
+        ),
+    )
+    ref_model: str | None = Field(
+        None,
+        description=(
+            "Reference model (default: the student itself: with LoRA its adapter disabled, with "
+            "--no-lora a frozen copy)."
+        ),
+    )
+    merge: bool = Field(
+        True,
+        description=(
+            "LoRA: also save the merged full model in --output (the adapter always goes to "
+            "--output/adapter); `respond --model OUTPUT` uses it."
+        ),
+    )
+    output: Path = Field(
+        Path("runs/dpo"),
+        description=(
+            "Output directory (its own default, so sft, reward and dpo runs never share one): the "
+            "model, adapter/, checkpoints/, log.jsonl, heldout.jsonl, summary.json, manifest.json."
+        ),
+    )
+    epochs: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "Epochs over the training pairs (1: DPO's implicit reward keeps growing on pairs it has"
+            " seen and overfits them quickly, hence not the sft default of 3)."
+        ),
+    )
+    learning_rate: float = Field(
+        5e-5,
+        gt=0,
+        description=(
+            "Peak learning rate (5e-5 suits LoRA; DPO nudges a model that already answers, so it "
+            "is lower than the sft default; with --no-lora use ~5e-7..1e-6, TRL's default 1e-6)."
+        ),
+    )
+    eval_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "Share of instructions held out for the preference accuracy (as `train reward`, so the "
+            "same data and seed hold out the same instructions and the two accuracies compare)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Config:
         if self.reference_free and self.ref_model:
             raise ValueError("--ref-model and --reference-free exclude each other")
         if self.reference_free and self.loss not in DIFFERENCE_LOSSES:
-            raise ValueError(f"--reference-free needs a loss on the better-minus-worse difference "
-                             f"({', '.join(DIFFERENCE_LOSSES)}); {self.loss} would train absolute "
-                             "log-probabilities")
+            raise ValueError(
+                "--reference-free needs a loss on the better-minus-worse difference "
+                f"({', '.join(DIFFERENCE_LOSSES)}); {self.loss} would train absolute "
+                "log-probabilities"
+            )
         return self
 
 
@@ -174,12 +251,21 @@ def check_inputs(config: Config, launching: bool = False) -> None:
     if not launching:  # the launched processes check it
         for name in (config.model, config.ref_model):
             if name and Path(resolve_model_path(name), "adapter_config.json").exists():
-                raise UserError(f"{name}: a LoRA adapter directory; train dpo needs a full model "
-                                "(train sft saves the merged model in its output directory)")
+                raise UserError(
+                    f"{name}: a LoRA adapter directory; train dpo needs a full model "
+                    "(train sft saves the merged model in its output directory)"
+                )
     ref = Path(config.ref_model).expanduser() if config.ref_model else None
-    check_train_outputs(config, [config.data, *([ref] if ref and ref.exists() else [])],
-                        written=(HELDOUT_FILE, SUMMARY_FILE, "adapter/adapter_model.safetensors",
-                                 "adapter/gpt4llm_prompt.json"))
+    check_train_outputs(
+        config,
+        [config.data, *([ref] if ref and ref.exists() else [])],
+        written=(
+            HELDOUT_FILE,
+            SUMMARY_FILE,
+            "adapter/adapter_model.safetensors",
+            "adapter/gpt4llm_prompt.json",
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- 1. data
@@ -217,13 +303,22 @@ def load_pairs(path: Path) -> Pairs:
         has_parts = isinstance(instruction, str) and instruction.strip()
         inp = rec.get("input") if has_parts and isinstance(rec.get("input"), str) else ""
         for p in pairs_from_record(rec, margin=True):
-            out.append(PrefPair(p.group, instruction if has_parts else p.user_input, inp,
-                                p.better, p.worse, p.margin))
+            out.append(
+                PrefPair(
+                    p.group,
+                    instruction if has_parts else p.user_input,
+                    inp,
+                    p.better,
+                    p.worse,
+                    p.margin,
+                )
+            )
     return Pairs("records", out, data.skipped)
 
 
-def tokenize_pair(tokenizer: Any, meta: dict, pair: PrefPair, max_seq_len: int,
-                  max_prompt_len: int | None) -> tuple[dict | None, str]:
+def tokenize_pair(
+    tokenizer: Any, meta: dict, pair: PrefPair, max_seq_len: int, max_prompt_len: int | None
+) -> tuple[dict | None, str]:
     """(row, status): prompt_ids / chosen_ids / rejected_ids for TRL, the prompt built and
     tokenized as `train sft` and `respond` do, answers + EOS cut to fit `max_seq_len`.
     Status: 'ok', 'truncated', 'prompt_too_long' or 'identical' (row None for the last two)."""
@@ -269,14 +364,19 @@ def load_data(config: Config) -> DpoData:
 
     found = load_pairs(config.data)
     if config.min_score_gap > 0 and found.kind == "pairs":
-        raise UserError(f"{config.data}: --min-score-gap needs comparison records with scores; "
-                        "published pairs have none")
+        raise UserError(
+            f"{config.data}: --min-score-gap needs comparison records with scores; "
+            "published pairs have none"
+        )
     if not found.pairs:
-        raise UserError(f"{config.data}: no preference pairs (all answers tied or unscored; "
-                        f"{found.skipped_records} instruction(s) with fewer than two scored "
-                        "answers)")
-    train, held = split_groups(found.pairs, config.eval_fraction, config.seed,
-                               max_pairs=config.max_eval_samples)
+        raise UserError(
+            f"{config.data}: no preference pairs (all answers tied or unscored; "
+            f"{found.skipped_records} instruction(s) with fewer than two scored "
+            "answers)"
+        )
+    train, held = split_groups(
+        found.pairs, config.eval_fraction, config.seed, max_pairs=config.max_eval_samples
+    )
 
     def wide(p: PrefPair) -> bool:
         return p.gap is None or p.gap >= config.min_score_gap
@@ -293,25 +393,40 @@ def load_data(config: Config) -> DpoData:
     for name, side in (("train", train), ("eval", held)):
         kept_pairs, kept_rows = [], []
         for p in side:
-            row, status = tokenize_pair(tokenizer, meta, p, config.max_seq_len,
-                                        config.max_prompt_len)
+            row, status = tokenize_pair(
+                tokenizer, meta, p, config.max_seq_len, config.max_prompt_len
+            )
             counts[status] += 1
             if row is not None:
                 kept_pairs.append(p)
                 kept_rows.append(row)
         rows[name] = (kept_pairs, kept_rows)
     if not rows["train"][1]:
-        raise UserError(f"{config.data}: no training pair left ({len(found.pairs)} pairs, "
-                        f"{below} below --min-score-gap {config.min_score_gap}, "
-                        f"{counts['prompt_too_long']} prompts too long, {counts['identical']} "
-                        f"with identical answers, {len(held)} held out)")
-    data = DpoData(found.kind, len(found.pairs), below, found.skipped_records, counts,
-                   rows["train"][0], rows["eval"][0], rows["train"][1], rows["eval"][1],
-                   tokenizer, meta)
-    _say(f"train dpo: {len(data.train_rows)} train / {len(data.eval_rows)} held-out pairs "
-         f"({data.kind}); below --min-score-gap: {below}; prompt too long: "
-         f"{counts['prompt_too_long']}; identical answers: {counts['identical']}; answers cut: "
-         f"{counts['truncated']} pairs")
+        raise UserError(
+            f"{config.data}: no training pair left ({len(found.pairs)} pairs, "
+            f"{below} below --min-score-gap {config.min_score_gap}, "
+            f"{counts['prompt_too_long']} prompts too long, {counts['identical']} "
+            f"with identical answers, {len(held)} held out)"
+        )
+    data = DpoData(
+        found.kind,
+        len(found.pairs),
+        below,
+        found.skipped_records,
+        counts,
+        rows["train"][0],
+        rows["eval"][0],
+        rows["train"][1],
+        rows["eval"][1],
+        tokenizer,
+        meta,
+    )
+    _say(
+        f"train dpo: {len(data.train_rows)} train / {len(data.eval_rows)} held-out pairs "
+        f"({data.kind}); below --min-score-gap: {below}; prompt too long: "
+        f"{counts['prompt_too_long']}; identical answers: {counts['identical']}; answers cut: "
+        f"{counts['truncated']} pairs"
+    )
     return data
 
 
@@ -345,11 +460,18 @@ def lora_config(model: Any, config: Config) -> Any:
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
     missing = [t for t in targets if t not in names and t != "all-linear"]
     if missing:
-        raise UserError(f"LoRA target module(s) {', '.join(missing)} not found in the model; its "
-                        f"linear layers are: {', '.join(linear_module_names(model))}")
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, bias="none", task_type="CAUSAL_LM",
-                      target_modules="all-linear" if targets == ["all-linear"] else targets)
+        raise UserError(
+            f"LoRA target module(s) {', '.join(missing)} not found in the model; its "
+            f"linear layers are: {', '.join(linear_module_names(model))}"
+        )
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        bias="none",
+        task_type="CAUSAL_LM",
+        target_modules="all-linear" if targets == ["all-linear"] else targets,
+    )
 
 
 # --------------------------------------------------------------------------- 3. trainer
@@ -373,7 +495,8 @@ def _trainer_class(reference_free: bool = False):
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             zeros = [0.0] * len(dataset)
             return dataset.add_column("ref_chosen_logps", zeros).add_column(
-                "ref_rejected_logps", zeros)
+                "ref_rejected_logps", zeros
+            )
 
         def log(self, logs, start_time=None):
             if self.packed:
@@ -386,8 +509,9 @@ def _trainer_class(reference_free: bool = False):
     return PreferenceTrainer
 
 
-def build_trainer(config: Config, model: Any, ref_model: Any, peft_config: Any,
-                  data: DpoData) -> tuple[Any, str | None]:
+def build_trainer(
+    config: Config, model: Any, ref_model: Any, peft_config: Any, data: DpoData
+) -> tuple[Any, str | None]:
     """TRL's DPOTrainer on the shared training arguments; returns it and the checkpoint it
     will resume from (None: a fresh run)."""
     from datasets import Dataset
@@ -406,7 +530,10 @@ def build_trainer(config: Config, model: Any, ref_model: Any, peft_config: Any,
     has_eval = bool(data.eval_rows) and (bool(config.eval_steps) or config.eval_on_start)
     losses = [config.loss] + (["sft"] if config.sft_weight > 0 else [])
     args = training_arguments(
-        config, out / CHECKPOINTS, has_eval=has_eval, device=_device(config),
+        config,
+        out / CHECKPOINTS,
+        has_eval=has_eval,
+        device=_device(config),
         args_class=DPOConfig,
         eval_on_start=has_eval and config.eval_on_start and resume_from is None,
         beta=config.beta,
@@ -452,8 +579,9 @@ def speed_up(config: Config, trainer: Any) -> list[str]:
     if sharded():
         return ["TRL's padded batches (sharded run)"]
     model = trainer.accelerator.unwrap_model(trainer.model)
-    sample = torch.tensor([trainer.train_dataset[0]["prompt_ids"][:16]],
-                          device=next(model.parameters()).device)
+    sample = torch.tensor(
+        [trainer.train_dataset[0]["prompt_ids"][:16]], device=next(model.parameters()).device
+    )
     parts = lm_parts(model)
     if parts is None or parts[2] is not None or not head_matches_model(model, sample):
         return ["TRL's padded batches (this model's logits are more than lm_head(hidden))"]
@@ -515,8 +643,9 @@ def _token_logprobs_function():
                 out[start : start + h.shape[0]] = _log_target(p, rows, t, h, weight)
                 if early:  # (p - onehot) @ W = -d log p / d hidden
                     p[rows, t] -= 1.0
-                    grad_h[start : start + h.shape[0]] = -_matmul_in(p, weight, workspace,
-                                                                     chunk_rows)
+                    grad_h[start : start + h.shape[0]] = -_matmul_in(
+                        p, weight, workspace, chunk_rows
+                    )
             ctx.early = early
             ctx.chunk_rows, ctx.workspace = chunk_rows, workspace
             if early:
@@ -558,12 +687,18 @@ def _softmax(h: Any, weight: Any, workspace: Any, chunk_rows: int) -> tuple[Any,
     r, vocab = h.shape[0], weight.shape[0]
     logits = workspace.get("logits", chunk_rows, vocab, weight.dtype, h.device)[:r]
     torch.mm(h, weight.t(), out=logits)
-    z = logits if weight.dtype == torch.float32 else workspace.get(
-        "fp32", chunk_rows, vocab, torch.float32, h.device)[:r].copy_(logits)
+    z = (
+        logits
+        if weight.dtype == torch.float32
+        else workspace.get("fp32", chunk_rows, vocab, torch.float32, h.device)[:r].copy_(logits)
+    )
     # in place on CPU (its kernel reads each element before writing it): 5x faster than
     # logsumexp, which allocates temporaries the size of the logits
-    p = z if h.device.type == "cpu" else workspace.get(
-        "probs", chunk_rows, vocab, torch.float32, h.device)[:r]
+    p = (
+        z
+        if h.device.type == "cpu"
+        else workspace.get("probs", chunk_rows, vocab, torch.float32, h.device)[:r]
+    )
     torch.softmax(z, dim=-1, out=p)
     return p, torch.arange(r, device=h.device)
 
@@ -593,8 +728,14 @@ def _matmul_in(g: Any, weight: Any, workspace: Any, chunk_rows: int) -> Any:
     return buf.copy_(g) @ weight
 
 
-def chunked_token_logprobs(hidden: Any, weight: Any, targets: Any, compute_weight: Any = None,
-                           workspace: Any = None, workspace_bytes: int = 512 * 2**20) -> Any:
+def chunked_token_logprobs(
+    hidden: Any,
+    weight: Any,
+    targets: Any,
+    compute_weight: Any = None,
+    workspace: Any = None,
+    workspace_bytes: int = 512 * 2**20,
+) -> Any:
     """log p(targets) under the linear head `hidden @ weight.T` (fp32 softmax; the multiplies in
     the autocast dtype, as `F.linear` would run them), one value per row, without the logits
     ever existing in full. `compute_weight`: a ready cast copy of a frozen `weight`."""
@@ -603,15 +744,19 @@ def chunked_token_logprobs(hidden: Any, weight: Any, targets: Any, compute_weigh
     from gpt4llm.train.fastpath import Workspace
 
     device_type = hidden.device.type
-    dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
-             else weight.dtype)
+    dtype = (
+        torch.get_autocast_dtype(device_type)
+        if torch.is_autocast_enabled(device_type)
+        else weight.dtype
+    )
     if compute_weight is None or compute_weight.dtype != dtype or weight.requires_grad:
         compute_weight = weight.to(dtype) if weight.dtype != dtype else weight
     per_row = weight.shape[0] * (4 + (0 if dtype == torch.float32 else dtype.itemsize))
     chunk_rows = max(1, min(workspace_bytes // per_row, hidden.shape[0]))
     with torch.autocast(device_type, enabled=False):
-        return _token_logprobs_function().apply(hidden, compute_weight, targets, chunk_rows,
-                                                workspace or Workspace())
+        return _token_logprobs_function().apply(
+            hidden, compute_weight, targets, chunk_rows, workspace or Workspace()
+        )
 
 
 def install_packed_forward(causal: Any, autocast: Any = None) -> None:
@@ -649,24 +794,34 @@ def install_packed_forward(causal: Any, autocast: Any = None) -> None:
         # our autocast when given; else whatever the caller runs under
         return contextlib.nullcontext() if autocast is None else torch.autocast(device, autocast)
 
-    def forward(self: Any, *args: Any, fused_lm_head: bool = False, labels: Any = None,
-                **kwargs: Any) -> Any:
+    def forward(
+        self: Any, *args: Any, fused_lm_head: bool = False, labels: Any = None, **kwargs: Any
+    ) -> Any:
         ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
         # peft passes its unused arguments on as None (inputs_embeds, output_attentions, ...)
         plain = all(v is None or k in PLAIN_KEYWORDS for k, v in kwargs.items())
-        if not (fused_lm_head and labels is not None and plain and not args and ids is not None
-                and mask is not None and ids.dim() == 2):
+        if not (
+            fused_lm_head
+            and labels is not None
+            and plain
+            and not args
+            and ids is not None
+            and mask is not None
+            and ids.dim() == 2
+        ):
             return fallback(*args, fused_lm_head=fused_lm_head, labels=labels, **kwargs)
         real = mask.bool()
         lengths = real.sum(1)
         flat_ids = ids[real].unsqueeze(0)
         starts = torch.cumsum(lengths, 0) - lengths
-        pos = (torch.arange(flat_ids.shape[1], device=ids.device)
-               - torch.repeat_interleave(starts, lengths))
+        pos = torch.arange(flat_ids.shape[1], device=ids.device) - torch.repeat_interleave(
+            starts, lengths
+        )
         device = ids.device.type
         with amp(device):
-            hidden = self.model(input_ids=flat_ids, position_ids=pos.unsqueeze(0),
-                                use_cache=False).last_hidden_state[0]
+            hidden = self.model(
+                input_ids=flat_ids, position_ids=pos.unsqueeze(0), use_cache=False
+            ).last_hidden_state[0]
         flat_labels = labels[real]
         targets = torch.full_like(flat_labels, -100)
         targets[:-1] = flat_labels[1:]
@@ -674,11 +829,18 @@ def install_packed_forward(causal: Any, autocast: Any = None) -> None:
         keep = targets.ne(-100)
         head = self.get_output_embeddings()
         with amp(device):
-            dtype = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
-                     else head.weight.dtype)
-            logp = chunked_token_logprobs(hidden[keep], head.weight, targets[keep],
-                                          compute_weight=head_weight(head, dtype),
-                                          workspace=workspace)
+            dtype = (
+                torch.get_autocast_dtype(device)
+                if torch.is_autocast_enabled(device)
+                else head.weight.dtype
+            )
+            logp = chunked_token_logprobs(
+                hidden[keep],
+                head.weight,
+                targets[keep],
+                compute_weight=head_weight(head, dtype),
+                workspace=workspace,
+            )
         per_flat = torch.zeros(flat_labels.shape, dtype=logp.dtype, device=logp.device)
         per_flat = per_flat.masked_scatter(keep, logp)
         log_probs = torch.zeros(ids.shape, dtype=logp.dtype, device=logp.device)
@@ -687,8 +849,13 @@ def install_packed_forward(causal: Any, autocast: Any = None) -> None:
         zeros = torch.zeros_like(log_probs).detach()
         self.gpt4llm_packed_calls += 1
         return FusedCausalLMOutput(
-            loss=-logp.sum() / keep.sum().clamp(min=1), log_probs=log_probs, entropy=zeros,
-            mean_logits=zeros, is_top1=torch.zeros_like(label_mask), label_mask=label_mask)
+            loss=-logp.sum() / keep.sum().clamp(min=1),
+            log_probs=log_probs,
+            entropy=zeros,
+            mean_logits=zeros,
+            is_top1=torch.zeros_like(label_mask),
+            label_mask=label_mask,
+        )
 
     causal.forward = types.MethodType(forward, causal)
     causal.gpt4llm_packed_calls = 0  # how many forwards took the packed path (for tests)
@@ -709,8 +876,13 @@ def sequence_logps(trainer: Any, rows: list[dict], reference_free: bool) -> Any:
             batch = trainer._prepare_inputs(trainer.data_collator(rows[start : start + size]))
             labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
             with trainer.accelerator.autocast():
-                pol = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            labels=labels, fused_lm_head=True, use_cache=False).log_probs.sum(1)
+                pol = model(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    labels=labels,
+                    fused_lm_head=True,
+                    use_cache=False,
+                ).log_probs.sum(1)
             if reference_free:
                 ref = torch.zeros_like(pol)
             else:
@@ -745,12 +917,17 @@ def held_out_preferences(config: Config, trainer: Any, data: DpoData) -> dict:
     t = time.time()
     if not data.eval_rows:
         return {"pairs": 0, "seconds": 0.0}
-    metrics = preference_metrics(sequence_logps(trainer, data.eval_rows, config.reference_free),
-                                 config.beta, config.reference_free)
+    metrics = preference_metrics(
+        sequence_logps(trainer, data.eval_rows, config.reference_free),
+        config.beta,
+        config.reference_free,
+    )
     metrics["seconds"] = round(time.time() - t, 2)
     if trainer.is_world_process_zero():
-        rec = {"step": trainer.state.global_step,
-               **{f"heldout_{k}": v for k, v in metrics.items() if k != "seconds"}}
+        rec = {
+            "step": trainer.state.global_step,
+            **{f"heldout_{k}": v for k, v in metrics.items() if k != "seconds"},
+        }
         with open(Path(config.output) / LOG_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
     return metrics
@@ -780,9 +957,18 @@ def save(config: Config, trainer: Any, data: DpoData) -> str | None:
     if is_main:
         data.tokenizer.padding_side = "left"  # how respond / generation use it
         data.tokenizer.save_pretrained(out)
-        write_jsonl(out / HELDOUT_FILE, [
-            {"id": p.group, "user_input": _user_input(p), "completion_a": p.chosen,
-             "completion_b": p.rejected} for p in data.eval_pairs])
+        write_jsonl(
+            out / HELDOUT_FILE,
+            [
+                {
+                    "id": p.group,
+                    "user_input": _user_input(p),
+                    "completion_a": p.chosen,
+                    "completion_b": p.rejected,
+                }
+                for p in data.eval_pairs
+            ],
+        )
         write_prompt_meta(out, data.meta)
     return str(adapter) if adapter else None
 
@@ -802,8 +988,16 @@ def _user_input(p: PrefPair) -> str:
 
 
 # --------------------------------------------------------------------------- 7. report
-def summarize(config: Config, data: DpoData, trainer: Any, result: Any, heldout: dict,
-              resume_from: str | None, adapter: str | None, notes: list[str]) -> dict:
+def summarize(
+    config: Config,
+    data: DpoData,
+    trainer: Any,
+    result: Any,
+    heldout: dict,
+    resume_from: str | None,
+    adapter: str | None,
+    notes: list[str],
+) -> dict:
     from gpt4llm.train.common import eval_seconds
 
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -821,8 +1015,12 @@ def summarize(config: Config, data: DpoData, trainer: Any, result: Any, heldout:
         "heldout_pairs": heldout.get("pairs", 0),
         "loss": config.loss + (f" + {config.sft_weight} sft" if config.sft_weight > 0 else ""),
         "beta": config.beta,
-        "reference": ("none (reference-free)" if config.reference_free else config.ref_model
-                      or ("the student, adapter disabled" if config.lora else "a frozen copy")),
+        "reference": (
+            "none (reference-free)"
+            if config.reference_free
+            else config.ref_model
+            or ("the student, adapter disabled" if config.lora else "a frozen copy")
+        ),
         "steps": trainer.state.global_step,
         "resumed_from": resume_from,
         "lora": config.lora,
@@ -852,13 +1050,23 @@ def finish(config: Config, trainer: Any, summary: dict, heldout: dict, started: 
 
     if not trainer.is_world_process_zero():
         return
-    write_json(Path(config.output) / SUMMARY_FILE, {
-        "metric": "dpo", "model": Path(config.output).name, "base_model": config.model,
-        "loss": summary["loss"], "beta": config.beta, "reference": summary["reference"],
-        "steps": summary["steps"], "train_pairs": summary["train_pairs"],
-        **{k: v for k, v in heldout.items() if k != "seconds"}})
-    write_manifest(config.output, "train dpo", config, inputs=[config.data], summary=summary,
-                   started=started)
+    write_json(
+        Path(config.output) / SUMMARY_FILE,
+        {
+            "metric": "dpo",
+            "model": Path(config.output).name,
+            "base_model": config.model,
+            "loss": summary["loss"],
+            "beta": config.beta,
+            "reference": summary["reference"],
+            "steps": summary["steps"],
+            "train_pairs": summary["train_pairs"],
+            **{k: v for k, v in heldout.items() if k != "seconds"},
+        },
+    )
+    write_manifest(
+        config.output, "train dpo", config, inputs=[config.data], summary=summary, started=started
+    )
     print_summary("train dpo", summary)
 
 

@@ -47,9 +47,17 @@ class Workspace:
     def __init__(self) -> None:
         self.buffers: dict[str, torch.Tensor] = {}
 
-    def get(self, name: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    def get(
+        self, name: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
         buf = self.buffers.get(name)
-        if buf is None or buf.dtype != dtype or buf.device != device or buf.shape[1] != cols or buf.shape[0] < rows:
+        if (
+            buf is None
+            or buf.dtype != dtype
+            or buf.device != device
+            or buf.shape[1] != cols
+            or buf.shape[0] < rows
+        ):
             self.buffers.pop(name, None)
             buf = self.buffers[name] = torch.empty(rows, cols, dtype=dtype, device=device)
         return buf
@@ -59,7 +67,16 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     """sum over rows of CE(hidden @ weight.T (+ bias), targets); gradients computed in forward."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, chunk_rows: int, softcap: float | None, workspace: Workspace):
+    def forward(
+        ctx,
+        hidden,
+        weight,
+        bias,
+        targets,
+        chunk_rows: int,
+        softcap: float | None,
+        workspace: Workspace,
+    ):
         n, vocab = hidden.shape[0], weight.shape[0]
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         need_b = bias is not None and ctx.needs_input_grad[2]
@@ -76,14 +93,24 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             torch.mm(h, weight.t(), out=logits)
             if bias is not None:
                 logits.add_(bias.to(compute))
-            z = logits if compute == torch.float32 else workspace.get("fp32", chunk_rows, vocab, torch.float32, device)[:r].copy_(logits)
+            z = (
+                logits
+                if compute == torch.float32
+                else workspace.get("fp32", chunk_rows, vocab, torch.float32, device)[:r].copy_(
+                    logits
+                )
+            )
             tanh = None
             if softcap is not None:
                 tanh = torch.tanh(z / softcap)
                 torch.mul(tanh, softcap, out=z)
             rows = torch.arange(r, device=device)
             # softmax in place on CPU (its kernel reads each element before writing it)
-            p = z if device.type == "cpu" else workspace.get("probs", chunk_rows, vocab, torch.float32, device)[:r]
+            p = (
+                z
+                if device.type == "cpu"
+                else workspace.get("probs", chunk_rows, vocab, torch.float32, device)[:r]
+            )
             torch.softmax(z, dim=-1, out=p)
             p_target = p[rows, t]
             # -log p(target) from the fp32 softmax (relative error ~1e-7); a probability that
@@ -94,7 +121,10 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
                 exact = (h[tiny] @ weight.t() + (0 if bias is None else bias.to(compute))).float()
                 if softcap is not None:
                     exact = torch.tanh(exact / softcap) * softcap
-                row_loss[tiny] = torch.logsumexp(exact, dim=-1) - exact[torch.arange(exact.shape[0], device=device), t[tiny]]
+                row_loss[tiny] = (
+                    torch.logsumexp(exact, dim=-1)
+                    - exact[torch.arange(exact.shape[0], device=device), t[tiny]]
+                )
             loss += row_loss.sum()
             p[rows, t] -= 1.0  # d(loss)/dz = softmax(z) - onehot(target)
             if tanh is not None:
@@ -146,7 +176,11 @@ def chunked_linear_cross_entropy(
     if not bool(keep.all()):
         hidden, targets = hidden[keep], targets[keep]
     device_type = hidden.device.type
-    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else weight.dtype
+    dtype = (
+        torch.get_autocast_dtype(device_type)
+        if torch.is_autocast_enabled(device_type)
+        else weight.dtype
+    )
     if compute_weight is None or compute_weight.dtype != dtype:
         compute_weight = weight.to(dtype) if weight.dtype != dtype else weight
     elif weight.requires_grad:
@@ -157,7 +191,9 @@ def chunked_linear_cross_entropy(
     chunk_rows = max(1, min(chunk_rows, hidden.shape[0]))
     # (for a trainable weight the cast above keeps the autograd link to the fp32 master)
     with torch.autocast(device_type, enabled=False):
-        return _ChunkedLinearCrossEntropy.apply(hidden, compute_weight, bias, targets, chunk_rows, softcap, workspace or Workspace())
+        return _ChunkedLinearCrossEntropy.apply(
+            hidden, compute_weight, bias, targets, chunk_rows, softcap, workspace or Workspace()
+        )
 
 
 # --------------------------------------------------------------------------- LM head
@@ -211,7 +247,12 @@ def packed_sdpa_attention(module, query, key, value, attention_mask, **kwargs):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     position_ids = kwargs.get("position_ids")
-    if position_ids is None or query.shape[0] != 1 or query.shape[2] != key.shape[2] or query.shape[2] < 2:
+    if (
+        position_ids is None
+        or query.shape[0] != 1
+        or query.shape[2] != key.shape[2]
+        or query.shape[2] < 2
+    ):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     bounds = getattr(position_ids, "_sequence_bounds", None)
     if bounds is None:  # once per forward: every layer gets the same position_ids tensor
@@ -222,23 +263,41 @@ def packed_sdpa_attention(module, query, key, value, attention_mask, **kwargs):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     outputs = []
     # the matmul attention is for CPU: on GPUs SDPA's fused kernels are the fast path
-    plain = (query.device.type == "cpu" and kwargs.get("dropout", 0.0) == 0.0 and kwargs.get("softcap") is None
-             and query.shape[1] % key.shape[1] == 0)
+    plain = (
+        query.device.type == "cpu"
+        and kwargs.get("dropout", 0.0) == 0.0
+        and kwargs.get("softcap") is None
+        and query.shape[1] % key.shape[1] == 0
+    )
     for a, b in itertools.pairwise(bounds):
         mask = None if attention_mask is None else attention_mask[..., a:b, a:b]
         if mask is not None and mask.dtype == torch.bool:
             causal = torch.ones(b - a, b - a, dtype=torch.bool, device=mask.device).tril_()
             if bool((mask == causal).all()):
                 mask = None  # plain causal: SDPA's is_causal path skips the upper triangle
-        if plain and b - a <= SHORT_SEQUENCE and (mask is None or (mask.dtype == torch.bool and mask.shape[:2] == (1, 1))):
-            out = _grouped_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None if mask is None else mask[0, 0], kwargs.get("scaling"))
+        if (
+            plain
+            and b - a <= SHORT_SEQUENCE
+            and (mask is None or (mask.dtype == torch.bool and mask.shape[:2] == (1, 1)))
+        ):
+            out = _grouped_attention(
+                query[:, :, a:b],
+                key[:, :, a:b],
+                value[:, :, a:b],
+                None if mask is None else mask[0, 0],
+                kwargs.get("scaling"),
+            )
         else:
-            out, _ = sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], mask, **kwargs)
+            out, _ = sdpa_attention_forward(
+                module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], mask, **kwargs
+            )
         outputs.append(out)
     return torch.cat(outputs, dim=1), None
 
 
-SHORT_SEQUENCE = 300  # up to this length (measured) the matmul attention below beats SDPA's CPU kernel
+SHORT_SEQUENCE = (
+    300  # up to this length (measured) the matmul attention below beats SDPA's CPU kernel
+)
 
 
 def _grouped_attention(query, key, value, mask, scaling):
@@ -254,8 +313,14 @@ def _grouped_attention(query, key, value, mask, scaling):
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else query.dtype
     with torch.autocast(device, enabled=False):
         q = query.float().reshape(1, hkv, rep * n, d)
-        scores = (q @ key.float().transpose(-1, -2)) * (d**-0.5 if scaling is None else scaling)  # [1, hkv, rep*n, n]
-        allowed = mask if mask is not None else torch.ones(n, n, dtype=torch.bool, device=query.device).tril_()
+        scores = (q @ key.float().transpose(-1, -2)) * (
+            d**-0.5 if scaling is None else scaling
+        )  # [1, hkv, rep*n, n]
+        allowed = (
+            mask
+            if mask is not None
+            else torch.ones(n, n, dtype=torch.bool, device=query.device).tril_()
+        )
         scores = scores.masked_fill(~allowed.repeat(rep, 1), float("-inf"))
         probs = torch.softmax(scores, dim=-1).to(dtype)
         out = (probs @ value.to(dtype)).reshape(1, hq, n, d)
@@ -269,7 +334,11 @@ def use_packed_attention(model: Any) -> bool:
 
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(causal, "config", None)
-    if config is None or getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(causal, "set_attn_implementation"):
+    if (
+        config is None
+        or getattr(config, "_attn_implementation", None) != "sdpa"
+        or not hasattr(causal, "set_attn_implementation")
+    ):
         return False
     AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(PACKED_ATTENTION, sdpa_mask)
@@ -358,21 +427,34 @@ def _fused_lora_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -
     active = self.active_adapters
     name = active[0] if len(active) == 1 else None
     if (
-        args or kwargs or self.disable_adapters or self.merged or name is None or name not in self.lora_A
-        or name in getattr(self, "lora_variant", {}) or base.weight.requires_grad
+        args
+        or kwargs
+        or self.disable_adapters
+        or self.merged
+        or name is None
+        or name not in self.lora_A
+        or name in getattr(self, "lora_variant", {})
+        or base.weight.requires_grad
         or (base.bias is not None and base.bias.requires_grad)
     ):
         return type(self).forward(self, x, *args, **kwargs)
     device = x.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else base.weight.dtype
+    dtype = (
+        torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else base.weight.dtype
+    )
     drop = self.lora_dropout[name]
     p = getattr(drop, "p", 0.0) if self.training else 0.0
     keep = keep_mask(x.shape, p, x.device) if p > 0 else None
     with torch.autocast(device, enabled=False):
         return _LoraLinear.apply(
-            x.to(dtype), base.weight.to(dtype), None if base.bias is None else base.bias.to(dtype),
-            self.lora_A[name].weight.to(dtype), self.lora_B[name].weight.to(dtype), float(self.scaling[name]),
-            keep, keep_scale(p) if p > 0 else 1.0,
+            x.to(dtype),
+            base.weight.to(dtype),
+            None if base.bias is None else base.bias.to(dtype),
+            self.lora_A[name].weight.to(dtype),
+            self.lora_B[name].weight.to(dtype),
+            float(self.scaling[name]),
+            keep,
+            keep_scale(p) if p > 0 else 1.0,
         )
 
 
@@ -385,7 +467,11 @@ def use_fused_lora(model: Any) -> int:
 
     n = 0
     for module in model.modules():
-        if type(module) is LoraLinear and type(module.base_layer) is torch.nn.Linear and not module.fan_in_fan_out:
+        if (
+            type(module) is LoraLinear
+            and type(module.base_layer) is torch.nn.Linear
+            and not module.fan_in_fan_out
+        ):
             module.forward = types.MethodType(_fused_lora_forward, module)
             n += 1
     return n
@@ -417,7 +503,11 @@ def store_frozen_linears_in(model: Any, dtype: torch.dtype, skip: tuple = ()) ->
     for module in model.modules():
         if any(module is s for s in skip):
             continue
-        if type(module) is torch.nn.Linear and not module.weight.requires_grad and module.weight.dtype != dtype:
+        if (
+            type(module) is torch.nn.Linear
+            and not module.weight.requires_grad
+            and module.weight.dtype != dtype
+        ):
             if module.bias is not None and module.bias.requires_grad:
                 continue
             module.weight.data = module.weight.data.to(dtype)

@@ -51,34 +51,62 @@ class Config(TrainSettings):
     """Settings of `gpt4llm train reward`: the shared `TrainSettings` plus the comparison data
     and the margin; three defaults differ, each for the reason in its description."""
 
-    data: Path = Field(Path("comparisons.jsonl"), description=(
-        "Comparison records from `gpt4llm compare`, or published pairs {user_input, "
-        "completion_a, completion_b} (JSONL / JSON array)."))
-    margin: bool = Field(False, description=(
-        "Use the rater's score gap as margin in the loss (rich comparison records only)."))
-    output: Path = Field(Path("runs/reward"), description=(
-        "Output directory (its own default, so an sft and a reward run never share one): the "
-        "reward model, checkpoints/, log.jsonl, heldout.jsonl, manifest.json."))
-    epochs: float = Field(1.0, gt=0, description=(
-        "Epochs over the training pairs (1: a reward model overfits its pairs after one pass, "
-        "as InstructGPT found, hence not the sft default of 3)."))
-    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description=(
-        "Share of instructions held out for the pairwise accuracy (twice the sft default: that "
-        "accuracy is this trainer's main result and is read by `eval reward`)."))
+    data: Path = Field(
+        Path("comparisons.jsonl"),
+        description=(
+            "Comparison records from `gpt4llm compare`, or published pairs {user_input, "
+            "completion_a, completion_b} (JSONL / JSON array)."
+        ),
+    )
+    margin: bool = Field(
+        False,
+        description=(
+            "Use the rater's score gap as margin in the loss (rich comparison records only)."
+        ),
+    )
+    output: Path = Field(
+        Path("runs/reward"),
+        description=(
+            "Output directory (its own default, so an sft and a reward run never share one): the "
+            "reward model, checkpoints/, log.jsonl, heldout.jsonl, manifest.json."
+        ),
+    )
+    epochs: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "Epochs over the training pairs (1: a reward model overfits its pairs after one pass, "
+            "as InstructGPT found, hence not the sft default of 3)."
+        ),
+    )
+    eval_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "Share of instructions held out for the pairwise accuracy (twice the sft default: that "
+            "accuracy is this trainer's main result and is read by `eval reward`)."
+        ),
+    )
     limit: int | None = Field(None, ge=1, description="Deprecated: use --max-samples.")
 
     @model_validator(mode="after")
     def _limit_is_max_samples(self) -> Config:
         if self.limit is not None:
-            warnings.warn("train reward: --limit is deprecated, use --max-samples",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "train reward: --limit is deprecated, use --max-samples",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             if self.max_samples is None:
                 self.max_samples = self.limit
             self.limit = None
         return self
 
 
-def tokenize_pairs(tokenizer, meta: dict, pairs, max_length: int, with_margin: bool) -> tuple[list[dict], int]:
+def tokenize_pairs(
+    tokenizer, meta: dict, pairs, max_length: int, with_margin: bool
+) -> tuple[list[dict], int]:
     """Rows for TRL: chosen_ids / rejected_ids (+ margin) and `length` for length grouping."""
     from gpt4llm.reward_model import encode
 
@@ -138,7 +166,10 @@ def _trainer_class():
 
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             args = self.args
-            if args.train_sampling_strategy != "group_by_length" or "length" not in dataset.column_names:
+            if (
+                args.train_sampling_strategy != "group_by_length"
+                or "length" not in dataset.column_names
+            ):
                 return super()._get_train_sampler(train_dataset)
             batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
             return LengthGroupedSampler(batch, dataset=dataset, lengths=dataset["length"])
@@ -150,13 +181,18 @@ def _trainer_class():
 
             mode = "train" if self.model.training else "eval"
             with self.accelerator.autocast():
-                rewards = model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"],
-                                **{PACKED_ENDS: (inputs["row"], inputs["col"])}).logits.float()
+                rewards = model(
+                    input_ids=inputs["input_ids"],
+                    position_ids=inputs["position_ids"],
+                    **{PACKED_ENDS: (inputs["row"], inputs["col"])},
+                ).logits.float()
             chosen, rejected = torch.chunk(rewards, 2)
             margin = inputs.get("margin")
             loss = -F.logsigmoid(chosen - rejected - (margin if margin is not None else 0.0)).mean()
             if self.args.center_rewards_coefficient is not None:
-                loss = loss + self.args.center_rewards_coefficient * torch.mean((chosen + rejected) ** 2)
+                loss = loss + self.args.center_rewards_coefficient * torch.mean(
+                    (chosen + rejected) ** 2
+                )
             if mode == "train":
                 self._total_train_tokens += int(inputs["num_real_tokens"])
             m = self._metrics[mode]
@@ -227,13 +263,18 @@ def load_data(config: Config) -> RewardData:
 
     data = load_comparisons(config.data, margin=config.margin)
     if config.margin and data.kind == "pairs":
-        raise UserError(f"{config.data}: --margin needs rich comparison records with scores; "
-                        "published pairs have none")
+        raise UserError(
+            f"{config.data}: --margin needs rich comparison records with scores; "
+            "published pairs have none"
+        )
     if not data.pairs:
-        raise UserError(f"{config.data}: no preference pairs (all answers tied or unscored; "
-                        f"{data.skipped} instruction(s) with fewer than two scored answers)")
-    train_pairs, eval_pairs = split_groups(data.pairs, config.eval_fraction, config.seed,
-                                           max_pairs=config.max_eval_samples)
+        raise UserError(
+            f"{config.data}: no preference pairs (all answers tied or unscored; "
+            f"{data.skipped} instruction(s) with fewer than two scored answers)"
+        )
+    train_pairs, eval_pairs = split_groups(
+        data.pairs, config.eval_fraction, config.seed, max_pairs=config.max_eval_samples
+    )
     if config.max_samples:
         train_pairs = train_pairs[: config.max_samples]
     tok = load_tokenizer(config.model, padding_side="right")
@@ -241,8 +282,18 @@ def load_data(config: Config) -> RewardData:
     meta["base_model"] = config.model
     train_rows, cut = tokenize_pairs(tok, meta, train_pairs, config.max_seq_len, config.margin)
     eval_rows, cut_eval = tokenize_pairs(tok, meta, eval_pairs, config.max_seq_len, config.margin)
-    return RewardData(data.kind, len(data.pairs), data.skipped, train_pairs, eval_pairs, tok,
-                      meta, train_rows, eval_rows, cut + cut_eval)
+    return RewardData(
+        data.kind,
+        len(data.pairs),
+        data.skipped,
+        train_pairs,
+        eval_pairs,
+        tok,
+        meta,
+        train_rows,
+        eval_rows,
+        cut + cut_eval,
+    )
 
 
 # --------------------------------------------------------------------------- 2. model
@@ -257,16 +308,24 @@ def load_model(config: Config, data: RewardData) -> Any:
     torch.manual_seed(config.seed)  # the fresh score head's initialisation
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model_path(config.model), num_labels=1, dtype=torch.float32)
+            resolve_model_path(config.model), num_labels=1, dtype=torch.float32
+        )
     except (OSError, ValueError) as e:
-        raise UserError(f"{config.model}: cannot load as a sequence classifier "
-                        f"({str(e).splitlines()[0]})") from None
+        raise UserError(
+            f"{config.model}: cannot load as a sequence classifier ({str(e).splitlines()[0]})"
+        ) from None
     model.config.pad_token_id = data.tokenizer.pad_token_id
     if config.lora:
         # task type SEQ_CLS: peft adds the `score` head to modules_to_save (trained in full,
         # saved with the adapter)
-        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout,
-                           list(config.lora_target_modules), task_type="SEQ_CLS")
+        model = apply_lora(
+            model,
+            config.lora_r,
+            config.lora_alpha,
+            config.lora_dropout,
+            list(config.lora_target_modules),
+            task_type="SEQ_CLS",
+        )
     return model
 
 
@@ -290,7 +349,10 @@ def build_trainer(config: Config, model: Any, data: RewardData) -> tuple[Any, st
     resume_from = checkpoint_to_resume(config, out / CHECKPOINTS)
     has_eval = bool(data.eval_rows) and (bool(config.eval_steps) or config.eval_on_start)
     args = training_arguments(
-        config, out / CHECKPOINTS, has_eval=has_eval, device=config.device or pick_device(),
+        config,
+        out / CHECKPOINTS,
+        has_eval=has_eval,
+        device=config.device or pick_device(),
         args_class=RewardConfig,
         eval_on_start=has_eval and config.eval_on_start and resume_from is None,
         train_sampling_strategy="group_by_length",
@@ -329,14 +391,22 @@ def held_out_accuracy(config: Config, trainer: Any, data: RewardData) -> dict:
     model = trainer.model
     model.eval()
     bf16 = trainer.args.bf16
-    scorer = RewardScorer(model, data.tokenizer, data.meta,
-                          batch_size=max(8, 2 * config.per_device_batch_size), autocast=bf16)
+    scorer = RewardScorer(
+        model,
+        data.tokenizer,
+        data.meta,
+        batch_size=max(8, 2 * config.per_device_batch_size),
+        autocast=bf16,
+    )
     heldout = None
     if data.eval_pairs:
         heldout = round(pairwise_accuracy(*score_pairs(scorer, data.eval_pairs)), 4)
         if trainer.is_world_process_zero():
-            rec = {"step": trainer.state.global_step, "heldout_pairwise_accuracy": heldout,
-                   "heldout_pairs": len(data.eval_pairs)}
+            rec = {
+                "step": trainer.state.global_step,
+                "heldout_pairwise_accuracy": heldout,
+                "heldout_pairs": len(data.eval_pairs),
+            }
             with open(Path(config.output) / LOG_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
     sample = data.train_pairs[:64]
@@ -357,15 +427,30 @@ def save(config: Config, trainer: Any, data: RewardData) -> None:
     if not trainer.is_world_process_zero():
         return
     data.tokenizer.save_pretrained(str(out))
-    write_jsonl(out / "heldout.jsonl", [
-        {"id": p.group, "user_input": p.user_input, "completion_a": p.better,
-         "completion_b": p.worse} for p in data.eval_pairs])
+    write_jsonl(
+        out / "heldout.jsonl",
+        [
+            {
+                "id": p.group,
+                "user_input": p.user_input,
+                "completion_a": p.better,
+                "completion_b": p.worse,
+            }
+            for p in data.eval_pairs
+        ],
+    )
     write_json(out / PROMPT_META_FILE, data.meta)
 
 
 # --------------------------------------------------------------------------- 6. report
-def summarize(config: Config, data: RewardData, trainer: Any, result: Any, accuracy: dict,
-              resume_from: str | None) -> dict:
+def summarize(
+    config: Config,
+    data: RewardData,
+    trainer: Any,
+    result: Any,
+    accuracy: dict,
+    resume_from: str | None,
+) -> dict:
     from gpt4llm.models import pick_device
     from gpt4llm.train.common import eval_seconds
 
@@ -410,10 +495,16 @@ def finish(config: Config, trainer: Any, summary: dict, started: float) -> None:
         f"({summary['data_kind']}), loss {summary['first_loss']} → {summary['final_loss']}, "
         f"held-out pairwise accuracy {summary['heldout_pairwise_accuracy']} on "
         f"{summary['heldout_pairs']} pairs (evaluation {summary['eval_seconds']} s); "
-        f"saved to {config.output}")
-    write_manifest(config.output, "train reward", config, inputs=[config.data], summary=summary,
-                   started=started)
-
+        f"saved to {config.output}"
+    )
+    write_manifest(
+        config.output,
+        "train reward",
+        config,
+        inputs=[config.data],
+        summary=summary,
+        started=started,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

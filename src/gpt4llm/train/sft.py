@@ -53,40 +53,78 @@ class Config(TrainSettings):
     format, the fast path and merging (every field is also a --option and a YAML key)."""
 
     # data
-    data: list[Path] = Field(default_factory=list, description=(
-        "Alpaca-format training files (JSON array or JSONL with instruction/input/output); "
-        "several allowed."))
-    data_weights: list[float] | None = Field(None, description=(
-        "Per-file mixing weight: how many times each file's examples are used per epoch (1 = "
-        "once, 0.5 = a random half, 2 = twice). Default: 1 for every file."))
-    eval_data: Path | None = Field(None, description=(
-        "Held-out evaluation file (at most --max-eval-samples of it are used); default: split "
-        "--eval-fraction off the training data."))
+    data: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Alpaca-format training files (JSON array or JSONL with instruction/input/output); "
+            "several allowed."
+        ),
+    )
+    data_weights: list[float] | None = Field(
+        None,
+        description=(
+            "Per-file mixing weight: how many times each file's examples are used per epoch (1 = "
+            "once, 0.5 = a random half, 2 = twice). Default: 1 for every file."
+        ),
+    )
+    eval_data: Path | None = Field(
+        None,
+        description=(
+            "Held-out evaluation file (at most --max-eval-samples of it are used); default: split "
+            "--eval-fraction off the training data."
+        ),
+    )
     # prompt
-    prompt_format: Literal["alpaca", "chat"] = Field("alpaca", description=(
-        "'alpaca': the Alpaca template (with/without input); 'chat': the student's chat "
-        "template."))
-    template_input: str | None = Field(None, description=(
-        "Alpaca template for records with an input (path to a .txt with {instruction} and "
-        "{input}); default: the packaged one."))
-    template_no_input: str | None = Field(None, description=(
-        "Alpaca template for records without an input (path to a .txt with {instruction}); "
-        "default: the packaged one."))
+    prompt_format: Literal["alpaca", "chat"] = Field(
+        "alpaca",
+        description=(
+            "'alpaca': the Alpaca template (with/without input); 'chat': the student's chat "
+            "template."
+        ),
+    )
+    template_input: str | None = Field(
+        None,
+        description=(
+            "Alpaca template for records with an input (path to a .txt with {instruction} and "
+            "{input}); default: the packaged one."
+        ),
+    )
+    template_no_input: str | None = Field(
+        None,
+        description=(
+            "Alpaca template for records without an input (path to a .txt with {instruction}); "
+            "default: the packaged one."
+        ),
+    )
     # output: its own default directory, so an sft and a reward run never share one
-    output: Path = Field(Path("runs/sft"), description=(
-        "Output directory: merged model, adapter/, checkpoints/, log.jsonl, manifest.json."))
-    merge: bool = Field(True, description=(
-        "LoRA: also save the merged full model in --output (the adapter always goes to "
-        "--output/adapter)."))
-    fast_path: bool = Field(True, description=(
-        "Chunked LM-head cross-entropy, fused LoRA, per-sequence attention, LoRA base weights "
-        "kept in bf16 under bf16 autocast (same numbers as the library path; see "
-        "train/fastpath.py). --no-fast-path: library computations only."))
+    output: Path = Field(
+        Path("runs/sft"),
+        description=(
+            "Output directory: merged model, adapter/, checkpoints/, log.jsonl, manifest.json."
+        ),
+    )
+    merge: bool = Field(
+        True,
+        description=(
+            "LoRA: also save the merged full model in --output (the adapter always goes to "
+            "--output/adapter)."
+        ),
+    )
+    fast_path: bool = Field(
+        True,
+        description=(
+            "Chunked LM-head cross-entropy, fused LoRA, per-sequence attention, LoRA base weights "
+            "kept in bf16 under bf16 autocast (same numbers as the library path; see "
+            "train/fastpath.py). --no-fast-path: library computations only."
+        ),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Config:
         if self.data_weights is not None and len(self.data_weights) != len(self.data):
-            raise ValueError(f"data_weights has {len(self.data_weights)} values for {len(self.data)} data files")
+            raise ValueError(
+                f"data_weights has {len(self.data_weights)} values for {len(self.data)} data files"
+            )
         if self.data_weights is not None and any(w < 0 for w in self.data_weights):
             raise ValueError("data_weights must be >= 0")
         return self
@@ -110,7 +148,9 @@ def mix_records(files: list[Path], weights: list[float] | None, seed: int) -> li
     return out
 
 
-def tokenize_example(tokenizer: Any, meta: dict, rec: dict, max_seq_len: int) -> tuple[dict | None, str]:
+def tokenize_example(
+    tokenizer: Any, meta: dict, rec: dict, max_seq_len: int
+) -> tuple[dict | None, str]:
     """(example, status) where status is 'ok', 'truncated' or 'prompt_too_long' (example None).
 
     Prompt and response are tokenized separately and concatenated — exactly what the model
@@ -120,7 +160,9 @@ def tokenize_example(tokenizer: Any, meta: dict, rec: dict, max_seq_len: int) ->
 
     prompt = build_prompt(meta, tokenizer, rec["instruction"], rec.get("input", ""))
     p_ids = encode_prompt(tokenizer, prompt)
-    r_ids = tokenizer(rec["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    r_ids = tokenizer(rec["output"], add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
     if len(p_ids) >= max_seq_len:
         return None, "prompt_too_long"
     status = "ok"
@@ -130,7 +172,9 @@ def tokenize_example(tokenizer: Any, meta: dict, rec: dict, max_seq_len: int) ->
     return {"input_ids": p_ids + r_ids, "labels": [-100] * len(p_ids) + r_ids}, status
 
 
-def tokenize_all(tokenizer: Any, meta: dict, records: list[dict], max_seq_len: int) -> tuple[list[dict], dict]:
+def tokenize_all(
+    tokenizer: Any, meta: dict, records: list[dict], max_seq_len: int
+) -> tuple[list[dict], dict]:
     examples, counts = [], {"ok": 0, "truncated": 0, "prompt_too_long": 0}
     for rec in records:
         ex, status = tokenize_example(tokenizer, meta, rec, max_seq_len)
@@ -288,7 +332,9 @@ class FusedResponseLoss:
         keep = shifted.ne(-100)
         model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
         device = labels.device.type
-        with torch.autocast(device, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+        with torch.autocast(
+            device, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None
+        ):
             hidden = self.decoder(**model_inputs, use_cache=False).last_hidden_state
             if labels.shape[0] == 1:
                 idx = keep[0].nonzero().squeeze(-1)
@@ -296,8 +342,13 @@ class FusedResponseLoss:
             else:
                 h, targets = hidden[:, :-1][keep], shifted[keep]
             loss = chunked_linear_cross_entropy(
-                h, self.head.weight, targets, bias=self.head.bias, softcap=self.softcap,
-                compute_weight=self._head_weight(self.autocast or self.head.weight.dtype), workspace=self.workspace,
+                h,
+                self.head.weight,
+                targets,
+                bias=self.head.bias,
+                softcap=self.softcap,
+                compute_weight=self._head_weight(self.autocast or self.head.weight.dtype),
+                workspace=self.workspace,
             )
         return _normalise(loss, targets.numel(), num_items_in_batch)
 
@@ -315,12 +366,16 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.fused_loss is not None:
                 rest = {k: v for k, v in inputs.items() if k != "labels"}
-                loss = model(**rest, **{FUSED_LABELS: inputs["labels"],
-                                        FUSED_NUM_ITEMS: num_items_in_batch}).loss
+                loss = model(
+                    **rest, **{FUSED_LABELS: inputs["labels"], FUSED_NUM_ITEMS: num_items_in_batch}
+                ).loss
             else:
                 loss = response_only_loss(model, inputs, num_items_in_batch)
-            if (num_items_in_batch is not None and self.args.average_tokens_across_devices
-                    and self.accelerator.num_processes > 1):
+            if (
+                num_items_in_batch is not None
+                and self.args.average_tokens_across_devices
+                and self.accelerator.num_processes > 1
+            ):
                 # the loss is divided by the label tokens of ALL processes, and DDP averages
                 # the gradients over processes: scale back, as Trainer.compute_loss does
                 loss = loss * self.accelerator.num_processes
@@ -337,8 +392,9 @@ def sharded() -> bool:
     return any(os.environ.get(k, "").lower() in ("1", "true") for k in flags)
 
 
-def speed_up(model: Any, sample_ids: Any, bf16: bool, lora: bool,
-             sharded: bool) -> tuple[FusedResponseLoss | None, list[str]]:
+def speed_up(
+    model: Any, sample_ids: Any, bf16: bool, lora: bool, sharded: bool
+) -> tuple[FusedResponseLoss | None, list[str]]:
     """Apply the `fastpath` pieces that are safe for this run; returns the fused loss (or None)
     and what was done, for the log. Sharded runs (FSDP, DeepSpeed) keep the library path.
 
@@ -377,7 +433,9 @@ def speed_up(model: Any, sample_ids: Any, bf16: bool, lora: bool,
             notes.append(f"fast dropout in {n} LoRA layers")
         if bf16:
             head = parts[1] if parts else None
-            n = store_frozen_linears_in(model, torch.bfloat16, skip=(head,) if head is not None else ())
+            n = store_frozen_linears_in(
+                model, torch.bfloat16, skip=(head,) if head is not None else ()
+            )
             if n:
                 notes.append(f"{n} frozen linear layers stored in bf16")
     return fused, notes
@@ -390,8 +448,10 @@ def run(config: Config) -> dict:
 
     if config.launcher == "accelerate":
         check_inputs(config, launching=True)
-        absolute = {"data": [p.resolve() for p in config.data],
-                    "eval_data": config.eval_data.resolve() if config.eval_data else None}
+        absolute = {
+            "data": [p.resolve() for p in config.data],
+            "eval_data": config.eval_data.resolve() if config.eval_data else None,
+        }
         return launch_under_accelerate(config, "sft", absolute)
     t0 = time.time()
     check_inputs(config)
@@ -416,8 +476,11 @@ def check_inputs(config: Config, launching: bool = False) -> None:
     if not launching:  # (a --dry-run may print the command for a machine that has the model)
         resolve_model_path(config.model)  # unknown model path -> one clear error, before any work
         check_not_sharded_on_cpu(_device(config))
-    check_train_outputs(config, [*config.data, config.eval_data],
-                        written=("adapter/adapter_model.safetensors", "adapter/gpt4llm_prompt.json"))
+    check_train_outputs(
+        config,
+        [*config.data, config.eval_data],
+        written=("adapter/adapter_model.safetensors", "adapter/gpt4llm_prompt.json"),
+    )
 
 
 # --------------------------------------------------------------------------- 1. data
@@ -438,8 +501,11 @@ def split_records(config: Config, records: list[dict]) -> tuple[list[dict], list
     from gpt4llm.train.common import cap_eval, held_out_size
 
     if config.eval_data:
-        held = cap_eval(load_instructions(config.eval_data, need_output=True),
-                        config.max_eval_samples, config.seed)
+        held = cap_eval(
+            load_instructions(config.eval_data, need_output=True),
+            config.max_eval_samples,
+            config.seed,
+        )
     else:
         k = held_out_size(len(records), config.eval_fraction, config.max_eval_samples)
         held, records = records[:k], records[k:]
@@ -460,18 +526,32 @@ def load_data(config: Config) -> SftData:
     records, held = split_records(config, records)
     tokenizer = load_tokenizer(config.model, padding_side="right")
     stops = tuple(ALPACA_STOPS) if config.prompt_format == "alpaca" else ()
-    meta = prompt_meta(config.prompt_format, config.template_input, config.template_no_input,
-                       config.max_seq_len, stops)
+    meta = prompt_meta(
+        config.prompt_format,
+        config.template_input,
+        config.template_no_input,
+        config.max_seq_len,
+        stops,
+    )
     train_ex, tc = tokenize_all(tokenizer, meta, records, config.max_seq_len)
     eval_ex, ec = tokenize_all(tokenizer, meta, held, config.max_seq_len)
     if not train_ex:
-        raise UserError(f"no training example fits --max-seq-len {config.max_seq_len} "
-                        f"({tc['prompt_too_long']} prompts too long)")
-    data = SftData(tokenizer, meta, train_ex, eval_ex,
-                   skipped=tc["prompt_too_long"] + ec["prompt_too_long"],
-                   truncated=tc["truncated"] + ec["truncated"])
-    _say(f"train sft: {len(train_ex)} train / {len(eval_ex)} eval examples; skipped (prompt > "
-         f"max_seq_len): {data.skipped}; truncated responses: {data.truncated}")
+        raise UserError(
+            f"no training example fits --max-seq-len {config.max_seq_len} "
+            f"({tc['prompt_too_long']} prompts too long)"
+        )
+    data = SftData(
+        tokenizer,
+        meta,
+        train_ex,
+        eval_ex,
+        skipped=tc["prompt_too_long"] + ec["prompt_too_long"],
+        truncated=tc["truncated"] + ec["truncated"],
+    )
+    _say(
+        f"train sft: {len(train_ex)} train / {len(eval_ex)} eval examples; skipped (prompt > "
+        f"max_seq_len): {data.skipped}; truncated responses: {data.truncated}"
+    )
     return data
 
 
@@ -486,26 +566,33 @@ def load_model(config: Config, data: SftData) -> tuple[Any, FusedResponseLoss | 
 
     device = _device(config)
     set_seed(config.seed)  # before LoRA init: the adapters' random init must be reproducible too
-    model = load_causal_lm(config.model, device="cpu" if is_distributed() else device,
-                           dtype="float32", for_training=True)
+    model = load_causal_lm(
+        config.model,
+        device="cpu" if is_distributed() else device,
+        dtype="float32",
+        for_training=True,
+    )
     if config.lora and not hasattr(model, "peft_config"):
-        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout,
-                           config.lora_target_modules)
+        model = apply_lora(
+            model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules
+        )
         if config.gradient_checkpointing:
             model.enable_input_require_grads()
     if not config.fast_path:
         return model, None
     sample = torch.tensor([data.train[0]["input_ids"][:16]], device=next(model.parameters()).device)
-    fused_loss, notes = speed_up(model, sample, bf16=use_bf16(config.precision, device),
-                                 lora=config.lora, sharded=sharded())
+    fused_loss, notes = speed_up(
+        model, sample, bf16=use_bf16(config.precision, device), lora=config.lora, sharded=sharded()
+    )
     if notes:
         _say("fast path: " + "; ".join(notes))
     return model, fused_loss
 
 
 # --------------------------------------------------------------------------- 3. trainer
-def build_trainer(config: Config, model: Any, data: SftData,
-                  fused_loss: FusedResponseLoss | None) -> tuple[Any, str | None]:
+def build_trainer(
+    config: Config, model: Any, data: SftData, fused_loss: FusedResponseLoss | None
+) -> tuple[Any, str | None]:
     """`ResponseOnlyTrainer` on the shared training arguments; returns it and the checkpoint
     it will resume from (None: a fresh run)."""
     from gpt4llm.train.common import (
@@ -520,9 +607,13 @@ def build_trainer(config: Config, model: Any, data: SftData,
     resume_from = checkpoint_to_resume(config, output / CHECKPOINTS)
     has_eval = bool(data.eval)
     args = training_arguments(
-        config, output / CHECKPOINTS, has_eval=has_eval, device=_device(config),
+        config,
+        output / CHECKPOINTS,
+        has_eval=has_eval,
+        device=_device(config),
         eval_on_start=has_eval and config.eval_on_start and resume_from is None,
-        remove_unused_columns=False, prediction_loss_only=True,
+        remove_unused_columns=False,
+        prediction_loss_only=True,
     )
     pad_id = data.tokenizer.pad_token_id
     trainer = make_trainer_class()(
@@ -591,8 +682,15 @@ def _merge(model: Any, adapter_dir: Path) -> Any:
 
 
 # --------------------------------------------------------------------------- 6. report
-def summarize(config: Config, data: SftData, trainer: Any, result: Any, final_eval: dict,
-              resume_from: str | None, adapter: str | None) -> dict:
+def summarize(
+    config: Config,
+    data: SftData,
+    trainer: Any,
+    result: Any,
+    final_eval: dict,
+    resume_from: str | None,
+    adapter: str | None,
+) -> dict:
     from gpt4llm.models import PROMPT_META_FILE
     from gpt4llm.train.common import eval_seconds, use_bf16
 
@@ -630,8 +728,9 @@ def finish(config: Config, trainer: Any, summary: dict, started: float) -> None:
     if not trainer.is_world_process_zero():
         return
     inputs = [*config.data, *([config.eval_data] if config.eval_data else [])]
-    write_manifest(config.output, "train sft", config, inputs=inputs, summary=summary,
-                   started=started)
+    write_manifest(
+        config.output, "train sft", config, inputs=inputs, summary=summary, started=started
+    )
     print_summary("train sft", summary)
 
 

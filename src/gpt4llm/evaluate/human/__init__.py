@@ -1,4 +1,5 @@
-"""Human evaluation (the paper's HHH study): `gpt4llm annotate init | add-annotator | serve | export`.
+"""Human evaluation (the paper's HHH study):
+`gpt4llm annotate init | add-annotator | serve | export`.
 
 - `study.py`: create a study from model answers, add annotators, export win/tie/loss, majority,
   agreement (Krippendorff's alpha, Fleiss' kappa), pie charts, raw votes and a manifest.

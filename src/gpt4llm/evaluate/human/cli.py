@@ -35,7 +35,15 @@ def _run_export(config: ExportConfig) -> dict:
     for comp in summary["comparisons"]:
         a, b = comp["model_a"], comp["model_b"]
         t = Table(title=f"{a} vs {b} ({comp['pairs']} pairs)")
-        for col in ("criterion", f"{a} wins", "tie", f"{b} wins", "majority a/tie/b/none", "alpha (ord.)", "Fleiss κ"):
+        for col in (
+            "criterion",
+            f"{a} wins",
+            "tie",
+            f"{b} wins",
+            "majority a/tie/b/none",
+            "alpha (ord.)",
+            "Fleiss κ",
+        ):
             t.add_column(col)
         for key, c in comp["criteria"].items():
             v, p, m, ag = c["votes"], c["votes_percent"], c["majority"], c["agreement"]
@@ -45,11 +53,17 @@ def _run_export(config: ExportConfig) -> dict:
                 f"{v['tie']} ({p['tie']:.1f}%)",
                 f"{v[b]} ({p[b]:.1f}%)",
                 f"{m[a]}/{m['tie']}/{m[b]}/{m['no_majority']}",
-                "—" if ag["krippendorff_alpha_ordinal"] is None else f"{ag['krippendorff_alpha_ordinal']:.3f}",
+                (
+                    "—"
+                    if ag["krippendorff_alpha_ordinal"] is None
+                    else f"{ag['krippendorff_alpha_ordinal']:.3f}"
+                ),
                 "—" if ag["fleiss_kappa"] is None else f"{ag['fleiss_kappa']:.3f}",
             )
         con.print(t)
-    con.print(f"{summary['votes']} votes from {summary['annotators_voting']} annotators → {config.output}")
+    con.print(
+        f"{summary['votes']} votes from {summary['annotators_voting']} annotators → {config.output}"
+    )
     return summary
 
 
@@ -87,42 +101,68 @@ def register(app: typer.Typer) -> None:
     def add_annotator_cmd(
         study: StudyArg,
         name: Annotated[str, typer.Argument(help="Annotator's name (unique in the study).")],
-        quota: int | None = typer.Option(None, "--quota", help="Most pairs this annotator is given (default: as many as remain)."),
-        base_url: str | None = typer.Option(None, "--base-url", help="Public base URL for the link (default: http://HOST:PORT from init's --host/--port)."),
-        db_url: str | None = typer.Option(None, "--db-url", help="Database URL overriding study.json's."),
+        quota: int | None = typer.Option(
+            None, "--quota", help="Most pairs this annotator is given (default: as many as remain)."
+        ),
+        base_url: str | None = typer.Option(
+            None,
+            "--base-url",
+            help=(
+                "Public base URL for the link (default: http://HOST:PORT from init's"
+                " --host/--port)."
+            ),
+        ),
+        db_url: str | None = typer.Option(
+            None, "--db-url", help="Database URL overriding study.json's."
+        ),
     ) -> None:
-        """Create an annotator with a secret token and print their personal link (only a hash is stored)."""
+        """Create an annotator with a secret token and print their personal link.
+
+        Only a hash of the token is stored."""
         from gpt4llm.evaluate.human.study import add_annotator, annotator_link
 
         if base_url is not None and not base_url.startswith(("http://", "https://")):
             raise UserError(f"--base-url must start with http:// or https:// (got {base_url!r})")
         token = add_annotator(study, name, quota=quota, db_url=db_url)
-        _console().print(f"Annotator [bold]{name}[/bold] added. Personal link (shown only now; or paste the token at /login):")
+        _console().print(
+            f"Annotator [bold]{name}[/bold] added. Personal link (shown only now; or paste the"
+            " token at /login):"
+        )
         typer.echo(annotator_link(study, token, base_url))
 
     @app.command("serve")
     def serve_cmd(
         study: StudyArg,
-        host: str | None = typer.Option(None, "--host", help="Interface to listen on (default: init's --host, 127.0.0.1)."),
+        host: str | None = typer.Option(
+            None, "--host", help="Interface to listen on (default: init's --host, 127.0.0.1)."
+        ),
         port: int | None = typer.Option(
             None, "--port", help="Port, 1-65535 (default: init's --port, 8000)."
         ),
-        db_url: str | None = typer.Option(None, "--db-url", help="Database URL overriding study.json's."),
-        secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark the session cookie Secure (use behind HTTPS)."),
+        db_url: str | None = typer.Option(
+            None, "--db-url", help="Database URL overriding study.json's."
+        ),
+        secure_cookies: bool = typer.Option(
+            False, "--secure-cookies", help="Mark the session cookie Secure (use behind HTTPS)."
+        ),
         log_level: str = typer.Option(
             "info", "--log-level", help=f"uvicorn log level: {', '.join(LOG_LEVELS)}."
         ),
         max_body_bytes: int = typer.Option(
             65536,
             "--max-body-bytes",
-            help="Largest request body accepted, in bytes (413 above; a vote with the longest "
-            "comment, 5,000 characters, fits in 64 KiB).",
+            help=(
+                "Largest request body accepted, in bytes (413 above; a vote with the longest "
+                "comment, 5,000 characters, fits in 64 KiB)."
+            ),
         ),
         login_attempts: int = typer.Option(
             10,
             "--login-attempts",
-            help="Failed sign-ins allowed per client address and per token within "
-            "--login-window; then 429 with Retry-After.",
+            help=(
+                "Failed sign-ins allowed per client address and per token within "
+                "--login-window; then 429 with Retry-After."
+            ),
         ),
         login_window: float = typer.Option(
             60.0, "--login-window", help="Seconds over which failed sign-ins are counted."
@@ -130,8 +170,10 @@ def register(app: typer.Typer) -> None:
         db_timeout: float = typer.Option(
             15.0,
             "--db-timeout",
-            help="Seconds a request waits for the database (a lock, a connection) "
-            "before answering 503.",
+            help=(
+                "Seconds a request waits for the database (a lock, a connection) "
+                "before answering 503."
+            ),
         ),
     ) -> None:
         """Serve the annotation web app (FastAPI + uvicorn). The session-signing key is the
@@ -146,7 +188,10 @@ def register(app: typer.Typer) -> None:
         host = host or srv.get("host", "127.0.0.1")
         port = port or int(srv.get("port", 8000))
         if host not in ("127.0.0.1", "localhost", "::1") and not secure_cookies:
-            _console().print("[yellow]note[/yellow]: listening beyond localhost over plain HTTP; put it behind HTTPS and pass --secure-cookies.")
+            _console().print(
+                "[yellow]note[/yellow]: listening beyond localhost over plain HTTP; put it behind"
+                " HTTPS and pass --secure-cookies."
+            )
         serve(
             study,
             host=host,
@@ -165,8 +210,10 @@ def register(app: typer.Typer) -> None:
         "export",
         ExportConfig,
         _run_export,
-        help="Export a study: win/tie/loss per criterion and model, majority per pair, "
-        "agreement (Krippendorff's alpha, Fleiss' kappa), pie charts, raw votes, "
-        "FastChat-format human judgments, manifest.",
+        help=(
+            "Export a study: win/tie/loss per criterion and model, majority per pair, "
+            "agreement (Krippendorff's alpha, Fleiss' kappa), pie charts, raw votes, "
+            "FastChat-format human judgments, manifest."
+        ),
         arguments=("study",),
     )

@@ -342,9 +342,7 @@ class Store:
         with self.write() as s, s.begin():
             s.execute(delete(Meta).where(Meta.key == "session_secret"))
             s.execute(
-                update(Meta)
-                .where(Meta.key == "schema_version")
-                .values(value=str(SCHEMA_VERSION))
+                update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION))
             )
         if self.is_sqlite:
             raw = self.engine.raw_connection()
@@ -412,7 +410,13 @@ class Store:
         with self.write() as s, s.begin():
             if s.scalar(select(Annotator).where(Annotator.name == name)):
                 raise KeyError(name)
-            a = Annotator(name=name, token_hash=hash_token(token), quota=quota, active=True, created_at=utcnow())
+            a = Annotator(
+                name=name,
+                token_hash=hash_token(token),
+                quota=quota,
+                active=True,
+                created_at=utcnow(),
+            )
             s.add(a)
             s.flush()
             return a
@@ -448,7 +452,11 @@ class Store:
         with self.write() as s, s.begin():
             open_ = s.scalar(
                 select(Assignment.pair_id)
-                .outerjoin(Vote, (Vote.pair_id == Assignment.pair_id) & (Vote.annotator_id == Assignment.annotator_id))
+                .outerjoin(
+                    Vote,
+                    (Vote.pair_id == Assignment.pair_id)
+                    & (Vote.annotator_id == Assignment.annotator_id),
+                )
                 .where(Assignment.annotator_id == annotator_id, Vote.id.is_(None))
                 .order_by(Assignment.seq)
                 .limit(1)
@@ -456,7 +464,14 @@ class Store:
             if open_ is not None:
                 return open_
             ann = s.get(Annotator, annotator_id)
-            n_mine = s.scalar(select(func.count()).select_from(Assignment).where(Assignment.annotator_id == annotator_id)) or 0
+            n_mine = (
+                s.scalar(
+                    select(func.count())
+                    .select_from(Assignment)
+                    .where(Assignment.annotator_id == annotator_id)
+                )
+                or 0
+            )
             if ann is None or (ann.quota is not None and n_mine >= ann.quota):
                 return None
             mine = select(Assignment.pair_id).where(Assignment.annotator_id == annotator_id)
@@ -475,10 +490,19 @@ class Store:
                 if pid is None:
                     return None
                 res = s.execute(
-                    update(Pair).where(Pair.id == pid, Pair.n_assigned < per_item).values(n_assigned=Pair.n_assigned + 1)
+                    update(Pair)
+                    .where(Pair.id == pid, Pair.n_assigned < per_item)
+                    .values(n_assigned=Pair.n_assigned + 1)
                 )
                 if res.rowcount == 1:
-                    s.add(Assignment(annotator_id=annotator_id, pair_id=pid, seq=n_mine + 1, created_at=utcnow()))
+                    s.add(
+                        Assignment(
+                            annotator_id=annotator_id,
+                            pair_id=pid,
+                            seq=n_mine + 1,
+                            created_at=utcnow(),
+                        )
+                    )
                     return pid
             raise RuntimeError("could not claim a pair after 1000 attempts")
 
@@ -620,11 +644,23 @@ class Store:
 
     def is_assigned(self, annotator_id: int, pair_id: int) -> bool:
         with self.read() as s:
-            return s.scalar(
-                select(Assignment.id).where(Assignment.annotator_id == annotator_id, Assignment.pair_id == pair_id)
-            ) is not None
+            return (
+                s.scalar(
+                    select(Assignment.id).where(
+                        Assignment.annotator_id == annotator_id, Assignment.pair_id == pair_id
+                    )
+                )
+                is not None
+            )
 
-    def record_vote(self, annotator_id: int, pair_id: int, choices: dict[str, str], comment: str, seen_version: int) -> int:
+    def record_vote(
+        self,
+        annotator_id: int,
+        pair_id: int,
+        choices: dict[str, str],
+        comment: str,
+        seen_version: int,
+    ) -> int:
         """Insert or change a vote in one transaction. `seen_version` is the vote's version the
         form was rendered with (0 = no vote yet). Returns the new version.
 
@@ -635,24 +671,54 @@ class Store:
         try:
             with self.write() as s, s.begin():
                 assigned = s.scalar(
-                    select(Assignment.id).where(Assignment.annotator_id == annotator_id, Assignment.pair_id == pair_id)
+                    select(Assignment.id).where(
+                        Assignment.annotator_id == annotator_id, Assignment.pair_id == pair_id
+                    )
                 )
                 if assigned is None:
                     raise LookupError(pair_id)
                 if seen_version == 0:
-                    s.add(Vote(annotator_id=annotator_id, pair_id=pair_id, choices=payload, comment=comment, version=1, created_at=now, updated_at=now))
+                    s.add(
+                        Vote(
+                            annotator_id=annotator_id,
+                            pair_id=pair_id,
+                            choices=payload,
+                            comment=comment,
+                            version=1,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
                     s.flush()  # a concurrent duplicate fails here on the unique constraint
                     new_version = 1
                 else:
                     res = s.execute(
                         update(Vote)
-                        .where(Vote.annotator_id == annotator_id, Vote.pair_id == pair_id, Vote.version == seen_version)
-                        .values(choices=payload, comment=comment, version=Vote.version + 1, updated_at=now)
+                        .where(
+                            Vote.annotator_id == annotator_id,
+                            Vote.pair_id == pair_id,
+                            Vote.version == seen_version,
+                        )
+                        .values(
+                            choices=payload,
+                            comment=comment,
+                            version=Vote.version + 1,
+                            updated_at=now,
+                        )
                     )
                     if res.rowcount != 1:
                         raise StaleVote(pair_id)
                     new_version = seen_version + 1
-                s.add(VoteEvent(annotator_id=annotator_id, pair_id=pair_id, version=new_version, choices=payload, comment=comment, created_at=now))
+                s.add(
+                    VoteEvent(
+                        annotator_id=annotator_id,
+                        pair_id=pair_id,
+                        version=new_version,
+                        choices=payload,
+                        comment=comment,
+                        created_at=now,
+                    )
+                )
                 return new_version
         except IntegrityError:
             raise StaleVote(pair_id) from None

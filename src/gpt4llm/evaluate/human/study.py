@@ -65,11 +65,16 @@ STUDY_FORMAT = "gpt4llm-annotate-study"
 
 
 def load_criteria(path: str | Path | None = None) -> list[dict[str, str]]:
-    """Criteria from a YAML file (default: the packaged HHH guidance, `prompts/hhh_criteria.yaml`)."""
+    """Criteria from a YAML file (default: the packaged HHH guidance,
+    `prompts/hhh_criteria.yaml`)."""
     if path is None:
         from importlib import resources
 
-        text = resources.files("gpt4llm.prompts").joinpath(DEFAULT_CRITERIA).read_text(encoding="utf-8")
+        text = (
+            resources.files("gpt4llm.prompts")
+            .joinpath(DEFAULT_CRITERIA)
+            .read_text(encoding="utf-8")
+        )
         where = DEFAULT_CRITERIA
     else:
         p = Path(path)
@@ -89,7 +94,9 @@ def load_criteria(path: str | Path | None = None) -> list[dict[str, str]]:
             raise UserError(f"{where}: criterion {i}: expected a mapping")
         key = str(c.get("key", "")).strip()
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", key):
-            raise UserError(f"{where}: criterion {i}: 'key' must be letters, digits or _ (got {key!r})")
+            raise UserError(
+                f"{where}: criterion {i}: 'key' must be letters, digits or _ (got {key!r})"
+            )
         if key in seen:
             raise UserError(f"{where}: criterion {i}: duplicate key {key!r}")
         seen.add(key)
@@ -122,13 +129,29 @@ def load_instruction_set(path: str | Path) -> list[dict[str, str]]:
                 raise DataError(path, "missing or not a string", line=lineno, field="instruction")
             inst = obj.get("instances")
             if not isinstance(inst, list) or not inst or not isinstance(inst[0], dict):
-                raise DataError(path, "expected a non-empty list of {input, output}", line=lineno, field="instances")
-            out.append({"id": str(obj.get("id", f"{path.stem}-{len(out):06d}")), "instruction": obj["instruction"], "input": str(inst[0].get("input") or "")})
+                raise DataError(
+                    path,
+                    "expected a non-empty list of {input, output}",
+                    line=lineno,
+                    field="instances",
+                )
+            out.append(
+                {
+                    "id": str(obj.get("id", f"{path.stem}-{len(out):06d}")),
+                    "instruction": obj["instruction"],
+                    "input": str(inst[0].get("input") or ""),
+                }
+            )
         return out
-    return [{"id": r["id"], "instruction": r["instruction"], "input": r["input"]} for r in load_instructions(path)]
+    return [
+        {"id": r["id"], "instruction": r["instruction"], "input": r["input"]}
+        for r in load_instructions(path)
+    ]
 
 
-def load_answers(path: str | Path, instructions: list[dict[str, str]] | None, instructions_path: Path | None) -> tuple[str, list[dict[str, str]]]:
+def load_answers(
+    path: str | Path, instructions: list[dict[str, str]] | None, instructions_path: Path | None
+) -> tuple[str, list[dict[str, str]]]:
     """Return (format, [{id, instruction, input, output}]) for one source file."""
     path = Path(path)
     rows = read_json_records(path)
@@ -136,12 +159,25 @@ def load_answers(path: str | Path, instructions: list[dict[str, str]] | None, in
         raise DataError(path, "no records")
     first = rows[0][1]
     if not isinstance(first, dict):
-        raise DataError(path, f"expected a JSON object, got {type(first).__name__}", line=rows[0][0])
-    if "prompt" in first and ("completion" in first or "response" in first) and "output" not in first:
+        raise DataError(
+            path, f"expected a JSON object, got {type(first).__name__}", line=rows[0][0]
+        )
+    if (
+        "prompt" in first
+        and ("completion" in first or "response" in first)
+        and "output" not in first
+    ):
         if instructions is None:
-            raise UserError(f"{path}: prediction records ({{prompt, completion}}) are joined by position with an instruction file: pass --instructions FILE")
+            raise UserError(
+                f"{path}: prediction records ({{prompt, completion}}) are joined by position with"
+                " an instruction file: pass --instructions FILE"
+            )
         if len(rows) != len(instructions):
-            raise DataError(path, f"has {len(rows)} predictions but {instructions_path} has {len(instructions)} instructions (joined by position)")
+            raise DataError(
+                path,
+                f"has {len(rows)} predictions but {instructions_path} has {len(instructions)}"
+                " instructions (joined by position)",
+            )
         out = []
         for (lineno, obj), ins in zip(rows, instructions):
             if not isinstance(obj, dict):
@@ -158,14 +194,40 @@ def load_answers(path: str | Path, instructions: list[dict[str, str]] | None, in
             else:
                 ok = _norm(ins["instruction"]) in _norm(prompt)
             if not ok:
-                raise DataError(path, f"does not match instruction {ins['id']!r} of {instructions_path} at the same position", line=lineno, field="prompt")
-            out.append({"id": ins["id"], "instruction": ins["instruction"], "input": ins["input"], "output": text.strip()})
+                raise DataError(
+                    path,
+                    f"does not match instruction {ins['id']!r} of {instructions_path} at the same"
+                    " position",
+                    line=lineno,
+                    field="prompt",
+                )
+            out.append(
+                {
+                    "id": ins["id"],
+                    "instruction": ins["instruction"],
+                    "input": ins["input"],
+                    "output": text.strip(),
+                }
+            )
         return "predictions", out
     if "output" in first and "instruction" in first:
         recs = load_instructions(path, need_output=True)
         fmt = "responses" if "model" in first else "alpaca"
-        return fmt, [{"id": r["id"], "instruction": r["instruction"], "input": r["input"], "output": (r["output"] or "").strip()} for r in recs]
-    raise DataError(path, "unrecognised record: expected {instruction, input, output} (Alpaca / response records) or {prompt, completion} (predictions)", line=rows[0][0])
+        return fmt, [
+            {
+                "id": r["id"],
+                "instruction": r["instruction"],
+                "input": r["input"],
+                "output": (r["output"] or "").strip(),
+            }
+            for r in recs
+        ]
+    raise DataError(
+        path,
+        "unrecognised record: expected {instruction, input, output} (Alpaca / response records) or"
+        " {prompt, completion} (predictions)",
+        line=rows[0][0],
+    )
 
 
 def join_sources(
@@ -241,7 +303,10 @@ def study_db_url(study: dict, override: str | None = None) -> str:
     if "***" in url:
         env = os.environ.get(DB_URL_ENV)
         if not env:
-            raise UserError(f"study.json stores the database URL without its password: pass --db-url or set {DB_URL_ENV}")
+            raise UserError(
+                "study.json stores the database URL without its password: pass --db-url or set"
+                f" {DB_URL_ENV}"
+            )
         return env
     return url
 
@@ -335,29 +400,78 @@ def session_secret(study_dir: str | Path) -> str:
 
 
 class InitConfig(StageConfig):
-    output: Path = Field(Path("study"), description="Study directory to create (study.json, and study.db unless --db-url).")
-    source: dict[str, Path] = Field(default_factory=dict, description="NAME=FILE, repeated (two or more): each model's answers: response records, Alpaca records, or {prompt, completion} predictions (with --instructions).")
+    output: Path = Field(
+        Path("study"),
+        description="Study directory to create (study.json, and study.db unless --db-url).",
+    )
+    source: dict[str, Path] = Field(
+        default_factory=dict,
+        description=(
+            "NAME=FILE, repeated (two or more): each model's answers: response records, Alpaca"
+            " records, or {prompt, completion} predictions (with --instructions)."
+        ),
+    )
     from_judge: Path | None = Field(
         None,
-        description="Instead of --source: an `eval judge` output directory; its two answer files "
-        "and judged questions become the study, so human votes can be compared with the judge's "
-        "(question ids kept).",
+        description=(
+            "Instead of --source: an `eval judge` output directory; its two answer files and judged"
+            " questions become the study, so human votes can be compared with the judge's (question"
+            " ids kept)."
+        ),
     )
-    instructions: Path | None = Field(None, description="Instruction file that prediction files are joined with by position (User-Oriented {id, instruction, instances} or Alpaca).")
+    instructions: Path | None = Field(
+        None,
+        description=(
+            "Instruction file that prediction files are joined with by position (User-Oriented {id,"
+            " instruction, instances} or Alpaca)."
+        ),
+    )
     join: JoinOn = Field(
         "auto",
-        description=JOIN_HELP + " Prediction files are first lined up with --instructions "
-        "by position.",
+        description=JOIN_HELP
+        + " Prediction files are first lined up with --instructions by position.",
     )
-    reference: str | None = Field(None, description="With more than two sources: compare every model against this one (default: all pairs of models).")
+    reference: str | None = Field(
+        None,
+        description=(
+            "With more than two sources: compare every model against this one (default: all pairs"
+            " of models)."
+        ),
+    )
     per_item: int = Field(3, ge=1, description="Annotators per pair.")
-    seed: int = Field(0, description="Seed for the left/right order of each pair, the serving order and --limit sampling.")
-    limit: int | None = Field(None, ge=1, description="Use a random sample of this many instructions (seeded).")
-    criteria: Path | None = Field(None, description="YAML file of criteria and guidance text (default: the packaged prompts/hhh_criteria.yaml: helpfulness, honesty, harmlessness).")
-    db_url: str | None = Field(None, description="Database URL, e.g. postgresql+psycopg://user:pass@host/db (a schema per study). Default: SQLite study.db in the study directory.")
+    seed: int = Field(
+        0,
+        description=(
+            "Seed for the left/right order of each pair, the serving order and --limit sampling."
+        ),
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Use a random sample of this many instructions (seeded)."
+    )
+    criteria: Path | None = Field(
+        None,
+        description=(
+            "YAML file of criteria and guidance text (default: the packaged"
+            " prompts/hhh_criteria.yaml: helpfulness, honesty, harmlessness)."
+        ),
+    )
+    db_url: str | None = Field(
+        None,
+        description=(
+            "Database URL, e.g. postgresql+psycopg://user:pass@host/db (a schema per study)."
+            " Default: SQLite study.db in the study directory."
+        ),
+    )
     title: str = Field("Human evaluation", description="Title shown to annotators.")
-    host: str = Field("127.0.0.1", description="Host that annotator links point to (serve's --host default).")
-    port: int = Field(8000, ge=1, le=65535, description="Port that annotator links point to (serve's --port default).")
+    host: str = Field(
+        "127.0.0.1", description="Host that annotator links point to (serve's --host default)."
+    )
+    port: int = Field(
+        8000,
+        ge=1,
+        le=65535,
+        description="Port that annotator links point to (serve's --port default).",
+    )
     force: bool = Field(False, description="Replace an existing study in the output directory.")
 
 
@@ -645,7 +759,9 @@ def init_study(config: InitConfig) -> dict:
         "reference": config.reference,
         "per_item": config.per_item,
         "seed": config.seed,
-        "left_right": "randomised per pair with random.Random(seed); see pairs.swapped in the database",
+        "left_right": (
+            "randomised per pair with random.Random(seed); see pairs.swapped in the database"
+        ),
         "criteria": criteria,
         "n_items": len(items),
         "n_pairs": n_pairs,
@@ -698,7 +814,9 @@ def run_init(config: InitConfig) -> dict:
     return summary
 
 
-def add_annotator(study_path: str | Path, name: str, quota: int | None = None, db_url: str | None = None) -> str:
+def add_annotator(
+    study_path: str | Path, name: str, quota: int | None = None, db_url: str | None = None
+) -> str:
     """Create an annotator; returns the secret token (only its SHA-256 is stored)."""
     name = name.strip()
     if not name or len(name) > 255:
@@ -730,11 +848,20 @@ class ExportConfig(StageConfig):
     study: Path = Field(Path("study"), description="Study directory (with study.json).")
     output: Path = Field(
         Path("annotate_export"),
-        description="Directory for votes.jsonl, human_judgments.jsonl (FastChat MT-bench format), "
-        "summary.json, pie charts (PNG) and manifest.json.",
+        description=(
+            "Directory for votes.jsonl, human_judgments.jsonl (FastChat MT-bench format), "
+            "summary.json, pie charts (PNG) and manifest.json."
+        ),
     )
-    db_url: str | None = Field(None, description="Database URL overriding study.json's (e.g. when it was stored without a password).")
-    pie_basis: Literal["votes", "majority"] = Field("votes", description="Pie charts from all annotators' votes, or from the per-pair majority.")
+    db_url: str | None = Field(
+        None,
+        description=(
+            "Database URL overriding study.json's (e.g. when it was stored without a password)."
+        ),
+    )
+    pie_basis: Literal["votes", "majority"] = Field(
+        "votes", description="Pie charts from all annotators' votes, or from the per-pair majority."
+    )
 
 
 def _majority(values: list[str]) -> str:
@@ -757,7 +884,13 @@ def agreement(units: dict[int, dict[int, str]], per_item: int) -> dict[str, Any]
 
     code = {"b": 0, "tie": 1, "a": 2}
     multi = {u: v for u, v in units.items() if len(v) >= 2}
-    out: dict[str, Any] = {"units": len(multi), "krippendorff_alpha_ordinal": None, "krippendorff_alpha_nominal": None, "fleiss_kappa": None, "fleiss_units": 0}
+    out: dict[str, Any] = {
+        "units": len(multi),
+        "krippendorff_alpha_ordinal": None,
+        "krippendorff_alpha_nominal": None,
+        "fleiss_kappa": None,
+        "fleiss_units": 0,
+    }
     if len(multi) >= 2:
         raters = sorted({r for v in multi.values() for r in v})
         mat = np.full((len(raters), len(multi)), np.nan)
@@ -769,7 +902,11 @@ def agreement(units: dict[int, dict[int, str]], per_item: int) -> dict[str, Any]
             import krippendorff
 
             for level in ("ordinal", "nominal"):
-                a = float(krippendorff.alpha(reliability_data=mat, level_of_measurement=level, value_domain=[0, 1, 2]))
+                a = float(
+                    krippendorff.alpha(
+                        reliability_data=mat, level_of_measurement=level, value_domain=[0, 1, 2]
+                    )
+                )
                 out[f"krippendorff_alpha_{level}"] = None if math.isnan(a) else round(a, 4)
     full = [v for v in units.values() if len(v) == per_item]
     if per_item >= 2 and len(full) >= 2:
@@ -788,7 +925,14 @@ def _pct(counts: dict[str, int]) -> dict[str, float]:
     return {k: round(100.0 * v / total, 2) if total else 0.0 for k, v in counts.items()}
 
 
-def draw_pies(path: Path, model_a: str, model_b: str, criteria: list[dict], per_crit: dict[str, dict[str, int]], title: str) -> None:
+def draw_pies(
+    path: Path,
+    model_a: str,
+    model_b: str,
+    criteria: list[dict],
+    per_crit: dict[str, dict[str, int]],
+    title: str,
+) -> None:
     """One pie per criterion, as the paper's Figure: '<A> wins' / 'Tie' / '<B> wins'."""
     import matplotlib
 
@@ -803,7 +947,15 @@ def draw_pies(path: Path, model_a: str, model_b: str, criteria: list[dict], per_
         total = sum(vals)
         ax.set_title(f"{c['name']}\n(n = {total})", fontsize=13)
         if not total:
-            ax.text(0.5, 0.5, "no votes yet", ha="center", va="center", fontsize=12, transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "no votes yet",
+                ha="center",
+                va="center",
+                fontsize=12,
+                transform=ax.transAxes,
+            )
             ax.axis("off")
             continue
         ax.pie(
@@ -864,7 +1016,9 @@ def export_study(config: ExportConfig) -> dict:
     human = []  # FastChat's MT-bench human-judgment rows, one per vote and criterion
     # per comparison, per criterion: pair id -> {annotator: a|tie|b}
     comps = [tuple(c) for c in study["comparisons"]]
-    units: dict[tuple, dict[str, dict[int, dict[int, str]]]] = {c: {k: {} for k in keys} for c in comps}
+    units: dict[tuple, dict[str, dict[int, dict[int, str]]]] = {
+        c: {k: {} for k in keys} for c in comps
+    }
     for v in votes:
         p = pairs[v.pair_id]
         shown = json.loads(v.choices)
@@ -882,7 +1036,10 @@ def export_study(config: ExportConfig) -> dict:
                 "left": left,
                 "right": right,
                 "shown_choices": {k: shown[k] for k in keys},
-                "winner": {k: (p.model_a if w == "a" else p.model_b if w == "b" else "tie") for k, w in winners.items()},
+                "winner": {
+                    k: p.model_a if w == "a" else p.model_b if w == "b" else "tie"
+                    for k, w in winners.items()
+                },
                 "comment": v.comment,
                 "version": v.version,
                 "created_at": v.created_at.isoformat() + "Z",
@@ -908,7 +1065,9 @@ def export_study(config: ExportConfig) -> dict:
     write_jsonl(out / HUMAN_JUDGMENTS, human)
 
     comparisons = []
-    per_model: dict[str, dict[str, dict[str, int]]] = {m: {k: {"win": 0, "tie": 0, "loss": 0} for k in keys} for m in study["models"]}
+    per_model: dict[str, dict[str, dict[str, int]]] = {
+        m: {k: {"win": 0, "tie": 0, "loss": 0} for k in keys} for m in study["models"]
+    }
     charts = []
     for a, b in comps:
         n_pairs = sum(1 for p in pairs.values() if (p.model_a, p.model_b) == (a, b))
@@ -922,9 +1081,18 @@ def export_study(config: ExportConfig) -> dict:
             maj = {x: maj_list.count(x) for x in ("a", "tie", "b", "none")}
             entry["criteria"][k] = {
                 "votes": {a: counts["a"], "tie": counts["tie"], b: counts["b"]},
-                "votes_percent": {a: _pct(counts)["a"], "tie": _pct(counts)["tie"], b: _pct(counts)["b"]},
+                "votes_percent": {
+                    a: _pct(counts)["a"],
+                    "tie": _pct(counts)["tie"],
+                    b: _pct(counts)["b"],
+                },
                 "pairs_voted": len(u),
-                "majority": {a: maj["a"], "tie": maj["tie"], b: maj["b"], "no_majority": maj["none"]},
+                "majority": {
+                    a: maj["a"],
+                    "tie": maj["tie"],
+                    b: maj["b"],
+                    "no_majority": maj["none"],
+                },
                 "agreement": agreement(u, per_item),
             }
             per_model[a][k]["win"] += counts["a"]
@@ -933,7 +1101,11 @@ def export_study(config: ExportConfig) -> dict:
             per_model[b][k]["win"] += counts["b"]
             per_model[b][k]["loss"] += counts["a"]
             per_model[b][k]["tie"] += counts["tie"]
-            pie_counts[k] = counts if config.pie_basis == "votes" else {"a": maj["a"], "tie": maj["tie"], "b": maj["b"]}
+            pie_counts[k] = (
+                counts
+                if config.pie_basis == "votes"
+                else {"a": maj["a"], "tie": maj["tie"], "b": maj["b"]}
+            )
         chart = out / f"pie_{_safe_name(a)}_vs_{_safe_name(b)}.png"
         basis = "all votes" if config.pie_basis == "votes" else "majority per pair"
         draw_pies(chart, a, b, criteria, pie_counts, f"{a} vs {b} ({basis})")
@@ -964,6 +1136,16 @@ def export_study(config: ExportConfig) -> dict:
         "human_judgments": len(human),
     }
     write_json(out / "summary.json", summary)
-    write_manifest(out, "annotate export", config, inputs=[study_file(config.study)], summary={k: summary[k] for k in ("study_id", "pairs", "votes", "annotators_voting", "pairs_complete")}, started=t0)
+    write_manifest(
+        out,
+        "annotate export",
+        config,
+        inputs=[study_file(config.study)],
+        summary={
+            k: summary[k]
+            for k in ("study_id", "pairs", "votes", "annotators_voting", "pairs_complete")
+        },
+        started=t0,
+    )
     summary["charts"] = [str(c) for c in charts]
     return summary

@@ -43,7 +43,17 @@ by `--help-all` (it still works as an option and a YAML key)."""
 class StageConfig(BaseModel):
     """Base of every stage config: unknown keys are an error, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # A field's description (its --help line) is the docstring under it, as litgpt writes them.
+    model_config = ConfigDict(
+        extra="forbid", protected_namespaces=(), use_attribute_docstrings=True
+    )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for info in cls.model_fields.values():  # wrapped docstrings read as one line of help
+            if info.description:
+                info.description = " ".join(info.description.split())
 
     @model_validator(mode="after")
     def _name_model_roles(self) -> Any:
@@ -61,141 +71,69 @@ class LLMConfig(StageConfig):
 
     _option_prefix: str = PrivateAttr("teacher")
 
-    model: str = Field(
-        "embedded",
-        description=(
-            "Model name: 'embedded' (Gemma-3-270M on CPU), a local HF path, or the endpoint's model"
-            " name (gpt-4, ...)."
-        ),
-    )
-    backend: Literal["auto", "openai", "local"] = Field(
-        "auto",
-        description=(
-            "'openai' (any OpenAI-compatible endpoint), 'local' (transformers), or 'auto': local"
-            " for 'embedded' and existing paths, else openai."
-        ),
-        json_schema_extra=ADVANCED,
-    )
-    base_url: str | list[str] | None = Field(
-        None,
-        description=(
-            "Endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM / llama.cpp / Ollama."
-            " Default: OpenAI. Give several (repeat the option, or a YAML list) for replicas of one"
-            " model: each request goes to the least busy one; a failing one rests while the others"
-            " take its requests."
-        ),
-    )
-    api_key_env: str = Field(
-        "OPENAI_API_KEY",
-        description=(
-            "Name of the environment variable holding the API key (the key itself is never written"
-            " anywhere)."
-        ),
-        json_schema_extra=ADVANCED,
-    )
-    concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
-    rpm: float | None = Field(None, gt=0, description="Requests-per-minute limit.")
-    tpm: float | None = Field(
-        None, gt=0, description="Tokens-per-minute limit (prompt estimate + max_tokens)."
-    )
-    timeout: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
-    max_retries: int = Field(
-        6,
-        ge=0,
-        description=(
-            "Retries on 429/5xx/timeouts/empty replies, with exponential backoff and jitter"
-            " (honours Retry-After)."
-        ),
-        json_schema_extra=ADVANCED,
-    )
-    batch_size: int = Field(
-        8, ge=1, description="Local backend: prompts per batched generate call."
-    )
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto",
-        description=(
-            "Local backend: 'auto' runs fp32 weights with bf16 autocast where the CPU/GPU"
-            " supports it."
-        ),
-        json_schema_extra=ADVANCED,
-    )
-    local_prompt: Literal["auto", "alpaca", "plain"] = Field(
-        "auto",
-        description=(
-            "Local backend: how chat messages become the prompt: 'auto' = the model's own chat"
-            " template, else the Alpaca format; 'alpaca'; 'plain' = the messages' text joined as is"
-            " (few-shot prompts a base model continues)."
-        ),
-        json_schema_extra=ADVANCED,
-    )
-    price_prompt: float | None = Field(
-        None,
-        ge=0,
-        description="USD per 1M prompt tokens (overrides the built-in price table).",
-        json_schema_extra=ADVANCED,
-    )
-    price_completion: float | None = Field(
-        None,
-        ge=0,
-        description="USD per 1M completion tokens (overrides the built-in price table).",
-        json_schema_extra=ADVANCED,
-    )
-    cache: Path | None = Field(
-        None,
-        description="SQLite request cache (default: the user cache dir). Makes runs resumable.",
-    )
-    no_cache: bool = Field(
-        False, description="Do not read or write the request cache.", json_schema_extra=ADVANCED
-    )
+    model: str = "embedded"
+    """Model name: 'embedded' (Gemma-3-270M on CPU), a local HF path, or the endpoint's model name
+    (gpt-4, ...)."""
+    backend: Literal["auto", "openai", "local"] = Field("auto", json_schema_extra=ADVANCED)
+    """'openai' (any OpenAI-compatible endpoint), 'local' (transformers), or 'auto': local for
+    'embedded' and existing paths, else openai."""
+    base_url: str | list[str] | None = None
+    """Endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM / llama.cpp / Ollama. Default:
+    OpenAI. Give several (repeat the option, or a YAML list) for replicas of one model: each
+    request goes to the least busy one; a failing one rests while the others take its requests.
+    """
+    api_key_env: str = Field("OPENAI_API_KEY", json_schema_extra=ADVANCED)
+    """Name of the environment variable holding the API key (the key itself is never written
+    anywhere).
+    """
+    concurrency: int = Field(8, ge=1)
+    """Requests in flight at once."""
+    rpm: float | None = Field(None, gt=0)
+    """Requests-per-minute limit."""
+    tpm: float | None = Field(None, gt=0)
+    """Tokens-per-minute limit (prompt estimate + max_tokens)."""
+    timeout: float = Field(120.0, gt=0)
+    """Per-request timeout in seconds."""
+    max_retries: int = Field(6, ge=0, json_schema_extra=ADVANCED)
+    """Retries on 429/5xx/timeouts/empty replies, with exponential backoff and jitter (honours
+    Retry-After)."""
+    batch_size: int = Field(8, ge=1)
+    """Local backend: prompts per batched generate call."""
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", json_schema_extra=ADVANCED)
+    """Local backend: 'auto' runs fp32 weights with bf16 autocast where the CPU/GPU supports it."""
+    local_prompt: Literal["auto", "alpaca", "plain"] = Field("auto", json_schema_extra=ADVANCED)
+    """Local backend: how chat messages become the prompt: 'auto' = the model's own chat template,
+    else the Alpaca format; 'alpaca'; 'plain' = the messages' text joined as is (few-shot prompts
+    a base model continues).
+    """
+    price_prompt: float | None = Field(None, ge=0, json_schema_extra=ADVANCED)
+    """USD per 1M prompt tokens (overrides the built-in price table)."""
+    price_completion: float | None = Field(None, ge=0, json_schema_extra=ADVANCED)
+    """USD per 1M completion tokens (overrides the built-in price table)."""
+    cache: Path | None = None
+    """SQLite request cache (default: the user cache dir). Makes runs resumable."""
+    no_cache: bool = Field(False, json_schema_extra=ADVANCED)
+    """Do not read or write the request cache."""
     # The provider's Batch API (gpt4llm.llm.batch): same request cache, half the price, slower.
-    mode: Literal["online", "batch"] = Field(
-        "online",
-        description=(
-            "'online': one call per request; 'batch': the provider's Batch API (OpenAI: "
-            "half price, results within 24 h; resumable: a rerun picks up the submitted batches)."
-        ),
-    )
-    fallback: Literal["none", "online"] = Field(
-        "none",
-        description=(
-            "Batch mode: requests the batches could not finish (expired, cancelled, "
-            "failed) after --*-batch-attempts: 'online' sends them one by one, 'none' reports "
-            "them failed."
-        ),
-    )
-    batch_attempts: int = Field(
-        2,
-        ge=1,
-        description="Batch mode: batches a request may go through before the fallback.",
-        json_schema_extra=ADVANCED,
-    )
-    batch_poll_seconds: float = Field(
-        30.0,
-        gt=0,
-        description="Batch mode: seconds between status checks.",
-        json_schema_extra=ADVANCED,
-    )
-    batch_max_requests: int = Field(
-        50_000,
-        ge=1,
-        description="Batch mode: most requests per batch (OpenAI's limit: 50,000).",
-        json_schema_extra=ADVANCED,
-    )
-    batch_max_bytes: int = Field(
-        200_000_000,
-        ge=1,
-        description="Batch mode: largest batch input file in bytes (OpenAI's limit: 200 MB).",
-        json_schema_extra=ADVANCED,
-    )
-    batch_price_factor: float | None = Field(
-        None,
-        gt=0,
-        description=(
-            "Batch mode: the batch price as a fraction of the online price (default: "
-            "the price table's, 0.5)."
-        ),
-        json_schema_extra=ADVANCED,
-    )
+    mode: Literal["online", "batch"] = "online"
+    """'online': one call per request; 'batch': the provider's Batch API (OpenAI: half price,
+    results within 24 h; resumable: a rerun picks up the submitted batches).
+    """
+    fallback: Literal["none", "online"] = "none"
+    """Batch mode: requests the batches could not finish (expired, cancelled, failed) after
+    --*-batch-attempts: 'online' sends them one by one, 'none' reports them failed."""
+    batch_attempts: int = Field(2, ge=1, json_schema_extra=ADVANCED)
+    """Batch mode: batches a request may go through before the fallback."""
+    batch_poll_seconds: float = Field(30.0, gt=0, json_schema_extra=ADVANCED)
+    """Batch mode: seconds between status checks."""
+    batch_max_requests: int = Field(50_000, ge=1, json_schema_extra=ADVANCED)
+    """Batch mode: most requests per batch (OpenAI's limit: 50,000)."""
+    batch_max_bytes: int = Field(200_000_000, ge=1, json_schema_extra=ADVANCED)
+    """Batch mode: largest batch input file in bytes (OpenAI's limit: 200 MB)."""
+    batch_price_factor: float | None = Field(None, gt=0, json_schema_extra=ADVANCED)
+    """Batch mode: the batch price as a fraction of the online price (default: the price table's,
+    0.5).
+    """
 
     @field_validator("base_url", mode="before")
     @classmethod

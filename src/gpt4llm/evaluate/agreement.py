@@ -81,58 +81,34 @@ FASTCHAT_TIE_DELTA = 0.1
 class Config(StageConfig):
     """Settings of `gpt4llm eval agreement`."""
 
-    a: Path | None = Field(
-        None,
-        description=(
-            "First set of pairwise verdicts: an `eval judge` output directory (or its "
-            "judgments.jsonl / per_question.jsonl), an `annotate export` directory or "
-            "human_judgments.jsonl, a FastChat vote file (human_judgments.json, "
-            "gpt4_pair_judgments.json) or model_judgment/*_pair.jsonl."
-        ),
-    )
-    b: Path | None = Field(
-        None,
-        description=(
-            "Second set, in any of the same formats. Omitted: agreement among the judges within A "
-            "(e.g. human vs human)."
-        ),
-    )
-    output: Path = Field(
-        Path("eval/agreement"),
-        description="Output directory: summary.json, comparisons.jsonl, manifest.json.",
-    )
-    questions: Path | None = Field(
-        None,
-        description=(
-            "Question file (MT-bench / Vicuna-80 question.jsonl) giving each question's category "
-            "when the votes carry none."
-        ),
-    )
-    criterion: str | None = Field(
-        None,
-        description=(
-            "With votes on several criteria (annotate export writes one row per criterion): the "
-            "criterion to compare."
-        ),
-    )
-    judges_a: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Use only A's votes whose judge matches one of these patterns (fnmatch, e.g. "
-            "'expert_*', 'gpt-4*')."
-        ),
-    )
-    judges_b: list[str] = Field(
-        default_factory=list,
-        description="Use only B's votes whose judge matches one of these patterns.",
-    )
-    bootstrap: int = Field(
-        1000,
-        ge=0,
-        description="Bootstrap resamples of the questions for the intervals (0: no intervals).",
-    )
-    confidence: float = Field(0.95, gt=0, lt=1, description="Level of the bootstrap intervals.")
-    seed: int = Field(0, description="Seed of the bootstrap (recorded in the summary).")
+    a: Path | None = None
+    """First set of pairwise verdicts: an `eval judge` output directory (or its judgments.jsonl /
+    per_question.jsonl), an `annotate export` directory or human_judgments.jsonl, a FastChat vote
+    file (human_judgments.json, gpt4_pair_judgments.json) or model_judgment/*_pair.jsonl."""
+    b: Path | None = None
+    """Second set, in any of the same formats. Omitted: agreement among the judges within A (e.g.
+    human vs human).
+    """
+    output: Path = Path("eval/agreement")
+    """Output directory: summary.json, comparisons.jsonl, manifest.json."""
+    questions: Path | None = None
+    """Question file (MT-bench / Vicuna-80 question.jsonl) giving each question's category when the
+    votes carry none."""
+    criterion: str | None = None
+    """With votes on several criteria (annotate export writes one row per criterion): the criterion
+    to compare.
+    """
+    judges_a: list[str] = Field(default_factory=list)
+    """Use only A's votes whose judge matches one of these patterns (fnmatch, e.g. 'expert_*',
+    'gpt-4*')."""
+    judges_b: list[str] = Field(default_factory=list)
+    """Use only B's votes whose judge matches one of these patterns."""
+    bootstrap: int = Field(1000, ge=0)
+    """Bootstrap resamples of the questions for the intervals (0: no intervals)."""
+    confidence: float = Field(0.95, gt=0, lt=1)
+    """Level of the bootstrap intervals."""
+    seed: int = 0
+    """Seed of the bootstrap (recorded in the summary)."""
 
 
 # ------------------------------------------------------------------------------- votes

@@ -37,36 +37,23 @@ STAGE = "report"
 class Config(StageConfig):
     """Settings of `gpt4llm report`."""
 
-    inputs: list[Path] = Field(
-        default_factory=list,
-        description=(
-            "Evaluation outputs: summary.json of eval rouge / eval judge / train dpo (or their "
-            "directories), eval reward's JSON report."
-        ),
-    )
-    output: Path = Field(
-        Path("report"),
-        description="Output directory: index.html (self-contained) and the PNG charts.",
-    )
-    title: str = Field("gpt4llm evaluation report", description="Page title.")
-    paper_rouge: Path | None = Field(
-        None,
-        description=(
-            "The paper's ROUGE-by-length table (GPT-4-LLM's unnatural_rouge_by_length.json),"
-            " plotted beside ours."
-        ),
-    )
-    analyze: Path | None = Field(
-        None,
-        description="Output directory of `gpt4llm analyze` to link (its PNGs are embedded too).",
-    )
-    rouge_metric: str = Field(
-        "rougeL",
-        description=(
-            "ROUGE variant plotted by length bucket (rouge1, rouge2, rougeL); the table shows all"
-            " three."
-        ),
-    )
+    inputs: list[Path] = Field(default_factory=list)
+    """Evaluation outputs: summary.json of eval rouge / eval judge / train dpo (or their
+    directories), eval reward's JSON report.
+    """
+    output: Path = Path("report")
+    """Output directory: index.html (self-contained) and the PNG charts."""
+    title: str = "gpt4llm evaluation report"
+    """Page title."""
+    paper_rouge: Path | None = None
+    """The paper's ROUGE-by-length table (GPT-4-LLM's unnatural_rouge_by_length.json), plotted
+    beside ours.
+    """
+    analyze: Path | None = None
+    """Output directory of `gpt4llm analyze` to link (its PNGs are embedded too)."""
+    rouge_metric: str = "rougeL"
+    """ROUGE variant plotted by length bucket (rouge1, rouge2, rougeL); the table shows all three.
+    """
 
 
 # ---------------------------------------------------------------------------------- input

@@ -24,25 +24,18 @@ from gpt4llm.errors import UserError
 
 
 class Config(StageConfig):
-    data: Path = Field(
-        Path("runs/reward/heldout.jsonl"),
-        description=(
-            "Held-out comparisons: published pairs or rich comparison records (JSONL / JSON array)."
-        ),
-    )
-    model: str = Field(
-        "runs/reward", description="Reward model directory written by `gpt4llm train reward`."
-    )
-    output: Path = Field(Path("reward_eval.json"), description="JSON report.")
-    batch_size: int = Field(8, ge=1, description="Sequences per forward pass (length-sorted).")
-    max_seq_len: int | None = Field(
-        None,
-        ge=8,
-        description=(
-            "Longest prompt+answer in tokens (default: the one the model was trained with)."
-        ),
-    )
-    limit: int | None = Field(None, ge=1, description="Evaluate only the first N records / pairs.")
+    data: Path = Path("runs/reward/heldout.jsonl")
+    """Held-out comparisons: published pairs or rich comparison records (JSONL / JSON array)."""
+    model: str = "runs/reward"
+    """Reward model directory written by `gpt4llm train reward`."""
+    output: Path = Path("reward_eval.json")
+    """JSON report."""
+    batch_size: int = Field(8, ge=1)
+    """Sequences per forward pass (length-sorted)."""
+    max_seq_len: int | None = Field(None, ge=8)
+    """Longest prompt+answer in tokens (default: the one the model was trained with)."""
+    limit: int | None = Field(None, ge=1)
+    """Evaluate only the first N records / pairs."""
 
 
 def _spearman(x: list[float], y: list[float]) -> float | None:

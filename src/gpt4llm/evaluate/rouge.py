@@ -58,78 +58,45 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 class Config(StageConfig):
     """Settings of `gpt4llm eval rouge`."""
 
-    predictions: Path = Field(
-        Path("responses.jsonl"),
-        description=(
-            "Predictions: JSONL / JSON array (our response records, or any records with the"
-            " prediction field)."
-        ),
-    )
-    references: Path = Field(
-        Path("references.jsonl"),
-        description=(
-            "References: Alpaca-format records, or records with instances[0].output"
-            " (Self-Instruct's user-oriented set)."
-        ),
-    )
-    output: Path = Field(
-        Path("eval/rouge"),
-        description=(
-            "Output directory: examples.jsonl (per example), summary.json (by length bucket),"
-            " manifest.json."
-        ),
-    )
-    prediction_field: str = Field(
-        "output", description="Field of a prediction record holding the predicted text."
-    )
-    reference_field: str = Field(
-        "output",
-        description=(
-            "Field of a reference record holding the reference text (falls back to"
-            " instances[0].output)."
-        ),
-    )
-    id_field: str = Field("id", description="Field used to join predictions with references.")
+    predictions: Path = Path("responses.jsonl")
+    """Predictions: JSONL / JSON array (our response records, or any records with the prediction
+    field)."""
+    references: Path = Path("references.jsonl")
+    """References: Alpaca-format records, or records with instances[0].output (Self-Instruct's
+    user-oriented set)."""
+    output: Path = Path("eval/rouge")
+    """Output directory: examples.jsonl (per example), summary.json (by length bucket),
+    manifest.json.
+    """
+    prediction_field: str = "output"
+    """Field of a prediction record holding the predicted text."""
+    reference_field: str = "output"
+    """Field of a reference record holding the reference text (falls back to instances[0].output).
+    """
+    id_field: str = "id"
+    """Field used to join predictions with references."""
     join: JoinOn = Field(
         "auto",
         description=JOIN_HELP
         + " References without an id get load_instructions' ids (<stem>-000012).",
     )
-    stem: bool = Field(
-        True,
-        description=(
-            "Porter-stem tokens longer than 3 characters (rouge-score's use_stemmer;"
-            " Super-NaturalInstructions' setting)."
-        ),
-    )
-    tokenizer: Literal["auto", "rouge", "char"] = Field(
-        "auto",
-        description=(
-            "'rouge': rouge-score's (Latin letters and digits only); 'char': one token per CJK/Thai"
-            " character, Latin words kept; 'auto': char when >=20% of references contain CJK/Thai."
-        ),
-    )
-    buckets: list[int] = Field(
-        [2, 5, 10],
-        description=(
-            "Upper edges (inclusive, in words) of the reference-length buckets; the default gives"
-            " 0-2, 3-5, 6-10, >10 as in the paper."
-        ),
-    )
-    allow_missing: bool = Field(
-        False,
-        description=(
-            "Score only the ids present on both sides (reporting how many are missing) instead of"
-            " stopping."
-        ),
-    )
-    model: str | None = Field(
-        None,
-        description=(
-            "Name of the evaluated model in the summary (default: the predictions' 'model' field,"
-            " else the file name)."
-        ),
-    )
+    stem: bool = True
+    """Porter-stem tokens longer than 3 characters (rouge-score's use_stemmer;
+    Super-NaturalInstructions' setting)."""
+    tokenizer: Literal["auto", "rouge", "char"] = "auto"
+    """'rouge': rouge-score's (Latin letters and digits only); 'char': one token per CJK/Thai
+    character, Latin words kept; 'auto': char when >=20% of references contain CJK/Thai."""
+    buckets: list[int] = Field([2, 5, 10])
+    """Upper edges (inclusive, in words) of the reference-length buckets; the default gives 0-2,
+    3-5, 6-10, >10 as in the paper.
+    """
+    allow_missing: bool = False
+    """Score only the ids present on both sides (reporting how many are missing) instead of
+    stopping.
+    """
+    model: str | None = None
+    """Name of the evaluated model in the summary (default: the predictions' 'model' field, else the
+    file name)."""
 
 
 # ----------------------------------------------------------------------------- tokenizing

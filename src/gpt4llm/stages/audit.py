@@ -71,93 +71,47 @@ HEURISTICS = ("unfinished",)  # a guess: never a reason to drop
 class Config(StageConfig):
     """Audit instruction data: rule checks, duplicates, rater scores, decontamination."""
 
-    data: Path = Field(
-        description="Training data: Alpaca-format records with an output (JSONL or JSON array)."
-    )
-    output: Path = Field(
-        description=(
-            "The clean data: every record not dropped, unchanged (a .json name writes one JSON "
-            "array)."
-        )
-    )
-    flagged: Path | None = Field(
-        None,
-        description="Records with a reason, dropped or flagged (default: OUTPUT.flagged.jsonl).",
-    )
-    html: Path | None = Field(None, description="The HTML page (default: OUTPUT.audit.html).")
-    eval_set: dict[str, Path] = Field(
-        default_factory=dict,
-        description=(
-            "Evaluation set to decontaminate against, as NAME=FILE (Vicuna-80, MT-bench, "
-            "User-Oriented-252, Unnatural Instructions or Alpaca/JSONL). Repeatable."
-        ),
-    )
-    eval_text: Literal["question", "all"] = Field(
-        "question",
-        description=(
-            "Evaluation text checked: 'question' (questions, instructions, inputs) or 'all' "
-            "(reference answers too)."
-        ),
-    )
-    ngram: int = Field(
-        13, ge=3, description="Tokens in a shared run that makes a record contaminated."
-    )
-    min_ngram: int = Field(
-        8,
-        ge=1,
-        description=(
-            "Evaluation texts shorter than --ngram are matched whole if at least this many tokens;"
-            " shorter ones are not checked."
-        ),
-    )
-    scores: Path | None = Field(
-        None,
-        description=(
-            "Rater scores: compare output ({id, instruction, input, responses: [{model, text, "
-            "score}]})."
-        ),
-    )
-    min_score: float | None = Field(
-        None, description="With --scores: answers scored below this are low_score."
-    )
-    score_model: str | None = Field(
-        None,
-        description=(
-            "With --scores: the compare source name holding this data's answers (default: the "
-            "response whose text equals the answer)."
-        ),
-    )
+    data: Path = Field()
+    """Training data: Alpaca-format records with an output (JSONL or JSON array)."""
+    output: Path = Field()
+    """The clean data: every record not dropped, unchanged (a .json name writes one JSON array)."""
+    flagged: Path | None = None
+    """Records with a reason, dropped or flagged (default: OUTPUT.flagged.jsonl)."""
+    html: Path | None = None
+    """The HTML page (default: OUTPUT.audit.html)."""
+    eval_set: dict[str, Path] = Field(default_factory=dict)
+    """Evaluation set to decontaminate against, as NAME=FILE (Vicuna-80, MT-bench,
+    User-Oriented-252, Unnatural Instructions or Alpaca/JSONL). Repeatable.
+    """
+    eval_text: Literal["question", "all"] = "question"
+    """Evaluation text checked: 'question' (questions, instructions, inputs) or 'all' (reference
+    answers too)."""
+    ngram: int = Field(13, ge=3)
+    """Tokens in a shared run that makes a record contaminated."""
+    min_ngram: int = Field(8, ge=1)
+    """Evaluation texts shorter than --ngram are matched whole if at least this many tokens; shorter
+    ones are not checked."""
+    scores: Path | None = None
+    """Rater scores: compare output ({id, instruction, input, responses: [{model, text, score}]}).
+    """
+    min_score: float | None = None
+    """With --scores: answers scored below this are low_score."""
+    score_model: str | None = None
+    """With --scores: the compare source name holding this data's answers (default: the response
+    whose text equals the answer).
+    """
     join: JoinOn = Field("auto", description=JOIN_HELP)
-    near_threshold: float = Field(
-        0.7,
-        gt=0.0,
-        le=1.0,
-        description=(
-            "ROUGE-L F1 of instruction+input at which a record is a near duplicate of an earlier "
-            "one."
-        ),
-    )
-    unfinished_min_words: int = Field(
-        20,
-        ge=1,
-        description=(
-            "The unfinished heuristic fires on answers ending in a letter or digit only from this "
-            "many words."
-        ),
-    )
-    action: dict[str, Action] = Field(
-        default_factory=dict,
-        description=(
-            "CLASS=drop|flag|off per rule class (all=... sets every class first). Default: drop "
-            "empty, no_output, refusal, contaminated; flag the rest."
-        ),
-    )
-    max_examples: int = Field(
-        5,
-        ge=0,
-        description="Examples per rule in the summary and the HTML page.",
-        json_schema_extra=ADVANCED,
-    )
+    near_threshold: float = Field(0.7, gt=0.0, le=1.0)
+    """ROUGE-L F1 of instruction+input at which a record is a near duplicate of an earlier one."""
+    unfinished_min_words: int = Field(20, ge=1)
+    """The unfinished heuristic fires on answers ending in a letter or digit only from this many
+    words.
+    """
+    action: dict[str, Action] = Field(default_factory=dict)
+    """CLASS=drop|flag|off per rule class (all=... sets every class first). Default: drop empty,
+    no_output, refusal, contaminated; flag the rest."""
+    max_examples: int = Field(5, ge=0, json_schema_extra=ADVANCED)
+    """Examples per rule in the summary and the HTML page."""
 
     @model_validator(mode="after")
     def _check(self) -> Config:

@@ -60,95 +60,55 @@ LO, HI = 1, 10
 
 
 class Config(StageConfig):
-    source: dict[str, str] = Field(
-        default_factory=dict,
-        description=(
-            "Answer sources as NAME=FILE (response JSONL from respond/generate, or any"
-            " Alpaca-format file; the answer is 'output'), two or more."
-        ),
-    )
-    source_model: dict[str, str] = Field(
-        default_factory=dict,
-        description=(
-            "A source queried now as NAME=MODEL (answers every instruction through --source-llm-*"
-            " settings). Repeatable."
-        ),
-    )
-    source_llm: LLMConfig = Field(
-        default_factory=LLMConfig,
-        description="Connection settings for --source-model (its model is replaced by each MODEL).",
-    )
-    source_max_tokens: int = Field(
-        512, ge=1, description="Max tokens per answer of a --source-model."
-    )
-    instructions: Path | None = Field(
-        None,
-        description=(
-            "Instructions (Alpaca JSON/JSONL) to compare on; default: those the sources share."
-            " Needed when only --source-model sources are given."
-        ),
-    )
-    rater: LLMConfig = Field(
-        default_factory=LLMConfig, description="The rater model (GPT-4 in the paper)."
-    )
-    mode: Literal["single", "batched"] = Field(
-        "single",
-        description=(
-            "'single': one answer per request; 'batched': all answers of an instruction in one"
-            " request (several scores in one reply)."
-        ),
-    )
-    prompt: str | None = Field(
-        None,
-        description=(
-            "Rater prompt file ({instruction}, {response} / {answers}, {n}); default: the packaged"
-            " rater_single / rater_batched."
-        ),
-    )
-    reminder: str | None = Field(
-        None,
-        description=(
-            "Reminder appended when a reply has no readable score; default: the packaged"
-            " rater_reminder_single / rater_reminder_batched."
-        ),
-    )
-    max_tokens: int = Field(256, ge=1, description="Max tokens of a rater reply.")
-    top_logprobs: int = Field(
-        10,
-        ge=0,
-        le=20,
-        description=(
-            "Ask the rater for this many top alternatives per token to compute score_expected (0:"
-            " do not ask)."
-        ),
-    )
-    probe: str | None = Field(
-        None,
-        description=(
-            "Prompt file asking for one score as a bare number, used (with top_logprobs) when a"
-            " reply shows no score (default: packaged rater_probe.txt)."
-        ),
-    )
-    use_expected: bool = Field(
-        False,
-        description="Use the probability-weighted score_expected as the score (where available).",
-    )
-    seed: int = Field(0, description="Seed of the order in which answers are shown to the rater.")
-    shuffle: bool = Field(
-        True, description="Shuffle the order of answers per instruction (recorded in 'order')."
-    )
-    limit: int | None = Field(None, ge=1, description="Compare only the first N instructions.")
-    output: Path = Field(Path("comparisons.jsonl"), description="Comparison records (JSONL).")
-    pairs: Path | None = Field(
-        None,
-        description=(
-            "Also write the published pair format {user_input, completion_a (better), completion_b}"
-            " here."
-        ),
-    )
-    plot: Path | None = Field(
-        None, description="Also draw the score histograms per source to this PNG."
-    )
+    source: dict[str, str] = Field(default_factory=dict)
+    """Answer sources as NAME=FILE (response JSONL from respond/generate, or any Alpaca-format file;
+    the answer is 'output'), two or more."""
+    source_model: dict[str, str] = Field(default_factory=dict)
+    """A source queried now as NAME=MODEL (answers every instruction through --source-llm-*
+    settings). Repeatable.
+    """
+    source_llm: LLMConfig = Field(default_factory=LLMConfig)
+    """Connection settings for --source-model (its model is replaced by each MODEL)."""
+    source_max_tokens: int = Field(512, ge=1)
+    """Max tokens per answer of a --source-model."""
+    instructions: Path | None = None
+    """Instructions (Alpaca JSON/JSONL) to compare on; default: those the sources share. Needed when
+    only --source-model sources are given."""
+    rater: LLMConfig = Field(default_factory=LLMConfig)
+    """The rater model (GPT-4 in the paper)."""
+    mode: Literal["single", "batched"] = "single"
+    """'single': one answer per request; 'batched': all answers of an instruction in one request
+    (several scores in one reply)."""
+    prompt: str | None = None
+    """Rater prompt file ({instruction}, {response} / {answers}, {n}); default: the packaged
+    rater_single / rater_batched."""
+    reminder: str | None = None
+    """Reminder appended when a reply has no readable score; default: the packaged
+    rater_reminder_single / rater_reminder_batched."""
+    max_tokens: int = Field(256, ge=1)
+    """Max tokens of a rater reply."""
+    top_logprobs: int = Field(10, ge=0, le=20)
+    """Ask the rater for this many top alternatives per token to compute score_expected (0: do not
+    ask)."""
+    probe: str | None = None
+    """Prompt file asking for one score as a bare number, used (with top_logprobs) when a reply
+    shows no score (default: packaged rater_probe.txt).
+    """
+    use_expected: bool = False
+    """Use the probability-weighted score_expected as the score (where available)."""
+    seed: int = 0
+    """Seed of the order in which answers are shown to the rater."""
+    shuffle: bool = True
+    """Shuffle the order of answers per instruction (recorded in 'order')."""
+    limit: int | None = Field(None, ge=1)
+    """Compare only the first N instructions."""
+    output: Path = Path("comparisons.jsonl")
+    """Comparison records (JSONL)."""
+    pairs: Path | None = None
+    """Also write the published pair format {user_input, completion_a (better), completion_b} here.
+    """
+    plot: Path | None = None
+    """Also draw the score histograms per source to this PNG."""
     join: JoinOn = Field("auto", description=JOIN_HELP)
     max_failed_fraction: float = max_failed_fraction_field()
 

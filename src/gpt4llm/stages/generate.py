@@ -35,80 +35,40 @@ RESERVED = ("instruction", "input", "output", "id", "teacher", "usage")
 class Config(StageConfig):
     """Answer instructions with a teacher model."""
 
-    input: Path = Field(
-        description="Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."
-    )
-    output: Path = Field(
-        description=(
-            "Output file: JSONL of Alpaca records (a .json name writes one JSON array, like"
-            " Alpaca's)."
-        )
-    )
-    teacher: LLMConfig = Field(default_factory=LLMConfig, description="The teacher model.")
-    max_tokens: int = Field(1024, ge=1, description="Most tokens the teacher may write per answer.")
-    temperature: float = Field(
-        0.7, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy)."
-    )
-    top_p: float = Field(
-        1.0,
-        gt=0.0,
-        le=1.0,
-        description="Nucleus sampling: keep the smallest token set with this probability mass.",
-    )
-    stop: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Extra stop strings (repeat the option for several); the answer is cut at the first."
-        ),
-    )
-    system_prompt: Path | None = Field(
-        None,
-        description=(
-            "File with the system prompt (default: the packaged teacher_system.txt; an empty file"
-            " sends none)."
-        ),
-    )
-    prompt_template: Path | None = Field(
-        None,
-        description=(
-            "File with the user prompt for records with an input; {instruction} and {input} are"
-            " filled in (default: teacher_input.txt)."
-        ),
-    )
-    prompt_template_no_input: Path | None = Field(
-        None,
-        description=(
-            "File with the user prompt for records without input; {instruction} is filled in"
-            " (default: --prompt-template if given, else teacher_no_input.txt)."
-        ),
-    )
-    limit: int | None = Field(
-        None,
-        ge=1,
-        description=(
-            "Answer only this many instructions (the first N, or N at random with --shuffle)."
-        ),
-    )
-    shuffle: bool = Field(
-        False,
-        description=(
-            "With --limit: take a random sample (seeded by --seed) instead of the first N. The"
-            " output keeps input order."
-        ),
-    )
-    seed: int = Field(
-        0,
-        description=(
-            "Seed for --shuffle and for the teacher's sampling (where the backend supports seeds)."
-        ),
-    )
-    drop_truncated: bool = Field(
-        False,
-        description=(
-            "Treat answers cut off by --max-tokens (finish_reason 'length') as failed instead of"
-            " keeping them."
-        ),
-    )
+    input: Path = Field()
+    """Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."""
+    output: Path = Field()
+    """Output file: JSONL of Alpaca records (a .json name writes one JSON array, like Alpaca's)."""
+    teacher: LLMConfig = Field(default_factory=LLMConfig)
+    """The teacher model."""
+    max_tokens: int = Field(1024, ge=1)
+    """Most tokens the teacher may write per answer."""
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    """Sampling temperature (0 = greedy)."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling: keep the smallest token set with this probability mass."""
+    stop: list[str] = Field(default_factory=list)
+    """Extra stop strings (repeat the option for several); the answer is cut at the first."""
+    system_prompt: Path | None = None
+    """File with the system prompt (default: the packaged teacher_system.txt; an empty file sends
+    none)."""
+    prompt_template: Path | None = None
+    """File with the user prompt for records with an input; {instruction} and {input} are filled in
+    (default: teacher_input.txt)."""
+    prompt_template_no_input: Path | None = None
+    """File with the user prompt for records without input; {instruction} is filled in (default:
+    --prompt-template if given, else teacher_no_input.txt)."""
+    limit: int | None = Field(None, ge=1)
+    """Answer only this many instructions (the first N, or N at random with --shuffle)."""
+    shuffle: bool = False
+    """With --limit: take a random sample (seeded by --seed) instead of the first N. The output
+    keeps input order.
+    """
+    seed: int = 0
+    """Seed for --shuffle and for the teacher's sampling (where the backend supports seeds)."""
+    drop_truncated: bool = False
+    """Treat answers cut off by --max-tokens (finish_reason 'length') as failed instead of keeping
+    them."""
     max_failed_fraction: float = max_failed_fraction_field()
 
 

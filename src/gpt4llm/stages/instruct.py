@@ -129,106 +129,56 @@ REASONS = (
 class Config(StageConfig):
     """Generate new instructions with Self-Instruct."""
 
-    seeds: Path = Field(
-        description=(
-            "Seed tasks: Self-Instruct/Alpaca seed_tasks.jsonl ({instruction, instances: [{input, "
-            "output}]}) or Alpaca-format records."
-        )
-    )
-    output: Path = Field(
-        description=(
-            "Kept tasks: JSONL of Alpaca records with most_similar and avg_similarity_score (a "
-            ".json name writes one JSON array). Rejected tasks go to OUTPUT.rejected.jsonl."
-        )
-    )
-    format: Literal["alpaca", "self-instruct"] = Field(
-        "alpaca",
-        description=(
-            "'alpaca': 20-task batched prompt, whole tasks (instruction, input, output); "
-            "'self-instruct': a numbered list of bare instructions (answer them with `generate`)."
-        ),
-    )
-    teacher: LLMConfig = Field(
-        default_factory=LLMConfig, description="The model that writes new tasks."
-    )
-    num_instructions: int = Field(100, ge=1, description="Stop when this many new tasks are kept.")
-    request_batch_size: int = Field(
-        5, ge=1, description="Requests sent together per round (the pool grows between rounds)."
-    )
-    num_prompt_instructions: int | None = Field(
-        None,
-        ge=1,
-        description="Example tasks shown per request (default: alpaca 3, self-instruct 8).",
-    )
-    num_machine_instructions: int | None = Field(
-        None,
-        ge=0,
-        description=(
-            "How many of the examples come from tasks kept in earlier rounds, once there are some "
-            "(default: alpaca 0 -- Alpaca shows seeds only; self-instruct 2)."
-        ),
-    )
-    temperature: float | None = Field(
-        None,
-        ge=0.0,
-        le=2.0,
-        description="Sampling temperature (default: alpaca 1.0, self-instruct 0.7).",
-    )
-    top_p: float | None = Field(
-        None,
-        gt=0.0,
-        le=1.0,
-        description="Nucleus sampling (default: alpaca 1.0, self-instruct 0.5).",
-    )
-    max_tokens: int | None = Field(
-        None, ge=1, description="Most tokens per reply (default: alpaca 3072, self-instruct 1024)."
-    )
-    stop: list[str] | None = Field(
-        None,
-        description="Stop strings (default: alpaca '\\n20.', self-instruct '\\n16.', '\\n16 .').",
-    )
-    prompt: Path | None = Field(
-        None,
-        description=(
-            "Prompt file with a {tasks} placeholder for the numbered examples (default: the "
-            "packaged instruct_alpaca.txt / instruct_self_instruct.txt)."
-        ),
-    )
-    threshold: float = Field(
-        0.7,
-        gt=0.0,
-        le=1.0,
-        description=(
-            "Keep a task only when its ROUGE-L F1 with every pool instruction (seeds + kept) is "
-            "below this."
-        ),
-    )
-    min_words: int = Field(3, ge=0, description="Reject instructions of this many words or fewer.")
-    max_words: int = Field(150, ge=1, description="Reject instructions of more words than this.")
-    blacklist: list[str] = Field(
-        list(BLACKLIST),
-        description=(
-            "Reject instructions containing one of these words or phrases (whole words, any case)."
-        ),
-    )
-    max_requests: int | None = Field(
-        None,
-        ge=1,
-        description=(
-            "Stop after this many teacher requests (default: one per wanted instruction, at least "
-            "10)."
-        ),
-    )
-    seed: int = Field(
-        0,
-        description=(
-            "Seed for the example draws (request k uses seed and k) and the teacher's sampling."
-        ),
-    )
-    id_prefix: str | None = Field(
-        None,
-        description="Ids of the kept tasks: PREFIX-000001 ... (default: the output file's stem).",
-    )
+    seeds: Path = Field()
+    """Seed tasks: Self-Instruct/Alpaca seed_tasks.jsonl ({instruction, instances: [{input,
+    output}]}) or Alpaca-format records.
+    """
+    output: Path = Field()
+    """Kept tasks: JSONL of Alpaca records with most_similar and avg_similarity_score (a .json name
+    writes one JSON array). Rejected tasks go to OUTPUT.rejected.jsonl."""
+    format: Literal["alpaca", "self-instruct"] = "alpaca"
+    """'alpaca': 20-task batched prompt, whole tasks (instruction, input, output); 'self-instruct':
+    a numbered list of bare instructions (answer them with `generate`).
+    """
+    teacher: LLMConfig = Field(default_factory=LLMConfig)
+    """The model that writes new tasks."""
+    num_instructions: int = Field(100, ge=1)
+    """Stop when this many new tasks are kept."""
+    request_batch_size: int = Field(5, ge=1)
+    """Requests sent together per round (the pool grows between rounds)."""
+    num_prompt_instructions: int | None = Field(None, ge=1)
+    """Example tasks shown per request (default: alpaca 3, self-instruct 8)."""
+    num_machine_instructions: int | None = Field(None, ge=0)
+    """How many of the examples come from tasks kept in earlier rounds, once there are some
+    (default: alpaca 0 -- Alpaca shows seeds only; self-instruct 2).
+    """
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    """Sampling temperature (default: alpaca 1.0, self-instruct 0.7)."""
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    """Nucleus sampling (default: alpaca 1.0, self-instruct 0.5)."""
+    max_tokens: int | None = Field(None, ge=1)
+    """Most tokens per reply (default: alpaca 3072, self-instruct 1024)."""
+    stop: list[str] | None = None
+    """Stop strings (default: alpaca '\\n20.', self-instruct '\\n16.', '\\n16 .')."""
+    prompt: Path | None = None
+    """Prompt file with a {tasks} placeholder for the numbered examples (default: the packaged
+    instruct_alpaca.txt / instruct_self_instruct.txt)."""
+    threshold: float = Field(0.7, gt=0.0, le=1.0)
+    """Keep a task only when its ROUGE-L F1 with every pool instruction (seeds + kept) is below
+    this.
+    """
+    min_words: int = Field(3, ge=0)
+    """Reject instructions of this many words or fewer."""
+    max_words: int = Field(150, ge=1)
+    """Reject instructions of more words than this."""
+    blacklist: list[str] = Field(default_factory=lambda: list(BLACKLIST))
+    """Reject instructions containing one of these words or phrases (whole words, any case)."""
+    max_requests: int | None = Field(None, ge=1)
+    """Stop after this many teacher requests (default: one per wanted instruction, at least 10)."""
+    seed: int = 0
+    """Seed for the example draws (request k uses seed and k) and the teacher's sampling."""
+    id_prefix: str | None = None
+    """Ids of the kept tasks: PREFIX-000001 ... (default: the output file's stem)."""
     max_failed_fraction: float = max_failed_fraction_field()
 
 

@@ -44,66 +44,44 @@ from gpt4llm.outputs import journal_path, max_failed_fraction_field
 class Config(StageConfig):
     """Settings of `gpt4llm respond`."""
 
-    input: Path = Field(
-        description=(
-            "Instructions to answer: Alpaca-format JSON array or JSONL (instruction, optional"
-            " input), or multi-turn questions with `turns` (MT-bench's question.jsonl)."
-        )
-    )
-    output: Path = Field(
-        Path("responses.jsonl"),
-        description="Response records (JSONL), written atomically in input order.",
-    )
-    model: LLMConfig = Field(default_factory=LLMConfig, description="The model that answers.")
-    engine: Literal["transformers", "vllm"] = Field(
-        "transformers",
-        description=(
-            "Local models: 'transformers' (batched, CPU/GPU) or 'vllm' (offline engine, GPU only;"
-            " pip install 'gpt4llm[vllm]')."
-        ),
-    )
-    max_new_tokens: int = Field(256, ge=1, description="Most tokens generated per response.")
-    temperature: float = Field(0.0, ge=0.0, description="0: greedy; > 0: sampling.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
-    seed: int = Field(
-        0, description="Sampling seed (each sample uses seed + sample index: reproducible)."
-    )
-    stop: list[str] = Field(
-        default_factory=list,
-        description="Extra stop strings (the template's own stops always apply).",
-    )
-    batch_size: int | None = Field(
-        None, ge=1, description="Local: prompts per batch (default: --model-batch-size, 8)."
-    )
-    n: int = Field(
-        1,
-        ge=1,
-        description=(
-            "Best-of-n: sample this many candidates per instruction (needs --temperature > 0)."
-        ),
-    )
-    reward_model: str | None = Field(
-        None,
-        description=(
-            "Best-of-n: reward model directory that scores the candidates; the best is kept"
-            " (without it: the first sample)."
-        ),
-    )
-    max_samples: int | None = Field(
-        None, ge=1, description="Answer at most this many instructions."
-    )
-    model_label: str | None = Field(
-        None, description="Value of the 'model' field in the records (default: the model name)."
-    )
-    num_workers: int = Field(
-        1,
-        ge=1,
-        description=(
-            "Local models (transformers engine, single-turn): answer in N processes, each with its "
-            "own copy of the model and 1/N of the CPU threads (or one GPU each); the same "
-            "responses as one process, in input order."
-        ),
-    )
+    input: Path = Field()
+    """Instructions to answer: Alpaca-format JSON array or JSONL (instruction, optional input), or
+    multi-turn questions with `turns` (MT-bench's question.jsonl)."""
+    output: Path = Path("responses.jsonl")
+    """Response records (JSONL), written atomically in input order."""
+    model: LLMConfig = Field(default_factory=LLMConfig)
+    """The model that answers."""
+    engine: Literal["transformers", "vllm"] = "transformers"
+    """Local models: 'transformers' (batched, CPU/GPU) or 'vllm' (offline engine, GPU only; pip
+    install 'gpt4llm[vllm]').
+    """
+    max_new_tokens: int = Field(256, ge=1)
+    """Most tokens generated per response."""
+    temperature: float = Field(0.0, ge=0.0)
+    """0: greedy; > 0: sampling."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling threshold."""
+    seed: int = 0
+    """Sampling seed (each sample uses seed + sample index: reproducible)."""
+    stop: list[str] = Field(default_factory=list)
+    """Extra stop strings (the template's own stops always apply)."""
+    batch_size: int | None = Field(None, ge=1)
+    """Local: prompts per batch (default: --model-batch-size, 8)."""
+    n: int = Field(1, ge=1)
+    """Best-of-n: sample this many candidates per instruction (needs --temperature > 0)."""
+    reward_model: str | None = None
+    """Best-of-n: reward model directory that scores the candidates; the best is kept (without it:
+    the first sample).
+    """
+    max_samples: int | None = Field(None, ge=1)
+    """Answer at most this many instructions."""
+    model_label: str | None = None
+    """Value of the 'model' field in the records (default: the model name)."""
+    num_workers: int = Field(1, ge=1)
+    """Local models (transformers engine, single-turn): answer in N processes, each with its own
+    copy of the model and 1/N of the CPU threads (or one GPU each); the same responses as one
+    process, in input order.
+    """
     max_failed_fraction: float = max_failed_fraction_field()
 
     @model_validator(mode="after")

@@ -48,63 +48,33 @@ from gpt4llm.errors import DataError, UserError
 class Config(StageConfig):
     """Score answers with a reward model; optionally keep the best answer per instruction."""
 
-    input: Path = Field(
-        description=(
-            "Answers: response / Alpaca records, respond --n candidates, compare records or "
-            "published pairs (JSONL or JSON array)."
-        )
-    )
-    output: Path = Field(description="Scored records (JSONL; a .json name writes one JSON array).")
-    reward_model: str | None = Field(
-        None,
-        description=(
-            "Reward model directory (train reward output); needed unless --select-by score."
-        ),
-    )
-    select: Literal["all", "best"] = Field(
-        "all",
-        description=(
-            "'all': every record with its rewards; 'best': one Alpaca record per item, its "
-            "highest-scoring answer."
-        ),
-    )
-    select_by: Literal["reward", "score"] = Field(
-        "reward",
-        description=(
-            "With --select best: pick by the reward model's 'reward' or by the rater's 'score' "
-            "(compare output)."
-        ),
-    )
-    min_reward: float | None = Field(
-        None,
-        description=(
-            "With --select best: leave out items whose best reward (or score) is below this."
-        ),
-    )
-    batch_tokens: int = Field(4096, ge=16, description="Tokens per packed forward pass.")
-    max_length: int | None = Field(
-        None,
-        ge=8,
-        description=(
-            "Longest prompt+answer in tokens; longer ones keep their start and EOS (default: the "
-            "model's trained max_length)."
-        ),
-    )
-    packing: bool = Field(
-        True,
-        description=(
-            "Pack several answers into one row (--no-packing: padded batches of --batch-size)."
-        ),
-    )
-    batch_size: int = Field(
-        8,
-        ge=1,
-        description="Answers per forward pass with --no-packing.",
-        json_schema_extra=ADVANCED,
-    )
-    journal_every: int = Field(
-        64, ge=1, description="Records scored between journal writes.", json_schema_extra=ADVANCED
-    )
+    input: Path = Field()
+    """Answers: response / Alpaca records, respond --n candidates, compare records or published
+    pairs (JSONL or JSON array).
+    """
+    output: Path = Field()
+    """Scored records (JSONL; a .json name writes one JSON array)."""
+    reward_model: str | None = None
+    """Reward model directory (train reward output); needed unless --select-by score."""
+    select: Literal["all", "best"] = "all"
+    """'all': every record with its rewards; 'best': one Alpaca record per item, its highest-scoring
+    answer."""
+    select_by: Literal["reward", "score"] = "reward"
+    """With --select best: pick by the reward model's 'reward' or by the rater's 'score' (compare
+    output)."""
+    min_reward: float | None = None
+    """With --select best: leave out items whose best reward (or score) is below this."""
+    batch_tokens: int = Field(4096, ge=16)
+    """Tokens per packed forward pass."""
+    max_length: int | None = Field(None, ge=8)
+    """Longest prompt+answer in tokens; longer ones keep their start and EOS (default: the model's
+    trained max_length)."""
+    packing: bool = True
+    """Pack several answers into one row (--no-packing: padded batches of --batch-size)."""
+    batch_size: int = Field(8, ge=1, json_schema_extra=ADVANCED)
+    """Answers per forward pass with --no-packing."""
+    journal_every: int = Field(64, ge=1, json_schema_extra=ADVANCED)
+    """Records scored between journal writes."""
 
     @model_validator(mode="after")
     def _check(self) -> Config:

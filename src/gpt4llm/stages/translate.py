@@ -65,72 +65,43 @@ LANGUAGES: dict[str, str] = {
 class Config(StageConfig):
     """Translate Alpaca instructions into another language."""
 
-    input: Path = Field(
-        description="Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."
-    )
-    output: Path = Field(
-        description=(
-            "Output file: JSONL of {instruction, input, id, lang, ...} (a .json name writes a JSON"
-            " array)."
-        )
-    )
+    input: Path = Field()
+    """Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."""
+    output: Path = Field()
+    """Output file: JSONL of {instruction, input, id, lang, ...} (a .json name writes a JSON array).
+    """
     lang: str = Field(
         "zh", description=f"Target language: a code ({', '.join(LANGUAGES)}) or a language name."
     )
-    teacher: LLMConfig = Field(default_factory=LLMConfig, description="The translating model.")
-    max_tokens: int = Field(2048, ge=1, description="Most tokens per translation reply.")
-    temperature: float = Field(
-        0.0, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy, best for translation)."
-    )
-    system_prompt: Path | None = Field(
-        None,
-        description=(
-            "File with the system prompt (default: translate_system.txt; an empty file sends none)."
-        ),
-    )
-    prompt_template: Path | None = Field(
-        None,
-        description=(
-            "File with the per-record prompt; {language}, {keys} and {record} (a JSON object) are"
-            " filled in (default: translate_record.txt)."
-        ),
-    )
-    field_template: Path | None = Field(
-        None,
-        description=(
-            "File with the per-field fallback prompt; {language} and {text} are filled in (default:"
-            " translate_field.txt)."
-        ),
-    )
-    limit: int | None = Field(
-        None,
-        ge=1,
-        description=(
-            "Translate only this many records (the first N, or N at random with --shuffle)."
-        ),
-    )
-    shuffle: bool = Field(
-        False,
-        description=(
-            "With --limit: take a random sample (seeded by --seed) instead of the first N. The"
-            " output keeps input order."
-        ),
-    )
-    seed: int = Field(0, description="Seed for --shuffle and for sampling.")
-    mode: Literal["record", "field"] = Field(
-        "record",
-        description=(
-            "'record': one request per record (a JSON object of its fields), falling back to one"
-            " per field when the reply does not parse; 'field': one request per field from the"
-            " start (a weak or few-shot-prompted model that writes no JSON)."
-        ),
-    )
-    stop: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Stop strings for the per-field replies (e.g. a newline for a few-shot prompt)."
-        ),
-    )
+    teacher: LLMConfig = Field(default_factory=LLMConfig)
+    """The translating model."""
+    max_tokens: int = Field(2048, ge=1)
+    """Most tokens per translation reply."""
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    """Sampling temperature (0 = greedy, best for translation)."""
+    system_prompt: Path | None = None
+    """File with the system prompt (default: translate_system.txt; an empty file sends none)."""
+    prompt_template: Path | None = None
+    """File with the per-record prompt; {language}, {keys} and {record} (a JSON object) are filled
+    in (default: translate_record.txt).
+    """
+    field_template: Path | None = None
+    """File with the per-field fallback prompt; {language} and {text} are filled in (default:
+    translate_field.txt)."""
+    limit: int | None = Field(None, ge=1)
+    """Translate only this many records (the first N, or N at random with --shuffle)."""
+    shuffle: bool = False
+    """With --limit: take a random sample (seeded by --seed) instead of the first N. The output
+    keeps input order.
+    """
+    seed: int = 0
+    """Seed for --shuffle and for sampling."""
+    mode: Literal["record", "field"] = "record"
+    """'record': one request per record (a JSON object of its fields), falling back to one per field
+    when the reply does not parse; 'field': one request per field from the start (a weak or
+    few-shot-prompted model that writes no JSON)."""
+    stop: list[str] = Field(default_factory=list)
+    """Stop strings for the per-field replies (e.g. a newline for a few-shot prompt)."""
     max_failed_fraction: float = max_failed_fraction_field()
 
 

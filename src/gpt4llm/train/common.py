@@ -53,131 +53,88 @@ class TrainSettings(StageConfig):
     """Settings every trainer shares (each is a --option and a YAML key)."""
 
     # model and output
-    model: str = Field(
-        "embedded",
-        description=(
-            "Base model: 'embedded' (Gemma-3-270M), a local Hugging Face directory or a hub id"
-            " already in the local cache."
-        ),
-    )
-    output: Path = Field(
-        Path("runs/train"),
-        description="Output directory: the trained model, checkpoints/, log.jsonl, manifest.json.",
-    )
+    model: str = "embedded"
+    """Base model: 'embedded' (Gemma-3-270M), a local Hugging Face directory or a hub id already in
+    the local cache.
+    """
+    output: Path = Path("runs/train")
+    """Output directory: the trained model, checkpoints/, log.jsonl, manifest.json."""
     # LoRA
-    lora: bool = Field(
-        True, description="Train LoRA adapters (--no-lora: all weights, as the paper)."
-    )
-    lora_r: int = Field(16, ge=1, description="LoRA rank.")
-    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
-    lora_target_modules: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_TARGETS),
-        description=(
-            "Module names that get LoRA adapters (suffixes like q_proj; repeat the option), or "
-            "all-linear."
-        ),
-    )
+    lora: bool = True
+    """Train LoRA adapters (--no-lora: all weights, as the paper)."""
+    lora_r: int = Field(16, ge=1)
+    """LoRA rank."""
+    lora_alpha: int = Field(32, ge=1)
+    """LoRA alpha (scaling = alpha / r)."""
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """LoRA dropout."""
+    lora_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS))
+    """Module names that get LoRA adapters (suffixes like q_proj; repeat the option), or all-linear.
+    """
     # optimisation
-    epochs: float = Field(3.0, gt=0, description="Training epochs (the paper: 3).")
-    max_steps: int = Field(
-        -1, description="Stop after this many optimizer steps (overrides --epochs when > 0)."
-    )
-    per_device_batch_size: int = Field(4, ge=1, description="Examples per device per micro-batch.")
-    gradient_accumulation_steps: int = Field(
-        1, ge=1, description="Micro-batches per optimizer step."
-    )
-    learning_rate: float = Field(
-        2e-4,
-        gt=0,
-        description="Peak learning rate (LoRA: 1e-4..3e-4; full fine-tuning ~2e-5, the paper's).",
-    )
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    warmup_ratio: float = Field(
-        0.03, ge=0, lt=1, description="Fraction of steps with linear warm-up."
-    )
-    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
-        "cosine", description="Learning-rate schedule."
-    )
-    seed: int = Field(42, description="Seed for the held-out split, data order and initialisation.")
-    max_seq_len: int = Field(512, ge=8, description="Longest sequence (prompt + answer) in tokens.")
-    precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto",
-        description=(
-            "'auto': fp32 weights with bf16 autocast where the CPU (AMX/AVX-512-bf16) or GPU"
-            " supports it; 'bf16' forces autocast; 'fp32' never."
-        ),
-    )
-    gradient_checkpointing: bool = Field(
-        False,
-        description="Recompute activations in the backward pass (saves memory, costs 5-20% time).",
-    )
-    padding_free: bool = Field(
-        True,
-        description=(
-            "Pack each micro-batch into few rows with per-sequence position ids (no compute on "
-            "padding); --no-padding-free pads to the longest."
-        ),
-    )
-    max_samples: int | None = Field(
-        None, ge=1, description="Use at most this many training examples — for quick trials."
-    )
+    epochs: float = Field(3.0, gt=0)
+    """Training epochs (the paper: 3)."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps (overrides --epochs when > 0)."""
+    per_device_batch_size: int = Field(4, ge=1)
+    """Examples per device per micro-batch."""
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    """Micro-batches per optimizer step."""
+    learning_rate: float = Field(2e-4, gt=0)
+    """Peak learning rate (LoRA: 1e-4..3e-4; full fine-tuning ~2e-5, the paper's)."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    """Fraction of steps with linear warm-up."""
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    """Learning-rate schedule."""
+    seed: int = 42
+    """Seed for the held-out split, data order and initialisation."""
+    max_seq_len: int = Field(512, ge=8)
+    """Longest sequence (prompt + answer) in tokens."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """'auto': fp32 weights with bf16 autocast where the CPU (AMX/AVX-512-bf16) or GPU supports it;
+    'bf16' forces autocast; 'fp32' never."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (saves memory, costs 5-20% time)."""
+    padding_free: bool = True
+    """Pack each micro-batch into few rows with per-sequence position ids (no compute on padding);
+    --no-padding-free pads to the longest."""
+    max_samples: int | None = Field(None, ge=1)
+    """Use at most this many training examples — for quick trials."""
     # held-out evaluation
-    eval_fraction: float = Field(
-        0.05, ge=0.0, lt=1.0, description="Share of the data held out for evaluation (0: none)."
-    )
-    max_eval_samples: int | None = Field(
-        200,
-        ge=1,
-        description=(
-            "At most this many held-out examples (the rest of --eval-fraction stays in training),"
-            " so evaluation stays short on big data."
-        ),
-    )
-    eval_steps: int | None = Field(
-        None,
-        ge=0,
-        description="Also evaluate every N steps (default or 0: once, at the end of training).",
-    )
-    eval_on_start: bool = Field(
-        False, description="Also evaluate before the first step (a baseline for the curve)."
-    )
+    eval_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    """Share of the data held out for evaluation (0: none)."""
+    max_eval_samples: int | None = Field(200, ge=1)
+    """At most this many held-out examples (the rest of --eval-fraction stays in training), so
+    evaluation stays short on big data."""
+    eval_steps: int | None = Field(None, ge=0)
+    """Also evaluate every N steps (default or 0: once, at the end of training)."""
+    eval_on_start: bool = False
+    """Also evaluate before the first step (a baseline for the curve)."""
     # checkpoints and logs
-    save_steps: int = Field(200, ge=1, description="Save a checkpoint every N optimizer steps.")
-    save_total_limit: int = Field(2, ge=1, description="Keep at most this many checkpoints.")
-    logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
-    resume: bool | None = Field(
-        None,
-        description=(
-            "--resume: continue from the last checkpoint in OUTPUT/checkpoints (error if none); "
-            "--no-resume: start over; default: resume when a checkpoint exists."
-        ),
-    )
-    device: str | None = Field(
-        None, description="cpu or cuda (default: cuda when available). Ignored under accelerate."
-    )
+    save_steps: int = Field(200, ge=1)
+    """Save a checkpoint every N optimizer steps."""
+    save_total_limit: int = Field(2, ge=1)
+    """Keep at most this many checkpoints."""
+    logging_steps: int = Field(10, ge=1)
+    """Log the training loss every N steps."""
+    resume: bool | None = None
+    """--resume: continue from the last checkpoint in OUTPUT/checkpoints (error if none);
+    --no-resume: start over; default: resume when a checkpoint exists.
+    """
+    device: str | None = None
+    """cpu or cuda (default: cuda when available). Ignored under accelerate."""
     # scale-out
-    launcher: Literal["python", "accelerate"] = Field(
-        "python",
-        description=(
-            "'accelerate': re-run this command under `accelerate launch` (several processes or"
-            " GPUs, DeepSpeed, FSDP)."
-        ),
-    )
-    accelerate_config: Path | None = Field(
-        None,
-        description="accelerate config YAML for --launcher accelerate (see configs/accelerate/).",
-    )
-    num_processes: int | None = Field(
-        None,
-        ge=1,
-        description=(
-            "--launcher accelerate: processes per machine, overriding the accelerate config."
-        ),
-    )
-    dry_run: bool = Field(
-        False, description="--launcher accelerate: print the `accelerate launch` command and stop."
-    )
+    launcher: Literal["python", "accelerate"] = "python"
+    """'accelerate': re-run this command under `accelerate launch` (several processes or GPUs,
+    DeepSpeed, FSDP)."""
+    accelerate_config: Path | None = None
+    """accelerate config YAML for --launcher accelerate (see configs/accelerate/)."""
+    num_processes: int | None = Field(None, ge=1)
+    """--launcher accelerate: processes per machine, overriding the accelerate config."""
+    dry_run: bool = False
+    """--launcher accelerate: print the `accelerate launch` command and stop."""
 
     @field_validator("eval_steps")
     @classmethod

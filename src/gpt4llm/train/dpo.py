@@ -96,111 +96,54 @@ class Config(TrainSettings):
     """Settings of `gpt4llm train dpo`: the shared `TrainSettings` plus the preference data,
     the loss and the reference; four defaults differ, each for the reason in its description."""
 
-    data: Path = Field(
-        Path("comparisons.jsonl"),
-        description=(
-            "Comparison records from `gpt4llm compare`, or published pairs {user_input, "
-            "completion_a (better), completion_b} (JSONL / JSON array)."
-        ),
-    )
-    min_score_gap: float = Field(
-        0.0,
-        ge=0.0,
-        description=(
-            "Use a pair only when the better answer scored at least this much higher (0: any "
-            "strictly higher score; rich comparison records only)."
-        ),
-    )
-    beta: float = Field(
-        0.1,
-        gt=0.0,
-        description=(
-            "How far the policy may move from the reference (higher: closer; for ipo the "
-            "regularisation tau)."
-        ),
-    )
-    loss: Loss = Field(
-        "sigmoid",
-        description=(
-            "TRL's DPO loss: sigmoid (DPO), ipo, hinge, robust, bco_pair, sppo_hard, nca_pair, "
-            "apo_zero, apo_down, discopop, sigmoid_norm (length-normalised)."
-        ),
-    )
-    reference_free: bool = Field(
-        False,
-        description=(
-            "Reference log-probabilities of 0: no reference model (sigmoid: reference-free DPO; "
-            "sigmoid_norm: SimPO without its margin; with --sft-weight 1: CPO)."
-        ),
-    )
-    sft_weight: float = Field(
-        0.0,
-        ge=0.0,
-        description=(
-            "Also add TRL's `sft` loss (NLL of the better answer) with this weight (RPO; with "
-            "--reference-free and sigmoid: CPO)."
-        ),
-    )
-    label_smoothing: float = Field(
-        0.0,
-        ge=0.0,
-        lt=0.5,
-        description="robust: the assumed probability that a preference label is flipped.",
-    )
-    max_prompt_len: int | None = Field(
-        None,
-        ge=1,
-        description=(
-            "Skip (and count) pairs whose prompt is longer than this many tokens (default: any "
-            "prompt that leaves room for an answer within --max-seq-len)."
-        ),
-    )
-    ref_model: str | None = Field(
-        None,
-        description=(
-            "Reference model (default: the student itself: with LoRA its adapter disabled, with "
-            "--no-lora a frozen copy)."
-        ),
-    )
-    merge: bool = Field(
-        True,
-        description=(
-            "LoRA: also save the merged full model in --output (the adapter always goes to "
-            "--output/adapter); `respond --model OUTPUT` uses it."
-        ),
-    )
-    output: Path = Field(
-        Path("runs/dpo"),
-        description=(
-            "Output directory (its own default, so sft, reward and dpo runs never share one): the "
-            "model, adapter/, checkpoints/, log.jsonl, heldout.jsonl, summary.json, manifest.json."
-        ),
-    )
-    epochs: float = Field(
-        1.0,
-        gt=0,
-        description=(
-            "Epochs over the training pairs (1: DPO's implicit reward keeps growing on pairs it has"
-            " seen and overfits them quickly, hence not the sft default of 3)."
-        ),
-    )
-    learning_rate: float = Field(
-        5e-5,
-        gt=0,
-        description=(
-            "Peak learning rate (5e-5 suits LoRA; DPO nudges a model that already answers, so it "
-            "is lower than the sft default; with --no-lora use ~5e-7..1e-6, TRL's default 1e-6)."
-        ),
-    )
-    eval_fraction: float = Field(
-        0.1,
-        ge=0.0,
-        lt=1.0,
-        description=(
-            "Share of instructions held out for the preference accuracy (as `train reward`, so the "
-            "same data and seed hold out the same instructions and the two accuracies compare)."
-        ),
-    )
+    data: Path = Path("comparisons.jsonl")
+    """Comparison records from `gpt4llm compare`, or published pairs {user_input, completion_a
+    (better), completion_b} (JSONL / JSON array)."""
+    min_score_gap: float = Field(0.0, ge=0.0)
+    """Use a pair only when the better answer scored at least this much higher (0: any strictly
+    higher score; rich comparison records only).
+    """
+    beta: float = Field(0.1, gt=0.0)
+    """How far the policy may move from the reference (higher: closer; for ipo the regularisation
+    tau).
+    """
+    loss: Loss = "sigmoid"
+    """TRL's DPO loss: sigmoid (DPO), ipo, hinge, robust, bco_pair, sppo_hard, nca_pair, apo_zero,
+    apo_down, discopop, sigmoid_norm (length-normalised)."""
+    reference_free: bool = False
+    """Reference log-probabilities of 0: no reference model (sigmoid: reference-free DPO;
+    sigmoid_norm: SimPO without its margin; with --sft-weight 1: CPO).
+    """
+    sft_weight: float = Field(0.0, ge=0.0)
+    """Also add TRL's `sft` loss (NLL of the better answer) with this weight (RPO; with
+    --reference-free and sigmoid: CPO)."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    """robust: the assumed probability that a preference label is flipped."""
+    max_prompt_len: int | None = Field(None, ge=1)
+    """Skip (and count) pairs whose prompt is longer than this many tokens (default: any prompt that
+    leaves room for an answer within --max-seq-len)."""
+    ref_model: str | None = None
+    """Reference model (default: the student itself: with LoRA its adapter disabled, with --no-lora
+    a frozen copy).
+    """
+    merge: bool = True
+    """LoRA: also save the merged full model in --output (the adapter always goes to
+    --output/adapter); `respond --model OUTPUT` uses it.
+    """
+    output: Path = Path("runs/dpo")
+    """Output directory (its own default, so sft, reward and dpo runs never share one): the model,
+    adapter/, checkpoints/, log.jsonl, heldout.jsonl, summary.json, manifest.json."""
+    epochs: float = Field(1.0, gt=0)
+    """Epochs over the training pairs (1: DPO's implicit reward keeps growing on pairs it has seen
+    and overfits them quickly, hence not the sft default of 3).
+    """
+    learning_rate: float = Field(5e-5, gt=0)
+    """Peak learning rate (5e-5 suits LoRA; DPO nudges a model that already answers, so it is lower
+    than the sft default; with --no-lora use ~5e-7..1e-6, TRL's default 1e-6)."""
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of instructions held out for the preference accuracy (as `train reward`, so the same
+    data and seed hold out the same instructions and the two accuracies compare).
+    """
 
     @model_validator(mode="after")
     def _check(self) -> Config:

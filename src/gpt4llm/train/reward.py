@@ -51,44 +51,23 @@ class Config(TrainSettings):
     """Settings of `gpt4llm train reward`: the shared `TrainSettings` plus the comparison data
     and the margin; three defaults differ, each for the reason in its description."""
 
-    data: Path = Field(
-        Path("comparisons.jsonl"),
-        description=(
-            "Comparison records from `gpt4llm compare`, or published pairs {user_input, "
-            "completion_a, completion_b} (JSONL / JSON array)."
-        ),
-    )
-    margin: bool = Field(
-        False,
-        description=(
-            "Use the rater's score gap as margin in the loss (rich comparison records only)."
-        ),
-    )
-    output: Path = Field(
-        Path("runs/reward"),
-        description=(
-            "Output directory (its own default, so an sft and a reward run never share one): the "
-            "reward model, checkpoints/, log.jsonl, heldout.jsonl, manifest.json."
-        ),
-    )
-    epochs: float = Field(
-        1.0,
-        gt=0,
-        description=(
-            "Epochs over the training pairs (1: a reward model overfits its pairs after one pass, "
-            "as InstructGPT found, hence not the sft default of 3)."
-        ),
-    )
-    eval_fraction: float = Field(
-        0.1,
-        ge=0.0,
-        lt=1.0,
-        description=(
-            "Share of instructions held out for the pairwise accuracy (twice the sft default: that "
-            "accuracy is this trainer's main result and is read by `eval reward`)."
-        ),
-    )
-    limit: int | None = Field(None, ge=1, description="Deprecated: use --max-samples.")
+    data: Path = Path("comparisons.jsonl")
+    """Comparison records from `gpt4llm compare`, or published pairs {user_input, completion_a,
+    completion_b} (JSONL / JSON array)."""
+    margin: bool = False
+    """Use the rater's score gap as margin in the loss (rich comparison records only)."""
+    output: Path = Path("runs/reward")
+    """Output directory (its own default, so an sft and a reward run never share one): the reward
+    model, checkpoints/, log.jsonl, heldout.jsonl, manifest.json."""
+    epochs: float = Field(1.0, gt=0)
+    """Epochs over the training pairs (1: a reward model overfits its pairs after one pass, as
+    InstructGPT found, hence not the sft default of 3)."""
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of instructions held out for the pairwise accuracy (twice the sft default: that
+    accuracy is this trainer's main result and is read by `eval reward`).
+    """
+    limit: int | None = Field(None, ge=1)
+    """Deprecated: use --max-samples."""
 
     @model_validator(mode="after")
     def _limit_is_max_samples(self) -> Config:

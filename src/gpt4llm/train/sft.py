@@ -53,71 +53,37 @@ class Config(TrainSettings):
     format, the fast path and merging (every field is also a --option and a YAML key)."""
 
     # data
-    data: list[Path] = Field(
-        default_factory=list,
-        description=(
-            "Alpaca-format training files (JSON array or JSONL with instruction/input/output); "
-            "several allowed."
-        ),
-    )
-    data_weights: list[float] | None = Field(
-        None,
-        description=(
-            "Per-file mixing weight: how many times each file's examples are used per epoch (1 = "
-            "once, 0.5 = a random half, 2 = twice). Default: 1 for every file."
-        ),
-    )
-    eval_data: Path | None = Field(
-        None,
-        description=(
-            "Held-out evaluation file (at most --max-eval-samples of it are used); default: split "
-            "--eval-fraction off the training data."
-        ),
-    )
+    data: list[Path] = Field(default_factory=list)
+    """Alpaca-format training files (JSON array or JSONL with instruction/input/output); several
+    allowed."""
+    data_weights: list[float] | None = None
+    """Per-file mixing weight: how many times each file's examples are used per epoch (1 = once, 0.5
+    = a random half, 2 = twice). Default: 1 for every file.
+    """
+    eval_data: Path | None = None
+    """Held-out evaluation file (at most --max-eval-samples of it are used); default: split
+    --eval-fraction off the training data."""
     # prompt
-    prompt_format: Literal["alpaca", "chat"] = Field(
-        "alpaca",
-        description=(
-            "'alpaca': the Alpaca template (with/without input); 'chat': the student's chat "
-            "template."
-        ),
-    )
-    template_input: str | None = Field(
-        None,
-        description=(
-            "Alpaca template for records with an input (path to a .txt with {instruction} and "
-            "{input}); default: the packaged one."
-        ),
-    )
-    template_no_input: str | None = Field(
-        None,
-        description=(
-            "Alpaca template for records without an input (path to a .txt with {instruction}); "
-            "default: the packaged one."
-        ),
-    )
+    prompt_format: Literal["alpaca", "chat"] = "alpaca"
+    """'alpaca': the Alpaca template (with/without input); 'chat': the student's chat template."""
+    template_input: str | None = None
+    """Alpaca template for records with an input (path to a .txt with {instruction} and {input});
+    default: the packaged one."""
+    template_no_input: str | None = None
+    """Alpaca template for records without an input (path to a .txt with {instruction}); default:
+    the packaged one.
+    """
     # output: its own default directory, so an sft and a reward run never share one
-    output: Path = Field(
-        Path("runs/sft"),
-        description=(
-            "Output directory: merged model, adapter/, checkpoints/, log.jsonl, manifest.json."
-        ),
-    )
-    merge: bool = Field(
-        True,
-        description=(
-            "LoRA: also save the merged full model in --output (the adapter always goes to "
-            "--output/adapter)."
-        ),
-    )
-    fast_path: bool = Field(
-        True,
-        description=(
-            "Chunked LM-head cross-entropy, fused LoRA, per-sequence attention, LoRA base weights "
-            "kept in bf16 under bf16 autocast (same numbers as the library path; see "
-            "train/fastpath.py). --no-fast-path: library computations only."
-        ),
-    )
+    output: Path = Path("runs/sft")
+    """Output directory: merged model, adapter/, checkpoints/, log.jsonl, manifest.json."""
+    merge: bool = True
+    """LoRA: also save the merged full model in --output (the adapter always goes to
+    --output/adapter).
+    """
+    fast_path: bool = True
+    """Chunked LM-head cross-entropy, fused LoRA, per-sequence attention, LoRA base weights kept in
+    bf16 under bf16 autocast (same numbers as the library path; see train/fastpath.py).
+    --no-fast-path: library computations only."""
 
     @model_validator(mode="after")
     def _check(self) -> Config:

@@ -400,79 +400,49 @@ def session_secret(study_dir: str | Path) -> str:
 
 
 class InitConfig(StageConfig):
-    output: Path = Field(
-        Path("study"),
-        description="Study directory to create (study.json, and study.db unless --db-url).",
-    )
-    source: dict[str, Path] = Field(
-        default_factory=dict,
-        description=(
-            "NAME=FILE, repeated (two or more): each model's answers: response records, Alpaca"
-            " records, or {prompt, completion} predictions (with --instructions)."
-        ),
-    )
-    from_judge: Path | None = Field(
-        None,
-        description=(
-            "Instead of --source: an `eval judge` output directory; its two answer files and judged"
-            " questions become the study, so human votes can be compared with the judge's (question"
-            " ids kept)."
-        ),
-    )
-    instructions: Path | None = Field(
-        None,
-        description=(
-            "Instruction file that prediction files are joined with by position (User-Oriented {id,"
-            " instruction, instances} or Alpaca)."
-        ),
-    )
+    output: Path = Path("study")
+    """Study directory to create (study.json, and study.db unless --db-url)."""
+    source: dict[str, Path] = Field(default_factory=dict)
+    """NAME=FILE, repeated (two or more): each model's answers: response records, Alpaca records, or
+    {prompt, completion} predictions (with --instructions)."""
+    from_judge: Path | None = None
+    """Instead of --source: an `eval judge` output directory; its two answer files and judged
+    questions become the study, so human votes can be compared with the judge's (question ids
+    kept).
+    """
+    instructions: Path | None = None
+    """Instruction file that prediction files are joined with by position (User-Oriented {id,
+    instruction, instances} or Alpaca)."""
     join: JoinOn = Field(
         "auto",
         description=JOIN_HELP
         + " Prediction files are first lined up with --instructions by position.",
     )
-    reference: str | None = Field(
-        None,
-        description=(
-            "With more than two sources: compare every model against this one (default: all pairs"
-            " of models)."
-        ),
-    )
-    per_item: int = Field(3, ge=1, description="Annotators per pair.")
-    seed: int = Field(
-        0,
-        description=(
-            "Seed for the left/right order of each pair, the serving order and --limit sampling."
-        ),
-    )
-    limit: int | None = Field(
-        None, ge=1, description="Use a random sample of this many instructions (seeded)."
-    )
-    criteria: Path | None = Field(
-        None,
-        description=(
-            "YAML file of criteria and guidance text (default: the packaged"
-            " prompts/hhh_criteria.yaml: helpfulness, honesty, harmlessness)."
-        ),
-    )
-    db_url: str | None = Field(
-        None,
-        description=(
-            "Database URL, e.g. postgresql+psycopg://user:pass@host/db (a schema per study)."
-            " Default: SQLite study.db in the study directory."
-        ),
-    )
-    title: str = Field("Human evaluation", description="Title shown to annotators.")
-    host: str = Field(
-        "127.0.0.1", description="Host that annotator links point to (serve's --host default)."
-    )
-    port: int = Field(
-        8000,
-        ge=1,
-        le=65535,
-        description="Port that annotator links point to (serve's --port default).",
-    )
-    force: bool = Field(False, description="Replace an existing study in the output directory.")
+    reference: str | None = None
+    """With more than two sources: compare every model against this one (default: all pairs of
+    models).
+    """
+    per_item: int = Field(3, ge=1)
+    """Annotators per pair."""
+    seed: int = 0
+    """Seed for the left/right order of each pair, the serving order and --limit sampling."""
+    limit: int | None = Field(None, ge=1)
+    """Use a random sample of this many instructions (seeded)."""
+    criteria: Path | None = None
+    """YAML file of criteria and guidance text (default: the packaged prompts/hhh_criteria.yaml:
+    helpfulness, honesty, harmlessness)."""
+    db_url: str | None = None
+    """Database URL, e.g. postgresql+psycopg://user:pass@host/db (a schema per study). Default:
+    SQLite study.db in the study directory.
+    """
+    title: str = "Human evaluation"
+    """Title shown to annotators."""
+    host: str = "127.0.0.1"
+    """Host that annotator links point to (serve's --host default)."""
+    port: int = Field(8000, ge=1, le=65535)
+    """Port that annotator links point to (serve's --port default)."""
+    force: bool = False
+    """Replace an existing study in the output directory."""
 
 
 def _judge_input(judge_dir: Path, manifest: dict, value: Any, what: str) -> Path:
@@ -845,23 +815,16 @@ def annotator_link(study_path: str | Path, token: str, base_url: str | None = No
 
 
 class ExportConfig(StageConfig):
-    study: Path = Field(Path("study"), description="Study directory (with study.json).")
-    output: Path = Field(
-        Path("annotate_export"),
-        description=(
-            "Directory for votes.jsonl, human_judgments.jsonl (FastChat MT-bench format), "
-            "summary.json, pie charts (PNG) and manifest.json."
-        ),
-    )
-    db_url: str | None = Field(
-        None,
-        description=(
-            "Database URL overriding study.json's (e.g. when it was stored without a password)."
-        ),
-    )
-    pie_basis: Literal["votes", "majority"] = Field(
-        "votes", description="Pie charts from all annotators' votes, or from the per-pair majority."
-    )
+    study: Path = Path("study")
+    """Study directory (with study.json)."""
+    output: Path = Path("annotate_export")
+    """Directory for votes.jsonl, human_judgments.jsonl (FastChat MT-bench format), summary.json,
+    pie charts (PNG) and manifest.json.
+    """
+    db_url: str | None = None
+    """Database URL overriding study.json's (e.g. when it was stored without a password)."""
+    pie_basis: Literal["votes", "majority"] = "votes"
+    """Pie charts from all annotators' votes, or from the per-pair majority."""
 
 
 def _majority(values: list[str]) -> str:

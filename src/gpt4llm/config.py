@@ -304,6 +304,30 @@ def _help_all(ctx: Any, param: Any, value: bool) -> None:
     ctx.exit()
 
 
+def _keyword(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+# The options every command gets, after its own (in the "Help" panel).
+def _option_config() -> Any:
+    text = "YAML file with this command's settings; command-line options override it."
+    return typer.Option(None, "--config", help=text, rich_help_panel="Help")
+
+
+def _option_print_config() -> Any:
+    text = "Print the resolved settings as YAML (ready for --config or a pipeline stage) and exit."
+    return typer.Option(False, "--print-config", help=text, rich_help_panel="Help")
+
+
+def _option_help_all() -> Any:
+    text = "Show every option, the rarely used ones too, and exit."
+    return typer.Option(
+        False, "--help-all", help=text, is_eager=True, callback=_help_all, rich_help_panel="Help"
+    )
+
+
 def config_command(
     app: typer.Typer,
     name: str,
@@ -344,20 +368,9 @@ def config_command(
             alias = f"{pname}__alias"
             aliases[alias] = pname
             by_param[alias] = (path, info)
-            params.append(
-                inspect.Parameter(
-                    alias,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=typer.Option(
-                        None,
-                        f"--{cli_name}",
-                        hidden=True,
-                        help=f"Deprecated: give {metavar} as an argument.",
-                        **extra,
-                    ),
-                    annotation=typing.Optional[typ],  # noqa: UP045 - built at run time for Typer
-                )
-            )
+            hint = f"Deprecated: give {metavar} as an argument."
+            alias_option = typer.Option(None, f"--{cli_name}", hidden=True, help=hint, **extra)
+            params.append(_keyword(alias, alias_option, typing.Optional[typ]))  # noqa: UP045
         elif typ is bool:
             desc += "  [default: on]" if info.default is True else ""
             default = typer.Option(
@@ -397,58 +410,12 @@ def config_command(
                 **extra,
             )
             names[path] = f"--{cli_name}"
-        params.append(
-            inspect.Parameter(
-                pname,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=default,
-                annotation=typing.Optional[typ],  # noqa: UP045
-            )
-        )
-    params.append(
-        inspect.Parameter(
-            "config_file",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(
-                None,
-                "--config",
-                help="YAML file with this command's settings; command-line options override it.",
-                rich_help_panel="Help",
-            ),
-            annotation=typing.Optional[Path],  # noqa: UP045
-        )
-    )
-    params.append(
-        inspect.Parameter(
-            "print_config",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(
-                False,
-                "--print-config",
-                help=(
-                    "Print the resolved settings as YAML (ready for --config or a pipeline stage)"
-                    " and exit."
-                ),
-                rich_help_panel="Help",
-            ),
-            annotation=bool,
-        )
-    )
-    params.append(
-        inspect.Parameter(
-            "help_all",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(
-                False,
-                "--help-all",
-                help="Show every option, the rarely used ones too, and exit.",
-                is_eager=True,
-                callback=_help_all,
-                rich_help_panel="Help",
-            ),
-            annotation=bool,
-        )
-    )
+        params.append(_keyword(pname, default, typing.Optional[typ]))  # noqa: UP045
+    params += [
+        _keyword("config_file", _option_config(), typing.Optional[Path]),  # noqa: UP045
+        _keyword("print_config", _option_print_config(), bool),
+        _keyword("help_all", _option_help_all(), bool),
+    ]
 
     def command(**kwargs: Any) -> Any:
         config_file = kwargs.pop("config_file", None)

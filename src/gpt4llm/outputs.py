@@ -32,6 +32,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,16 +147,8 @@ def check_outputs(
     `directories`: output directories (list the files written inside them in `files` when an
     input might sit there). Inputs that are directories (a model) are compared as paths.
     """
-    resolved_inputs = {}
-    for p in inputs:
-        r = _resolve(p)
-        if r is not None:
-            resolved_inputs.setdefault(r, Path(p))  # type: ignore[arg-type]
-    resolved_caches = {}
-    for p in caches:
-        r = _resolve(p)
-        if r is not None:
-            resolved_caches.setdefault(r, Path(p))  # type: ignore[arg-type]
+    resolved_inputs = _by_resolved(inputs)
+    resolved_caches = _by_resolved(caches)
 
     claimed: dict[Path, Path] = {}  # resolved output -> as the user wrote it
 
@@ -175,12 +168,7 @@ def check_outputs(
             )
         claimed[r] = shown
 
-    for d in directories:
-        if d is None:
-            continue
-        d = Path(d)
-        r = _resolve(d)
-        assert r is not None
+    for d, r in _given_and_resolved(directories):
         if r.exists() and not r.is_dir():
             raise UserError(f"{d}: output directory is a file")
         if r in resolved_inputs:
@@ -193,12 +181,7 @@ def check_outputs(
         claim(d / "manifest.json", d / "manifest.json", "manifest")
         _check_writable_dir(r, d, "output directory")
 
-    for f in files:
-        if f is None:
-            continue
-        f = Path(f)
-        r = _resolve(f)
-        assert r is not None
+    for f, r in _given_and_resolved(files):
         if r.is_dir():
             raise UserError(f"{f}: output is a directory, expected a file name")
         claim(f, f, "output")
@@ -207,6 +190,19 @@ def check_outputs(
                 if _resolve(c) not in claimed:
                     claim(c, c, "output's companion file")
         _check_writable_dir(r.parent, f, "output")
+
+
+def _given_and_resolved(paths: Iterable[PathLike]) -> list[tuple[Path, Path]]:
+    """(the path as given, resolved) for each path that is not None, in order."""
+    return [(Path(p), r) for p in paths if (r := _resolve(p)) is not None]  # type: ignore[arg-type]
+
+
+def _by_resolved(paths: Iterable[PathLike]) -> dict[Path, Path]:
+    """{resolved path: the path first given for it}."""
+    out: dict[Path, Path] = {}
+    for given, r in _given_and_resolved(paths):
+        out.setdefault(r, given)
+    return out
 
 
 # --------------------------------------------------------------------------- stage ending
@@ -314,3 +310,46 @@ def finish_stage(
     if print_table:
         print_summary(stage, summary)
     return summary
+
+
+@dataclass
+class StageRun:
+    """One run of a stage, for its common ending: what it is, what it writes, since when.
+
+        return StageRun("generate", config, config.output, [config.input], t0).finish(
+            summary, len(records), failed, write, what="requests"
+        )
+
+    `finish` is `finish_stage`: the failed file, the `max_failed_fraction` rule, the write, the
+    manifest and the summary table."""
+
+    stage: str
+    config: Any
+    output: str | Path
+    inputs: Iterable[PathLike]
+    started: float
+
+    def finish(
+        self,
+        summary: dict[str, Any],
+        total: int,
+        failed: list[dict],
+        write: Callable[[], None],
+        what: str = "items",
+        print_table: bool = True,
+        max_failed_fraction: float | None = None,
+    ) -> dict[str, Any]:
+        return finish_stage(
+            stage=self.stage,
+            config=self.config,
+            output=self.output,
+            inputs=self.inputs,
+            summary=summary,
+            total=total,
+            failed=failed,
+            write=write,
+            started=self.started,
+            max_failed_fraction=max_failed_fraction,
+            what=what,
+            print_table=print_table,
+        )

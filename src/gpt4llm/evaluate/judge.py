@@ -853,7 +853,7 @@ def _plan(
 def run(config: Config) -> dict:
     from gpt4llm.llm import Request, SamplingParams, complete_all
     from gpt4llm.llm.summary import usage_totals
-    from gpt4llm.outputs import check_outputs, finish_stage, request_caches
+    from gpt4llm.outputs import StageRun, check_outputs, request_caches
 
     t0 = time.time()
     if config.from_judgments is not None:
@@ -1048,18 +1048,8 @@ def run(config: Config) -> dict:
         _write_fastchat(config, fc_paths, questions, models, judgments, requests, t0)
         write_json(out / "summary.json", summary)
 
-    finish_stage(
-        stage=STAGE,
-        config=config,
-        output=out,
-        inputs=inputs,
-        summary=summary,
-        total=len(judgments),
-        failed=failed,
-        write=write,
-        started=t0,
-        what="judgments",
-        print_table=False,
+    StageRun(STAGE, config, out, inputs, t0).finish(
+        summary, len(judgments), failed, write, what="judgments", print_table=False
     )
     print_table(summary)
     return summary
@@ -1227,7 +1217,7 @@ def _from_judgments(config: Config, t0: float) -> dict:
     our two orders (g1 shows model_1 first), single records our single judgments. Answers, when
     given, must answer every judged question (their lengths feed the length statistics)."""
     from gpt4llm.evaluate import fastchat_io as fc
-    from gpt4llm.outputs import check_outputs, finish_stage
+    from gpt4llm.outputs import StageRun, check_outputs
 
     path = Path(config.from_judgments)  # type: ignore[arg-type]
     kind, rows = fc.read_judgments(path)
@@ -1382,18 +1372,8 @@ def _from_judgments(config: Config, t0: float) -> dict:
         write_jsonl(out / "per_question.jsonl", per_question)
         write_json(out / "summary.json", summary)
 
-    finish_stage(
-        stage=STAGE,
-        config=config,
-        output=out,
-        inputs=inputs,
-        summary=summary,
-        total=len(judgments),
-        failed=failed,
-        write=write,
-        started=t0,
-        what="judgments",
-        print_table=False,
+    StageRun(STAGE, config, out, inputs, t0).finish(
+        summary, len(judgments), failed, write, what="judgments", print_table=False
     )
     print_table(summary)
     return summary

@@ -240,7 +240,7 @@ def score_hits(config: Config, records: list[dict]) -> tuple[dict[int, str], dic
 def run(config: Config) -> dict:
     from rich.console import Console
 
-    from gpt4llm.outputs import check_outputs, finish_stage
+    from gpt4llm.outputs import StageRun, check_outputs
     from gpt4llm.records import load_instructions, read_json_records, write_jsonl, write_records
 
     t0 = time.time()
@@ -333,18 +333,9 @@ def run(config: Config) -> dict:
         write_records(config.output, [raw[i] for i in clean])
         _render_html(summary, config, html_path)
 
-    finish_stage(
-        stage="audit",
-        config=config,
-        output=config.output,
-        inputs=[config.data, config.scores, *config.eval_set.values()],
-        summary=summary,
-        total=len(records),
-        failed=[],
-        write=write,
-        started=t0,
-        print_table=False,
-    )
+    StageRun(
+        "audit", config, config.output, [config.data, config.scores, *config.eval_set.values()], t0
+    ).finish(summary, len(records), [], write, print_table=False)
     _print(console, summary)
     return summary
 

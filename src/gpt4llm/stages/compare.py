@@ -525,7 +525,7 @@ def print_summary(hists: dict[str, dict], summary: dict) -> None:
 def run(config: Config) -> dict:
     from gpt4llm.join import Source, join_answers
     from gpt4llm.join import load_source as load_source_file
-    from gpt4llm.outputs import check_outputs, finish_stage, request_caches
+    from gpt4llm.outputs import StageRun, check_outputs, request_caches
 
     t0 = time.time()
     n_sources = len(config.source) + len(config.source_model)
@@ -648,18 +648,8 @@ def run(config: Config) -> dict:
     n_answers = sum(len(rec["responses"]) for rec in records) + len(config.source_model) * (
         len(base.records) if base else 0
     )
-    finish_stage(
-        stage="compare",
-        config=config,
-        output=config.output,
-        inputs=inputs,
-        summary=summary,
-        total=n_answers,
-        failed=failed,
-        write=write,
-        started=t0,
-        what="answers",
-        print_table=False,
+    StageRun("compare", config, config.output, inputs, t0).finish(
+        summary, n_answers, failed, write, what="answers", print_table=False
     )
     print_summary(hists, summary)
     return summary

@@ -103,7 +103,7 @@ def load_templates(config: Config) -> tuple[str, str, str]:
 def run(config: Config) -> dict:
     from gpt4llm.llm import complete_all
     from gpt4llm.llm.summary import cost_known, usage_totals
-    from gpt4llm.outputs import check_outputs, finish_stage, request_caches
+    from gpt4llm.outputs import StageRun, check_outputs, request_caches
     from gpt4llm.records import load_instructions, select_records, write_records
 
     t0 = time.time()
@@ -189,15 +189,6 @@ def run(config: Config) -> dict:
         "cost_known": cost_known(config.teacher),
         "output": str(config.output),
     }
-    return finish_stage(
-        stage="generate",
-        config=config,
-        output=config.output,
-        inputs=[config.input],
-        summary=summary,
-        total=len(records),
-        failed=failed,
-        write=lambda: write_records(config.output, out),
-        started=t0,
-        what="requests",
+    return StageRun("generate", config, config.output, [config.input], t0).finish(
+        summary, len(records), failed, lambda: write_records(config.output, out), what="requests"
     )

@@ -494,8 +494,8 @@ def run(config: Config) -> dict:
     from gpt4llm.llm.summary import cost_known, usage_totals
     from gpt4llm.outputs import (
         StageFailed,
+        StageRun,
         check_outputs,
-        finish_stage,
         record_failed_run,
         request_caches,
     )
@@ -639,17 +639,8 @@ def run(config: Config) -> dict:
         write_jsonl(rejected_file, rejected)
         write_records(config.output, kept)
 
-    return finish_stage(
-        stage="instruct",
-        config=config,
-        output=config.output,
-        inputs=[config.seeds, config.prompt],
-        summary=summary,
-        total=k,
-        failed=failed,
-        write=write,
-        started=t0,
-        what="requests",
+    return StageRun("instruct", config, config.output, [config.seeds, config.prompt], t0).finish(
+        summary, k, failed, write, what="requests"
     )
 
 

@@ -105,7 +105,7 @@ def run(config: Config) -> dict:
     from rich.console import Console
 
     from gpt4llm.llm.summary import usage_totals
-    from gpt4llm.outputs import check_outputs, finish_stage, request_caches
+    from gpt4llm.outputs import StageRun, check_outputs, request_caches
     from gpt4llm.records import Journal, load_instructions, write_jsonl
 
     t0 = time.time()
@@ -202,18 +202,8 @@ def run(config: Config) -> dict:
         if not failed:  # a complete run needs no journal; an incomplete one keeps it for resume
             journal_path(config.output).unlink(missing_ok=True)
 
-    finish_stage(
-        stage="respond",
-        config=config,
-        output=config.output,
-        inputs=[config.input],
-        summary=summary,
-        total=len(records),
-        failed=failed,
-        write=write,
-        started=t0,
-        what="instructions",
-        print_table=False,
+    StageRun("respond", config, config.output, [config.input], t0).finish(
+        summary, len(records), failed, write, what="instructions", print_table=False
     )
     console.print(
         f"respond: {len(out)}/{len(records)} responses from {label} ({stats['stop']} stopped, "

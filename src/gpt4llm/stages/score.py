@@ -356,7 +356,7 @@ def run(config: Config) -> dict:
     from rich.console import Console
     from rich.progress import Progress
 
-    from gpt4llm.outputs import check_outputs, finish_stage, journal_path
+    from gpt4llm.outputs import StageRun, check_outputs, journal_path
     from gpt4llm.records import Journal, iter_batches, write_records
 
     t0 = time.time()
@@ -475,17 +475,8 @@ def run(config: Config) -> dict:
             f"{unscored} without a score, "
             f"{below} below --min-reward)"
         )
-    finish_stage(
-        stage="score",
-        config=config,
-        output=config.output,
-        inputs=[config.input],
-        summary=summary,
-        total=len(items),
-        failed=[],
-        write=write,
-        started=t0,
-        print_table=False,
+    StageRun("score", config, config.output, [config.input], t0).finish(
+        summary, len(items), [], write, print_table=False
     )
     rq = summary["reward"]
     line = f"score: {len(out)} records → {config.output}"

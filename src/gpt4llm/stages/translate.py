@@ -187,7 +187,7 @@ def check_translation(lang: str, source: str, translation: str) -> str | None:
 def run(config: Config) -> dict:
     from gpt4llm.llm import complete_all
     from gpt4llm.llm.summary import cost_known, usage_totals
-    from gpt4llm.outputs import check_outputs, finish_stage, request_caches
+    from gpt4llm.outputs import StageRun, check_outputs, request_caches
     from gpt4llm.records import load_instructions, select_records, write_records
 
     t0 = time.time()
@@ -332,15 +332,10 @@ def run(config: Config) -> dict:
         "lang": config.lang,
         "output": str(config.output),
     }
-    return finish_stage(
-        stage="translate",
-        config=config,
-        output=config.output,
-        inputs=[config.input],
-        summary=summary,
-        total=len(records),
-        failed=[{"id": r["id"], "error": failed[r["id"]]} for r in records if r["id"] in failed],
-        write=lambda: write_records(config.output, out),
-        started=t0,
+    return StageRun("translate", config, config.output, [config.input], t0).finish(
+        summary,
+        len(records),
+        [{"id": r["id"], "error": failed[r["id"]]} for r in records if r["id"] in failed],
+        lambda: write_records(config.output, out),
         what="translations",
     )

@@ -38,7 +38,7 @@ from typing import Any
 
 from pydantic import Field
 
-from gpt4llm.errors import UserError
+from gpt4llm.errors import DataError, UserError
 
 DEFAULT_MAX_FAILED_FRACTION = 0.1
 
@@ -203,6 +203,25 @@ def _by_resolved(paths: Iterable[PathLike]) -> dict[Path, Path]:
     for given, r in _given_and_resolved(paths):
         out.setdefault(r, given)
     return out
+
+
+def teacher_instructions(config: Any, prompt_files: Iterable[PathLike] = ()) -> list[dict]:
+    """The start of a stage that sends each instruction of `config.input` to `config.teacher`
+    and writes `config.output` (generate, translate), before the first request: the outputs
+    checked against the input, the prompt files and the teacher's request cache, then the
+    instructions loaded and selected (`limit`, `shuffle`, `seed`); a file without any is a
+    DataError."""
+    from gpt4llm.records import load_instructions, select_records
+
+    check_outputs(
+        inputs=[config.input, *prompt_files],
+        files=[config.output],
+        caches=request_caches(config.teacher),
+    )
+    records = load_instructions(config.input)
+    if not records:
+        raise DataError(config.input, "no instructions in the file")
+    return select_records(records, config.limit, config.shuffle, config.seed)
 
 
 # --------------------------------------------------------------------------- stage ending

@@ -281,6 +281,18 @@ def load_instructions(path: str | Path, need_output: bool = False) -> list[Recor
     return records
 
 
+def first_instance(path: str | Path, lineno: int, task: Record) -> Record:
+    """The first of a task's `instances` (`{instruction, instances: [{input, output}, ...]}`,
+    as Self-Instruct's seed tasks and the User-Oriented set hold them)."""
+    instances = task.get("instances")
+    first = instances[0] if isinstance(instances, list) and instances else None
+    if not isinstance(first, dict):
+        raise DataError(
+            path, "expected a non-empty list of {input, output}", line=lineno, field="instances"
+        )
+    return first
+
+
 def load_jsonl(path: str | Path) -> list[Record]:
     """Load any JSONL / JSON-array file of objects (no field checks beyond 'is an object')."""
     return [check_fields(path, n, obj) for n, obj in read_json_records(path)]

@@ -899,22 +899,15 @@ def read_scores(
     return got
 
 
-def parse_scores(
-    text: str | None,
-    n: int,
-    lo: float = 1,
-    hi: float = 10,
-    format: str = "auto",
-    prompt: str | None = None,
-) -> list[float] | None:
-    """The n scores `read_scores` finds, or None.
+def parse_scores(text: str | None, n: int, *args: Any, **kwargs: Any) -> list[float] | None:
+    """The n scores `read_scores` (same arguments: lo, hi, format, prompt) finds, or None.
 
     >>> parse_scores("Assistant 1: 8/10. Assistant 2: 7/10.", 2)
     [8.0, 7.0]
     >>> parse_scores("8\\nAssistant 2 did not answer.", 2) is None
     True
     """
-    return read_scores(text, n, lo, hi, format=format, prompt=prompt).values
+    return read_scores(text, n, *args, **kwargs).values
 
 
 _VERDICT_RE = re.compile(r"\[\[\s*(?:assistant\s+)?(A|B|C|tie)\s*\]\]", re.IGNORECASE)

@@ -13,6 +13,7 @@ datasets).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PALETTE = [
@@ -56,6 +57,44 @@ def _no_data(path: Path, title: str, message: str) -> Path:
     return _save(fig, path)
 
 
+@dataclass
+class _Ring:
+    """One ring of the verb–noun pie: how it is drawn, and its wedges."""
+
+    radius: float
+    width: float
+    edge: float  # width of the white line between wedges
+    font: float
+    label_distance: float
+    label_share: float  # a wedge is labelled from this share of the pie (when the label fits)
+    bold: bool = False
+    sizes: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    colors: list = field(default_factory=list)
+
+    def add(self, size: int, label: str, color: object) -> None:
+        self.sizes.append(size)
+        self.labels.append(label)
+        self.colors.append(color)
+
+    def draw(self, ax, total: int) -> None:
+        ax.pie(
+            self.sizes,
+            radius=self.radius,
+            colors=self.colors,
+            startangle=90,
+            counterclock=False,
+            labels=[
+                lab if s / total >= self.label_share else ""
+                for lab, s in zip(self.labels, self.sizes)
+            ],
+            labeldistance=self.label_distance,
+            rotatelabels=True,
+            textprops={"fontsize": self.font, **({"fontweight": "bold"} if self.bold else {})},
+            wedgeprops={"width": self.width, "edgecolor": "white", "linewidth": self.edge},
+        )
+
+
 def verb_noun_pie(top: list[dict], path: Path, title: str) -> Path:
     """Inner ring: the top verbs; outer ring: each verb's top nouns (wedges sized by the
     counts of the shown verb–noun pairs, as Self-Instruct's figure)."""
@@ -65,8 +104,12 @@ def verb_noun_pie(top: list[dict], path: Path, title: str) -> Path:
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(11, 11))
-    inner_sizes, inner_labels, inner_colors = [], [], []
-    outer_sizes, outer_labels, outer_colors = [], [], []
+    inner = _Ring(
+        radius=0.68, width=0.4, edge=1.2, font=10, bold=True, label_distance=0.62, label_share=0.012
+    )
+    outer = _Ring(
+        radius=1.0, width=0.32, edge=0.8, font=8.5, label_distance=0.84, label_share=0.007
+    )
     cmap = plt.get_cmap("tab20")
     for k, item in enumerate(top):
         base = cmap(k % 20)
@@ -75,46 +118,14 @@ def verb_noun_pie(top: list[dict], path: Path, title: str) -> Path:
         shown = sum(n["count"] for n in item["nouns"])
         if shown == 0:
             continue
-        inner_sizes.append(shown)
-        inner_labels.append(item["verb"])
-        inner_colors.append(base)
+        inner.add(shown, item["verb"], base)
         for j, n in enumerate(item["nouns"]):
-            outer_sizes.append(n["count"])
-            outer_labels.append(n["noun"])
             rgb = mcolors.to_rgb(base)
             mix = 0.2 + 0.55 * j / max(1, len(item["nouns"]))
-            outer_colors.append(tuple(c + (1 - c) * mix for c in rgb))
-    total = sum(outer_sizes)
-    # Labels only where the wedge is wide enough to hold them.
-    min_share_inner, min_share_outer = 0.012, 0.007
-    ax.pie(
-        outer_sizes,
-        radius=1.0,
-        colors=outer_colors,
-        startangle=90,
-        counterclock=False,
-        labels=[
-            lab if s / total >= min_share_outer else "" for lab, s in zip(outer_labels, outer_sizes)
-        ],
-        labeldistance=0.84,
-        rotatelabels=True,
-        textprops={"fontsize": 8.5},
-        wedgeprops={"width": 0.32, "edgecolor": "white", "linewidth": 0.8},
-    )
-    ax.pie(
-        inner_sizes,
-        radius=0.68,
-        colors=inner_colors,
-        startangle=90,
-        counterclock=False,
-        labels=[
-            lab if s / total >= min_share_inner else "" for lab, s in zip(inner_labels, inner_sizes)
-        ],
-        labeldistance=0.62,
-        rotatelabels=True,
-        textprops={"fontsize": 10, "fontweight": "bold"},
-        wedgeprops={"width": 0.4, "edgecolor": "white", "linewidth": 1.2},
-    )
+            outer.add(n["count"], n["noun"], tuple(c + (1 - c) * mix for c in rgb))
+    total = sum(outer.sizes)
+    outer.draw(ax, total)
+    inner.draw(ax, total)
     ax.set(aspect="equal")
     ax.set_title(title, fontsize=15, pad=12)
     return _save(fig, path)

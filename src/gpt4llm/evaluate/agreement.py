@@ -56,7 +56,7 @@ import itertools
 import math
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ from pydantic import Field
 
 from gpt4llm.config import StageConfig
 from gpt4llm.errors import DataError, UserError
-from gpt4llm.records import read_json_records, write_json, write_jsonl
+from gpt4llm.records import check_fields, read_json_records, write_json, write_jsonl
 
 STAGE = "eval agreement"
 CLASSES = ("x", "y", "tie")
@@ -274,11 +274,7 @@ def load_votes(
     rows = read_json_records(file)
     if not rows:
         raise DataError(file, "no votes")
-    first = rows[0][1]
-    if not isinstance(first, dict):
-        raise DataError(
-            file, f"expected a JSON object, got {type(first).__name__}", line=rows[0][0]
-        )
+    first = check_fields(file, *rows[0])  # (line, record): must be an object
     fmt = _detect(first)
     if fmt == "unknown":
         raise DataError(
@@ -467,18 +463,10 @@ class Comparison:
         return self.vote_a == self.vote_b
 
     def row(self) -> dict[str, Any]:
-        return {
-            "question_id": self.qid,
-            "turn": self.turn,
-            "model_x": self.model_x,
-            "model_y": self.model_y,
-            "category": self.category,
-            "judge_a": self.judge_a,
-            "vote_a": self.vote_a,
-            "judge_b": self.judge_b,
-            "vote_b": self.vote_b,
-            "agree": self.agree,
-        }
+        """The fields in order (`qid` named `question_id`), `agree` in place of `within`."""
+        row = asdict(self)
+        del row["within"]
+        return {"question_id": row.pop("qid"), **row, "agree": self.agree}
 
 
 def compare(
@@ -490,7 +478,6 @@ def compare(
     by_a: dict[tuple, list[Vote]] = defaultdict(list)
     for v in a:
         by_a[v.key].append(v)
-    out: list[Comparison] = []
 
     def cat(*vs: Vote) -> str:
         return (
@@ -498,44 +485,36 @@ def compare(
         )
 
     if b is None:
-        for key, vs in by_a.items():
-            for va, vb in itertools.combinations(vs, 2):
-                out.append(
-                    Comparison(
-                        key[0],
-                        key[3],
-                        key[1],
-                        key[2],
-                        cat(va, vb),
-                        va.judge,
-                        va.winner,
-                        vb.judge,
-                        vb.winner,
-                        True,
-                    )
-                )
-        return out
-    by_b: dict[tuple, list[Vote]] = defaultdict(list)
-    for v in b:
-        by_b[v.key].append(v)
-    for key, vs in by_a.items():
-        for va in vs:
-            for vb in by_b.get(key, ()):
-                out.append(
-                    Comparison(
-                        key[0],
-                        key[3],
-                        key[1],
-                        key[2],
-                        cat(va, vb),
-                        va.judge,
-                        va.winner,
-                        vb.judge,
-                        vb.winner,
-                        False,
-                    )
-                )
-    return out
+        pairs = [
+            (key, va, vb, True)
+            for key, vs in by_a.items()
+            for va, vb in itertools.combinations(vs, 2)
+        ]
+    else:
+        by_b: dict[tuple, list[Vote]] = defaultdict(list)
+        for v in b:
+            by_b[v.key].append(v)
+        pairs = [
+            (key, va, vb, False)
+            for key, vs in by_a.items()
+            for va in vs
+            for vb in by_b.get(key, ())
+        ]
+    return [
+        Comparison(
+            key[0],
+            key[3],
+            key[1],
+            key[2],
+            cat(va, vb),
+            va.judge,
+            va.winner,
+            vb.judge,
+            vb.winner,
+            within,
+        )
+        for key, va, vb, within in pairs
+    ]
 
 
 # -------------------------------------------------------------------------------- metrics

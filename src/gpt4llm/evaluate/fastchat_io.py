@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 
 from gpt4llm.errors import DataError
+from gpt4llm.evaluate.fields import optional_text
 from gpt4llm.records import read_json_records
 
 # Categories whose questions FastChat grades against a reference answer.
@@ -124,19 +125,7 @@ def _turns_of(path: Path, lineno: int, rec: dict) -> list[str]:
         raise DataError(path, "expected choices[0].turns", line=lineno, field="choices") from None
     if not isinstance(turns, list) or not turns:
         raise DataError(path, "expected a non-empty list", line=lineno, field="choices[0].turns")
-    out = []
-    for t in turns:
-        if t is None:
-            t = ""
-        if not isinstance(t, str):
-            raise DataError(
-                path,
-                f"expected strings, got {type(t).__name__}",
-                line=lineno,
-                field="choices[0].turns",
-            )
-        out.append(t)
-    return out
+    return [optional_text(path, lineno, t, "choices[0].turns", expected="strings") for t in turns]
 
 
 def load_answers(path: Path) -> tuple[dict[str, dict], str | None]:
@@ -155,27 +144,11 @@ def load_answers(path: Path) -> tuple[dict[str, dict], str | None]:
             if "choices" in rec:
                 turns = _turns_of(path, lineno, rec)
             else:
-                text = rec["text"] if rec["text"] is not None else ""
-                if not isinstance(text, str):
-                    raise DataError(
-                        path,
-                        f"expected a string, got {type(text).__name__}",
-                        line=lineno,
-                        field="text",
-                    )
-                turns = [text]
+                turns = [optional_text(path, lineno, rec["text"], "text")]
             model = rec.get("model_id")
         elif "output" in rec and "id" in rec:  # our response record
             qid, model = str(rec["id"]), rec.get("model")
-            out = rec["output"] if rec["output"] is not None else ""
-            if not isinstance(out, str):
-                raise DataError(
-                    path,
-                    f"expected a string, got {type(out).__name__}",
-                    line=lineno,
-                    field="output",
-                )
-            turns = [out]
+            turns = [optional_text(path, lineno, rec["output"], "output")]
             if isinstance(rec.get("turns"), list) and rec["turns"]:
                 if not all(isinstance(t, str) for t in rec["turns"]):
                     raise DataError(path, "expected a list of strings", line=lineno, field="turns")

@@ -508,48 +508,36 @@ class Job:
     lengths: tuple[int, ...] = ()
 
 
+def _turn_fields(
+    q: dict, turn: int, answers: dict[str, list[str]], ref: list[str] | None
+) -> dict[str, str]:
+    """A judge template's fields for one turn: `answers` maps a field name to an answer's
+    turns; turn 1 fills `{name}` (and `{question}`), turn 2 `{name}_1` and `{name}_2` (and
+    `{question_1}`, `{question_2}`); a reference fills `{ref_answer_1}` (and `_2` on turn 2)."""
+    if turn == 1:
+        f = {"question": q["turns"][0]} | {name: a[0] for name, a in answers.items()}
+    else:
+        f = {"question_1": q["turns"][0], "question_2": q["turns"][1]}
+        for name, a in answers.items():
+            f[f"{name}_1"], f[f"{name}_2"] = a[0], a[1]
+    if ref:
+        f["ref_answer_1"] = ref[0]
+        if turn > 1:
+            f["ref_answer_2"] = ref[1]
+    return f
+
+
 def _fields_pair(
     q: dict, turn: int, first: list[str], second: list[str], ref: list[str] | None
 ) -> dict[str, str]:
-    if turn == 1:
-        f = {
-            "question": q["turns"][0],
-            "answer_1": first[0],
-            "answer_2": second[0],
-            "answer_a": first[0],
-            "answer_b": second[0],
-        }
-    else:
-        f = {
-            "question_1": q["turns"][0],
-            "question_2": q["turns"][1],
-            "answer_a_1": first[0],
-            "answer_a_2": first[1],
-            "answer_b_1": second[0],
-            "answer_b_2": second[1],
-        }
-    if ref:
-        f["ref_answer_1"] = ref[0]
-        if turn > 1:
-            f["ref_answer_2"] = ref[1]
-    return f
+    answers = {"answer_a": first, "answer_b": second}
+    if turn == 1:  # single-turn pair templates also call them answer_1 and answer_2
+        answers |= {"answer_1": first, "answer_2": second}
+    return _turn_fields(q, turn, answers, ref)
 
 
 def _fields_single(q: dict, turn: int, answer: list[str], ref: list[str] | None) -> dict[str, str]:
-    if turn == 1:
-        f = {"question": q["turns"][0], "answer": answer[0]}
-    else:
-        f = {
-            "question_1": q["turns"][0],
-            "question_2": q["turns"][1],
-            "answer_1": answer[0],
-            "answer_2": answer[1],
-        }
-    if ref:
-        f["ref_answer_1"] = ref[0]
-        if turn > 1:
-            f["ref_answer_2"] = ref[1]
-    return f
+    return _turn_fields(q, turn, {"answer": answer}, ref)
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -1560,10 +1548,11 @@ def print_table(summary: dict) -> None:
             )
         pos = summary.get("position") or {}
         if pos.get("n_pairs"):
+            flips = f"{pos['n_flipped']} of {pos['n_pairs']} pairs ({_pct(100 * pos['flip_rate'])})"
+            first = _pct(_x100(pos["first_shown_win_rate"]))
             console.print(
-                f"position: {pos['n_flipped']} of {pos['n_pairs']} pairs "
-                f"({_pct(100 * pos['flip_rate'])}) flip when the order is swapped; the first-shown "
-                f"answer wins {_pct(_x100(pos['first_shown_win_rate']))} of judgments"
+                f"position: {flips} flip when the order is swapped; "
+                f"the first-shown answer wins {first} of judgments"
             )
         ln = summary.get("length") or {}
         lc = ln.get("length_controlled") or {}
@@ -1571,8 +1560,7 @@ def print_table(summary: dict) -> None:
             console.print(
                 f"length: the longer answer wins {_pct(_x100(ln['longer_win_rate']))} of "
                 f"{ln['n_decisive']} decisive judgments; win rate {_pct(lc.get('win_rate'))} raw, "
-                f"{_pct(lc.get('lc_win_rate'))}"
-                f"{_ci(lc)} length-controlled"
+                f"{_pct(lc.get('lc_win_rate'))}{_ci(lc)} length-controlled"
             )
         s = summary.get("sampling")
         if s:

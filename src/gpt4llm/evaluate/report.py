@@ -193,6 +193,12 @@ def judge_warnings(judges: list[dict]) -> list[str]:
     return out
 
 
+def _label_bar_ends(ax: Any, bars: Any, texts: list[str], pad: float) -> None:
+    """Write each text just past the end of its horizontal bar."""
+    for b, text in zip(bars, texts):
+        ax.text(b.get_width() + pad, b.get_y() + b.get_height() / 2, text, va="center", fontsize=9)
+
+
 def chart_judge(judges: list[dict], out: Path) -> list[dict]:
     """Pairwise judge runs: relative score with its bootstrap interval, wins/ties/losses."""
     plt = _plt()
@@ -206,15 +212,9 @@ def chart_judge(judges: list[dict], out: Path) -> list[dict]:
     err = _ci_err(rel, [(j.get("intervals") or {}).get("relative_a_to_b") for j in judges])
     bars = ax.barh(y, rel, color="#4C72B0", xerr=err, ecolor="#333", capsize=3)
     ax.axvline(100, color="#888", linestyle="--", linewidth=1)
-    for b, j in zip(bars, judges):
-        o = j["overall"]
-        ax.text(
-            b.get_width() + 1,
-            b.get_y() + b.get_height() / 2,
-            f"{b.get_width():.1f}%  ({o['total_a']:.1f} : {o['total_b']:.1f})",
-            va="center",
-            fontsize=9,
-        )
+    overall = [j["overall"] for j in judges]
+    ends = [f"{r:.1f}%  ({o['total_a']:.1f} : {o['total_b']:.1f})" for r, o in zip(rel, overall)]
+    _label_bar_ends(ax, bars, ends, pad=1)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlim(0, max([120.0, *(r * 1.35 for r in rel)]))
@@ -356,14 +356,7 @@ def chart_reward(rewards: list[dict], out: Path, dpos: list[dict] = ()) -> dict:
         for lab in labels
     ]
     bars = ax.barh(range(len(labels)), vals, color=colors)
-    for b in bars:
-        ax.text(
-            b.get_width() + 0.01,
-            b.get_y() + b.get_height() / 2,
-            f"{b.get_width():.3f}",
-            va="center",
-            fontsize=9,
-        )
+    _label_bar_ends(ax, bars, [f"{v:.3f}" for v in vals], pad=0.01)
     ax.axvline(0.5, color="#888", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()

@@ -38,6 +38,7 @@ from pydantic import Field
 
 from gpt4llm.config import StageConfig
 from gpt4llm.errors import DataError, UserError
+from gpt4llm.evaluate.fields import optional_text
 from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.records import read_json_records, write_json, write_jsonl
 
@@ -353,13 +354,7 @@ def _text_of(path: Path, lineno: int, rec: Any, field: str, allow_instances: boo
         value = rec["instances"][0][field]
     else:
         raise DataError(path, "missing", line=lineno, field=field)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise DataError(
-            path, f"expected a string, got {type(value).__name__}", line=lineno, field=field
-        )
-    return value
+    return optional_text(path, lineno, value, field)
 
 
 def _load(

@@ -689,22 +689,9 @@ class _Display:
             print(f"{label} {done}/{total}{extra}", file=sys.stderr)
             return
         if self.bar is None:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from gpt4llm.llm.summary import progress_bar
 
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-            )
+            self.bar = progress_bar("[bold]{task.description}")
             self.bar.start()
         if job.id not in self.tasks:
             self.tasks[job.id] = self.bar.add_task(label, total=total)

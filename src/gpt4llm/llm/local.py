@@ -23,13 +23,14 @@ Only the last position's logits are computed at each step (`logits_to_keep=1`): 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Completion, Message, SamplingParams
+from gpt4llm.prompts import encode_prompt
 
 OOM_HINT = "out of memory while generating: lower --batch-size (or max tokens / prompt length)"
 
@@ -82,7 +83,60 @@ class _Row:
     logprobs: list[list[tuple[str, float]]] | None = None
 
 
-class LocalGenerator:
+@dataclass
+class Batch:
+    """Prompts generated together: their places in the caller's list, texts and token ids."""
+
+    indices: list[int]
+    prompts: list[str]
+    token_ids: list[list[int]]
+
+
+class BatchedGenerator:
+    """Generation for many prompts in batches, results in input order: `LocalGenerator` runs
+    the batches one after the other, `workers.WorkerPool` deals them out to processes. Either
+    way the batches are the same (longest prompt first, `batch_size` at a time), so are the
+    completions. A subclass sets `tokenizer` and says how its batches run (`_run_batches`)."""
+
+    tokenizer: Any
+
+    def generate(
+        self,
+        prompts: list[str],
+        params: SamplingParams,
+        batch_size: int = 8,
+        on_batch: Callable[[list[int], list[Completion]], None] | None = None,
+    ) -> list[Completion]:
+        """Complete every prompt; results in input order.
+
+        `on_batch(indices, completions)` is called after each batch (indices into `prompts`),
+        which lets a caller journal finished work for resume.
+        """
+        if batch_size < 1:
+            raise UserError("batch_size must be at least 1")
+        encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
+        # Longest first: a batch that does not fit in memory fails at once, not at the end.
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        batches = []
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batches.append(Batch(idx, [prompts[i] for i in idx], [encoded[i] for i in idx]))
+        results: list[Completion | None] = [None] * len(prompts)
+        for batch, comps in self._run_batches(batches, params):
+            for i, c in zip(batch.indices, comps, strict=True):
+                results[i] = c
+            if on_batch is not None:
+                on_batch(batch.indices, comps)
+        return [r for r in results if r is not None]
+
+    def _run_batches(
+        self, batches: list[Batch], params: SamplingParams
+    ) -> Iterator[tuple[Batch, list[Completion]]]:
+        """Each batch with its completions, as it ends."""
+        raise NotImplementedError
+
+
+class LocalGenerator(BatchedGenerator):
     """A loaded local model + tokenizer that generates for many prompts in batches."""
 
     def __init__(self, model: Any, tokenizer: Any, name: str, device: str, autocast: bool):
@@ -115,13 +169,6 @@ class LocalGenerator:
             lm, tok, name=model, device=device, autocast=dtype == "auto" and bf16_supported(device)
         )
 
-    # ------------------------------------------------------------------ encoding
-    def _encode(self, prompt: str) -> list[int]:
-        tok = self.tokenizer
-        # A chat template's text already starts with BOS; don't add a second one.
-        add_special = not (tok.bos_token and prompt.startswith(tok.bos_token))
-        return tok(prompt, add_special_tokens=add_special)["input_ids"]
-
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
         if self.tokenizer.eos_token_id is not None:
@@ -135,41 +182,21 @@ class LocalGenerator:
         return ids
 
     # ------------------------------------------------------------------ generation
-    def generate(
-        self,
-        prompts: list[str],
-        params: SamplingParams,
-        batch_size: int = 8,
-        on_batch: Callable[[list[int], list[Completion]], None] | None = None,
-    ) -> list[Completion]:
-        """Complete every prompt; results in input order.
-
-        `on_batch(indices, completions)` is called after each batch (indices into `prompts`),
-        which lets a caller journal finished work for resume.
-        """
+    def _run_batches(
+        self, batches: list[Batch], params: SamplingParams
+    ) -> Iterator[tuple[Batch, list[Completion]]]:
         import torch
 
-        if batch_size < 1:
-            raise UserError("batch_size must be at least 1")
-        encoded = [self._encode(p) for p in prompts]
-        # Longest first: a batch that does not fit in memory fails at once, not at the end.
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        results: list[Completion | None] = [None] * len(prompts)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for batch in batches:  # one after the other
             try:
-                comps = self._generate_batch([encoded[i] for i in idx], params)
+                comps = self._generate_batch(batch.token_ids, params)
             except torch.OutOfMemoryError:
                 raise UserError(OOM_HINT) from None
             except RuntimeError as e:  # CPU allocators raise plain RuntimeErrors
                 if "out of memory" in str(e).lower() or "can't allocate memory" in str(e).lower():
                     raise UserError(OOM_HINT) from None
                 raise
-            for i, c in zip(idx, comps):
-                results[i] = c
-            if on_batch is not None:
-                on_batch(idx, comps)
-        return [r for r in results if r is not None]
+            yield batch, comps
 
     def _generate_batch(self, batch: list[list[int]], params: SamplingParams) -> list[Completion]:
         import torch

@@ -1,7 +1,9 @@
-"""Usage totals of a list of Results and the one-screen summary table the stages print."""
+"""Usage totals of a list of Results, the one-screen summary table the stages print, and the
+progress bar they show while they run."""
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from typing import Any
 
 from gpt4llm.llm.base import Result
@@ -33,6 +35,27 @@ def usage_totals(results: list[Result]) -> dict[str, Any]:
                     into[k] = round(into.get(k, 0) + v, 3)
         totals["replicas"] = merged
     return totals
+
+
+def teacher_summary(
+    config: Any, results: list[Result], records: Sized, written: Sized, failed: Sized, **counts: Any
+) -> dict[str, Any]:
+    """The summary of a stage that asks the model of LLMConfig `config` about each of its
+    `records` (generate, translate): how many records, written and failed, the request counts
+    (cached, retries, timeouts, replicas), the stage's own `counts`, then tokens and cost. The
+    stage adds the rows that follow (its output)."""
+    totals = usage_totals(results)
+    return {
+        "records": len(records),
+        "written": len(written),
+        **{k: totals[k] for k in ("cached", "retries", "timeouts", "replicas") if k in totals},
+        "failed": len(failed),
+        **counts,
+        "prompt_tokens": totals["prompt_tokens"],
+        "completion_tokens": totals["completion_tokens"],
+        "cost_usd": totals["cost_usd"],
+        "cost_known": cost_known(config),
+    }
 
 
 def cost_known(config: Any) -> bool:
@@ -82,3 +105,19 @@ def print_summary(title: str, summary: dict[str, Any], keys: list[str] | None = 
             value = f"{value:.2f}"
         table.add_row(key.replace("_", " "), str(value))
     Console(stderr=True).print(table)
+
+
+def progress_bar(title: str, *fields: str, console: Any = None) -> Any:
+    """A rich progress bar on stderr: `title`, the bar, done/total, time elapsed, then `fields`
+    (text columns such as "{task.fields[info]}"). Start and stop it as any rich Progress."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(title),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        *(TextColumn(f) for f in fields),
+        console=console if console is not None else Console(stderr=True),
+    )

@@ -16,10 +16,11 @@ many workers on a handful of prompts do not.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 from gpt4llm.llm.base import Completion, SamplingParams
+from gpt4llm.llm.local import Batch, BatchedGenerator
 
 _worker: Any = None  # the LocalGenerator of this worker process
 
@@ -47,8 +48,8 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-class WorkerPool:
-    """N processes, each with the model loaded; `generate` has LocalGenerator's contract."""
+class WorkerPool(BatchedGenerator):
+    """N processes, each with the model loaded; the batches of `generate` run in all of them."""
 
     def __init__(self, model: str, dtype: str, workers: int, tokenizer: Any):
         import multiprocessing as mp
@@ -76,36 +77,13 @@ class WorkerPool:
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def generate(
-        self,
-        prompts: list[str],
-        params: SamplingParams,
-        batch_size: int = 8,
-        on_batch: Callable[[list[int], list[Completion]], None] | None = None,
-    ) -> list[Completion]:
-        """Complete every prompt; results in input order (see `LocalGenerator.generate`)."""
+    def _run_batches(
+        self, batches: list[Batch], params: SamplingParams
+    ) -> Iterator[tuple[Batch, list[Completion]]]:
         from concurrent.futures import as_completed
 
-        from gpt4llm.errors import UserError
-
-        if batch_size < 1:
-            raise UserError("batch_size must be at least 1")
-        tok = self.tokenizer
-        lengths = []
-        for p in prompts:  # as LocalGenerator._encode counts them
-            add_special = not (tok.bos_token and p.startswith(tok.bos_token))
-            lengths.append(len(tok(p, add_special_tokens=add_special)["input_ids"]))
-        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-        futures = {
-            self.pool.submit(_run, [prompts[i] for i in idx], params): idx for idx in batches
-        }
-        results: list[Completion | None] = [None] * len(prompts)
+        futures = {self.pool.submit(_run, batch.prompts, params): batch for batch in batches}
         for fut in as_completed(futures):
-            idx, (pid, comps) = futures[fut], fut.result()
+            pid, comps = fut.result()
             self.batches_by_process[pid] = self.batches_by_process.get(pid, 0) + 1
-            for i, c in zip(idx, comps, strict=True):
-                results[i] = c
-            if on_batch is not None:
-                on_batch(idx, comps)
-        return [r for r in results if r is not None]
+            yield futures[fut], comps

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import Field
 
 from gpt4llm.config import LLMConfig, StageConfig
-from gpt4llm.errors import DataError, UserError
+from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
 from gpt4llm.prompts import chat_messages, cut_at_stops, fill, load_prompt
@@ -102,23 +102,15 @@ def load_templates(config: Config) -> tuple[str, str, str]:
 
 def run(config: Config) -> dict:
     from gpt4llm.llm import complete_all
-    from gpt4llm.llm.summary import cost_known, usage_totals
-    from gpt4llm.outputs import StageRun, check_outputs, request_caches
-    from gpt4llm.records import load_instructions, select_records, write_records
+    from gpt4llm.llm.summary import teacher_summary
+    from gpt4llm.outputs import StageRun, teacher_instructions
+    from gpt4llm.records import write_records
 
     t0 = time.time()
     # Everything that can be wrong with the input or the outputs is found before the first request.
-    prompt_files = [config.system_prompt, config.prompt_template, config.prompt_template_no_input]
-    check_outputs(
-        inputs=[config.input, *prompt_files],
-        files=[config.output],
-        caches=request_caches(config.teacher),
+    records = teacher_instructions(
+        config, [config.system_prompt, config.prompt_template, config.prompt_template_no_input]
     )
-    records = select_records(
-        load_instructions(config.input), config.limit, config.shuffle, config.seed
-    )
-    if not records:
-        raise DataError(config.input, "no instructions in the file")
     system, t_in, t_no = load_templates(config)
     params = SamplingParams(
         max_tokens=config.max_tokens,
@@ -176,19 +168,8 @@ def run(config: Config) -> dict:
                 },
             }
         )
-    totals = usage_totals(results)
-    summary = {
-        "records": len(records),
-        "written": len(out),
-        **{k: totals[k] for k in ("cached", "retries", "timeouts", "replicas") if k in totals},
-        "failed": len(failed),
-        "truncated": truncated,
-        "prompt_tokens": totals["prompt_tokens"],
-        "completion_tokens": totals["completion_tokens"],
-        "cost_usd": totals["cost_usd"],
-        "cost_known": cost_known(config.teacher),
-        "output": str(config.output),
-    }
+    summary = teacher_summary(config.teacher, results, records, out, failed, truncated=truncated)
+    summary["output"] = str(config.output)
     return StageRun("generate", config, config.output, [config.input], t0).finish(
         summary, len(records), failed, lambda: write_records(config.output, out), what="requests"
     )

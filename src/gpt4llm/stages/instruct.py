@@ -182,17 +182,10 @@ class Config(StageConfig):
     max_failed_fraction: float = max_failed_fraction_field()
 
 
-@dataclass
-class Settings:
-    """The Config with the format's defaults filled in."""
+@dataclass(frozen=True)
+class Settings(FormatDefaults):
+    """The Config with the format's defaults filled in, and the request budget."""
 
-    prompt: str
-    num_prompt: int
-    num_machine: int
-    temperature: float
-    top_p: float
-    max_tokens: int
-    stop: tuple[str, ...]
     max_requests: int
 
 
@@ -228,7 +221,7 @@ def rejected_path(output: Path) -> Path:
 # ----------------------------------------------------------------------------- seeds
 def load_seeds(path: Path) -> list[dict]:
     """[{instruction, input, output}] from seed tasks (first instance) or Alpaca records."""
-    from gpt4llm.records import read_json_records
+    from gpt4llm.records import first_instance, read_json_records
 
     out = []
     for lineno, obj in read_json_records(path):
@@ -240,15 +233,7 @@ def load_seeds(path: Path) -> list[dict]:
                 path, "missing, empty or not a string", line=lineno, field="instruction"
             )
         if "instances" in obj:
-            inst = obj["instances"]
-            if not isinstance(inst, list) or not inst or not isinstance(inst[0], dict):
-                raise DataError(
-                    path,
-                    "expected a non-empty list of {input, output}",
-                    line=lineno,
-                    field="instances",
-                )
-            src, where = inst[0], "instances[0]."
+            src, where = first_instance(path, lineno, obj), "instances[0]."
         else:
             src, where = obj, ""
         fields = {}
@@ -445,21 +430,10 @@ class _Display:
         self.bar = None
         self._last = 0.0
         if self.live:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from gpt4llm.llm.summary import progress_bar
 
-            self.bar = Progress(
-                TextColumn("[bold]instruct kept"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=self.console,
+            self.bar = progress_bar(
+                "[bold]instruct kept", "{task.fields[info]}", console=self.console
             )
             self.task = self.bar.add_task("instruct", total=total, info="")
             self.bar.start()

@@ -31,6 +31,7 @@ Local runs journal an item when all its turns are answered; endpoints resume fro
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ from pydantic import Field, model_validator
 
 from gpt4llm.config import LLMConfig, StageConfig
 from gpt4llm.errors import UserError
+from gpt4llm.llm.base import SamplingParams
 from gpt4llm.outputs import journal_path, max_failed_fraction_field
 
 
@@ -144,25 +146,25 @@ def run(config: Config) -> dict:
     scorer = _load_scorer(config.reward_model) if config.reward_model else None
 
     journal = Journal(journal_path(config.output))
+    job = _Run(config, label, journal, console, scorer)
     todo = [r for r in records if r["id"] not in journal.done]
     resumed = len(records) - len(todo)
     stats = {"stop": 0, "length": 0}
     lengths = {"prompts_too_long": 0, "prompts_over_trained_length": 0}
-    failures: dict[str, str] = {}  # id -> why it has no response
     results: list = []
     try:
         if todo and multi_turn:
             if local:
-                _respond_local_turns(config, todo, label, journal, console, failures)
+                _respond_local_turns(job, todo)
             else:
-                results = _respond_endpoint_turns(config, todo, label, journal, failures)
+                results = _respond_endpoint_turns(job, todo)
         elif todo:
             if local and config.engine == "vllm":
-                _respond_vllm(config, todo, label, journal, scorer)
+                _respond_vllm(job, todo)
             elif local:
-                lengths = _respond_local(config, todo, label, journal, scorer, console, failures)
+                lengths = _respond_local(job, todo)
             else:
-                results = _respond_endpoint(config, todo, label, journal, scorer, failures)
+                results = _respond_endpoint(job, todo)
     finally:
         journal.close()
     out = []
@@ -174,7 +176,10 @@ def run(config: Config) -> dict:
         if rec.get("finish_reason") in stats:
             stats[rec["finish_reason"]] += 1
     failed = [
-        {"id": r["id"], "error": failures.get(r["id"], "no response (the model returned nothing)")}
+        {
+            "id": r["id"],
+            "error": job.failures.get(r["id"], "no response (the model returned nothing)"),
+        }
         for r in records
         if r["id"] not in journal.done
     ]
@@ -227,6 +232,47 @@ def _record(
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
     }
+
+
+@dataclass
+class _Run:
+    """What every way of answering shares: the settings, the records' label, the journal the
+    finished records go to, the best-of-n scorer, and why an item has no response."""
+
+    config: Config
+    label: str
+    journal: Any
+    console: Any
+    scorer: Any = None
+    failures: dict[str, str] = field(default_factory=dict)  # id -> why it has no response
+
+    def params(self, stop: tuple[str, ...], sample_index: int = 0) -> SamplingParams:
+        """The sampling of sample `sample_index` (best-of-n), stopping at `stop`."""
+        c = self.config
+        return SamplingParams(
+            max_tokens=c.max_new_tokens,
+            temperature=c.temperature,
+            top_p=c.top_p,
+            stop=stop,
+            seed=c.seed,
+            sample_index=sample_index,
+        )
+
+    def finish_items(self, todo: list[dict], comps_per_item: list[list[Any]]) -> None:
+        """Journal one record per item: its only completion, or the best of its n."""
+        picks = (
+            _pick_best([_scorer_prompt(r) for r in todo], comps_per_item, self.scorer)
+            if self.config.n > 1
+            else [(0, None)] * len(todo)
+        )
+        for rec, comps, (best, cands) in zip(todo, comps_per_item, picks):
+            c = comps[best]
+            out = _record(
+                rec, c.text, self.label, c.finish_reason, c.prompt_tokens, c.completion_tokens
+            )
+            if cands is not None:
+                out["candidates"] = cands
+            self.journal.add(out)
 
 
 def _has_turns(path: Path) -> bool:
@@ -320,29 +366,60 @@ def _scorer_prompt(rec: dict) -> str:
     return rec["instruction"] if not rec.get("input") else f"{rec['instruction']}\n\n{rec['input']}"
 
 
-def _finish_items(
-    todo: list[dict], comps_per_item: list[list[Any]], label: str, journal: Any, scorer: Any, n: int
-) -> None:
-    picks = (
-        _pick_best([_scorer_prompt(r) for r in todo], comps_per_item, scorer)
-        if n > 1
-        else [(0, None)] * len(todo)
-    )
-    for rec, comps, (best, cands) in zip(todo, comps_per_item, picks):
-        c = comps[best]
-        out = _record(rec, c.text, label, c.finish_reason, c.prompt_tokens, c.completion_tokens)
-        if cands is not None:
-            out["candidates"] = cands
-        journal.add(out)
-
-
 # --------------------------------------------------------------------------- local
 def prompt_format_for(model: str) -> dict:
     """The model's saved prompt metadata, or the Alpaca default (embedded / no metadata)."""
     from gpt4llm.models import read_prompt_meta
-    from gpt4llm.train.common import default_meta
+    from gpt4llm.prompts import default_meta
 
     return read_prompt_meta(model) or default_meta()
+
+
+@dataclass
+class _LocalModel:
+    """A local model loaded to answer, with its prompt format and what bounds its prompts."""
+
+    meta: dict  # the prompt format (see prompt_format_for)
+    gen: Any  # the LocalGenerator
+    context: int | None  # the model's context window in tokens (None: unknown)
+    trained: int | None  # the max_seq_len it was trained with (None: unknown)
+    stops: tuple[str, ...]  # the template's stop strings, then --stop
+    batch: int  # prompts per batch
+
+    @classmethod
+    def load(cls, config: Config) -> _LocalModel:
+        from gpt4llm.llm.local import LocalGenerator
+        from gpt4llm.models import read_prompt_meta
+
+        meta = prompt_format_for(config.model.model)
+        gen = LocalGenerator.load(config.model.model, dtype=config.model.dtype)
+        return cls(
+            meta=meta,
+            gen=gen,
+            context=getattr(gen.model.config, "max_position_embeddings", None),
+            trained=(read_prompt_meta(config.model.model) or {}).get("max_seq_len"),
+            stops=tuple(meta.get("stop") or ()) + tuple(config.stop),
+            batch=config.batch_size or config.model.batch_size,
+        )
+
+    def check_lengths(
+        self, job: _Run, ids: list[str], prompts: list[str], where: str = ""
+    ) -> tuple[list[bool], int]:
+        """`check_prompt_lengths` of the prompts; an item whose prompt does not fit the context
+        fails (`where`: what its failure starts with, e.g. the turn)."""
+        from gpt4llm.prompts import encode_prompt
+
+        n_tokens = [len(encode_prompt(self.gen.tokenizer, p)) for p in prompts]
+        fits, over = check_prompt_lengths(
+            n_tokens, job.config.max_new_tokens, self.context, self.trained
+        )
+        for item, ok, n in zip(ids, fits, n_tokens):
+            if not ok:
+                job.failures[item] = (
+                    f"{where}the prompt ({n} tokens) does not fit the model's context of "
+                    f"{self.context} tokens"
+                )
+        return fits, over
 
 
 def check_prompt_lengths(
@@ -360,89 +437,57 @@ def check_prompt_lengths(
     return fits, over
 
 
-def _respond_local(
-    config: Config,
-    todo: list[dict],
-    label: str,
-    journal: Any,
-    scorer: Any,
-    console: Any,
-    failures: dict[str, str],
-) -> dict:
+def _respond_local(job: _Run, todo: list[dict]) -> dict:
     from rich.progress import Progress
 
-    from gpt4llm.llm.base import SamplingParams
-    from gpt4llm.llm.local import LocalGenerator
-    from gpt4llm.models import read_prompt_meta
-    from gpt4llm.train.common import build_prompt, encode_prompt
+    from gpt4llm.prompts import build_prompt
 
-    meta = prompt_format_for(config.model.model)
-    gen = LocalGenerator.load(config.model.model, dtype=config.model.dtype)
+    config = job.config
+    m = _LocalModel.load(config)
     prompts = [
-        build_prompt(meta, gen.tokenizer, r["instruction"], r.get("input", "")) for r in todo
+        build_prompt(m.meta, m.gen.tokenizer, r["instruction"], r.get("input", "")) for r in todo
     ]
-    context = getattr(gen.model.config, "max_position_embeddings", None)
-    trained = (read_prompt_meta(config.model.model) or {}).get("max_seq_len")
-    n_tokens = [len(encode_prompt(gen.tokenizer, p)) for p in prompts]
-    fits, over = check_prompt_lengths(n_tokens, config.max_new_tokens, context, trained)
+    fits, over = m.check_lengths(job, [r["id"] for r in todo], prompts)
     too_long = fits.count(False)
-    for r, ok, n in zip(todo, fits, n_tokens):
-        if not ok:
-            failures[r["id"]] = (
-                f"the prompt ({n} tokens) does not fit the model's context of {context} tokens"
-            )
     if too_long:
-        console.print(
-            f"[yellow]respond: {too_long} prompt(s) do not fit the model's context of {context}"
+        job.console.print(
+            f"[yellow]respond: {too_long} prompt(s) do not fit the model's context of {m.context}"
             " tokens: left unanswered (counted as failed)[/]"
         )
         todo = [r for r, ok in zip(todo, fits) if ok]
         prompts = [p for p, ok in zip(prompts, fits) if ok]
     if over:
-        console.print(
+        job.console.print(
             f"[yellow]respond: {over} prompt(s) plus --max-new-tokens {config.max_new_tokens}"
-            f" exceed the max_seq_len of {trained} the model was trained with[/]"
+            f" exceed the max_seq_len of {m.trained} the model was trained with[/]"
         )
-    stops = tuple(meta.get("stop") or ()) + tuple(config.stop)
-    batch = config.batch_size or config.model.batch_size
     # One generate pass per sample index; items are journaled when all n samples exist.
     per_item: list[list[Any]] = [[] for _ in todo]
     if config.num_workers > 1:  # the same batches, dealt out to N processes
         from gpt4llm.llm.workers import WorkerPool
 
-        pool = WorkerPool(config.model.model, config.model.dtype, config.num_workers, gen.tokenizer)
+        pool = WorkerPool(
+            config.model.model, config.model.dtype, config.num_workers, m.gen.tokenizer
+        )
     else:
         from contextlib import nullcontext
 
-        pool = nullcontext(gen)
-    with Progress(console=console, transient=True) as progress, pool as generator:
-        task = progress.add_task(f"respond ({label})", total=len(todo) * config.n)
+        pool = nullcontext(m.gen)
+    with Progress(console=job.console, transient=True) as progress, pool as generator:
+        task = progress.add_task(f"respond ({job.label})", total=len(todo) * config.n)
         for k in range(config.n):
-            params = SamplingParams(
-                max_tokens=config.max_new_tokens,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                stop=stops,
-                seed=config.seed,
-                sample_index=k,
-            )
             last = k == config.n - 1
 
             def on_batch(idx: list[int], comps: list[Any], last: bool = last) -> None:
                 for i, c in zip(idx, comps):
                     per_item[i].append(c)
                 if last:
-                    _finish_items(
-                        [todo[i] for i in idx],
-                        [per_item[i] for i in idx],
-                        label,
-                        journal,
-                        scorer,
-                        config.n,
-                    )
+                    job.finish_items([todo[i] for i in idx], [per_item[i] for i in idx])
                 progress.advance(task, len(idx))
 
-            generator.generate(prompts, params, batch_size=batch, on_batch=on_batch)
+            generator.generate(
+                prompts, job.params(m.stops, sample_index=k), batch_size=m.batch, on_batch=on_batch
+            )
     return {"prompts_too_long": too_long, "prompts_over_trained_length": over}
 
 
@@ -451,7 +496,7 @@ def conversation_prompt(
 ) -> str:
     """The prompt for the next turn: questions[:k+1] with the model's own answers[:k] before it.
     The first turn's prompt is exactly the single-turn one."""
-    from gpt4llm.train.common import build_prompt
+    from gpt4llm.prompts import build_prompt
 
     if meta.get("chat_template") and len(questions) > 1:
         msgs: list[dict] = []
@@ -466,63 +511,35 @@ def conversation_prompt(
     return text
 
 
-def _respond_local_turns(
-    config: Config,
-    todo: list[dict],
-    label: str,
-    journal: Any,
-    console: Any,
-    failures: dict[str, str],
-) -> None:
+def _respond_local_turns(job: _Run, todo: list[dict]) -> None:
     """Answer every item's turns in order, one batched pass per turn (see the module doc)."""
     from rich.progress import Progress
 
-    from gpt4llm.llm.base import SamplingParams
-    from gpt4llm.llm.local import LocalGenerator
-    from gpt4llm.models import read_prompt_meta
-    from gpt4llm.train.common import encode_prompt
-
-    meta = prompt_format_for(config.model.model)
-    gen = LocalGenerator.load(config.model.model, dtype=config.model.dtype)
-    context = getattr(gen.model.config, "max_position_embeddings", None)
-    trained = (read_prompt_meta(config.model.model) or {}).get("max_seq_len")
-    stops = tuple(meta.get("stop") or ()) + tuple(config.stop)
-    batch = config.batch_size or config.model.batch_size
-    params = SamplingParams(
-        max_tokens=config.max_new_tokens,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        stop=stops,
-        seed=config.seed,
-    )
+    m = _LocalModel.load(job.config)
+    params = job.params(m.stops)
     answers: list[list[Any]] = [[] for _ in todo]
     alive = set(range(len(todo)))
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"respond ({label})", total=sum(len(r["turns"]) for r in todo))
+    with Progress(console=job.console, transient=True) as progress:
+        task = progress.add_task(f"respond ({job.label})", total=sum(len(r["turns"]) for r in todo))
         for t in range(max(len(r["turns"]) for r in todo)):
             idx = [i for i in sorted(alive) if len(todo[i]["turns"]) > t]
             prompts = [
                 conversation_prompt(
-                    meta,
-                    gen.tokenizer,
+                    m.meta,
+                    m.gen.tokenizer,
                     todo[i]["turns"][: t + 1],
                     [a.text.strip() for a in answers[i]],
                 )
                 for i in idx
             ]
-            n_tokens = [len(encode_prompt(gen.tokenizer, p)) for p in prompts]
-            fits, over = check_prompt_lengths(n_tokens, config.max_new_tokens, context, trained)
-            for i, ok, n in zip(idx, fits, n_tokens):
-                if not ok:
-                    failures[todo[i]["id"]] = (
-                        f"turn {t + 1}: the prompt ({n} tokens) does not "
-                        f"fit the model's context of {context} tokens"
-                    )
-                    alive.discard(i)
+            fits, over = m.check_lengths(
+                job, [todo[i]["id"] for i in idx], prompts, f"turn {t + 1}: "
+            )
+            alive.difference_update(i for i, ok in zip(idx, fits) if not ok)
             if over:
-                console.print(
+                job.console.print(
                     f"[yellow]respond: turn {t + 1}: {over} prompt(s) plus "
-                    f"--max-new-tokens exceed the max_seq_len of {trained} the model "
+                    f"--max-new-tokens exceed the max_seq_len of {m.trained} the model "
                     "was trained with[/]"
                 )
             keep = [(i, p) for i, p, ok in zip(idx, prompts, fits) if ok]
@@ -532,14 +549,14 @@ def _respond_local_turns(
                     i = keep[j][0]
                     answers[i].append(c)
                     if len(answers[i]) == len(todo[i]["turns"]):
-                        journal.add(_turns_record(todo[i], answers[i], label))
+                        job.journal.add(_turns_record(todo[i], answers[i], job.label))
                 progress.advance(task, len(bidx))
 
             if keep:
-                gen.generate([p for _, p in keep], params, batch_size=batch, on_batch=on_batch)
+                m.gen.generate([p for _, p in keep], params, batch_size=m.batch, on_batch=on_batch)
 
 
-def _respond_vllm(config: Config, todo: list[dict], label: str, journal: Any, scorer: Any) -> None:
+def _respond_vllm(job: _Run, todo: list[dict]) -> None:
     try:
         from vllm import LLM
         from vllm import SamplingParams as VSampling
@@ -553,8 +570,9 @@ def _respond_vllm(config: Config, todo: list[dict], label: str, journal: Any, sc
         raise UserError("--engine vllm needs a CUDA GPU; use --engine transformers on CPU")
     from gpt4llm.llm.base import Completion
     from gpt4llm.models import resolve_model_path
-    from gpt4llm.train.common import build_prompt
+    from gpt4llm.prompts import build_prompt
 
+    config = job.config
     meta = prompt_format_for(config.model.model)
     llm = LLM(model=resolve_model_path(config.model.model), seed=config.seed)
     tok = llm.get_tokenizer()
@@ -581,31 +599,18 @@ def _respond_vllm(config: Config, todo: list[dict], label: str, journal: Any, sc
         ]
         for r in outs
     ]
-    _finish_items(todo, comps, label, journal, scorer, config.n)
+    job.finish_items(todo, comps)
 
 
 # --------------------------------------------------------------------------- endpoint
-def _respond_endpoint(
-    config: Config,
-    todo: list[dict],
-    label: str,
-    journal: Any,
-    scorer: Any,
-    failures: dict[str, str],
-) -> list:
+def _respond_endpoint(job: _Run, todo: list[dict]) -> list:
     from gpt4llm.llm import complete_all
-    from gpt4llm.llm.base import Request, SamplingParams
+    from gpt4llm.llm.base import Request
 
+    config = job.config
     requests = []
     for k in range(config.n):
-        params = SamplingParams(
-            max_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            stop=tuple(config.stop),
-            seed=config.seed,
-            sample_index=k,
-        )
+        params = job.params(tuple(config.stop), sample_index=k)
         for r in todo:
             content = _scorer_prompt(r)
             requests.append(
@@ -615,7 +620,7 @@ def _respond_endpoint(
                     params=params,
                 )
             )
-    results = complete_all(config.model, requests, description=f"respond ({label})")
+    results = complete_all(config.model, requests, description=f"respond ({job.label})")
     by_key = {res.key: res for res in results}
     ok_items, ok_comps = [], []
     for r in todo:
@@ -625,25 +630,18 @@ def _respond_endpoint(
             ok_items.append(r)
             ok_comps.append(comps)
         else:  # every sample failed: the item stays out, with the endpoint's reason
-            failures[r["id"]] = next((g.error for g in got if g.error), None) or "failed"
-    _finish_items(ok_items, ok_comps, label, journal, scorer, config.n)
+            job.failures[r["id"]] = next((g.error for g in got if g.error), None) or "failed"
+    job.finish_items(ok_items, ok_comps)
     return results
 
 
-def _respond_endpoint_turns(
-    config: Config, todo: list[dict], label: str, journal: Any, failures: dict[str, str]
-) -> list:
+def _respond_endpoint_turns(job: _Run, todo: list[dict]) -> list:
     """Each turn a round of requests carrying the conversation so far (the model's own answers)."""
     from gpt4llm.llm import complete_all
-    from gpt4llm.llm.base import Request, SamplingParams
+    from gpt4llm.llm.base import Request
 
-    params = SamplingParams(
-        max_tokens=config.max_new_tokens,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        stop=tuple(config.stop),
-        seed=config.seed,
-    )
+    config = job.config
+    params = job.params(tuple(config.stop))
     answers: dict[str, list[Any]] = {r["id"]: [] for r in todo}
     alive = list(todo)
     every: list = []
@@ -658,15 +656,15 @@ def _respond_endpoint_turns(
                     msgs.append({"role": "assistant", "content": answers[r["id"]][k].text.strip()})
             requests.append(Request(key=f"{r['id']}#t{t + 1}", messages=msgs, params=params))
         results = complete_all(
-            config.model, requests, description=f"respond ({label}), turn {t + 1}"
+            config.model, requests, description=f"respond ({job.label}), turn {t + 1}"
         )
         every.extend(results)
         for r, res in zip(batch, results):
             if res.completion is None:
-                failures[r["id"]] = f"turn {t + 1}: {res.error or 'failed'}"
+                job.failures[r["id"]] = f"turn {t + 1}: {res.error or 'failed'}"
                 alive.remove(r)
             else:
                 answers[r["id"]].append(res.completion)
     for r in alive:
-        journal.add(_turns_record(r, answers[r["id"]], label))
+        job.journal.add(_turns_record(r, answers[r["id"]], job.label))
     return every

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from gpt4llm.config import LLMConfig, StageConfig
-from gpt4llm.errors import DataError, UserError
+from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
 from gpt4llm.prompts import chat_messages, cut_at_stops, fill, load_prompt
@@ -143,19 +144,21 @@ def parse_translation(text: str, keys: list[str]) -> dict[str, str] | None:
 
 # Target languages written in a script of their own: a "translation" of the instruction with
 # none of it is not a translation (a model that answered, refused, or copied the English).
+# Language code -> (script, its characters), from one row per script.
 _SCRIPTS: dict[str, tuple[str, str]] = {
-    "zh": ("CJK", r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"),
-    "zh-tw": ("CJK", r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"),
-    "ja": ("Japanese", r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]"),
-    "ko": ("Hangul", r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]"),
-    "ru": ("Cyrillic", r"[\u0400-\u04ff]"),
-    "uk": ("Cyrillic", r"[\u0400-\u04ff]"),
-    "ar": ("Arabic", r"[\u0600-\u06ff]"),
-    "fa": ("Arabic", r"[\u0600-\u06ff]"),
-    "he": ("Hebrew", r"[\u0590-\u05ff]"),
-    "hi": ("Devanagari", r"[\u0900-\u097f]"),
-    "bn": ("Bengali", r"[\u0980-\u09ff]"),
-    "th": ("Thai", r"[\u0e00-\u0e7f]"),
+    code: (script, characters)
+    for script, characters, codes in (
+        ("CJK", r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", ("zh", "zh-tw")),
+        ("Japanese", r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]", ("ja",)),
+        ("Hangul", r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]", ("ko",)),
+        ("Cyrillic", r"[\u0400-\u04ff]", ("ru", "uk")),
+        ("Arabic", r"[\u0600-\u06ff]", ("ar", "fa")),
+        ("Hebrew", r"[\u0590-\u05ff]", ("he",)),
+        ("Devanagari", r"[\u0900-\u097f]", ("hi",)),
+        ("Bengali", r"[\u0980-\u09ff]", ("bn",)),
+        ("Thai", r"[\u0e00-\u0e7f]", ("th",)),
+    )
+    for code in codes
 }
 
 
@@ -186,23 +189,15 @@ def check_translation(lang: str, source: str, translation: str) -> str | None:
 
 def run(config: Config) -> dict:
     from gpt4llm.llm import complete_all
-    from gpt4llm.llm.summary import cost_known, usage_totals
-    from gpt4llm.outputs import StageRun, check_outputs, request_caches
-    from gpt4llm.records import load_instructions, select_records, write_records
+    from gpt4llm.llm.summary import teacher_summary
+    from gpt4llm.outputs import StageRun, teacher_instructions
+    from gpt4llm.records import write_records
 
     t0 = time.time()
     language = language_name(config.lang)
-    prompt_files = [config.system_prompt, config.prompt_template, config.field_template]
-    check_outputs(
-        inputs=[config.input, *prompt_files],
-        files=[config.output],
-        caches=request_caches(config.teacher),
+    records = teacher_instructions(
+        config, [config.system_prompt, config.prompt_template, config.field_template]
     )
-    records = select_records(
-        load_instructions(config.input), config.limit, config.shuffle, config.seed
-    )
-    if not records:
-        raise DataError(config.input, "no instructions in the file")
     system = load_prompt(config.system_prompt or SYSTEM_PROMPT).strip()
     rec_tmpl = load_prompt(config.prompt_template or RECORD_TEMPLATE).rstrip("\n")
     field_tmpl = load_prompt(config.field_template or FIELD_TEMPLATE).rstrip("\n")
@@ -227,12 +222,7 @@ def run(config: Config) -> dict:
         config.teacher, requests, description=f"translate ({config.lang})"
     )
     all_results = list(results)
-    field_params = SamplingParams(
-        max_tokens=config.max_tokens,
-        temperature=config.temperature,
-        seed=config.seed,
-        stop=tuple(config.stop),
-    )
+    field_params = replace(params, stop=tuple(config.stop))
 
     translated: dict[str, dict[str, str]] = {}
     failed: dict[str, str] = {}
@@ -317,21 +307,16 @@ def run(config: Config) -> dict:
             }
         )
 
-    totals = usage_totals(all_results)
-    summary = {
-        "records": len(records),
-        "written": len(out),
-        **{k: totals[k] for k in ("cached", "retries", "timeouts", "replicas") if k in totals},
-        "failed": len(failed),
-        "not_translations": not_translations,
-        "per_field_fallbacks": fallbacks,
-        "prompt_tokens": totals["prompt_tokens"],
-        "completion_tokens": totals["completion_tokens"],
-        "cost_usd": totals["cost_usd"],
-        "cost_known": cost_known(config.teacher),
-        "lang": config.lang,
-        "output": str(config.output),
-    }
+    summary = teacher_summary(
+        config.teacher,
+        all_results,
+        records,
+        out,
+        failed,
+        not_translations=not_translations,
+        per_field_fallbacks=fallbacks,
+    )
+    summary.update(lang=config.lang, output=str(config.output))
     return StageRun("translate", config, config.output, [config.input], t0).finish(
         summary,
         len(records),

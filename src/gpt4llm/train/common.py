@@ -7,12 +7,14 @@ LoRA, schedule, batch sizes, precision, checkpoints, logging, held-out evaluatio
 a default, the field's description says why. The code around the settings is shared too:
 
 * `training_arguments`: settings → `TrainingArguments` (or TRL's `RewardConfig`/`DPOConfig`,
-  both subclasses of it) — every common setting mapped in one place;
+  both subclasses of it) — every common setting mapped in one place; `trainer_arguments` adds
+  the checkpoint directory and the checkpoint to resume from;
 * `held_out_size` / `cap_eval`: how many examples are held out (a fraction, capped by
   `max_eval_samples` so a 52K file does not spend minutes evaluating);
 * `check_train_outputs` (before anything is loaded), `checkpoint_to_resume`,
-  `attach_logging` (log.jsonl + progress on stderr), `evaluate_once`,
-  `eval_seconds`, `print_summary`, `oom_hint`, `launch_under_accelerate`, `is_main_process`;
+  `attach_logging` (log.jsonl + progress on stderr), `evaluate_once`, `save_student`,
+  `eval_seconds`, `loss_summary`, `print_summary`, `say`, `device_of`, `oom_hint`,
+  `launch_under_accelerate`, `is_main_process`;
 * the prompt metadata saved beside a trained model so `respond` uses the same format (the
   formats themselves live in `gpt4llm.prompts`), precision choice (fp32 master weights + bf16
   autocast where the hardware has it), LoRA setup with a clear error for a missing module.
@@ -27,6 +29,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -187,6 +190,26 @@ def training_arguments(
     return args
 
 
+def trainer_arguments(
+    settings: TrainSettings, *, has_eval: bool, args_class: Any = None, **extra: Any
+) -> tuple[Any, str | None]:
+    """`training_arguments` for a run writing checkpoints to OUTPUT/checkpoints, and the
+    checkpoint it resumes from (None: a fresh run). --eval-on-start only applies to a fresh
+    run: a resumed one does not start at the first step."""
+    checkpoints = Path(settings.output) / CHECKPOINTS
+    resume_from = checkpoint_to_resume(settings, checkpoints)
+    args = training_arguments(
+        settings,
+        checkpoints,
+        has_eval=has_eval,
+        device=device_of(settings),
+        args_class=args_class,
+        eval_on_start=has_eval and settings.eval_on_start and resume_from is None,
+        **extra,
+    )
+    return args, resume_from
+
+
 def _checkpointing_arg(args_class: Any, on: bool) -> dict:
     """Always explicit (TRL's configs default it to True); transformers >= 5.2x renamed it."""
     fields = args_class.__dataclass_fields__
@@ -225,6 +248,21 @@ def is_distributed() -> bool:
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def device_of(settings: TrainSettings) -> str:
+    """--device, else cuda when available."""
+    from gpt4llm.models import pick_device
+
+    return settings.device or pick_device()
+
+
+def say(text: str) -> None:
+    """A progress line on stderr, once (from the main process), not once per process."""
+    if is_main_process():
+        from rich.console import Console
+
+        Console(stderr=True).print(text)
 
 
 # what every trainer writes inside OUTPUT (besides checkpoints/ and its manifest)
@@ -319,6 +357,18 @@ def evaluate_once(trainer: Any) -> dict:
 def eval_seconds(trainer: Any) -> float:
     """Seconds spent evaluating in this run (every evaluation Trainer logged)."""
     return round(sum(r.get("eval_runtime", 0.0) for r in trainer.state.log_history), 2)
+
+
+def loss_summary(trainer: Any, result: Any) -> dict:
+    """first_loss / final_loss (the first and last logged steps) and train_loss (the run's
+    mean), so a summary shows whether the loss went down."""
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    loss = result.training_loss
+    return {
+        "first_loss": round(losses[0], 4) if losses else None,
+        "final_loss": round(losses[-1], 4) if losses else None,
+        "train_loss": round(loss, 4) if loss is not None else None,
+    }
 
 
 def print_summary(title: str, summary: dict) -> None:
@@ -451,6 +501,39 @@ def write_prompt_meta(directory: str | Path, meta: dict) -> None:
     write_json(Path(directory) / PROMPT_META_FILE, meta)
 
 
+# --------------------------------------------------------------------------- saving a student
+def save_student(
+    trainer: Any,
+    settings: TrainSettings,
+    tokenizer: Any,
+    meta: dict,
+    merge: Callable[[Path], Any] | None,
+) -> str | None:
+    """Save a trained causal LM where `respond --model OUTPUT` finds it. LoRA: the adapter in
+    OUTPUT/adapter and, given `merge` (adapter directory → merged model), the merged model in
+    OUTPUT; full fine-tuning: the model in OUTPUT. Then the tokenizer and the prompt metadata.
+    Every process takes part in `save_model` (sharded runs gather the weights); only the main
+    one writes. Returns the adapter directory (None without LoRA)."""
+    output = Path(settings.output)
+    is_main = trainer.is_world_process_zero()
+    adapter = None
+    if settings.lora:
+        adapter = output / "adapter"
+        trainer.save_model(str(adapter))
+        if is_main:
+            tokenizer.save_pretrained(adapter)
+            write_prompt_meta(adapter, meta)
+            if merge is not None:
+                merge(adapter).save_pretrained(output, safe_serialization=True)
+    else:
+        trainer.save_model(str(output))
+    if is_main:
+        tokenizer.padding_side = "left"  # how respond / generation use it
+        tokenizer.save_pretrained(output)
+        write_prompt_meta(output, meta)
+    return str(adapter) if adapter else None
+
+
 # --------------------------------------------------------------------------- precision
 def use_bf16(precision: str, device: str) -> bool:
     """'auto': bf16 autocast (fp32 master weights) where supported; 'bf16' forces it;
@@ -475,21 +558,21 @@ def linear_module_names(model: Any) -> list[str]:
     return sorted(names)
 
 
-def apply_lora(
+def lora_config(
     model: Any, r: int, alpha: int, dropout: float, targets: list[str], task_type: str = "CAUSAL_LM"
 ) -> Any:
-    """Wrap `model` with LoRA adapters on the named modules (suffix names such as q_proj)."""
-    from peft import LoraConfig, get_peft_model
+    """peft's LoraConfig on the named modules (suffixes such as q_proj, or all-linear); a target
+    the model lacks is refused in one line that lists the linear layers it has."""
+    from peft import LoraConfig
 
-    available = linear_module_names(model)
     all_names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
     missing = [t for t in targets if t not in all_names and t != "all-linear"]
     if missing:
         raise UserError(
             f"LoRA target module(s) {', '.join(missing)} not found in the model; its linear layers"
-            f" are: {', '.join(available)}"
+            f" are: {', '.join(linear_module_names(model))}"
         )
-    cfg = LoraConfig(
+    return LoraConfig(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
@@ -497,7 +580,15 @@ def apply_lora(
         task_type=task_type,
         bias="none",
     )
-    return get_peft_model(model, cfg)
+
+
+def apply_lora(
+    model: Any, r: int, alpha: int, dropout: float, targets: list[str], task_type: str = "CAUSAL_LM"
+) -> Any:
+    """Wrap `model` with LoRA adapters (see `lora_config`)."""
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(model, r, alpha, dropout, targets, task_type))
 
 
 # --------------------------------------------------------------------------- logging / resume

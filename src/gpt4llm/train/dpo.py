@@ -64,7 +64,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from gpt4llm.errors import UserError
-from gpt4llm.train.common import TrainSettings
+from gpt4llm.train.common import TrainSettings, device_of, say
 
 # TRL 1.16 DPOTrainer loss types offered here (each tested on a tiny model). Left out: exo_pair
 # (needs label smoothing > 0 and is rarely used), aot / aot_unpaired (they sort the batch),
@@ -177,7 +177,7 @@ def run(config: Config) -> dict:
         trainer, resume_from = build_trainer(config, model, ref_model, peft_config, data)
         notes = speed_up(config, trainer)
         if resume_from:
-            _say(f"resuming from {resume_from}")
+            say(f"resuming from {resume_from}")
         result = trainer.train(resume_from_checkpoint=resume_from)
         heldout = held_out_preferences(config, trainer, data)
         adapter = save(config, trainer, data)
@@ -364,7 +364,7 @@ def load_data(config: Config) -> DpoData:
         tokenizer,
         meta,
     )
-    _say(
+    say(
         f"train dpo: {len(data.train_rows)} train / {len(data.eval_rows)} held-out pairs "
         f"({data.kind}); below --min-score-gap: {below}; prompt too long: "
         f"{counts['prompt_too_long']}; identical answers: {counts['identical']}; answers cut: "
@@ -382,7 +382,7 @@ def load_model(config: Config, data: DpoData) -> tuple[Any, Any, Any]:
     from gpt4llm.models import load_causal_lm
     from gpt4llm.train.common import is_distributed
 
-    device = "cpu" if is_distributed() else _device(config)
+    device = "cpu" if is_distributed() else device_of(config)
     set_seed(config.seed)
     model = load_causal_lm(config.model, device=device, dtype="float32", for_training=True)
     peft_config = lora_config(model, config) if config.lora else None
@@ -394,27 +394,11 @@ def load_model(config: Config, data: DpoData) -> tuple[Any, Any, Any]:
 
 
 def lora_config(model: Any, config: Config) -> Any:
-    """peft's LoraConfig for TRL to apply; an unknown target module is one clear line."""
-    from peft import LoraConfig
-
-    from gpt4llm.train.common import linear_module_names
+    """peft's LoraConfig for TRL to apply (TRL wraps the policy itself)."""
+    from gpt4llm.train import common
 
     targets = list(config.lora_target_modules)
-    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
-    missing = [t for t in targets if t not in names and t != "all-linear"]
-    if missing:
-        raise UserError(
-            f"LoRA target module(s) {', '.join(missing)} not found in the model; its "
-            f"linear layers are: {', '.join(linear_module_names(model))}"
-        )
-    return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        bias="none",
-        task_type="CAUSAL_LM",
-        target_modules="all-linear" if targets == ["all-linear"] else targets,
-    )
+    return common.lora_config(model, config.lora_r, config.lora_alpha, config.lora_dropout, targets)
 
 
 # --------------------------------------------------------------------------- 3. trainer
@@ -460,25 +444,14 @@ def build_trainer(
     from datasets import Dataset
     from trl import DPOConfig
 
-    from gpt4llm.train.common import (
-        CHECKPOINTS,
-        LOG_FILE,
-        attach_logging,
-        checkpoint_to_resume,
-        training_arguments,
-    )
+    from gpt4llm.train.common import LOG_FILE, attach_logging, trainer_arguments
 
-    out = Path(config.output)
-    resume_from = checkpoint_to_resume(config, out / CHECKPOINTS)
     has_eval = bool(data.eval_rows) and (bool(config.eval_steps) or config.eval_on_start)
     losses = [config.loss] + (["sft"] if config.sft_weight > 0 else [])
-    args = training_arguments(
+    args, resume_from = trainer_arguments(
         config,
-        out / CHECKPOINTS,
         has_eval=has_eval,
-        device=_device(config),
         args_class=DPOConfig,
-        eval_on_start=has_eval and config.eval_on_start and resume_from is None,
         beta=config.beta,
         loss_type=losses,
         loss_weights=[1.0, config.sft_weight] if config.sft_weight > 0 else None,
@@ -497,7 +470,7 @@ def build_trainer(
         processing_class=data.tokenizer,
         peft_config=peft_config,
     )
-    attach_logging(trainer, out / LOG_FILE)
+    attach_logging(trainer, Path(config.output) / LOG_FILE)
     return trainer, resume_from
 
 
@@ -549,7 +522,7 @@ def speed_up(config: Config, trainer: Any) -> list[str]:
             n += store_frozen_linears_in(m, torch.bfloat16, skip=(head,))
         if n:
             notes.append(f"{n} frozen linear layers stored in bf16")
-    _say("fast path: " + "; ".join(notes))
+    say("fast path: " + "; ".join(notes))
     return notes
 
 
@@ -878,42 +851,25 @@ def held_out_preferences(config: Config, trainer: Any, data: DpoData) -> dict:
 
 # --------------------------------------------------------------------------- 6. save
 def save(config: Config, trainer: Any, data: DpoData) -> str | None:
-    """LoRA: the adapter in OUTPUT/adapter and (--merge) the merged model in OUTPUT; full: the
-    model in OUTPUT. Then the tokenizer, the held-out pairs and the prompt metadata. Returns
-    the adapter directory (None without LoRA)."""
+    """The held-out pairs, then the student, its tokenizer and prompt metadata
+    (`common.save_student`); returns the adapter directory (None without LoRA)."""
     from gpt4llm.records import write_jsonl
-    from gpt4llm.train.common import write_prompt_meta
+    from gpt4llm.train.common import save_student
 
-    out = Path(config.output)
-    is_main = trainer.is_world_process_zero()
-    adapter = None
-    if config.lora:
-        adapter = out / "adapter"
-        trainer.save_model(str(adapter))
-        if is_main:
-            data.tokenizer.save_pretrained(adapter)
-            write_prompt_meta(adapter, data.meta)
-            if config.merge:
-                _merged(adapter).save_pretrained(out, safe_serialization=True)
-    else:
-        trainer.save_model(str(out))
-    if is_main:
-        data.tokenizer.padding_side = "left"  # how respond / generation use it
-        data.tokenizer.save_pretrained(out)
-        write_jsonl(
-            out / HELDOUT_FILE,
-            [
-                {
-                    "id": p.group,
-                    "user_input": _user_input(p),
-                    "completion_a": p.chosen,
-                    "completion_b": p.rejected,
-                }
-                for p in data.eval_pairs
-            ],
-        )
-        write_prompt_meta(out, data.meta)
-    return str(adapter) if adapter else None
+    if trainer.is_world_process_zero():
+        heldout = [
+            {
+                "id": p.group,
+                "user_input": _user_input(p),
+                "completion_a": p.chosen,
+                "completion_b": p.rejected,
+            }
+            for p in data.eval_pairs
+        ]
+        write_jsonl(Path(config.output) / HELDOUT_FILE, heldout)
+    return save_student(
+        trainer, config, data.tokenizer, data.meta, _merged if config.merge else None
+    )
 
 
 def _merged(adapter_dir: Path) -> Any:
@@ -941,10 +897,8 @@ def summarize(
     adapter: str | None,
     notes: list[str],
 ) -> dict:
-    from gpt4llm.train.common import eval_seconds
+    from gpt4llm.train.common import eval_seconds, loss_summary
 
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    loss = result.training_loss
     return {
         "model": config.model,
         "data_kind": data.kind,
@@ -971,9 +925,7 @@ def summarize(
         "padding_free": trainer.packed,
         "fast_path": "; ".join(notes),
         "bf16": trainer.args.bf16,
-        "first_loss": round(losses[0], 4) if losses else None,
-        "final_loss": round(losses[-1], 4) if losses else None,
-        "train_loss": round(loss, 4) if loss is not None else None,
+        **loss_summary(trainer, result),
         "heldout_preference_accuracy": heldout.get("preference_accuracy"),
         "heldout_reward_margin": heldout.get("reward_margin"),
         "heldout_policy_accuracy": heldout.get("policy_accuracy"),
@@ -1011,21 +963,6 @@ def finish(config: Config, trainer: Any, summary: dict, heldout: dict, started: 
         config.output, "train dpo", config, inputs=[config.data], summary=summary, started=started
     )
     print_summary("train dpo", summary)
-
-
-def _device(config: Config) -> str:
-    from gpt4llm.models import pick_device
-
-    return config.device or pick_device()
-
-
-def _say(text: str) -> None:
-    from gpt4llm.train.common import is_main_process
-
-    if is_main_process():
-        from rich.console import Console
-
-        Console(stderr=True).print(text)
 
 
 def main(argv: list[str] | None = None) -> None:

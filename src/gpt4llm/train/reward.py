@@ -211,12 +211,12 @@ def run(config: Config) -> dict:
 
 def check_inputs(config: Config, launching: bool = False) -> None:
     """Everything that can be refused in one line before the model is loaded."""
-    from gpt4llm.models import pick_device, resolve_model_path
-    from gpt4llm.train.common import check_not_sharded_on_cpu, check_train_outputs
+    from gpt4llm.models import resolve_model_path
+    from gpt4llm.train.common import check_not_sharded_on_cpu, check_train_outputs, device_of
 
     if not launching:  # the launched processes check it
         resolve_model_path(config.model)
-        check_not_sharded_on_cpu(config.device or pick_device())
+        check_not_sharded_on_cpu(device_of(config))
     check_train_outputs(config, [config.data], written=("heldout.jsonl",))
 
 
@@ -315,25 +315,13 @@ def build_trainer(config: Config, model: Any, data: RewardData) -> tuple[Any, st
     from datasets import Dataset
     from trl import RewardConfig
 
-    from gpt4llm.models import pick_device
-    from gpt4llm.train.common import (
-        CHECKPOINTS,
-        LOG_FILE,
-        attach_logging,
-        checkpoint_to_resume,
-        training_arguments,
-    )
+    from gpt4llm.train.common import LOG_FILE, attach_logging, trainer_arguments
 
-    out = Path(config.output)
-    resume_from = checkpoint_to_resume(config, out / CHECKPOINTS)
     has_eval = bool(data.eval_rows) and (bool(config.eval_steps) or config.eval_on_start)
-    args = training_arguments(
+    args, resume_from = trainer_arguments(
         config,
-        out / CHECKPOINTS,
         has_eval=has_eval,
-        device=config.device or pick_device(),
         args_class=RewardConfig,
-        eval_on_start=has_eval and config.eval_on_start and resume_from is None,
         train_sampling_strategy="group_by_length",
         length_column_name="length",
         max_length=None,  # cut in tokenize_pairs (keeping EOS) rather than dropped
@@ -355,7 +343,7 @@ def build_trainer(config: Config, model: Any, data: RewardData) -> tuple[Any, st
         processing_class=data.tokenizer,
     )
     trainer.packed = packed
-    attach_logging(trainer, out / LOG_FILE)
+    attach_logging(trainer, Path(config.output) / LOG_FILE)
     return trainer, resume_from
 
 
@@ -430,11 +418,8 @@ def summarize(
     accuracy: dict,
     resume_from: str | None,
 ) -> dict:
-    from gpt4llm.models import pick_device
-    from gpt4llm.train.common import eval_seconds
+    from gpt4llm.train.common import device_of, eval_seconds, loss_summary
 
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    loss = result.training_loss
     return {
         "data_kind": data.kind,
         "pairs": data.pairs,
@@ -449,10 +434,8 @@ def summarize(
         "lora": config.lora,
         "padding_free": trainer.packed,
         "bf16": trainer.args.bf16,
-        "device": config.device or pick_device(),
-        "first_loss": round(losses[0], 4) if losses else None,
-        "final_loss": round(losses[-1], 4) if losses else None,
-        "train_loss": round(loss, 4) if loss is not None else None,
+        "device": device_of(config),
+        **loss_summary(trainer, result),
         "train_pairwise_accuracy_sample": accuracy["train_sample"],
         "heldout_pairwise_accuracy": accuracy["heldout"],
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),

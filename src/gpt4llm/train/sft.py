@@ -45,7 +45,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from gpt4llm.errors import UserError
-from gpt4llm.train.common import TrainSettings
+from gpt4llm.train.common import TrainSettings, device_of, say
 
 
 class Config(TrainSettings):
@@ -441,7 +441,7 @@ def check_inputs(config: Config, launching: bool = False) -> None:
         raise UserError("no training data: give one or more Alpaca-format files")
     if not launching:  # (a --dry-run may print the command for a machine that has the model)
         resolve_model_path(config.model)  # unknown model path -> one clear error, before any work
-        check_not_sharded_on_cpu(_device(config))
+        check_not_sharded_on_cpu(device_of(config))
     check_train_outputs(
         config,
         [*config.data, config.eval_data],
@@ -514,7 +514,7 @@ def load_data(config: Config) -> SftData:
         skipped=tc["prompt_too_long"] + ec["prompt_too_long"],
         truncated=tc["truncated"] + ec["truncated"],
     )
-    _say(
+    say(
         f"train sft: {len(train_ex)} train / {len(eval_ex)} eval examples; skipped (prompt > "
         f"max_seq_len): {data.skipped}; truncated responses: {data.truncated}"
     )
@@ -530,7 +530,7 @@ def load_model(config: Config, data: SftData) -> tuple[Any, FusedResponseLoss | 
     from gpt4llm.models import load_causal_lm
     from gpt4llm.train.common import apply_lora, is_distributed, use_bf16
 
-    device = _device(config)
+    device = device_of(config)
     set_seed(config.seed)  # before LoRA init: the adapters' random init must be reproducible too
     model = load_causal_lm(
         config.model,
@@ -551,7 +551,7 @@ def load_model(config: Config, data: SftData) -> tuple[Any, FusedResponseLoss | 
         model, sample, bf16=use_bf16(config.precision, device), lora=config.lora, sharded=sharded()
     )
     if notes:
-        _say("fast path: " + "; ".join(notes))
+        say("fast path: " + "; ".join(notes))
     return model, fused_loss
 
 
@@ -561,25 +561,11 @@ def build_trainer(
 ) -> tuple[Any, str | None]:
     """`ResponseOnlyTrainer` on the shared training arguments; returns it and the checkpoint
     it will resume from (None: a fresh run)."""
-    from gpt4llm.train.common import (
-        CHECKPOINTS,
-        LOG_FILE,
-        attach_logging,
-        checkpoint_to_resume,
-        training_arguments,
-    )
+    from gpt4llm.train.common import LOG_FILE, attach_logging, trainer_arguments
 
-    output = Path(config.output)
-    resume_from = checkpoint_to_resume(config, output / CHECKPOINTS)
     has_eval = bool(data.eval)
-    args = training_arguments(
-        config,
-        output / CHECKPOINTS,
-        has_eval=has_eval,
-        device=_device(config),
-        eval_on_start=has_eval and config.eval_on_start and resume_from is None,
-        remove_unused_columns=False,
-        prediction_loss_only=True,
+    args, resume_from = trainer_arguments(
+        config, has_eval=has_eval, remove_unused_columns=False, prediction_loss_only=True
     )
     pad_id = data.tokenizer.pad_token_id
     trainer = make_trainer_class()(
@@ -591,7 +577,7 @@ def build_trainer(
         # no processing_class: checkpoints then skip the 33 MB tokenizer (saved once, at the end)
     )
     trainer.fused_loss = fused_loss
-    attach_logging(trainer, output / LOG_FILE)
+    attach_logging(trainer, Path(config.output) / LOG_FILE)
     return trainer, resume_from
 
 
@@ -601,37 +587,23 @@ def train(trainer: Any, resume_from: str | None, has_eval: bool) -> tuple[Any, d
     from gpt4llm.train.common import evaluate_once
 
     if resume_from:
-        _say(f"resuming from {resume_from}")
+        say(f"resuming from {resume_from}")
     result = trainer.train(resume_from_checkpoint=resume_from)
     return result, evaluate_once(trainer) if has_eval else {}
 
 
 # --------------------------------------------------------------------------- 5. save
 def save(config: Config, trainer: Any, data: SftData) -> str | None:
-    """LoRA: the adapter in OUTPUT/adapter and (--merge) the merged model in OUTPUT; full
-    fine-tuning: the model in OUTPUT. Then the tokenizer and the prompt metadata. Every
-    process takes part in `save_model` (sharded runs gather the weights); only the main one
-    writes. Returns the adapter directory (None without LoRA)."""
-    from gpt4llm.train.common import write_prompt_meta
+    """The student, its tokenizer and prompt metadata (`common.save_student`); returns the
+    adapter directory (None without LoRA)."""
+    from gpt4llm.train.common import save_student
 
-    output = Path(config.output)
-    is_main = trainer.is_world_process_zero()
-    adapter = None
-    if config.lora:
-        adapter = output / "adapter"
-        trainer.save_model(str(adapter))
-        if is_main:
-            data.tokenizer.save_pretrained(adapter)
-            write_prompt_meta(adapter, data.meta)
-            if config.merge:
-                _merge(trainer.model, adapter).save_pretrained(output, safe_serialization=True)
-    else:
-        trainer.save_model(str(output))
-    if is_main:
-        data.tokenizer.padding_side = "left"  # how respond / generation use it
-        data.tokenizer.save_pretrained(output)
-        write_prompt_meta(output, data.meta)
-    return str(adapter) if adapter else None
+    def merged(adapter: Path) -> Any:
+        return _merge(trainer.model, adapter)
+
+    return save_student(
+        trainer, config, data.tokenizer, data.meta, merged if config.merge else None
+    )
 
 
 def _merge(model: Any, adapter_dir: Path) -> Any:
@@ -679,7 +651,7 @@ def summarize(
         "eval_loss": round(final_eval["eval_loss"], 6) if "eval_loss" in final_eval else None,
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
         "eval_seconds": eval_seconds(trainer),
-        "bf16_autocast": use_bf16(config.precision, _device(config)),
+        "bf16_autocast": use_bf16(config.precision, device_of(config)),
         "lora": config.lora,
         "adapter": adapter,
         "prompt_meta": str(Path(config.output) / PROMPT_META_FILE),
@@ -698,21 +670,6 @@ def finish(config: Config, trainer: Any, summary: dict, started: float) -> None:
         config.output, "train sft", config, inputs=inputs, summary=summary, started=started
     )
     print_summary("train sft", summary)
-
-
-def _device(config: Config) -> str:
-    from gpt4llm.models import pick_device
-
-    return config.device or pick_device()
-
-
-def _say(text: str) -> None:
-    from gpt4llm.train.common import is_main_process
-
-    if is_main_process():
-        from rich.console import Console
-
-        Console(stderr=True).print(text)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -226,7 +226,8 @@ class Guard:
 
 
 class PageError(Exception):
-    """Answer with the message page: status, heading, text (and optional headers)."""
+    """Answer with the message page: status, heading, text (and optional headers). Raised by
+    routes; the handlers outside them pass one to `Ctx.message`."""
 
     def __init__(
         self,
@@ -278,16 +279,10 @@ class Ctx:
         ctx["criteria"] = self.criteria
         return HTMLResponse(self.env.get_template(name).render(**ctx), status_code=status)
 
-    def message(
-        self,
-        status: int,
-        heading: str,
-        text: str,
-        session: dict | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> HTMLResponse:
-        resp = self.page("message.html", status=status, session=session, heading=heading, text=text)
-        resp.headers.update(headers or {})
+    def message(self, m: PageError) -> HTMLResponse:
+        """The message page that `m` describes."""
+        resp = self.page("message.html", m.status, m.session, heading=m.heading, text=m.text)
+        resp.headers.update(m.headers or {})
         return resp
 
     def anonymous_session(self) -> dict:
@@ -593,13 +588,15 @@ def admin_page(v: AdminDep, ctx: CtxDep) -> Response:
 
 def _page_error(request: Request, exc: PageError) -> Response:
     ctx = ctx_of(request)
-    return ctx.message(exc.status, exc.heading, exc.text, exc.session, headers=exc.headers)
+    return ctx.message(exc)
 
 
 def _login_required(request: Request, exc: LoginRequired) -> Response:
     if request.method in ("GET", "HEAD"):
         return redirect("/login")
-    return ctx_of(request).message(401, "Not signed in", "Open your personal link to sign in.")
+    return ctx_of(request).message(
+        PageError(401, "Not signed in", "Open your personal link to sign in.")
+    )
 
 
 def _database_error(request: Request, exc: Exception) -> Response:
@@ -623,7 +620,7 @@ def _database_error(request: Request, exc: Exception) -> Response:
     else:
         text = "The study's database is not available, so nothing was saved. Tell the organiser."
     headers = {"Retry-After": str(RETRY_AFTER_DB)} if retry else None
-    return ctx.message(503, "Service unavailable", text, headers=headers)
+    return ctx.message(PageError(503, "Service unavailable", text, headers=headers))
 
 
 def create_app(
@@ -661,7 +658,9 @@ def create_app(
     app.add_exception_handler(DatabaseGone, _database_error)
     too_large = f"A request body may be at most {max_body:,} bytes."
     app.add_middleware(
-        Guard, max_body=max_body, too_large=lambda: ctx.message(413, "Request too large", too_large)
+        Guard,
+        max_body=max_body,
+        too_large=lambda: ctx.message(PageError(413, "Request too large", too_large)),
     )
     return app
 

@@ -48,7 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, sessionmaker
 
 SCHEMA_VERSION = 2  # 2: web_sessions table; the session secret left the database
 CHOICES = ("left", "tie", "right")  # what the annotator saw: answer A (left), tie, answer B (right)
@@ -127,26 +127,33 @@ class Annotator(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class Assignment(Base):
+class _OnePerAnnotatorPair:
+    """The key columns of a table with at most one row per annotator and pair (first in the
+    table: sort_order -1)."""
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple:
+        return (UniqueConstraint("annotator_id", "pair_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=-1)
+    annotator_id: Mapped[int] = mapped_column(
+        ForeignKey("annotators.id"), index=True, sort_order=-1
+    )
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), index=True, sort_order=-1)
+
+
+class Assignment(_OnePerAnnotatorPair, Base):
     """A pair handed to an annotator; `seq` is the order they received it in."""
 
     __tablename__ = "assignments"
-    __table_args__ = (UniqueConstraint("annotator_id", "pair_id"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
-    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class Vote(Base):
+class Vote(_OnePerAnnotatorPair, Base):
     """An annotator's current judgement of one pair: {criterion key: left|tie|right}."""
 
     __tablename__ = "votes"
-    __table_args__ = (UniqueConstraint("annotator_id", "pair_id"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
-    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), index=True)
     choices: Mapped[str] = mapped_column(Text)  # JSON object
     comment: Mapped[str] = mapped_column(Text, default="")
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -666,7 +673,9 @@ class Store:
 
         Raises LookupError if the pair is not assigned to the annotator, and StaleVote if the
         vote changed since (a replayed or double-submitted form)."""
-        payload = json.dumps(choices, sort_keys=True)
+        # the same in the vote and its audit event
+        whose = {"annotator_id": annotator_id, "pair_id": pair_id}
+        said = {"choices": json.dumps(choices, sort_keys=True), "comment": comment}
         now = utcnow()
         try:
             with self.write() as s, s.begin():
@@ -678,17 +687,7 @@ class Store:
                 if assigned is None:
                     raise LookupError(pair_id)
                 if seen_version == 0:
-                    s.add(
-                        Vote(
-                            annotator_id=annotator_id,
-                            pair_id=pair_id,
-                            choices=payload,
-                            comment=comment,
-                            version=1,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
+                    s.add(Vote(**whose, **said, version=1, created_at=now, updated_at=now))
                     s.flush()  # a concurrent duplicate fails here on the unique constraint
                     new_version = 1
                 else:
@@ -699,26 +698,12 @@ class Store:
                             Vote.pair_id == pair_id,
                             Vote.version == seen_version,
                         )
-                        .values(
-                            choices=payload,
-                            comment=comment,
-                            version=Vote.version + 1,
-                            updated_at=now,
-                        )
+                        .values(**said, version=Vote.version + 1, updated_at=now)
                     )
                     if res.rowcount != 1:
                         raise StaleVote(pair_id)
                     new_version = seen_version + 1
-                s.add(
-                    VoteEvent(
-                        annotator_id=annotator_id,
-                        pair_id=pair_id,
-                        version=new_version,
-                        choices=payload,
-                        comment=comment,
-                        created_at=now,
-                    )
-                )
+                s.add(VoteEvent(**whose, **said, version=new_version, created_at=now))
                 return new_version
         except IntegrityError:
             raise StaleVote(pair_id) from None

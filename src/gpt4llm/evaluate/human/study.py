@@ -44,7 +44,9 @@ from gpt4llm.config import StageConfig
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.records import (
+    check_fields,
     file_sha256,
+    first_instance,
     load_instructions,
     read_json_records,
     write_json,
@@ -127,19 +129,12 @@ def load_instruction_set(path: str | Path) -> list[dict[str, str]]:
         for lineno, obj in rows:
             if not isinstance(obj, dict) or not isinstance(obj.get("instruction"), str):
                 raise DataError(path, "missing or not a string", line=lineno, field="instruction")
-            inst = obj.get("instances")
-            if not isinstance(inst, list) or not inst or not isinstance(inst[0], dict):
-                raise DataError(
-                    path,
-                    "expected a non-empty list of {input, output}",
-                    line=lineno,
-                    field="instances",
-                )
+            first = first_instance(path, lineno, obj)
             out.append(
                 {
                     "id": str(obj.get("id", f"{path.stem}-{len(out):06d}")),
                     "instruction": obj["instruction"],
-                    "input": str(inst[0].get("input") or ""),
+                    "input": str(first.get("input") or ""),
                 }
             )
         return out
@@ -157,11 +152,7 @@ def load_answers(
     rows = read_json_records(path)
     if not rows:
         raise DataError(path, "no records")
-    first = rows[0][1]
-    if not isinstance(first, dict):
-        raise DataError(
-            path, f"expected a JSON object, got {type(first).__name__}", line=rows[0][0]
-        )
+    first = check_fields(path, *rows[0])  # (line, record): must be an object
     if (
         "prompt" in first
         and ("completion" in first or "response" in first)

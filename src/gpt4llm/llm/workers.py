@@ -23,17 +23,26 @@ from gpt4llm.llm.base import Completion, SamplingParams
 from gpt4llm.llm.local import Batch, BatchedGenerator
 
 _worker: Any = None  # the LocalGenerator of this worker process
+_started: Any = None  # a barrier all workers meet at once their model is loaded
 
 
-def _init(model: str, dtype: str, threads: int, devices: Any) -> None:
+def _init(model: str, dtype: str, threads: int, devices: Any, started: Any) -> None:
     import torch
 
     from gpt4llm.llm.local import LocalGenerator
 
-    global _worker
+    global _worker, _started
     torch.set_num_threads(threads)
     device = devices.get() if devices is not None else "cpu"
     _worker = LocalGenerator.load(model, dtype=dtype, device=device)
+    _started = started
+
+
+def _ready() -> int:
+    # Each worker blocks here until all have loaded, so each takes exactly one of these tasks:
+    # the pool really has N live workers before the first batch is dealt.
+    _started.wait(timeout=900)
+    return os.getpid()
 
 
 def _run(prompts: list[str], params: SamplingParams) -> tuple[int, list[Completion]]:
@@ -67,9 +76,17 @@ class WorkerPool(BatchedGenerator):
         self.tokenizer = tokenizer  # the parent's: it cuts the batches as a worker would
         self.workers = workers
         self.batches_by_process: dict[int, int] = {}  # pid -> batches it ran (for the log)
+        started = ctx.Barrier(workers)
         self.pool = ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init, initargs=(model, dtype, threads, devices)
+            workers,
+            mp_context=ctx,
+            initializer=_init,
+            initargs=(model, dtype, threads, devices, started),
         )
+        # Start every worker now: a pool spawns processes on demand, and the first one up would
+        # otherwise take every batch while the others are still importing torch.
+        pids = {f.result() for f in [self.pool.submit(_ready) for _ in range(workers)]}
+        assert len(pids) == workers, pids
 
     def __enter__(self):
         return self

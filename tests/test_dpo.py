@@ -107,6 +107,7 @@ def test_config_shares_the_training_base():
         "min_score_gap",
         "beta",
         "loss",
+        "simpo_gamma",
         "reference_free",
         "sft_weight",
         "label_smoothing",
@@ -134,6 +135,41 @@ def test_reference_free_needs_a_difference_loss():
     with pytest.raises(ValidationError, match="exclude each other"):
         Config(reference_free=True, ref_model="x")
     assert Config(reference_free=True, loss="sigmoid_norm", sft_weight=1.0).reference_free
+    with pytest.raises(ValidationError, match="orpo uses no reference model"):
+        Config(loss="orpo", ref_model="x")
+    assert Config(loss="simpo").no_reference and not Config().no_reference
+
+
+@pytest.mark.filterwarnings("ignore:You are importing from .trl.experimental.")
+def test_simpo_and_orpo_equal_trls_experimental_trainers():
+    """Our SimPO and ORPO losses are the formulas of trl.experimental's CPOTrainer
+    (loss_type="simpo") and ORPOTrainer, on the same mean log-probabilities, near a
+    probability of 1 and far below it too."""
+    import types
+
+    import torch
+    import torch.nn.functional as F
+    from trl.experimental.cpo.cpo_trainer import CPOTrainer
+    from trl.experimental.orpo.orpo_trainer import ORPOTrainer
+
+    from gpt4llm.train.dpo import log_odds_ratio, simpo_loss
+
+    g = torch.Generator().manual_seed(0)
+    better = -torch.rand(256, generator=g) * 4
+    worse = -torch.rand(256, generator=g) * 4
+    better[:3] = torch.tensor([-1e-5, -0.69, -30.0])  # both branches of log(1 - p)
+    device = types.SimpleNamespace(device="cpu")
+    cpo = types.SimpleNamespace(
+        alpha=0.0, loss_type="simpo", simpo_gamma=0.7, beta=2.0, label_smoothing=0.0
+    )
+    cpo.accelerator = device
+    theirs, _, _ = CPOTrainer.cpo_loss(cpo, better, worse)
+    assert torch.allclose(simpo_loss(better, worse, 2.0, 0.7), theirs, atol=1e-6)
+    orpo = types.SimpleNamespace(beta=0.1, accelerator=device)
+    theirs, _, _, _, log_odds = ORPOTrainer.odds_ratio_loss(orpo, better, worse)
+    ours = log_odds_ratio(better, worse)
+    assert torch.allclose(0.1 * F.logsigmoid(ours), theirs, atol=1e-6)
+    assert float(ours.mean()) == pytest.approx(float(log_odds), rel=1e-5)
 
 
 # --------------------------------------------------------------------------- data
@@ -457,12 +493,48 @@ def test_every_loss_trains(tiny, tmp_path, loss):
     assert s["loss"] == loss and s["heldout_reward_margin"] != 0.0  # the policy moved
 
 
-def test_no_padding_free_is_trls_path_with_the_same_result(tiny, tmp_path):
+@pytest.mark.parametrize("loss", ["simpo", "orpo"])
+def test_simpo_and_orpo_learn_the_preference_without_a_reference(tiny, tmp_path, loss):
+    """No reference model is loaded or run; the held-out pairs end up ranked right by the
+    loss's own implicit reward (the mean log-probability per answer token); TRL's reward
+    metrics (and ORPO's odds-ratio terms) are logged."""
+    from gpt4llm.train import dpo
+
+    data = write_jsonl(tmp_path / "cmp.jsonl", preference_records(48))
+    seen = []
+    real = dpo.speed_up
+
+    def spy(config, trainer):
+        seen.append(trainer)
+        return real(config, trainer)
+
+    dpo.speed_up = spy
+    try:
+        beta = {"simpo": 2.0, "orpo": 0.5}[loss]
+        s = dpo.run(config(tiny, data, tmp_path / "o", loss=loss, beta=beta))
+    finally:
+        dpo.speed_up = real
+    assert seen[0].ref_model is None and s["reference"] == "none (reference-free)"
+    assert s["heldout_reference_accuracy"] is None
+    assert s["heldout_preference_accuracy"] >= 0.9 and s["heldout_reward_margin"] > 0, s
+    assert s["final_loss"] < s["first_loss"]
+    logged = set().union(*log_lines(tmp_path / "o"))
+    assert {"rewards/accuracies", "rewards/margins", "logps/chosen"} <= logged
+    if loss == "orpo":
+        assert {"nll_loss", "log_odds_ratio", "log_odds_chosen"} <= logged
+    else:
+        assert s["simpo_gamma"] == 0.5
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["log_probability"] == "mean per answer token"
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "orpo"])
+def test_no_padding_free_is_trls_path_with_the_same_result(tiny, tmp_path, loss):
     from gpt4llm.train.dpo import run
 
     data = write_jsonl(tmp_path / "cmp.jsonl", preference_records(24))
-    ours = run(config(tiny, data, tmp_path / "ours", max_steps=6))
-    trl = run(config(tiny, data, tmp_path / "trl", max_steps=6, padding_free=False))
+    ours = run(config(tiny, data, tmp_path / "ours", max_steps=6, loss=loss))
+    trl = run(config(tiny, data, tmp_path / "trl", max_steps=6, padding_free=False, loss=loss))
     assert trl["padding_free"] is False and "--no-padding-free" in trl["fast_path"]
     assert ours["train_loss"] == pytest.approx(trl["train_loss"], abs=1e-4)
     assert ours["heldout_reward_margin"] == pytest.approx(trl["heldout_reward_margin"], abs=1e-3)

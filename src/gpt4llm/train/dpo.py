@@ -24,9 +24,12 @@ config, the frozen reference) → `build_trainer` (TRL's `DPOTrainer` on the sha
   reference model is run or kept: sigmoid then is reference-free DPO, sigmoid_norm SimPO
   without its margin, and with `--sft-weight 1` (TRL's `sft` loss added, NLL of the better
   answer) sigmoid is CPO; only the losses on the better-minus-worse difference allow it.
-  `--sft-weight` with a reference is RPO. (TRL 1.16 has SimPO's margin and ORPO only in
-  `trl.experimental`'s CPO/ORPO trainers, which pad and compute the logits of every position;
-  they are not wired here.)
+  `--sft-weight` with a reference is RPO. Two reference-free losses TRL 1.16 keeps only in
+  `trl.experimental`'s CPO/ORPO trainers (which pad and score every position) are computed
+  here on the same per-token log-probabilities, by the formulas of those trainers (tested
+  equal): `simpo` (Meng et al. 2024: −log σ(β·(mean log π(better) − mean log π(worse)) − γ),
+  γ = `--simpo-gamma`) and `orpo` (Hong et al. 2024: NLL of the better answer − β·log σ(log
+  odds ratio), the odds taken on the per-token mean log-probability).
 * **Reference**: LoRA: the student with its adapter disabled (TRL's way with peft); full
   fine-tuning: a frozen copy of the student; `--ref-model` another model.
 * **Speed** (bench/dpo.py): TRL 1.16 has no padding-free DPO (its `padding_free` falls back
@@ -81,9 +84,16 @@ Loss = Literal[
     "apo_down",
     "discopop",
     "sigmoid_norm",
+    "simpo",
+    "orpo",
 ]
+# computed here, not by TRL's DPOTrainer (TRL has them only in trl.experimental); both use no
+# reference model and the per-token mean log-probability of each answer
+OWN_LOSSES = ("simpo", "orpo")
 # the losses that read only the better-minus-worse difference, so a zero reference is sound
-DIFFERENCE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "discopop", "sigmoid_norm")
+DIFFERENCE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "discopop", "sigmoid_norm", *OWN_LOSSES)
+# losses whose implicit reward is the per-token mean log-probability (held-out metrics follow)
+MEAN_LOSSES = ("sigmoid_norm", *OWN_LOSSES)
 # TRL metrics the packed path does not compute (they need extra passes over the vocabulary)
 NOT_COMPUTED = ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy")
 # keywords the packed forward accepts besides None-valued ones (any other: TRL's forward)
@@ -108,8 +118,13 @@ class Config(TrainSettings):
     tau).
     """
     loss: Loss = "sigmoid"
-    """TRL's DPO loss: sigmoid (DPO), ipo, hinge, robust, bco_pair, sppo_hard, nca_pair, apo_zero,
-    apo_down, discopop, sigmoid_norm (length-normalised)."""
+    """Preference loss: TRL's sigmoid (DPO), ipo, hinge, robust, bco_pair, sppo_hard, nca_pair,
+    apo_zero, apo_down, discopop, sigmoid_norm (length-normalised); or simpo (SimPO, margin
+    --simpo-gamma; its paper uses --beta 2 to 2.5) or orpo (ORPO, --beta is its λ, 0.1), both
+    without a reference model."""
+    simpo_gamma: float = Field(0.5, ge=0.0)
+    """simpo: the target reward margin γ (TRL's CPO default 0.5; SimPO's paper tunes γ/β in
+    0.3–0.8)."""
     reference_free: bool = False
     """Reference log-probabilities of 0: no reference model (sigmoid: reference-free DPO;
     sigmoid_norm: SimPO without its margin; with --sft-weight 1: CPO).
@@ -145,8 +160,15 @@ class Config(TrainSettings):
     data and seed hold out the same instructions and the two accuracies compare).
     """
 
+    @property
+    def no_reference(self) -> bool:
+        """No reference model at all: --reference-free, or a loss that never uses one."""
+        return self.reference_free or self.loss in OWN_LOSSES
+
     @model_validator(mode="after")
     def _check(self) -> Config:
+        if self.loss in OWN_LOSSES and self.ref_model:
+            raise ValueError(f"--loss {self.loss} uses no reference model; drop --ref-model")
         if self.reference_free and self.ref_model:
             raise ValueError("--ref-model and --reference-free exclude each other")
         if self.reference_free and self.loss not in DIFFERENCE_LOSSES:
@@ -387,7 +409,7 @@ def load_model(config: Config, data: DpoData) -> tuple[Any, Any, Any]:
     model = load_causal_lm(config.model, device=device, dtype="float32", for_training=True)
     peft_config = lora_config(model, config) if config.lora else None
     ref = None
-    if config.ref_model or (not config.lora and not config.reference_free):
+    if config.ref_model or (not config.lora and not config.no_reference):
         ref = load_causal_lm(config.ref_model or config.model, device=device, dtype="float32")
         ref.requires_grad_(False)
     return model, ref, peft_config
@@ -402,15 +424,21 @@ def lora_config(model: Any, config: Config) -> Any:
 
 
 # --------------------------------------------------------------------------- 3. trainer
-def _trainer_class(reference_free: bool = False):
+def _trainer_class(reference_free: bool = False, own_loss: str | None = None):
     from trl import DPOTrainer
 
     class PreferenceTrainer(DPOTrainer):
         """TRL's DPOTrainer fed rows we tokenized (prompt_ids / chosen_ids / rejected_ids, in
         the student's template), with reference log-probabilities of 0 under
-        --reference-free, and without the metrics the packed path does not compute."""
+        --reference-free, simpo and orpo computed by `own_preference_loss`, and without the
+        metrics the packed path does not compute."""
 
         packed = False
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            if self.own_loss is None:
+                return super()._compute_loss(model, inputs, return_outputs)
+            return own_preference_loss(self, model, inputs, return_outputs)
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             if "prompt_ids" in dataset.column_names:
@@ -433,7 +461,95 @@ def _trainer_class(reference_free: bool = False):
             super().log(logs, start_time)
 
     PreferenceTrainer.reference_free = reference_free  # read in TRL's constructor
+    PreferenceTrainer.own_loss = own_loss
     return PreferenceTrainer
+
+
+def own_preference_loss(trainer: Any, model: Any, inputs: dict, return_outputs: bool) -> Any:
+    """SimPO or ORPO on the per-token log-probabilities TRL's fused head (or the packed forward)
+    returns for the [better..., worse...] batch, with TRL's reward metrics. The formulas are
+    those of trl.experimental's CPOTrainer (loss_type="simpo") and ORPOTrainer, on the mean
+    log-probability per answer token; `--sft-weight` adds the better answer's NLL as TRL's
+    `sft` loss does."""
+    import torch.nn.functional as F
+
+    mode = "train" if trainer.model.training else "eval"
+    completion = inputs["completion_mask"]
+    kwargs = {k: v for k, v in inputs.items() if k not in ("completion_mask", *REF_COLUMNS)}
+    labels = inputs["input_ids"].masked_fill(completion == 0, -100)
+    outputs = model(**kwargs, use_cache=False, labels=labels, fused_lm_head=True)
+    answer = completion[:, 1:].to(outputs.log_probs.dtype)
+    token_logps = outputs.log_probs[:, -answer.size(1) :].float()
+    mean_logps = (token_logps * answer).sum(1) / answer.sum(1).clamp(min=1)
+    better, worse = mean_logps.chunk(2)
+    beta = trainer.beta
+    nll = better_answer_nll(token_logps, answer)
+    if trainer.own_loss == "simpo":
+        loss = simpo_loss(better, worse, beta, trainer.simpo_gamma).mean()
+    else:  # orpo
+        log_odds = log_odds_ratio(better, worse)
+        ratio = F.logsigmoid(log_odds)
+        loss = nll - beta * ratio.mean()
+        metrics = trainer._metrics[mode]
+        metrics["nll_loss"].append(trainer.accelerator.gather(nll.detach()).mean().item())
+        metrics["log_odds_ratio"].append(trainer.accelerator.gather(ratio.detach()).mean().item())
+        metrics["log_odds_chosen"].append(
+            trainer.accelerator.gather(log_odds.detach()).mean().item()
+        )
+    if trainer.sft_weight > 0:
+        loss = loss + trainer.sft_weight * nll
+    record_reward_metrics(trainer, mode, beta * better.detach(), beta * worse.detach(), inputs)
+    return (loss, outputs) if return_outputs else loss
+
+
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+def simpo_loss(better: Any, worse: Any, beta: float, gamma: float) -> Any:
+    """SimPO per pair, on mean log-probabilities per answer token: −log σ(β·Δ − γ)."""
+    import torch.nn.functional as F
+
+    return -F.logsigmoid(beta * (better - worse) - gamma)
+
+
+def log_odds_ratio(better: Any, worse: Any) -> Any:
+    """ORPO's log odds ratio of mean per-token log-probabilities: log(odds(better)/odds(worse)),
+    odds(p) = p / (1 − p)."""
+    return (better - worse) - (log1mexp(better) - log1mexp(worse))
+
+
+def better_answer_nll(token_logps: Any, answer: Any) -> Any:
+    """Mean NLL per token of the better answers (the first half of the batch)."""
+    better_logps, _ = token_logps.chunk(2)
+    better_mask, _ = answer.chunk(2)
+    return -(better_logps * better_mask).sum() / better_mask.sum().clamp(min=1)
+
+
+def log1mexp(x: Any) -> Any:
+    """log(1 − exp(x)) for x < 0, without cancellation (branch at −ln 2, as TRL's ORPO)."""
+    import torch
+
+    x = x.clamp(max=-1e-7)  # a probability of exactly 1 has no odds
+    return torch.where(
+        x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x))
+    )
+
+
+def record_reward_metrics(trainer: Any, mode: str, better: Any, worse: Any, inputs: dict) -> None:
+    """The reward metrics TRL's DPOTrainer logs (rewards/*, logps/*, num_tokens)."""
+    gather = trainer.accelerator.gather
+    metrics = trainer._metrics[mode]
+    if mode == "train":
+        tokens = gather(inputs["attention_mask"].sum()).sum().item()
+        trainer._total_train_tokens += tokens // trainer._tp_size
+    metrics["num_tokens"] = [trainer._total_train_tokens]
+    b, w = gather(better), gather(worse)
+    metrics["rewards/chosen"].append(b.mean().item())
+    metrics["rewards/rejected"].append(w.mean().item())
+    metrics["rewards/accuracies"].append((b > w).float().mean().item())
+    metrics["rewards/margins"].append((b - w).mean().item())
+    metrics["logps/chosen"].append((b / trainer.beta).mean().item())
+    metrics["logps/rejected"].append((w / trainer.beta).mean().item())
 
 
 def build_trainer(
@@ -447,21 +563,25 @@ def build_trainer(
     from gpt4llm.train.common import LOG_FILE, attach_logging, trainer_arguments
 
     has_eval = bool(data.eval_rows) and (bool(config.eval_steps) or config.eval_on_start)
-    losses = [config.loss] + (["sft"] if config.sft_weight > 0 else [])
+    own = config.loss in OWN_LOSSES
+    # TRL validates loss_type; for our own losses it names the nearest one and is never run
+    losses = ["sigmoid_norm" if own else config.loss] + (
+        ["sft"] if config.sft_weight > 0 and not own else []
+    )
     args, resume_from = trainer_arguments(
         config,
         has_eval=has_eval,
         args_class=DPOConfig,
         beta=config.beta,
         loss_type=losses,
-        loss_weights=[1.0, config.sft_weight] if config.sft_weight > 0 else None,
+        loss_weights=[1.0, config.sft_weight] if len(losses) == 2 else None,
         label_smoothing=config.label_smoothing,
         max_length=None,  # cut in tokenize_pair, keeping every prompt whole
-        precompute_ref_log_probs=config.reference_free,  # the zeros of --reference-free
+        precompute_ref_log_probs=config.no_reference,  # the zeros of --reference-free
         padding_free=False,  # TRL 1.16 falls back to padding anyway; we pack in the model
         save_only_model=False,
     )
-    trainer = _trainer_class(config.reference_free)(
+    trainer = _trainer_class(config.no_reference, config.loss if own else None)(
         model=model,
         ref_model=ref_model,
         args=args,
@@ -470,6 +590,8 @@ def build_trainer(
         processing_class=data.tokenizer,
         peft_config=peft_config,
     )
+    trainer.simpo_gamma = config.simpo_gamma
+    trainer.sft_weight = config.sft_weight
     attach_logging(trainer, Path(config.output) / LOG_FILE)
     return trainer, resume_from
 
@@ -778,9 +900,12 @@ def install_packed_forward(causal: Any, autocast: Any = None) -> None:
 
 
 # --------------------------------------------------------------------------- 5. evaluate
-def sequence_logps(trainer: Any, rows: list[dict], reference_free: bool) -> Any:
+def sequence_logps(
+    trainer: Any, rows: list[dict], reference_free: bool, per_token: bool = False
+) -> Any:
     """[n, 4] tensor of (policy better, policy worse, reference better, reference worse)
-    summed answer log-probabilities, computed as the trainer computes them."""
+    answer log-probabilities, computed as the trainer computes them: summed, or the mean per
+    answer token (`per_token`, the implicit reward of sigmoid_norm, simpo and orpo)."""
     import torch
 
     model = trainer.model
@@ -803,6 +928,9 @@ def sequence_logps(trainer: Any, rows: list[dict], reference_free: bool) -> Any:
                 ref = torch.zeros_like(pol)
             else:
                 ref = torch.cat(trainer.compute_ref_log_probs(trainer.ref_model or model, batch))
+            if per_token:
+                lengths = labels[:, 1:].ne(-100).sum(1).clamp(min=1)
+                pol, ref = pol / lengths, ref / lengths
             pc, pr = pol.float().chunk(2)
             rc, rr = ref.float().chunk(2)
             out.append(torch.stack([pc, pr, rc, rr], dim=1).cpu())
@@ -833,11 +961,13 @@ def held_out_preferences(config: Config, trainer: Any, data: DpoData) -> dict:
     t = time.time()
     if not data.eval_rows:
         return {"pairs": 0, "seconds": 0.0}
+    per_token = config.loss in MEAN_LOSSES
     metrics = preference_metrics(
-        sequence_logps(trainer, data.eval_rows, config.reference_free),
+        sequence_logps(trainer, data.eval_rows, config.no_reference, per_token),
         config.beta,
-        config.reference_free,
+        config.no_reference,
     )
+    metrics["log_probability"] = "mean per answer token" if per_token else "sum over the answer"
     metrics["seconds"] = round(time.time() - t, 2)
     if trainer.is_world_process_zero():
         rec = {
@@ -912,9 +1042,10 @@ def summarize(
         "heldout_pairs": heldout.get("pairs", 0),
         "loss": config.loss + (f" + {config.sft_weight} sft" if config.sft_weight > 0 else ""),
         "beta": config.beta,
+        **({"simpo_gamma": config.simpo_gamma} if config.loss == "simpo" else {}),
         "reference": (
             "none (reference-free)"
-            if config.reference_free
+            if config.no_reference
             else config.ref_model
             or ("the student, adapter disabled" if config.lora else "a frozen copy")
         ),

@@ -83,3 +83,21 @@ def test_readme_paths_exist():
     paths = set(re.findall(r"(?<![\w/.])((?:configs|scripts|bench|tests|src)/[\w./-]+\w)", text))
     missing = sorted(p for p in paths if not (REPO / p).exists() and "*" not in p)
     assert not missing, missing
+
+
+def inline_calls() -> list[str]:
+    """`gpt4llm ...` spans in the README's prose and tables; `a / b / c` alternatives of the
+    last command word expanded (`gpt4llm cache path / stats` → two calls)."""
+    calls = []
+    for span in re.findall(r"`(gpt4llm [^`]*)`", README.read_text(encoding="utf-8")):
+        first, *others = re.split(r"\s+/\s+", span.replace("[", "").replace("]", ""))
+        calls.append(first)
+        words = first.split()
+        for other in others:
+            calls.append(" ".join([*words[:-1], *other.split()]))
+    return calls
+
+
+@pytest.mark.parametrize("call", inline_calls())
+def test_readme_inline_command_exists_with_its_options(call):
+    test_readme_command_exists_with_its_options(call)

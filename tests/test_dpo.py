@@ -635,6 +635,12 @@ def test_cli_errors_are_one_line(tiny, tmp_path):
     proc = _cli(str(pub), "--model", str(tmp_path / "nope"), "-o", str(tmp_path / "o"))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: model path not found"]
+    # a check across options names the command as typed, and no "(top level)"
+    proc = _cli(str(pub), "--loss", "orpo", "--ref-model", str(tiny), "-o", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: gpt4llm train dpo: --loss orpo uses no reference model; drop --ref-model"
+    ]
 
 
 def test_outputs_are_refused_before_any_model_is_loaded(tiny, tmp_path, monkeypatch):

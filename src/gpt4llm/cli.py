@@ -81,6 +81,7 @@ for _spec in STAGES:
         help=_spec.help,
         arguments=_spec.arguments,
         short_help=_spec.short_help,
+        command_line=_spec.command,
     )
 
 # Commands that are not stages: the pipeline itself, data sets, the study server.

@@ -241,10 +241,10 @@ def build_config(
         problems = []
         for err in e.errors():
             loc = tuple(str(p) for p in err["loc"])
-            where = (names or {}).get(loc) or ".".join(loc) or "(top level)"
+            where = (names or {}).get(loc) or ".".join(loc)
             msg = "required" if err["type"] == "missing" else err["msg"]
             msg = msg.removeprefix("Value error, ")
-            problems.append(f"{where}: {msg}")
+            problems.append(f"{where}: {msg}" if where else msg)  # a check across fields
         raise UserError(f"{source}: " + "; ".join(problems)) from None
 
 
@@ -336,8 +336,10 @@ def config_command(
     help: str,
     arguments: tuple[str, ...] = (),
     short_help: str | None = None,
+    command_line: str | None = None,
 ) -> None:
     """Register `name` on `app`: options from `cls`'s fields, then `run(cls(...))`.
+    `command_line` is the command as typed ("train dpo"), for error messages (default: name).
 
     `arguments` names fields taken as positional arguments (a list or KEY=VALUE-dict field takes
     several); each keeps its old `--name` option as a hidden, deprecated alias. Every command
@@ -445,7 +447,7 @@ def config_command(
             if typing.get_origin(base) is dict:
                 value = dict(_split_kv(v, names.get(path, pname)) for v in value)
             _set_path(data, path, value)
-        source = str(config_file) if config_file else f"gpt4llm {name}"
+        source = str(config_file) if config_file else f"gpt4llm {command_line or name}"
         config = build_config(cls, data, source=source, names=None if config_file else names)
         if print_config:
             typer.echo(

@@ -216,4 +216,5 @@ def register(app: typer.Typer) -> None:
             "FastChat-format human judgments, manifest."
         ),
         arguments=("study",),
+        command_line="annotate export",
     )

@@ -53,29 +53,11 @@ def work(tmp_path_factory):
 
 
 def _tiny_reward_model(out: Path, tiny_tokenizer) -> Path:
-    import torch
-    from transformers import AutoModelForSequenceClassification, Gemma3TextConfig
+    from tiny_lm import make_tiny_reward_model
 
     out.mkdir()
     tok = tiny_tokenizer(out)
-    cfg = Gemma3TextConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        max_position_embeddings=1024,
-        sliding_window=16,
-        layer_types=["sliding_attention", "full_attention"],
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        num_labels=1,
-    )
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(out)
+    make_tiny_reward_model(out, tok)
     return out
 
 

@@ -130,18 +130,17 @@ def test_single_grading_two_turns_with_references(fake_openai, fake_llm_config, 
     seen: list = []
     fake_openai.responder = single_responder(seen)
     out = tmp_path / "single"
-    s = judge.run(
-        Config(
-            answers_a=a,
-            answers_b=b,
-            questions=q,
-            references=r,
-            mode="single",
-            output=out,
-            judge=fake_llm_config,
-            bootstrap=200,
-        )
+    config = Config(
+        answers_a=a,
+        answers_b=b,
+        questions=q,
+        references=r,
+        mode="single",
+        output=out,
+        judge=fake_llm_config,
+        bootstrap=200,
     )
+    s = judge.run(config)
     # 4 questions x 2 turns x 2 models
     assert fake_openai.calls == 16 and len(seen) == 16
     assert s["mode"] == "single" and s["n_failed"] == 0 and s["n_unparseable"] == 0
@@ -237,21 +236,7 @@ def test_single_grading_two_turns_with_references(fake_openai, fake_llm_config, 
 
     # rerun: all from the request cache
     calls = fake_openai.calls
-    assert (
-        judge.run(
-            Config(
-                answers_a=a,
-                answers_b=b,
-                questions=q,
-                references=r,
-                mode="single",
-                output=out,
-                judge=fake_llm_config,
-                bootstrap=200,
-            )
-        )["overall"]
-        == s["overall"]
-    )
+    assert judge.run(config)["overall"] == s["overall"]
     assert fake_openai.calls == calls
 
 

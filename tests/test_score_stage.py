@@ -32,33 +32,14 @@ def _one_thread_fp32():
 
 @pytest.fixture(scope="module")
 def tiny_rm(tmp_path_factory) -> Path:
-    import torch
-    from tiny_lm import tiny_tokenizer
-    from transformers import AutoModelForSequenceClassification, Gemma3TextConfig
+    from tiny_lm import make_tiny_reward_model, tiny_tokenizer
 
     from gpt4llm.models import PROMPT_META_FILE
     from gpt4llm.reward_model import default_prompt_meta
 
     out = tmp_path_factory.mktemp("tiny_rm")
     tok = tiny_tokenizer(padding_side="right")
-    cfg = Gemma3TextConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        max_position_embeddings=1024,
-        sliding_window=16,
-        layer_types=["sliding_attention", "full_attention"],
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        num_labels=1,
-    )
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(out)
+    make_tiny_reward_model(out, tok)
     tok.save_pretrained(out)
     (out / PROMPT_META_FILE).write_text(json.dumps(default_prompt_meta(128)))
     return out

@@ -133,7 +133,7 @@ def make_tiny_lm(
     """Save a tiny random Gemma-3 causal LM at `out` with the tiny tokenizer (or the embedded
     one, for tests that need the real vocabulary; it carries its chat template)."""
     import torch
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+    from transformers import AutoModelForCausalLM
 
     if vocab == "embedded":
         from gpt4llm.models import load_tokenizer
@@ -141,7 +141,19 @@ def make_tiny_lm(
         tok = load_tokenizer("embedded")
     else:
         tok = tiny_tokenizer(chat_template=chat_template)
-    cfg = Gemma3TextConfig(
+    torch.manual_seed(seed)
+    cfg = tiny_gemma_config(tok, sliding_window=sliding_window, tie_word_embeddings=True)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def tiny_gemma_config(tok, sliding_window: int, **extra):
+    """The tiny models' Gemma-3 shape (2 layers, hidden 64), for `tok`'s vocabulary."""
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(
         vocab_size=len(tok),
         hidden_size=64,
         intermediate_size=128,
@@ -155,12 +167,19 @@ def make_tiny_lm(
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=True,
+        **extra,
     )
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(cfg)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
+
+
+def make_tiny_reward_model(out: Path, tok) -> Path:
+    """Save a tiny random Gemma-3 sequence classifier (one score) for `tok` at `out` (the
+    model only: callers save the tokenizer and prompt metadata they need)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = tiny_gemma_config(tok, sliding_window=16, num_labels=1)
+    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(out)
     return out
 
 
@@ -169,32 +188,7 @@ def alpaca_records(n: int, seed: int = 0, with_input_every: int = 3) -> list[dic
     import random
 
     rng = random.Random(seed)
-    verbs = ["Name", "List", "Describe", "Explain", "Give", "Write"]
-    things = ["colors", "fruits", "planets", "rivers", "birds", "tools", "cities", "games"]
-    words = [
-        "the",
-        "a",
-        "of",
-        "and",
-        "to",
-        "in",
-        "is",
-        "it",
-        "that",
-        "for",
-        "on",
-        "with",
-        "as",
-        "was",
-        "by",
-        "at",
-        "be",
-        "this",
-        "from",
-        "or",
-        "have",
-        "an",
-    ]
+    verbs, things, words = _VERBS, _THINGS, _WORDS
     out = []
     for i in range(n):
         rec = {

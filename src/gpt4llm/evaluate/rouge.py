@@ -2,15 +2,10 @@
 ground-truth length bucket (the paper's Unnatural Instructions table).
 
 Semantics are exactly those of Google's `rouge-score` (0.1.2), the package everyone quotes:
-the same tokenizer (`rouge_score.tokenize.tokenize` step for step: lowercase, every run of
-characters outside [a-z0-9] becomes a space, optional Porter stemming of tokens longer than 3
-characters with NLTK's stemmer), the same n-gram overlap (clipped counts, precision over
-prediction n-grams, recall over reference n-grams) and the same F-measure
-(2PR / (P + R), 0 when both are 0; ROUGE-L is 0 when either side has no tokens). Only the
-counting is made fast: the LCS is computed by `rapidfuzz.distance.LCSseq` (bit-parallel) on
-the token lists mapped to integers, stems are memoised, and n-grams are counted into plain
-dicts (Counter's C helper). The tests check equality with rouge-score to 1e-9 on thousands
-of pairs; `bench/rouge.py` measures the speed-up.
+the same tokenizer (`text.tokens.tokenize`), the same n-gram overlap and F-measure
+(`text.rouge.score_tokens`), only counted faster (rapidfuzz's bit-parallel LCS, memoised stems,
+n-grams counted into plain dicts). The tests check equality with rouge-score to 1e-9 on
+thousands of pairs; `bench/rouge.py` measures the speed-up.
 
 Unsegmented scripts: rouge-score's tokenizer keeps only [a-z0-9], so Chinese, Japanese,
 Korean, Thai... text has no tokens at all and scores 0. `--tokenizer char` makes every letter
@@ -27,10 +22,7 @@ examples' F-measures.
 
 from __future__ import annotations
 
-import itertools
-import re
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,19 +33,10 @@ from gpt4llm.errors import DataError, UserError
 from gpt4llm.evaluate.fields import optional_text
 from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.records import read_json_records, write_json, write_jsonl
-
-try:  # C helper behind Counter(): counting into a plain dict without Counter's overhead
-    from collections import _count_elements  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - other Pythons
-
-    def _count_elements(mapping, iterable):  # type: ignore[no-redef]
-        get = mapping.get
-        for x in iterable:
-            mapping[x] = get(x, 0) + 1
-
+from gpt4llm.text.rouge import ROUGE_TYPES, score_tokens
+from gpt4llm.text.tokens import detect_tokenizer, tokenize
 
 STAGE = "eval rouge"
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
 class Config(StageConfig):
@@ -98,208 +81,6 @@ class Config(StageConfig):
     model: str | None = None
     """Name of the evaluated model in the summary (default: the predictions' 'model' field, else the
     file name)."""
-
-
-# ----------------------------------------------------------------------------- tokenizing
-
-
-_ALNUM_RE = re.compile(r"[a-z0-9]+")
-_VALID_RE = re.compile(r"^[a-z0-9]+$")
-
-
-class _MemoStemmer:
-    """rouge-score's per-token step -- NLTK's Porter stem for tokens longer than 3 characters,
-    then its validity filter -- memoised per distinct token (stemming dominates the time)."""
-
-    def __init__(self) -> None:
-        from nltk.stem import porter
-
-        self._stemmer = porter.PorterStemmer()
-        self._memo: dict[str, str | None] = {}
-
-    def stem(self, word: str) -> str:  # the interface rouge_score.tokenize expects
-        return self._stemmer.stem(word)
-
-    def token(self, word: str) -> str | None:
-        try:
-            return self._memo[word]
-        except KeyError:
-            out = self._stemmer.stem(word) if len(word) > 3 else word
-            out = out if _VALID_RE.match(out) else None
-            self._memo[word] = out
-            return out
-
-
-_STEMMER: _MemoStemmer | None = None
-
-
-def _stemmer() -> _MemoStemmer:
-    global _STEMMER
-    if _STEMMER is None:
-        _STEMMER = _MemoStemmer()
-    return _STEMMER
-
-
-# Han, Hiragana, Katakana, Hangul, Thai, Lao, Khmer, Myanmar, Tibetan, CJK punctuation ranges
-_UNSEGMENTED = (
-    "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3100-\u312f"
-    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f"
-)
-_UNSEGMENTED_RE = re.compile(f"[{_UNSEGMENTED}]")
-_CHAR_TOKEN_RE = re.compile(r"[a-z0-9]+|[^\W\d_]|\d", re.UNICODE)
-
-
-def tokenize(text: str, stem: bool = False, tokenizer: str = "rouge") -> list[str]:
-    """Tokens as rouge-score makes them (`tokenizer='rouge'`), or character tokens ('char')."""
-    if tokenizer == "char":
-        # Every letter outside [a-z0-9] is its own token; Latin/digit runs stay words.
-        return _CHAR_TOKEN_RE.findall(text.lower())
-    # rouge_score.tokenize.tokenize, step for step: lowercase; runs outside [a-z0-9] become
-    # spaces and the text is split on whitespace (= the [a-z0-9]+ runs); stem tokens longer
-    # than 3 characters; drop tokens that are not [a-z0-9]+ (only a stem could be one).
-    tokens = _ALNUM_RE.findall(text.lower())
-    if not stem:
-        return tokens
-    st = _stemmer()
-    memo = st._memo
-    out = []
-    for w in tokens:
-        t = memo[w] if w in memo else st.token(w)
-        if t is not None:
-            out.append(t)
-    return out
-
-
-def detect_tokenizer(references: list[str]) -> str:
-    if not references:
-        return "rouge"
-    n = sum(1 for r in references if _UNSEGMENTED_RE.search(r))
-    return "char" if n / len(references) >= 0.2 else "rouge"
-
-
-# ------------------------------------------------------------------------------- scoring
-
-
-def _fmeasure(precision: float, recall: float) -> float:
-    if precision + recall > 0:
-        return 2 * precision * recall / (precision + recall)
-    return 0.0
-
-
-def _counts(items) -> dict:
-    d: dict = {}
-    _count_elements(d, items)
-    return d
-
-
-def _ngram_f(target: list, prediction: list, n: int) -> float:
-    if n == 1:
-        t, p = _counts(target), _counts(prediction)
-    elif n == 2:
-        t, p = _counts(itertools.pairwise(target)), _counts(itertools.pairwise(prediction))
-    else:
-        t = _counts(zip(*(target[i:] for i in range(n))))
-        p = _counts(zip(*(prediction[i:] for i in range(n))))
-    overlap = _overlap(t, p)
-    t_count = max(len(target) - n + 1, 0)
-    p_count = max(len(prediction) - n + 1, 0)
-    return _fmeasure(overlap / max(p_count, 1), overlap / max(t_count, 1))
-
-
-def _new_ids() -> defaultdict:
-    return defaultdict(itertools.count(1).__next__)
-
-
-_IDS: defaultdict = _new_ids()  # token -> small int, assigned on first sight
-
-
-_LCS = None
-
-
-def _lcs_len(a: list[str], b: list[str]) -> int:
-    global _IDS, _LCS
-    if _LCS is None:  # imported on first use, once (keeps `gpt4llm --help` fast)
-        from rapidfuzz.distance import LCSseq
-
-        _LCS = LCSseq.similarity
-    # Tokens -> small ints (exact: no hash collisions), then rapidfuzz's bit-parallel LCS.
-    if len(_IDS) > 5_000_000:
-        _IDS = _new_ids()
-    get = _IDS.__getitem__
-    return _LCS(list(map(get, a)), list(map(get, b)))
-
-
-def _overlap(t: dict, p: dict) -> int:
-    """Clipped overlap: sum over shared n-grams of min(count in t, count in p)."""
-    if len(p) < len(t):  # iterate the smaller side
-        t, p = p, t
-    get = p.get
-    n = 0
-    for g, c in t.items():
-        pc = get(g)
-        if pc:
-            n += c if c < pc else pc  # noqa: FURB136 (min() is slower here)
-    return n
-
-
-def _score3(target: list[str], prediction: list[str]) -> dict[str, float]:
-    """The three default types in one pass (the common case, inlined for speed)."""
-    nt, np_ = len(target), len(prediction)
-    if not nt or not np_:
-        return {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    t1, p1 = {}, {}
-    _count_elements(t1, target)
-    _count_elements(p1, prediction)
-    o1 = _overlap(t1, p1)
-    if o1 > 1 and nt > 1 and np_ > 1:  # a shared bigram needs two shared tokens
-        t2, p2 = {}, {}
-        _count_elements(t2, itertools.pairwise(target))
-        _count_elements(p2, itertools.pairwise(prediction))
-        o2 = _overlap(t2, p2)
-    else:
-        o2 = 0
-    # 1 <= LCS <= clipped unigram overlap: no LCS needed for o1 <= 1 or identical lists
-    lcs = o1 if o1 <= 1 else nt if target == prediction else _lcs_len(target, prediction)
-    return {
-        "rouge1": _fmeasure(o1 / np_, o1 / nt),
-        "rouge2": _fmeasure(o2 / max(np_ - 1, 1), o2 / max(nt - 1, 1)),
-        "rougeL": _fmeasure(lcs / np_, lcs / nt),
-    }
-
-
-def score_tokens(
-    target: list[str], prediction: list[str], types: tuple[str, ...] = ROUGE_TYPES
-) -> dict[str, float]:
-    """ROUGE-1/2/L F-measures of token lists, rouge-score's definitions."""
-    if types == ROUGE_TYPES:
-        return _score3(target, prediction)
-    out: dict[str, float] = {}
-    for t in types:
-        if t == "rougeL":
-            if target and prediction:
-                lcs = _lcs_len(target, prediction)
-                out[t] = _fmeasure(lcs / len(prediction), lcs / len(target))
-            else:
-                out[t] = 0.0
-        elif t in ("rouge1", "rouge2"):
-            out[t] = _ngram_f(target, prediction, int(t[-1]))
-        else:
-            raise ValueError(f"unknown ROUGE type {t!r} (rouge1, rouge2, rougeL)")
-    return out
-
-
-def score(
-    reference: str,
-    prediction: str,
-    stem: bool = False,
-    tokenizer: str = "rouge",
-    types: tuple[str, ...] = ROUGE_TYPES,
-) -> dict[str, float]:
-    """ROUGE F-measures of one pair: the numbers of rouge-score's
-    `RougeScorer(types, use_stemmer=stem)`."""
-    return score_tokens(
-        tokenize(reference, stem, tokenizer), tokenize(prediction, stem, tokenizer), types
-    )
 
 
 # ------------------------------------------------------------------------------- buckets

@@ -1,0 +1,8 @@
+"""Text measures shared by `eval rouge`, `analyze` and the stages, below all of them (this package
+imports nothing from `stages`, `evaluate` or `analyze`):
+
+* `tokens` -- rouge-score's tokenizer (and the character tokenizer for CJK/Thai);
+* `rouge` -- ROUGE-1/2/L F-measures of token lists, rouge-score's numbers, fast.
+
+Nothing heavy is imported here: rapidfuzz, numpy and NLTK load on first use.
+"""

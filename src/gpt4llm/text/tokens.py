@@ -1,0 +1,86 @@
+"""Tokens: rouge-score's tokenizer (and a character tokenizer for unsegmented scripts).
+
+`tokenize` is Google's `rouge-score` (0.1.2) tokenizer step for step: lowercase, every run of
+characters outside [a-z0-9] becomes a space, optional Porter stemming of tokens longer than 3
+characters with NLTK's stemmer (memoised per distinct token: stemming dominates the time).
+Unsegmented scripts have no tokens under it, so `tokenizer="char"` makes every letter of such
+scripts its own token (runs of Latin letters/digits stay words, lowercased; no stemming);
+`detect_tokenizer` picks `char` when at least 20% of the references contain CJK/Thai.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ALNUM_RE = re.compile(r"[a-z0-9]+")
+_VALID_RE = re.compile(r"^[a-z0-9]+$")
+
+
+class _MemoStemmer:
+    """rouge-score's per-token step -- NLTK's Porter stem for tokens longer than 3 characters,
+    then its validity filter -- memoised per distinct token (stemming dominates the time)."""
+
+    def __init__(self) -> None:
+        from nltk.stem import porter
+
+        self._stemmer = porter.PorterStemmer()
+        self._memo: dict[str, str | None] = {}
+
+    def stem(self, word: str) -> str:  # the interface rouge_score.tokenize expects
+        return self._stemmer.stem(word)
+
+    def token(self, word: str) -> str | None:
+        try:
+            return self._memo[word]
+        except KeyError:
+            out = self._stemmer.stem(word) if len(word) > 3 else word
+            out = out if _VALID_RE.match(out) else None
+            self._memo[word] = out
+            return out
+
+
+_STEMMER: _MemoStemmer | None = None
+
+
+def _stemmer() -> _MemoStemmer:
+    global _STEMMER
+    if _STEMMER is None:
+        _STEMMER = _MemoStemmer()
+    return _STEMMER
+
+
+# Han, Hiragana, Katakana, Hangul, Thai, Lao, Khmer, Myanmar, Tibetan, CJK punctuation ranges
+_UNSEGMENTED = (
+    "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3100-\u312f"
+    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f"
+)
+_UNSEGMENTED_RE = re.compile(f"[{_UNSEGMENTED}]")
+_CHAR_TOKEN_RE = re.compile(r"[a-z0-9]+|[^\W\d_]|\d", re.UNICODE)
+
+
+def tokenize(text: str, stem: bool = False, tokenizer: str = "rouge") -> list[str]:
+    """Tokens as rouge-score makes them (`tokenizer='rouge'`), or character tokens ('char')."""
+    if tokenizer == "char":
+        # Every letter outside [a-z0-9] is its own token; Latin/digit runs stay words.
+        return _CHAR_TOKEN_RE.findall(text.lower())
+    # rouge_score.tokenize.tokenize, step for step: lowercase; runs outside [a-z0-9] become
+    # spaces and the text is split on whitespace (= the [a-z0-9]+ runs); stem tokens longer
+    # than 3 characters; drop tokens that are not [a-z0-9]+ (only a stem could be one).
+    tokens = _ALNUM_RE.findall(text.lower())
+    if not stem:
+        return tokens
+    st = _stemmer()
+    memo = st._memo
+    out = []
+    for w in tokens:
+        t = memo[w] if w in memo else st.token(w)
+        if t is not None:
+            out.append(t)
+    return out
+
+
+def detect_tokenizer(references: list[str]) -> str:
+    if not references:
+        return "rouge"
+    n = sum(1 for r in references if _UNSEGMENTED_RE.search(r))
+    return "char" if n / len(references) >= 0.2 else "rouge"

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from gpt4llm.analyze import dedup as D
 from gpt4llm.analyze import lengths as L
+from gpt4llm.text import dedup, rouge, tokens
 
 
 def test_word_and_char_lengths():
@@ -70,7 +70,9 @@ def test_rouge_l_matches_rouge_score():
         a = " ".join(rng.choices(words, k=rng.randint(1, 15)))
         b = " ".join(rng.choices(words, k=rng.randint(1, 15)))
         want = scorer.score(a, b)["rougeL"].fmeasure
-        assert D.rouge_l_f(D.rouge_tokens(a), D.rouge_tokens(b)) == pytest.approx(want, abs=1e-9)
+        assert rouge.rouge_l_f(tokens.rouge_tokens(a), tokens.rouge_tokens(b)) == pytest.approx(
+            want, abs=1e-9
+        )
 
 
 def test_duplicates_known_answers():
@@ -84,16 +86,16 @@ def test_duplicates_known_answers():
         # 6 vs 0: LCS 3 (write a about), F = 6/12 = 0.5; vs 2: 6/13
         "Write a story about a dragon.",
     ]
-    r = D.find_duplicates(texts, threshold=0.7)
+    r = dedup.find_duplicates(texts, threshold=0.7)
     assert r["exact_groups"] == 1 and r["exact_duplicates"] == 2
     assert r["exact_of"] == {1: 0, 5: 0}
     assert r["near_pairs"] == 1 and r["near_duplicates"] == 1
     assert r["near_of"] == {2: 0}
     assert r["examples"][0]["rouge_l"] == pytest.approx(12 / 13, abs=1e-4)
     # at 0.45 the story joins both poems (0.5 and 0.4615) and nothing else does
-    r2 = D.find_duplicates(texts, threshold=0.45)
+    r2 = dedup.find_duplicates(texts, threshold=0.45)
     assert r2["near_pairs"] == 3 and r2["near_of"] == {2: 0, 6: 0}
-    assert D.find_duplicates(texts, threshold=0.47)["near_pairs"] == 2
+    assert dedup.find_duplicates(texts, threshold=0.47)["near_pairs"] == 2
 
 
 def test_duplicates_match_brute_force_across_blocks():
@@ -105,7 +107,7 @@ def test_duplicates_match_brute_force_across_blocks():
         toks = texts[i].split()
         toks[rng.randrange(len(toks))] = "zz"
         texts[i + 1] = " ".join(toks)
-    toks = [D.rouge_tokens(t) for t in texts]
+    toks = [tokens.rouge_tokens(t) for t in texts]
     reps = {}
     for i, t in enumerate(toks):
         reps.setdefault(tuple(t), i)
@@ -113,9 +115,9 @@ def test_duplicates_match_brute_force_across_blocks():
     brute = set()
     for x in range(len(uniq)):
         for y in range(x + 1, len(uniq)):
-            if D.rouge_l_f(toks[uniq[x]], toks[uniq[y]]) >= 0.7:
+            if rouge.rouge_l_f(toks[uniq[x]], toks[uniq[y]]) >= 0.7:
                 brute.add((uniq[x], uniq[y]))
-    r = D.find_duplicates(texts, threshold=0.7, block=16)
+    r = dedup.find_duplicates(texts, threshold=0.7, block=16)
     assert r["near_pairs"] == len(brute) > 20
     later = {}
     for a, b in sorted(brute):
@@ -124,8 +126,8 @@ def test_duplicates_match_brute_force_across_blocks():
 
 
 def test_pairwise_cap_and_chinese():
-    r = D.find_duplicates(["a b c", "d e f", "g h i"], max_records=2)
+    r = dedup.find_duplicates(["a b c", "d e f", "g h i"], max_records=2)
     assert not r["pairwise"] and "max_records=2" in r["note"]
     zh = ["写一首关于秋天的诗", "写一首关于秋天的短诗", "介绍一下长城"]
-    r = D.find_duplicates(zh, threshold=0.7)
+    r = dedup.find_duplicates(zh, threshold=0.7)
     assert r["near_of"] == {1: 0}  # character tokens: LCS 9 of 9/10 → F = 18/19

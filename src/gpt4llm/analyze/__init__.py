@@ -1,2 +1,3 @@
 """Dataset statistics the paper plots: verb-noun pairs, lengths, duplicates (`gpt4llm analyze`,
-in `analyze/stage.py`), and the building blocks `verbs`, `lengths`, `dedup`, `plots`, `report`."""
+in `analyze/stage.py`), and the building blocks `verbs`, `lengths`, `plots`, `report`
+(duplicates are `gpt4llm.text.dedup`)."""

@@ -384,7 +384,7 @@ def _lengths_of(recs, lang, unit, has_output, tokenizer) -> dict:
 
 
 def _duplicates_of(name, recs, config: Config, console) -> dict:
-    from gpt4llm.analyze import dedup as dedup_mod
+    from gpt4llm.text import dedup as dedup_mod
 
     with console.status(f"{name}: duplicates"):
         dd = dedup_mod.find_duplicates(

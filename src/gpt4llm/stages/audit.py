@@ -18,7 +18,7 @@ Rule classes (what each matches: `analyze.quality`), each with an action `drop`,
 | `unfinished` | flag | heuristic: the answer stops mid-sentence (flag or off only) |
 | `needs_media` | flag | the task needs an image, audio, a URL or a file it does not have |
 | `duplicate` | flag | same instruction and input as an earlier record |
-| `near_duplicate` | flag | ROUGE-L >= `--near-threshold` with an earlier one (`analyze.dedup`) |
+| `near_duplicate` | flag | ROUGE-L >= `--near-threshold` with an earlier one (`text.dedup`) |
 | `low_score` | flag | the rater's score (`--scores`, compare output) < `--min-score` |
 
 Decontamination (`analyze.contamination`): every `--eval-set NAME=FILE` (Vicuna-80 questions,
@@ -367,7 +367,9 @@ def _shown(detail: Any) -> str:
 
 
 def _duplicates(records: list[dict], reasons: list[dict], on: set[str], threshold: float) -> dict:
-    from gpt4llm.analyze.dedup import find_duplicates, rouge_l_f, rouge_tokens
+    from gpt4llm.text.dedup import find_duplicates
+    from gpt4llm.text.rouge import rouge_l_f
+    from gpt4llm.text.tokens import rouge_tokens
 
     texts = [r["instruction"] + "\n" + (r.get("input") or "") for r in records]
     found = find_duplicates(

@@ -1,8 +1,10 @@
 """Text measures shared by `eval rouge`, `analyze` and the stages, below all of them (this package
 imports nothing from `stages`, `evaluate` or `analyze`):
 
-* `tokens` -- rouge-score's tokenizer (and the character tokenizer for CJK/Thai);
-* `rouge` -- ROUGE-1/2/L F-measures of token lists, rouge-score's numbers, fast.
+* `tokens` -- rouge-score's tokenizer (and the character tokenizer for CJK/Thai), and the
+  token -> code-point encoding rapidfuzz compares;
+* `rouge` -- ROUGE-1/2/L F-measures of token lists, rouge-score's numbers, fast;
+* `dedup` -- exact and near-duplicate texts (ROUGE-L F1 >= a threshold), blockwise.
 
 Nothing heavy is imported here: rapidfuzz, numpy and NLTK load on first use.
 """

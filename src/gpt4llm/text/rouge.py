@@ -147,3 +147,10 @@ def score(
     return score_tokens(
         tokenize(reference, stem, tokenizer), tokenize(prediction, stem, tokenizer), types
     )
+
+
+def rouge_l_f(a: list[str], b: list[str]) -> float:
+    """ROUGE-L F1 of two token lists as 2·LCS / (|a| + |b|) (rapidfuzz's LCS)."""
+    if not a or not b:
+        return 0.0
+    return 2.0 * _lcs_len(a, b) / (len(a) + len(b))

@@ -1,4 +1,5 @@
-"""Tokens: rouge-score's tokenizer (and a character tokenizer for unsegmented scripts).
+"""Tokens: rouge-score's tokenizer (and a character tokenizer for unsegmented scripts) and the
+token -> code-point encoding that rapidfuzz compares.
 
 `tokenize` is Google's `rouge-score` (0.1.2) tokenizer step for step: lowercase, every run of
 characters outside [a-z0-9] becomes a space, optional Porter stemming of tokens longer than 3
@@ -6,11 +7,19 @@ characters with NLTK's stemmer (memoised per distinct token: stemming dominates 
 Unsegmented scripts have no tokens under it, so `tokenizer="char"` makes every letter of such
 scripts its own token (runs of Latin letters/digits stay words, lowercased; no stemming);
 `detect_tokenizer` picks `char` when at least 20% of the references contain CJK/Thai.
+
+`rouge_tokens` is what duplicates and novelty compare: `tokenize` without stemming, `char` for
+text with CJK characters (a narrower set than `detect_tokenizer`'s: kana, Han, Hangul).
+
+`Codebook` maps each distinct token to one Unicode code point, so a token list becomes a short
+string and rapidfuzz's `process.cdist` compares whole blocks with SIMD bit-parallel LCS in C++
+(exact: distinct tokens get distinct code points).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _ALNUM_RE = re.compile(r"[a-z0-9]+")
 _VALID_RE = re.compile(r"^[a-z0-9]+$")
@@ -84,3 +93,35 @@ def detect_tokenizer(references: list[str]) -> str:
         return "rouge"
     n = sum(1 for r in references if _UNSEGMENTED_RE.search(r))
     return "char" if n / len(references) >= 0.2 else "rouge"
+
+
+_CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """rouge-score's tokenization (no stemming); text with CJK characters uses the character
+    tokenizer (one token per CJK character)."""
+    return tokenize(text, stem=False, tokenizer="char" if _CJK_CHAR.search(text) else "rouge")
+
+
+class Codebook:
+    """Token lists as strings for rapidfuzz, one code point per distinct token (from U+0100 on,
+    skipping the surrogate block); a codebook keeps its assignments, so strings encoded by the
+    same one are comparable."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+
+    def encode(self, tokens: Iterable[str]) -> str:
+        ids = self._ids
+        out = []
+        for tok in tokens:
+            idx = ids.get(tok)
+            if idx is None:
+                idx = ids[tok] = len(ids)
+            cp = 0x100 + idx
+            if cp >= 0xD800:  # skip the surrogate block
+                cp += 0x800
+            out.append(chr(cp))
+        return "".join(out)

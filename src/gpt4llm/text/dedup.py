@@ -2,11 +2,10 @@
 instruction only if its ROUGE-L with every kept one is below 0.7).
 
 ROUGE-L F1 of token lists a, b is 2·LCS(a, b) / (|a| + |b|), which is exactly rapidfuzz's
-`Indel.normalized_similarity` (Indel distance = |a| + |b| − 2·LCS). Tokens are those of
-`rouge-score` (lower-cased, runs of [a-z0-9]; identical F-measures on 9,000 pairs, tested),
-taken from `gpt4llm.evaluate.rouge.tokenize` so `eval rouge` and this agree; CJK text, which
-that tokenizer would erase, uses its character tokenizer. Each distinct token is
-mapped to one Unicode code point, so every instruction becomes a short string and rapidfuzz's
+`Indel.normalized_similarity` (Indel distance = |a| + |b| − 2·LCS). Tokens are
+`tokens.rouge_tokens` (rouge-score's, the same as `eval rouge`; CJK text, which that tokenizer
+would erase, gets its character tokens). A `tokens.Codebook` maps each distinct token to one
+Unicode code point, so every instruction becomes a short string and rapidfuzz's
 `process.cdist` compares whole blocks with SIMD bit-parallel LCS in C++ on all cores.
 
 No O(n²) blow-up in memory or time beyond what is needed:
@@ -22,70 +21,9 @@ No O(n²) blow-up in memory or time beyond what is needed:
 
 from __future__ import annotations
 
-import functools
-import re
 from collections import defaultdict
-from typing import Any
 
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-_CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
-_CJK_SPLIT = re.compile(f"([{_CJK_RANGES}])")
-
-
-@functools.lru_cache(maxsize=1)
-def _external_tokenize() -> Any | None:
-    """The project's ROUGE tokenizer (`gpt4llm.evaluate.rouge.tokenize`) when present."""
-    try:
-        from gpt4llm.evaluate.rouge import tokenize  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return None
-    return tokenize if callable(tokenize) else None
-
-
-def _own_tokens(text: str) -> list[str]:
-    if _CJK_CHAR.search(text):
-        tokens: list[str] = []
-        for piece in _CJK_SPLIT.split(text):
-            if _CJK_CHAR.fullmatch(piece or ""):
-                tokens.append(piece)
-            elif piece:
-                tokens.extend(_NON_ALNUM.sub(" ", piece.lower()).split())
-        return tokens
-    return _NON_ALNUM.sub(" ", text.lower()).split()
-
-
-def rouge_tokens(text: str) -> list[str]:
-    """rouge-score's tokenization (no stemming) via `gpt4llm.evaluate.rouge.tokenize`; text
-    with CJK characters uses its character tokenizer (one token per CJK character)."""
-    ext = _external_tokenize()
-    if ext is None:
-        return _own_tokens(text)
-    return ext(text, stem=False, tokenizer="char" if _CJK_CHAR.search(text) else "rouge")
-
-
-def rouge_l_f(a: list[str], b: list[str]) -> float:
-    """ROUGE-L F1 of two token lists (rapidfuzz's LCS)."""
-    from rapidfuzz.distance import LCSseq
-
-    if not a or not b:
-        return 0.0
-    return 2.0 * LCSseq.similarity(a, b) / (len(a) + len(b))
-
-
-def _encode(token_lists: list[list[str]]) -> list[str]:
-    vocab: dict[str, int] = {}
-    out = []
-    for toks in token_lists:
-        chars = []
-        for t in toks:
-            idx = vocab.setdefault(t, len(vocab))
-            cp = 0x100 + idx
-            if cp >= 0xD800:  # skip the surrogate block
-                cp += 0x800
-            chars.append(chr(cp))
-        out.append("".join(chars))
-    return out
+from gpt4llm.text.tokens import Codebook, rouge_tokens
 
 
 def find_duplicates(
@@ -138,7 +76,8 @@ def find_duplicates(
     order = np.argsort(lens, kind="stable")
     reps_sorted = [reps[k] for k in order]
     lens_sorted = lens[order]
-    strings = _encode([tokens[i] for i in reps_sorted])
+    codebook = Codebook()
+    strings = [codebook.encode(tokens[i]) for i in reps_sorted]
     ratio = threshold / (2.0 - threshold) if threshold < 2 else 1.0
     near_of: dict[int, int] = {}
     pairs = 0

@@ -1,5 +1,5 @@
 """Benchmark: the ROUGE-L novelty filter of `gpt4llm instruct` against a pool of 50K instructions,
-ours (`gpt4llm.analyze.novelty.NoveltyPool`) vs the loop Stanford Alpaca runs.
+ours (`gpt4llm.text.novelty.NoveltyPool`) vs the loop Stanford Alpaca runs.
 
     .venv/bin/python bench/instruct.py [--pool 50000] [--candidates 24] [--repeat 3] [--batch 16]
 
@@ -299,7 +299,7 @@ def main() -> None:
     args = ap.parse_args()
     from rouge_score import rouge_scorer
 
-    from gpt4llm.analyze.novelty import NoveltyPool
+    from gpt4llm.text.novelty import NoveltyPool
 
     rng = random.Random(args.seed)
     vocab = make_vocab(rng)

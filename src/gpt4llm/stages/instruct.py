@@ -37,7 +37,7 @@ with punctuation (`punctuation`) or a non-ASCII character (`non_english`); for t
 format an empty output or an output equal to the input (`bad_output`, as Self-Instruct's
 `prepare_for_finetuning` drops them); and finally `similar`: ROUGE-L F1 >= `--threshold`
 (0.7) with an instruction of the pool (seeds + every task kept so far, growing as the run
-goes), computed by `analyze.novelty` (rouge-score's numbers, fast). Parsing is more lenient
+goes), computed by `text.novelty` (rouge-score's numbers, fast). Parsing is more lenient
 than the scripts' on purpose: any task number is accepted and chat-style preambles before
 the first task are skipped, since chat teachers do not continue a prompt the way
 text-davinci-003 did.
@@ -462,7 +462,6 @@ class _Display:
 
 # -------------------------------------------------------------------------------- run
 def run(config: Config) -> dict:
-    from gpt4llm.analyze.novelty import NoveltyPool
     from gpt4llm.llm import complete_all
     from gpt4llm.llm.base import Request, SamplingParams
     from gpt4llm.llm.summary import cost_known, usage_totals
@@ -475,6 +474,7 @@ def run(config: Config) -> dict:
     )
     from gpt4llm.prompts import chat_messages, cut_at_stops, fill
     from gpt4llm.records import write_jsonl, write_records
+    from gpt4llm.text.novelty import NoveltyPool
 
     t0 = time.time()
     s = resolve(config)

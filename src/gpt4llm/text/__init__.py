@@ -4,7 +4,8 @@ imports nothing from `stages`, `evaluate` or `analyze`):
 * `tokens` -- rouge-score's tokenizer (and the character tokenizer for CJK/Thai), and the
   token -> code-point encoding rapidfuzz compares;
 * `rouge` -- ROUGE-1/2/L F-measures of token lists, rouge-score's numbers, fast;
-* `dedup` -- exact and near-duplicate texts (ROUGE-L F1 >= a threshold), blockwise.
+* `dedup` -- exact and near-duplicate texts (ROUGE-L F1 >= a threshold), blockwise;
+* `novelty` -- Self-Instruct's growing pool and its ROUGE-L novelty test (`instruct`).
 
 Nothing heavy is imported here: rapidfuzz, numpy and NLTK load on first use.
 """

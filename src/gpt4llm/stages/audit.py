@@ -21,13 +21,13 @@ Rule classes (what each matches: `analyze.quality`), each with an action `drop`,
 | `near_duplicate` | flag | ROUGE-L >= `--near-threshold` with an earlier one (`text.dedup`) |
 | `low_score` | flag | the rater's score (`--scores`, compare output) < `--min-score` |
 
-Decontamination (`analyze.contamination`): every `--eval-set NAME=FILE` (Vicuna-80 questions,
-MT-bench questions, User-Oriented-252, Unnatural Instructions, any Alpaca/JSONL file; read in
-its own format) is indexed by its normalised `--ngram`-grams (13) and each training record's
-instruction, input and output are looked up; evaluation texts shorter than the n-gram but at
-least `--min-ngram` tokens long are matched whole. The summary reports, per evaluation set,
-how many of its items and of the training records overlap, with the pairs (training id,
-evaluation id, field, the shared n-gram).
+Decontamination (`text.ngrams`; the files read by `analyze.contamination`): every
+`--eval-set NAME=FILE` (Vicuna-80 questions, MT-bench questions, User-Oriented-252, Unnatural
+Instructions, any Alpaca/JSONL file; read in its own format) is indexed by its normalised
+`--ngram`-grams (13) and each training record's instruction, input and output are looked up;
+evaluation texts shorter than the n-gram but at least `--min-ngram` tokens long are matched
+whole. The summary reports, per evaluation set, how many of its items and of the training
+records overlap, with the pairs (training id, evaluation id, field, the shared n-gram).
 
 Duplicates keep the first record of a group; the later ones carry the reason. Rater scores are
 joined to the data by the package's one join rule (`--join`); within a comparison record the
@@ -400,7 +400,8 @@ def _duplicates(records: list[dict], reasons: list[dict], on: set[str], threshol
 
 
 def _decontaminate(config: Config, records: list[dict], reasons: list[dict]) -> dict:
-    from gpt4llm.analyze.contamination import NgramIndex, load_eval_set
+    from gpt4llm.analyze.contamination import load_eval_set
+    from gpt4llm.text.ngrams import NgramIndex
 
     index = NgramIndex(config.ngram, config.min_ngram)
     sets: dict[str, dict] = {}

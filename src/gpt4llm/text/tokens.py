@@ -1,5 +1,6 @@
-"""Tokens: rouge-score's tokenizer (and a character tokenizer for unsegmented scripts) and the
-token -> code-point encoding that rapidfuzz compares.
+"""Tokens: rouge-score's tokenizer (and a character tokenizer for unsegmented scripts), the
+decontamination tokens of the n-gram index, and the token -> code-point encoding that rapidfuzz
+compares.
 
 `tokenize` is Google's `rouge-score` (0.1.2) tokenizer step for step: lowercase, every run of
 characters outside [a-z0-9] becomes a space, optional Porter stemming of tokens longer than 3
@@ -11,6 +12,10 @@ scripts its own token (runs of Latin letters/digits stay words, lowercased; no s
 `rouge_tokens` is what duplicates and novelty compare: `tokenize` without stemming, `char` for
 text with CJK characters (a narrower set than `detect_tokenizer`'s: kana, Han, Hangul).
 
+`ngram_tokens` is decontamination's tokenizer (`ngrams.NgramIndex`): the text NFKC-normalised
+and lower-cased, runs of letters and digits of any script (not only [a-z0-9]), each CJK/Thai
+character a token of its own.
+
 `Codebook` maps each distinct token to one Unicode code point, so a token list becomes a short
 string and rapidfuzz's `process.cdist` compares whole blocks with SIMD bit-parallel LCS in C++
 (exact: distinct tokens get distinct code points).
@@ -19,6 +24,7 @@ string and rapidfuzz's `process.cdist` compares whole blocks with SIMD bit-paral
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 _ALNUM_RE = re.compile(r"[a-z0-9]+")
@@ -103,6 +109,18 @@ def rouge_tokens(text: str) -> list[str]:
     """rouge-score's tokenization (no stemming); text with CJK characters uses the character
     tokenizer (one token per CJK character)."""
     return tokenize(text, stem=False, tokenizer="char" if _CJK_CHAR.search(text) else "rouge")
+
+
+_NGRAM_UNSEGMENTED = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3100-\u312f"
+    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+)
+_NGRAM_TOKEN = re.compile(f"[{_NGRAM_UNSEGMENTED}]|[^\\W_{_NGRAM_UNSEGMENTED}]+")
+
+
+def ngram_tokens(text: str) -> list[str]:
+    """Normalised tokens of the n-gram index (see the module docstring)."""
+    return _NGRAM_TOKEN.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 class Codebook:

@@ -376,7 +376,7 @@ def test_chunked_log_probs_survive_underflow():
     """A target whose probability underflows fp32 still gets its exact log-probability."""
     import torch
 
-    from gpt4llm.train.dpo import chunked_token_logprobs
+    from gpt4llm.train.fastpath import chunked_token_logprobs
 
     torch.manual_seed(0)
     weight = torch.randn(50, 8)

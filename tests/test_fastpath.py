@@ -53,6 +53,36 @@ def test_chunked_ce_equals_linear_plus_cross_entropy_fp32(chunk_rows, softcap):
         torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("frozen", [False, True])
+def test_token_logprobs_are_the_per_row_log_softmax_and_sum_to_minus_the_ce(frozen):
+    """The same kernel gives DPO's per-token log-probabilities (a trainable head: gradients
+    recomputed in the backward; a frozen one: taken in the forward) and, summed and negated,
+    the cross-entropy."""
+    from gpt4llm.train.fastpath import chunked_linear_cross_entropy, chunked_token_logprobs
+
+    hidden, weight, bias, targets = _leaves(n=23)
+    targets[targets == -100] = 3
+    if frozen:
+        weight, bias = weight.detach(), bias.detach()
+    ref = torch.log_softmax(torch.tanh(F.linear(hidden, weight, bias) / 3.0) * 3.0, -1)
+    ref = ref[torch.arange(23), targets]
+    ours = chunked_token_logprobs(hidden, weight, targets, bias=bias, chunk_rows=6, softcap=3.0)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    up = torch.linspace(-1, 2, 23)  # a different upstream gradient per row
+    for g_ref, g_ours in zip(
+        _grads(
+            (ref * up).sum(), hidden, weight if not frozen else None, bias if not frozen else None
+        ),
+        _grads(
+            (ours * up).sum(), hidden, weight if not frozen else None, bias if not frozen else None
+        ),
+        strict=True,
+    ):
+        torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-6)
+    ce = chunked_linear_cross_entropy(hidden, weight, targets, bias=bias, chunk_rows=6, softcap=3.0)
+    assert float(ce) == pytest.approx(-float(ours.sum()), rel=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_chunked_ce_exact_when_the_target_probability_underflows(dtype):
     from gpt4llm.train.fastpath import chunked_linear_cross_entropy

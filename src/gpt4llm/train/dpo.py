@@ -37,7 +37,7 @@ config, the frozen reference) → `build_trainer` (TRL's `DPOTrainer` on the sha
   prompt and padding included, over the 262K vocabulary, with entropy and top-1 extras. Here,
   `--padding-free` (default) runs TRL's padded batch through the model as one packed row
   (position ids restart per sequence; per-sequence attention from `train/fastpath.py`) and
-  computes the LM head only at answer positions (`chunked_token_logprobs`: chunked, the
+  computes the LM head only at answer positions (`fastpath.chunked_token_logprobs`: chunked, the
   gradient taken in the forward pass when the head is frozen). The model returns the same
   per-token log-probabilities TRL's head does (tested), so TRL's losses and metrics run
   unchanged, except the entropy / mean-logit / token-accuracy metrics, which this path does
@@ -648,155 +648,6 @@ def speed_up(config: Config, trainer: Any) -> list[str]:
     return notes
 
 
-_TOKEN_LOGPROBS = None
-
-
-def _token_logprobs_function():
-    """The autograd function behind `chunked_token_logprobs` (built on first use, so importing
-    this module does not import torch)."""
-    global _TOKEN_LOGPROBS
-    if _TOKEN_LOGPROBS is not None:
-        return _TOKEN_LOGPROBS
-    import torch
-
-    class TokenLogProbs(torch.autograd.Function):
-        """log p(target) of each row of `hidden @ weight.T`, a chunk of rows at a time.
-
-        A frozen `weight` (LoRA): d log p / d hidden = (onehot - p) @ weight is computed in the
-        forward pass, where p is at hand, and only scaled in the backward (no second pass over
-        the vocabulary). A trainable `weight` (full fine-tuning) needs the upstream gradient
-        for its own gradient, so the backward recomputes each chunk instead."""
-
-        @staticmethod
-        def forward(ctx, hidden, weight, targets, chunk_rows, workspace):
-            n = hidden.shape[0]
-            need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-            early = need_h and not need_w
-            out = torch.empty(n, dtype=torch.float32, device=hidden.device)
-            grad_h = torch.empty_like(hidden) if early else None
-            for start in range(0, n, chunk_rows):
-                h = hidden[start : start + chunk_rows].to(weight.dtype)
-                t = targets[start : start + chunk_rows]
-                p, rows = _softmax(h, weight, workspace, chunk_rows)
-                out[start : start + h.shape[0]] = _log_target(p, rows, t, h, weight)
-                if early:  # (p - onehot) @ W = -d log p / d hidden
-                    p[rows, t] -= 1.0
-                    grad_h[start : start + h.shape[0]] = -_matmul_in(
-                        p, weight, workspace, chunk_rows
-                    )
-            ctx.early = early
-            ctx.chunk_rows, ctx.workspace = chunk_rows, workspace
-            if early:
-                ctx.save_for_backward(grad_h)
-            else:
-                ctx.save_for_backward(hidden, weight, targets)
-            return out
-
-        @staticmethod
-        def backward(ctx, grad_out):
-            if ctx.early:
-                (grad_h,) = ctx.saved_tensors
-                return grad_h * grad_out.unsqueeze(-1).to(grad_h.dtype), None, None, None, None
-            hidden, weight, targets = ctx.saved_tensors
-            need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-            grad_h = torch.empty_like(hidden) if need_h else None
-            grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
-            step = ctx.chunk_rows
-            for start in range(0, hidden.shape[0], step):
-                h = hidden[start : start + step].to(weight.dtype)
-                t = targets[start : start + step]
-                g, rows = _softmax(h, weight, ctx.workspace, step)
-                g[rows, t] -= 1.0
-                g.mul_(-grad_out[start : start + h.shape[0]].unsqueeze(-1))  # grad of logits
-                if need_h:
-                    grad_h[start : start + h.shape[0]] = _matmul_in(g, weight, ctx.workspace, step)
-                if need_w:
-                    grad_w.addmm_(g.t(), h.float())
-            return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None, None
-
-    _TOKEN_LOGPROBS = TokenLogProbs
-    return TokenLogProbs
-
-
-def _softmax(h: Any, weight: Any, workspace: Any, chunk_rows: int) -> tuple[Any, Any]:
-    """fp32 softmax of one chunk's logits (in a reused buffer) and the row index vector."""
-    import torch
-
-    r, vocab = h.shape[0], weight.shape[0]
-    logits = workspace.get("logits", chunk_rows, vocab, weight.dtype, h.device)[:r]
-    torch.mm(h, weight.t(), out=logits)
-    z = (
-        logits
-        if weight.dtype == torch.float32
-        else workspace.get("fp32", chunk_rows, vocab, torch.float32, h.device)[:r].copy_(logits)
-    )
-    # in place on CPU (its kernel reads each element before writing it): 5x faster than
-    # logsumexp, which allocates temporaries the size of the logits
-    p = (
-        z
-        if h.device.type == "cpu"
-        else workspace.get("probs", chunk_rows, vocab, torch.float32, h.device)[:r]
-    )
-    torch.softmax(z, dim=-1, out=p)
-    return p, torch.arange(r, device=h.device)
-
-
-def _log_target(p: Any, rows: Any, targets: Any, h: Any, weight: Any) -> Any:
-    """log p(target) from the fp32 softmax; a probability that underflowed (< 1e-30) gets the
-    exact value from its recomputed logits instead."""
-    import torch
-
-    pt = p[rows, targets]
-    out = torch.log(pt)
-    tiny = pt < 1e-30
-    if bool(tiny.any()):
-        exact = (h[tiny] @ weight.t()).float()
-        picked = exact[torch.arange(exact.shape[0], device=h.device), targets[tiny]]
-        out[tiny] = picked - torch.logsumexp(exact, dim=-1)
-    return out
-
-
-def _matmul_in(g: Any, weight: Any, workspace: Any, chunk_rows: int) -> Any:
-    """g @ weight in weight's dtype (g cast into the logits buffer when that is narrower)."""
-    import torch
-
-    if weight.dtype == torch.float32:
-        return g @ weight
-    buf = workspace.get("logits", chunk_rows, weight.shape[0], weight.dtype, g.device)[: g.shape[0]]
-    return buf.copy_(g) @ weight
-
-
-def chunked_token_logprobs(
-    hidden: Any,
-    weight: Any,
-    targets: Any,
-    compute_weight: Any = None,
-    workspace: Any = None,
-    workspace_bytes: int = 512 * 2**20,
-) -> Any:
-    """log p(targets) under the linear head `hidden @ weight.T` (fp32 softmax; the multiplies in
-    the autocast dtype, as `F.linear` would run them), one value per row, without the logits
-    ever existing in full. `compute_weight`: a ready cast copy of a frozen `weight`."""
-    import torch
-
-    from gpt4llm.train.fastpath import Workspace
-
-    device_type = hidden.device.type
-    dtype = (
-        torch.get_autocast_dtype(device_type)
-        if torch.is_autocast_enabled(device_type)
-        else weight.dtype
-    )
-    if compute_weight is None or compute_weight.dtype != dtype or weight.requires_grad:
-        compute_weight = weight.to(dtype) if weight.dtype != dtype else weight
-    per_row = weight.shape[0] * (4 + (0 if dtype == torch.float32 else dtype.itemsize))
-    chunk_rows = max(1, min(workspace_bytes // per_row, hidden.shape[0]))
-    with torch.autocast(device_type, enabled=False):
-        return _token_logprobs_function().apply(
-            hidden, compute_weight, targets, chunk_rows, workspace or Workspace()
-        )
-
-
 def install_packed_forward(causal: Any, autocast: Any = None) -> None:
     """Route TRL's `model(input_ids, attention_mask, labels, fused_lm_head=True)` (a right-padded
     batch) through one packed row: the real tokens back to back, position ids restarting per
@@ -812,21 +663,11 @@ def install_packed_forward(causal: Any, autocast: Any = None) -> None:
     import torch
     from trl.trainer.utils import FusedCausalLMOutput
 
-    from gpt4llm.train.fastpath import Workspace
+    from gpt4llm.train.fastpath import Workspace, chunked_token_logprobs
 
     causal = causal.get_base_model() if hasattr(causal, "get_base_model") else causal
     fallback = causal.forward
-    workspace = Workspace()
-    cast: dict = {}
-
-    def head_weight(head: Any, dtype: Any) -> Any:
-        w = head.weight
-        if w.requires_grad or w.dtype == dtype:
-            return None
-        key = (w.data_ptr(), w._version, dtype)
-        if cast.get("key") != key:
-            cast.update(key=key, weight=w.detach().to(dtype))
-        return cast["weight"]
+    workspace = Workspace()  # its buffers and the frozen head's cast copy, kept between steps
 
     def amp(device: str) -> Any:
         # our autocast when given; else whatever the caller runs under
@@ -867,17 +708,8 @@ def install_packed_forward(causal: Any, autocast: Any = None) -> None:
         keep = targets.ne(-100)
         head = self.get_output_embeddings()
         with amp(device):
-            dtype = (
-                torch.get_autocast_dtype(device)
-                if torch.is_autocast_enabled(device)
-                else head.weight.dtype
-            )
             logp = chunked_token_logprobs(
-                hidden[keep],
-                head.weight,
-                targets[keep],
-                compute_weight=head_weight(head, dtype),
-                workspace=workspace,
+                hidden[keep], head.weight, targets[keep], workspace=workspace
             )
         per_flat = torch.zeros(flat_labels.shape, dtype=logp.dtype, device=logp.device)
         per_flat = per_flat.masked_scatter(keep, logp)

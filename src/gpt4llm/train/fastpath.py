@@ -7,8 +7,10 @@ autocast) spent only ~25% of its time in matrix multiplies. The rest went to:
   N x 262,144 fp32 logits, the zero-filled gradient of the logits selection, the fp32 copy of
   the logits (~35%). `chunked_linear_cross_entropy` computes the loss *and* the gradient in
   one pass over row chunks (Liger-Kernel's fused linear cross-entropy, in plain torch so it runs
-  on CPU and GPU): logits never exist in full, the buffers are reused between steps, and the
-  backward is one multiply by the saved gradient;
+  on CPU and GPU): logits never exist in full, the buffers (and a frozen head's cast copy) are
+  reused between steps, and the backward is one multiply by the saved gradient. It is one
+  kernel with `chunked_token_logprobs`, the per-token log-probabilities `train dpo` reads (the
+  cross-entropy is their negated sum);
 * autocast re-casting every frozen fp32 weight to bf16 on every forward (autocast caches casts
   only of weights that require grad) (~15%). Under LoRA the base weights never change, so
   `store_frozen_linears_in` keeps them in bf16: the same numbers autocast would produce, cast
@@ -39,13 +41,15 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100
 
 
-# --------------------------------------------------------------------------- cross-entropy
+# --------------------------------------------------------------------------- LM head kernel
 class Workspace:
-    """Logits buffers reused from call to call. On CPU a fresh tensor of hundreds of MB is
-    new memory pages every time, and faulting them in cost more than the softmax itself."""
+    """Logits buffers reused from call to call (on CPU a fresh tensor of hundreds of MB is
+    new memory pages every time, and faulting them in cost more than the softmax itself), and
+    the cast copy of a frozen LM head (autocast would cast it again on every call)."""
 
     def __init__(self) -> None:
         self.buffers: dict[str, torch.Tensor] = {}
+        self._cast: tuple[tuple, torch.Tensor] | None = None
 
     def get(
         self, name: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device
@@ -62,98 +66,174 @@ class Workspace:
             buf = self.buffers[name] = torch.empty(rows, cols, dtype=dtype, device=device)
         return buf
 
+    def frozen_cast(self, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+        """A frozen `weight` cast to `dtype`, cast again only when the weight changed (new
+        storage or an in-place write); None for a trainable weight or one already in `dtype`."""
+        if weight.requires_grad or weight.dtype == dtype:
+            return None
+        key = (weight.data_ptr(), weight._version, dtype)
+        if self._cast is None or self._cast[0] != key:
+            self._cast = (key, weight.detach().to(dtype))
+        return self._cast[1]
 
-class _ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """sum over rows of CE(hidden @ weight.T (+ bias), targets); gradients computed in forward."""
+
+def _probs(h, weight, bias, softcap, workspace, chunk_rows):
+    """(fp32 softmax of one chunk's logits in a reused buffer, tanh of the soft-cap or None)."""
+    r, vocab = h.shape[0], weight.shape[0]
+    logits = workspace.get("logits", chunk_rows, vocab, weight.dtype, h.device)[:r]
+    torch.mm(h, weight.t(), out=logits)
+    if bias is not None:
+        logits.add_(bias.to(weight.dtype))
+    z = (
+        logits
+        if weight.dtype == torch.float32
+        else workspace.get("fp32", chunk_rows, vocab, torch.float32, h.device)[:r].copy_(logits)
+    )
+    tanh = None
+    if softcap is not None:
+        tanh = torch.tanh(z / softcap)
+        torch.mul(tanh, softcap, out=z)
+    # in place on CPU (its kernel reads each element before writing it): 5x faster than
+    # logsumexp, which allocates temporaries the size of the logits
+    p = (
+        z
+        if h.device.type == "cpu"
+        else workspace.get("probs", chunk_rows, vocab, torch.float32, h.device)[:r]
+    )
+    torch.softmax(z, dim=-1, out=p)
+    return p, tanh
+
+
+def _log_target(p, rows, targets, h, weight, bias, softcap):
+    """log p(target) from the fp32 softmax (relative error ~1e-7); a probability that
+    underflowed (< 1e-30) gets the exact log-sum-exp from recomputed logits instead."""
+    pt = p[rows, targets]
+    out = torch.log(pt)
+    tiny = pt < 1e-30
+    if bool(tiny.any()):
+        exact = (h[tiny] @ weight.t() + (0 if bias is None else bias.to(weight.dtype))).float()
+        if softcap is not None:
+            exact = torch.tanh(exact / softcap) * softcap
+        picked = exact[torch.arange(exact.shape[0], device=h.device), targets[tiny]]
+        out[tiny] = picked - torch.logsumexp(exact, dim=-1)
+    return out
+
+
+def _logit_grad(p, rows, targets, tanh):
+    """d(-log p(target))/d(logits) in place of the softmax: p - onehot (times the soft-cap's
+    tanh derivative)."""
+    p[rows, targets] -= 1.0
+    if tanh is not None:
+        p.mul_(1.0 - tanh * tanh)
+    return p
+
+
+def _in_dtype(g, weight, workspace, chunk_rows):
+    """g in weight's dtype (copied into the logits buffer when that is narrower)."""
+    if weight.dtype == torch.float32:
+        return g
+    return workspace.get("logits", chunk_rows, weight.shape[0], weight.dtype, g.device)[
+        : g.shape[0]
+    ].copy_(g)
+
+
+class _ChunkedLogProbs(torch.autograd.Function):
+    """log p(target) of each row of `hidden @ weight.T (+ bias)` (tanh soft-capped when asked),
+    a chunk of rows at a time; `summed`: the cross-entropy -sum(log p) instead.
+
+    The gradient is computed in the forward pass, where the softmax is at hand, and only
+    scaled in the backward (no second pass over the vocabulary) whenever the upstream gradient
+    allows it: always for the sum (one scalar), and per row when only `hidden` needs one (a
+    frozen head: LoRA). A trainable head with per-row values (DPO's full fine-tuning) needs
+    each row's upstream gradient for its own, so the backward recomputes each chunk."""
 
     @staticmethod
-    def forward(
-        ctx,
-        hidden,
-        weight,
-        bias,
-        targets,
-        chunk_rows: int,
-        softcap: float | None,
-        workspace: Workspace,
-    ):
-        n, vocab = hidden.shape[0], weight.shape[0]
+    def forward(ctx, hidden, weight, bias, targets, chunk_rows, softcap, workspace, summed):
+        n, device = hidden.shape[0], hidden.device
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         need_b = bias is not None and ctx.needs_input_grad[2]
-        compute, device = weight.dtype, hidden.device
-        grad_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=device) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=device) if need_w else None
-        grad_b = torch.zeros(vocab, dtype=torch.float32, device=device) if need_b else None
+        ctx.early = early = summed or not (need_w or need_b)
+        need_h, need_w, need_b = early and need_h, early and need_w, early and need_b
+        grad_h = torch.empty_like(hidden) if need_h else None
+        fp32 = {"dtype": torch.float32, "device": device}
+        grad_w = torch.zeros(weight.shape, **fp32) if need_w else None
+        grad_b = torch.zeros(weight.shape[0], **fp32) if need_b else None
+        out = torch.empty(n, dtype=torch.float32, device=device)
         loss = torch.zeros((), dtype=torch.float32, device=device)
         for start in range(0, n, chunk_rows):
-            h = hidden[start : start + chunk_rows].to(compute)
+            h = hidden[start : start + chunk_rows].to(weight.dtype)
             t = targets[start : start + chunk_rows]
-            r = h.shape[0]
-            logits = workspace.get("logits", chunk_rows, vocab, compute, device)[:r]
-            torch.mm(h, weight.t(), out=logits)
-            if bias is not None:
-                logits.add_(bias.to(compute))
-            z = (
-                logits
-                if compute == torch.float32
-                else workspace.get("fp32", chunk_rows, vocab, torch.float32, device)[:r].copy_(
-                    logits
-                )
-            )
-            tanh = None
-            if softcap is not None:
-                tanh = torch.tanh(z / softcap)
-                torch.mul(tanh, softcap, out=z)
-            rows = torch.arange(r, device=device)
-            # softmax in place on CPU (its kernel reads each element before writing it)
-            p = (
-                z
-                if device.type == "cpu"
-                else workspace.get("probs", chunk_rows, vocab, torch.float32, device)[:r]
-            )
-            torch.softmax(z, dim=-1, out=p)
-            p_target = p[rows, t]
-            # -log p(target) from the fp32 softmax (relative error ~1e-7); a probability that
-            # underflowed (< 1e-30) gets the exact log-sum-exp from recomputed logits instead
-            row_loss = -torch.log(p_target)
-            tiny = p_target < 1e-30
-            if bool(tiny.any()):
-                exact = (h[tiny] @ weight.t() + (0 if bias is None else bias.to(compute))).float()
-                if softcap is not None:
-                    exact = torch.tanh(exact / softcap) * softcap
-                row_loss[tiny] = (
-                    torch.logsumexp(exact, dim=-1)
-                    - exact[torch.arange(exact.shape[0], device=device), t[tiny]]
-                )
-            loss += row_loss.sum()
-            p[rows, t] -= 1.0  # d(loss)/dz = softmax(z) - onehot(target)
-            if tanh is not None:
-                p.mul_(1.0 - tanh * tanh)
-                del tanh
-            g = p if compute == torch.float32 else logits.copy_(p)
+            rows = torch.arange(h.shape[0], device=device)
+            p, tanh = _probs(h, weight, bias, softcap, workspace, chunk_rows)
+            logp = out[start : start + h.shape[0]]
+            logp.copy_(_log_target(p, rows, t, h, weight, bias, softcap))
+            loss -= logp.sum()
+            if not (need_h or need_w or need_b):
+                continue
+            g = _in_dtype(_logit_grad(p, rows, t, tanh), weight, workspace, chunk_rows)
+            del tanh
             if need_h:
-                grad_h[start : start + r] = g @ weight
-            if need_w:  # full fine-tuning of the head: accumulate its gradient in fp32
-                if compute == torch.float32:
+                grad_h[start : start + h.shape[0]] = g @ weight
+            if need_w:  # accumulated in fp32
+                if weight.dtype == torch.float32:
                     grad_w.addmm_(g.t(), h)
                 else:
                     grad_w.add_(g.t() @ h)
             if need_b:
                 grad_b += g.sum(0, dtype=torch.float32)
-        ctx.save_for_backward(grad_h, grad_w, grad_b)
-        ctx.weight_dtype = weight.dtype
-        return loss
+        ctx.summed, ctx.weight_dtype = summed, weight.dtype
+        ctx.chunk_rows, ctx.softcap, ctx.workspace = chunk_rows, softcap, workspace
+        if early:  # the gradients of -log p (of the loss)
+            ctx.save_for_backward(grad_h, grad_w, grad_b)
+        else:
+            ctx.save_for_backward(hidden, weight, bias, targets)
+        return loss if summed else out
 
     @staticmethod
-    def backward(ctx, grad_loss):
+    def backward(ctx, grad_out):
+        if not ctx.early:
+            return (*_recompute_grads(ctx, grad_out), None, None, None, None, None)
         grad_h, grad_w, grad_b = ctx.saved_tensors
-        out_h = grad_h * grad_loss.to(grad_h.dtype) if grad_h is not None else None
-        out_w = (grad_w * grad_loss).to(ctx.weight_dtype) if grad_w is not None else None
-        out_b = grad_b * grad_loss if grad_b is not None else None
-        return out_h, out_w, out_b, None, None, None, None
+        # d(-log p) scaled by the loss's gradient, or by minus each row's
+        scale = grad_out if ctx.summed else -grad_out.unsqueeze(-1)
+        out_h = grad_h * scale.to(grad_h.dtype) if grad_h is not None else None
+        out_w = (grad_w * scale).to(ctx.weight_dtype) if grad_w is not None else None
+        out_b = grad_b * scale if grad_b is not None else None
+        return out_h, out_w, out_b, None, None, None, None, None
 
 
-def chunked_linear_cross_entropy(
+def _recompute_grads(ctx, grad_out):
+    """Gradients of hidden, weight and bias for per-row upstream gradients, each chunk's
+    softmax computed again."""
+    hidden, weight, bias, targets = ctx.saved_tensors
+    need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    need_b = bias is not None and ctx.needs_input_grad[2]
+    grad_h = torch.empty_like(hidden) if need_h else None
+    grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+    grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device)
+    step, workspace = ctx.chunk_rows, ctx.workspace
+    for start in range(0, hidden.shape[0], step):
+        h = hidden[start : start + step].to(weight.dtype)
+        t = targets[start : start + step]
+        rows = torch.arange(h.shape[0], device=h.device)
+        p, tanh = _probs(h, weight, bias, ctx.softcap, workspace, step)
+        g = _logit_grad(p, rows, t, tanh)
+        g.mul_(-grad_out[start : start + h.shape[0]].unsqueeze(-1))  # grad of the logits
+        if need_h:
+            grad_h[start : start + h.shape[0]] = _in_dtype(g, weight, workspace, step) @ weight
+        if need_w:
+            grad_w.addmm_(g.t(), h.float())
+        if need_b:
+            grad_b += g.sum(0)
+    return (
+        grad_h,
+        grad_w.to(weight.dtype) if need_w else None,
+        grad_b.to(bias.dtype) if need_b else None,
+    )
+
+
+def _chunked(
+    summed: bool,
     hidden: torch.Tensor,
     weight: torch.Tensor,
     targets: torch.Tensor,
@@ -164,23 +244,20 @@ def chunked_linear_cross_entropy(
     workspace: Workspace | None = None,
     workspace_bytes: int = 512 * 2**20,
 ) -> torch.Tensor:
-    """Summed cross-entropy of the linear head `hidden @ weight.T` against `targets`.
-
-    Equal to `F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, reduction='sum')`
-    (targets == -100 ignored), computed `chunk_rows` rows at a time (default: as many as fit
-    `workspace_bytes` of logits buffers). Under autocast the multiplies run in the autocast
-    dtype, as `F.linear` would; `compute_weight` is a ready cast copy of a frozen `weight`
-    (saves casting it on every call); a `workspace` kept between calls reuses the buffers.
-    """
-    keep = targets.ne(IGNORE_INDEX)
-    if not bool(keep.all()):
-        hidden, targets = hidden[keep], targets[keep]
+    """`_ChunkedLogProbs` of the linear head `hidden @ weight.T` (+ `bias`, tanh `softcap`),
+    `chunk_rows` rows at a time (default: as many as fit `workspace_bytes` of logits
+    buffers). Under autocast the multiplies run in the autocast dtype, as `F.linear` would;
+    `compute_weight` is a ready cast copy of a frozen `weight` (else a `workspace` kept
+    between calls keeps one, and reuses its buffers)."""
     device_type = hidden.device.type
     dtype = (
         torch.get_autocast_dtype(device_type)
         if torch.is_autocast_enabled(device_type)
         else weight.dtype
     )
+    workspace = workspace or Workspace()
+    if compute_weight is None:
+        compute_weight = workspace.frozen_cast(weight, dtype)
     if compute_weight is None or compute_weight.dtype != dtype:
         compute_weight = weight.to(dtype) if weight.dtype != dtype else weight
     elif weight.requires_grad:
@@ -191,9 +268,32 @@ def chunked_linear_cross_entropy(
     chunk_rows = max(1, min(chunk_rows, hidden.shape[0]))
     # (for a trainable weight the cast above keeps the autograd link to the fp32 master)
     with torch.autocast(device_type, enabled=False):
-        return _ChunkedLinearCrossEntropy.apply(
-            hidden, compute_weight, bias, targets, chunk_rows, softcap, workspace or Workspace()
+        return _ChunkedLogProbs.apply(
+            hidden, compute_weight, bias, targets, chunk_rows, softcap, workspace, summed
         )
+
+
+def chunked_token_logprobs(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, **options: Any
+) -> torch.Tensor:
+    """log p(targets), one fp32 value per row, under the linear head `hidden @ weight.T`: what
+    DPO's losses read. Equal to `F.log_softmax(F.linear(hidden, weight, bias).float(), -1)` at
+    the targets, without the logits ever existing in full. `options`: bias, chunk_rows,
+    softcap, compute_weight, workspace, workspace_bytes (see `_chunked`)."""
+    return _chunked(False, hidden, weight, targets, **options)
+
+
+def chunked_linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, **options: Any
+) -> torch.Tensor:
+    """Summed cross-entropy of the linear head `hidden @ weight.T` against `targets` (== -100
+    ignored): minus the sum of `chunked_token_logprobs`, from the same kernel, every gradient
+    taken in the forward pass. Equal to `F.cross_entropy(F.linear(hidden, weight,
+    bias).float(), targets, reduction='sum')`; the same `options`."""
+    keep = targets.ne(IGNORE_INDEX)
+    if not bool(keep.all()):
+        hidden, targets = hidden[keep], targets[keep]
+    return _chunked(True, hidden, weight, targets, **options)
 
 
 # --------------------------------------------------------------------------- LM head
@@ -519,7 +619,9 @@ def store_frozen_linears_in(model: Any, dtype: torch.dtype, skip: tuple = ()) ->
 
 __all__ = [
     "FastDropout",
+    "Workspace",
     "chunked_linear_cross_entropy",
+    "chunked_token_logprobs",
     "head_matches_model",
     "keep_mask",
     "lm_parts",

@@ -253,17 +253,7 @@ class FusedResponseLoss:
         from gpt4llm.train.fastpath import Workspace
 
         self.decoder, self.head, self.softcap, self.autocast = decoder, head, softcap, autocast
-        self.workspace = Workspace()
-        self._cast: tuple[tuple, Any] | None = None
-
-    def _head_weight(self, dtype: Any) -> Any:
-        w = self.head.weight
-        if w.requires_grad or w.dtype == dtype:
-            return None
-        key = (w.data_ptr(), w._version, dtype)
-        if self._cast is None or self._cast[0] != key:
-            self._cast = (key, w.detach().to(dtype))
-        return self._cast[1]
+        self.workspace = Workspace()  # its buffers and the frozen head's cast copy
 
     def install(self, model: Any) -> None:
         """Route `model(..., gpt4llm_fused_labels=labels, gpt4llm_num_items=n)` to this loss,
@@ -313,7 +303,6 @@ class FusedResponseLoss:
                 targets,
                 bias=self.head.bias,
                 softcap=self.softcap,
-                compute_weight=self._head_weight(self.autocast or self.head.weight.dtype),
                 workspace=self.workspace,
             )
         return _normalise(loss, targets.numel(), num_items_in_batch)

@@ -42,10 +42,6 @@ def find_duplicates(
     near_of (index → index of the earlier similar text, for every such record), examples,
     pairwise (whether the pass ran), note}.
     """
-    import numpy as np
-    from rapidfuzz import process
-    from rapidfuzz.distance import Indel
-
     tokens = [rouge_tokens(t) for t in texts]
     groups: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for i, toks in enumerate(tokens):
@@ -72,6 +68,32 @@ def find_duplicates(
             f"near-duplicate pass skipped: {len(reps)} unique texts > max_records={max_records}"
         )
         return result
+    pairs, near_of, examples = _near_pairs(tokens, reps, threshold, block, workers, max_examples)
+    # Records identical to a near-duplicate representative are exact duplicates, counted there.
+    result.update(
+        near_pairs=pairs,
+        near_duplicates=len(near_of),
+        near_of=near_of,
+        examples=sorted(examples, key=lambda e: -e["rouge_l"]),
+        pairwise=True,
+    )
+    return result
+
+
+def _near_pairs(
+    tokens: list[list[str]],
+    reps: list[int],
+    threshold: float,
+    block: int,
+    workers: int,
+    max_examples: int,
+) -> tuple[int, dict[int, int], list[dict]]:
+    """(pairs with F1 >= threshold, later -> earlier index, examples) among the representatives
+    `reps`, compared blockwise within the window of lengths that can reach the threshold."""
+    import numpy as np
+    from rapidfuzz import process
+    from rapidfuzz.distance import Indel
+
     lens = np.array([len(tokens[i]) for i in reps])
     order = np.argsort(lens, kind="stable")
     reps_sorted = [reps[k] for k in order]
@@ -109,12 +131,4 @@ def find_duplicates(
             near_of.setdefault(later, first)
             if len(examples) < max_examples:
                 examples.append({"a": first, "b": later, "rouge_l": round(float(scores[r, c]), 4)})
-    # Records identical to a near-duplicate representative are exact duplicates, counted there.
-    result.update(
-        near_pairs=pairs,
-        near_duplicates=len(near_of),
-        near_of=near_of,
-        examples=sorted(examples, key=lambda e: -e["rouge_l"]),
-        pairwise=True,
-    )
-    return result
+    return pairs, near_of, examples

@@ -550,3 +550,31 @@ def test_fused_loss_runs_inside_the_models_forward(tiny):
     out = model(**rest, **{FUSED_LABELS: batch["labels"], FUSED_NUM_ITEMS: None})
     assert float(out.loss) == pytest.approx(float(ref), rel=1e-6)
     assert model(**rest).logits.shape[-1] == model.config.vocab_size
+
+
+def test_route_forward_sends_its_keyword_to_fn_and_everything_else_to_the_model(tiny):
+    """`route_forward`: a call with the keyword reaches `fn` inside the peft-wrapped model's own
+    forward; without it (or when `fn` declines with NotImplemented) the model's forward runs
+    with the arguments as given."""
+    from gpt4llm.train.fastpath import route_forward
+
+    model = _lora_model(tiny).eval()
+    ids = torch.tensor([[2, 10, 11, 12]])
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+    seen = []
+
+    def fn(inner, value, *args, **kwargs):
+        seen.append((inner, value, sorted(k for k, v in kwargs.items() if v is not None)))
+        return NotImplemented if value == "decline" else "routed"
+
+    inner = route_forward(model, "gpt4llm_test", fn)
+    assert inner is model.get_base_model()
+    with torch.no_grad():
+        assert model(input_ids=ids, gpt4llm_test="go") == "routed"
+        assert torch.equal(model(input_ids=ids, gpt4llm_test="decline").logits, ref)
+        assert torch.equal(model(input_ids=ids).logits, ref)
+    assert [(s[0] is inner, s[1], "input_ids" in s[2]) for s in seen] == [
+        (True, "go", True),
+        (True, "decline", True),
+    ]

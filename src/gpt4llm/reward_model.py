@@ -438,14 +438,19 @@ def packed_rewards(model: Any, packed: dict):
     model wrapping one (LoRA layers sit in the backbone; the head is peft's trained copy).
     """
     seqcls = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone = getattr(seqcls, seqcls.base_model_prefix)
     device = next(model.parameters()).device
+    on = {k: packed[k].to(device) for k in ("input_ids", "position_ids", "row", "col")}
+    return scores_at_ends(seqcls, on["input_ids"], on["position_ids"], on["row"], on["col"])
+
+
+def scores_at_ends(seqcls: Any, input_ids: Any, position_ids: Any, row: Any, col: Any) -> Any:
+    """The classifier's scores at positions (row, col) of packed rows: the backbone without an
+    attention mask (block-diagonal from the position ids), then the score head."""
+    backbone = getattr(seqcls, seqcls.base_model_prefix)
     hidden = backbone(
-        input_ids=packed["input_ids"].to(device),
-        position_ids=packed["position_ids"].to(device),
-        use_cache=False,
+        input_ids=input_ids, position_ids=position_ids, use_cache=False
     ).last_hidden_state
-    return seqcls.score(hidden[packed["row"].to(device), packed["col"].to(device)]).squeeze(-1)
+    return seqcls.score(hidden[row, col]).squeeze(-1)
 
 
 def pairwise_accuracy(rewards_better: list[float], rewards_worse: list[float]) -> float:
@@ -464,35 +469,6 @@ def score_pairs(scorer: Any, pairs: Sequence[Pair]) -> tuple[list[float], list[f
     better = scorer.score(prompts, [p.better for p in pairs])
     worse = scorer.score(prompts, [p.worse for p in pairs])
     return better, worse
-
-
-PACKED_ENDS = "gpt4llm_packed_ends"
-
-
-def route_packed_forward(model: Any) -> None:
-    """Let `model(input_ids=, position_ids=, gpt4llm_packed_ends=(row, col))` return the
-    rewards of a `pack_sequences` batch (as `.logits`, one per sequence) from inside the
-    classifier's own forward — what `packed_rewards` computes. A DDP wrapper's forward then
-    runs it like any forward (its gradient synchronisation needs that); every other call goes
-    to the model's forward unchanged."""
-    import types
-
-    from transformers.modeling_outputs import SequenceClassifierOutput
-
-    seqcls = model.get_base_model() if hasattr(model, "get_base_model") else model
-    plain = seqcls.forward
-
-    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
-        ends = kwargs.pop(PACKED_ENDS, None)
-        if ends is None:
-            return plain(*args, **kwargs)
-        backbone = getattr(self, self.base_model_prefix)
-        hidden = backbone(
-            input_ids=kwargs["input_ids"], position_ids=kwargs["position_ids"], use_cache=False
-        ).last_hidden_state
-        return SequenceClassifierOutput(logits=self.score(hidden[ends[0], ends[1]]).squeeze(-1))
-
-    seqcls.forward = types.MethodType(forward, seqcls)
 
 
 def pick_best(rewards: Sequence[float]) -> int:

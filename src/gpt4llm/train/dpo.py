@@ -97,7 +97,7 @@ MEAN_LOSSES = ("sigmoid_norm", *OWN_LOSSES)
 # TRL metrics the packed path does not compute (they need extra passes over the vocabulary)
 NOT_COMPUTED = ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy")
 # keywords the packed forward accepts besides None-valued ones (any other: TRL's forward)
-PLAIN_KEYWORDS = ("input_ids", "attention_mask", "use_cache", "return_dict")
+PLAIN_KEYWORDS = ("input_ids", "attention_mask", "labels", "use_cache", "return_dict")
 SUMMARY_FILE = "summary.json"
 HELDOUT_FILE = "heldout.jsonl"
 
@@ -650,85 +650,88 @@ def speed_up(config: Config, trainer: Any) -> list[str]:
 
 def install_packed_forward(causal: Any, autocast: Any = None) -> None:
     """Route TRL's `model(input_ids, attention_mask, labels, fused_lm_head=True)` (a right-padded
-    batch) through one packed row: the real tokens back to back, position ids restarting per
-    sequence, the LM head only where a label exists. Returns TRL's per-token layout
-    (`log_probs` [rows, width - 1], zero where the label is -100), so TRL's losses read it
-    unchanged. Any other call goes to the forward TRL installed. Installed inside the causal
-    LM's own forward (peft passes the keywords through), so a DDP wrapper sees a plain
-    forward. `autocast` (e.g. torch.bfloat16) is applied here: accelerate's autocast wraps the
-    forward a model had when it was prepared, and TRL prepares the reference before this."""
-    import contextlib
-    import types
+    batch) through `packed_log_probs`, inside the causal LM's own forward
+    (`fastpath.route_forward`, so a DDP wrapper sees a plain forward). Any other call goes to
+    the forward TRL installed. `autocast` (e.g. torch.bfloat16) is applied here: accelerate's
+    autocast wraps the forward a model had when it was prepared, and TRL prepares the
+    reference before this."""
+    from gpt4llm.train.fastpath import Workspace, route_forward
 
-    import torch
-    from trl.trainer.utils import FusedCausalLMOutput
-
-    from gpt4llm.train.fastpath import Workspace, chunked_token_logprobs
-
-    causal = causal.get_base_model() if hasattr(causal, "get_base_model") else causal
-    fallback = causal.forward
     workspace = Workspace()  # its buffers and the frozen head's cast copy, kept between steps
 
-    def amp(device: str) -> Any:
-        # our autocast when given; else whatever the caller runs under
-        return contextlib.nullcontext() if autocast is None else torch.autocast(device, autocast)
-
-    def forward(
-        self: Any, *args: Any, fused_lm_head: bool = False, labels: Any = None, **kwargs: Any
-    ) -> Any:
+    def packed(inner: Any, fused_lm_head: bool, /, *args: Any, **kwargs: Any) -> Any:
         ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
         # peft passes its unused arguments on as None (inputs_embeds, output_attentions, ...)
         plain = all(v is None or k in PLAIN_KEYWORDS for k, v in kwargs.items())
         if not (
             fused_lm_head
-            and labels is not None
+            and kwargs.get("labels") is not None
             and plain
             and not args
             and ids is not None
             and mask is not None
             and ids.dim() == 2
         ):
-            return fallback(*args, fused_lm_head=fused_lm_head, labels=labels, **kwargs)
-        real = mask.bool()
-        lengths = real.sum(1)
-        flat_ids = ids[real].unsqueeze(0)
-        starts = torch.cumsum(lengths, 0) - lengths
-        pos = torch.arange(flat_ids.shape[1], device=ids.device) - torch.repeat_interleave(
-            starts, lengths
-        )
-        device = ids.device.type
-        with amp(device):
-            hidden = self.model(
-                input_ids=flat_ids, position_ids=pos.unsqueeze(0), use_cache=False
-            ).last_hidden_state[0]
-        flat_labels = labels[real]
-        targets = torch.full_like(flat_labels, -100)
-        targets[:-1] = flat_labels[1:]
-        targets[torch.cumsum(lengths, 0) - 1] = -100  # a sequence's last token predicts nothing
-        keep = targets.ne(-100)
-        head = self.get_output_embeddings()
-        with amp(device):
-            logp = chunked_token_logprobs(
-                hidden[keep], head.weight, targets[keep], workspace=workspace
-            )
-        per_flat = torch.zeros(flat_labels.shape, dtype=logp.dtype, device=logp.device)
-        per_flat = per_flat.masked_scatter(keep, logp)
-        log_probs = torch.zeros(ids.shape, dtype=logp.dtype, device=logp.device)
-        log_probs = log_probs.masked_scatter(real, per_flat)[:, :-1]
-        label_mask = labels[:, 1:].ne(-100)
-        zeros = torch.zeros_like(log_probs).detach()
-        self.gpt4llm_packed_calls += 1
-        return FusedCausalLMOutput(
-            loss=-logp.sum() / keep.sum().clamp(min=1),
-            log_probs=log_probs,
-            entropy=zeros,
-            mean_logits=zeros,
-            is_top1=torch.zeros_like(label_mask),
-            label_mask=label_mask,
-        )
+            return NotImplemented
+        out = packed_log_probs(inner, ids, mask, kwargs["labels"], workspace, autocast)
+        inner.gpt4llm_packed_calls += 1
+        return out
 
-    causal.forward = types.MethodType(forward, causal)
-    causal.gpt4llm_packed_calls = 0  # how many forwards took the packed path (for tests)
+    # how many forwards took the packed path (for tests)
+    route_forward(causal, "fused_lm_head", packed).gpt4llm_packed_calls = 0
+
+
+def packed_log_probs(
+    causal: Any, ids: Any, mask: Any, labels: Any, workspace: Any, autocast: Any
+) -> Any:
+    """TRL's fused-head output for a right-padded batch, computed on one packed row: the real
+    tokens back to back, position ids restarting per sequence, the LM head only where a label
+    exists. TRL's per-token layout (`log_probs` [rows, width - 1], zero where the label is
+    -100), so TRL's losses read it unchanged."""
+    import contextlib
+
+    import torch
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    from gpt4llm.train.fastpath import chunked_token_logprobs
+
+    device = ids.device.type
+    # our autocast when given; else whatever the caller runs under
+    amp = contextlib.nullcontext if autocast is None else lambda: torch.autocast(device, autocast)
+    real = mask.bool()
+    lengths = real.sum(1)
+    flat_ids = ids[real].unsqueeze(0)
+    starts = torch.cumsum(lengths, 0) - lengths
+    pos = torch.arange(flat_ids.shape[1], device=ids.device) - torch.repeat_interleave(
+        starts, lengths
+    )
+    with amp():
+        hidden = causal.model(
+            input_ids=flat_ids, position_ids=pos.unsqueeze(0), use_cache=False
+        ).last_hidden_state[0]
+    flat_labels = labels[real]
+    targets = torch.full_like(flat_labels, -100)
+    targets[:-1] = flat_labels[1:]
+    targets[torch.cumsum(lengths, 0) - 1] = -100  # a sequence's last token predicts nothing
+    keep = targets.ne(-100)
+    with amp():
+        logp = chunked_token_logprobs(
+            hidden[keep], causal.get_output_embeddings().weight, targets[keep], workspace=workspace
+        )
+    per_flat = torch.zeros(flat_labels.shape, dtype=logp.dtype, device=logp.device)
+    per_flat = per_flat.masked_scatter(keep, logp)
+    log_probs = torch.zeros(ids.shape, dtype=logp.dtype, device=logp.device)
+    log_probs = log_probs.masked_scatter(real, per_flat)[:, :-1]
+    label_mask = labels[:, 1:].ne(-100)
+    zeros = torch.zeros_like(log_probs).detach()
+    return FusedCausalLMOutput(
+        loss=-logp.sum() / keep.sum().clamp(min=1),
+        log_probs=log_probs,
+        entropy=zeros,
+        mean_logits=zeros,
+        is_top1=torch.zeros_like(label_mask),
+        label_mask=label_mask,
+    )
 
 
 # --------------------------------------------------------------------------- 5. evaluate

@@ -296,6 +296,35 @@ def chunked_linear_cross_entropy(
     return _chunked(True, hidden, weight, targets, **options)
 
 
+# --------------------------------------------------------------------------- forward routes
+def route_forward(model: Any, keyword: str, fn: Any) -> Any:
+    """Let `model(..., keyword=value)` return `fn(inner, value, /, *args, **kwargs)` (the
+    model's other arguments, which may hold a `labels=None` from peft), computed
+    inside the forward of the model peft wraps (or of `model` itself): peft passes unknown
+    keywords through, so a DDP wrapper's forward runs it like any forward, and its gradient
+    hooks and synchronisation work unchanged. A call without `keyword` (or with None), or
+    one `fn` declines by returning `NotImplemented`, goes to the forward the model had, with
+    its arguments as given. How every trainer puts its fast computation into the model
+    (sft's fused loss, dpo's packed log-probabilities, reward's packed scores). Returns the
+    inner model."""
+    import types
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    original = inner.forward
+
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        value = kwargs.pop(keyword, None)
+        if value is not None:
+            out = fn(self, value, *args, **kwargs)
+            if out is not NotImplemented:
+                return out
+            kwargs[keyword] = value
+        return original(*args, **kwargs)
+
+    inner.forward = types.MethodType(forward, inner)
+    return inner
+
+
 # --------------------------------------------------------------------------- LM head
 def lm_parts(model: Any) -> tuple[Any, Any, float | None] | None:
     """(decoder, lm_head, final_logit_softcapping) of a causal LM (peft-wrapped or not), or None
@@ -625,6 +654,7 @@ __all__ = [
     "head_matches_model",
     "keep_mask",
     "lm_parts",
+    "route_forward",
     "store_frozen_linears_in",
     "use_fast_dropout",
     "use_fused_lora",

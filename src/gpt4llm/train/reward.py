@@ -121,6 +121,27 @@ class PackedPairCollator:
         return out
 
 
+PACKED_ENDS = "gpt4llm_packed_ends"
+
+
+def route_packed_forward(model: Any) -> None:
+    """Let `model(input_ids=, position_ids=, gpt4llm_packed_ends=(row, col))` return the
+    rewards of a `pack_sequences` batch (as `.logits`, one per sequence) from inside the
+    classifier's own forward (`fastpath.route_forward`) — what `reward_model.packed_rewards`
+    computes. A DDP wrapper's forward then runs it like any forward; every other call goes
+    to the model's forward unchanged."""
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    from gpt4llm.reward_model import scores_at_ends
+    from gpt4llm.train.fastpath import route_forward
+
+    def packed(seqcls: Any, ends: Any, /, *args: Any, **kwargs: Any) -> Any:
+        ids, pos = kwargs["input_ids"], kwargs["position_ids"]
+        return SequenceClassifierOutput(logits=scores_at_ends(seqcls, ids, pos, *ends))
+
+    route_forward(model, PACKED_ENDS, packed)
+
+
 def _trainer_class():
     import torch
     import torch.nn.functional as F
@@ -130,7 +151,7 @@ def _trainer_class():
         """TRL's RewardTrainer with three additions: the `length` column survives for the
         length-grouped sampler; length groups are formed over the global batch (all processes);
         packed batches (PackedPairCollator) are scored inside the model's forward
-        (`reward_model.route_packed_forward`, installed by `build_trainer`) with TRL's loss
+        (`route_packed_forward`, installed by `build_trainer`) with TRL's loss
         and metrics."""
 
         def _set_signature_columns_if_needed(self):
@@ -156,8 +177,6 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if "row" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            from gpt4llm.reward_model import PACKED_ENDS
-
             mode = "train" if self.model.training else "eval"
             with self.accelerator.autocast():
                 rewards = model(
@@ -330,8 +349,6 @@ def build_trainer(config: Config, model: Any, data: RewardData) -> tuple[Any, st
     )
     packed = config.padding_free
     if packed:  # scored inside the forward, so DDP wraps it like any forward
-        from gpt4llm.reward_model import route_packed_forward
-
         route_packed_forward(model)
     pad_id = data.tokenizer.pad_token_id
     trainer = _trainer_class()(

@@ -257,26 +257,18 @@ class FusedResponseLoss:
 
     def install(self, model: Any) -> None:
         """Route `model(..., gpt4llm_fused_labels=labels, gpt4llm_num_items=n)` to this loss,
-        inside the causal LM's own forward (peft passes the extra keywords through). A DDP
-        wrapper's forward then runs it like any forward, so its gradient hooks and
-        synchronisation work unchanged; every other call goes to the model's forward."""
-        import types
-
+        inside the causal LM's own forward (`fastpath.route_forward`), so a DDP wrapper runs
+        it like any forward; every other call goes to the model's forward."""
         from transformers.modeling_outputs import CausalLMOutput
 
-        causal = model.get_base_model() if hasattr(model, "get_base_model") else model
-        plain = causal.forward
-        loss_of = self
+        from gpt4llm.train.fastpath import route_forward
 
-        def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
-            labels = kwargs.pop(FUSED_LABELS, None)
+        def fused(causal: Any, labels: Any, /, *args: Any, **kwargs: Any) -> Any:
             num_items = kwargs.pop(FUSED_NUM_ITEMS, None)
-            if labels is None:
-                return plain(*args, **kwargs)
             inputs = {k: v for k, v in kwargs.items() if k in MODEL_INPUTS and v is not None}
-            return CausalLMOutput(loss=loss_of({**inputs, "labels": labels}, num_items))
+            return CausalLMOutput(loss=self({**inputs, "labels": labels}, num_items))
 
-        causal.forward = types.MethodType(forward, causal)
+        route_forward(model, FUSED_LABELS, fused)
 
     def __call__(self, inputs: dict, num_items_in_batch: Any = None) -> Any:
         import torch

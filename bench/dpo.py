@@ -12,7 +12,7 @@ by default, which would only slow the baseline down). They differ in how a batch
          disabled), its collator: the 2B answers right-padded into one batch, and its fused LM
          head, which on a CPU scores every position (prompt and padding too) over the 262K
          vocabulary (TRL 1.16's `padding_free` falls back to padding);
-* ours — `gpt4llm train dpo`'s code path (load_data → load_model → build_trainer → speed_up →
+* ours — `gpt4llm train dpo`'s code path (load_data → load_model → build_trainer → use_fast_path →
          train): the same batch packed into one row, the LM head only at answer positions,
          fused LoRA linears, frozen weights kept in bf16, per-sequence attention.
 
@@ -137,7 +137,7 @@ def measure(method: str, data: Path, args: argparse.Namespace) -> dict:
     if method == "ours":
         model, ref, peft_config = dpo.load_model(cfg, data_)
         trainer, _ = dpo.build_trainer(cfg, model, ref, peft_config, data_)
-        dpo.speed_up(cfg, trainer)
+        dpo.use_fast_path(cfg, trainer)
     else:
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer

@@ -439,13 +439,13 @@ def test_full_fine_tuning_with_a_frozen_reference_and_reference_free(tiny, tmp_p
 
     data = write_jsonl(tmp_path / "cmp.jsonl", preference_records(48))
     seen = {}
-    real = dpo.speed_up
+    real = dpo.use_fast_path
 
     def spy(config, trainer):
         seen[config.reference_free] = trainer
         return real(config, trainer)
 
-    dpo.speed_up = spy
+    dpo.use_fast_path = spy
     try:
         full = dpo.run(config(tiny, data, tmp_path / "full", lora=False, learning_rate=5e-4))
         free = dpo.run(
@@ -461,7 +461,7 @@ def test_full_fine_tuning_with_a_frozen_reference_and_reference_free(tiny, tmp_p
             )
         )
     finally:
-        dpo.speed_up = real
+        dpo.use_fast_path = real
     assert full["reference"] == "a frozen copy" and seen[False].ref_model is not None
     assert seen[False].ref_model.gpt4llm_packed_calls > 0  # the reference runs packed too
     assert full["heldout_preference_accuracy"] >= 0.9 and full["adapter"] is None
@@ -502,18 +502,18 @@ def test_simpo_and_orpo_learn_the_preference_without_a_reference(tiny, tmp_path,
 
     data = write_jsonl(tmp_path / "cmp.jsonl", preference_records(48))
     seen = []
-    real = dpo.speed_up
+    real = dpo.use_fast_path
 
     def spy(config, trainer):
         seen.append(trainer)
         return real(config, trainer)
 
-    dpo.speed_up = spy
+    dpo.use_fast_path = spy
     try:
         beta = {"simpo": 2.0, "orpo": 0.5}[loss]
         s = dpo.run(config(tiny, data, tmp_path / "o", loss=loss, beta=beta))
     finally:
-        dpo.speed_up = real
+        dpo.use_fast_path = real
     assert seen[0].ref_model is None and s["reference"] == "none (reference-free)"
     assert s["heldout_reference_accuracy"] is None
     assert s["heldout_preference_accuracy"] >= 0.9 and s["heldout_reward_margin"] > 0, s

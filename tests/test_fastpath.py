@@ -216,7 +216,7 @@ def _batches(tiny):
 
 @pytest.mark.parametrize("layout", ["padding_free", "padded"])
 def test_fused_response_loss_equals_library_loss_and_gradients(tiny, layout):
-    from gpt4llm.train.sft import response_only_loss, speed_up
+    from gpt4llm.train.sft import response_only_loss, use_fast_path
 
     model = _lora_model(tiny)
     batch = dict(zip(["padding_free", "padded"], _batches(tiny), strict=True))[layout]
@@ -229,7 +229,9 @@ def test_fused_response_loss_equals_library_loss_and_gradients(tiny, layout):
             strict=True,
         )
     }
-    fused, notes = speed_up(model, batch["input_ids"][:, :16], bf16=False, lora=True, sharded=False)
+    fused, notes = use_fast_path(
+        model, batch["input_ids"][:, :16], bf16=False, lora=True, sharded=False
+    )
     assert fused is not None and notes == [
         "chunked LM-head cross-entropy",
         "per-sequence attention",
@@ -518,7 +520,8 @@ def test_fast_path_with_activation_checkpointing_recomputes_the_same_dropout(
 
 
 def test_sharded_runs_keep_the_library_path_ddp_does_not(tiny, monkeypatch):
-    from gpt4llm.train.sft import sharded, speed_up
+    from gpt4llm.train.fastpath import sharded
+    from gpt4llm.train.sft import use_fast_path
 
     for key in ("WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
         monkeypatch.delenv(key, raising=False)
@@ -530,7 +533,7 @@ def test_sharded_runs_keep_the_library_path_ddp_does_not(tiny, monkeypatch):
         assert sharded()
         monkeypatch.delenv(key)
     model = _lora_model(tiny)
-    assert speed_up(
+    assert use_fast_path(
         model, torch.zeros(1, 4, dtype=torch.long), bf16=True, lora=True, sharded=True
     ) == (None, ["library path (sharded run)"])
     assert all(p.dtype == torch.float32 for p in model.parameters())  # nothing was changed
@@ -539,12 +542,14 @@ def test_sharded_runs_keep_the_library_path_ddp_does_not(tiny, monkeypatch):
 def test_fused_loss_runs_inside_the_models_forward(tiny):
     """After `install`, model(..., gpt4llm_fused_labels=...) returns the fused loss through the
     peft model's own forward (what a DDP wrapper calls); a plain call still gives logits."""
-    from gpt4llm.train.sft import FUSED_LABELS, FUSED_NUM_ITEMS, response_only_loss, speed_up
+    from gpt4llm.train.sft import FUSED_LABELS, FUSED_NUM_ITEMS, response_only_loss, use_fast_path
 
     model = _lora_model(tiny)
     batch, _ = _batches(tiny)
     ref = response_only_loss(model, batch)
-    fused, _ = speed_up(model, batch["input_ids"][:, :16], bf16=False, lora=True, sharded=False)
+    fused, _ = use_fast_path(
+        model, batch["input_ids"][:, :16], bf16=False, lora=True, sharded=False
+    )
     assert fused is not None
     rest = {k: v for k, v in batch.items() if k != "labels"}
     out = model(**rest, **{FUSED_LABELS: batch["labels"], FUSED_NUM_ITEMS: None})

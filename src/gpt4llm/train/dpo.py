@@ -5,7 +5,7 @@ DPO (Rafailov et al. 2023) turns the same comparisons straight into a better stu
 reward model and no sampling. Reads top to bottom, one function per step: `load_data` (pairs,
 held-out split, tokenize in the student's own prompt format) → `load_model` (the student, LoRA
 config, the frozen reference) → `build_trainer` (TRL's `DPOTrainer` on the shared
-`TrainSettings`) → `speed_up` → train → `held_out_preferences` → `save` → manifest.
+`TrainSettings`) → `use_fast_path` → train → `held_out_preferences` → `save` → manifest.
 
 * **Data**: `compare` output (every ordered pair of an instruction's answers whose scores, read
   from the rater's verdict as `train reward` reads them, differ by at least `--min-score-gap`)
@@ -197,7 +197,7 @@ def run(config: Config) -> dict:
         data = load_data(config)
         model, ref_model, peft_config = load_model(config, data)
         trainer, resume_from = build_trainer(config, model, ref_model, peft_config, data)
-        notes = speed_up(config, trainer)
+        notes = use_fast_path(config, trainer)
         if resume_from:
             say(f"resuming from {resume_from}")
         result = trainer.train(resume_from_checkpoint=resume_from)
@@ -597,20 +597,14 @@ def build_trainer(
 
 
 # --------------------------------------------------------------------------- 4. speed
-def speed_up(config: Config, trainer: Any) -> list[str]:
-    """The packed forward (padding-free, LM head at answer positions only) on the policy and
-    the reference, and for LoRA the fast path's fused linears and bf16 frozen weights; returns
-    what was done, for the log. Sharded runs (FSDP, DeepSpeed) keep TRL's padded path."""
+def use_fast_path(config: Config, trainer: Any) -> list[str]:
+    """`fastpath.speed_up` on the policy and the reference, with the packed forward
+    (padding-free, LM head at answer positions only: `install_packed_forward`) as their LM
+    head; returns what was done, for the log. Sharded runs (FSDP, DeepSpeed) and models whose
+    logits are more than `lm_head(hidden)` keep TRL's padded path."""
     import torch
 
-    from gpt4llm.train.fastpath import (
-        head_matches_model,
-        lm_parts,
-        store_frozen_linears_in,
-        use_fused_lora,
-        use_packed_attention,
-    )
-    from gpt4llm.train.sft import sharded
+    from gpt4llm.train.fastpath import head_matches_model, lm_parts, sharded, speed_up
 
     if not config.padding_free:
         return ["TRL's padded batches (--no-padding-free)"]
@@ -623,27 +617,17 @@ def speed_up(config: Config, trainer: Any) -> list[str]:
     parts = lm_parts(model)
     if parts is None or parts[2] is not None or not head_matches_model(model, sample):
         return ["TRL's padded batches (this model's logits are more than lm_head(hidden))"]
-    notes = []
-    models = [model] + ([trainer.ref_model] if trainer.ref_model is not None else [])
     bf16 = trainer.args.bf16
-    for m in models:
+
+    def packed_head(m: Any) -> str:
         install_packed_forward(m, autocast=torch.bfloat16 if bf16 else None)
-        use_packed_attention(m)
+        return "packed rows, LM head at answer positions only"
+
+    notes = speed_up(model, head=packed_head, lora=config.lora, bf16=bf16)
+    if trainer.ref_model is not None:
+        ref = speed_up(trainer.ref_model, head=packed_head, lora=False, bf16=bf16)
+        notes.append("reference: " + ", ".join(ref))
     trainer.packed = True
-    notes.append("packed rows, LM head at answer positions only, per-sequence attention")
-    if config.lora:
-        n = use_fused_lora(model)
-        if n:
-            notes.append(f"fused LoRA in {n} layers")
-    if bf16:
-        n = 0
-        for m in models:
-            if m is model and not config.lora:
-                continue  # full fine-tuning: the policy's weights all train
-            head = lm_parts(m)[1]
-            n += store_frozen_linears_in(m, torch.bfloat16, skip=(head,))
-        if n:
-            notes.append(f"{n} frozen linear layers stored in bf16")
     say("fast path: " + "; ".join(notes))
     return notes
 

@@ -646,6 +646,47 @@ def store_frozen_linears_in(model: Any, dtype: torch.dtype, skip: tuple = ()) ->
     return n
 
 
+# --------------------------------------------------------------------------- one model
+def sharded() -> bool:
+    """A run under DeepSpeed or FSDP (`accelerate launch` sets these): parameters are
+    sharded and gathered in module hooks, so the fast path (which reads the LM head's weight
+    and stores frozen weights in bf16) stays off. Plain data parallel (DDP) keeps it."""
+    import os
+
+    flags = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
+    return any(os.environ.get(k, "").lower() in ("1", "true") for k in flags)
+
+
+def speed_up(model: Any, *, head: Any, lora: bool, bf16: bool) -> list[str]:
+    """The fast path on one model, each piece where it applies; returns what was done, for
+    the log. `head(model)` puts the trainer's LM-head computation into the model (sft's fused
+    loss, dpo's packed log-probabilities; see `route_forward`) and returns its note, or None
+    when it could not (the model keeps its own head); then per-sequence attention; with
+    `lora` the fused LoRA linears and 16-bit dropout masks; with `bf16` (autocast) the frozen
+    linear layers stored in bf16, the LM head excepted (it may be tied to the embeddings).
+    Plain modules and autograd functions inside the model's forward, so DDP's gradient hooks
+    fire as usual (tests/test_ddp.py); sharded runs (`sharded`) must not call it."""
+    notes = []
+    note = head(model) if head is not None else None
+    if note:
+        notes.append(note)
+    if use_packed_attention(model):
+        notes.append("per-sequence attention")
+    if lora:
+        n = use_fused_lora(model)
+        if n:
+            notes.append(f"fused LoRA in {n} layers")
+        n = use_fast_dropout(model)
+        if n:
+            notes.append(f"fast dropout in {n} LoRA layers")
+    if bf16:  # only frozen layers are cast: LoRA's base layers, a reference model's
+        parts = lm_parts(model)
+        n = store_frozen_linears_in(model, torch.bfloat16, skip=(parts[1],) if parts else ())
+        if n:
+            notes.append(f"{n} frozen linear layers stored in bf16")
+    return notes
+
+
 __all__ = [
     "FastDropout",
     "Workspace",
@@ -655,6 +696,8 @@ __all__ = [
     "keep_mask",
     "lm_parts",
     "route_forward",
+    "sharded",
+    "speed_up",
     "store_frozen_linears_in",
     "use_fast_dropout",
     "use_fused_lora",

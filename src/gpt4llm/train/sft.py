@@ -18,7 +18,7 @@ Speed by design (bench/sft.py measures it against an Alpaca-`train.py`-style bas
 * fp32 master weights with **bf16 autocast** where the CPU/GPU has bf16 (pure bf16 weights
   with AdamW barely move the loss).
 * the **fast path** (`train/fastpath.py`): chunked LM-head cross-entropy, fused LoRA linears,
-  per-sequence attention, frozen base weights stored in bf16 — see `speed_up`.
+  per-sequence attention, frozen base weights stored in bf16 — see `use_fast_path`.
 
 Labels: every prompt token is -100; every response token and the appended EOS count. A record
 whose prompt alone does not fit `max_seq_len` is skipped and counted (never truncated into a
@@ -35,7 +35,6 @@ last one (same data order, same loss curve), `--no-resume` starts over.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -331,61 +330,31 @@ def make_trainer_class():
     return ResponseOnlyTrainer
 
 
-def sharded() -> bool:
-    """A run under DeepSpeed or FSDP (`accelerate launch` sets these): parameters are
-    sharded and gathered in module hooks, so the fast path (which reads the LM head's weight
-    and stores frozen weights in bf16) stays off. Plain data parallel (DDP) keeps it."""
-    flags = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
-    return any(os.environ.get(k, "").lower() in ("1", "true") for k in flags)
-
-
-def speed_up(
-    model: Any, sample_ids: Any, bf16: bool, lora: bool, sharded: bool
+def use_fast_path(
+    model: Any, sample_ids: Any, *, bf16: bool, lora: bool, sharded: bool
 ) -> tuple[FusedResponseLoss | None, list[str]]:
-    """Apply the `fastpath` pieces that are safe for this run; returns the fused loss (or None)
-    and what was done, for the log. Sharded runs (FSDP, DeepSpeed) keep the library path.
-
-    Under DDP every piece is used: they are plain modules and autograd functions inside the
-    model's forward (the fused loss too, see `FusedResponseLoss.install`), so DDP's gradient
-    hooks fire as usual (tests/test_ddp.py: same loss curve as the library path under 2
-    processes)."""
+    """`fastpath.speed_up` with the fused response loss as the LM head (when `lm_head(decoder)`
+    gives the model's logits on `sample_ids`); returns the fused loss (or None) and what was
+    done, for the log. Sharded runs (FSDP, DeepSpeed) keep the library path; DDP runs use
+    every piece (tests/test_ddp.py: same loss curve as the library path under 2 processes)."""
     import torch
 
-    from gpt4llm.train.fastpath import (
-        head_matches_model,
-        lm_parts,
-        store_frozen_linears_in,
-        use_fast_dropout,
-        use_fused_lora,
-        use_packed_attention,
-    )
+    from gpt4llm.train.fastpath import head_matches_model, lm_parts, speed_up
 
     if sharded:
         return None, ["library path (sharded run)"]
-    notes = []
-    fused = None
-    parts = lm_parts(model)
-    if parts is not None and head_matches_model(model, sample_ids):
-        fused = FusedResponseLoss(*parts, autocast=torch.bfloat16 if bf16 else None)
-        fused.install(model)
-        notes.append("chunked LM-head cross-entropy")
-    if use_packed_attention(model):
-        notes.append("per-sequence attention")
-    if lora:
-        n = use_fused_lora(model)
-        if n:
-            notes.append(f"fused LoRA in {n} layers")
-        n = use_fast_dropout(model)
-        if n:
-            notes.append(f"fast dropout in {n} LoRA layers")
-        if bf16:
-            head = parts[1] if parts else None
-            n = store_frozen_linears_in(
-                model, torch.bfloat16, skip=(head,) if head is not None else ()
-            )
-            if n:
-                notes.append(f"{n} frozen linear layers stored in bf16")
-    return fused, notes
+    fused = []
+
+    def fused_head(m: Any) -> str | None:
+        parts = lm_parts(m)
+        if parts is None or not head_matches_model(m, sample_ids):
+            return None
+        fused.append(FusedResponseLoss(*parts, autocast=torch.bfloat16 if bf16 else None))
+        fused[0].install(m)
+        return "chunked LM-head cross-entropy"
+
+    notes = speed_up(model, head=fused_head, lora=lora, bf16=bf16)
+    return (fused[0] if fused else None), notes
 
 
 # --------------------------------------------------------------------------- run
@@ -510,6 +479,7 @@ def load_model(config: Config, data: SftData) -> tuple[Any, FusedResponseLoss | 
 
     from gpt4llm.models import load_causal_lm
     from gpt4llm.train.common import apply_lora, is_distributed, use_bf16
+    from gpt4llm.train.fastpath import sharded
 
     device = device_of(config)
     set_seed(config.seed)  # before LoRA init: the adapters' random init must be reproducible too
@@ -528,7 +498,7 @@ def load_model(config: Config, data: SftData) -> tuple[Any, FusedResponseLoss | 
     if not config.fast_path:
         return model, None
     sample = torch.tensor([data.train[0]["input_ids"][:16]], device=next(model.parameters()).device)
-    fused_loss, notes = speed_up(
+    fused_loss, notes = use_fast_path(
         model, sample, bf16=use_bf16(config.precision, device), lora=config.lora, sharded=sharded()
     )
     if notes:

@@ -768,3 +768,24 @@ def test_report_shows_dpo_next_to_the_reward_model(tmp_path):
     assert s["n_dpo"] == 1 and "reward_accuracy.png" in s["charts"]
     s = run(Config(inputs=[dpo_dir / "summary.json"], output=tmp_path / "report2"))
     assert s["n_dpo"] == 1
+
+
+def test_padding_free_is_the_hidden_old_name_of_fast_path():
+    """`--padding-free` (and the `padding_free` key) still switch the fast path, hidden from
+    --help; given with a contradicting --fast-path it is refused."""
+    from typer.testing import CliRunner
+
+    from gpt4llm.cli import app
+    from gpt4llm.train.dpo import Config
+
+    assert Config().fast_path and Config().padding_free
+    assert Config(padding_free=False).fast_path is False
+    assert Config(fast_path=False).padding_free is False  # the two never disagree
+    assert Config(fast_path=False, padding_free=False).fast_path is False
+    with pytest.raises(ValueError, match="old name of --fast-path"):
+        Config(fast_path=True, padding_free=False)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["train", "dpo", "--help"], terminal_width=200).output
+    assert "--fast-path" in shown and "--padding-free" not in shown
+    printed = runner.invoke(app, ["train", "dpo", "--no-padding-free", "--print-config"])
+    assert printed.exit_code == 0 and "fast_path: false" in printed.output

@@ -35,10 +35,11 @@ config, the frozen reference) → `build_trainer` (TRL's `DPOTrainer` on the sha
 * **Speed** (bench/dpo.py): TRL 1.16 has no padding-free DPO (its `padding_free` falls back
   to padding) and on a CPU its fused LM head scores *every* position of the padded batch,
   prompt and padding included, over the 262K vocabulary, with entropy and top-1 extras. Here,
-  `--padding-free` (default) runs TRL's padded batch through the model as one packed row
-  (position ids restart per sequence; per-sequence attention from `train/fastpath.py`) and
-  computes the LM head only at answer positions (`fastpath.chunked_token_logprobs`: chunked, the
-  gradient taken in the forward pass when the head is frozen). The model returns the same
+  `--fast-path` (default; `--padding-free`, its old name, still works) runs TRL's padded batch
+  through the model as one packed row (position ids restart per sequence; per-sequence
+  attention from `train/fastpath.py`) and computes the LM head only at answer positions
+  (`fastpath.chunked_token_logprobs`: chunked, the gradient taken in the forward pass when the
+  head is frozen). The model returns the same
   per-token log-probabilities TRL's head does (tested), so TRL's losses and metrics run
   unchanged, except the entropy / mean-logit / token-accuracy metrics, which this path does
   not compute and does not log. LoRA also gets the fast path's fused LoRA linears, and frozen
@@ -66,6 +67,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from gpt4llm.config import ADVANCED
 from gpt4llm.errors import UserError
 from gpt4llm.train.common import TrainSettings, device_of, say
 
@@ -159,6 +161,12 @@ class Config(TrainSettings):
     """Share of instructions held out for the preference accuracy (as `train reward`, so the same
     data and seed hold out the same instructions and the two accuracies compare).
     """
+    fast_path: bool = True
+    """Packed rows with the LM head at answer positions only, per-sequence attention, fused LoRA,
+    frozen weights kept in bf16 under bf16 autocast (TRL's numbers; see train/fastpath.py).
+    --no-fast-path: TRL's padded batches."""
+    padding_free: bool = Field(True, json_schema_extra=ADVANCED)
+    """The old name of --fast-path (still works)."""
 
     @property
     def no_reference(self) -> bool:
@@ -167,6 +175,11 @@ class Config(TrainSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
+        if "padding_free" in self.model_fields_set:  # the old name of fast_path
+            if "fast_path" in self.model_fields_set and self.fast_path != self.padding_free:
+                raise ValueError("--padding-free is the old name of --fast-path; give one of them")
+            self.fast_path = self.padding_free
+        self.padding_free = self.fast_path
         if self.loss in OWN_LOSSES and self.ref_model:
             raise ValueError(f"--loss {self.loss} uses no reference model; drop --ref-model")
         if self.reference_free and self.ref_model:
@@ -606,8 +619,8 @@ def use_fast_path(config: Config, trainer: Any) -> list[str]:
 
     from gpt4llm.train.fastpath import head_matches_model, lm_parts, sharded, speed_up
 
-    if not config.padding_free:
-        return ["TRL's padded batches (--no-padding-free)"]
+    if not config.fast_path:
+        return ["TRL's padded batches (--no-fast-path, formerly --no-padding-free)"]
     if sharded():
         return ["TRL's padded batches (sharded run)"]
     model = trainer.accelerator.unwrap_model(trainer.model)

@@ -105,7 +105,9 @@ def test_report_shows_reliability_and_warns_across_judges(
     iv = j1["intervals"]["relative_a_to_b"]
     assert f"{j1['overall']['relative_a_to_b']:.1f} [{iv['low']:.1f}, {iv['high']:.1f}]" in page
     lc = j1["length"]["length_controlled"]
-    assert "length-controlled win rate" in page and f"{lc['lc_win_rate']:.1f}%" in page
+    assert "length-adjusted win rate (no difficulty term)" in page and "leaves out" in page
+    assert f"{lc['lc_win_rate']:.1f}%" in page and "AlpacaEval 2 style" not in page
+    assert "replies read by the prompt's exact rule" in page
     assert (
         f"{100 * j1['position']['flip_rate']:.1f}% ({j1['position']['n_flipped']} of 12 pairs)"
         in page

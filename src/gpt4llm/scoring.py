@@ -101,6 +101,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = [
+    "EXACT_READINGS",
     "FORMATS",
     "ParsedScores",
     "ParsedVerdict",
@@ -115,6 +116,7 @@ __all__ = [
     "read_expected",
     "read_scores",
     "read_verdict",
+    "reading_is_exact",
     "score_positions",
 ]
 
@@ -161,6 +163,25 @@ class ParsedVerdict:
     how: str = "no-verdict"
     reason: str | None = None
     label: str | None = None
+
+
+# The readings that are the format the prompt asked for, read by the reference tool's rule
+# (FastChat's brackets, Arena-Hard's, the first line, the tuple, one label per answer); any
+# other reading of a reply is a fallback, counted apart in eval judge's summary.
+EXACT_READINGS = {
+    "verdict": ("brackets", "arena"),
+    "rating": ("brackets",),
+    "pair_brackets": ("brackets",),
+    "first_line": ("first_line",),
+    "tuple_end": ("tuple",),
+    "labelled": ("labelled",),
+    "auto": ("brackets", "arena", "first_line", "tuple", "labelled"),
+}
+
+
+def reading_is_exact(format: str, how: str | None) -> bool:
+    """Was a reply read in the very form its prompt's `format` asks for (not a fallback)?"""
+    return how in EXACT_READINGS.get(format, ())
 
 
 def from_verdict(source: str | None, use_expected: bool = False) -> bool:

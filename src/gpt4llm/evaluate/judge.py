@@ -51,8 +51,12 @@ Reliability (summary.json, the console table and `gpt4llm report`)
     resampling questions (both turns of a question together); `--bootstrap N`, `--seed S`;
   * position consistency: the share of pairs whose verdict flips when the order is swapped,
     and how often the first-shown answer wins;
-  * length bias: how often the longer answer wins, and AlpacaEval 2's length-controlled win
-    rate (`judge_stats.length_controlled_win_rate`), next to the raw win rate of the same rows;
+  * length bias: how often the longer answer wins, and a length-adjusted win rate (no
+    difficulty term: `judge_stats.length_controlled_win_rate`, AlpacaEval 2's GLM in its
+    minimal form, named so) next to the raw win rate of the same rows; AlpacaEval's own LC,
+    with its difficulty term, is `gpt4llm.evaluate.alpaca_eval`;
+  * how each number was read (`reading`): every prompt's output format, and how many replies
+    were read by that format's exact rule, by a fallback, from probabilities or a probe;
   * `--samples K` (needs --temperature > 0): each judgment is sampled K times with distinct
     seeds; scores and verdicts are the median over the samples, and the overall numbers of
     each sample are reported with their median and spread.
@@ -117,7 +121,7 @@ from gpt4llm.evaluate.fastchat_io import (
 from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.outputs import max_failed_fraction_field
 from gpt4llm.records import read_json_records, write_json, write_jsonl
-from gpt4llm.scoring import declared_format, detect_format
+from gpt4llm.scoring import declared_format, detect_format, reading_is_exact
 
 STAGE = "eval judge"
 
@@ -685,30 +689,47 @@ def single_table(per_question: list[dict], n_boot: int, seed: int) -> dict[str, 
 
 def _read(
     config: Config, p: Prompt, completion, n: int, sent: str
-) -> tuple[list[float] | None, str | None, str, str | None]:
-    """(scores in presentation order, verdict in presentation terms, method, why unreadable) of
-    one reply, read by `gpt4llm.scoring` in the prompt's format; `sent` is the text the judge
-    was sent (what the reply merely copies from it is never a verdict)."""
+) -> tuple[list[float] | None, str | None, str, str | None, str | None]:
+    """(scores in presentation order, verdict in presentation terms, method, why unreadable,
+    which reading) of one reply, read by `gpt4llm.scoring` in the prompt's format; `sent` is
+    the text the judge was sent (what the reply merely copies from it is never a verdict)."""
     from gpt4llm.scoring import read_expected, read_scores, read_verdict
 
     lo, hi = config.score_min, config.score_max
     if completion is None:
-        return None, None, "failed", None
+        return None, None, "failed", None, None
     if p.format == "verdict":
         v = read_verdict(completion.text, prompt=sent)
-        return None, v.value, ("verdict" if v.value is not None else "unparseable"), v.reason
+        method = "verdict" if v.value is not None else "unparseable"
+        return None, v.value, method, v.reason, v.how if v.value is not None else None
     if config.scoring == "expected" and completion.top_logprobs:
         got = read_expected(
             completion.top_logprobs, n, lo, hi, text=completion.text, format=p.format, prompt=sent
         )
         if got.ok:
-            return got.values, None, "expected", None
+            return got.values, None, "expected", None, got.how
     got = read_scores(completion.text, n, lo, hi, format=p.format, prompt=sent)
-    return (
-        (got.values, None, "parsed", None)
-        if got.ok
-        else (None, None, "unparseable", got.reason or got.how)
-    )
+    if got.ok:
+        return got.values, None, "parsed", None, got.how
+    return None, None, "unparseable", got.reason or got.how, None
+
+
+def reading_summary(judgments: list[dict], formats: dict[str, str]) -> dict[str, Any]:
+    """How the numbers were read: the output format of each prompt, and how many replies were
+    read by the exact rule of that format (the reference tool's), by a fallback reading, from
+    probabilities or a probe, or not at all -- so a number resting on fallbacks shows it."""
+    counts = {"exact": 0, "fallback": 0, "unreadable": 0, "failed": 0}
+    by_reading: dict[str, int] = {}
+    for j in judgments:
+        how = j.get("read")
+        if j["method"] == "failed":
+            counts["failed"] += 1
+        elif how is None:
+            counts["unreadable"] += 1
+        else:
+            counts["exact" if j.get("read_exact") else "fallback"] += 1
+            by_reading[how] = by_reading.get(how, 0) + 1
+    return {"formats": dict(sorted(formats.items())), **counts, "by_reading": by_reading}
 
 
 def _probe_missing(
@@ -922,15 +943,17 @@ def run(config: Config) -> dict:
 
     judgments = []
     for i, (j, res) in enumerate(zip(jobs, results)):
-        got, verdict, method, why = read[i]
+        got, verdict, method, why, how = read[i]
         if i in probed:
-            got, method, why = probed[i], "expected-probe", None
+            got, method, why, how = probed[i], "expected-probe", None, "probe"
         base = {"id": j.q["id"], "turn": j.turn}
         tail = {
             "sample": j.sample,
             "raw": res.completion.text if res.completion else None,
             "category": j.q["category"],
             "method": method,
+            "read": how,
+            "read_exact": reading_is_exact(j.prompt.format, how),
             "prompt": j.prompt.name,
             "reference": j.reference,
             "judge": config.judge.model,
@@ -1007,6 +1030,7 @@ def run(config: Config) -> dict:
             "level": 0.95,
             "resampled": "questions",
         },
+        "reading": reading_summary(judgments, {p.name: p.format for p in prompts.used.values()}),
     }
     if config.mode == "pair":
         per_question, body = _summarise_pair(config, questions, judgments, names)
@@ -1342,6 +1366,16 @@ def _from_judgments(config: Config, t0: float) -> dict:
             "level": 0.95,
             "resampled": "questions",
         },
+        # the verdicts and scores are FastChat's own, as its file records them
+        "reading": {
+            "formats": {},
+            "source": "FastChat's recorded verdicts (g1_winner/g2_winner, score)",
+            "exact": sum(1 for j in judgments if j["method"] != "unparseable"),
+            "fallback": 0,
+            "unreadable": sum(1 for j in judgments if j["method"] == "unparseable"),
+            "failed": 0,
+            "by_reading": {},
+        },
     }
     cfg = config.model_copy(update={"samples": 1})
     if kind == "pair":
@@ -1560,7 +1594,7 @@ def print_table(summary: dict) -> None:
             console.print(
                 f"length: the longer answer wins {_pct(_x100(ln['longer_win_rate']))} of "
                 f"{ln['n_decisive']} decisive judgments; win rate {_pct(lc.get('win_rate'))} raw, "
-                f"{_pct(lc.get('lc_win_rate'))}{_ci(lc)} length-controlled"
+                f"{_pct(lc.get('lc_win_rate'))}{_ci(lc)} {lc.get('name', 'length-adjusted')}"
             )
         s = summary.get("sampling")
         if s:

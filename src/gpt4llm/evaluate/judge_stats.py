@@ -9,7 +9,9 @@ and a length-controlled win rate.
   when the order is swapped; over every judgment, how often the first-shown answer wins.
 * `length_bias(rows)`: over decisive judgments of answers of different length, how often the
   longer answer wins (0.5 = no bias).
-* `length_controlled_win_rate(pref, len_a, len_b)`: AlpacaEval 2's idea. A logistic model of the
+* `length_controlled_win_rate(pref, len_a, len_b)`: AlpacaEval 2's idea in its minimal form,
+  named "length-adjusted win rate (no difficulty term)" in every summary and report, never
+  "AlpacaEval LC" (that one is `evaluate.alpaca_eval.length_controlled`). A logistic model of the
   judge's preference for A, `logit P(A wins) = theta + phi * tanh(delta / sd(delta))
   [+ gamma * difficulty]` with delta = len(A) - len(B) in characters, fitted to the preference
   (1 = A wins, 0.5 = tie, 0 = B wins; fractional targets, as AlpacaEval does). The
@@ -193,6 +195,16 @@ def _logistic(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -z))
 
 
+# What this fit is, next to AlpacaEval's length_controlled_v1 (evaluate/alpaca_eval.py): the
+# name a summary and report give it, and what it leaves out.
+LENGTH_ADJUSTED_NAME = "length-adjusted win rate (no difficulty term)"
+LEAVES_OUT = (
+    "no per-instruction difficulty term; no regularisation toward AlpacaEval's gamed (verbose "
+    "and concise) baselines; an L2-penalised fit instead of AlpacaEval's L1 liblinear with "
+    "5-fold CV -- not AlpacaEval 2's LC, which needs its difficulty table and gamed baselines"
+)
+
+
 def length_controlled_win_rate(
     preference: Sequence[float],
     len_a: Sequence[float],
@@ -232,6 +244,8 @@ def length_controlled_win_rate(
         raise ValueError("length-controlled win rate: lengths must be finite numbers")
     n = pref.size
     out: dict[str, Any] = {
+        "name": LENGTH_ADJUSTED_NAME if difficulty is None else "length-adjusted win rate",
+        "leaves_out": LEAVES_OUT if difficulty is None else LEAVES_OUT.split("; ", 1)[1],
         "n": n,
         "win_rate": None,
         "lc_win_rate": None,

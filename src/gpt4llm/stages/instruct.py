@@ -59,7 +59,7 @@ import string
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -462,21 +462,45 @@ class _Display:
 
 # -------------------------------------------------------------------------------- run
 def run(config: Config) -> dict:
-    from gpt4llm.llm import complete_all
-    from gpt4llm.llm.base import Request, SamplingParams
-    from gpt4llm.llm.summary import cost_known, usage_totals
-    from gpt4llm.outputs import (
-        StageFailed,
-        StageRun,
-        check_outputs,
-        record_failed_run,
-        request_caches,
-    )
-    from gpt4llm.prompts import chat_messages, cut_at_stops, fill
-    from gpt4llm.records import write_jsonl, write_records
+    """load → rounds (plan → call → read → keep) → assemble → finish (each a function below)."""
+    t0 = time.time()
+    task = load(config)
+    progress = call_rounds(config, task)
+    summary = assemble(config, task, progress)
+    return finish(config, task, progress, summary, t0)
+
+
+@dataclass
+class Task:
+    """What every round reads: the resolved settings, the seeds, the prompt and the pool."""
+
+    s: Settings
+    rejected_file: Path
+    seeds: list[dict]
+    template: str
+    blacklist: re.Pattern | None
+    prefix: str
+    pool: Any  # text.novelty.NoveltyPool, grown as tasks are kept
+
+
+@dataclass
+class Progress:
+    """What the rounds have produced so far."""
+
+    kept: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    reasons: Counter = field(default_factory=Counter)
+    failed: list[dict] = field(default_factory=list)
+    results: list = field(default_factory=list)
+    unused: int = 0
+    requests: int = 0
+
+
+def load(config: Config) -> Task:
+    """Refuse bad paths before any call; read the seeds and the prompt; start the pool."""
+    from gpt4llm.outputs import check_outputs, request_caches
     from gpt4llm.text.novelty import NoveltyPool
 
-    t0 = time.time()
     s = resolve(config)
     rejected_file = rejected_path(config.output)
     check_outputs(
@@ -491,127 +515,175 @@ def run(config: Config) -> dict:
             f"{config.seeds}: {len(seeds)} seed tasks, fewer than the {s.num_prompt} examples "
             "a request shows (lower --num-prompt-instructions)"
         )
-    blacklist = _word_re(config.blacklist)
-    prefix = config.id_prefix or config.output.stem
-    pool = NoveltyPool([t["instruction"] for t in seeds], threshold=config.threshold)
+    return Task(
+        s=s,
+        rejected_file=rejected_file,
+        seeds=seeds,
+        template=template,
+        blacklist=_word_re(config.blacklist),
+        prefix=config.id_prefix or config.output.stem,
+        pool=NoveltyPool([t["instruction"] for t in seeds], threshold=config.threshold),
+    )
 
-    kept: list[dict] = []
-    rejected: list[dict] = []
-    reasons: Counter = Counter()
-    failed: list[dict] = []
-    all_results: list = []
-    unused = 0
-    k = 0
+
+def call_rounds(config: Config, task: Task) -> Progress:
+    """Round after round until enough tasks are kept, the requests run out or a round all fails."""
+    from gpt4llm.llm import complete_all
+
+    s, p = task.s, Progress()
     display = _Display(config.num_instructions)
     try:
-        while len(kept) < config.num_instructions and k < s.max_requests:
-            size = min(config.request_batch_size, s.max_requests - k)
-            machine = list(kept)  # every request of a round sees the pool as the round starts
-            requests = []
-            for j in range(k, k + size):
-                examples = draw_examples(seeds, machine, j, config.seed, s)
-                user = fill(template, tasks=encode_examples(config.format, examples))
-                params = SamplingParams(
-                    max_tokens=s.max_tokens,
-                    temperature=s.temperature,
-                    top_p=s.top_p,
-                    stop=s.stop,
-                    seed=config.seed,
-                    sample_index=j,
-                )
-                requests.append(
-                    Request(key=f"request-{j:06d}", messages=chat_messages("", user), params=params)
-                )
+        while len(p.kept) < config.num_instructions and p.requests < s.max_requests:
+            requests = plan_round(config, task, p)
             results = complete_all(config.teacher, requests, description="instruct", progress=False)
-            all_results.extend(results)
-            k += size
-            candidates: list[tuple[str, Candidate]] = []
-            for req, res in zip(requests, results):
-                if not res.ok:
-                    failed.append({"id": req.key, "error": res.error or "failed"})
-                    continue
-                text = cut_at_stops(res.completion.text, s.stop)
-                truncated = res.completion.finish_reason == "length"
-                if config.format == "alpaca":
-                    parsed = parse_alpaca(text, s.num_prompt, truncated)
-                else:
-                    parsed = parse_self_instruct(text, truncated)
-                for c in parsed:
-                    if c.reason is None:
-                        rule_check(c, config.format, config, blacklist)
-                    candidates.append((req.key, c))
-            fresh = [(key, c) for key, c in candidates if c.reason is None]
-            for key, c in candidates:
-                if c.reason is not None:
-                    reasons[c.reason] += 1
-                    rejected.append(_rejected(key, c))
-            verdicts = pool.check([c.instruction for _, c in fresh])
-            for (key, c), v in zip(fresh, verdicts):
-                if len(kept) >= config.num_instructions:
-                    unused += 1  # kept by the filter after the target was reached: not needed
-                    continue
-                if not v.keep:
-                    c.reason = "similar"
-                    top_text, top_score = v.most_similar[0]
-                    c.detail = f"ROUGE-L {top_score:.3f} with: {top_text}"
-                    reasons["similar"] += 1
-                    rejected.append({**_rejected(key, c), "rouge_l": round(v.max_score, 6)})
-                    continue
-                kept.append(
-                    {
-                        "instruction": c.instruction,
-                        "input": c.input,
-                        "output": c.output,
-                        "id": f"{prefix}-{len(kept) + 1:06d}",
-                        "most_similar": {t: round(sc, 6) for t, sc in v.most_similar},
-                        "avg_similarity_score": round(v.avg_score, 6),
-                        "request": key,
-                    }
-                )
-            display.update(len(kept), k, reasons, len(failed))
+            p.results.extend(results)
+            p.requests += len(requests)
+            candidates = read_round(config, task, requests, results, p.failed)
+            keep_novel(config, task, candidates, p)
+            display.update(len(p.kept), p.requests, p.reasons, len(p.failed))
             if all(not r.ok for r in results):
                 break  # the endpoint is down or refuses: more rounds would fail the same way
-        display.update(len(kept), k, reasons, len(failed), final=True)
+        display.update(len(p.kept), p.requests, p.reasons, len(p.failed), final=True)
     finally:
         display.close()
+    return p
 
-    totals = usage_totals(all_results)
-    summary: dict[str, Any] = {
+
+def plan_round(config: Config, task: Task, p: Progress) -> list:
+    """The next round's requests; request j's examples depend only on the seed, j and the pool."""
+    from gpt4llm.llm.base import Request, SamplingParams
+    from gpt4llm.prompts import chat_messages, fill
+
+    s, k = task.s, p.requests
+    size = min(config.request_batch_size, s.max_requests - k)
+    machine = list(p.kept)  # every request of a round sees the pool as the round starts
+    requests = []
+    for j in range(k, k + size):
+        examples = draw_examples(task.seeds, machine, j, config.seed, s)
+        user = fill(task.template, tasks=encode_examples(config.format, examples))
+        params = SamplingParams(
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            stop=s.stop,
+            seed=config.seed,
+            sample_index=j,
+        )
+        requests.append(
+            Request(key=f"request-{j:06d}", messages=chat_messages("", user), params=params)
+        )
+    return requests
+
+
+def read_round(
+    config: Config, task: Task, requests: list, results: list, failed: list[dict]
+) -> list[tuple[str, Candidate]]:
+    """Parse each reply into candidate tasks and apply the rules; failed requests go to `failed`."""
+    from gpt4llm.prompts import cut_at_stops
+
+    candidates: list[tuple[str, Candidate]] = []
+    for req, res in zip(requests, results, strict=True):
+        if not res.ok:
+            failed.append({"id": req.key, "error": res.error or "failed"})
+            continue
+        text = cut_at_stops(res.completion.text, task.s.stop)
+        truncated = res.completion.finish_reason == "length"
+        if config.format == "alpaca":
+            parsed = parse_alpaca(text, task.s.num_prompt, truncated)
+        else:
+            parsed = parse_self_instruct(text, truncated)
+        for c in parsed:
+            if c.reason is None:
+                rule_check(c, config.format, config, task.blacklist)
+            candidates.append((req.key, c))
+    return candidates
+
+
+def keep_novel(
+    config: Config, task: Task, candidates: list[tuple[str, Candidate]], p: Progress
+) -> None:
+    """Count the rejected; keep the novel ones (ROUGE-L against the pool) up to the target."""
+    fresh = [(key, c) for key, c in candidates if c.reason is None]
+    for key, c in candidates:
+        if c.reason is not None:
+            p.reasons[c.reason] += 1
+            p.rejected.append(_rejected(key, c))
+    verdicts = task.pool.check([c.instruction for _, c in fresh])
+    for (key, c), v in zip(fresh, verdicts, strict=True):
+        if len(p.kept) >= config.num_instructions:
+            p.unused += 1  # kept by the filter after the target was reached: not needed
+            continue
+        if not v.keep:
+            c.reason = "similar"
+            top_text, top_score = v.most_similar[0]
+            c.detail = f"ROUGE-L {top_score:.3f} with: {top_text}"
+            p.reasons["similar"] += 1
+            p.rejected.append({**_rejected(key, c), "rouge_l": round(v.max_score, 6)})
+            continue
+        p.kept.append(
+            {
+                "instruction": c.instruction,
+                "input": c.input,
+                "output": c.output,
+                "id": f"{task.prefix}-{len(p.kept) + 1:06d}",
+                "most_similar": {t: round(sc, 6) for t, sc in v.most_similar},
+                "avg_similarity_score": round(v.avg_score, 6),
+                "request": key,
+            }
+        )
+
+
+def assemble(config: Config, task: Task, p: Progress) -> dict[str, Any]:
+    """The summary: counts by reason, tokens, cost."""
+    from gpt4llm.llm.summary import cost_known, usage_totals
+
+    totals = usage_totals(p.results)
+    return {
         "format": config.format,
-        "seed_tasks": len(seeds),
-        "requests": k,
-        "candidates": len(rejected) + len(kept) + unused,
-        "kept": len(kept),
+        "seed_tasks": len(task.seeds),
+        "requests": p.requests,
+        "candidates": len(p.rejected) + len(p.kept) + p.unused,
+        "kept": len(p.kept),
         "wanted": config.num_instructions,
-        "rejected": len(rejected),
-        "rejected_by_reason": {r: reasons[r] for r in REASONS if reasons[r]},
-        "unused": unused,
+        "rejected": len(p.rejected),
+        "rejected_by_reason": {r: p.reasons[r] for r in REASONS if p.reasons[r]},
+        "unused": p.unused,
         **{key: totals[key] for key in ("cached", "retries", "timeouts")},
         "prompt_tokens": totals["prompt_tokens"],
         "completion_tokens": totals["completion_tokens"],
         "cost_usd": totals["cost_usd"],
         "cost_known": cost_known(config.teacher),
         "output": str(config.output),
-        "rejected_file": str(rejected_file),
+        "rejected_file": str(task.rejected_file),
     }
-    if not kept and len(failed) < k:  # the teacher answered, but nothing it wrote was usable
-        write_jsonl(rejected_file, rejected)
+
+
+def finish(config: Config, task: Task, p: Progress, summary: dict[str, Any], t0: float) -> dict:
+    """Fail when the teacher answered but nothing was usable; else write outputs and manifest."""
+    from rich.console import Console
+
+    from gpt4llm.outputs import StageFailed, StageRun, record_failed_run
+    from gpt4llm.records import write_jsonl, write_records
+
+    k, failed = p.requests, p.failed
+    if not p.kept and len(failed) < k:  # the teacher answered, but nothing it wrote was usable
+        write_jsonl(task.rejected_file, p.rejected)
         summary.update(failed=len(failed), status="failed")
         message = (
             f"instruct: none of {summary['candidates']} tasks from {k} requests was kept "
-            f"({_Display.line(0, k, reasons, len(failed))}); see {rejected_file}"
+            f"({_Display.line(0, k, p.reasons, len(failed))}); see {task.rejected_file}"
         )
         record_failed_run(config.output, "instruct", config, summary, message)
         raise StageFailed(message)
-    if len(kept) < config.num_instructions:
-        display.console.print(
-            f"[yellow]instruct: kept {len(kept)} of the {config.num_instructions} wanted "
-            f"after {k} requests (--max-requests {s.max_requests})[/]"
+    if len(p.kept) < config.num_instructions:
+        Console(stderr=True).print(
+            f"[yellow]instruct: kept {len(p.kept)} of the {config.num_instructions} wanted "
+            f"after {k} requests (--max-requests {task.s.max_requests})[/]"
         )
 
     def write() -> None:
-        write_jsonl(rejected_file, rejected)
-        write_records(config.output, kept)
+        write_jsonl(task.rejected_file, p.rejected)
+        write_records(config.output, p.kept)
 
     return StageRun("instruct", config, config.output, [config.seeds, config.prompt], t0).finish(
         summary, k, failed, write, what="requests"

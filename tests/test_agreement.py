@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 
 from gpt4llm.errors import DataError, UserError
-from gpt4llm.evaluate.agreement import (
-    Config,
-    cohen_kappa,
-    compare,
-    load_votes,
-    make_vote,
-    run,
-    summarize,
-)
+from gpt4llm.evaluate.agreement import Config, run
+from gpt4llm.evaluate.agreement_stats import cohen_kappa, compare, summarize
+from gpt4llm.evaluate.agreement_votes import load_votes, make_vote
 
 
 def write_array(path: Path, rows: list[dict]) -> Path:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,7 +133,6 @@ def _texts(path: Path, lineno: int, obj: dict, key: str) -> list[str]:
 def load_items(path: Path) -> list[Item]:
     """Every record of the file as an Item (the shapes of the module docstring), validated."""
     from gpt4llm.records import read_json_records
-    from gpt4llm.reward_model import user_input_of
 
     items: list[Item] = []
     seen: dict[str, int] = {}
@@ -154,46 +153,45 @@ def load_items(path: Path) -> list[Item]:
                 path, f"duplicate id {rid!r} (first on line {seen[rid]})", line=lineno, field="id"
             )
         seen[rid] = lineno
-        if "responses" in obj:
-            prompt = obj.get("user_input")
-            if prompt is None:
-                prompt = user_input_of(
-                    _str_field(path, lineno, obj, "instruction"),
-                    _str_field(path, lineno, obj, "input", False),
-                )
-            elif not isinstance(prompt, str):
-                raise DataError(
-                    path,
-                    f"expected a string, got {type(prompt).__name__}",
-                    line=lineno,
-                    field="user_input",
-                )
-            items.append(
-                Item(rid, "comparison", prompt, _texts(path, lineno, obj, "responses"), obj)
-            )
-        elif "completion_a" in obj:
-            prompt = _str_field(path, lineno, obj, "user_input")
-            texts = [
-                _str_field(path, lineno, obj, "completion_a"),
-                _str_field(path, lineno, obj, "completion_b"),
-            ]
-            items.append(Item(rid, "pair", prompt, texts, obj))
-        else:
-            instruction = _str_field(path, lineno, obj, "instruction")
-            if not instruction.strip():
-                raise DataError(path, "is empty", line=lineno, field="instruction")
-            prompt = user_input_of(instruction, _str_field(path, lineno, obj, "input", False))
-            if "candidates" in obj:
-                items.append(
-                    Item(rid, "candidates", prompt, _texts(path, lineno, obj, "candidates"), obj)
-                )
-            else:
-                items.append(
-                    Item(rid, "response", prompt, [_str_field(path, lineno, obj, "output")], obj)
-                )
+        items.append(_item(path, lineno, rid, obj))
     if not items:
         raise DataError(path, "no records")
     return items
+
+
+def _item(path: Path, lineno: int, rid: str, obj: dict) -> Item:
+    """One record as an Item, by its shape: comparison, published pair, candidates, response."""
+    from gpt4llm.reward_model import user_input_of
+
+    if "responses" in obj:
+        prompt = obj.get("user_input")
+        if prompt is None:
+            prompt = user_input_of(
+                _str_field(path, lineno, obj, "instruction"),
+                _str_field(path, lineno, obj, "input", False),
+            )
+        elif not isinstance(prompt, str):
+            raise DataError(
+                path,
+                f"expected a string, got {type(prompt).__name__}",
+                line=lineno,
+                field="user_input",
+            )
+        return Item(rid, "comparison", prompt, _texts(path, lineno, obj, "responses"), obj)
+    if "completion_a" in obj:
+        prompt = _str_field(path, lineno, obj, "user_input")
+        texts = [
+            _str_field(path, lineno, obj, "completion_a"),
+            _str_field(path, lineno, obj, "completion_b"),
+        ]
+        return Item(rid, "pair", prompt, texts, obj)
+    instruction = _str_field(path, lineno, obj, "instruction")
+    if not instruction.strip():
+        raise DataError(path, "is empty", line=lineno, field="instruction")
+    prompt = user_input_of(instruction, _str_field(path, lineno, obj, "input", False))
+    if "candidates" in obj:
+        return Item(rid, "candidates", prompt, _texts(path, lineno, obj, "candidates"), obj)
+    return Item(rid, "response", prompt, [_str_field(path, lineno, obj, "output")], obj)
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -228,7 +226,7 @@ def score_texts(
 
     encoded = [
         encode(scorer.tokenizer, scorer.meta, p, t, scorer.max_length)
-        for p, t in zip(prompts, texts)
+        for p, t in zip(prompts, texts, strict=True)
     ]
     truncated = sum(1 for _, cut in encoded if cut)
     if not packing:
@@ -254,7 +252,7 @@ def score_texts(
     with torch.inference_mode(), ctx:
         for g in groups:
             packed = pack_sequences([seqs[i] for i in g], scorer.tokenizer.pad_token_id)
-            for i, v in zip(g, packed_rewards(scorer.model, packed).float().tolist()):
+            for i, v in zip(g, packed_rewards(scorer.model, packed).float().tolist(), strict=True):
                 out[i] = float(v)
     return out, truncated
 
@@ -272,11 +270,11 @@ def scored_record(item: Item, rewards: list[float] | None) -> dict:
         rec["reward_a"], rec["reward_b"] = rewards
     else:
         key = "responses" if item.kind == "comparison" else "candidates"
-        rec[key] = [{**e, "reward": r} for e, r in zip(rec[key], rewards)]
+        rec[key] = [{**e, "reward": r} for e, r in zip(rec[key], rewards, strict=True)]
         if item.kind == "candidates":  # the answer respond kept, if it is one of them
             match = [
                 r
-                for e, r in zip(rec[key], rewards)
+                for e, r in zip(rec[key], rewards, strict=True)
                 if e["text"].strip() == (rec.get("output") or "").strip()
             ]
             rec["reward"] = match[0] if match else None
@@ -307,7 +305,7 @@ def best_record(
         if item.kind == "candidates":
             out["candidates"] = [
                 {**e, "reward": r}
-                for e, r in zip(rec["candidates"], rewards or [None] * len(values))
+                for e, r in zip(rec["candidates"], rewards or [None] * len(values), strict=True)
             ]
             out["selected"] = best
     else:
@@ -353,14 +351,28 @@ def _quantiles(values: list[float]) -> dict:
 
 # --------------------------------------------------------------------------------- run
 def run(config: Config) -> dict:
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from gpt4llm.outputs import StageRun, check_outputs, journal_path
-    from gpt4llm.records import Journal, iter_batches, write_records
-
+    """load → score (journal, then the model) → select → assemble → finish (each a function)."""
     t0 = time.time()
-    console = Console(stderr=True)
+    items = load(config)
+    rewards, truncated, resumed = score_items(config, items)
+    out, selection = select(config, items, rewards)
+    summary = assemble(config, items, rewards, truncated, resumed, out, selection)
+    return finish(config, items, out, summary, t0)
+
+
+@dataclass
+class Selection:
+    """What `--select best` left out, and the values of what it kept."""
+
+    values: list[float] = field(default_factory=list)
+    unscored: int = 0
+    below: int = 0
+
+
+def load(config: Config) -> list[Item]:
+    """Refuse bad paths and a missing model before anything is read; read and check the items."""
+    from gpt4llm.outputs import check_outputs
+
     check_outputs(inputs=[config.input, config.reward_model], files=[config.output])
     if config.reward_model is not None and not Path(config.reward_model).expanduser().is_dir():
         raise UserError(f"{config.reward_model}: reward model directory not found")
@@ -372,60 +384,87 @@ def run(config: Config) -> dict:
                 config.input,
                 f"record {odd.id!r} has no rater scores: --select-by score needs compare output",
             )
+    return items
+
+
+def score_items(config: Config, items: list[Item]) -> tuple[dict[str, list[float]], int, int]:
+    """({id: rewards}, answers cut at max_length, records resumed from the journal); nothing
+    without a reward model."""
+    from gpt4llm.outputs import journal_path
+    from gpt4llm.records import Journal
 
     rewards: dict[str, list[float]] = {}
     truncated = resumed = 0
-    if config.reward_model is not None:
-        identity = model_identity(config.reward_model, config.max_length)
-        journal = Journal(journal_path(config.output))
-        try:
-            for it in items:
-                entry = journal.done.get(it.id)
-                if (
-                    entry
-                    and entry.get("by") == identity
-                    and len(entry.get("rewards", [])) == len(it.texts)
-                ):
-                    rewards[it.id] = entry["rewards"]
-                    truncated += entry.get("truncated", 0)
-            resumed = len(rewards)
-            todo = [it for it in items if it.id not in rewards]
-            if todo:
-                from gpt4llm.reward_model import RewardScorer
+    if config.reward_model is None:
+        return rewards, truncated, resumed
+    identity = model_identity(config.reward_model, config.max_length)
+    journal = Journal(journal_path(config.output))
+    try:
+        for it in items:
+            entry = journal.done.get(it.id)
+            if (
+                entry
+                and entry.get("by") == identity
+                and len(entry.get("rewards", [])) == len(it.texts)
+            ):
+                rewards[it.id] = entry["rewards"]
+                truncated += entry.get("truncated", 0)
+        resumed = len(rewards)
+        todo = [it for it in items if it.id not in rewards]
+        if todo:
+            truncated += score_todo(config, todo, identity, journal, rewards)
+    finally:
+        journal.close()
+    return rewards, truncated, resumed
 
-                scorer = RewardScorer.load(
-                    config.reward_model, batch_size=config.batch_size, max_length=config.max_length
+
+def score_todo(
+    config: Config, todo: list[Item], identity: str, journal: Any, rewards: dict[str, list[float]]
+) -> int:
+    """Score the items the journal lacks, chunk by chunk into `rewards` and the journal; returns
+    how many answers were cut at max_length."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from gpt4llm.records import iter_batches
+    from gpt4llm.reward_model import RewardScorer
+
+    truncated = 0
+    scorer = RewardScorer.load(
+        config.reward_model, batch_size=config.batch_size, max_length=config.max_length
+    )
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("score", total=sum(len(it.texts) for it in todo))
+        for chunk in iter_batches(todo, config.journal_every):
+            prompts = [it.prompt for it in chunk for _ in it.texts]
+            texts = [t for it in chunk for t in it.texts]
+            flat, cut = score_texts(scorer, prompts, texts, config.batch_tokens, config.packing)
+            truncated += cut
+            k = 0
+            for it in chunk:
+                r = [round(x, 6) for x in flat[k : k + len(it.texts)]]
+                k += len(it.texts)
+                rewards[it.id] = r
+                # truncation is counted once per chunk, on its first record
+                journal.add(
+                    {
+                        "id": it.id,
+                        "by": identity,
+                        "rewards": r,
+                        "truncated": cut if it is chunk[0] else 0,
+                    }
                 )
-                with Progress(console=console, transient=True) as progress:
-                    task = progress.add_task("score", total=sum(len(it.texts) for it in todo))
-                    for chunk in iter_batches(todo, config.journal_every):
-                        prompts = [it.prompt for it in chunk for _ in it.texts]
-                        texts = [t for it in chunk for t in it.texts]
-                        flat, cut = score_texts(
-                            scorer, prompts, texts, config.batch_tokens, config.packing
-                        )
-                        truncated += cut
-                        k = 0
-                        for it in chunk:
-                            r = [round(x, 6) for x in flat[k : k + len(it.texts)]]
-                            k += len(it.texts)
-                            rewards[it.id] = r
-                            # truncation is counted once per chunk, on its first record
-                            journal.add(
-                                {
-                                    "id": it.id,
-                                    "by": identity,
-                                    "rewards": r,
-                                    "truncated": cut if it is chunk[0] else 0,
-                                }
-                            )
-                        progress.advance(task, len(texts))
-        finally:
-            journal.close()
+            progress.advance(task, len(texts))
+    return truncated
 
+
+def select(
+    config: Config, items: list[Item], rewards: dict[str, list[float]]
+) -> tuple[list[dict], Selection]:
+    """The records to write: every one with its rewards, or each item's best answer (refused
+    when none is left)."""
     out: list[dict] = []
-    selected_values: list[float] = []
-    unscored = below = 0
+    sel = Selection()
     for it in items:
         r = rewards.get(it.id)
         if config.select == "all":
@@ -433,14 +472,32 @@ def run(config: Config) -> dict:
             continue
         rec, value = best_record(it, r, config.select_by)
         if rec is None:
-            unscored += 1
+            sel.unscored += 1
             continue
         if config.min_reward is not None and value < config.min_reward:
-            below += 1
+            sel.below += 1
             continue
         out.append(rec)
-        selected_values.append(float(value))
+        sel.values.append(float(value))
+    if not out:
+        raise UserError(
+            f"{config.input}: nothing to write (every item was left out: "
+            f"{sel.unscored} without a score, "
+            f"{sel.below} below --min-reward)"
+        )
+    return out, sel
 
+
+def assemble(
+    config: Config,
+    items: list[Item],
+    rewards: dict[str, list[float]],
+    truncated: int,
+    resumed: int,
+    out: list[dict],
+    sel: Selection,
+) -> dict[str, Any]:
+    """The summary: counts, the rewards' quantiles and, with --select best, what was left out."""
     every = [x for r in rewards.values() for x in r]
     summary: dict[str, Any] = {
         "records": len(items),
@@ -455,29 +512,37 @@ def run(config: Config) -> dict:
         summary.update(
             select_by=config.select_by,
             written=len(out),
-            unscored=unscored,
-            below_min_reward=below,
-            selected_mean=(
-                round(sum(selected_values) / len(selected_values), 6) if selected_values else None
-            ),
+            unscored=sel.unscored,
+            below_min_reward=sel.below,
+            selected_mean=(round(sum(sel.values) / len(sel.values), 6) if sel.values else None),
         )
     else:
         summary["written"] = len(out)
     summary.update(reward_model=config.reward_model, output=str(config.output))
+    return summary
+
+
+def finish(
+    config: Config, items: list[Item], out: list[dict], summary: dict[str, Any], t0: float
+) -> dict:
+    """Write the records and the manifest; one line on stderr."""
+    from rich.console import Console
+
+    from gpt4llm.outputs import StageRun, journal_path
+    from gpt4llm.records import write_records
 
     def write() -> None:
         write_records(config.output, out)
         journal_path(config.output).unlink(missing_ok=True)
 
-    if not out:
-        raise UserError(
-            f"{config.input}: nothing to write (every item was left out: "
-            f"{unscored} without a score, "
-            f"{below} below --min-reward)"
-        )
     StageRun("score", config, config.output, [config.input], t0).finish(
         summary, len(items), [], write, print_table=False
     )
+    Console(stderr=True).print(_final_line(config, out, summary))
+    return summary
+
+
+def _final_line(config: Config, out: list[dict], summary: dict[str, Any]) -> str:
     rq = summary["reward"]
     line = f"score: {len(out)} records → {config.output}"
     if rq and rq.get("count"):
@@ -487,7 +552,6 @@ def run(config: Config) -> dict:
         )
     if config.select == "best" and summary.get("selected_mean") is not None:
         line += f"; selected mean {summary['selected_mean']:.3f}"
-    if resumed:
-        line += f"; {resumed} records from a previous run"
-    console.print(line)
-    return summary
+    if summary["resumed"]:
+        line += f"; {summary['resumed']} records from a previous run"
+    return line

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -188,12 +188,53 @@ def check_translation(lang: str, source: str, translation: str) -> str | None:
 
 
 def run(config: Config) -> dict:
+    """load → plan → call → read → per_field (the fallback) → check → assemble → finish."""
     from gpt4llm.llm import complete_all
-    from gpt4llm.llm.summary import teacher_summary
-    from gpt4llm.outputs import StageRun, teacher_instructions
-    from gpt4llm.records import write_records
 
     t0 = time.time()
+    task = load(config)
+    requests = plan(config, task)
+    results: list[Result] = complete_all(
+        config.teacher, requests, description=f"translate ({config.lang})"
+    )
+    got = read(config, task, results)
+    results = results + per_field(config, task, got)
+    check(config, task.records, got)
+    out = assemble(config, task.records, got)
+    return finish(config, task, got, results, out, t0)
+
+
+@dataclass
+class Task:
+    """The records to translate and how each request is written."""
+
+    records: list[dict]
+    language: str
+    system: str
+    record_template: str
+    field_template: str
+    params: SamplingParams
+
+
+@dataclass
+class Translations:
+    """{id: {field: text}}, {id: why it failed}, the (record, field) pairs asked one by one."""
+
+    translated: dict[str, dict[str, str]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    fallback: list[tuple[dict, str]] = field(default_factory=list)
+    fallbacks: int = 0  # records whose whole-record reply fell back to per-field requests
+    not_translations: int = 0
+
+
+def _fields_of(rec: dict) -> list[str]:
+    return [f for f in FIELDS if (rec.get(f) or "").strip()]
+
+
+def load(config: Config) -> Task:
+    """Refuse bad paths; read the records and the prompts (each must have its placeholder)."""
+    from gpt4llm.outputs import teacher_instructions
+
     language = language_name(config.lang)
     records = teacher_instructions(
         config, [config.system_prompt, config.prompt_template, config.field_template]
@@ -208,90 +249,112 @@ def run(config: Config) -> dict:
     params = SamplingParams(
         max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed
     )
+    return Task(records, language, system, rec_tmpl, field_tmpl, params)
 
-    def fields_of(rec: dict) -> list[str]:
-        return [f for f in FIELDS if (rec.get(f) or "").strip()]
 
+def plan(config: Config, task: Task) -> list[Request]:
+    """One request per record, its fields as a JSON object (none in --mode field)."""
     requests = []
-    for rec in records if config.mode == "record" else []:
-        keys = fields_of(rec)
+    for rec in task.records if config.mode == "record" else []:
+        keys = _fields_of(rec)
         src = json.dumps({k: rec[k] for k in keys}, ensure_ascii=False, indent=2)
-        user = fill(rec_tmpl, language=language, keys=", ".join(f'"{k}"' for k in keys), record=src)
-        requests.append(Request(key=rec["id"], messages=chat_messages(system, user), params=params))
-    results: list[Result] = complete_all(
-        config.teacher, requests, description=f"translate ({config.lang})"
-    )
-    all_results = list(results)
-    field_params = replace(params, stop=tuple(config.stop))
+        user = fill(
+            task.record_template,
+            language=task.language,
+            keys=", ".join(f'"{k}"' for k in keys),
+            record=src,
+        )
+        requests.append(
+            Request(key=rec["id"], messages=chat_messages(task.system, user), params=task.params)
+        )
+    return requests
 
-    translated: dict[str, dict[str, str]] = {}
-    failed: dict[str, str] = {}
-    fallback: list[tuple[dict, str]] = []  # (record, field) to translate one by one
+
+def read(config: Config, task: Task, results: list[Result]) -> Translations:
+    """Parse the whole-record replies; a reply that does not parse (or was cut off) falls back
+    to one request per field, as does every field in --mode field."""
+    got = Translations()
     if config.mode == "field":
-        fallback = [(rec, f) for rec in records for f in fields_of(rec)]
-    for rec, res in zip(records, results):
+        got.fallback = [(rec, f) for rec in task.records for f in _fields_of(rec)]
+        return got
+    for rec, res in zip(task.records, results, strict=True):
         if not res.ok:
-            failed[rec["id"]] = res.error or "failed"
+            got.failed[rec["id"]] = res.error or "failed"
             continue
         parsed = (
-            parse_translation(res.completion.text, fields_of(rec))
+            parse_translation(res.completion.text, _fields_of(rec))
             if res.completion.finish_reason != "length"
             else None
         )
         if parsed is None:
-            fallback.extend((rec, f) for f in fields_of(rec))
+            got.fallback.extend((rec, f) for f in _fields_of(rec))
         else:
-            translated[rec["id"]] = parsed
+            got.translated[rec["id"]] = parsed
+    got.fallbacks = len({rec["id"] for rec, _ in got.fallback})
+    return got
 
-    fallbacks = len({rec["id"] for rec, _ in fallback}) if config.mode == "record" else 0
-    if fallback:
-        freqs = [
-            Request(
-                key=f"{rec['id']}:{f}",
-                messages=chat_messages(system, fill(field_tmpl, language=language, text=rec[f])),
-                params=field_params,
-            )
-            for rec, f in fallback
-        ]
-        fres = complete_all(
-            config.teacher, freqs, description=f"translate ({config.lang}, per field)"
+
+def per_field(config: Config, task: Task, got: Translations) -> list[Result]:
+    """Ask the fallback fields one by one; a record with one failed field fails whole."""
+    from gpt4llm.llm import complete_all
+
+    if not got.fallback:
+        return []
+    field_params = replace(task.params, stop=tuple(config.stop))
+    requests = [
+        Request(
+            key=f"{rec['id']}:{f}",
+            messages=chat_messages(
+                task.system, fill(task.field_template, language=task.language, text=rec[f])
+            ),
+            params=field_params,
         )
-        all_results.extend(fres)
-        for (rec, f), res in zip(fallback, fres):
-            rid = rec["id"]
-            if rid in failed:
-                continue
-            text = cut_at_stops(res.completion.text, config.stop) if res.ok else ""
-            if not res.ok:
-                failed[rid] = res.error or "failed"
-            elif res.completion.finish_reason == "length":
-                failed[rid] = f"translation of '{f}' cut off at --max-tokens {config.max_tokens}"
-            elif not text:
-                failed[rid] = f"empty translation of '{f}'"
-            else:
-                translated.setdefault(rid, {})[f] = text
-        for rid in failed:
-            translated.pop(rid, None)
+        for rec, f in got.fallback
+    ]
+    results = complete_all(
+        config.teacher, requests, description=f"translate ({config.lang}, per field)"
+    )
+    for (rec, f), res in zip(got.fallback, results, strict=True):
+        rid = rec["id"]
+        if rid in got.failed:
+            continue
+        text = cut_at_stops(res.completion.text, config.stop) if res.ok else ""
+        if not res.ok:
+            got.failed[rid] = res.error or "failed"
+        elif res.completion.finish_reason == "length":
+            got.failed[rid] = f"translation of '{f}' cut off at --max-tokens {config.max_tokens}"
+        elif not text:
+            got.failed[rid] = f"empty translation of '{f}'"
+        else:
+            got.translated.setdefault(rid, {})[f] = text
+    for rid in got.failed:
+        got.translated.pop(rid, None)
+    return results
 
-    not_translations = 0
+
+def check(config: Config, records: list[dict], got: Translations) -> None:
+    """Refuse instructions that are not translations (`check_translation`)."""
     for rec in records:
-        t = translated.get(rec["id"])
+        t = got.translated.get(rec["id"])
         why = (
             check_translation(config.lang, rec["instruction"], t["instruction"])
             if t and "instruction" in t
             else None
         )
         if why:
-            failed[rec["id"]] = why
-            translated.pop(rec["id"])
-            not_translations += 1
+            got.failed[rec["id"]] = why
+            got.translated.pop(rec["id"])
+            got.not_translations += 1
 
+
+def assemble(config: Config, records: list[dict], got: Translations) -> list[dict]:
+    """The output records, in input order: the translation, the id, `lang` and extra keys."""
     out = []
     for rec in records:
         rid = rec["id"]
-        if rid not in translated:
+        if rid not in got.translated:
             continue
-        t = translated[rid]
+        t = got.translated[rid]
         extra = {
             k: v
             for k, v in rec.items()
@@ -306,15 +369,31 @@ def run(config: Config) -> dict:
                 **extra,
             }
         )
+    return out
 
+
+def finish(
+    config: Config,
+    task: Task,
+    got: Translations,
+    results: list[Result],
+    out: list[dict],
+    t0: float,
+) -> dict:
+    """The summary, the failed records, the output and its manifest."""
+    from gpt4llm.llm.summary import teacher_summary
+    from gpt4llm.outputs import StageRun
+    from gpt4llm.records import write_records
+
+    records, failed = task.records, got.failed
     summary = teacher_summary(
         config.teacher,
-        all_results,
+        results,
         records,
         out,
         failed,
-        not_translations=not_translations,
-        per_field_fallbacks=fallbacks,
+        not_translations=got.not_translations,
+        per_field_fallbacks=got.fallbacks,
     )
     summary.update(lang=config.lang, output=str(config.output))
     return StageRun("translate", config, config.output, [config.input], t0).finish(

@@ -28,6 +28,17 @@ ALPACA_NO_INPUT = "alpaca_no_input.txt"
 # Where a base model's answer ends when it keeps going in Alpaca format.
 ALPACA_STOPS = ("\n\n###", "\n### ", "### Instruction")
 
+# A packaged prompt that a judge or rater answers declares the format of that answer on its
+# first line (`# output_format: NAME`, see scoring.declared_format), so rewording the prompt
+# never changes how its replies are read. The judge and rater prompts that declare none, and
+# why (tests/test_prompt_formats.py holds every other one to it):
+UNDECLARED_JUDGE_PROMPTS = {
+    "judge_system.txt": "a system prompt: the user prompt sent with it declares the format",
+    "judge_probe.txt": "a number-only follow-up, read from its token probabilities",
+    "judge_probe_single.txt": "a number-only follow-up, read from its token probabilities",
+    "rater_probe.txt": "a number-only follow-up, read from its token probabilities",
+}
+
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 

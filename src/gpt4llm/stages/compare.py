@@ -186,7 +186,7 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
     # the reply format the prompt asks for ("Score: X", "Answer K: X"; a file may declare it)
     declared, template = declared_format(load_prompt(config.prompt or f"rater_{config.mode}"))
     fmt = declared or detect_format(template)
-    reminder = load_prompt(config.reminder or f"rater_reminder_{config.mode}")
+    _, reminder = declared_format(load_prompt(config.reminder or f"rater_reminder_{config.mode}"))
     rng = random.Random(config.seed)
     params = _params(config)
 

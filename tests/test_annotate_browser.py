@@ -15,7 +15,8 @@ import pytest
 from test_annotate_study import make_study, pairs_of
 
 from gpt4llm.evaluate.human.app import serve_in_thread
-from gpt4llm.evaluate.human.study import ExportConfig, add_annotator, export_study
+from gpt4llm.evaluate.human.study.export import ExportConfig, export_study
+from gpt4llm.evaluate.human.study.store import add_annotator
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

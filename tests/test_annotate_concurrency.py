@@ -16,7 +16,7 @@ from test_annotate_study import make_study
 
 from gpt4llm.evaluate.human.app import serve_in_thread
 from gpt4llm.evaluate.human.db import Assignment, Pair, Store, Vote, VoteEvent
-from gpt4llm.evaluate.human.study import add_annotator, open_store
+from gpt4llm.evaluate.human.study.store import add_annotator, open_store
 
 N_ANNOTATORS, VOTES_EACH, PER_ITEM = 50, 20, 2
 PG_URL = os.environ.get("GPT4LLM_TEST_PG_URL")
@@ -115,7 +115,8 @@ def test_postgres_study_roundtrip_and_password_redaction(tmp_path, monkeypatch):
     import json
 
     from gpt4llm.errors import UserError
-    from gpt4llm.evaluate.human.study import DB_URL_ENV, ExportConfig, export_study
+    from gpt4llm.evaluate.human.study.export import ExportConfig, export_study
+    from gpt4llm.evaluate.human.study.store import DB_URL_ENV
 
     study, _ = make_study(tmp_path, n=3, per_item=1, db_url=PG_URL)
     saved = json.loads((study / "study.json").read_text())

@@ -16,16 +16,10 @@ from typer.testing import CliRunner
 
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.evaluate.human.db import Pair, hash_token
-from gpt4llm.evaluate.human.study import (
-    ExportConfig,
-    InitConfig,
-    add_annotator,
-    agreement,
-    export_study,
-    init_study,
-    load_criteria,
-    open_store,
-)
+from gpt4llm.evaluate.human.study.export import ExportConfig, agreement, export_study
+from gpt4llm.evaluate.human.study.init import InitConfig, init_study
+from gpt4llm.evaluate.human.study.inputs import load_criteria
+from gpt4llm.evaluate.human.study.store import add_annotator, open_store
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "user_oriented_252"
 CRITERIA = ("helpfulness", "honesty", "harmlessness")
@@ -644,7 +638,7 @@ def test_pipeline_stage_does_not_import_the_cli_and_prints_the_token_once(tmp_pa
     import sys
 
     code = (
-        "import sys, gpt4llm.evaluate.human.stage as st, gpt4llm.evaluate.human.study as sd\n"
+        "import sys, gpt4llm.evaluate.human.stage as st, gpt4llm.evaluate.human.study.init as sd\n"
         "assert st.run is sd.run_init and st.Config is sd.InitConfig\n"
         "bad = [m for m in sys.modules if m in ('gpt4llm.cli', 'gpt4llm.evaluate.human.cli')]\n"
         "assert not bad, bad\n"

@@ -1,8 +1,10 @@
 """Human evaluation (the paper's HHH study):
 `gpt4llm annotate init | add-annotator | serve | export`.
 
-- `study.py`: create a study from model answers, add annotators, export win/tie/loss, majority,
-  agreement (Krippendorff's alpha, Fleiss' kappa), pie charts, raw votes and a manifest.
+- `study/`: create a study from model answers (`inputs`, `init`), its files and database
+  access (`store`: study.json, the signing key, annotators), export win/tie/loss, majority,
+  agreement (Krippendorff's alpha, Fleiss' kappa), pie charts, raw votes and a manifest
+  (`export`).
 - `db.py`: SQLAlchemy models and the transactional operations (SQLite or PostgreSQL).
 - `app.py`: the FastAPI web app (server-rendered pages, signed cookies, CSRF, escaped answers).
 Heavy imports (FastAPI, SQLAlchemy, matplotlib) happen inside these modules, which the CLI

@@ -62,7 +62,7 @@ from gpt4llm.evaluate.human.db import (
     hash_token,
     tokens_equal,
 )
-from gpt4llm.evaluate.human.study import open_store, session_secret
+from gpt4llm.evaluate.human.study.store import open_store, session_secret
 
 HERE = Path(__file__).parent
 COOKIE = "gpt4llm_annotate"

@@ -12,7 +12,7 @@ import typer
 
 from gpt4llm.config import config_command
 from gpt4llm.errors import UserError
-from gpt4llm.evaluate.human.study import ExportConfig
+from gpt4llm.evaluate.human.study.export import ExportConfig
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -28,7 +28,7 @@ def _console():
 def _run_export(config: ExportConfig) -> dict:
     from rich.table import Table
 
-    from gpt4llm.evaluate.human.study import export_study
+    from gpt4llm.evaluate.human.study.export import export_study
 
     summary = export_study(config)
     con = _console()
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         """Create an annotator with a secret token and print their personal link.
 
         Only a hash of the token is stored."""
-        from gpt4llm.evaluate.human.study import add_annotator, annotator_link
+        from gpt4llm.evaluate.human.study.store import add_annotator, annotator_link
 
         if base_url is not None and not base_url.startswith(("http://", "https://")):
             raise UserError(f"--base-url must start with http:// or https:// (got {base_url!r})")
@@ -182,7 +182,7 @@ def register(app: typer.Typer) -> None:
             port, host, log_level, max_body_bytes, login_attempts, login_window, db_timeout
         )
         from gpt4llm.evaluate.human.app import serve
-        from gpt4llm.evaluate.human.study import read_study
+        from gpt4llm.evaluate.human.study.store import read_study
 
         srv = read_study(study).get("server", {})
         host = host or srv.get("host", "127.0.0.1")

@@ -11,7 +11,7 @@ constraints. A vote carries a `version`; a submission names the version it saw, 
 stale form is rejected (409) instead of silently overwriting a newer answer.
 
 The database holds no secret that could sign a session: the signing key lives in a file beside
-it (see `study.session_secret`), web sessions are rows keyed by the SHA-256 of their id (so
+it (see `study.store.session_secret`), web sessions are rows keyed by the SHA-256 of their id (so
 signing out ends them), and tokens are stored hashed. The SQLite file is created 0600 (SQLite
 gives its -wal and -shm files the same mode) and opened with `mode=rw`, so SQLite never
 re-creates a deleted database empty; every transaction first checks that the file it opened is

@@ -7,7 +7,7 @@ stdout, as there, and is never part of the returned summary.
 
 from __future__ import annotations
 
-from gpt4llm.evaluate.human.study import InitConfig as Config
-from gpt4llm.evaluate.human.study import run_init as run
+from gpt4llm.evaluate.human.study.init import InitConfig as Config
+from gpt4llm.evaluate.human.study.init import run_init as run
 
 __all__ = ["Config", "run"]

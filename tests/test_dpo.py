@@ -114,6 +114,7 @@ def test_config_shares_the_training_base():
         "max_prompt_len",
         "ref_model",
         "merge",
+        "fast_path",  # train sft's switch name (padding_free, the base's, is its old name here)
     }
 
 

@@ -197,6 +197,9 @@ class Config(TrainSettings):
 def run(config: Config) -> dict:
     """data → model → trainer → train → held-out preferences → save → manifest."""
     from gpt4llm.train.common import launch_under_accelerate, oom_hint
+    from gpt4llm.train.compat import check_versions
+
+    check_versions("transformers", "peft", "trl")
 
     if config.launcher == "accelerate":
         check_inputs(config, launching=True)
@@ -438,39 +441,24 @@ def lora_config(model: Any, config: Config) -> Any:
 
 # --------------------------------------------------------------------------- 3. trainer
 def _trainer_class(reference_free: bool = False, own_loss: str | None = None):
-    from trl import DPOTrainer
+    from gpt4llm.train.compat import dpo_trainer_base, metrics
 
-    class PreferenceTrainer(DPOTrainer):
+    class PreferenceTrainer(dpo_trainer_base()):
         """TRL's DPOTrainer fed rows we tokenized (prompt_ids / chosen_ids / rejected_ids, in
         the student's template), with reference log-probabilities of 0 under
         --reference-free, simpo and orpo computed by `own_preference_loss`, and without the
-        metrics the packed path does not compute."""
+        metrics the packed path does not compute (TRL's private steps: `compat`)."""
 
         packed = False
 
-        def _compute_loss(self, model, inputs, return_outputs):
-            if self.own_loss is None:
-                return super()._compute_loss(model, inputs, return_outputs)
+        def own_loss_of(self, model, inputs, return_outputs):
             return own_preference_loss(self, model, inputs, return_outputs)
-
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            if "prompt_ids" in dataset.column_names:
-                return dataset  # tokenized by load_data, prompts that do not fit already left out
-            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-
-        def _precompute_ref_logps(self, dataset, name, batch_size):
-            if not self.reference_free:
-                return super()._precompute_ref_logps(dataset, name, batch_size)
-            zeros = [0.0] * len(dataset)
-            return dataset.add_column("ref_chosen_logps", zeros).add_column(
-                "ref_rejected_logps", zeros
-            )
 
         def log(self, logs, start_time=None):
             if self.packed:
-                for metrics in self._metrics.values():
+                for logged in metrics(self).values():
                     for key in NOT_COMPUTED:
-                        metrics.pop(key, None)
+                        logged.pop(key, None)
             super().log(logs, start_time)
 
     PreferenceTrainer.reference_free = reference_free  # read in TRL's constructor
@@ -485,6 +473,8 @@ def own_preference_loss(trainer: Any, model: Any, inputs: dict, return_outputs: 
     log-probability per answer token; `--sft-weight` adds the better answer's NLL as TRL's
     `sft` loss does."""
     import torch.nn.functional as F
+
+    from gpt4llm.train.compat import metrics
 
     mode = "train" if trainer.model.training else "eval"
     completion = inputs["completion_mask"]
@@ -503,10 +493,10 @@ def own_preference_loss(trainer: Any, model: Any, inputs: dict, return_outputs: 
         log_odds = log_odds_ratio(better, worse)
         ratio = F.logsigmoid(log_odds)
         loss = nll - beta * ratio.mean()
-        metrics = trainer._metrics[mode]
-        metrics["nll_loss"].append(trainer.accelerator.gather(nll.detach()).mean().item())
-        metrics["log_odds_ratio"].append(trainer.accelerator.gather(ratio.detach()).mean().item())
-        metrics["log_odds_chosen"].append(
+        logged = metrics(trainer)[mode]
+        logged["nll_loss"].append(trainer.accelerator.gather(nll.detach()).mean().item())
+        logged["log_odds_ratio"].append(trainer.accelerator.gather(ratio.detach()).mean().item())
+        logged["log_odds_chosen"].append(
             trainer.accelerator.gather(log_odds.detach()).mean().item()
         )
     if trainer.sft_weight > 0:
@@ -550,19 +540,21 @@ def log1mexp(x: Any) -> Any:
 
 def record_reward_metrics(trainer: Any, mode: str, better: Any, worse: Any, inputs: dict) -> None:
     """The reward metrics TRL's DPOTrainer logs (rewards/*, logps/*, num_tokens)."""
+    from gpt4llm.train.compat import add_train_tokens, metrics, train_tokens
+
     gather = trainer.accelerator.gather
-    metrics = trainer._metrics[mode]
+    logged = metrics(trainer)[mode]
     if mode == "train":
         tokens = gather(inputs["attention_mask"].sum()).sum().item()
-        trainer._total_train_tokens += tokens // trainer._tp_size
-    metrics["num_tokens"] = [trainer._total_train_tokens]
+        add_train_tokens(trainer, tokens, tensor_parallel=True)
+    logged["num_tokens"] = [train_tokens(trainer)]
     b, w = gather(better), gather(worse)
-    metrics["rewards/chosen"].append(b.mean().item())
-    metrics["rewards/rejected"].append(w.mean().item())
-    metrics["rewards/accuracies"].append((b > w).float().mean().item())
-    metrics["rewards/margins"].append((b - w).mean().item())
-    metrics["logps/chosen"].append((b / trainer.beta).mean().item())
-    metrics["logps/rejected"].append((w / trainer.beta).mean().item())
+    logged["rewards/chosen"].append(b.mean().item())
+    logged["rewards/rejected"].append(w.mean().item())
+    logged["rewards/accuracies"].append((b > w).float().mean().item())
+    logged["rewards/margins"].append((b - w).mean().item())
+    logged["logps/chosen"].append((b / trainer.beta).mean().item())
+    logged["logps/rejected"].append((w / trainer.beta).mean().item())
 
 
 def build_trainer(
@@ -688,8 +680,8 @@ def packed_log_probs(
     import contextlib
 
     import torch
-    from trl.trainer.utils import FusedCausalLMOutput
 
+    from gpt4llm.train.compat import fused_lm_output
     from gpt4llm.train.fastpath import chunked_token_logprobs
 
     device = ids.device.type
@@ -719,16 +711,8 @@ def packed_log_probs(
     per_flat = per_flat.masked_scatter(keep, logp)
     log_probs = torch.zeros(ids.shape, dtype=logp.dtype, device=logp.device)
     log_probs = log_probs.masked_scatter(real, per_flat)[:, :-1]
-    label_mask = labels[:, 1:].ne(-100)
-    zeros = torch.zeros_like(log_probs).detach()
-    return FusedCausalLMOutput(
-        loss=-logp.sum() / keep.sum().clamp(min=1),
-        log_probs=log_probs,
-        entropy=zeros,
-        mean_logits=zeros,
-        is_top1=torch.zeros_like(label_mask),
-        label_mask=label_mask,
-    )
+    loss = -logp.sum() / keep.sum().clamp(min=1)
+    return fused_lm_output(loss, log_probs, labels[:, 1:].ne(-100))
 
 
 # --------------------------------------------------------------------------- 5. evaluate
@@ -740,13 +724,15 @@ def sequence_logps(
     answer token (`per_token`, the implicit reward of sigmoid_norm, simpo and orpo)."""
     import torch
 
+    from gpt4llm.train.compat import prepare_inputs
+
     model = trainer.model
     model.eval()
     out = []
     size = max(1, trainer.args.per_device_eval_batch_size)
     with torch.no_grad():
         for start in range(0, len(rows), size):
-            batch = trainer._prepare_inputs(trainer.data_collator(rows[start : start + size]))
+            batch = prepare_inputs(trainer, trainer.data_collator(rows[start : start + size]))
             labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
             with trainer.accelerator.autocast():
                 pol = model(

@@ -22,11 +22,14 @@ autocast) spent only ~25% of its time in matrix multiplies. The rest went to:
   `packed_sdpa_attention` runs each sequence on its own (and short ones as two matmuls with
   the query heads that share a key/value head stacked, which beats SDPA's CPU kernel).
 
+Every trainer applies them through `speed_up(model, *, head, lora, bf16)`, its own LM-head
+computation (sft's fused loss, dpo's packed log-probabilities) put inside the model's forward
+by `route_forward`; the libraries' private members they touch go through `train/compat.py`.
 Each piece is tested against the library computation it replaces (tests/test_fastpath.py).
 They are plain modules and autograd functions, so data-parallel (DDP) runs use them too — the
-fused loss runs inside the model's forward (`train.sft.FusedResponseLoss.install`) so DDP's
-gradient hooks see an ordinary forward; measured under 2 processes: the library path's loss
-curve (tests/test_ddp.py), 2.2x its speed (bench/ddp.py). Sharded runs (FSDP, DeepSpeed)
+fused loss runs inside the model's forward (`route_forward`) so DDP's gradient hooks see an
+ordinary forward; measured under 2 processes: the library path's loss curve
+(tests/test_ddp.py), 2.2x its speed (bench/ddp.py). Sharded runs (FSDP, DeepSpeed, `sharded`)
 keep the library path: they gather parameters in module hooks this code does not go through.
 """
 
@@ -132,9 +135,8 @@ def _in_dtype(g, weight, workspace, chunk_rows):
     """g in weight's dtype (copied into the logits buffer when that is narrower)."""
     if weight.dtype == torch.float32:
         return g
-    return workspace.get("logits", chunk_rows, weight.shape[0], weight.dtype, g.device)[
-        : g.shape[0]
-    ].copy_(g)
+    buf = workspace.get("logits", chunk_rows, weight.shape[0], weight.dtype, g.device)
+    return buf[: g.shape[0]].copy_(g)
 
 
 class _ChunkedLogProbs(torch.autograd.Function):
@@ -307,7 +309,7 @@ def route_forward(model: Any, keyword: str, fn: Any) -> Any:
     its arguments as given. How every trainer puts its fast computation into the model
     (sft's fused loss, dpo's packed log-probabilities, reward's packed scores). Returns the
     inner model."""
-    import types
+    from gpt4llm.train.compat import set_instance_forward
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     original = inner.forward
@@ -321,7 +323,7 @@ def route_forward(model: Any, keyword: str, fn: Any) -> Any:
             kwargs[keyword] = value
         return original(*args, **kwargs)
 
-    inner.forward = types.MethodType(forward, inner)
+    set_instance_forward(inner, forward)
     return inner
 
 
@@ -424,9 +426,8 @@ def packed_sdpa_attention(module, query, key, value, attention_mask, **kwargs):
     return torch.cat(outputs, dim=1), None
 
 
-SHORT_SEQUENCE = (
-    300  # up to this length (measured) the matmul attention below beats SDPA's CPU kernel
-)
+# up to this length (measured) the matmul attention below beats SDPA's CPU kernel
+SHORT_SEQUENCE = 300
 
 
 def _grouped_attention(query, key, value, mask, scaling):
@@ -461,18 +462,20 @@ def use_packed_attention(model: Any) -> bool:
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
+    from gpt4llm.train.compat import attn_implementation
+
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(causal, "config", None)
     if (
         config is None
-        or getattr(config, "_attn_implementation", None) != "sdpa"
+        or attn_implementation(config) != "sdpa"
         or not hasattr(causal, "set_attn_implementation")
     ):
         return False
     AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(PACKED_ATTENTION, sdpa_mask)
     causal.set_attn_implementation(PACKED_ATTENTION)
-    return config._attn_implementation == PACKED_ATTENTION
+    return attn_implementation(config) == PACKED_ATTENTION
 
 
 # --------------------------------------------------------------------------- LoRA pieces
@@ -552,21 +555,12 @@ class _LoraLinear(torch.autograd.Function):
 def _fused_lora_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     """Forward of a peft `lora.Linear` through `_LoraLinear` when it is plain LoRA on a frozen
     nn.Linear with one active adapter; anything else goes to peft's own forward."""
+    from gpt4llm.train.compat import class_forward, plain_lora_adapter
+
+    name = None if args or kwargs else plain_lora_adapter(self)
+    if name is None:
+        return class_forward(self)(x, *args, **kwargs)
     base = self.base_layer
-    active = self.active_adapters
-    name = active[0] if len(active) == 1 else None
-    if (
-        args
-        or kwargs
-        or self.disable_adapters
-        or self.merged
-        or name is None
-        or name not in self.lora_A
-        or name in getattr(self, "lora_variant", {})
-        or base.weight.requires_grad
-        or (base.bias is not None and base.bias.requires_grad)
-    ):
-        return type(self).forward(self, x, *args, **kwargs)
     device = x.device.type
     dtype = (
         torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else base.weight.dtype
@@ -590,18 +584,17 @@ def _fused_lora_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -
 def use_fused_lora(model: Any) -> int:
     """Route every peft `lora.Linear` on an nn.Linear through `_fused_lora_forward`; returns how
     many. (An instance attribute: peft's own class and its merge/save code are untouched.)"""
-    import types
+    from gpt4llm.train.compat import lora_linear_type, set_instance_forward
 
-    from peft.tuners.lora.layer import Linear as LoraLinear
-
+    lora_linear = lora_linear_type()
     n = 0
     for module in model.modules():
         if (
-            type(module) is LoraLinear
+            type(module) is lora_linear
             and type(module.base_layer) is torch.nn.Linear
             and not module.fan_in_fan_out
         ):
-            module.forward = types.MethodType(_fused_lora_forward, module)
+            set_instance_forward(module, _fused_lora_forward)
             n += 1
     return n
 

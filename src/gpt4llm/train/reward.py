@@ -145,34 +145,17 @@ def route_packed_forward(model: Any) -> None:
 def _trainer_class():
     import torch
     import torch.nn.functional as F
-    from trl import RewardTrainer
 
-    class LengthGroupedRewardTrainer(RewardTrainer):
+    from gpt4llm.train.compat import add_train_tokens, metrics, reward_trainer_base
+
+    base = reward_trainer_base(["chosen_ids", "rejected_ids", "margin", "length"])
+
+    class LengthGroupedRewardTrainer(base):
         """TRL's RewardTrainer with three additions: the `length` column survives for the
-        length-grouped sampler; length groups are formed over the global batch (all processes);
-        packed batches (PackedPairCollator) are scored inside the model's forward
-        (`route_packed_forward`, installed by `build_trainer`) with TRL's loss
-        and metrics."""
-
-        def _set_signature_columns_if_needed(self):
-            if self._signature_columns is None:
-                self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "length"]
-
-        def _get_train_sampler(self, train_dataset=None):
-            # Trainer groups lengths in mega-batches of ONE process's batch; over the global
-            # batch instead, N processes train on the very batches one process with N times
-            # the batch would (accelerate deals the global batch out to the processes).
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
-            args = self.args
-            if (
-                args.train_sampling_strategy != "group_by_length"
-                or "length" not in dataset.column_names
-            ):
-                return super()._get_train_sampler(train_dataset)
-            batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
-            return LengthGroupedSampler(batch, dataset=dataset, lengths=dataset["length"])
+        length-grouped sampler; length groups are formed over the global batch (all processes)
+        (those two: `compat.reward_trainer_base`); packed batches (PackedPairCollator) are
+        scored inside the model's forward (`route_packed_forward`, installed by
+        `build_trainer`) with TRL's loss and metrics."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if "row" not in inputs:
@@ -191,10 +174,9 @@ def _trainer_class():
                 loss = loss + self.args.center_rewards_coefficient * torch.mean(
                     (chosen + rejected) ** 2
                 )
-            if mode == "train":
-                self._total_train_tokens += int(inputs["num_real_tokens"])
-            m = self._metrics[mode]
-            m["num_tokens"] = [self._total_train_tokens]
+            total = add_train_tokens(self, int(inputs["num_real_tokens"]) if mode == "train" else 0)
+            m = metrics(self)[mode]
+            m["num_tokens"] = [total]
             with torch.no_grad():
                 m["min_reward"].append(rewards.min().item())
                 m["mean_reward"].append(rewards.mean().item())
@@ -210,6 +192,9 @@ def _trainer_class():
 def run(config: Config) -> dict:
     """data → model → trainer → train → held-out accuracy → save → manifest."""
     from gpt4llm.train.common import launch_under_accelerate, oom_hint
+    from gpt4llm.train.compat import check_versions
+
+    check_versions("transformers", "peft", "trl")
 
     if config.launcher == "accelerate":
         check_inputs(config, launching=True)

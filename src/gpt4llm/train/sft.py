@@ -361,6 +361,9 @@ def use_fast_path(
 def run(config: Config) -> dict:
     """data → model → trainer → train → save → manifest (each step a function below)."""
     from gpt4llm.train.common import launch_under_accelerate, oom_hint
+    from gpt4llm.train.compat import check_versions
+
+    check_versions("transformers", "peft")
 
     if config.launcher == "accelerate":
         check_inputs(config, launching=True)

@@ -153,7 +153,7 @@ def test_simpo_and_orpo_equal_trls_experimental_trainers():
     from trl.experimental.cpo.cpo_trainer import CPOTrainer
     from trl.experimental.orpo.orpo_trainer import ORPOTrainer
 
-    from gpt4llm.train.dpo import log_odds_ratio, simpo_loss
+    from gpt4llm.train.dpo_loss import log_odds_ratio, simpo_loss
 
     g = torch.Generator().manual_seed(0)
     better = -torch.rand(256, generator=g) * 4

@@ -104,14 +104,23 @@ def _is_local(config: Config) -> bool:
 
 
 def run(config: Config) -> dict:
-    from rich.console import Console
-
-    from gpt4llm.llm.summary import usage_totals
-    from gpt4llm.outputs import StageRun, check_outputs, request_caches
-    from gpt4llm.records import Journal, load_instructions, write_jsonl
-
+    """load → start (journal, scorer) → answer (what the journal lacks) → read → assemble →
+    finish (each a function below)."""
     t0 = time.time()
-    console = Console(stderr=True)
+    records, local, multi_turn = load(config)
+    job = start(config, local)
+    resumed, lengths, results = answer(job, records, local, multi_turn)
+    out, stats, failed = read(job, records)
+    summary = assemble(job, records, out, stats, failed, resumed, lengths, results)
+    return finish(job, records, out, failed, summary, t0)
+
+
+def load(config: Config) -> tuple[list[dict], bool, bool]:
+    """(records, local model?, multi-turn?): paths refused before anything runs, the input
+    read and the options checked against it."""
+    from gpt4llm.outputs import check_outputs, request_caches
+    from gpt4llm.records import load_instructions
+
     local = _is_local(config)
     if local or config.reward_model:
         from gpt4llm.extras import require
@@ -142,34 +151,59 @@ def run(config: Config) -> dict:
         records = records[: config.max_samples]
     if not records:
         raise UserError(f"{config.input}: no instructions")
+    return records, local, multi_turn
+
+
+def start(config: Config, local: bool) -> _Run:
+    """The run's shared state: the label, the best-of-n scorer, the journal (opened last)."""
+    from rich.console import Console
+
+    from gpt4llm.records import Journal
+
+    console = Console(stderr=True)
     label = config.model_label or config.model.model
     scorer = _load_scorer(config.reward_model) if config.reward_model else None
+    return _Run(config, label, Journal(journal_path(config.output)), console, scorer)
 
-    journal = Journal(journal_path(config.output))
-    job = _Run(config, label, journal, console, scorer)
-    todo = [r for r in records if r["id"] not in journal.done]
+
+def answer(job: _Run, records: list[dict], local: bool, multi_turn: bool) -> tuple[int, dict, list]:
+    """(records resumed from the journal, prompt-length counts, endpoint results): answer what
+    the journal lacks, then close it."""
+    todo = [r for r in records if r["id"] not in job.journal.done]
     resumed = len(records) - len(todo)
-    stats = {"stop": 0, "length": 0}
     lengths = {"prompts_too_long": 0, "prompts_over_trained_length": 0}
     results: list = []
     try:
-        if todo and multi_turn:
-            if local:
-                _respond_local_turns(job, todo)
-            else:
-                results = _respond_endpoint_turns(job, todo)
-        elif todo:
-            if local and config.engine == "vllm":
-                _respond_vllm(job, todo)
-            elif local:
-                lengths = _respond_local(job, todo)
-            else:
-                results = _respond_endpoint(job, todo)
+        if todo:
+            lengths, results = call(job, todo, local, multi_turn, lengths)
     finally:
-        journal.close()
+        job.journal.close()
+    return resumed, lengths, results
+
+
+def call(
+    job: _Run, todo: list[dict], local: bool, multi_turn: bool, lengths: dict
+) -> tuple[dict, list]:
+    """The way of answering the model and the input call for (see the module doc)."""
+    if multi_turn and local:
+        _respond_local_turns(job, todo)
+    elif multi_turn:
+        return lengths, _respond_endpoint_turns(job, todo)
+    elif local and job.config.engine == "vllm":
+        _respond_vllm(job, todo)
+    elif local:
+        return _respond_local(job, todo), []
+    else:
+        return lengths, _respond_endpoint(job, todo)
+    return lengths, []
+
+
+def read(job: _Run, records: list[dict]) -> tuple[list[dict], dict[str, int], list[dict]]:
+    """(the journaled records in input order, finish reasons counted, the failed items)."""
+    stats = {"stop": 0, "length": 0}
     out = []
     for r in records:
-        rec = journal.done.get(r["id"])
+        rec = job.journal.done.get(r["id"])
         if rec is None:
             continue
         out.append(rec)
@@ -181,11 +215,27 @@ def run(config: Config) -> dict:
             "error": job.failures.get(r["id"], "no response (the model returned nothing)"),
         }
         for r in records
-        if r["id"] not in journal.done
+        if r["id"] not in job.journal.done
     ]
+    return out, stats, failed
+
+
+def assemble(
+    job: _Run,
+    records: list[dict],
+    out: list[dict],
+    stats: dict[str, int],
+    failed: list[dict],
+    resumed: int,
+    lengths: dict,
+    results: list,
+) -> dict:
+    """The summary: counts, finish reasons, prompt lengths and the endpoint's usage."""
+    from gpt4llm.llm.summary import usage_totals
+
     usage = usage_totals(results) if results else {}
-    summary = {
-        "model": label,
+    return {
+        "model": job.label,
         "instructions": len(records),
         "responses": len(out),
         "failed": len(failed),
@@ -198,9 +248,24 @@ def run(config: Config) -> dict:
             for k in ("cached", "retries", "timeouts", "cost_usd", "replicas")
             if k in usage
         },
-        "n": config.n,
-        "reward_model": config.reward_model,
+        "n": job.config.n,
+        "reward_model": job.config.reward_model,
     }
+
+
+def finish(
+    job: _Run,
+    records: list[dict],
+    out: list[dict],
+    failed: list[dict],
+    summary: dict,
+    t0: float,
+) -> dict:
+    """Write the responses and the manifest (the journal goes when nothing failed); one line."""
+    from gpt4llm.outputs import StageRun
+    from gpt4llm.records import write_jsonl
+
+    config = job.config
 
     def write() -> None:
         write_jsonl(config.output, out)
@@ -210,9 +275,10 @@ def run(config: Config) -> dict:
     StageRun("respond", config, config.output, [config.input], t0).finish(
         summary, len(records), failed, write, what="instructions", print_table=False
     )
-    console.print(
-        f"respond: {len(out)}/{len(records)} responses from {label} ({stats['stop']} stopped, "
-        f"{stats['length']} hit --max-new-tokens, {resumed} from a previous run"
+    job.console.print(
+        f"respond: {len(out)}/{len(records)} responses from {job.label} "
+        f"({summary['stopped']} stopped, {summary['hit_max_tokens']} hit --max-new-tokens, "
+        f"{summary['resumed']} from a previous run"
         + (f", {len(failed)} failed: see {summary['failed_file']}" if failed else "")
         + f") → {config.output}"
     )
@@ -265,7 +331,7 @@ class _Run:
             if self.config.n > 1
             else [(0, None)] * len(todo)
         )
-        for rec, comps, (best, cands) in zip(todo, comps_per_item, picks):
+        for rec, comps, (best, cands) in zip(todo, comps_per_item, picks, strict=True):
             c = comps[best]
             out = _record(
                 rec, c.text, self.label, c.finish_reason, c.prompt_tokens, c.completion_tokens
@@ -350,7 +416,7 @@ def _pick_best(
         return [
             (0, [{"text": c.text.strip(), "reward": None} for c in cands]) for cands in candidates
         ]
-    flat_p = [p for p, cands in zip(src_prompts, candidates) for _ in cands]
+    flat_p = [p for p, cands in zip(src_prompts, candidates, strict=True) for _ in cands]
     flat_r = [c.text.strip() for cands in candidates for c in cands]
     scores = scorer.score(flat_p, flat_r)
     out, k = [], 0
@@ -358,7 +424,9 @@ def _pick_best(
         s = [float(x) for x in scores[k : k + len(cands)]]
         k += len(cands)
         best = max(range(len(cands)), key=lambda i: s[i])
-        out.append((best, [{"text": c.text.strip(), "reward": r} for c, r in zip(cands, s)]))
+        out.append(
+            (best, [{"text": c.text.strip(), "reward": r} for c, r in zip(cands, s, strict=True)])
+        )
     return out
 
 
@@ -413,7 +481,7 @@ class _LocalModel:
         fits, over = check_prompt_lengths(
             n_tokens, job.config.max_new_tokens, self.context, self.trained
         )
-        for item, ok, n in zip(ids, fits, n_tokens):
+        for item, ok, n in zip(ids, fits, n_tokens, strict=True):
             if not ok:
                 job.failures[item] = (
                     f"{where}the prompt ({n} tokens) does not fit the model's context of "
@@ -431,7 +499,7 @@ def check_prompt_lengths(
     fits = [context is None or n < context for n in prompt_tokens]
     over = sum(
         1
-        for n, ok in zip(prompt_tokens, fits)
+        for n, ok in zip(prompt_tokens, fits, strict=True)
         if ok and trained is not None and n + max_new_tokens > trained
     )
     return fits, over
@@ -454,8 +522,8 @@ def _respond_local(job: _Run, todo: list[dict]) -> dict:
             f"[yellow]respond: {too_long} prompt(s) do not fit the model's context of {m.context}"
             " tokens: left unanswered (counted as failed)[/]"
         )
-        todo = [r for r, ok in zip(todo, fits) if ok]
-        prompts = [p for p, ok in zip(prompts, fits) if ok]
+        todo = [r for r, ok in zip(todo, fits, strict=True) if ok]
+        prompts = [p for p, ok in zip(prompts, fits, strict=True) if ok]
     if over:
         job.console.print(
             f"[yellow]respond: {over} prompt(s) plus --max-new-tokens {config.max_new_tokens}"
@@ -479,7 +547,7 @@ def _respond_local(job: _Run, todo: list[dict]) -> dict:
             last = k == config.n - 1
 
             def on_batch(idx: list[int], comps: list[Any], last: bool = last) -> None:
-                for i, c in zip(idx, comps):
+                for i, c in zip(idx, comps, strict=True):
                     per_item[i].append(c)
                 if last:
                     job.finish_items([todo[i] for i in idx], [per_item[i] for i in idx])
@@ -506,7 +574,7 @@ def conversation_prompt(
                 msgs.append({"role": "assistant", "content": answers[k]})
         return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     text = build_prompt(meta, tokenizer, questions[0])
-    for q, a in zip(questions[1:], answers):
+    for q, a in zip(questions[1:], answers, strict=True):
         text += a + "\n\n### Instruction:\n" + q + "\n\n### Response:\n"
     return text
 
@@ -535,17 +603,17 @@ def _respond_local_turns(job: _Run, todo: list[dict]) -> None:
             fits, over = m.check_lengths(
                 job, [todo[i]["id"] for i in idx], prompts, f"turn {t + 1}: "
             )
-            alive.difference_update(i for i, ok in zip(idx, fits) if not ok)
+            alive.difference_update(i for i, ok in zip(idx, fits, strict=True) if not ok)
             if over:
                 job.console.print(
                     f"[yellow]respond: turn {t + 1}: {over} prompt(s) plus "
                     f"--max-new-tokens exceed the max_seq_len of {m.trained} the model "
                     "was trained with[/]"
                 )
-            keep = [(i, p) for i, p, ok in zip(idx, prompts, fits) if ok]
+            keep = [(i, p) for i, p, ok in zip(idx, prompts, fits, strict=True) if ok]
 
             def on_batch(bidx: list[int], comps: list[Any], keep: list = keep) -> None:
-                for j, c in zip(bidx, comps):
+                for j, c in zip(bidx, comps, strict=True):
                     i = keep[j][0]
                     answers[i].append(c)
                     if len(answers[i]) == len(todo[i]["turns"]):
@@ -659,7 +727,7 @@ def _respond_endpoint_turns(job: _Run, todo: list[dict]) -> list:
             config.model, requests, description=f"respond ({job.label}), turn {t + 1}"
         )
         every.extend(results)
-        for r, res in zip(batch, results):
+        for r, res in zip(batch, results, strict=True):
             if res.completion is None:
                 job.failures[r["id"]] = f"turn {t + 1}: {res.error or 'failed'}"
                 alive.remove(r)

@@ -156,3 +156,85 @@ def test_same_number_as_alpaca_evals_own_code(fixture, tmp_path, monkeypatch, gl
         theirs = _alpaca_eval_lc(fixture, model, tmp_path / "df_gamed.csv", glm_name, monkeypatch)
         assert ours["metric"] == glm_name
         assert ours["length_controlled_winrate"] == pytest.approx(theirs, abs=1e-6), model
+
+
+def _write_annotations(fx, model, path: Path) -> Path:
+    """An AlpacaEval annotations.json with the fixture's preferences and output lengths."""
+    m = fx["models"][model]
+    rows = [
+        {
+            "instruction": f"instruction {i}",
+            "output_1": "x" * m["len_1"][i],
+            "generator_1": fx["baseline"],
+            "output_2": "y" * m["len_2"][i],
+            "generator_2": model,
+            "annotator": "weighted_alpaca_eval_gpt4_turbo",
+            "preference": None if p is None else p + 1,
+        }
+        for i, p in enumerate(m["preference"])
+    ]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    return path
+
+
+def test_eval_judge_from_annotations_names_what_it_computes(fixture, tmp_path):
+    from gpt4llm.evaluate import judge
+
+    files = [
+        _write_annotations(fixture, m, tmp_path / f"{m}.json")
+        for m in ("claude-2", "alpaca-7b", *GAMED)
+    ]
+    diff = tmp_path / "instruction_difficulty.csv"
+    diff.write_text(
+        "index,instruction_difficulty\n"
+        + "".join(f"{i},{v!r}\n" for i, v in enumerate(fixture["joint_difficulty"])),
+        encoding="utf-8",
+    )
+    # the published table and the gamed baselines: AlpacaEval's length_controlled_v1
+    s = judge.run(
+        judge.Config(
+            from_annotations=files[:2],
+            instruction_difficulty=diff,
+            gamed_annotations=files[2:],
+            output=tmp_path / "v1",
+        )
+    )
+    rows = {r["model"]: r for r in s["rows"]}
+    want = length_controlled(
+        annotations(fixture, "claude-2"),
+        np.array(fixture["joint_difficulty"]),
+        gamed=[annotations(fixture, m) for m in GAMED],
+    )
+    assert rows["claude-2"]["metric"] == "length_controlled_v1"
+    assert rows["claude-2"]["is_alpaca_eval_lc"] and s["difficulty_source"] == "published"
+    assert rows["claude-2"]["length_controlled_winrate"] == pytest.approx(
+        want["length_controlled_winrate"], abs=1e-9
+    )
+    csv = (tmp_path / "v1" / "leaderboard.csv").read_text().splitlines()
+    assert csv[0].startswith("name,win_rate") and len(csv) == 3
+    # several models, no table: difficulty estimated jointly, no gamed rows -> noreg
+    s = judge.run(judge.Config(from_annotations=files[:3], output=tmp_path / "joint"))
+    assert s["difficulty_source"] == "joint (3 models)"
+    assert {r["metric"] for r in s["rows"]} == {"length_controlled_noreg"}
+    assert not any(r["is_alpaca_eval_lc"] for r in s["rows"])
+    # one model: no difficulty at all -> the honest name, never "AlpacaEval LC"
+    s = judge.run(judge.Config(from_annotations=files[:1], output=tmp_path / "one"))
+    (row,) = s["rows"]
+    assert row["metric"] == "length-adjusted win rate (no difficulty term)"
+    assert "difficulty" in row["leaves_out"] and not row["is_alpaca_eval_lc"]
+
+
+def test_bad_annotation_files_are_one_line_errors(fixture, tmp_path):
+    from gpt4llm.errors import DataError
+    from gpt4llm.evaluate.alpaca_eval import read_annotations
+
+    path = _write_annotations(fixture, "claude-2", tmp_path / "a.json")
+    rows = json.loads(path.read_text())
+    rows[4]["preference"] = 7
+    path.write_text(json.dumps(rows))
+    with pytest.raises(DataError, match=r"a\.json:5: field 'preference': must be 0 \(tie\)"):
+        read_annotations(path)
+    del rows[4]["output_2"]
+    path.write_text(json.dumps(rows))
+    with pytest.raises(DataError, match=r"a\.json:5: field 'output_2'"):
+        read_annotations(path)

@@ -79,17 +79,17 @@ class Annotations:
         return float(np.nanmean(self.preference) * 100)
 
 
-def _preference(value: Any, where: str) -> float:
+def _preference(value: Any, path: Path, record: int) -> float:
     if value is None:
         return math.nan
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise DataError(f"{where}: field 'preference' is not a number: {value!r}") from None
+        raise DataError(path, f"not a number: {value!r}", record, "preference") from None
     if p == 0:  # AlpacaEval's tie
         p = 1.5
     if not (math.isnan(p) or 1.0 <= p <= 2.0):
-        raise DataError(f"{where}: field 'preference' must be 0 (tie) or in [1, 2], got {p:g}")
+        raise DataError(path, f"must be 0 (tie) or in [1, 2], got {p:g}", record, "preference")
     return p - 1.0
 
 
@@ -103,31 +103,35 @@ def read_annotations(path: str | Path, order: Sequence[str] | None = None) -> An
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not an AlpacaEval annotations file ({e})") from None
+        raise DataError(path, f"not an AlpacaEval annotations file ({e})") from None
     if not isinstance(rows, list) or not rows:
-        raise DataError(f"{path}: expected a non-empty JSON array of annotations")
+        raise DataError(path, "expected a non-empty JSON array of annotations")
     position = {text: i for i, text in enumerate(order)} if order is not None else None
     idx, pref, len_1, len_2, gen_1, gen_2 = [], [], [], [], set(), set()
     for k, r in enumerate(rows):
-        where = f"{path}: record {k + 1}"
         if not isinstance(r, dict):
-            raise DataError(f"{where}: expected an object")
+            raise DataError(path, "expected an object", k + 1)
         for field in ("instruction", "output_1", "output_2", "generator_1", "generator_2"):
             if not isinstance(r.get(field), str):
-                raise DataError(f"{where}: field {field!r} is missing or not a string")
+                raise DataError(path, "missing or not a string", k + 1, field)
         if position is not None and r["instruction"] not in position:
-            raise DataError(f"{where}: instruction not among the difficulty table's")
+            raise DataError(path, "not among the first file's instructions", k + 1, "instruction")
         idx.append(position[r["instruction"]] if position is not None else k)
-        pref.append(_preference(r.get("preference"), where))
+        pref.append(_preference(r.get("preference"), path, k + 1))
         len_1.append(len(r["output_1"]))
         len_2.append(len(r["output_2"]))
         gen_1.add(r["generator_1"])
         gen_2.add(r["generator_2"])
     if len(gen_1) != 1 or len(gen_2) != 1:
-        raise DataError(f"{path}: one baseline and one model per file (generator_1/generator_2)")
+        raise DataError(path, "one baseline and one model per file (generator_1/generator_2)")
     return Annotations(
         gen_2.pop(), gen_1.pop(), np.array(idx), np.array(pref), np.array(len_1), np.array(len_2)
     )
+
+
+def _instructions(path: Path) -> list[str]:
+    rows = json.loads(Path(path).read_text(encoding="utf-8"))  # read_annotations checked it
+    return [r["instruction"] for r in rows]
 
 
 def read_difficulty(path: str | Path) -> np.ndarray:
@@ -136,7 +140,7 @@ def read_difficulty(path: str | Path) -> np.ndarray:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read the difficulty table ({e})") from None
+        raise DataError(path, f"cannot read the difficulty table ({e})") from None
     values: dict[int, float] = {}
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -145,9 +149,9 @@ def read_difficulty(path: str | Path) -> np.ndarray:
             i, v = line.split(",")[:2]
             values[int(i)] = float(v)
         except ValueError:
-            raise DataError(f"{path}: line {n}: expected 'index,instruction_difficulty'") from None
+            raise DataError(path, "expected 'index,instruction_difficulty'", n) from None
     if sorted(values) != list(range(len(values))):
-        raise DataError(f"{path}: the index column must run 0..{len(values) - 1}")
+        raise DataError(path, f"the index column must run 0..{len(values) - 1}")
     return np.array([values[i] for i in range(len(values))])
 
 
@@ -226,7 +230,7 @@ def length_controlled(
     if a.model == a.baseline:
         return _result(a, 50.0, 0.0, (0.0, 0.0, 0.0), gamed, difficulty_source)
     if a.index.max() >= difficulty.size:
-        raise DataError(f"{a.model}: an instruction index beyond the difficulty table's")
+        raise DataError(a.model, "an instruction index beyond the difficulty table's")
 
     def features(ann: Annotations, not_gamed: float) -> np.ndarray:
         return np.column_stack(
@@ -287,7 +291,7 @@ def joint_difficulty(models: Mapping[str, Annotations], seed: int = 0) -> np.nda
     import scipy.sparse as sp
 
     if len(models) < 2:
-        raise DataError("a joint instruction difficulty needs the annotations of 2+ models")
+        raise DataError("--from-annotations", "a joint difficulty needs 2+ models' annotations")
     rng = np.random.default_rng(seed)
     n_index = 1 + max(int(a.index.max()) for a in models.values())
     n_models = len(models)
@@ -311,3 +315,61 @@ def joint_difficulty(models: Mapping[str, Annotations], seed: int = 0) -> np.nda
         groups.append(idx)
     model = _fit(sp.vstack(blocks).tocsr(), np.concatenate(targets), np.concatenate(groups), None)
     return np.concatenate([[0.0], model.coef_[0][2 * n_models :]])
+
+
+# ------------------------------------------------------------------------ eval judge's path
+
+
+def leaderboard(
+    files: Sequence[Path],
+    difficulty_file: Path | None = None,
+    gamed_files: Sequence[Path] = (),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """AlpacaEval leaderboard rows from annotation files (one model each, one baseline):
+    `eval judge --from-annotations`. The difficulty: the published table when given, else
+    estimated jointly from the files when there are 2+, else none -- and then each row holds
+    the length-adjusted win rate (no difficulty term), named so, not AlpacaEval's LC."""
+    from gpt4llm.evaluate import judge_stats
+
+    models = [read_annotations(files[0])]
+    order = _instructions(files[0])
+    models += [read_annotations(f, order) for f in files[1:]]
+    names = [a.model for a in models]
+    if len(set(names)) != len(names) or len({a.baseline for a in models}) != 1:
+        raise DataError(files[0], "give one file per model, all against one baseline")
+    gamed = [read_annotations(f, order) for f in gamed_files]
+    if len(models) == 1:
+        models = [read_annotations(files[0], order)]
+    if difficulty_file is not None:
+        difficulty, source = read_difficulty(difficulty_file), "published"
+    elif len(models) >= 2:
+        difficulty = joint_difficulty({a.model: a for a in models}, seed=seed)
+        source = f"joint ({len(models)} models)"
+    else:
+        difficulty, source = None, "none"
+    rows = []
+    for a in models:
+        if difficulty is not None:
+            rows.append(length_controlled(a, difficulty, gamed, difficulty_source=source))
+            continue
+        got = judge_stats.length_controlled_win_rate(a.preference, a.len_2, a.len_1)
+        rows.append(
+            {
+                "model": a.model,
+                "baseline": a.baseline,
+                "n": int(a.index.size),
+                "win_rate": a.win_rate,
+                "length_adjusted_win_rate": got["lc_win_rate"],
+                "metric": got["name"],
+                "leaves_out": got["leaves_out"],
+                "is_alpaca_eval_lc": False,
+            }
+        )
+    return {
+        "metric": "alpaca_eval",
+        "baseline": models[0].baseline,
+        "difficulty_source": source,
+        "gamed": [a.model for a in gamed],
+        "rows": sorted(rows, key=lambda r: -r.get("length_controlled_winrate", r["win_rate"])),
+    }

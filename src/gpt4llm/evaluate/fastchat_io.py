@@ -129,7 +129,8 @@ def _turns_of(path: Path, lineno: int, rec: dict) -> list[str]:
 
 
 def load_answers(path: Path) -> tuple[dict[str, dict], str | None]:
-    """{id: {text, turns, question, question_turns, category}} and the file's model name (if one).
+    """{id: {text, turns, question, question_turns, category, own_id}} and the file's model name
+    (if one): FastChat answers, our response records, or AlpacaEval's model outputs.
 
     `text` is the first turn's answer; `question` (the first turn's question) and
     `question_turns` are known only for our response records."""
@@ -138,7 +139,7 @@ def load_answers(path: Path) -> tuple[dict[str, dict], str | None]:
     for lineno, rec in read_json_records(path):
         if not isinstance(rec, dict):
             raise DataError(path, f"expected a JSON object, got {type(rec).__name__}", line=lineno)
-        question, qturns = None, None
+        question, qturns, own_ids = None, None, True
         if "question_id" in rec and ("text" in rec or "choices" in rec):  # FastChat
             qid = str(rec["question_id"])
             if "choices" in rec:
@@ -159,11 +160,22 @@ def load_answers(path: Path) -> tuple[dict[str, dict], str | None]:
                 question = instr + ("\n\n" + inp if isinstance(inp, str) and inp.strip() else "")
             if isinstance(rec.get("question_turns"), list) and rec["question_turns"]:
                 qturns = [str(t) for t in rec["question_turns"]]
+        elif "output" in rec and isinstance(rec.get("instruction"), str):
+            # AlpacaEval's model outputs [{instruction, output, generator}] (or Alpaca records
+            # without ids): keyed by position, joined to the other file by the instruction
+            qid, model = f"{path.stem}-{lineno - 1}", rec.get("generator") or rec.get("model")
+            turns = [optional_text(path, lineno, rec["output"], "output")]
+            inp = rec.get("input") or ""
+            question = rec["instruction"] + (
+                "\n\n" + inp if isinstance(inp, str) and inp.strip() else ""
+            )
+            own_ids = False
         else:
             raise DataError(
                 path,
                 "unknown answer format (expected a response record {id, output, ...}, "
-                "FastChat {question_id, choices: [{turns}]} or {question_id, text})",
+                "FastChat {question_id, choices: [{turns}]} or {question_id, text}, or "
+                "AlpacaEval's {instruction, output, generator})",
                 line=lineno,
             )
         if qid in answers:
@@ -174,6 +186,7 @@ def load_answers(path: Path) -> tuple[dict[str, dict], str | None]:
             "question": question,
             "question_turns": qturns,
             "category": rec.get("category"),
+            "own_id": own_ids,
         }
         if model:
             models.add(str(model).split(":")[0])

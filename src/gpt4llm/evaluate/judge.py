@@ -215,6 +215,16 @@ class Config(StageConfig):
     """Summarise an existing FastChat judgment file (model_judgment/*_single.jsonl or *_pair.jsonl)
     instead of calling a judge: the same numbers, intervals and position consistency; answers, when
     given, add the length statistics."""
+    from_annotations: list[Path] | None = None
+    """AlpacaEval annotation files (results/<model>/<annotator>/annotations.json), one per model
+    against one baseline: their leaderboard rows with AlpacaEval 2's length-controlled win rate
+    (`gpt4llm.evaluate.alpaca_eval`) instead of calling a judge."""
+    instruction_difficulty: Path | None = None
+    """With --from-annotations: AlpacaEval's published instruction_difficulty.csv (else the
+    difficulty is estimated jointly from the files given, when there are 2+)."""
+    gamed_annotations: list[Path] | None = None
+    """With --from-annotations: the gamed baselines' annotation files (AlpacaEval's verbose and
+    concise baseline), for length_controlled_v1's regularisation (else length_controlled_noreg)."""
     max_failed_fraction: float = max_failed_fraction_field()
 
     @model_validator(mode="after")
@@ -222,6 +232,17 @@ class Config(StageConfig):
         if self.samples > 1 and self.temperature <= 0:
             raise ValueError(
                 "--samples > 1 needs --temperature > 0 (greedy samples would all be the same)"
+            )
+        if self.from_annotations and (
+            self.answers_a or self.answers_b or self.questions or self.from_judgments
+        ):
+            raise ValueError(
+                "--from-annotations takes no answers, questions or --from-judgments (repeat "
+                "--from-annotations for each file)"
+            )
+        if (self.instruction_difficulty or self.gamed_annotations) and not self.from_annotations:
+            raise ValueError(
+                "--instruction-difficulty and --gamed-annotations need --from-annotations"
             )
         if self.score_min >= self.score_max:
             raise ValueError(
@@ -448,7 +469,7 @@ def _join(
             {"id": qid, "instruction": a["question"], "input": "", "answer": a}
             for qid, a in answers.items()
         ]
-        return Source(name, recs, True, path)
+        return Source(name, recs, all(a.get("own_id", True) for a in answers.values()), path)
 
     names = ["answers_a", "answers_b"][: len(files)]
     sources = [as_source(n, p, a) for n, p, a in zip(names, files, answer_sets)]
@@ -867,6 +888,8 @@ def run(config: Config) -> dict:
     t0 = time.time()
     if config.from_judgments is not None:
         return _from_judgments(config, t0)
+    if config.from_annotations:
+        return _from_annotations(config, t0)
     questions, models, refs = _load(config)
     out = Path(config.output)
     fc_paths = _fastchat_paths(config, out, [n for n, _ in models])
@@ -1398,6 +1421,44 @@ def _from_judgments(config: Config, t0: float) -> dict:
         summary, len(judgments), failed, write, what="judgments", print_table=False
     )
     print_table(summary)
+    return summary
+
+
+def _from_annotations(config: Config, t0: float) -> dict:
+    """AlpacaEval leaderboard rows from its annotation files (no judge calls)."""
+    from gpt4llm.evaluate import alpaca_eval
+    from gpt4llm.outputs import StageRun, check_outputs
+
+    files = list(config.from_annotations or [])
+    gamed = list(config.gamed_annotations or [])
+    inputs = files + gamed + [p for p in (config.instruction_difficulty,) if p is not None]
+    out = Path(config.output)
+    check_outputs(
+        inputs=inputs, directories=[out], files=[out / "summary.json", out / "leaderboard.csv"]
+    )
+    summary = alpaca_eval.leaderboard(files, config.instruction_difficulty, gamed, config.seed)
+    lines = ["name,win_rate,n_total,length_controlled_winrate,lc_standard_error,metric"]
+    for r in summary["rows"]:
+        lc = r.get("length_controlled_winrate", r.get("length_adjusted_win_rate"))
+        se = r.get("lc_standard_error")
+        lines.append(
+            f"{r['model']},{r['win_rate']},{r['n']},{lc},{'' if se is None else se},{r['metric']}"
+        )
+
+    def write() -> None:
+        write_json(out / "summary.json", summary)
+        (out / "leaderboard.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    StageRun(STAGE, config, out, inputs, t0).finish(
+        summary, len(files), [], write, what="models", print_table=False
+    )
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    console.print(f"AlpacaEval rows (difficulty: {summary['difficulty_source']})")
+    for r in summary["rows"]:
+        lc = r.get("length_controlled_winrate", r.get("length_adjusted_win_rate"))
+        console.print(f"  {r['model']}: win rate {r['win_rate']:.2f}, {r['metric']} {lc:.2f}")
     return summary
 
 

@@ -101,17 +101,31 @@ def load_templates(config: Config) -> tuple[str, str, str]:
 
 
 def run(config: Config) -> dict:
+    """load → plan → call → read → finish (each a function below)."""
     from gpt4llm.llm import complete_all
-    from gpt4llm.llm.summary import teacher_summary
-    from gpt4llm.outputs import StageRun, teacher_instructions
-    from gpt4llm.records import write_records
 
     t0 = time.time()
-    # Everything that can be wrong with the input or the outputs is found before the first request.
+    records, templates = load(config)
+    requests = plan(config, records, templates)
+    results: list[Result] = complete_all(config.teacher, requests, description="generate")
+    out, failed, truncated = read(config, records, results)
+    return finish(config, records, results, out, failed, truncated, t0)
+
+
+def load(config: Config) -> tuple[list[dict], tuple[str, str, str]]:
+    """(records, templates). Everything that can be wrong with the input or the outputs is found
+    before the first request."""
+    from gpt4llm.outputs import teacher_instructions
+
     records = teacher_instructions(
         config, [config.system_prompt, config.prompt_template, config.prompt_template_no_input]
     )
-    system, t_in, t_no = load_templates(config)
+    return records, load_templates(config)
+
+
+def plan(config: Config, records: list[dict], templates: tuple[str, str, str]) -> list[Request]:
+    """One request per record, keyed by its id."""
+    system, t_in, t_no = templates
     params = SamplingParams(
         max_tokens=config.max_tokens,
         temperature=config.temperature,
@@ -119,39 +133,25 @@ def run(config: Config) -> dict:
         stop=tuple(config.stop),
         seed=config.seed,
     )
-    requests = [
+    return [
         Request(key=rec["id"], messages=build_messages(rec, system, t_in, t_no), params=params)
         for rec in records
     ]
-    results: list[Result] = complete_all(config.teacher, requests, description="generate")
 
+
+def read(
+    config: Config, records: list[dict], results: list[Result]
+) -> tuple[list[dict], list[dict], int]:
+    """(the Alpaca records, the failed items with why, how many answers hit --max-tokens)."""
     out, failed, truncated = [], [], 0
-    for rec, res in zip(records, results):
-        if not res.ok:
-            failed.append({"id": rec["id"], "error": res.error or "failed"})
+    for rec, res in zip(records, results, strict=True):
+        text = cut_at_stops(res.completion.text, config.stop) if res.ok else ""
+        error = _failure(config, res, text)
+        if error is not None:
+            failed.append({"id": rec["id"], "error": error})
             continue
         comp = res.completion
-        text = cut_at_stops(comp.text, config.stop)
-        if not text:
-            failed.append(
-                {
-                    "id": rec["id"],
-                    "error": f"empty answer from the teacher (finish_reason={comp.finish_reason})",
-                }
-            )
-            continue
         if comp.finish_reason == "length":
-            if config.drop_truncated:
-                failed.append(
-                    {
-                        "id": rec["id"],
-                        "error": (
-                            f"answer cut off at --max-tokens {config.max_tokens}"
-                            " (finish_reason=length)"
-                        ),
-                    }
-                )
-                continue
             truncated += 1
         extra = {k: v for k, v in rec.items() if k not in RESERVED}
         out.append(
@@ -168,6 +168,36 @@ def run(config: Config) -> dict:
                 },
             }
         )
+    return out, failed, truncated
+
+
+def _failure(config: Config, res: Result, text: str) -> str | None:
+    """Why a reply gives no record: the request failed, the answer is empty, or it was cut off
+    and --drop-truncated is on."""
+    if not res.ok:
+        return res.error or "failed"
+    comp = res.completion
+    if not text:
+        return f"empty answer from the teacher (finish_reason={comp.finish_reason})"
+    if comp.finish_reason == "length" and config.drop_truncated:
+        return f"answer cut off at --max-tokens {config.max_tokens} (finish_reason=length)"
+    return None
+
+
+def finish(
+    config: Config,
+    records: list[dict],
+    results: list[Result],
+    out: list[dict],
+    failed: list[dict],
+    truncated: int,
+    t0: float,
+) -> dict:
+    """The summary, the failed items, the output and its manifest."""
+    from gpt4llm.llm.summary import teacher_summary
+    from gpt4llm.outputs import StageRun
+    from gpt4llm.records import write_records
+
     summary = teacher_summary(config.teacher, results, records, out, failed, truncated=truncated)
     summary["output"] = str(config.output)
     return StageRun("generate", config, config.output, [config.input], t0).finish(

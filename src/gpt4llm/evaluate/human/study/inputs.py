@@ -317,7 +317,7 @@ def load_judge_run(judge_dir: str | Path) -> dict[str, Any]:
         reason = f"{where}: {first.get('msg')}"
         raise DataError(mf, f"the judge's config does not load here: {reason}") from None
     # The judge's own loading (join rule, --limit, turns), not a second copy of it.
-    questions, models, _ = judge_stage._load(judge_config)
+    questions, models, _ = judge_stage.load_inputs(judge_config)
     by_id = {q["id"]: q for q in questions}
     (_, ans_a), (_, ans_b) = models
     items = []

@@ -1,0 +1,134 @@
+"""eval judge's options (one typed Config: the CLI, the Python API and pipelines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from gpt4llm.config import LLMConfig, StageConfig
+from gpt4llm.evaluate.fastchat_io import (
+    NEED_REF_CATS,
+)
+from gpt4llm.join import JOIN_HELP, JoinOn
+from gpt4llm.outputs import max_failed_fraction_field
+
+STAGE = "eval judge"
+
+__all__ = ["STAGE", "Config"]
+
+
+class Config(StageConfig):
+    """Settings of `gpt4llm eval judge`."""
+
+    answers_a: Path | None = None
+    """Answers of model A (response records, or FastChat answer JSONL)."""
+    answers_b: Path | None = None
+    """Answers of model B, the reference model of the relative score (the paper: ChatGPT or GPT-4).
+    Needed by --mode pair; optional with --mode single (B is then graded too)."""
+    questions: Path | None = None
+    """Question set (Vicuna-80 question.jsonl, MT-bench question.jsonl, or Alpaca-style records).
+    Optional when the answers are response records."""
+    question_format: Literal["auto", "vicuna", "mt_bench", "alpaca"] = "auto"
+    """Format of --questions: 'vicuna' {question_id,text,category}, 'mt_bench'
+    {question_id,category,turns}, 'alpaca' {id,instruction,input}; 'auto' detects it."""
+    mode: Literal["pair", "single"] = "pair"
+    """'pair': A vs B, both orders (relative score, win rate); 'single': grade each answer alone
+    1-10 (MT-bench score).
+    """
+    turns: Literal["all", "first", "second"] = "all"
+    """Which turns of multi-turn (MT-bench) questions to judge: 'all' (each turn the questions
+    have), 'first', 'second'.
+    """
+    references: Path | None = None
+    """Reference answers (FastChat reference_answer format): questions of --reference-categories are
+    graded against them with the reference prompts."""
+    reference_categories: list[str] = Field(default_factory=lambda: list(NEED_REF_CATS))
+    """Categories graded against --references (FastChat's: math, reasoning, coding)."""
+    output: Path = Path("eval/judge")
+    """Output directory: judgments.jsonl, per_question.jsonl, summary.json, manifest.json,
+    fastchat/.
+    """
+    model_a: str | None = None
+    """Name of model A (default: from its answers' model / model_id, else the file name)."""
+    model_b: str | None = None
+    """Name of model B (default: from its answers, else the file name)."""
+    judge: LLMConfig = Field(default_factory=LLMConfig)
+    """The judge model (the paper: gpt-4)."""
+    judge_prompt: str | None = None
+    """Judge prompt: a .txt template (FastChat placeholders) or a FastChat judge-prompt JSONL
+    (MT-bench's or Vicuna-80's). Default: ours, by mode, category, turn and reference."""
+    judge_prompt_id: int | None = None
+    """With a Vicuna-80 judge-prompt JSONL: the prompt_id to use for every question (default: chosen
+    by category).
+    """
+    judge_system: str | None = None
+    """System message file for our or a .txt judge prompt (default: ours; FastChat files carry their
+    own)."""
+    orders: Literal["both", "ab"] = "both"
+    """Pair mode: 'both' judges each pair with A first and with B first (position bias shows and
+    averages out); 'ab': A first only."""
+    scoring: Literal["parse", "expected"] = "parse"
+    """'parse': read the scores from the reply text; 'expected': probability-weighted scores from
+    the judge's top_logprobs (scores-first prompts only).
+    """
+    top_logprobs: int = Field(20, ge=1, le=20)
+    """Alternatives per position requested with --scoring expected (OpenAI allows up to 20)."""
+    max_tokens: int = Field(512, ge=1)
+    """Most tokens the judge may write per reply."""
+    temperature: float = Field(0.0, ge=0)
+    """Judge sampling temperature (0: greedy, reproducible)."""
+    samples: int = Field(1, ge=1)
+    """Judge each question and order this many times (needs --temperature > 0; seeds --seed,
+    --seed+1, ...): median and spread are reported.
+    """
+    seed: int = 0
+    """Seed of the judge's sampling (with --temperature > 0) and of the bootstrap."""
+    bootstrap: int = Field(1000, ge=0)
+    """Bootstrap resamples (of questions) for the 95% intervals; 0: no intervals."""
+    score_min: float = 1
+    """Lowest valid score."""
+    score_max: float = 10
+    """Highest valid score."""
+    limit: int | None = Field(None, ge=1)
+    """Judge only the first N questions (a quick look)."""
+    join: JoinOn = Field("auto", description=JOIN_HELP + " FastChat answers join on question_id.")
+    from_judgments: Path | None = None
+    """Summarise an existing FastChat judgment file (model_judgment/*_single.jsonl or *_pair.jsonl)
+    instead of calling a judge: the same numbers, intervals and position consistency; answers, when
+    given, add the length statistics."""
+    from_annotations: list[Path] | None = None
+    """AlpacaEval annotation files (results/<model>/<annotator>/annotations.json), one per model
+    against one baseline: their leaderboard rows with AlpacaEval 2's length-controlled win rate
+    (`gpt4llm.evaluate.alpaca_eval`) instead of calling a judge."""
+    instruction_difficulty: Path | None = None
+    """With --from-annotations: AlpacaEval's published instruction_difficulty.csv (else the
+    difficulty is estimated jointly from the files given, when there are 2+)."""
+    gamed_annotations: list[Path] | None = None
+    """With --from-annotations: the gamed baselines' annotation files (AlpacaEval's verbose and
+    concise baseline), for length_controlled_v1's regularisation (else length_controlled_noreg)."""
+    max_failed_fraction: float = max_failed_fraction_field()
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.samples > 1 and self.temperature <= 0:
+            raise ValueError(
+                "--samples > 1 needs --temperature > 0 (greedy samples would all be the same)"
+            )
+        if self.from_annotations and (
+            self.answers_a or self.answers_b or self.questions or self.from_judgments
+        ):
+            raise ValueError(
+                "--from-annotations takes no answers, questions or --from-judgments (repeat "
+                "--from-annotations for each file)"
+            )
+        if (self.instruction_difficulty or self.gamed_annotations) and not self.from_annotations:
+            raise ValueError(
+                "--instruction-difficulty and --gamed-annotations need --from-annotations"
+            )
+        if self.score_min >= self.score_max:
+            raise ValueError(
+                f"--score-min ({self.score_min:g}) must be below --score-max ({self.score_max:g})"
+            )
+        return self

@@ -1,0 +1,297 @@
+"""`eval judge`'s run: load -> plan -> ask the judge -> read -> summarise -> finish."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from gpt4llm.evaluate.judge.config import STAGE, Config
+from gpt4llm.evaluate.judge.fastchat_out import fastchat_paths, write_fastchat
+from gpt4llm.evaluate.judge.from_files import from_annotations, from_judgments
+from gpt4llm.evaluate.judge.plan import fields_pair, fields_single, load_inputs, plan
+from gpt4llm.evaluate.judge.prompts import JudgePrompts, Prompt
+from gpt4llm.evaluate.judge.summary import (
+    reading_summary,
+    summarise_pair,
+    summarise_single,
+    winner_from_scores,
+)
+from gpt4llm.evaluate.judge.table import print_table
+from gpt4llm.records import write_json, write_jsonl
+from gpt4llm.scoring import reading_is_exact
+
+# ------------------------------------------------------------------------------------ run
+
+
+def _read(
+    config: Config, p: Prompt, completion, n: int, sent: str
+) -> tuple[list[float] | None, str | None, str, str | None, str | None]:
+    """(scores in presentation order, verdict in presentation terms, method, why unreadable,
+    which reading) of one reply, read by `gpt4llm.scoring` in the prompt's format; `sent` is
+    the text the judge was sent (what the reply merely copies from it is never a verdict)."""
+    from gpt4llm.scoring import read_expected, read_scores, read_verdict
+
+    lo, hi = config.score_min, config.score_max
+    if completion is None:
+        return None, None, "failed", None, None
+    if p.format == "verdict":
+        v = read_verdict(completion.text, prompt=sent)
+        method = "verdict" if v.value is not None else "unparseable"
+        return None, v.value, method, v.reason, v.how if v.value is not None else None
+    if config.scoring == "expected" and completion.top_logprobs:
+        got = read_expected(
+            completion.top_logprobs, n, lo, hi, text=completion.text, format=p.format, prompt=sent
+        )
+        if got.ok:
+            return got.values, None, "expected", None, got.how
+    got = read_scores(completion.text, n, lo, hi, format=p.format, prompt=sent)
+    if got.ok:
+        return got.values, None, "parsed", None, got.how
+    return None, None, "unparseable", got.reason or got.how, None
+
+
+def _probe_missing(
+    config: Config, requests: list, results: list, missing: list[int]
+) -> dict[int, list[float]]:
+    """Expected scoring when the judge's reply holds no verdict (a weak judge that wrote prose):
+    ask, in the same conversation, for each score as a bare number (max 2 tokens, top_logprobs)
+    and take the probability-weighted score there (source "probe", which may rank answers;
+    numbers guessed from prose without asking may not). Returns {judgment index: scores}
+    (presentation order) for the probes that worked."""
+    from gpt4llm.prompts import fill, load_prompt
+    from gpt4llm.scoring import probe_scores
+
+    todo = [i for i in missing if results[i].completion is not None]
+    if not todo:
+        return {}
+    lo, hi = config.score_min, config.score_max
+    if config.mode == "pair":
+        template = load_prompt("judge_probe.txt")
+        asks = [fill(template, k=str(k), lo=f"{lo:g}", hi=f"{hi:g}").strip() for k in (1, 2)]
+    else:
+        asks = [fill(load_prompt("judge_probe_single.txt"), lo=f"{lo:g}", hi=f"{hi:g}").strip()]
+    got = probe_scores(
+        config.judge,
+        [
+            requests[i].messages + [{"role": "assistant", "content": results[i].completion.text}]
+            for i in todo
+        ],
+        [asks] * len(todo),
+        [requests[i].key for i in todo],
+        lo=lo,
+        hi=hi,
+        top_logprobs=config.top_logprobs,
+        description="asking the judge for the missing scores",
+    )
+    return {i: vals for i, vals in zip(todo, got) if vals is not None}
+
+
+def run(config: Config) -> dict:
+    from gpt4llm.llm import Request, SamplingParams, complete_all
+    from gpt4llm.llm.summary import usage_totals
+    from gpt4llm.outputs import StageRun, check_outputs, request_caches
+
+    t0 = time.time()
+    if config.from_judgments is not None:
+        return from_judgments(config, t0)
+    if config.from_annotations:
+        return from_annotations(config, t0)
+    questions, models, refs = load_inputs(config)
+    out = Path(config.output)
+    fc_paths = fastchat_paths(config, out, [n for n, _ in models])
+    inputs = [
+        p
+        for p in (config.answers_a, config.answers_b, config.questions, config.references)
+        if p is not None
+    ]
+    if config.judge_prompt and Path(config.judge_prompt).is_file():
+        inputs.append(Path(config.judge_prompt))
+    check_outputs(
+        inputs=inputs,
+        directories=[out],
+        caches=request_caches(config.judge),
+        companions=False,
+        files=[
+            out / "judgments.jsonl",
+            out / "per_question.jsonl",
+            out / "summary.json",
+            *fc_paths.values(),
+        ],
+    )
+    prompts = JudgePrompts(
+        config.judge_prompt, config.judge_prompt_id, config.judge_system, config.mode
+    )
+    jobs = plan(config, prompts, questions, models, refs)
+
+    requests = []
+    for j in jobs:
+        params = SamplingParams(
+            max_tokens=config.max_tokens,
+            temperature=config.temperature,
+            top_logprobs=config.top_logprobs if config.scoring == "expected" else None,
+            # the backends sample with seed + sample_index: distinct, reproducible seeds
+            seed=config.seed if config.temperature > 0 else None,
+            sample_index=j.sample,
+        )
+        ref = refs.get(j.q["id"]) if j.reference else None
+        if config.mode == "pair":
+            a, b = models[0][1][j.q["id"]]["turns"], models[1][1][j.q["id"]]["turns"]
+            first, second = (a, b) if j.order == "ab" else (b, a)
+            fields = fields_pair(j.q, j.turn, first, second, ref)
+            key = f"{j.q['id']}:t{j.turn}:{j.order}:s{j.sample}"
+        else:
+            ans = dict(models)[j.model][j.q["id"]]["turns"]
+            fields = fields_single(j.q, j.turn, ans, ref)
+            key = f"{j.q['id']}:t{j.turn}:{j.model}:s{j.sample}"
+        requests.append(
+            Request(key=key, messages=prompts.messages(j.prompt, fields), params=params)
+        )
+
+    names = [n for n, _ in models]
+    what = f"{names[0]} vs {names[1]}" if config.mode == "pair" else ", ".join(names)
+    results = complete_all(config.judge, requests, description=f"judging {what}")
+    n = 2 if config.mode == "pair" else 1
+    sent = ["\n\n".join(m["content"] for m in r.messages) for r in requests]
+    read = [_read(config, j.prompt, res.completion, n, s) for j, res, s in zip(jobs, results, sent)]
+    probed: dict[int, list[float]] = {}
+    sends_probabilities = any(
+        r.completion is not None and r.completion.top_logprobs for r in results
+    )
+    if config.scoring == "expected" and not sends_probabilities and any(r.ok for r in results):
+        # A probe reads probabilities too: against such an endpoint it cannot help.
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            "[yellow]warning: --scoring expected, but the judge endpoint returns no token "
+            "probabilities: scores are read from the reply text and no probe is asked"
+        )
+    elif config.scoring == "expected":
+        probed = _probe_missing(
+            config, requests, results, [i for i, r in enumerate(read) if r[2] == "unparseable"]
+        )
+
+    judgments = []
+    for i, (j, res) in enumerate(zip(jobs, results)):
+        got, verdict, method, why, how = read[i]
+        if i in probed:
+            got, method, why, how = probed[i], "expected-probe", None, "probe"
+        base = {"id": j.q["id"], "turn": j.turn}
+        tail = {
+            "sample": j.sample,
+            "raw": res.completion.text if res.completion else None,
+            "category": j.q["category"],
+            "method": method,
+            "read": how,
+            "read_exact": reading_is_exact(j.prompt.format, how),
+            "prompt": j.prompt.name,
+            "reference": j.reference,
+            "judge": config.judge.model,
+            "judge_reported": res.completion.model if res.completion else None,
+            **({"unreadable": why} if why else {}),
+            **({"error": res.error} if res.error else {}),
+        }
+        if config.mode == "pair":
+            flip = j.order == "ba"
+            scores = None if got is None else ([got[1], got[0]] if flip else [got[0], got[1]])
+            if verdict is not None:
+                winner = {
+                    "A": "model_b" if flip else "model_a",
+                    "B": "model_a" if flip else "model_b",
+                }.get(verdict, "tie")
+            else:
+                winner = winner_from_scores(scores)
+            judgments.append(
+                {
+                    **base,
+                    "model_a": names[0],
+                    "model_b": names[1],
+                    "scores": scores,
+                    "winner": winner,
+                    "order": j.order,
+                    **tail,
+                    "len_a": j.lengths[0],
+                    "len_b": j.lengths[1],
+                }
+            )
+        else:
+            judgments.append(
+                {
+                    **base,
+                    "model": j.model,
+                    "score": None if got is None else got[0],
+                    **tail,
+                    "length": j.lengths[0],
+                }
+            )
+
+    usage = usage_totals(results)
+    reported = sorted({j["judge_reported"] for j in judgments if j.get("judge_reported")})
+    summary: dict[str, Any] = {
+        "metric": "judge",
+        "mode": config.mode,
+        "judge": config.judge.model,
+        "judge_reported": reported,
+        "prompt": prompts.source,
+        "prompts_used": sorted(prompts.used),
+        "prompt_sha256": prompts.sha256(),
+        "scoring": config.scoring,
+        "orders": config.orders if config.mode == "pair" else None,
+        "turns": config.turns,
+        "references": str(config.references) if config.references else None,
+        "samples": config.samples,
+        "temperature": config.temperature,
+        "seed": config.seed,
+        "n_questions": len(questions),
+        "n_judgments": len(judgments),
+        "n_unparseable": sum(1 for j in judgments if j["method"] == "unparseable"),
+        "n_failed": sum(1 for j in judgments if j["method"] == "failed"),
+        "n_parsed_from_text": sum(1 for j in judgments if j["method"] == "parsed"),
+        "n_probed": sum(1 for j in judgments if j["method"] == "expected-probe"),
+        # --scoring expected against an endpoint that sends no token probabilities
+        "n_without_probabilities": sum(
+            1
+            for res in results
+            if config.scoring == "expected" and res.completion and not res.completion.top_logprobs
+        ),
+        "bootstrap": {
+            "n_boot": config.bootstrap,
+            "seed": config.seed,
+            "level": 0.95,
+            "resampled": "questions",
+        },
+        "reading": reading_summary(judgments, {p.name: p.format for p in prompts.used.values()}),
+    }
+    if config.mode == "pair":
+        per_question, body = summarise_pair(config, questions, judgments, names)
+    else:
+        per_question, body = summarise_single(config, questions, judgments, names)
+    summary.update(body)
+    summary["usage"] = usage
+
+    summary["fastchat"] = {k: str(v) for k, v in fc_paths.items()}
+    # A failed request or an unreadable reply is a judgment without a verdict: listed with its
+    # reason; too many of them fail the run and leave an earlier output directory untouched.
+    failed = [
+        {
+            "id": j["id"],
+            "turn": j["turn"],
+            **({"order": j["order"]} if "order" in j else {"model": j["model"]}),
+            "sample": j["sample"],
+            "error": j.get("error") or f"unreadable reply ({j.get('unreadable') or 'no verdict'})",
+        }
+        for j in judgments
+        if j["method"] in ("failed", "unparseable")
+    ]
+
+    def write() -> None:
+        write_jsonl(out / "judgments.jsonl", judgments)
+        write_jsonl(out / "per_question.jsonl", per_question)
+        write_fastchat(config, fc_paths, questions, models, judgments, requests, t0)
+        write_json(out / "summary.json", summary)
+
+    StageRun(STAGE, config, out, inputs, t0).finish(
+        summary, len(judgments), failed, write, what="judgments", print_table=False
+    )
+    print_table(summary)
+    return summary

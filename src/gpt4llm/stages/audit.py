@@ -43,6 +43,7 @@ whole summary.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -238,13 +239,43 @@ def score_hits(config: Config, records: list[dict]) -> tuple[dict[int, str], dic
 
 # ---------------------------------------------------------------------------------- run
 def run(config: Config) -> dict:
-    from rich.console import Console
-
-    from gpt4llm.outputs import StageRun, check_outputs
-    from gpt4llm.records import load_instructions, read_json_records, write_jsonl, write_records
-
+    """load → check (each rule class) → sort (clean / flagged) → assemble → finish."""
     t0 = time.time()
-    console = Console(stderr=True)
+    data = load(config)
+    reasons, found = check(config, data)
+    verdicts = sort(config, data, reasons)
+    summary = assemble(config, data, verdicts, found)
+    return finish(config, data, verdicts, summary, t0)
+
+
+@dataclass
+class Inputs:
+    """The records (validated, and as they were for the clean file), the actions, the paths."""
+
+    records: list[dict]
+    raw: list[Any]  # the clean file keeps records as they were
+    actions: dict[str, str]
+    on: set[str]  # the rule classes not off
+    flagged_path: Path
+    html_path: Path
+
+
+@dataclass
+class Verdicts:
+    """What the rules made of the records: kept indices, flagged rows, counts and examples."""
+
+    clean: list[int] = field(default_factory=list)
+    flagged: list[dict] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RULES, 0))
+    examples: dict[str, list[dict]] = field(default_factory=lambda: {rule: [] for rule in RULES})
+    dropped: int = 0
+
+
+def load(config: Config) -> Inputs:
+    """Refuse bad paths and actions before anything is read; read the data."""
+    from gpt4llm.outputs import check_outputs
+    from gpt4llm.records import load_instructions, read_json_records
+
     flagged_path, html_path = _paths(config)
     check_outputs(
         inputs=[config.data, config.scores, *config.eval_set.values()],
@@ -255,37 +286,36 @@ def run(config: Config) -> dict:
     records = load_instructions(config.data, need_output=True)
     if not records:
         raise DataError(config.data, "no records")
-    raw = [
-        obj for _, obj in read_json_records(config.data)
-    ]  # the clean file keeps records as they were
-    reasons: list[dict[str, Any]] = [{} for _ in records]  # per record: rule -> detail
+    raw = [obj for _, obj in read_json_records(config.data)]
+    return Inputs(records, raw, actions, on, flagged_path, html_path)
 
-    for i, rec in enumerate(records):
-        reasons[i] = rule_checks(rec, on, config.unfinished_min_words)
 
-    dup_summary = None
+def check(config: Config, data: Inputs) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(per record {rule: detail}, the summaries of duplicates, scores and contamination)."""
+    records, on = data.records, data.on
+    reasons: list[dict[str, Any]] = [
+        rule_checks(rec, on, config.unfinished_min_words) for rec in records
+    ]
+    found: dict[str, Any] = {"duplicates": None, "scores": None, "contamination": None}
     if on & {"duplicate", "near_duplicate"}:
-        dup_summary = _duplicates(records, reasons, on, config.near_threshold)
-
-    score_summary = None
+        found["duplicates"] = _duplicates(records, reasons, on, config.near_threshold)
     if config.scores is not None and "low_score" in on:
-        hits, score_summary = score_hits(config, records)
+        hits, found["scores"] = score_hits(config, records)
         for i, detail in hits.items():
             reasons[i]["low_score"] = detail
-
-    contamination = None
     if config.eval_set and "contaminated" in on:
-        contamination = _decontaminate(config, records, reasons)
+        found["contamination"] = _decontaminate(config, records, reasons)
+    return reasons, found
 
-    clean, flagged = [], []
-    counts = {rule: 0 for rule in RULES}
-    examples: dict[str, list[dict]] = {rule: [] for rule in RULES}
-    dropped = 0
-    for index, (rec, why) in enumerate(zip(records, reasons)):
+
+def sort(config: Config, data: Inputs, reasons: list[dict[str, Any]]) -> Verdicts:
+    """Count each rule with its first examples; drop or flag each record with a reason."""
+    v = Verdicts()
+    for index, (rec, why) in enumerate(zip(data.records, reasons, strict=True)):
         for rule, detail in why.items():
-            counts[rule] += 1
-            if len(examples[rule]) < config.max_examples:
-                examples[rule].append(
+            v.counts[rule] += 1
+            if len(v.examples[rule]) < config.max_examples:
+                v.examples[rule].append(
                     {
                         "id": rec["id"],
                         "detail": _shown(detail),
@@ -293,9 +323,9 @@ def run(config: Config) -> dict:
                         "output": (rec.get("output") or "")[:300],
                     }
                 )
-        drop = any(actions[rule] == "drop" for rule in why)
+        drop = any(data.actions[rule] == "drop" for rule in why)
         if why:
-            flagged.append(
+            v.flagged.append(
                 {
                     "id": rec["id"],
                     "reasons": list(why),
@@ -307,35 +337,51 @@ def run(config: Config) -> dict:
                 }
             )
         if drop:
-            dropped += 1
+            v.dropped += 1
         else:
-            clean.append(index)
+            v.clean.append(index)
+    return v
 
-    summary: dict[str, Any] = {
-        "records": len(records),
-        "kept": len(clean),
-        "dropped": dropped,
-        "flagged": sum(1 for f in flagged if f["action"] == "flag"),
+
+def assemble(config: Config, data: Inputs, v: Verdicts, found: dict[str, Any]) -> dict[str, Any]:
+    """The summary: counts, each rule's action and examples, and what the checks found."""
+    return {
+        "records": len(data.records),
+        "kept": len(v.clean),
+        "dropped": v.dropped,
+        "flagged": sum(1 for f in v.flagged if f["action"] == "flag"),
         "rules": {
-            rule: {"action": actions[rule], "records": counts[rule], "examples": examples[rule]}
+            rule: {
+                "action": data.actions[rule],
+                "records": v.counts[rule],
+                "examples": v.examples[rule],
+            }
             for rule in RULES
         },
-        "duplicates": dup_summary,
-        "scores": score_summary,
-        "contamination": contamination,
+        **found,
         "output": str(config.output),
-        "flagged_file": str(flagged_path),
-        "html": str(html_path),
+        "flagged_file": str(data.flagged_path),
+        "html": str(data.html_path),
     }
 
+
+def finish(config: Config, data: Inputs, v: Verdicts, summary: dict[str, Any], t0: float) -> dict:
+    """Write the clean file, the flagged file, the page and the manifest; print the table."""
+    from rich.console import Console
+
+    from gpt4llm.outputs import StageRun
+    from gpt4llm.records import write_jsonl, write_records
+
+    console = Console(stderr=True)
+
     def write() -> None:
-        write_jsonl(flagged_path, flagged)
-        write_records(config.output, [raw[i] for i in clean])
-        _render_html(summary, config, html_path)
+        write_jsonl(data.flagged_path, v.flagged)
+        write_records(config.output, [data.raw[i] for i in v.clean])
+        _render_html(summary, config, data.html_path)
 
     StageRun(
         "audit", config, config.output, [config.data, config.scores, *config.eval_set.values()], t0
-    ).finish(summary, len(records), [], write, print_table=False)
+    ).finish(summary, len(data.records), [], write, print_table=False)
     _print(console, summary)
     return summary
 
@@ -400,23 +446,10 @@ def _duplicates(records: list[dict], reasons: list[dict], on: set[str], threshol
 
 
 def _decontaminate(config: Config, records: list[dict], reasons: list[dict]) -> dict:
-    from gpt4llm.analyze.contamination import load_eval_set
     from gpt4llm.text.ngrams import NgramIndex
 
     index = NgramIndex(config.ngram, config.min_ngram)
-    sets: dict[str, dict] = {}
-    for name, path in config.eval_set.items():
-        fmt, items = load_eval_set(path, config.eval_text)
-        index.add_set(name, items)
-        sets[name] = {
-            "file": str(path),
-            "format": fmt,
-            **index.stats[name],
-            "contaminated_items": 0,
-            "train_records": 0,
-            "n_pairs": 0,
-            "pairs": [],
-        }
+    sets = _index_eval_sets(config, index)
     eval_hit: dict[str, set[str]] = {name: set() for name in sets}
     for i, rec in enumerate(records):
         fields = [
@@ -437,22 +470,7 @@ def _decontaminate(config: Config, records: list[dict], reasons: list[dict]) -> 
             }
             for h in hits
         ]
-        for name in {h.set for h in hits}:
-            sets[name]["train_records"] += 1
-        for h in hits:
-            s = sets[h.set]
-            eval_hit[h.set].add(h.eval_id)
-            s["n_pairs"] += 1
-            if len(s["pairs"]) < 200:
-                s["pairs"].append(
-                    {
-                        "train_id": rec["id"],
-                        "eval_id": h.eval_id,
-                        "field": h.field,
-                        "eval_field": h.eval_where,
-                        "ngram": h.ngram,
-                    }
-                )
+        _count_hits(sets, eval_hit, rec["id"], hits)
     for name, s in sets.items():
         s["contaminated_items"] = len(eval_hit[name])
     return {
@@ -461,6 +479,48 @@ def _decontaminate(config: Config, records: list[dict], reasons: list[dict]) -> 
         "eval_text": config.eval_text,
         "sets": sets,
     }
+
+
+def _index_eval_sets(config: Config, index: Any) -> dict[str, dict]:
+    """Add every --eval-set to the n-gram index; {name: its summary, counts still zero}."""
+    from gpt4llm.analyze.contamination import load_eval_set
+
+    sets: dict[str, dict] = {}
+    for name, path in config.eval_set.items():
+        fmt, items = load_eval_set(path, config.eval_text)
+        index.add_set(name, items)
+        sets[name] = {
+            "file": str(path),
+            "format": fmt,
+            **index.stats[name],
+            "contaminated_items": 0,
+            "train_records": 0,
+            "n_pairs": 0,
+            "pairs": [],
+        }
+    return sets
+
+
+def _count_hits(
+    sets: dict[str, dict], eval_hit: dict[str, set[str]], train_id: str, hits: list
+) -> None:
+    """Count one training record's hits in each set's summary (the first 200 pairs kept)."""
+    for name in {h.set for h in hits}:
+        sets[name]["train_records"] += 1
+    for h in hits:
+        s = sets[h.set]
+        eval_hit[h.set].add(h.eval_id)
+        s["n_pairs"] += 1
+        if len(s["pairs"]) < 200:
+            s["pairs"].append(
+                {
+                    "train_id": train_id,
+                    "eval_id": h.eval_id,
+                    "field": h.field,
+                    "eval_field": h.eval_where,
+                    "ngram": h.ngram,
+                }
+            )
 
 
 def _render_html(summary: dict, config: Config, path: Path) -> None:

@@ -175,7 +175,7 @@ def test_simpo_and_orpo_equal_trls_experimental_trainers():
 
 # --------------------------------------------------------------------------- data
 def test_pairs_from_comparison_records_follow_the_score_gap(tiny, tmp_path):
-    from gpt4llm.train.dpo import load_data, load_pairs
+    from gpt4llm.train.dpo_data import load_data, load_pairs
 
     recs = [
         {
@@ -240,7 +240,7 @@ def test_pairs_from_comparison_records_follow_the_score_gap(tiny, tmp_path):
 
 def test_held_out_instructions_are_those_train_reward_holds_out(tiny, tmp_path):
     from gpt4llm.reward_model import load_comparisons, split_groups
-    from gpt4llm.train.dpo import load_data
+    from gpt4llm.train.dpo_data import load_data
 
     data = write_jsonl(tmp_path / "cmp.jsonl", preference_records(40))
     dpo = load_data(config(tiny, data, tmp_path / "o", eval_fraction=0.2))
@@ -250,7 +250,7 @@ def test_held_out_instructions_are_those_train_reward_holds_out(tiny, tmp_path):
 
 
 def test_published_pairs_and_bad_lines(tiny, tmp_path):
-    from gpt4llm.train.dpo import load_data, load_pairs
+    from gpt4llm.train.dpo_data import load_data, load_pairs
 
     pub = write_jsonl(
         tmp_path / "pairs.jsonl",
@@ -280,7 +280,7 @@ def test_prompt_is_the_students_own_format(tiny, tmp_path):
 
     from gpt4llm.models import PROMPT_META_FILE, load_tokenizer
     from gpt4llm.prompts import build_prompt, default_meta, encode_prompt, prompt_meta
-    from gpt4llm.train.dpo import PrefPair, load_data, tokenize_pair
+    from gpt4llm.train.dpo_data import PrefPair, load_data, tokenize_pair
 
     student = tmp_path / "student"
     shutil.copytree(tiny, student)

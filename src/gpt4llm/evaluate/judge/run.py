@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,8 @@ def _probe_missing(
 
 
 def run(config: Config) -> dict:
-    from gpt4llm.llm import Request, SamplingParams, complete_all
-    from gpt4llm.llm.summary import usage_totals
-    from gpt4llm.outputs import StageRun, check_outputs, request_caches
+    """load -> check the outputs -> plan -> ask the judge -> read -> assemble -> finish."""
+    from gpt4llm.outputs import StageRun
 
     t0 = time.time()
     if config.from_judgments is not None:
@@ -100,8 +100,40 @@ def run(config: Config) -> dict:
     questions, models, refs = load_inputs(config)
     out = Path(config.output)
     fc_paths = fastchat_paths(config, out, [n for n, _ in models])
+    inputs = _check_outputs(config, out, fc_paths)
+    prompts = JudgePrompts(
+        config.judge_prompt, config.judge_prompt_id, config.judge_system, config.mode
+    )
+    jobs = plan(config, prompts, questions, models, refs)
+    requests = _requests(config, prompts, jobs, models, refs)
+    results = _ask(config, requests, [n for n, _ in models])
+    read = _read_all(config, jobs, requests, results)
+    judgments = [
+        _judgment(config, j, res, got, [n for n, _ in models])
+        for j, res, got in zip(jobs, results, read, strict=True)
+    ]
+    summary, per_question = _summarise(config, prompts, questions, models, judgments, results)
+    summary["fastchat"] = {k: str(v) for k, v in fc_paths.items()}
+
+    def write() -> None:
+        write_jsonl(out / "judgments.jsonl", judgments)
+        write_jsonl(out / "per_question.jsonl", per_question)
+        write_fastchat(config, fc_paths, questions, models, judgments, requests, t0)
+        write_json(out / "summary.json", summary)
+
+    StageRun(STAGE, config, out, inputs, t0).finish(
+        summary, len(judgments), _failed(judgments), write, what="judgments", print_table=False
+    )
+    print_table(summary)
+    return summary
+
+
+def _check_outputs(config: Config, out: Path, fc_paths: dict[str, Path]) -> list[Path]:
+    """Refuse bad output paths before the first call; returns the run's inputs."""
+    from gpt4llm.outputs import check_outputs, request_caches
+
     inputs = [
-        p
+        Path(p)
         for p in (config.answers_a, config.answers_b, config.questions, config.references)
         if p is not None
     ]
@@ -119,10 +151,12 @@ def run(config: Config) -> dict:
             *fc_paths.values(),
         ],
     )
-    prompts = JudgePrompts(
-        config.judge_prompt, config.judge_prompt_id, config.judge_system, config.mode
-    )
-    jobs = plan(config, prompts, questions, models, refs)
+    return inputs
+
+
+def _requests(config: Config, prompts: JudgePrompts, jobs: list, models: list, refs: dict):
+    """One judge request per job (question, turn, order or model, sample)."""
+    from gpt4llm.llm import Request, SamplingParams
 
     requests = []
     for j in jobs:
@@ -147,91 +181,97 @@ def run(config: Config) -> dict:
         requests.append(
             Request(key=key, messages=prompts.messages(j.prompt, fields), params=params)
         )
+    return requests
 
-    names = [n for n, _ in models]
+
+def _ask(config: Config, requests: list, names: list[str]) -> list:
+    from gpt4llm.llm import complete_all
+
     what = f"{names[0]} vs {names[1]}" if config.mode == "pair" else ", ".join(names)
-    results = complete_all(config.judge, requests, description=f"judging {what}")
+    return complete_all(config.judge, requests, description=f"judging {what}")
+
+
+def _read_all(config: Config, jobs: list, requests: list, results: list) -> list[tuple]:
+    """Every reply read in its prompt's format; with --scoring expected, a reply that holds no
+    verdict is probed for the missing scores (when the endpoint sends probabilities)."""
     n = 2 if config.mode == "pair" else 1
     sent = ["\n\n".join(m["content"] for m in r.messages) for r in requests]
-    read = [_read(config, j.prompt, res.completion, n, s) for j, res, s in zip(jobs, results, sent)]
-    probed: dict[int, list[float]] = {}
-    sends_probabilities = any(
-        r.completion is not None and r.completion.top_logprobs for r in results
-    )
-    if config.scoring == "expected" and not sends_probabilities and any(r.ok for r in results):
-        # A probe reads probabilities too: against such an endpoint it cannot help.
-        from rich.console import Console
+    read = [
+        _read(config, j.prompt, res.completion, n, s)
+        for j, res, s in zip(jobs, results, sent, strict=True)
+    ]
+    if config.scoring != "expected":
+        return read
+    if not any(r.completion is not None and r.completion.top_logprobs for r in results):
+        if any(r.ok for r in results):
+            # A probe reads probabilities too: against such an endpoint it cannot help.
+            from rich.console import Console
 
-        Console(stderr=True).print(
-            "[yellow]warning: --scoring expected, but the judge endpoint returns no token "
-            "probabilities: scores are read from the reply text and no probe is asked"
-        )
-    elif config.scoring == "expected":
-        probed = _probe_missing(
-            config, requests, results, [i for i, r in enumerate(read) if r[2] == "unparseable"]
-        )
-
-    judgments = []
-    for i, (j, res) in enumerate(zip(jobs, results)):
-        got, verdict, method, why, how = read[i]
-        if i in probed:
-            got, method, why, how = probed[i], "expected-probe", None, "probe"
-        base = {"id": j.q["id"], "turn": j.turn}
-        tail = {
-            "sample": j.sample,
-            "raw": res.completion.text if res.completion else None,
-            "category": j.q["category"],
-            "method": method,
-            "read": how,
-            "read_exact": reading_is_exact(j.prompt.format, how),
-            "prompt": j.prompt.name,
-            "reference": j.reference,
-            "judge": config.judge.model,
-            "judge_reported": res.completion.model if res.completion else None,
-            **({"unreadable": why} if why else {}),
-            **({"error": res.error} if res.error else {}),
-        }
-        if config.mode == "pair":
-            flip = j.order == "ba"
-            scores = None if got is None else ([got[1], got[0]] if flip else [got[0], got[1]])
-            if verdict is not None:
-                winner = {
-                    "A": "model_b" if flip else "model_a",
-                    "B": "model_a" if flip else "model_b",
-                }.get(verdict, "tie")
-            else:
-                winner = winner_from_scores(scores)
-            judgments.append(
-                {
-                    **base,
-                    "model_a": names[0],
-                    "model_b": names[1],
-                    "scores": scores,
-                    "winner": winner,
-                    "order": j.order,
-                    **tail,
-                    "len_a": j.lengths[0],
-                    "len_b": j.lengths[1],
-                }
+            Console(stderr=True).print(
+                "[yellow]warning: --scoring expected, but the judge endpoint returns no token "
+                "probabilities: scores are read from the reply text and no probe is asked"
             )
-        else:
-            judgments.append(
-                {
-                    **base,
-                    "model": j.model,
-                    "score": None if got is None else got[0],
-                    **tail,
-                    "length": j.lengths[0],
-                }
-            )
+        return read
+    missing = [i for i, r in enumerate(read) if r[2] == "unparseable"]
+    for i, got in _probe_missing(config, requests, results, missing).items():
+        read[i] = (got, None, "expected-probe", None, "probe")
+    return read
 
-    usage = usage_totals(results)
-    reported = sorted({j["judge_reported"] for j in judgments if j.get("judge_reported")})
+
+def _judgment(config: Config, j, res, read: tuple, names: list[str]) -> dict[str, Any]:
+    """The judge record of one reply (scores always in (A, B) order for pairs)."""
+    got, verdict, method, why, how = read
+    tail = {
+        "sample": j.sample,
+        "raw": res.completion.text if res.completion else None,
+        "category": j.q["category"],
+        "method": method,
+        "read": how,
+        "read_exact": reading_is_exact(j.prompt.format, how),
+        "prompt": j.prompt.name,
+        "reference": j.reference,
+        "judge": config.judge.model,
+        "judge_reported": res.completion.model if res.completion else None,
+        **({"unreadable": why} if why else {}),
+        **({"error": res.error} if res.error else {}),
+    }
+    base = {"id": j.q["id"], "turn": j.turn}
+    if config.mode != "pair":
+        score = None if got is None else got[0]
+        return {**base, "model": j.model, "score": score, **tail, "length": j.lengths[0]}
+    flip = j.order == "ba"
+    scores = None if got is None else ([got[1], got[0]] if flip else [got[0], got[1]])
+    if verdict is not None:
+        a, b = ("model_b", "model_a") if flip else ("model_a", "model_b")
+        winner = {"A": a, "B": b}.get(verdict, "tie")
+    else:
+        winner = winner_from_scores(scores)
+    return {
+        **base,
+        "model_a": names[0],
+        "model_b": names[1],
+        "scores": scores,
+        "winner": winner,
+        "order": j.order,
+        **tail,
+        "len_a": j.lengths[0],
+        "len_b": j.lengths[1],
+    }
+
+
+def _summarise(config, prompts, questions, models, judgments, results) -> tuple[dict, list]:
+    """summary.json (what was run, how it was read, the numbers) and the per-question rows."""
+    from gpt4llm.llm.summary import usage_totals
+
+    names = [n for n, _ in models]
+    count = Counter(j["method"] for j in judgments)
     summary: dict[str, Any] = {
         "metric": "judge",
         "mode": config.mode,
         "judge": config.judge.model,
-        "judge_reported": reported,
+        "judge_reported": sorted(
+            {j["judge_reported"] for j in judgments if j.get("judge_reported")}
+        ),
         "prompt": prompts.source,
         "prompts_used": sorted(prompts.used),
         "prompt_sha256": prompts.sha256(),
@@ -244,10 +284,10 @@ def run(config: Config) -> dict:
         "seed": config.seed,
         "n_questions": len(questions),
         "n_judgments": len(judgments),
-        "n_unparseable": sum(1 for j in judgments if j["method"] == "unparseable"),
-        "n_failed": sum(1 for j in judgments if j["method"] == "failed"),
-        "n_parsed_from_text": sum(1 for j in judgments if j["method"] == "parsed"),
-        "n_probed": sum(1 for j in judgments if j["method"] == "expected-probe"),
+        "n_unparseable": count["unparseable"],
+        "n_failed": count["failed"],
+        "n_parsed_from_text": count["parsed"],
+        "n_probed": count["expected-probe"],
         # --scoring expected against an endpoint that sends no token probabilities
         "n_without_probabilities": sum(
             1
@@ -262,17 +302,17 @@ def run(config: Config) -> dict:
         },
         "reading": reading_summary(judgments, {p.name: p.format for p in prompts.used.values()}),
     }
-    if config.mode == "pair":
-        per_question, body = summarise_pair(config, questions, judgments, names)
-    else:
-        per_question, body = summarise_single(config, questions, judgments, names)
+    summarise = summarise_pair if config.mode == "pair" else summarise_single
+    per_question, body = summarise(config, questions, judgments, names)
     summary.update(body)
-    summary["usage"] = usage
+    summary["usage"] = usage_totals(results)
+    return summary, per_question
 
-    summary["fastchat"] = {k: str(v) for k, v in fc_paths.items()}
-    # A failed request or an unreadable reply is a judgment without a verdict: listed with its
-    # reason; too many of them fail the run and leave an earlier output directory untouched.
-    failed = [
+
+def _failed(judgments: list[dict]) -> list[dict]:
+    """A failed request or an unreadable reply is a judgment without a verdict: listed with its
+    reason; too many of them fail the run and leave an earlier output directory untouched."""
+    return [
         {
             "id": j["id"],
             "turn": j["turn"],
@@ -283,15 +323,3 @@ def run(config: Config) -> dict:
         for j in judgments
         if j["method"] in ("failed", "unparseable")
     ]
-
-    def write() -> None:
-        write_jsonl(out / "judgments.jsonl", judgments)
-        write_jsonl(out / "per_question.jsonl", per_question)
-        write_fastchat(config, fc_paths, questions, models, judgments, requests, t0)
-        write_json(out / "summary.json", summary)
-
-    StageRun(STAGE, config, out, inputs, t0).finish(
-        summary, len(judgments), failed, write, what="judgments", print_table=False
-    )
-    print_table(summary)
-    return summary

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,8 +165,12 @@ def _save(fig, out: Path, name: str) -> dict:
 def _ci_err(values: list[float], cis: list[dict | None]) -> list[list[float]] | None:
     """matplotlib xerr from bootstrap intervals (0 where a run has none)."""
     have = [ci is not None and ci.get("low") is not None for ci in cis]
-    lo = [max(0.0, v - ci["low"]) if ok else 0.0 for v, ci, ok in zip(values, cis, have)]
-    hi = [max(0.0, ci["high"] - v) if ok else 0.0 for v, ci, ok in zip(values, cis, have)]
+    lo = [
+        max(0.0, v - ci["low"]) if ok else 0.0 for v, ci, ok in zip(values, cis, have, strict=True)
+    ]
+    hi = [
+        max(0.0, ci["high"] - v) if ok else 0.0 for v, ci, ok in zip(values, cis, have, strict=True)
+    ]
     return [lo, hi] if any(lo) or any(hi) else None
 
 
@@ -195,7 +200,7 @@ def judge_warnings(judges: list[dict]) -> list[str]:
 
 def _label_bar_ends(ax: Any, bars: Any, texts: list[str], pad: float) -> None:
     """Write each text just past the end of its horizontal bar."""
-    for b, text in zip(bars, texts):
+    for b, text in zip(bars, texts, strict=True):
         ax.text(b.get_width() + pad, b.get_y() + b.get_height() / 2, text, va="center", fontsize=9)
 
 
@@ -213,21 +218,45 @@ def chart_judge(judges: list[dict], out: Path) -> list[dict]:
     bars = ax.barh(y, rel, color="#4C72B0", xerr=err, ecolor="#333", capsize=3)
     ax.axvline(100, color="#888", linestyle="--", linewidth=1)
     overall = [j["overall"] for j in judges]
-    ends = [f"{r:.1f}%  ({o['total_a']:.1f} : {o['total_b']:.1f})" for r, o in zip(rel, overall)]
+    ends = [
+        f"{r:.1f}%  ({o['total_a']:.1f} : {o['total_b']:.1f})"
+        for r, o in zip(rel, overall, strict=True)
+    ]
     _label_bar_ends(ax, bars, ends, pad=1)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlim(0, max([120.0, *(r * 1.35 for r in rel)]))
     ax.set_xlabel("total score of A as % of B")
     ax.set_title("Relative score (LLM judge)")
+    _wins_ties_losses(ax2, judges, y)
+    charts.append(
+        {
+            "title": "LLM judge: relative score and wins/ties/losses",
+            **_save(fig, out, "judge_relative.png"),
+        }
+    )
+    per_category = _chart_judge_categories(plt, judges, labels, out)
+    if per_category is not None:
+        charts.append(per_category)
+    return charts
+
+
+def _wins_ties_losses(ax2: Any, judges: list[dict], y: list[int]) -> None:
+    """Stacked bars of wins, ties and losses, each segment wide enough labelled with its count."""
     wins = [j["overall"]["wins"] for j in judges]
     ties = [j["overall"]["ties"] for j in judges]
     losses = [j["overall"]["losses"] for j in judges]
     ax2.barh(y, wins, color="#55A868", label="A wins")
     ax2.barh(y, ties, left=wins, color="#CCCCCC", label="tie")
-    ax2.barh(y, losses, left=[w + t for w, t in zip(wins, ties)], color="#C44E52", label="B wins")
-    widest = max([w + t + lo for w, t, lo in zip(wins, ties, losses)] + [1])
-    for yi, (w, t, lo) in enumerate(zip(wins, ties, losses)):
+    ax2.barh(
+        y,
+        losses,
+        left=[w + t for w, t in zip(wins, ties, strict=True)],
+        color="#C44E52",
+        label="B wins",
+    )
+    widest = max([w + t + lo for w, t, lo in zip(wins, ties, losses, strict=True)] + [1])
+    for yi, (w, t, lo) in enumerate(zip(wins, ties, losses, strict=True)):
         for x0, v in ((0, w), (w, t), (w + t, lo)):
             if v >= 0.06 * widest:  # label segments wide enough to hold the number
                 ax2.text(x0 + v / 2, yi, str(v), ha="center", va="center", fontsize=9)
@@ -236,34 +265,31 @@ def chart_judge(judges: list[dict], out: Path) -> list[dict]:
     ax2.set_xlabel("questions")
     ax2.set_title("Wins / ties / losses")
     ax2.legend(loc="lower right", fontsize=8, frameon=False, bbox_to_anchor=(1.0, 1.08), ncol=3)
-    charts.append(
-        {
-            "title": "LLM judge: relative score and wins/ties/losses",
-            **_save(fig, out, "judge_relative.png"),
-        }
-    )
 
+
+def _chart_judge_categories(
+    plt: Any, judges: list[dict], labels: list[str], out: Path
+) -> dict | None:
+    """Relative score per category, one bar per run (None with fewer than two categories)."""
     cats = sorted({c for j in judges for c in j["per_category"]})
-    if len(cats) > 1:
-        fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(cats) + 2), 4))
-        width = 0.8 / len(judges)
-        for k, (j, label) in enumerate(zip(judges, labels)):
-            vals = [(j["per_category"].get(c) or {}).get("relative_a_to_b") or 0.0 for c in cats]
-            ax.bar(
-                [i + (k - (len(judges) - 1) / 2) * width for i in range(len(cats))],
-                vals,
-                width,
-                label=label,
-            )
-        ax.axhline(100, color="#888", linestyle="--", linewidth=1)
-        ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
-        ax.set_ylabel("A as % of B")
-        ax.set_title("Relative score per category")
-        ax.legend(fontsize=8, frameon=False)
-        charts.append(
-            {"title": "LLM judge per category", **_save(fig, out, "judge_categories.png")}
+    if len(cats) <= 1:
+        return None
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(cats) + 2), 4))
+    width = 0.8 / len(judges)
+    for k, (j, label) in enumerate(zip(judges, labels, strict=True)):
+        vals = [(j["per_category"].get(c) or {}).get("relative_a_to_b") or 0.0 for c in cats]
+        ax.bar(
+            [i + (k - (len(judges) - 1) / 2) * width for i in range(len(cats))],
+            vals,
+            width,
+            label=label,
         )
-    return charts
+    ax.axhline(100, color="#888", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
+    ax.set_ylabel("A as % of B")
+    ax.set_title("Relative score per category")
+    ax.legend(fontsize=8, frameon=False)
+    return {"title": "LLM judge per category", **_save(fig, out, "judge_categories.png")}
 
 
 def chart_single(singles: list[dict], out: Path) -> dict:
@@ -279,7 +305,7 @@ def chart_single(singles: list[dict], out: Path) -> dict:
     bars = ax.barh(
         range(len(labels)), vals, color="#4C72B0", xerr=_ci_err(vals, cis), ecolor="#333", capsize=3
     )
-    for b, v in zip(bars, vals):
+    for b, v in zip(bars, vals, strict=True):
         ax.text(
             0.1, b.get_y() + b.get_height() / 2, f"{v:.2f}", va="center", color="white", fontsize=9
         )
@@ -312,7 +338,7 @@ def chart_rouge(rows: list[dict], metric: str, out: Path) -> dict:
         ys = [vals.get(b) if vals.get(b) is not None else 0.0 for b in buckets]
         hatch = "//" if m.endswith("(paper)") else None
         bars = ax.bar(xs, ys, width, label=m, hatch=hatch, edgecolor="white" if hatch else None)
-        for b, v in zip(bars, ys):
+        for b, v in zip(bars, ys, strict=True):
             if v:
                 ax.text(
                     b.get_x() + b.get_width() / 2,
@@ -394,9 +420,34 @@ def _template():
 
 
 def run(config: Config) -> dict:
-    from gpt4llm.provenance import write_manifest
-
+    """check → load → draw (charts) → link analyze → assemble (the page) → finish."""
     t0 = time.time()
+    out = check(config)
+    data = load(config, out)
+    charts, paper_rows = draw(config, data, out)
+    analyze = link_analyze(config, out)
+    assemble(config, data, out, charts, paper_rows, analyze)
+    return finish(config, data, out, charts, t0)
+
+
+@dataclass
+class Inputs:
+    """The inputs read, and their data by kind (judge runs split into pairwise and single)."""
+
+    items: list[dict]
+    every_judge: list[dict]
+    judges: list[dict]
+    singles: list[dict]
+    rouges: list[dict]
+    rewards: list[dict]
+    dpos: list[dict]
+    warnings: list[str]
+
+
+def check(config: Config) -> Path:
+    """Refuse an empty report, a bad --rouge-metric and bad paths; the output directory."""
+    from gpt4llm.outputs import check_outputs
+
     if not config.inputs and not config.analyze:
         raise UserError(
             "nothing to report: give evaluation summaries (eval rouge/judge summary.json, eval"
@@ -406,8 +457,6 @@ def run(config: Config) -> dict:
         raise UserError(
             f"--rouge-metric must be rouge1, rouge2 or rougeL, got {config.rouge_metric!r}"
         )
-    from gpt4llm.outputs import check_outputs
-
     out = Path(config.output)
     check_outputs(
         inputs=[*config.inputs, config.paper_rouge],
@@ -415,54 +464,75 @@ def run(config: Config) -> dict:
         files=[out / "index.html"],
         companions=False,
     )
+    return out
+
+
+def load(config: Config, out: Path) -> Inputs:
+    """Read every input (its kind from its content), then make the output directory."""
     items = [load_input(p) for p in config.inputs]
     out.mkdir(parents=True, exist_ok=True)
     every_judge = [i["data"] for i in items if i["kind"] == "judge"]
     judges = [j for j in every_judge if j.get("mode", "pair") == "pair"]
     singles = [j for j in every_judge if j.get("mode") == "single"]
-    warnings = judge_warnings(judges) + judge_warnings(singles)
-    rouges = [i["data"] for i in items if i["kind"] == "rouge"]
-    rewards = [i["data"] for i in items if i["kind"] == "reward"]
-    dpos = [i["data"] for i in items if i["kind"] == "dpo"]
+    return Inputs(
+        items=items,
+        every_judge=every_judge,
+        judges=judges,
+        singles=singles,
+        rouges=[i["data"] for i in items if i["kind"] == "rouge"],
+        rewards=[i["data"] for i in items if i["kind"] == "reward"],
+        dpos=[i["data"] for i in items if i["kind"] == "dpo"],
+        warnings=judge_warnings(judges) + judge_warnings(singles),
+    )
 
+
+def draw(config: Config, data: Inputs, out: Path) -> tuple[list[dict], list[dict]]:
+    """(the charts, as PNG files and base64; the paper's ROUGE rows)."""
     charts: list[dict] = []
-    if judges:
-        charts += chart_judge(judges, out)
-    if singles:
-        charts.append(chart_single(singles, out))
-    rouge_rows = [{"model": s["model"], **b} for s in rouges for b in s["buckets"]]
+    if data.judges:
+        charts += chart_judge(data.judges, out)
+    if data.singles:
+        charts.append(chart_single(data.singles, out))
+    rouge_rows = [{"model": s["model"], **b} for s in data.rouges for b in s["buckets"]]
     paper_rows = load_paper_rouge(config.paper_rouge) if config.paper_rouge else []
     if rouge_rows or paper_rows:
         ours = {r["bucket"] for r in rouge_rows}
         shown_paper = [r for r in paper_rows if not ours or r["bucket"] in ours]
         charts.append(chart_rouge(rouge_rows + shown_paper, config.rouge_metric, out))
-    if rewards or dpos:
-        charts.append(chart_reward(rewards, out, dpos))
+    if data.rewards or data.dpos:
+        charts.append(chart_reward(data.rewards, out, data.dpos))
+    return charts, paper_rows
 
-    analyze = None
-    if config.analyze:
-        adir = Path(config.analyze)
-        if not adir.is_dir():
-            raise DataError(adir, "not a directory (expected the output of gpt4llm analyze)")
-        import os
 
-        page = adir / "index.html"
-        if not page.is_file():
-            pages = sorted(adir.glob("*.html"))
-            page = pages[0] if pages else None
-        analyze = {
-            "dir": str(adir),
-            "href": os.path.relpath(page, out) if page else None,
-            "images": [
-                {"file": p.name, "b64": base64.b64encode(p.read_bytes()).decode("ascii")}
-                for p in sorted(adir.glob("*.png"))[:12]
-            ],
-        }
+def link_analyze(config: Config, out: Path) -> dict | None:
+    """The `--analyze` directory: its page's link relative to ours and its first 12 PNGs."""
+    import os
 
-    provenance = []
+    if not config.analyze:
+        return None
+    adir = Path(config.analyze)
+    if not adir.is_dir():
+        raise DataError(adir, "not a directory (expected the output of gpt4llm analyze)")
+    page = adir / "index.html"
+    if not page.is_file():
+        pages = sorted(adir.glob("*.html"))
+        page = pages[0] if pages else None
+    return {
+        "dir": str(adir),
+        "href": os.path.relpath(page, out) if page else None,
+        "images": [
+            {"file": p.name, "b64": base64.b64encode(p.read_bytes()).decode("ascii")}
+            for p in sorted(adir.glob("*.png"))[:12]
+        ],
+    }
+
+
+def provenance(items: list[dict]) -> list[dict]:
+    """For each input, the command and resolved config that produced it (from its manifest)."""
+    out = []
     for i in items:
         m = i["manifest"] or {}
-        provenance.append(
+        out.append(
             {
                 "path": i["path"],
                 "kind": i["kind"],
@@ -478,44 +548,63 @@ def run(config: Config) -> dict:
                 "inputs": m.get("inputs") or {},
             }
         )
+    return out
+
+
+def assemble(
+    config: Config,
+    data: Inputs,
+    out: Path,
+    charts: list[dict],
+    paper_rows: list[dict],
+    analyze: dict | None,
+) -> None:
+    """Render the page and write it to `out/index.html`."""
     html = _template().render(
         title=config.title,
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         charts=charts,
-        judges=judges,
-        singles=singles,
-        warnings=warnings,
-        rouges=rouges,
+        judges=data.judges,
+        singles=data.singles,
+        warnings=data.warnings,
+        rouges=data.rouges,
         paper_rows=paper_rows,
-        rewards=rewards,
-        dpos=dpos,
+        rewards=data.rewards,
+        dpos=data.dpos,
         analyze=analyze,
-        provenance=provenance,
+        provenance=provenance(data.items),
         rouge_metric=config.rouge_metric,
     )
     write_text(out / "index.html", html)
+
+
+def finish(config: Config, data: Inputs, out: Path, charts: list[dict], t0: float) -> dict:
+    """The summary and the manifest; the warnings and one line on stderr."""
+    from rich.console import Console
+
+    from gpt4llm.provenance import write_manifest
+
     summary = {
         "output": str(out / "index.html"),
         "charts": [c["file"] for c in charts],
-        "n_judge": len(every_judge),
-        "warnings": warnings,
-        "n_rouge": len(rouges),
-        "n_reward": len(rewards),
-        "n_dpo": len(dpos),
+        "n_judge": len(data.every_judge),
+        "warnings": data.warnings,
+        "n_rouge": len(data.rouges),
+        "n_reward": len(data.rewards),
+        "n_dpo": len(data.dpos),
         "analyze": str(config.analyze) if config.analyze else None,
     }
     write_manifest(
         out,
         STAGE,
         config,
-        inputs=[i["path"] for i in items] + ([config.paper_rouge] if config.paper_rouge else []),
+        inputs=[i["path"] for i in data.items]
+        + ([config.paper_rouge] if config.paper_rouge else []),
         summary=summary,
         started=t0,
     )
-    from rich.console import Console
-
     console = Console(stderr=True)
-    for w in warnings:
+    for w in data.warnings:
         console.print(f"[yellow]report: warning: {w}")
     console.print(
         f"report: {out / 'index.html'} ({len(charts)} charts:"

@@ -389,13 +389,37 @@ def test_best_of_n_through_respond_keeps_the_highest_reward(
         assert r["output"] == r["candidates"][rewards.index(max(rewards))]["text"] == cands[1]
 
 
+def packed_and_padded_runs(tiny_rm: Path, tmp_path: Path, **settings) -> tuple:
+    """Three steps of `train reward` on 12 marker instructions, packed (the default, with its
+    fast path) and with TRL's padded batches: (summary, summary, losses, losses)."""
+    from gpt4llm.train.reward import Config, run
+
+    common = {
+        "data": write_jsonl(tmp_path / "cmp.jsonl", marker_records(12)),
+        "model": str(tiny_rm),
+        "max_steps": 3,
+        "per_device_batch_size": 4,
+        "logging_steps": 1,
+        "max_seq_len": 48,
+        "precision": "fp32",
+        "eval_fraction": 0.0,
+        **settings,
+    }
+    a = run(Config(**common, output=tmp_path / "packed"))
+    b = run(Config(**common, output=tmp_path / "padded", padding_free=False))
+    la, lb = (
+        [r["loss"] for r in map(json.loads, (d / "log.jsonl").open()) if "loss" in r]
+        for d in (tmp_path / "packed", tmp_path / "padded")
+    )
+    return a, b, la, lb
+
+
 def test_packed_forward_equals_padded_forward(trained, tiny_rm, tmp_path):
     """One packed forward (few rows, no cross-talk between answers) gives the rewards of the
     model's own padded forward, and training packed or padded follows the same loss curve."""
     import torch
 
     from gpt4llm.reward_model import load_reward_model, pack_sequences, packed_rewards, pad_right
-    from gpt4llm.train.reward import Config, run
 
     cfg, _ = trained
     model, tok, _ = load_reward_model(str(cfg.output))
@@ -415,30 +439,63 @@ def test_packed_forward_equals_padded_forward(trained, tiny_rm, tmp_path):
         got = packed_rewards(model, packed)
     assert got.tolist() == pytest.approx(padded.tolist(), abs=1e-4)
 
-    data = write_jsonl(tmp_path / "cmp.jsonl", marker_records(12))
-    common = {
-        "data": data,
-        "model": str(tiny_rm),
-        "lora": False,
-        "max_steps": 3,
-        "per_device_batch_size": 4,
-        "logging_steps": 1,
-        "max_seq_len": 48,
-        "precision": "fp32",
-        "eval_fraction": 0.0,
-        "learning_rate": 1e-3,
-    }
-    a = run(Config(**common, output=tmp_path / "packed"))
-    b = run(Config(**common, output=tmp_path / "padded", padding_free=False))
+    a, b, la, lb = packed_and_padded_runs(tiny_rm, tmp_path, lora=False, learning_rate=1e-3)
     assert a["padding_free"] is True and b["padding_free"] is False
-    la = [
-        r["loss"]
-        for r in map(json.loads, (tmp_path / "packed" / "log.jsonl").read_text().splitlines())
-        if "loss" in r
-    ]
-    lb = [
-        r["loss"]
-        for r in map(json.loads, (tmp_path / "padded" / "log.jsonl").read_text().splitlines())
-        if "loss" in r
-    ]
     assert len(la) == len(lb) == 3 and la == pytest.approx(lb, rel=1e-3)
+
+
+def test_fast_path_rewards_equal_the_padded_forward(tiny_rm):
+    """`train reward`'s fast path (one packed row, per-sequence attention, fused LoRA; frozen
+    weights in bf16 under autocast) gives the rewards of the model's own padded forward."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from gpt4llm.reward_model import pack_sequences, packed_rewards, pad_right
+    from gpt4llm.train.common import apply_lora
+    from gpt4llm.train.fastpath import speed_up
+
+    tok = AutoTokenizer.from_pretrained(tiny_rm)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_rm, num_labels=1)
+    model.config.pad_token_id = tok.pad_token_id
+    model = apply_lora(model, 4, 8, 0.0, ["q_proj", "k_proj", "v_proj", "o_proj"], "SEQ_CLS")
+    torch.manual_seed(1)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # a trained adapter, not peft's zeros
+            torch.nn.init.normal_(p, std=0.2)
+    seqs = [
+        tok(" ".join(WORDS[: k % len(WORDS) + 1] * (1 + k // 3)))["input_ids"] + [tok.eos_token_id]
+        for k in range(9)
+    ]
+    assert max(map(len, seqs)) > 16  # longer than the sliding window: its mask is exercised
+    ids, mask = pad_right(seqs, tok.pad_token_id)
+    packed = pack_sequences(seqs, tok.pad_token_id, one_row=True)
+    assert packed["input_ids"].shape == (1, sum(map(len, seqs)))
+    lowp = copy.deepcopy(model)
+    with torch.no_grad():
+        padded = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            padded_bf16 = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float()
+    notes = speed_up(model, head=None, lora=True, bf16=False)
+    assert "per-sequence attention" in notes and "fused LoRA in 8 layers" in notes
+    notes = speed_up(lowp, head=None, lora=True, bf16=True)
+    assert any("stored in bf16" in n for n in notes)
+    with torch.no_grad():
+        got = packed_rewards(model, packed)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got_bf16 = packed_rewards(lowp, packed).float()
+    assert got.tolist() == pytest.approx(padded.tolist(), abs=1e-4)
+    assert got_bf16.tolist() == pytest.approx(padded_bf16.tolist(), abs=0.03)
+
+
+def test_fast_path_lora_training_follows_the_padded_loss_curve(tiny_rm, tmp_path):
+    """LoRA training on the fast path (one row, fused LoRA) and with TRL's padded batches: the
+    same losses; the summary says what the fast path did."""
+    a, b, la, lb = packed_and_padded_runs(
+        tiny_rm, tmp_path, lora=True, lora_r=4, learning_rate=3e-3
+    )
+    assert "fused LoRA in" in a["fast_path"] and "one row" in a["fast_path"]
+    assert b["fast_path"] == "TRL's padded batches (--no-padding-free)"
+    assert len(la) == len(lb) == 3 and la == pytest.approx(lb, rel=1e-3)
+    assert la[-1] != la[0]  # the adapter moved

@@ -380,22 +380,24 @@ def pad_right(seqs: Sequence[Sequence[int]], pad_id: int):
     return ids, mask
 
 
-def pack_sequences(seqs: Sequence[Sequence[int]], pad_id: int) -> dict:
+def pack_sequences(seqs: Sequence[Sequence[int]], pad_id: int, one_row: bool = False) -> dict:
     """Pack token lists into few rows for ONE forward pass with almost no padding.
 
     Length-sorted first-fit: longest first, each sequence into the first row with room, rows as
-    wide as the longest sequence. Position ids restart at 0 for every sequence; a row's unused
-    tail is filled with pad tokens that form a segment of their own. Without an attention mask
-    transformers derives a block-diagonal causal mask from the position ids
-    (`masking_utils.find_packed_sequence_indices`), so no token attends across sequences and
-    each sequence's hidden states equal those it gets alone. Attention costs no more than in a
-    padded batch (rows are no wider than the longest sequence); the linear layers, most of the
-    compute, see almost only real tokens. Returns tensors `input_ids`, `position_ids` [rows,
-    width] and `row`, `col` (where each sequence ends, in input order).
+    wide as the longest sequence (`one_row`: all of them back to back in one row, no padding at
+    all — for per-sequence attention, `fastpath.packed_sdpa_attention`, which reads one row).
+    Position ids restart at 0 for every sequence; a row's unused tail is filled with pad tokens
+    that form a segment of their own. Without an attention mask transformers derives a
+    block-diagonal causal mask from the position ids (`masking_utils.find_packed_sequence_indices`),
+    so no token attends across sequences and each sequence's hidden states equal those it gets
+    alone. Attention costs no more than in a padded batch (rows are no wider than the longest
+    sequence); the linear layers, most of the compute, see almost only real tokens. Returns
+    tensors `input_ids`, `position_ids` [rows, width] and `row`, `col` (where each sequence
+    ends, in input order).
     """
     import torch
 
-    width = max(len(s) for s in seqs)
+    width = sum(len(s) for s in seqs) if one_row else max(len(s) for s in seqs)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
     rows: list[list[int]] = []
     room: list[int] = []

@@ -2,7 +2,7 @@
 
 Reads top to bottom, one function per step: `load_data` (pairs, held-out split, tokenize) →
 `load_model` (sequence classifier + LoRA) → `build_trainer` (TRL's RewardTrainer on the shared
-`TrainSettings`) → train → `held_out_accuracy` → `save` → manifest.
+`TrainSettings`) → `use_fast_path` → train → `held_out_accuracy` → `save` → manifest.
 
 * **Data**: our comparison records (every ordered pair of an instruction's answers with
   different scores; ties and unscored answers skipped; instructions with fewer than two scored
@@ -21,10 +21,14 @@ Reads top to bottom, one function per step: `load_data` (pairs, held-out split, 
   first-fit into rows no wider than the longest answer, position ids restarting per answer,
   so the linear layers see almost no padding and attention no more than in a padded batch;
   the score is read at each answer's EOS. Rewards equal the padded forward's (tested).
-  `--no-padding-free` uses TRL's own collator (one padded batch of 2B rows). Measured on CPU
-  (bench/reward.py, real answer lengths): packed 1.11x the naive two-pass loop, TRL's padded
-  one pass 0.91x — padding, not the number of passes, is what costs on a CPU.
+  `--no-padding-free` uses TRL's own collator (one padded batch of 2B rows).
   bf16 autocast where the CPU/GPU has it (fp32 weights).
+* **Speed** (`use_fast_path`, default; `--no-fast-path` turns it off): the fast path of
+  `train/fastpath.py` as `train sft` and `train dpo` use it, the score head in place of their
+  LM head: each packed batch as ONE row with per-sequence attention (no padding at all, and
+  attention over each answer alone), fused LoRA linears, frozen weights kept in bf16 under
+  bf16 autocast. Rewards equal the padded forward's and LoRA training follows TRL's padded
+  loss curve (tested). Sharded runs (FSDP, DeepSpeed) keep the packed rows without the rest.
 * **Outputs**: the model (adapter or full checkpoint) + tokenizer + `gpt4llm_prompt.json`
   (the template joining instruction and answer, read by `RewardScorer`), checkpoints under
   `OUTPUT/checkpoints` (rerun to resume), `OUTPUT/log.jsonl` (loss, accuracy, margin per
@@ -66,6 +70,10 @@ class Config(TrainSettings):
     """Share of instructions held out for the pairwise accuracy (twice the sft default: that
     accuracy is this trainer's main result and is read by `eval reward`).
     """
+    fast_path: bool = True
+    """Packed batches as one row with per-sequence attention, fused LoRA, frozen weights kept in
+    bf16 under bf16 autocast (the padded forward's rewards; see train/fastpath.py).
+    --no-fast-path: packed rows through the library computations only."""
     limit: int | None = Field(None, ge=1)
     """Deprecated: use --max-samples."""
 
@@ -103,10 +111,12 @@ def tokenize_pairs(
 
 class PackedPairCollator:
     """Better answers then worse answers of a batch, packed into few rows (`pack_sequences`):
-    ONE forward pass, length-sorted, almost no padding. Optional `margin` per pair."""
+    ONE forward pass, length-sorted, almost no padding; `one_row` (set by `use_fast_path` when
+    the model has per-sequence attention): all in one row. Optional `margin` per pair."""
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, one_row: bool = False):
         self.pad_token_id = pad_token_id
+        self.one_row = one_row
 
     def __call__(self, examples: list[dict]) -> dict:
         import torch
@@ -114,7 +124,7 @@ class PackedPairCollator:
         from gpt4llm.reward_model import pack_sequences
 
         seqs = [e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples]
-        out = pack_sequences(seqs, self.pad_token_id)
+        out = pack_sequences(seqs, self.pad_token_id, one_row=self.one_row)
         out["num_real_tokens"] = torch.tensor(sum(len(q) for q in seqs))
         if "margin" in examples[0]:
             out["margin"] = torch.tensor([e["margin"] for e in examples], dtype=torch.float)
@@ -205,10 +215,11 @@ def run(config: Config) -> dict:
         data = load_data(config)
         model = load_model(config, data)
         trainer, resume_from = build_trainer(config, model, data)
+        notes = use_fast_path(config, trainer)
         result = trainer.train(resume_from_checkpoint=resume_from)
         accuracy = held_out_accuracy(config, trainer, data)
         save(config, trainer, data)
-    summary = summarize(config, data, trainer, result, accuracy, resume_from)
+    summary = summarize(config, data, trainer, result, accuracy, resume_from, notes)
     finish(config, trainer, summary, t0)
     return summary
 
@@ -349,7 +360,35 @@ def build_trainer(config: Config, model: Any, data: RewardData) -> tuple[Any, st
     return trainer, resume_from
 
 
-# --------------------------------------------------------------------------- 4. evaluate
+# --------------------------------------------------------------------------- 4. speed
+def use_fast_path(config: Config, trainer: Any) -> list[str]:
+    """`fastpath.speed_up` on the reward model, its score head kept (the packed scores are
+    already routed into its forward by `build_trainer`): per-sequence attention, then each
+    packed batch as ONE row (`PackedPairCollator.one_row`); fused LoRA linears; frozen linear
+    layers stored in bf16 under bf16 autocast. Called after TRL's constructor, which turns
+    dropout off. Returns what was done, for the log. Sharded runs (FSDP, DeepSpeed) and
+    --no-padding-free keep the library path."""
+    from gpt4llm.train.common import say
+    from gpt4llm.train.compat import attn_implementation
+    from gpt4llm.train.fastpath import PACKED_ATTENTION, sharded, speed_up
+
+    if not trainer.packed:
+        return ["TRL's padded batches (--no-padding-free)"]
+    if not config.fast_path:
+        return ["packed rows, library computations (--no-fast-path)"]
+    if sharded():
+        return ["packed rows, library computations (sharded run)"]
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    notes = speed_up(model, head=None, lora=config.lora, bf16=trainer.args.bf16)
+    seqcls = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if attn_implementation(seqcls.config) == PACKED_ATTENTION:
+        trainer.data_collator.one_row = True
+        notes.append("each batch packed into one row")
+    say("fast path: " + "; ".join(notes))
+    return notes
+
+
+# --------------------------------------------------------------------------- 5. evaluate
 def held_out_accuracy(config: Config, trainer: Any, data: RewardData) -> dict:
     """Pairwise accuracy of the trained model on the held-out pairs (and on up to 64 training
     pairs), scored exactly as `eval reward` scores; appended to log.jsonl."""
@@ -383,7 +422,7 @@ def held_out_accuracy(config: Config, trainer: Any, data: RewardData) -> dict:
     return {"heldout": heldout, "train_sample": train, "seconds": time.time() - t}
 
 
-# --------------------------------------------------------------------------- 5. save
+# --------------------------------------------------------------------------- 6. save
 def save(config: Config, trainer: Any, data: RewardData) -> None:
     """The model (adapter or full) + tokenizer, the held-out pairs, then the prompt metadata
     last (its presence marks a finished reward model). Every process takes part in
@@ -411,7 +450,7 @@ def save(config: Config, trainer: Any, data: RewardData) -> None:
     write_json(out / PROMPT_META_FILE, data.meta)
 
 
-# --------------------------------------------------------------------------- 6. report
+# --------------------------------------------------------------------------- 7. report
 def summarize(
     config: Config,
     data: RewardData,
@@ -419,6 +458,7 @@ def summarize(
     result: Any,
     accuracy: dict,
     resume_from: str | None,
+    notes: list[str],
 ) -> dict:
     from gpt4llm.train.common import device_of, eval_seconds, loss_summary
 
@@ -435,6 +475,7 @@ def summarize(
         "distributed": str(trainer.accelerator.distributed_type.value),
         "lora": config.lora,
         "padding_free": trainer.packed,
+        "fast_path": "; ".join(notes),
         "bf16": trainer.args.bf16,
         "device": device_of(config),
         **loss_summary(trainer, result),

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from test_annotate_study import make_study
 
 from gpt4llm.evaluate.human.app import COOKIE, create_app
-from gpt4llm.evaluate.human.db import Pair, Vote, VoteEvent
 from gpt4llm.evaluate.human.study.store import add_annotator
+from gpt4llm.evaluate.human.tables import Pair, Vote, VoteEvent
 
 XSS = '<script>alert(1)</script> and <img src=x onerror=alert(2)> & "quotes"\nline two'
 VOTE = {"c_helpfulness": "left", "c_honesty": "tie", "c_harmlessness": "right"}

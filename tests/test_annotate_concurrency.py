@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from test_annotate_study import make_study
 
 from gpt4llm.evaluate.human.app import serve_in_thread
-from gpt4llm.evaluate.human.db import Assignment, Pair, Store, Vote, VoteEvent
+from gpt4llm.evaluate.human.db import Store
 from gpt4llm.evaluate.human.study.store import add_annotator, open_store
+from gpt4llm.evaluate.human.tables import Assignment, Pair, Vote, VoteEvent
 
 N_ANNOTATORS, VOTES_EACH, PER_ITEM = 50, 20, 2
 PG_URL = os.environ.get("GPT4LLM_TEST_PG_URL")

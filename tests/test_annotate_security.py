@@ -24,8 +24,9 @@ from test_annotate_study import cli_app, make_study
 
 from gpt4llm.errors import UserError
 from gpt4llm.evaluate.human.app import COOKIE, create_app, serve_in_thread
-from gpt4llm.evaluate.human.db import Vote, VoteEvent, WebSession, hash_token
+from gpt4llm.evaluate.human.db import hash_token
 from gpt4llm.evaluate.human.study.store import SECRET_ENV, add_annotator, open_store
+from gpt4llm.evaluate.human.tables import Vote, VoteEvent, WebSession
 
 VOTE = {"c_helpfulness": "left", "c_honesty": "tie", "c_harmlessness": "right"}
 LOCAL = ("127.0.0.1", 50000)

@@ -15,11 +15,12 @@ import typer
 from typer.testing import CliRunner
 
 from gpt4llm.errors import DataError, UserError
-from gpt4llm.evaluate.human.db import Pair, hash_token
+from gpt4llm.evaluate.human.db import hash_token
 from gpt4llm.evaluate.human.study.export import ExportConfig, agreement, export_study
 from gpt4llm.evaluate.human.study.init import InitConfig, init_study
 from gpt4llm.evaluate.human.study.inputs import load_criteria
 from gpt4llm.evaluate.human.study.store import add_annotator, open_store
+from gpt4llm.evaluate.human.tables import Pair
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "user_oriented_252"
 CRITERIA = ("helpfulness", "honesty", "harmlessness")
@@ -231,7 +232,7 @@ def test_init_real_user_oriented_252(tmp_path):
     p = next(p for p in pairs_of(tmp_path / "s") if p.item_id == 1 and p.model_b == "self-instruct")
     assert p.output_a == first_pred["response"].strip()
     _, store = open_store(tmp_path / "s")
-    from gpt4llm.evaluate.human.db import Item
+    from gpt4llm.evaluate.human.tables import Item
 
     with store.read() as sess:
         item = sess.get(Item, 1)
@@ -348,7 +349,7 @@ def _vote_canonical(store, annotator_id, pair, winners, comment=""):
 
 
 def test_export_numbers_agreement_charts(tmp_path):
-    from gpt4llm.evaluate.human.db import Assignment
+    from gpt4llm.evaluate.human.tables import Assignment
 
     study, _ = make_study(tmp_path, n=4, per_item=3)
     for name in ("r1", "r2", "r3"):
@@ -453,7 +454,7 @@ def test_agreement_edge_cases():
 
 
 def test_export_writes_fastchat_human_judgments(tmp_path):
-    from gpt4llm.evaluate.human.db import Assignment
+    from gpt4llm.evaluate.human.tables import Assignment
 
     study, _ = make_study(tmp_path, n=3, per_item=2)
     for name in ("ann", "bea"):
@@ -570,7 +571,7 @@ def test_init_from_a_judge_run_keeps_its_questions_and_ids(
     assert study["comparisons"] == [["cheap", "ref"]]
     from sqlalchemy import select
 
-    from gpt4llm.evaluate.human.db import Item
+    from gpt4llm.evaluate.human.tables import Item
 
     _, store = open_store(tmp_path / "s")
     with store.read() as sess:

@@ -53,16 +53,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.datastructures import FormData, Headers, MutableHeaders
 
-from gpt4llm.evaluate.human.db import (
-    CHOICES,
-    Annotator,
-    DatabaseGone,
-    StaleVote,
-    Store,
-    hash_token,
-    tokens_equal,
-)
+from gpt4llm.evaluate.human.db import DatabaseGone, StaleVote, Store, hash_token, tokens_equal
 from gpt4llm.evaluate.human.study.store import open_store, session_secret
+from gpt4llm.evaluate.human.tables import CHOICES, Annotator
 
 HERE = Path(__file__).parent
 COOKIE = "gpt4llm_annotate"

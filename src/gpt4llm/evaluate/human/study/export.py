@@ -164,7 +164,7 @@ def export_study(config: ExportConfig) -> dict:
     from sqlalchemy import select
 
     from gpt4llm.evaluate.fastchat_io import fastchat_id
-    from gpt4llm.evaluate.human.db import Annotator, Item, Pair, Vote
+    from gpt4llm.evaluate.human.tables import Annotator, Item, Pair, Vote
     from gpt4llm.provenance import write_manifest
 
     t0 = time.time()

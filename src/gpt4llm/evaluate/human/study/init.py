@@ -118,15 +118,8 @@ def _load_sources(config: InitConfig) -> dict[str, Any]:
 
 def init_study(config: InitConfig) -> dict:
     """Create the study; returns a summary with the one-time `admin_token` (not stored in clear)."""
-    from gpt4llm.evaluate.human.db import (
-        SCHEMA_VERSION,
-        Item,
-        Meta,
-        Pair,
-        Store,
-        hash_token,
-        redact_url,
-    )
+    from gpt4llm.evaluate.human.db import Store, hash_token, redact_url
+    from gpt4llm.evaluate.human.tables import SCHEMA_VERSION, Item, Meta, Pair
     from gpt4llm.provenance import write_manifest
 
     t0 = time.time()

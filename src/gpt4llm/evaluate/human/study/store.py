@@ -67,7 +67,8 @@ def open_store(path: str | Path, db_url: str | None = None, timeout: float = 60.
     """(study dict, db.Store) for a study directory; upgrades an older database in place."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from gpt4llm.evaluate.human.db import SCHEMA_VERSION, DatabaseGone, Store
+    from gpt4llm.evaluate.human.db import DatabaseGone, Store
+    from gpt4llm.evaluate.human.tables import SCHEMA_VERSION
 
     study = read_study(path)
     where = study_file(path)

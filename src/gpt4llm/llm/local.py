@@ -201,19 +201,11 @@ class LocalGenerator(BatchedGenerator):
     def _generate_batch(self, batch: list[list[int]], params: SamplingParams) -> list[Completion]:
         import torch
 
-        tok = self.tokenizer
         device = self.device
-        pad_id = int(tok.pad_token_id)
+        pad_id = int(self.tokenizer.pad_token_id)
         eos_ids = self._eos_ids()
-        width = max(len(x) for x in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, x in enumerate(batch):
-            ids[r, width - len(x) :] = torch.tensor(x, dtype=torch.long)
-            mask[r, width - len(x) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = _left_padded(batch, pad_id, device)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-
         rows = [
             _Row(
                 index=r,
@@ -223,18 +215,8 @@ class LocalGenerator(BatchedGenerator):
             )
             for r, x in enumerate(batch)
         ]
-        sampling = params.temperature > 0
-        generators = None
-        if sampling:
-            seed = (params.seed if params.seed is not None else 0) + params.sample_index
-            generators = []
-            for _ in rows:
-                g = torch.Generator(device=device)
-                g.manual_seed(seed)
-                generators.append(g)
+        generators = _generators(params, len(rows), device)
         stops = tuple(s for s in params.stop if s)
-        longest_stop = max((len(s) for s in stops), default=0)
-
         autocast = (
             torch.autocast(
                 device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16
@@ -259,41 +241,64 @@ class LocalGenerator(BatchedGenerator):
                 past = out.cache
                 logits = out.logits[:, -1, :].float()
                 next_tokens = self._choose(logits, params, generators)
-                if params.top_logprobs:
-                    logp = torch.log_softmax(logits, dim=-1)
-                    top_v, top_i = logp.topk(params.top_logprobs, dim=-1)
-                active = 0
-                for r, row in enumerate(rows):
-                    if row.done:
-                        next_tokens[r] = pad_id
-                        continue
-                    t = int(next_tokens[r])
-                    row.tokens.append(t)
-                    if row.logprobs is not None:
-                        row.logprobs.append(
-                            [
-                                (tok.decode([int(i)]), float(v))
-                                for v, i in zip(top_v[r].tolist(), top_i[r].tolist())
-                            ]
-                        )
-                    if t in eos_ids:
-                        row.done, row.finish_reason = True, "stop"
-                        continue
-                    if stops:
-                        text = tok.decode(row.tokens, skip_special_tokens=True)
-                        tail = text[-(longest_stop + 64) :]
-                        if any(s in tail for s in stops):
-                            row.done, row.finish_reason = True, "stop"
-                            continue
-                    active += 1
-                if active == 0:
+                if self._take_step(rows, next_tokens, logits, params, stops, eos_ids) == 0:
                     break
                 step_ids = next_tokens.view(-1, 1).to(device)
                 mask = torch.cat(
                     [mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1
                 )
                 step_pos = step_pos[:, -1:] + 1
+        return self._completions(rows, stops, eos_ids)
 
+    def _take_step(
+        self,
+        rows: list[_Row],
+        next_tokens: Any,
+        logits: Any,
+        params: SamplingParams,
+        stops: tuple,
+        eos_ids: set[int],
+    ) -> int:
+        """Append each unfinished row's next token (and its top log-probabilities), end the rows
+        that reached an end token or a stop string; finished rows get padding. The number of
+        rows still going."""
+        import torch
+
+        tok = self.tokenizer
+        pad_id = int(tok.pad_token_id)
+        longest_stop = max((len(s) for s in stops), default=0)
+        if params.top_logprobs:
+            logp = torch.log_softmax(logits, dim=-1)
+            top_v, top_i = logp.topk(params.top_logprobs, dim=-1)
+        active = 0
+        for r, row in enumerate(rows):
+            if row.done:
+                next_tokens[r] = pad_id
+                continue
+            t = int(next_tokens[r])
+            row.tokens.append(t)
+            if row.logprobs is not None:
+                row.logprobs.append(
+                    [
+                        (tok.decode([int(i)]), float(v))
+                        for v, i in zip(top_v[r].tolist(), top_i[r].tolist(), strict=True)
+                    ]
+                )
+            if t in eos_ids:
+                row.done, row.finish_reason = True, "stop"
+                continue
+            if stops:
+                text = tok.decode(row.tokens, skip_special_tokens=True)
+                tail = text[-(longest_stop + 64) :]
+                if any(s in tail for s in stops):
+                    row.done, row.finish_reason = True, "stop"
+                    continue
+            active += 1
+        return active
+
+    def _completions(self, rows: list[_Row], stops: tuple, eos_ids: set[int]) -> list[Completion]:
+        """The rows as Completions: end tokens dropped, the text cut at the first stop."""
+        tok = self.tokenizer
         out_list = []
         for row in rows:
             gen = [t for t in row.tokens if t not in eos_ids]
@@ -329,6 +334,34 @@ class LocalGenerator(BatchedGenerator):
         for r, g in enumerate(generators):
             out[r] = torch.multinomial(probs[r], 1, generator=g)[0]
         return out
+
+
+def _left_padded(batch: list[list[int]], pad_id: int, device: str) -> tuple[Any, Any]:
+    """Token ids padded on the left to the longest prompt, and their attention mask."""
+    import torch
+
+    width = max(len(x) for x in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for r, x in enumerate(batch):
+        ids[r, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+        mask[r, width - len(x) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _generators(params: SamplingParams, n: int, device: str) -> list | None:
+    """When sampling: one generator per row, each seeded alike (seed + sample_index)."""
+    import torch
+
+    if params.temperature <= 0:
+        return None
+    seed = (params.seed if params.seed is not None else 0) + params.sample_index
+    generators = []
+    for _ in range(n):
+        g = torch.Generator(device=device)
+        g.manual_seed(seed)
+        generators.append(g)
+    return generators
 
 
 def _self_check() -> None:  # pragma: no cover - manual smoke: python -m gpt4llm.llm.local

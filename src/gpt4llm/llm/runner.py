@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gpt4llm.config import LLMConfig
 from gpt4llm.errors import UserError
@@ -168,19 +169,7 @@ def complete_all(
     try:
         canon = [request_json(backend.identity, r) for r in requests]
         keys = [cache_key(c) for c in canon]
-        hits = cache.get_many(keys) if cache else {}
-        if hits:
-            cache.record_hits([k for k in keys if k in hits])
-        results: list[Result | None] = [None] * len(requests)
-        todo: dict[str, list[int]] = {}  # cache key -> indices of requests waiting for it
-        for i, (r, k) in enumerate(zip(requests, keys)):
-            if k in hits:
-                comp, _ = hits[k]
-                results[i] = Result(key=r.key, completion=comp, cached=True, cost=0.0)
-                stats.done += 1
-                stats.cached += 1
-            else:
-                todo.setdefault(k, []).append(i)
+        results, todo = _from_cache(requests, keys, cache, stats)
         if todo and config.mode == "batch":  # the provider's Batch API; its leftovers go online
             from gpt4llm.llm.batch import run_batches
 
@@ -192,26 +181,51 @@ def complete_all(
         try:
             if todo:
                 job = _Job(config, backend, requests, canon, keys, todo, results, cache, stats, bar)
-                try:
-                    _run_coroutine(job.run())
-                    replicas = job.replica_stats()
-                    if replicas is not None:
-                        for r in results:
-                            if r is not None:
-                                r.replicas = replicas
-                finally:
-                    if job.cache_error:
-                        print(
-                            f"warning: {job.cache_misses} results could not be saved to the request"
-                            f" cache {cache.path} ({job.cache_error})",
-                            file=sys.stderr,
-                        )
+                _run_job(job, results, cache)
         finally:
             bar.close()
     finally:
         if cache:
             cache.close()
     return results  # type: ignore[return-value]
+
+
+def _from_cache(
+    requests: list[Request], keys: list[str], cache: RequestCache | None, stats: Stats
+) -> tuple[list[Result | None], dict[str, list[int]]]:
+    """The results the request cache holds, and the rest to do: {cache key: request indices}."""
+    hits = cache.get_many(keys) if cache else {}
+    if hits:
+        cache.record_hits([k for k in keys if k in hits])
+    results: list[Result | None] = [None] * len(requests)
+    todo: dict[str, list[int]] = {}  # cache key -> indices of requests waiting for it
+    for i, (r, k) in enumerate(zip(requests, keys, strict=True)):
+        if k in hits:
+            comp, _ = hits[k]
+            results[i] = Result(key=r.key, completion=comp, cached=True, cost=0.0)
+            stats.done += 1
+            stats.cached += 1
+        else:
+            todo.setdefault(k, []).append(i)
+    return results, todo
+
+
+def _run_job(job: _Job, results: list[Result | None], cache: RequestCache | None) -> None:
+    """Run the calls the cache could not answer; each result names the replicas of a fleet."""
+    try:
+        _run_coroutine(job.run())
+        replicas = job.replica_stats()
+        if replicas is not None:
+            for r in results:
+                if r is not None:
+                    r.replicas = replicas
+    finally:
+        if job.cache_error:
+            print(
+                f"warning: {job.cache_misses} results could not be saved to the request"
+                f" cache {cache.path} ({job.cache_error})",
+                file=sys.stderr,
+            )
 
 
 def _run_coroutine(coro) -> None:
@@ -350,27 +364,17 @@ class _Job:
             fleet.start(replica)
             self.stats.calls += 1
             try:
-                # Hard ceiling: the SDK's timeout is per read; a server trickling bytes could
-                # otherwise hold a worker forever.
-                async with asyncio.timeout(ceiling):
-                    completion = await self.backend.complete(request, replica)
+                completion = await self._attempt(request, replica, ceiling)
             except PermanentError as e:
                 fleet.done(replica, ok=False)
                 return None, one_line(scrub(str(e))), retries, timeouts
-            except RetryableError as e:
-                failure = e
-            except TimeoutError:
-                msg = f"no complete answer within {ceiling:g}s"
-                failure = RetryableError(msg, timeout=True, replica_failure=True)
-            except self.network_errors as e:  # a backend that let a transport error through
-                msg = one_line(f"connection error ({type(e).__name__}: {e})")
-                failure = RetryableError(msg, replica_failure=True)
-            else:
+            if not isinstance(completion, RetryableError):
                 fleet.done(replica, ok=True)
                 if self.limiter.tokens is not None:
                     used = completion.prompt_tokens + completion.completion_tokens
                     self.limiter.settle(est, used)
                 return completion, None, retries, timeouts
+            failure = completion
             fleet.done(replica, ok=False, rest=failure.replica_failure)
             if failure.timeout:
                 timeouts += 1
@@ -382,15 +386,38 @@ class _Job:
                 avoid = replica  # another replica takes it now; this one rests
                 continue
             avoid = None
-            if failure.retry_after is not None:
-                delay = min(failure.retry_after, RETRY_AFTER_CAP)
-                if failure.status == 429:
-                    self.limiter.pause_for(delay)
-            else:
-                delay = backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self._delay(failure, attempt))
         error = one_line(scrub(f"failed after {cfg.max_retries + 1} attempts: {error}"))
         return None, error, retries, timeouts
+
+    async def _attempt(
+        self, request: Request, replica: Any, ceiling: float
+    ) -> Completion | RetryableError:
+        """One call: its completion, or the failure worth another attempt (PermanentError
+        propagates)."""
+        try:
+            # Hard ceiling: the SDK's timeout is per read; a server trickling bytes could
+            # otherwise hold a worker forever.
+            async with asyncio.timeout(ceiling):
+                return await self.backend.complete(request, replica)
+        except RetryableError as e:
+            return e
+        except TimeoutError:
+            msg = f"no complete answer within {ceiling:g}s"
+            return RetryableError(msg, timeout=True, replica_failure=True)
+        except self.network_errors as e:  # a backend that let a transport error through
+            msg = one_line(f"connection error ({type(e).__name__}: {e})")
+            return RetryableError(msg, replica_failure=True)
+
+    def _delay(self, failure: RetryableError, attempt: int) -> float:
+        """Seconds before the next attempt: the server's Retry-After (capped; a 429 pauses
+        every worker) or exponential backoff."""
+        if failure.retry_after is not None:
+            delay = min(failure.retry_after, RETRY_AFTER_CAP)
+            if failure.status == 429:
+                self.limiter.pause_for(delay)
+            return delay
+        return backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)
 
     # --- local transformers: batches in a worker thread --------------------------------
     async def _run_local(self) -> None:
@@ -421,7 +448,7 @@ class _Job:
                     for k in chunk:
                         self._finish(k, None, msg)
                     continue
-                for k, comp in zip(chunk, out):
+                for k, comp in zip(chunk, out, strict=True):  # one per request, in order
                     if comp is None or not comp.text.strip():
                         self._finish(k, None, "empty output from the local model")
                     else:

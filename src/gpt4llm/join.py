@@ -190,12 +190,9 @@ def choose_method(sources: list[Source], base: Source | None = None) -> str:
     return "text" if with_text else "id"
 
 
-def join_answers(sources: list[Source], on: str = "auto", base: Source | None = None) -> Joined:
-    """Line up the records of `sources` (and `base`, which fixes the items) by one rule."""
-    if on not in ("auto", "id", "text", "position"):
-        raise UserError(f"--join {on!r}: expected auto, id, text or position")
-    method = choose_method(sources, base) if on == "auto" else on
-    everyone = sources + ([base] if base is not None else [])
+def _check_joinable(everyone: list[Source], method: str) -> None:
+    """Refuse, in one line, files the method cannot join: by position, files of different
+    sizes; by text, a record without an instruction."""
     if method == "position":
         sizes = {s.shown: len(s.records) for s in everyone}
         if len(set(sizes.values())) > 1:
@@ -218,20 +215,36 @@ def join_answers(sources: list[Source], on: str = "auto", base: Source | None = 
                     f"{s.shown}: record {bad + 1} has no instruction to join on by text (use --join"
                     " id or position)"
                 )
+
+
+def _order(
+    sources: list[Source], tables: dict[str, dict], base: Source | None, method: str
+) -> tuple[dict | None, list]:
+    """The base's table and the items' keys in order: the base's, else each key where it
+    first appears in the sources."""
+    if base is not None:
+        base_table, _ = _table(base, method)
+        return base_table, list(base_table)
+    order, seen = [], set()
+    for s in sources:
+        for k in tables[s.name]:
+            if k not in seen:
+                seen.add(k)
+                order.append(k)
+    return None, order
+
+
+def join_answers(sources: list[Source], on: str = "auto", base: Source | None = None) -> Joined:
+    """Line up the records of `sources` (and `base`, which fixes the items) by one rule."""
+    if on not in ("auto", "id", "text", "position"):
+        raise UserError(f"--join {on!r}: expected auto, id, text or position")
+    method = choose_method(sources, base) if on == "auto" else on
+    everyone = sources + ([base] if base is not None else [])
+    _check_joinable(everyone, method)
     tables, dups = {}, {}
     for s in sources:
         tables[s.name], dups[s.name] = _table(s, method)
-    base_table = None
-    if base is not None:
-        base_table, _ = _table(base, method)
-        order = list(base_table)
-    else:
-        order, seen = [], set()
-        for s in sources:
-            for k in tables[s.name]:
-                if k not in seen:
-                    seen.add(k)
-                    order.append(k)
+    base_table, order = _order(sources, tables, base, method)
     if on == "auto" and order and _matches(list(tables.values()), base_table) == 0:
         files = ", ".join(s.shown for s in everyone)
         raise UserError(

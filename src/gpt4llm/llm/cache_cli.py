@@ -71,109 +71,116 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("path")
-    def path_cmd(cache: CacheOption = None) -> None:
-        """Print the request cache's path (the default one, or --cache resolved)."""
-        typer.echo(str(_path(cache).resolve()))
+def path_cmd(cache: CacheOption = None) -> None:
+    """Print the request cache's path (the default one, or --cache resolved)."""
+    typer.echo(str(_path(cache).resolve()))
 
-    @app.command("stats")
-    def stats_cmd(
-        cache: CacheOption = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
-    ) -> None:
-        """Entries, size on disk and, per model: entries, hits, tokens, cost paid and saved."""
-        from rich.console import Console
-        from rich.table import Table
 
-        db = _open(cache)
-        try:
-            stats = db.stats()
-        finally:
-            db.close()
-        if as_json:
-            typer.echo(json.dumps(stats, indent=2))
-            return
-        typer.echo(
-            f"{stats['path']}: {stats['entries']:,} entries, {_size(stats['bytes'])} on disk"
+def stats_cmd(
+    cache: CacheOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+) -> None:
+    """Entries, size on disk and, per model: entries, hits, tokens, cost paid and saved."""
+    db = _open(cache)
+    try:
+        stats = db.stats()
+    finally:
+        db.close()
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    typer.echo(f"{stats['path']}: {stats['entries']:,} entries, {_size(stats['bytes'])} on disk")
+    if not stats["models"]:
+        return
+    _print_models(stats["models"])
+
+
+def clear_cmd(
+    cache: CacheOption = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Only entries older than this: 30d, 12h, 90m, 2w.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Only this model's entries (as `stats` names it).",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete cached answers (all, or the old ones / one model's); their requests will be
+    made, and paid, again."""
+    age = parse_age(older_than) if older_than is not None else None
+    db = _open(cache)
+    try:
+        n = db.count_matching(age, model)
+        what = " ".join(
+            p
+            for p in (
+                f"of model {model!r}" if model else "",
+                f"older than {older_than}" if older_than else "",
+            )
+            if p
         )
-        if not stats["models"]:
+        if n == 0:
+            typer.echo(
+                f"nothing to delete: no entries {what}".rstrip() + f" in {db.path}", err=True
+            )
             return
-        # Piped output is not cut at 80 columns (model names are long local paths).
-        console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 250)
-        table = Table()
-        for col in (
-            "model",
-            "entries",
-            "hits",
-            "prompt tokens",
-            "completion tokens",
-            "cost paid",
-            "cost saved",
-        ):
-            table.add_column(col, justify="left" if col == "model" else "right", overflow="fold")
-        for m in stats["models"]:
-            table.add_row(
-                m["model"],
-                f"{m['entries']:,}",
-                f"{m['hits']:,}",
-                f"{m['prompt_tokens']:,}",
-                f"{m['completion_tokens']:,}",
-                f"${m['cost_paid_usd']:.4f}",
-                f"${m['cost_saved_usd']:.4f}",
+        if not yes:
+            if not sys.stdin.isatty():
+                msg = f"{db.path}: would delete {n:,} entries {what}; pass --yes to do it"
+                raise UserError(msg.replace("  ", " "))
+            typer.confirm(
+                f"Delete {n:,} entries {what} from {db.path}?".replace("  ", " "),
+                abort=True,
+                err=True,
             )
-        console.print(table)
+        deleted = db.clear(age, model)
+        typer.echo(f"deleted {deleted:,} entries from {db.path}", err=True)
+    finally:
+        db.close()
 
-    @app.command("clear")
-    def clear_cmd(
-        cache: CacheOption = None,
-        older_than: Annotated[
-            str | None,
-            typer.Option(
-                "--older-than",
-                help="Only entries older than this: 30d, 12h, 90m, 2w.",
-                show_default=False,
-            ),
-        ] = None,
-        model: Annotated[
-            str | None,
-            typer.Option(
-                "--model",
-                help="Only this model's entries (as `stats` names it).",
-                show_default=False,
-            ),
-        ] = None,
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-    ) -> None:
-        """Delete cached answers (all, or the old ones / one model's); their requests will be
-        made, and paid, again."""
-        age = parse_age(older_than) if older_than is not None else None
-        db = _open(cache)
-        try:
-            n = db.count_matching(age, model)
-            what = " ".join(
-                p
-                for p in (
-                    f"of model {model!r}" if model else "",
-                    f"older than {older_than}" if older_than else "",
-                )
-                if p
-            )
-            if n == 0:
-                typer.echo(
-                    f"nothing to delete: no entries {what}".rstrip() + f" in {db.path}", err=True
-                )
-                return
-            if not yes:
-                if not sys.stdin.isatty():
-                    msg = f"{db.path}: would delete {n:,} entries {what}; pass --yes to do it"
-                    raise UserError(msg.replace("  ", " "))
-                typer.confirm(
-                    f"Delete {n:,} entries {what} from {db.path}?".replace("  ", " "),
-                    abort=True,
-                    err=True,
-                )
-            deleted = db.clear(age, model)
-            typer.echo(f"deleted {deleted:,} entries from {db.path}", err=True)
-        finally:
-            db.close()
+
+def _print_models(models: list[dict]) -> None:
+    """The per-model numbers of `stats` as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    # Piped output is not cut at 80 columns (model names are long local paths).
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 250)
+    table = Table()
+    for col in (
+        "model",
+        "entries",
+        "hits",
+        "prompt tokens",
+        "completion tokens",
+        "cost paid",
+        "cost saved",
+    ):
+        table.add_column(col, justify="left" if col == "model" else "right", overflow="fold")
+    for m in models:
+        table.add_row(
+            m["model"],
+            f"{m['entries']:,}",
+            f"{m['hits']:,}",
+            f"{m['prompt_tokens']:,}",
+            f"{m['completion_tokens']:,}",
+            f"${m['cost_paid_usd']:.4f}",
+            f"${m['cost_saved_usd']:.4f}",
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("path")(path_cmd)
+    app.command("stats")(stats_cmd)
+    app.command("clear")(clear_cmd)

@@ -169,15 +169,7 @@ def check_outputs(
         claimed[r] = shown
 
     for d, r in _given_and_resolved(directories):
-        if r.exists() and not r.is_dir():
-            raise UserError(f"{d}: output directory is a file")
-        if r in resolved_inputs:
-            raise UserError(f"{d}: the output directory is the input {resolved_inputs[r]}")
-        for inp, shown_inp in resolved_inputs.items():
-            if inp.is_file() and inp.parent == r and inp.name == "manifest.json":
-                raise UserError(
-                    f"{d}: the output directory's manifest would overwrite the input {shown_inp}"
-                )
+        _check_directory(d, r, resolved_inputs)
         claim(d / "manifest.json", d / "manifest.json", "manifest")
         _check_writable_dir(r, d, "output directory")
 
@@ -190,6 +182,20 @@ def check_outputs(
                 if _resolve(c) not in claimed:
                     claim(c, c, "output's companion file")
         _check_writable_dir(r.parent, f, "output")
+
+
+def _check_directory(d: Path, r: Path, resolved_inputs: dict[Path, Path]) -> None:
+    """An output directory (`d` as given, `r` resolved) is no file, no input, and its manifest
+    overwrites no input."""
+    if r.exists() and not r.is_dir():
+        raise UserError(f"{d}: output directory is a file")
+    if r in resolved_inputs:
+        raise UserError(f"{d}: the output directory is the input {resolved_inputs[r]}")
+    for inp, shown_inp in resolved_inputs.items():
+        if inp.is_file() and inp.parent == r and inp.name == "manifest.json":
+            raise UserError(
+                f"{d}: the output directory's manifest would overwrite the input {shown_inp}"
+            )
 
 
 def _given_and_resolved(paths: Iterable[PathLike]) -> list[tuple[Path, Path]]:

@@ -151,33 +151,43 @@ def read_json_records(path: str | Path) -> list[tuple[int, Any]]:
         return []
     escapes = _SURROGATE_ESCAPE.search(text) is not None
     if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(path, _json_error(e), line=e.lineno) from None
-        except ValueError as e:
-            raise DataError(path, _json_error(e)) from None
-        except RecursionError:
-            raise DataError(
-                path, f"JSON nested deeper than {MAX_DEPTH} levels", line=_too_deep_line(text)
-            ) from None
-        # Line numbers of array elements: find each element's start by re-scanning.
-        decoder = json.JSONDecoder()
-        out: list[tuple[int, Any]] = []
-        pos = text.index("[") + 1
-        line, counted = 1, 0  # newlines counted incrementally (linear, not quadratic, in size)
-        for item in data:
-            while text[pos] in " \t\r\n,":
-                pos += 1
-            _, end = decoder.raw_decode(text, pos)
-            line += text.count("\n", counted, pos)
-            counted = pos
-            if escapes or text.count("{", pos, end) + text.count("[", pos, end) > MAX_DEPTH:
-                _check_tree(path, line, item, text, pos, end, escapes)
-            out.append((line, item))
-            pos = end
-        return out
-    out = []
+        return _read_array(path, text, escapes)
+    return _read_lines(path, text, escapes)
+
+
+def _read_array(path: Path, text: str, escapes: bool) -> list[tuple[int, Any]]:
+    """The elements of a JSON array, each with the line it starts on."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, _json_error(e), line=e.lineno) from None
+    except ValueError as e:
+        raise DataError(path, _json_error(e)) from None
+    except RecursionError:
+        raise DataError(
+            path, f"JSON nested deeper than {MAX_DEPTH} levels", line=_too_deep_line(text)
+        ) from None
+    # Line numbers of array elements: find each element's start by re-scanning.
+    decoder = json.JSONDecoder()
+    out: list[tuple[int, Any]] = []
+    pos = text.index("[") + 1
+    line, counted = 1, 0  # newlines counted incrementally (linear, not quadratic, in size)
+    for item in data:
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        _, end = decoder.raw_decode(text, pos)
+        line += text.count("\n", counted, pos)
+        counted = pos
+        if escapes or text.count("{", pos, end) + text.count("[", pos, end) > MAX_DEPTH:
+            _check_tree(path, line, item, text, pos, end, escapes)
+        out.append((line, item))
+        pos = end
+    return out
+
+
+def _read_lines(path: Path, text: str, escapes: bool) -> list[tuple[int, Any]]:
+    """The records of a JSONL text, each with its line number."""
+    out: list[tuple[int, Any]] = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue

@@ -70,7 +70,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -346,18 +346,19 @@ def fetch(
         raise UserError(f"{name}: {e.strerror or type(e).__name__}{where}") from None
 
 
+@dataclass
+class _Transfer:
+    """How far a download got: its first byte, the bytes received, the size when known."""
+
+    start: int
+    got: int = 0
+    total: int | None = None
+
+
 def _fetch(
     ds: Dataset, dest: Path, target: Path, url: str, sha256: str | None, timeout: float, quiet: bool
 ) -> Path:
     import httpx
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
     name = ds.name
     expected = sha256 or ds.sha256
@@ -370,49 +371,10 @@ def _fetch(
     have = part.stat().st_size if part.exists() else 0
     # identity: byte ranges and sizes are those of the file, not of a compressed stream
     headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
-    start, got, total = have, 0, None
+    t = _Transfer(start=have)
     try:
         with httpx.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=True) as r:
-            if r.status_code == 416 and have:  # nothing after `have`: complete, or too long
-                _, size = _content_range(r.headers.get("content-range"))
-                if size is not None and size != have:
-                    part.unlink(missing_ok=True)
-                    raise UserError(
-                        f"{name}: the partial download ({have} bytes) does not fit "
-                        f"the file on the server ({size} bytes); it was removed, "
-                        "run the same command again"
-                    )
-            elif r.status_code not in (200, 206):
-                raise UserError(f"{name}: download failed: HTTP {r.status_code} from {shown}")
-            else:
-                if r.status_code == 206:
-                    first, _ = _content_range(r.headers.get("content-range"))
-                    if first is not None and first != have:  # not the range we asked for
-                        raise UserError(
-                            f"{name}: the server resumed at byte {first}, not "
-                            f"{have}; delete {part} and run the same command again"
-                        )
-                else:
-                    start = 0  # the server ignored Range: start over
-                length = r.headers.get("content-length", "")
-                total = start + int(length) if length.isdigit() else None
-                columns = (
-                    "[progress.description]{task.description}",
-                    BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    TimeRemainingColumn(),
-                )
-                with Progress(
-                    *columns, disable=quiet, transient=True, console=Console(stderr=True)
-                ) as bar:
-                    task = bar.add_task(f"fetch {name}", total=total, completed=start)
-                    dest.mkdir(parents=True, exist_ok=True)  # only once there is data
-                    with open(part, "ab" if start else "wb") as f:
-                        for chunk in r.iter_bytes(1 << 16):
-                            f.write(chunk)
-                            got += len(chunk)
-                            bar.advance(task, len(chunk))
+            _receive(r, name, shown, dest, part, t, quiet)
     except httpx.UnsupportedProtocol:
         raise UserError(f"{name}: unsupported URL {shown}; fetch downloads over http(s)") from None
     except httpx.ConnectError as e:
@@ -423,31 +385,92 @@ def _fetch(
     except httpx.TimeoutException:
         raise UserError(
             f"{name}: no answer from {shown} within {timeout:g} s"
-            f"{_so_far(start, got, total)}; run the same command again to resume"
+            f"{_so_far(t.start, t.got, t.total)}; run the same command again to resume"
         ) from None
     except httpx.RemoteProtocolError:
         raise UserError(
-            f"{name}: the server closed the connection{_so_far(start, got, total)}; "
+            f"{name}: the server closed the connection{_so_far(t.start, t.got, t.total)}; "
             "run the same command again to resume"
         ) from None
     except httpx.HTTPError as e:
         raise UserError(
             f"{name}: download interrupted ({type(e).__name__}"
-            f"{_so_far(start, got, total)}); run the same command again to resume"
+            f"{_so_far(t.start, t.got, t.total)}); run the same command again to resume"
         ) from None
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise UserError(
                 f"{name}: no space left on the device holding {part}"
-                f"{_so_far(start, got, total)}; free some space and run the same "
+                f"{_so_far(t.start, t.got, t.total)}; free some space and run the same "
                 "command again to resume"
             ) from None
         raise
+    return _install(ds, dest, part, target, expected)
+
+
+def _receive(
+    r: Any, name: str, shown: str, dest: Path, part: Path, t: _Transfer, quiet: bool
+) -> None:
+    """Append a response's bytes to the partial file `part` (or start it over when the server
+    ignored the range), with a progress bar; refuse a response that does not fit it."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    have = t.start
+    if r.status_code == 416 and have:  # nothing after `have`: complete, or too long
+        _, size = _content_range(r.headers.get("content-range"))
+        if size is not None and size != have:
+            part.unlink(missing_ok=True)
+            raise UserError(
+                f"{name}: the partial download ({have} bytes) does not fit "
+                f"the file on the server ({size} bytes); it was removed, "
+                "run the same command again"
+            )
+        return
+    if r.status_code not in (200, 206):
+        raise UserError(f"{name}: download failed: HTTP {r.status_code} from {shown}")
+    if r.status_code == 206:
+        first, _ = _content_range(r.headers.get("content-range"))
+        if first is not None and first != have:  # not the range we asked for
+            raise UserError(
+                f"{name}: the server resumed at byte {first}, not "
+                f"{have}; delete {part} and run the same command again"
+            )
+    else:
+        t.start = 0  # the server ignored Range: start over
+    length = r.headers.get("content-length", "")
+    t.total = t.start + int(length) if length.isdigit() else None
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, disable=quiet, transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task(f"fetch {name}", total=t.total, completed=t.start)
+        dest.mkdir(parents=True, exist_ok=True)  # only once there is data
+        with open(part, "ab" if t.start else "wb") as f:
+            for chunk in r.iter_bytes(1 << 16):
+                f.write(chunk)
+                t.got += len(chunk)
+                bar.advance(task, len(chunk))
+
+
+def _install(ds: Dataset, dest: Path, part: Path, target: Path, expected: str | None) -> Path:
+    """The complete download checked against its checksum (or its checksum recorded, trust on
+    first use) and renamed into place."""
     digest = _sha256(part)
     if expected and digest != expected:
         part.unlink(missing_ok=True)
         raise UserError(
-            f"{name}: checksum mismatch (got {digest[:12]}…, expected "
+            f"{ds.name}: checksum mismatch (got {digest[:12]}…, expected "
             f"{expected[:12]}…); the partial file was removed"
         )
     if not expected:

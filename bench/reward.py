@@ -1,250 +1,256 @@
-"""Reward-model training speed: pairs/second of real training steps on CPU (or GPU).
+"""Reward-model training speed: `train reward` against TRL's RewardTrainer, same pairs.
 
-    flock /tmp/gpt4llm-heavy.lock python bench/reward.py \
-        [--pairs 16] [--batch 4] [--rounds 3] [--full]
+    flock /tmp/gpt4llm-heavy.lock python bench/reward.py [--pairs 20] [--batch 4] [--repeats 5]
 
-Same model (the embedded Gemma-3-270M as a sequence classifier, LoRA r16 on q/k/v/o + the
-score head, or --full), same pairs, same optimizer, bf16 autocast where supported; four ways
-of running a batch of B pairs, measured side by side in this run:
+Both runs train the same reward model (default: the embedded Gemma-3-270M as a 1-output
+sequence classifier) on the same tokenized pairs with the same LoRA (`train reward`'s: r16 on
+q/k/v/o/gate/up/down, task SEQ_CLS, the score head trained in full), optimizer, learning rate,
+batch and bf16 autocast where the device has it; dropout off in both (TRL's default, which
+`train reward` keeps), gradient checkpointing off in both (TRL's RewardConfig turns it on by
+default, which would only slow the baseline down). They differ in how a batch is computed:
 
-* naive        — pairs in random order; the better answers padded into one batch and the worse
-                 ones into another, two forward passes (what a hand-written loop often does);
-* one-pass     — TRL's collator: better and worse answers concatenated into ONE padded batch
-                 of 2B rows, ONE forward pass; random order, then length-grouped batches;
-* ours         — `train reward` (default --padding-free): length-grouped batches AND the 2B
-                 answers packed length-sorted (first-fit) into few rows no wider than the
-                 longest answer, position ids restarting per answer: ONE forward pass, almost
-                 no padding, rewards identical to the padded forward (tests/test_reward_train.py).
+* trl  — `trl.RewardTrainer` as its documentation shows it, fed the same token ids
+         (`chosen_ids` / `rejected_ids`), `peft_config` for LoRA, its sampler (random order)
+         and its collator `DataCollatorForPreference`: the better and the worse answers
+         right-padded into ONE batch of 2B rows, one forward pass, TRL's loss;
+* ours — `gpt4llm train reward`'s code path (load_data → load_model → build_trainer →
+         use_fast_path → train): length-grouped batches, the 2B answers packed into one row
+         (position ids restarting per answer) with per-sequence attention, fused LoRA linears,
+         frozen weights kept in bf16, the score read at each answer's EOS; rewards equal to the
+         padded forward's (tests/test_reward_train.py), TRL's loss.
 
-Rounds (--rounds, default 3) run every method once, in alternating order, so drift in a shared
-machine's load hits every method alike; each ratio is taken within a round and reported as the
-median and range over the rounds.
+Each measurement is a fresh process (so its peak RSS is its own); the two methods alternate,
+the order swapped every repeat, so drift in a shared machine's load hits both alike. pairs/s
+is taken over the steps after the first (warm-up). Printed: each run, then per method the
+median, and the ratio ours/trl per repeat with its median and range.
 
 Data: real answers of five chatbots to the 80 Vicuna questions (../shared/data/vicuna80,
-~100-400 tokens each, so lengths vary as in real comparison data), paired at random; random
-word salad of similar lengths when the shared data is absent. Prints pairs/s, padding share
-and the ratios against naive (on CPU the cost is the padding, not the number of passes).
+~100-400 tokens each, so lengths vary as in real comparison data), paired at random, as
+published pairs {user_input, completion_a, completion_b}; random word salad of similar
+lengths when the shared data is absent.
+
+Measured (shared 2-core CPU without AMX/AVX-512-bf16, so fp32 in both; embedded model, LoRA,
+5 steps x 4 pairs, 254 tokens/answer, 5 repeats): trl 0.234 pairs/s (0.166-0.261), 6.5 GiB
+peak RSS; ours 0.417 pairs/s (0.191-0.460), 4.6 GiB; ours/trl 1.65x (1.15-1.94x; the 1.15x
+repeat ran under load, both methods slowed). On a CPU with bf16, `train reward` also keeps
+the frozen weights in bf16 (not measured here).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "vicuna80"
+WORDS = ["the", "model", "answer", "question", "people", "time", "water", "light", "small", "good"]
 
 
-def load_pairs(n: int, seed: int) -> tuple[list[tuple[str, str, str]], str]:
+def write_pairs(path: Path, n: int, seed: int) -> str:
+    """n published pairs {user_input, completion_a, completion_b}; returns where they came from."""
     rng = random.Random(seed)
     if (SHARED / "question.jsonl").exists():
-        qs = {
-            json.loads(line)["question_id"]: json.loads(line)["text"]
-            for line in (SHARED / "question.jsonl").read_text().splitlines()
-        }
+        lines = (SHARED / "question.jsonl").read_text().splitlines()
+        questions = {q["question_id"]: q["text"] for q in map(json.loads, lines)}
         answers: dict[int, list[str]] = {}
         for f in sorted((SHARED / "answers").glob("answer_*.jsonl")):
-            for line in f.read_text().splitlines():
-                a = json.loads(line)
+            for a in map(json.loads, f.read_text().splitlines()):
                 answers.setdefault(a["question_id"], []).append(a["text"])
-        qids = sorted(qs)
-        out = []
-        while len(out) < n:
+        qids, source = sorted(questions), "vicuna80 answers of five chatbots (real)"
+        pairs = []
+        for _ in range(n):
             q = rng.choice(qids)
-            a, b = rng.sample(answers[q], 2)
-            out.append((qs[q], a, b))
-        return out, "vicuna80 answers (real)"
-    words = [
-        "the",
-        "model",
-        "answer",
-        "question",
-        "people",
-        "time",
-        "water",
-        "light",
-        "small",
-        "good",
-        "simple",
-        "make",
-        "first",
-    ]
-    salad = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(30, 300)))
-    return [(salad()[:80], salad(), salad()) for _ in range(n)], "synthetic"
+            pairs.append((questions[q], *rng.sample(answers[q], 2)))
+    else:
+        source = "synthetic"
+        salad = lambda: " ".join(rng.choice(WORDS) for _ in range(rng.randint(30, 300)))
+        pairs = [(salad()[:80], salad(), salad()) for _ in range(n)]
+    rows = [{"user_input": q, "completion_a": a, "completion_b": b} for q, a, b in pairs]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return source
+
+
+# --------------------------------------------------------------------------- one measurement
+def trl_trainer(cfg, data, out: Path, args: argparse.Namespace):
+    """TRL's RewardTrainer with its defaults (but no gradient checkpointing), on our token ids."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    from gpt4llm.models import pick_device, resolve_model_path
+    from gpt4llm.train.common import lora_config, use_bf16
+
+    device = pick_device()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(cfg.model), num_labels=1, dtype=torch.float32
+    )
+    model.config.pad_token_id = data.tokenizer.pad_token_id
+    targs = RewardConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=args.batch,
+        max_steps=args.steps,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=0,
+        lr_scheduler_type="cosine",
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        use_cpu=device == "cpu",
+        bf16=use_bf16(args.precision, device),
+        gradient_checkpointing=False,
+    )
+    rows = [{k: r[k] for k in ("chosen_ids", "rejected_ids")} for r in data.train_rows]
+    targets = list(cfg.lora_target_modules)
+    peft = lora_config(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, targets, "SEQ_CLS")
+    return RewardTrainer(
+        model=model,
+        args=targs,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=data.tokenizer,
+        peft_config=peft,
+    )
+
+
+def measure(method: str, pairs: Path, args: argparse.Namespace) -> dict:
+    """Train `args.steps` steps with one method in this process; pairs/s after the warm-up."""
+    import resource
+
+    import torch
+    from dpo import _timing_callback  # bench/dpo.py (this script's folder is on sys.path)
+
+    from gpt4llm.train import reward
+
+    torch.manual_seed(0)
+    out = Path(tempfile.mkdtemp(prefix=f"bench-reward-{method}-"))
+    sizes = {
+        "max_steps": args.steps,
+        "per_device_batch_size": args.batch,
+        "max_samples": args.pairs,
+    }
+    cfg = reward.Config(
+        **sizes,
+        **{k: getattr(args, k) for k in ("model", "max_seq_len", "precision")},
+        data=pairs,
+        output=out,
+        eval_fraction=0.0,
+        save_steps=10_000,
+        logging_steps=1,
+        warmup_ratio=0.0,
+        seed=0,
+    )
+    data = reward.load_data(cfg)
+    notes = []
+    if method == "ours":
+        trainer, _ = reward.build_trainer(cfg, reward.load_model(cfg, data), data)
+        notes = reward.use_fast_path(cfg, trainer)
+    else:
+        trainer = trl_trainer(cfg, data, out, args)
+    times: list[float] = []
+    trainer.add_callback(_timing_callback(times))  # bench/dpo.py's
+    t0 = time.perf_counter()
+    trainer.train()
+    total = time.perf_counter() - t0
+    steady = (len(times) - 1) * args.batch / (times[-1] - times[0]) if len(times) > 1 else None
+    seen = data.train_rows[: args.steps * args.batch]
+    return {
+        "method": method,
+        "pairs_per_s": steady,
+        "seconds": round(total, 2),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "tokens_per_answer": sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in seen)
+        / (2 * len(seen)),
+        "bf16": trainer.args.bf16,
+        "fast_path": "; ".join(notes),
+    }
+
+
+# --------------------------------------------------------------------------- driver
+def run_one(method: str, pairs: Path, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--one", method, "--data", str(pairs)]
+    for k in ("pairs", "batch", "max_seq_len", "model", "precision"):
+        cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"{method} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(runs: dict[str, list[dict]], ratios: list[float]) -> None:
+    print()
+    for method, rs in runs.items():
+        speeds = [x["pairs_per_s"] for x in rs]
+        print(
+            f"{method:4s}: median {statistics.median(speeds):.3f} pairs/s "
+            f"(range {min(speeds):.3f}-{max(speeds):.3f}), peak RSS median "
+            f"{statistics.median(x['peak_rss_gib'] for x in rs)} GiB"
+        )
+    print(f"ours' fast path: {runs['ours'][0]['fast_path']}")
+    print(
+        f"ours / trl speed: median {statistics.median(ratios):.2f}x "
+        f"(range {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} repeats)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--pairs", type=int, default=16, help="pairs per method (steps x batch)")
-    ap.add_argument("--batch", type=int, default=4, help="pairs per step")
-    ap.add_argument("--max-seq-len", type=int, default=384)
-    ap.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
+    for flag, default, text in (
+        ("--pairs", 20, "training pairs (steps x batch)"),
+        ("--batch", 4, "pairs per step"),
+        ("--max-seq-len", 384, "longest answer with its prompt, in tokens"),
+        ("--repeats", 5, "interleaved repeats (>= 3)"),
+        ("--seed", 0, "seed of the random pairing"),
+    ):
+        ap.add_argument(flag, type=int, default=default, help=text)
     ap.add_argument("--model", default="embedded")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="measure each method this many times (alternating order, >= 3); median and range",
-    )
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    ap.add_argument("--one", choices=["ours", "trl"], help=argparse.SUPPRESS)  # child process
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.rounds < 3:
-        sys.exit("--rounds: at least 3 (a median and a range need them)")
+    args.steps = max(2, args.pairs // args.batch)
+    if args.one:  # a child process: one measurement, one JSON line
+        print(json.dumps(measure(args.one, args.data, args)), flush=True)
+    elif args.repeats < 3:
+        sys.exit("--repeats: at least 3 (a median and a range need them)")
+    else:
+        report(*interleaved(args))
 
-    import torch
-    import torch.nn.functional as F
-    from transformers import AutoModelForSequenceClassification
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-    from trl.trainer.reward_trainer import DataCollatorForPreference
 
-    from gpt4llm.models import load_tokenizer, pick_device, resolve_model_path
-    from gpt4llm.reward_model import (
-        default_prompt_meta,
-        encode,
-        pack_sequences,
-        packed_rewards,
-        pad_right,
-    )
-    from gpt4llm.train.common import apply_lora, use_bf16
-
-    device = pick_device()
-    bf16 = use_bf16("auto", device)
-    pairs, source = load_pairs(args.pairs, args.seed)
-    tok = load_tokenizer(args.model, padding_side="right")
-    meta = default_prompt_meta(args.max_seq_len)
-    rows = []
-    for q, a, b in pairs:
-        c, _ = encode(tok, meta, q, a, args.max_seq_len)
-        r, _ = encode(tok, meta, q, b, args.max_seq_len)
-        rows.append({"chosen_ids": c, "rejected_ids": r, "length": max(len(c), len(r))})
-    real_tokens = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
-
-    torch.manual_seed(args.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_path(args.model), num_labels=1, dtype=torch.float32
-    )
-    model.config.pad_token_id = tok.pad_token_id
-    if not args.full:
-        model = apply_lora(
-            model, 16, 32, 0.0, ["q_proj", "k_proj", "v_proj", "o_proj"], task_type="SEQ_CLS"
-        )
-    model.to(device).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    collate = DataCollatorForPreference(pad_token_id=tok.pad_token_id)
-    autocast = (
-        torch.autocast(device, dtype=torch.bfloat16)
-        if bf16
-        else torch.autocast(device, enabled=False)
-    )
-
-    def step_one_pass(batch_rows) -> int:
-        batch = collate([{k: r[k] for k in ("chosen_ids", "rejected_ids")} for r in batch_rows])
-        with autocast:
-            logits = model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-            ).logits.squeeze(-1)
-        rc, rr = torch.chunk(logits.float(), 2)
-        loss = -F.logsigmoid(rc - rr).mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return batch["input_ids"].numel()
-
-    def step_packed(batch_rows) -> int:
-        seqs = [r["chosen_ids"] for r in batch_rows] + [r["rejected_ids"] for r in batch_rows]
-        packed = pack_sequences(seqs, tok.pad_token_id)
-        with autocast:
-            rewards = packed_rewards(model, packed)
-        rc, rr = torch.chunk(rewards.float(), 2)
-        loss = -F.logsigmoid(rc - rr).mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return packed["input_ids"].numel()
-
-    def step_two_pass(batch_rows) -> int:
-        ic, mc = pad_right([r["chosen_ids"] for r in batch_rows], tok.pad_token_id)
-        ir, mr = pad_right([r["rejected_ids"] for r in batch_rows], tok.pad_token_id)
-        with autocast:
-            rc = model(input_ids=ic.to(device), attention_mask=mc.to(device)).logits.squeeze(-1)
-            rr = model(input_ids=ir.to(device), attention_mask=mr.to(device)).logits.squeeze(-1)
-        loss = -F.logsigmoid(rc.float() - rr.float()).mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return ic.numel() + ir.numel()
-
-    rng = random.Random(args.seed)
-    random_order = list(range(len(rows)))
-    rng.shuffle(random_order)
-    torch.manual_seed(args.seed)
-    grouped_order = list(
-        LengthGroupedSampler(
-            args.batch,
-            lengths=[r["length"] for r in rows],
-            generator=torch.Generator().manual_seed(args.seed),
-        )
-    )
-
-    def batches(order):
-        return [
-            [rows[i] for i in order[k : k + args.batch]] for k in range(0, len(order), args.batch)
-        ]
-
-    methods = {
-        "naive (2 passes, random order)": (step_two_pass, batches(random_order)),
-        "one-pass (random order)": (step_one_pass, batches(random_order)),
-        "one-pass, length-grouped": (step_one_pass, batches(grouped_order)),
-        "ours (one pass, length-sorted packing)": (step_packed, batches(grouped_order)),
-    }
-    step_one_pass(batches(random_order)[0])  # warm-up (allocator, autocast caches) for both paths
-    step_two_pass(batches(random_order)[0])
-    step_packed(batches(random_order)[0])
-    # Rounds in alternating order, so drift in a shared machine's load hits every method alike;
-    # each method's time is its median over the rounds.
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    computed: dict[str, int] = {}
-    names = list(methods)
-    for rnd in range(args.rounds):
-        for name in names if rnd % 2 == 0 else names[::-1]:
-            fn, bs = methods[name]
-            t = time.perf_counter()
-            computed[name] = sum(fn(b) for b in bs)
-            times[name].append(time.perf_counter() - t)
-    results = {}
-    for name in names:
-        dt = statistics.median(times[name])
-        results[name] = (len(rows) / dt, 1 - real_tokens / computed[name], dt)
-
+def interleaved(args: argparse.Namespace) -> tuple[dict[str, list[dict]], list[float]]:
+    """Every repeat measures both methods, each in a fresh process, the order swapped every
+    repeat; returns the runs per method and the ratio ours/trl per repeat."""
+    pairs = Path(tempfile.mkdtemp(prefix="bench-reward-")) / "pairs.jsonl"
+    source = write_pairs(pairs, args.pairs, args.seed)
     print(
-        f"reward training on {device} ({'bf16 autocast' if bf16 else 'fp32'}),"
-        f" {'full' if args.full else 'LoRA r16'}, {args.model}; {len(rows)} pairs of {source} x"
-        f" {args.rounds} rounds, {args.batch} pairs/step, {real_tokens / (2 * len(rows)):.0f}"
-        f" tokens/answer on average (max {args.max_seq_len})"
+        f"data: {source}; model {args.model}; {args.steps} steps x {args.batch} pairs; "
+        f"max_seq_len {args.max_seq_len}; precision {args.precision}",
+        flush=True,
     )
-    for name, (pps, pad, dt) in results.items():
-        print(
-            f"  {name:34s} {pps:6.3f} pairs/s  ({dt:6.1f} s, {pad:5.1%} of computed tokens are"
-            " padding)"
-        )
-    naive = times["naive (2 passes, random order)"]
-    for name in names[1:]:  # per round: methods measured minutes apart, not runs apart
-        r = [n / t for n, t in zip(naive, times[name])]
-        print(
-            f"  ratio {name} / naive: {statistics.median(r):.2f}x "
-            f"(range {min(r):.2f}-{max(r):.2f} over {len(r)} rounds)"
-        )
-    print(f"  (a shared machine: load average {os.getloadavg()[0]:.1f} at the end)")
+    runs: dict[str, list[dict]] = {"trl": [], "ours": []}
+    ratios = []
+    for r in range(args.repeats):
+        for method in ["trl", "ours"] if r % 2 == 0 else ["ours", "trl"]:
+            res = run_one(method, pairs, args)
+            runs[method].append(res)
+            print(
+                f"repeat {r + 1} {method:4s}: {res['pairs_per_s']:.3f} pairs/s, peak RSS "
+                f"{res['peak_rss_gib']} GiB, {res['tokens_per_answer']:.0f} tokens/answer, "
+                f"bf16 {res['bf16']}, {res['seconds']} s",
+                flush=True,
+            )
+        ratios.append(runs["ours"][-1]["pairs_per_s"] / runs["trl"][-1]["pairs_per_s"])
+    return runs, ratios
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

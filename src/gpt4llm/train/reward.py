@@ -28,7 +28,10 @@ Reads top to bottom, one function per step: `load_data` (pairs, held-out split, 
   LM head: each packed batch as ONE row with per-sequence attention (no padding at all, and
   attention over each answer alone), fused LoRA linears, frozen weights kept in bf16 under
   bf16 autocast. Rewards equal the padded forward's and LoRA training follows TRL's padded
-  loss curve (tested). Sharded runs (FSDP, DeepSpeed) keep the packed rows without the rest.
+  loss curve (tested). Measured on a shared 2-core CPU without bf16 (bench/reward.py: LoRA,
+  embedded model, 20 real pairs, fp32, 5 interleaved repeats): 1.65x the pairs/s of TRL's
+  `RewardTrainer` with its collator (range 1.15-1.94x), 4.6 vs 6.5 GiB peak RSS. Sharded runs
+  (FSDP, DeepSpeed) keep the packed rows without the rest.
 * **Outputs**: the model (adapter or full checkpoint) + tokenizer + `gpt4llm_prompt.json`
   (the template joining instruction and answer, read by `RewardScorer`), checkpoints under
   `OUTPUT/checkpoints` (rerun to resume), `OUTPUT/log.jsonl` (loss, accuracy, margin per

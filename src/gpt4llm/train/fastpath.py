@@ -22,9 +22,10 @@ autocast) spent only ~25% of its time in matrix multiplies. The rest went to:
   `packed_sdpa_attention` runs each sequence on its own (and short ones as two matmuls with
   the query heads that share a key/value head stacked, which beats SDPA's CPU kernel).
 
-Every trainer applies them through `speed_up(model, *, head, lora, bf16)`, its own LM-head
-computation (sft's fused loss, dpo's packed log-probabilities) put inside the model's forward
-by `route_forward`; the libraries' private members they touch go through `train/compat.py`.
+Every trainer applies them through `speed_up(model, *, head, lora, bf16)`, its own head
+computation (sft's fused loss, dpo's packed log-probabilities, reward's packed scores) put
+inside the model's forward by `route_forward`; the libraries' private members they touch go
+through `train/compat.py`.
 Each piece is tested against the library computation it replaces (tests/test_fastpath.py).
 They are plain modules and autograd functions, so data-parallel (DDP) runs use them too — the
 fused loss runs inside the model's forward (`route_forward`) so DDP's gradient hooks see an

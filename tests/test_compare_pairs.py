@@ -17,10 +17,10 @@ from gpt4llm.reward_model import (
     split_groups,
     user_input_of,
 )
+from gpt4llm.scoring import read_reply
 from gpt4llm.stages.compare import (
     histograms_by_source,
     plot_histograms,
-    read_scores,
     score_histogram,
 )
 
@@ -228,14 +228,15 @@ THREE = [
 
 @pytest.mark.parametrize("reply, expected", ONE)
 def test_single_reply(reply, expected):
-    parsed, exp = read_scores(Completion(text=reply, finish_reason="stop"), 1)
+    r = read_reply(Completion(text=reply, finish_reason="stop"), 1)
+    parsed, exp = r.scores, r.expected
     assert parsed == (None if expected is None else [expected])
     assert exp is None
 
 
 @pytest.mark.parametrize("reply, expected", THREE)
 def test_batched_reply(reply, expected):
-    parsed, _ = read_scores(Completion(text=reply, finish_reason="stop"), 3)
+    parsed = read_reply(Completion(text=reply, finish_reason="stop"), 3).scores
     assert parsed == expected
 
 
@@ -262,12 +263,13 @@ def test_expected_scores_from_top_logprobs_in_a_batched_reply():
         [(":", -0.01)],
         [(" 6", -0.01)],
     ]
-    parsed, exp = read_scores(
+    r = read_reply(
         Completion(
             text="Answer 1: 8\nAnswer 2: 3\nAnswer 3: 6", finish_reason="stop", top_logprobs=top
         ),
         3,
     )
+    parsed, exp = r.scores, r.expected
     assert parsed == [8, 3, 6]
     assert exp == pytest.approx([8.5, 3.25, 6.0])
 

@@ -110,6 +110,7 @@ from gpt4llm.scoring.probabilities import (
     read_expected,
     score_positions,
 )
+from gpt4llm.scoring.replies import Reading, read_replies, read_reply, sent_text
 from gpt4llm.scoring.text import parse_scores, read_scores
 from gpt4llm.scoring.verdicts import parse_verdict, read_verdict
 
@@ -118,6 +119,7 @@ __all__ = [
     "FORMATS",
     "ParsedScores",
     "ParsedVerdict",
+    "Reading",
     "declared_format",
     "detect_format",
     "expected_score",
@@ -127,8 +129,11 @@ __all__ = [
     "parse_verdict",
     "probe_scores",
     "read_expected",
+    "read_replies",
+    "read_reply",
     "read_scores",
     "read_verdict",
     "reading_is_exact",
     "score_positions",
+    "sent_text",
 ]

@@ -150,47 +150,10 @@ def _params(config: Config):
     )
 
 
-def read_scores(
-    completion, n: int, fmt: str = "auto", prompt: str | None = None
-) -> tuple[list[float] | None, list[float] | None]:
-    """(scores read from the reply's verdict, probability-weighted scores at that verdict's
-    positions), each None when absent. `fmt`: the output format the rater prompt asks for;
-    `prompt`: the text the rater was sent (what the reply copies from it is no score)."""
-    from gpt4llm.scoring import read_expected
-    from gpt4llm.scoring import read_scores as read_text
-
-    if completion is None:
-        return None, None
-    parsed = read_text(completion.text, n, LO, HI, format=fmt, prompt=prompt).values
-    top = getattr(completion, "top_logprobs", None)
-    expected = None
-    if top:
-        got = read_expected(top, n, LO, HI, text=completion.text, format=fmt, prompt=prompt)
-        expected = got.values
-    return parsed, expected
-
-
-def _sent(messages: list[dict]) -> str:
-    """What the rater was sent (the reply's own earlier text excluded)."""
-    sent = [m.get("content") for m in messages if m.get("role") != "assistant"]
-    return "\n".join(c for c in sent if isinstance(c, str))
-
-
-def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
-    """Ask the rater about every item's answers; retry unreadable replies once; build records."""
-    from gpt4llm.llm import complete_all
-    from gpt4llm.llm.base import Request
-    from gpt4llm.prompts import fill, load_prompt
-    from gpt4llm.scoring import declared_format, detect_format, from_verdict
-
-    # the reply format the prompt asks for ("Score: X", "Answer K: X"; a file may declare it)
-    declared, template = declared_format(load_prompt(config.prompt or f"rater_{config.mode}"))
-    fmt = declared or detect_format(template)
-    _, reminder = declared_format(load_prompt(config.reminder or f"rater_reminder_{config.mode}"))
+def _jobs(config: Config, items: list[dict]) -> tuple[list[tuple[int, list[str]]], list[list[str]]]:
+    """One rater request per job: (item index, the answers' source names in shown order); and
+    each item's shown order (shuffled with --seed)."""
     rng = random.Random(config.seed)
-    params = _params(config)
-
-    # One "job" per rater request: (item index, the answers' source names in shown order).
     jobs: list[tuple[int, list[str]]] = []
     shown: list[list[str]] = []
     for i, it in enumerate(items):
@@ -202,36 +165,15 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
             jobs.extend((i, [n]) for n in names)
         else:
             jobs.append((i, names))
+    return jobs, shown
 
-    def key(i: int, names: list[str]) -> str:
-        return f"{items[i]['id']}|{','.join(names)}"
 
-    requests = [
-        Request(
-            key=key(i, names),
-            messages=build_messages(
-                config.mode,
-                template,
-                user_input_of(items[i]["instruction"], items[i]["input"]),
-                [items[i]["answers"][n] for n in names],
-            ),
-            params=params,
-        )
-        for i, names in jobs
-    ]
-    counts: Counter = Counter()
-    results = complete_all(config.rater, requests, description=f"rating ({config.mode})")
-    all_results = list(results)
+def _warn_without_probabilities(config: Config, results: list) -> bool:
+    """Whether the endpoint returned token probabilities; where it did not (transformers serve,
+    some proxies), say so once: probes would not help either."""
     replies = [r.completion for r in results]
-    errors = [r.error for r in results]
-    parsed = [
-        read_scores(c, len(names), fmt, _sent(req.messages))
-        for c, req, (_, names) in zip(replies, requests, jobs)
-    ]
-    # Where the endpoint returns no token probabilities (transformers serve, some proxies),
-    # say so once; probes would not help either.
-    has_probabilities = any(c is not None and getattr(c, "top_logprobs", None) for c in replies)
-    if config.top_logprobs and not has_probabilities and any(c is not None for c in replies):
+    has = any(c is not None and getattr(c, "top_logprobs", None) for c in replies)
+    if config.top_logprobs and not has and any(c is not None for c in replies):
         from rich.console import Console
 
         what = "; --use-expected falls back to the replies' text" if config.use_expected else ""
@@ -239,126 +181,133 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
             "[yellow]warning: the rater's endpoint returned no token probabilities: "
             f"score_expected stays empty{what}"
         )
+    return has
 
-    # Retry once, with the reply and a stricter reminder appended, when the text gave no scores.
-    retry_idx = [
-        j for j, (c, (p, _)) in enumerate(zip(replies, parsed)) if c is not None and p is None
-    ]
-    if retry_idx:
-        retry = []
-        for j in retry_idx:
-            n = str(len(jobs[j][1]))
-            msgs = requests[j].messages + [
-                {"role": "assistant", "content": replies[j].text},
-                {"role": "user", "content": fill(reminder, n=n)},
-            ]
-            retry.append(Request(key=requests[j].key + "|retry", messages=msgs, params=params))
-        again = complete_all(config.rater, retry, description="re-asking unreadable ratings")
-        all_results.extend(again)
-        for j, req, res in zip(retry_idx, retry, again):
-            if res.completion is None:
-                continue
-            p2, e2 = read_scores(res.completion, len(jobs[j][1]), fmt, _sent(req.messages))
-            # raw keeps both replies; the probabilities are those of the retry's verdict
-            replies[j] = _Joined(replies[j].text + "\n\n[reminder]\n" + res.completion.text)
-            parsed[j] = (p2, e2)
 
-    # A rater that still wrote no verdict (a small base model writing prose): with
-    # --use-expected, ask in the same conversation for each score as a bare number and read the
-    # probability-weighted score. Never for a score already read from the reply, nor from an
-    # endpoint without probabilities (the answer could not become a score).
-    can_probe = config.use_expected and bool(config.top_logprobs) and has_probabilities
-    probe_idx = [
-        j
-        for j, (c, (p, e)) in enumerate(zip(replies, parsed))
-        if can_probe and c is not None and p is None and e is None
-    ]
-    probed: set[int] = set()
-    if probe_idx:
-        from gpt4llm.scoring import probe_scores
+def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
+    """Ask the rater about every item's answers, read the replies under scoring.read_replies'
+    policy (re-ask once with the reminder; with --use-expected, probe), build the records."""
+    from gpt4llm.llm import complete_all
+    from gpt4llm.llm.base import Request
+    from gpt4llm.prompts import fill, load_prompt
+    from gpt4llm.scoring import declared_format, detect_format, read_replies
 
-        probe = load_prompt(config.probe or "rater_probe")
-        which = lambda k, n: "this answer" if n == 1 else f"Answer {k}"
-        got = probe_scores(
-            config.rater,
-            [
-                requests[j].messages + [{"role": "assistant", "content": replies[j].text}]
-                for j in probe_idx
-            ],
-            [
-                [
-                    fill(probe, which=which(k, len(jobs[j][1])), lo=str(LO), hi=str(HI)).strip()
-                    for k in range(1, len(jobs[j][1]) + 1)
-                ]
-                for j in probe_idx
-            ],
-            [requests[j].key for j in probe_idx],
-            lo=LO,
-            hi=HI,
-            top_logprobs=config.top_logprobs,
-            description="asking the rater for missing scores",
+    # the reply format the prompt asks for ("Score: X", "Answer K: X"; a file may declare it)
+    declared, template = declared_format(load_prompt(config.prompt or f"rater_{config.mode}"))
+    fmt = declared or detect_format(template)
+    _, reminder = declared_format(load_prompt(config.reminder or f"rater_reminder_{config.mode}"))
+    jobs, shown = _jobs(config, items)
+    requests = [
+        Request(
+            key=f"{items[i]['id']}|{','.join(names)}",
+            messages=build_messages(
+                config.mode,
+                template,
+                user_input_of(items[i]["instruction"], items[i]["input"]),
+                [items[i]["answers"][n] for n in names],
+            ),
+            params=_params(config),
         )
-        for j, vals in zip(probe_idx, got):
-            if vals is not None:
-                parsed[j] = (parsed[j][0], vals)
-                probed.add(j)
-                counts["probed"] += 1
+        for i, names in jobs
+    ]
+    results = complete_all(config.rater, requests, description=f"rating ({config.mode})")
+    has_probabilities = _warn_without_probabilities(config, results)
+    # A rater that still wrote no verdict (a small base model writing prose): with
+    # --use-expected, ask for each score as a bare number. Never for a score already read,
+    # nor from an endpoint without probabilities (the answer could not become a score).
+    probe_text = load_prompt(config.probe or "rater_probe")
+    can_probe = config.use_expected and bool(config.top_logprobs) and has_probabilities
 
-    # Assemble records.
+    def probe(k: int, n: int) -> str:
+        which = "this answer" if n == 1 else f"Answer {k}"
+        return fill(probe_text, which=which, lo=str(LO), hi=str(HI)).strip()
+
+    readings = read_replies(
+        config.rater,
+        requests,
+        results,
+        lambda j: len(jobs[j][1]),
+        fmt,
+        LO,
+        HI,
+        reminder=lambda j: fill(reminder, n=str(len(jobs[j][1]))),
+        probe=probe if can_probe else None,
+        top_logprobs=config.top_logprobs or 20,
+        what="ratings",
+    )
+    counts: Counter = Counter(probed=sum(r.probed for r in readings))
+    records = _records(config, items, jobs, shown, results, readings, counts)
+    counts["probabilities_returned"] = has_probabilities
+    return records, _rate_counts(counts, results, readings)
+
+
+def _entry(config: Config, name: str, text: str, reading, k: int) -> dict:
+    """One answer's record: the score ranks answers (pairs), so it comes from the rater's own
+    verdict: its text, or with --use-expected the probabilities at that verdict or of a probe."""
+    from gpt4llm.scoring import from_verdict
+
+    e = reading.expected
+    exp = round(e[k], 4) if e is not None else None
+    p = reading.scores
+    score, source = (p[k], "verdict") if p is not None else (None, None)
+    if config.use_expected and exp is not None:
+        score, source = exp, ("probe" if reading.probed else "probabilities")
+    if source is not None and not from_verdict(source, config.use_expected):
+        score, source = None, None
+    return {
+        "model": name,
+        "text": text,
+        "score": score,
+        "score_source": source,
+        "score_expected": exp,
+        "raw": reading.raw,
+    }
+
+
+def _records(config, items, jobs, shown, results, readings, counts: Counter) -> list[Record]:
     per_item: dict[int, dict[str, dict]] = {i: {} for i in range(len(items))}
     for j, (i, names) in enumerate(jobs):
-        c = replies[j]
-        p, e = parsed[j]
+        r = readings[j]
         counts["requests"] += 1
-        if c is None:
+        if results[j].completion is None:
             counts["failed_requests"] += 1
-        elif p is None:
+        elif r.scores is None:
             counts["unparsed_requests"] += 1
-        if j in retry_idx:
-            counts["retried"] += 1
+        counts["retried"] += r.reasked
         for k, name in enumerate(names):
-            # The score ranks answers (pairs), so it comes from the rater's own verdict: its text,
-            # or with --use-expected the probabilities at that verdict or of a probe's answer.
-            exp = round(e[k], 4) if e is not None else None
-            score, source = (p[k], "verdict") if p is not None else (None, None)
-            if config.use_expected and exp is not None:
-                score, source = exp, ("probe" if j in probed else "probabilities")
-            if source is not None and not from_verdict(source, config.use_expected):
-                score, source = None, None
+            entry = _entry(config, name, items[i]["answers"][name], r, k)
+            if results[j].completion is None:
+                entry["error"] = results[j].error
+            source = entry["score_source"]
             if source is not None:
                 counts[f"scores_from_{'text' if source == 'verdict' else source}"] += 1
-            entry = {
-                "model": name,
-                "text": items[i]["answers"][name],
-                "score": score,
-                "score_source": source,
-                "score_expected": exp,
-                "raw": c.text if c is not None else None,
-            }
-            if c is None:
-                entry["error"] = errors[j]
-            if score is None:
+            if entry["score"] is None:
                 counts["unscored_answers"] += 1
             per_item[i][name] = entry
-    records = []
-    for i, it in enumerate(items):
-        records.append(
-            {
-                "id": it["id"],
-                "user_input": user_input_of(it["instruction"], it["input"]),
-                "instruction": it["instruction"],
-                "input": it["input"],
-                "responses": [per_item[i][n] for n in shown[i]],
-                "rater": config.rater.model,
-                "mode": config.mode,
-                "order": shown[i],
-            }
-        )
-    counts["probabilities_returned"] = has_probabilities
+    return [
+        {
+            "id": it["id"],
+            "user_input": user_input_of(it["instruction"], it["input"]),
+            "instruction": it["instruction"],
+            "input": it["input"],
+            "responses": [per_item[i][n] for n in shown[i]],
+            "rater": config.rater.model,
+            "mode": config.mode,
+            "order": shown[i],
+        }
+        for i, it in enumerate(items)
+    ]
+
+
+def _rate_counts(counts: Counter, results: list, readings: list) -> dict:
+    """The counts, how the replies were read (exact rule / fallback), and the usage."""
     from gpt4llm.llm.summary import usage_totals
 
-    usage = usage_totals(all_results)
-    out = dict(counts)
+    out = {k: v for k, v in counts.items() if v or k in ("probabilities_returned",)}
+    read = [r for r in readings if r.how is not None]
+    out["read_exact"] = sum(r.exact for r in read)
+    out["read_fallback"] = len(read) - out["read_exact"]
+    usage = usage_totals(results)
     out.update(
         {
             k: usage[k]
@@ -366,14 +315,7 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
             if k in usage
         }
     )
-    return records, out
-
-
-class _Joined:
-    """A stand-in completion holding both replies' text (first reply, reminder, second reply)."""
-
-    def __init__(self, text: str):
-        self.text = text
+    return out
 
 
 # --- answers from models queried now ---------------------------------------------------------

@@ -11,7 +11,7 @@ from gpt4llm.evaluate.judge.config import STAGE, Config
 from gpt4llm.evaluate.judge.fastchat_out import fastchat_paths, write_fastchat
 from gpt4llm.evaluate.judge.from_files import from_annotations, from_judgments
 from gpt4llm.evaluate.judge.plan import fields_pair, fields_single, load_inputs, plan
-from gpt4llm.evaluate.judge.prompts import JudgePrompts, Prompt
+from gpt4llm.evaluate.judge.prompts import JudgePrompts
 from gpt4llm.evaluate.judge.summary import (
     reading_summary,
     summarise_pair,
@@ -23,69 +23,6 @@ from gpt4llm.records import write_json, write_jsonl
 from gpt4llm.scoring import reading_is_exact
 
 # ------------------------------------------------------------------------------------ run
-
-
-def _read(
-    config: Config, p: Prompt, completion, n: int, sent: str
-) -> tuple[list[float] | None, str | None, str, str | None, str | None]:
-    """(scores in presentation order, verdict in presentation terms, method, why unreadable,
-    which reading) of one reply, read by `gpt4llm.scoring` in the prompt's format; `sent` is
-    the text the judge was sent (what the reply merely copies from it is never a verdict)."""
-    from gpt4llm.scoring import read_expected, read_scores, read_verdict
-
-    lo, hi = config.score_min, config.score_max
-    if completion is None:
-        return None, None, "failed", None, None
-    if p.format == "verdict":
-        v = read_verdict(completion.text, prompt=sent)
-        method = "verdict" if v.value is not None else "unparseable"
-        return None, v.value, method, v.reason, v.how if v.value is not None else None
-    if config.scoring == "expected" and completion.top_logprobs:
-        got = read_expected(
-            completion.top_logprobs, n, lo, hi, text=completion.text, format=p.format, prompt=sent
-        )
-        if got.ok:
-            return got.values, None, "expected", None, got.how
-    got = read_scores(completion.text, n, lo, hi, format=p.format, prompt=sent)
-    if got.ok:
-        return got.values, None, "parsed", None, got.how
-    return None, None, "unparseable", got.reason or got.how, None
-
-
-def _probe_missing(
-    config: Config, requests: list, results: list, missing: list[int]
-) -> dict[int, list[float]]:
-    """Expected scoring when the judge's reply holds no verdict (a weak judge that wrote prose):
-    ask, in the same conversation, for each score as a bare number (max 2 tokens, top_logprobs)
-    and take the probability-weighted score there (source "probe", which may rank answers;
-    numbers guessed from prose without asking may not). Returns {judgment index: scores}
-    (presentation order) for the probes that worked."""
-    from gpt4llm.prompts import fill, load_prompt
-    from gpt4llm.scoring import probe_scores
-
-    todo = [i for i in missing if results[i].completion is not None]
-    if not todo:
-        return {}
-    lo, hi = config.score_min, config.score_max
-    if config.mode == "pair":
-        template = load_prompt("judge_probe.txt")
-        asks = [fill(template, k=str(k), lo=f"{lo:g}", hi=f"{hi:g}").strip() for k in (1, 2)]
-    else:
-        asks = [fill(load_prompt("judge_probe_single.txt"), lo=f"{lo:g}", hi=f"{hi:g}").strip()]
-    got = probe_scores(
-        config.judge,
-        [
-            requests[i].messages + [{"role": "assistant", "content": results[i].completion.text}]
-            for i in todo
-        ],
-        [asks] * len(todo),
-        [requests[i].key for i in todo],
-        lo=lo,
-        hi=hi,
-        top_logprobs=config.top_logprobs,
-        description="asking the judge for the missing scores",
-    )
-    return {i: vals for i, vals in zip(todo, got) if vals is not None}
 
 
 def run(config: Config) -> dict:
@@ -192,30 +129,65 @@ def _ask(config: Config, requests: list, names: list[str]) -> list:
 
 
 def _read_all(config: Config, jobs: list, requests: list, results: list) -> list[tuple]:
-    """Every reply read in its prompt's format; with --scoring expected, a reply that holds no
-    verdict is probed for the missing scores (when the endpoint sends probabilities)."""
-    n = 2 if config.mode == "pair" else 1
-    sent = ["\n\n".join(m["content"] for m in r.messages) for r in requests]
-    read = [
-        _read(config, j.prompt, res.completion, n, s)
-        for j, res, s in zip(jobs, results, sent, strict=True)
-    ]
-    if config.scoring != "expected":
-        return read
-    if not any(r.completion is not None and r.completion.top_logprobs for r in results):
-        if any(r.ok for r in results):
-            # A probe reads probabilities too: against such an endpoint it cannot help.
-            from rich.console import Console
+    """Every reply read under `scoring.read_replies`' policy: in its prompt's format, never
+    re-asked (FastChat's judge does not re-ask), probed for the missing scores with
+    --scoring expected when the endpoint sends probabilities. Per reply: (scores in
+    presentation order, verdict in presentation terms, method, why unreadable, reading)."""
+    from gpt4llm.prompts import fill, load_prompt
+    from gpt4llm.scoring import read_replies
 
-            Console(stderr=True).print(
-                "[yellow]warning: --scoring expected, but the judge endpoint returns no token "
-                "probabilities: scores are read from the reply text and no probe is asked"
-            )
-        return read
-    missing = [i for i, r in enumerate(read) if r[2] == "unparseable"]
-    for i, got in _probe_missing(config, requests, results, missing).items():
-        read[i] = (got, None, "expected-probe", None, "probe")
+    lo, hi = config.score_min, config.score_max
+    expected = config.scoring == "expected"
+    probabilities = any(r.completion is not None and r.completion.top_logprobs for r in results)
+    if expected and not probabilities and any(r.ok for r in results):
+        # A probe reads probabilities too: against such an endpoint it cannot help.
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            "[yellow]warning: --scoring expected, but the judge endpoint returns no token "
+            "probabilities: scores are read from the reply text and no probe is asked"
+        )
+    name = "judge_probe.txt" if config.mode == "pair" else "judge_probe_single.txt"
+    probe_text = load_prompt(name)
+
+    def probe(k: int, n: int) -> str:
+        return fill(probe_text, k=str(k), lo=f"{lo:g}", hi=f"{hi:g}").strip()
+
+    by_format: dict[str, list[int]] = {}
+    for i, j in enumerate(jobs):
+        by_format.setdefault(j.prompt.format, []).append(i)
+    read: list[tuple] = [()] * len(jobs)
+    for fmt, idx in by_format.items():
+        readings = read_replies(
+            config.judge,
+            [requests[i] for i in idx],
+            [results[i] for i in idx],
+            lambda _: 2 if config.mode == "pair" else 1,
+            fmt,
+            lo,
+            hi,
+            probe=probe if expected and probabilities else None,
+            top_logprobs=config.top_logprobs,
+            what="judgments",
+        )
+        for i, r in zip(idx, readings, strict=True):
+            read[i] = _method(r, expected, results[i].completion is None)
     return read
+
+
+def _method(r, expected: bool, failed: bool) -> tuple:
+    """A reading as (scores, verdict, method, why unreadable, reading)."""
+    if failed:
+        return None, None, "failed", None, None
+    if r.probed:
+        return r.expected, None, "expected-probe", None, "probe"
+    if r.verdict is not None:
+        return None, r.verdict, "verdict", None, r.how
+    if expected and r.expected is not None:
+        return r.expected, None, "expected", None, r.how
+    if r.scores is not None:
+        return r.scores, None, "parsed", None, r.how
+    return None, None, "unparseable", r.reason, None
 
 
 def _judgment(config: Config, j, res, read: tuple, names: list[str]) -> dict[str, Any]:

@@ -346,107 +346,15 @@ def config_command(
     also gets `--config FILE.yaml`, `--print-config` (the resolved settings as YAML, ready for
     `--config` or a pipeline stage) and `--help-all` (also the rarely used options).
     """
-    leaves = _flatten(cls)
-    params = []
-    by_param: dict[str, tuple[tuple[str, ...], Any]] = {}
-    names: dict[tuple, str] = {}
-    aliases: dict[str, str] = {}  # alias param -> argument param
-    for path, cli_name, info in leaves:
-        pname = cli_name.replace("-", "_")
-        typ, extra = _option_type(info.annotation)
-        by_param[pname] = (path, info)
-        desc = info.description or ""
-        panel = _panel(path, cls)
-        hidden = _is_advanced(info)
-        if len(path) == 1 and path[0] in arguments:
-            metavar = cli_name.upper().replace("-", "_")
-            is_many = typing.get_origin(_unwrap_optional(info.annotation)[0]) in (list, tuple, dict)
-            if typing.get_origin(_unwrap_optional(info.annotation)[0]) is dict:
-                metavar = "NAME=FILE"
-            default = typer.Argument(
-                None, help=desc, show_default=False, metavar=metavar + ("..." if is_many else "")
-            )
-            names[path] = metavar
-            alias = f"{pname}__alias"
-            aliases[alias] = pname
-            by_param[alias] = (path, info)
-            hint = f"Deprecated: give {metavar} as an argument."
-            alias_option = typer.Option(None, f"--{cli_name}", hidden=True, help=hint, **extra)
-            params.append(_keyword(alias, alias_option, typing.Optional[typ]))  # noqa: UP045
-        elif typ is bool:
-            desc += "  [default: on]" if info.default is True else ""
-            default = typer.Option(
-                None,
-                f"--{cli_name}/--no-{cli_name}",
-                help=desc,
-                show_default=False,
-                rich_help_panel=panel,
-                hidden=hidden,
-            )
-            names[path] = f"--{cli_name}"
-        else:
-            shown = (
-                info.default
-                if info.default is not PydanticUndefined
-                and info.default not in (None, [], {})
-                and not callable(info.default)
-                else None
-            )
-            opts = (
-                (f"--{cli_name}", "-o") if cli_name == "output" else (f"--{cli_name}",)
-            )  # -o: the Unix habit
-            if shown is not None:
-                desc += f"  [default: {shown.value if isinstance(shown, enum.Enum) else shown}]"
-            if typing.get_origin(typ) is list:
-                extra.setdefault(
-                    "metavar", "<" + getattr(typing.get_args(typ)[0], "__name__", "str") + ">..."
-                )
-                desc += " (repeatable)" if "repeat" not in desc else ""
-            default = typer.Option(
-                None,
-                *opts,
-                help=desc,
-                show_default=False,
-                rich_help_panel=panel,
-                hidden=hidden,
-                **extra,
-            )
-            names[path] = f"--{cli_name}"
-        params.append(_keyword(pname, default, typing.Optional[typ]))  # noqa: UP045
-    params += [
-        _keyword("config_file", _option_config(), typing.Optional[Path]),  # noqa: UP045
-        _keyword("print_config", _option_print_config(), bool),
-        _keyword("help_all", _option_help_all(), bool),
-    ]
+    params, by_param, names, aliases = _parameters(cls, arguments)
 
     def command(**kwargs: Any) -> Any:
         config_file = kwargs.pop("config_file", None)
         print_config = kwargs.pop("print_config", False)
         kwargs.pop("help_all", None)
         data = load_yaml(config_file) if config_file else {}
-        for alias, target in aliases.items():
-            value = kwargs.pop(alias, None)
-            if value is None or value == [] or value == ():
-                continue
-            cli = "--" + target.replace("_", "-")
-            if kwargs.get(target) not in (None, [], ()):
-                raise UserError(
-                    f"{cli} and the argument {names[by_param[target][0]]} both given: give it once,"
-                    " as the argument"
-                )
-            typer.echo(
-                f"warning: {cli} is deprecated; give {names[by_param[target][0]]} as an argument",
-                err=True,
-            )
-            kwargs[target] = value
-        for pname, value in kwargs.items():
-            if value is None or value == [] or value == ():
-                continue
-            path, info = by_param[pname]
-            base, _ = _unwrap_optional(info.annotation)
-            if typing.get_origin(base) is dict:
-                value = dict(_split_kv(v, names.get(path, pname)) for v in value)
-            _set_path(data, path, value)
+        _take_aliases(kwargs, aliases, names, by_param)
+        _set_options(data, kwargs, names, by_param)
         source = str(config_file) if config_file else f"gpt4llm {command_line or name}"
         config = build_config(cls, data, source=source, names=None if config_file else names)
         if print_config:
@@ -463,6 +371,144 @@ def config_command(
     command.__doc__ = help
     command.__name__ = name.replace("-", "_")
     app.command(name, help=help, short_help=short_help, cls=_PanelledCommand)(command)
+
+
+def _parameters(
+    cls: type[BaseModel], arguments: tuple[str, ...]
+) -> tuple[list[inspect.Parameter], dict[str, tuple[tuple[str, ...], Any]], dict, dict[str, str]]:
+    """The command's parameters from `cls`'s fields (then --config, --print-config,
+    --help-all); each parameter's field path and info; each field's name as typed (option or
+    argument); the deprecated aliases of the arguments (alias parameter -> argument's)."""
+    leaves = _flatten(cls)
+    params: list[inspect.Parameter] = []
+    by_param: dict[str, tuple[tuple[str, ...], Any]] = {}
+    names: dict[tuple, str] = {}
+    aliases: dict[str, str] = {}  # alias param -> argument param
+    for path, cli_name, info in leaves:
+        pname = cli_name.replace("-", "_")
+        typ, extra = _option_type(info.annotation)
+        by_param[pname] = (path, info)
+        desc = info.description or ""
+        panel = _panel(path, cls)
+        hidden = _is_advanced(info)
+        if len(path) == 1 and path[0] in arguments:
+            default, metavar, alias_param = _argument(cli_name, pname, info, desc, typ, extra)
+            names[path] = metavar
+            aliases[alias_param.name] = pname
+            by_param[alias_param.name] = (path, info)
+            params.append(alias_param)
+        elif typ is bool:
+            default = _flag_option(cli_name, info, desc, panel, hidden)
+            names[path] = f"--{cli_name}"
+        else:
+            default = _value_option(cli_name, info, desc, panel, hidden, typ, extra)
+            names[path] = f"--{cli_name}"
+        params.append(_keyword(pname, default, typing.Optional[typ]))  # noqa: UP045
+    params += [
+        _keyword("config_file", _option_config(), typing.Optional[Path]),  # noqa: UP045
+        _keyword("print_config", _option_print_config(), bool),
+        _keyword("help_all", _option_help_all(), bool),
+    ]
+    return params, by_param, names, aliases
+
+
+def _argument(
+    cli_name: str, pname: str, info: Any, desc: str, typ: Any, extra: dict
+) -> tuple[Any, str, inspect.Parameter]:
+    """A field taken as a positional argument: its typer.Argument, its metavar, and its old
+    `--name` option kept as a hidden, deprecated alias."""
+    metavar = cli_name.upper().replace("-", "_")
+    is_many = typing.get_origin(_unwrap_optional(info.annotation)[0]) in (list, tuple, dict)
+    if typing.get_origin(_unwrap_optional(info.annotation)[0]) is dict:
+        metavar = "NAME=FILE"
+    default = typer.Argument(
+        None, help=desc, show_default=False, metavar=metavar + ("..." if is_many else "")
+    )
+    hint = f"Deprecated: give {metavar} as an argument."
+    alias_option = typer.Option(None, f"--{cli_name}", hidden=True, help=hint, **extra)
+    alias = _keyword(f"{pname}__alias", alias_option, typing.Optional[typ])  # noqa: UP045
+    return default, metavar, alias
+
+
+def _flag_option(cli_name: str, info: Any, desc: str, panel: Any, hidden: bool) -> Any:
+    """A bool field: --name/--no-name."""
+    desc += "  [default: on]" if info.default is True else ""
+    return typer.Option(
+        None,
+        f"--{cli_name}/--no-{cli_name}",
+        help=desc,
+        show_default=False,
+        rich_help_panel=panel,
+        hidden=hidden,
+    )
+
+
+def _value_option(
+    cli_name: str, info: Any, desc: str, panel: Any, hidden: bool, typ: Any, extra: dict
+) -> Any:
+    """Any other field: --name VALUE (repeatable for a list), its default shown in the help."""
+    shown = (
+        info.default
+        if info.default is not PydanticUndefined
+        and info.default not in (None, [], {})
+        and not callable(info.default)
+        else None
+    )
+    opts = (
+        (f"--{cli_name}", "-o") if cli_name == "output" else (f"--{cli_name}",)
+    )  # -o: the Unix habit
+    if shown is not None:
+        desc += f"  [default: {shown.value if isinstance(shown, enum.Enum) else shown}]"
+    if typing.get_origin(typ) is list:
+        extra.setdefault(
+            "metavar", "<" + getattr(typing.get_args(typ)[0], "__name__", "str") + ">..."
+        )
+        desc += " (repeatable)" if "repeat" not in desc else ""
+    return typer.Option(
+        None,
+        *opts,
+        help=desc,
+        show_default=False,
+        rich_help_panel=panel,
+        hidden=hidden,
+        **extra,
+    )
+
+
+def _take_aliases(
+    kwargs: dict[str, Any], aliases: dict[str, str], names: dict[tuple, str], by_param: dict
+) -> None:
+    """Move each deprecated `--name` alias's value to its argument, with a warning; both
+    given is an error."""
+    for alias, target in aliases.items():
+        value = kwargs.pop(alias, None)
+        if value is None or value == [] or value == ():
+            continue
+        cli = "--" + target.replace("_", "-")
+        if kwargs.get(target) not in (None, [], ()):
+            raise UserError(
+                f"{cli} and the argument {names[by_param[target][0]]} both given: give it once,"
+                " as the argument"
+            )
+        typer.echo(
+            f"warning: {cli} is deprecated; give {names[by_param[target][0]]} as an argument",
+            err=True,
+        )
+        kwargs[target] = value
+
+
+def _set_options(
+    data: dict, kwargs: dict[str, Any], names: dict[tuple, str], by_param: dict
+) -> None:
+    """The options given on the command line over the settings in `data` (from --config)."""
+    for pname, value in kwargs.items():
+        if value is None or value == [] or value == ():
+            continue
+        path, info = by_param[pname]
+        base, _ = _unwrap_optional(info.annotation)
+        if typing.get_origin(base) is dict:
+            value = dict(_split_kv(v, names.get(path, pname)) for v in value)
+        _set_path(data, path, value)
 
 
 def _split_kv(text: str, option: str) -> tuple[str, str]:

@@ -45,7 +45,7 @@ import random
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -349,12 +349,12 @@ def query_sources(config: Config, base: list[Record]) -> tuple[list, list[dict]]
         results = complete_all(llm, reqs, description=f"answers of {name}")
         recs = [
             dict(r, output=res.completion.text.strip(), model=model)
-            for r, res in zip(base, results)
+            for r, res in zip(base, results, strict=True)
             if res.ok
         ]
         failed += [
             {"id": r["id"], "model": name, "error": res.error or "failed"}
-            for r, res in zip(base, results)
+            for r, res in zip(base, results, strict=True)
             if not res.ok
         ]
         out.append(Source(name, recs, True))
@@ -465,11 +465,45 @@ def print_summary(hists: dict[str, dict], summary: dict) -> None:
 
 
 def run(config: Config) -> dict:
-    from gpt4llm.join import Source, join_answers
-    from gpt4llm.join import load_source as load_source_file
-    from gpt4llm.outputs import StageRun, check_outputs, request_caches
+    """check -> load the sources (and query models) -> join -> rate -> summarise -> finish."""
+    from gpt4llm.outputs import StageRun
 
     t0 = time.time()
+    inputs = _check(config)
+    sources, base, failed = _sources(config)
+    joined, items, overlapping = _items(config, sources, base)
+    records, counts = rate(config, items)
+    for rec in records:
+        for r in rec["responses"]:
+            if r.get("score") is None:
+                why = r.get("error") or "no score could be read from the rater's reply"
+                failed.append({"id": rec["id"], "model": r["model"], "error": why})
+    pairs = [p for rec in records for p in published_pairs(rec)]
+    summary = _summary(config, sources, joined, records, overlapping, counts, len(pairs))
+
+    def write() -> None:
+        write_jsonl(config.output, records)
+        if config.pairs is not None:
+            write_jsonl(config.pairs, pairs)
+        if config.plot is not None:
+            plot_histograms(
+                summary["histograms"], config.plot, title=f"Scores by {config.rater.model}"
+            )
+
+    n_answers = sum(len(rec["responses"]) for rec in records) + len(config.source_model) * (
+        len(base.records) if base else 0
+    )
+    StageRun("compare", config, config.output, inputs, t0).finish(
+        summary, n_answers, failed, write, what="answers", print_table=False
+    )
+    print_summary(summary["histograms"], summary)
+    return summary
+
+
+def _check(config: Config) -> list[Path]:
+    """The sources' names and every output path, before the first call; returns the inputs."""
+    from gpt4llm.outputs import check_outputs, request_caches
+
     n_sources = len(config.source) + len(config.source_model)
     if n_sources < 2:
         raise UserError(
@@ -490,31 +524,41 @@ def run(config: Config) -> dict:
         files=[config.output, config.pairs, config.plot],
         caches=request_caches(config.rater, config.source_llm if config.source_model else None),
     )
+    return inputs
+
+
+def _sources(config: Config) -> tuple[list, Any, list[dict]]:
+    """The answer files as join sources, plus the answers of --source-model models queried now
+    on the instructions (--instructions, else those the files hold); failures of those."""
+    from gpt4llm.join import Source, join_answers
+    from gpt4llm.join import load_source as load_source_file
+
     sources = [load_source(name, Path(file)) for name, file in config.source.items()]
     base = None
     if config.instructions is not None:
         base = load_source_file("instructions", config.instructions)
-    failed: list[dict] = []
-    if config.source_model:
-        if base is None:
-            if not sources:
-                raise UserError(
-                    "--source-model needs instructions: give --instructions FILE or at least one"
-                    " NAME=FILE source"
-                )
-            held = join_answers(sources, on=config.join)  # the instructions the files hold
-            base = Source(
-                "instructions",
-                [
-                    {"id": it.id, "instruction": it.instruction, "input": it.input}
-                    for it in held.items
-                ],
+    if not config.source_model:
+        return sources, base, []
+    if base is None:
+        if not sources:
+            raise UserError(
+                "--source-model needs instructions: give --instructions FILE or at least one"
+                " NAME=FILE source"
             )
-        if config.limit:
-            base = Source(base.name, base.records[: config.limit], base.explicit_ids, base.path)
-        queried, source_failures = query_sources(config, base.records)
-        failed.extend(source_failures)
-        sources.extend(queried)
+        held = join_answers(sources, on=config.join)  # the instructions the files hold
+        base = Source(
+            "instructions",
+            [{"id": it.id, "instruction": it.instruction, "input": it.input} for it in held.items],
+        )
+    if config.limit:
+        base = Source(base.name, base.records[: config.limit], base.explicit_ids, base.path)
+    queried, failed = query_sources(config, base.records)
+    return sources + queried, base, failed
+
+
+def _items(config: Config, sources: list, base) -> tuple[Any, list[dict], set[str]]:
+    """The sources joined; the items answered by 2+ of them; the sources that overlap."""
+    from gpt4llm.join import join_answers
 
     joined = join_answers(sources, on=config.join, base=base)
     items = [
@@ -534,19 +578,12 @@ def run(config: Config) -> dict:
             f"the sources share no instructions (joined by {joined.method}; {detail}): nothing to"
             " compare"
         )
-    if config.limit:
-        items = items[: config.limit]
+    return joined, items[: config.limit] if config.limit else items, overlapping
 
-    records, counts = rate(config, items)
-    for rec in records:
-        for r in rec["responses"]:
-            if r.get("score") is None:
-                why = r.get("error") or "no score could be read from the rater's reply"
-                failed.append({"id": rec["id"], "model": r["model"], "error": why})
-    pairs = [p for rec in records for p in published_pairs(rec)]
-    hists = histograms_by_source(records)
+
+def _summary(config, sources, joined, records, overlapping, counts, n_pairs) -> dict:
     report = joined.report()
-    summary = {
+    return {
         "rater": config.rater.model,
         "mode": config.mode,
         "sources": sorted(s.name for s in sources),
@@ -568,6 +605,9 @@ def run(config: Config) -> dict:
         "scores_from_text": counts.get("scores_from_text", 0),
         "scores_from_probabilities": counts.get("scores_from_probabilities", 0),
         "scores_from_probe": counts.get("scores_from_probe", 0),
+        # replies read by the exact rule of the prompt's format, or by a fallback reading
+        "read_exact": counts.get("read_exact", 0),
+        "read_fallback": counts.get("read_fallback", 0),
         "probabilities_returned": (
             bool(counts.get("probabilities_returned")) if config.top_logprobs else None
         ),
@@ -576,22 +616,6 @@ def run(config: Config) -> dict:
             for k, v in counts.items()
             if k in ("cached", "retries", "timeouts", "cost_usd", "replicas")
         },
-        "pairs": len(pairs),
-        "histograms": hists,
+        "pairs": n_pairs,
+        "histograms": histograms_by_source(records),
     }
-
-    def write() -> None:
-        write_jsonl(config.output, records)
-        if config.pairs is not None:
-            write_jsonl(config.pairs, pairs)
-        if config.plot is not None:
-            plot_histograms(hists, config.plot, title=f"Scores by {config.rater.model}")
-
-    n_answers = sum(len(rec["responses"]) for rec in records) + len(config.source_model) * (
-        len(base.records) if base else 0
-    )
-    StageRun("compare", config, config.output, inputs, t0).finish(
-        summary, n_answers, failed, write, what="answers", print_table=False
-    )
-    print_summary(hists, summary)
-    return summary

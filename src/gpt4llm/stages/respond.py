@@ -104,22 +104,22 @@ def _is_local(config: Config) -> bool:
 
 
 def run(config: Config) -> dict:
-    """load → start (journal, scorer) → answer (what the journal lacks) → read → assemble →
-    finish (each a function below)."""
+    """load → answer (what the journal lacks) → assemble → finish (each a function below)."""
     t0 = time.time()
-    records, local, multi_turn = load(config)
-    job = start(config, local)
+    job, records, local, multi_turn = load(config)
     resumed, lengths, results = answer(job, records, local, multi_turn)
-    out, stats, failed = read(job, records)
-    summary = assemble(job, records, out, stats, failed, resumed, lengths, results)
-    return finish(job, records, out, failed, summary, t0)
+    out, failed, summary = assemble(job, records, resumed, lengths, results)
+    return finish(job, out, failed, summary, t0)
 
 
-def load(config: Config) -> tuple[list[dict], bool, bool]:
-    """(records, local model?, multi-turn?): paths refused before anything runs, the input
-    read and the options checked against it."""
+def load(config: Config) -> tuple[_Run, list[dict], bool, bool]:
+    """(the run's shared state, records, local model?, multi-turn?): paths refused before
+    anything runs, the input read and the options checked against it, then the best-of-n
+    scorer loaded and the journal opened."""
+    from rich.console import Console
+
     from gpt4llm.outputs import check_outputs, request_caches
-    from gpt4llm.records import load_instructions
+    from gpt4llm.records import Journal, load_instructions
 
     local = _is_local(config)
     if local or config.reward_model:
@@ -151,55 +151,42 @@ def load(config: Config) -> tuple[list[dict], bool, bool]:
         records = records[: config.max_samples]
     if not records:
         raise UserError(f"{config.input}: no instructions")
-    return records, local, multi_turn
-
-
-def start(config: Config, local: bool) -> _Run:
-    """The run's shared state: the label, the best-of-n scorer, the journal (opened last)."""
-    from rich.console import Console
-
-    from gpt4llm.records import Journal
-
-    console = Console(stderr=True)
     label = config.model_label or config.model.model
     scorer = _load_scorer(config.reward_model) if config.reward_model else None
-    return _Run(config, label, Journal(journal_path(config.output)), console, scorer)
+    job = _Run(config, label, Journal(journal_path(config.output)), Console(stderr=True), scorer)
+    return job, records, local, multi_turn
 
 
 def answer(job: _Run, records: list[dict], local: bool, multi_turn: bool) -> tuple[int, dict, list]:
     """(records resumed from the journal, prompt-length counts, endpoint results): answer what
-    the journal lacks, then close it."""
+    the journal lacks as the model and the input call for (module doc); close the journal."""
     todo = [r for r in records if r["id"] not in job.journal.done]
-    resumed = len(records) - len(todo)
     lengths = {"prompts_too_long": 0, "prompts_over_trained_length": 0}
     results: list = []
     try:
-        if todo:
-            lengths, results = call(job, todo, local, multi_turn, lengths)
+        if todo and multi_turn:
+            if local:
+                _respond_local_turns(job, todo)
+            else:
+                results = _respond_endpoint_turns(job, todo)
+        elif todo:
+            if local and job.config.engine == "vllm":
+                _respond_vllm(job, todo)
+            elif local:
+                lengths = _respond_local(job, todo)
+            else:
+                results = _respond_endpoint(job, todo)
     finally:
         job.journal.close()
-    return resumed, lengths, results
+    return len(records) - len(todo), lengths, results
 
 
-def call(
-    job: _Run, todo: list[dict], local: bool, multi_turn: bool, lengths: dict
-) -> tuple[dict, list]:
-    """The way of answering the model and the input call for (see the module doc)."""
-    if multi_turn and local:
-        _respond_local_turns(job, todo)
-    elif multi_turn:
-        return lengths, _respond_endpoint_turns(job, todo)
-    elif local and job.config.engine == "vllm":
-        _respond_vllm(job, todo)
-    elif local:
-        return _respond_local(job, todo), []
-    else:
-        return lengths, _respond_endpoint(job, todo)
-    return lengths, []
+def assemble(
+    job: _Run, records: list[dict], resumed: int, lengths: dict, results: list
+) -> tuple[list[dict], list[dict], dict]:
+    """(the journaled records in input order, the failed items with why, the summary)."""
+    from gpt4llm.llm.summary import usage_totals
 
-
-def read(job: _Run, records: list[dict]) -> tuple[list[dict], dict[str, int], list[dict]]:
-    """(the journaled records in input order, finish reasons counted, the failed items)."""
     stats = {"stop": 0, "length": 0}
     out = []
     for r in records:
@@ -209,32 +196,11 @@ def read(job: _Run, records: list[dict]) -> tuple[list[dict], dict[str, int], li
         out.append(rec)
         if rec.get("finish_reason") in stats:
             stats[rec["finish_reason"]] += 1
-    failed = [
-        {
-            "id": r["id"],
-            "error": job.failures.get(r["id"], "no response (the model returned nothing)"),
-        }
-        for r in records
-        if r["id"] not in job.journal.done
-    ]
-    return out, stats, failed
-
-
-def assemble(
-    job: _Run,
-    records: list[dict],
-    out: list[dict],
-    stats: dict[str, int],
-    failed: list[dict],
-    resumed: int,
-    lengths: dict,
-    results: list,
-) -> dict:
-    """The summary: counts, finish reasons, prompt lengths and the endpoint's usage."""
-    from gpt4llm.llm.summary import usage_totals
-
+    nothing = "no response (the model returned nothing)"
+    missing = [r["id"] for r in records if r["id"] not in job.journal.done]
+    failed = [{"id": i, "error": job.failures.get(i, nothing)} for i in missing]
     usage = usage_totals(results) if results else {}
-    return {
+    summary = {
         "model": job.label,
         "instructions": len(records),
         "responses": len(out),
@@ -251,16 +217,10 @@ def assemble(
         "n": job.config.n,
         "reward_model": job.config.reward_model,
     }
+    return out, failed, summary
 
 
-def finish(
-    job: _Run,
-    records: list[dict],
-    out: list[dict],
-    failed: list[dict],
-    summary: dict,
-    t0: float,
-) -> dict:
+def finish(job: _Run, out: list[dict], failed: list[dict], summary: dict, t0: float) -> dict:
     """Write the responses and the manifest (the journal goes when nothing failed); one line."""
     from gpt4llm.outputs import StageRun
     from gpt4llm.records import write_jsonl
@@ -272,11 +232,12 @@ def finish(
         if not failed:  # a complete run needs no journal; an incomplete one keeps it for resume
             journal_path(config.output).unlink(missing_ok=True)
 
+    n = summary["instructions"]
     StageRun("respond", config, config.output, [config.input], t0).finish(
-        summary, len(records), failed, write, what="instructions", print_table=False
+        summary, n, failed, write, what="instructions", print_table=False
     )
     job.console.print(
-        f"respond: {len(out)}/{len(records)} responses from {job.label} "
+        f"respond: {len(out)}/{n} responses from {job.label} "
         f"({summary['stopped']} stopped, {summary['hit_max_tokens']} hit --max-new-tokens, "
         f"{summary['resumed']} from a previous run"
         + (f", {len(failed)} failed: see {summary['failed_file']}" if failed else "")

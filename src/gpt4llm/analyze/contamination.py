@@ -29,6 +29,26 @@ def _strs(values: Any) -> list[str]:
     )
 
 
+def _instances_segments(rec: dict, answers: bool) -> tuple[str, list[tuple[str, Any]]]:
+    """(unnatural | user_oriented, [(where, value)]) of a record with a list of `instances`."""
+    fmt = (
+        "unnatural"
+        if "reformulations" in rec
+        or any(isinstance(i, dict) and "instruction_with_input" in i for i in rec["instances"])
+        else "user_oriented"
+    )
+    found: list[tuple[str, Any]] = [("instruction", rec.get("instruction"))]
+    fields = ("instruction_with_input", "input", "constraints") + (("output",) if answers else ())
+    for key in ("instances", "reformulations"):
+        for k, inst in enumerate(rec.get(key) or []):
+            if not isinstance(inst, dict):
+                continue
+            if key == "reformulations":
+                found.append((f"{key}[{k}].instruction", inst.get("instruction")))
+            found += [(f"{key}[{k}].{field}", inst.get(field)) for field in fields]
+    return fmt, found
+
+
 def eval_segments(rec: dict, texts: str = "question") -> tuple[str, list[tuple[str, str]]]:
     """(format, [(where, text)]) of one evaluation record."""
     answers = texts == "all"
@@ -46,23 +66,9 @@ def eval_segments(rec: dict, texts: str = "question") -> tuple[str, list[tuple[s
         add("text", rec["text"])
         return "vicuna", out
     if isinstance(rec.get("instances"), list):
-        fmt = (
-            "unnatural"
-            if "reformulations" in rec
-            or any(isinstance(i, dict) and "instruction_with_input" in i for i in rec["instances"])
-            else "user_oriented"
-        )
-        add("instruction", rec.get("instruction"))
-        for key in ("instances", "reformulations"):
-            for k, inst in enumerate(rec.get(key) or []):
-                if not isinstance(inst, dict):
-                    continue
-                if key == "reformulations":
-                    add(f"{key}[{k}].instruction", inst.get("instruction"))
-                for field in ("instruction_with_input", "input", "constraints") + (
-                    ("output",) if answers else ()
-                ):
-                    add(f"{key}[{k}].{field}", inst.get(field))
+        fmt, found = _instances_segments(rec, answers)
+        for where, value in found:
+            add(where, value)
         return fmt, out
     if "instruction" in rec:
         for field in ("instruction", "input") + (("output",) if answers else ()):

@@ -121,7 +121,7 @@ def _near_pairs(
             workers=workers,
         )
         rows, cols = np.nonzero(scores)
-        for r, c in zip(rows.tolist(), cols.tolist()):
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
             a, b = start + r, start + c
             if b <= a:  # each unordered pair once (b > a), no self-pairs
                 continue

@@ -59,7 +59,8 @@ class NgramIndex:
                 toks = ngram_tokens(text)
                 ref = (name, item.id, where)
                 if len(toks) >= self.n:
-                    for g in set(zip(*(toks[i:] for i in range(self.n)))):
+                    # shifted copies of the tokens: the shortest one ends the n-grams
+                    for g in set(zip(*(toks[i:] for i in range(self.n)), strict=False)):
                         self._grams[g].append(ref)
                     checked = True
                 elif len(toks) >= self.min_tokens:
@@ -75,7 +76,8 @@ class NgramIndex:
         for field, text in fields:
             toks = ngram_tokens(text)
             if len(toks) >= n and self._grams:
-                for g in zip(*(toks[i:] for i in range(n))):
+                # shifted copies of the tokens: the shortest one ends the n-grams
+                for g in zip(*(toks[i:] for i in range(n)), strict=False):
                     refs = self._grams.get(g)
                     if refs:
                         for s, eid, where in refs:

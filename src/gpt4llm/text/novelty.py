@@ -119,7 +119,7 @@ class NoveltyPool:
         # Against the pool as it was: one cdist call for the whole batch.
         before = self._scores(codes) if base else [np.zeros(0) for _ in codes]
         out = []
-        for i, (text, code) in enumerate(zip(candidates, codes)):
+        for i, (text, code) in enumerate(zip(candidates, codes, strict=True)):
             row = before[i]
             if len(self.texts) > base:  # and against the candidates kept earlier in this batch
                 row = np.concatenate([row, self._scores([code], start=base)[0]])

@@ -45,8 +45,9 @@ def _ngram_f(target: list, prediction: list, n: int) -> float:
     elif n == 2:
         t, p = _counts(itertools.pairwise(target)), _counts(itertools.pairwise(prediction))
     else:
-        t = _counts(zip(*(target[i:] for i in range(n))))
-        p = _counts(zip(*(prediction[i:] for i in range(n))))
+        # shifted copies of the tokens: the shortest one ends the n-grams
+        t = _counts(zip(*(target[i:] for i in range(n)), strict=False))
+        p = _counts(zip(*(prediction[i:] for i in range(n)), strict=False))
     overlap = _overlap(t, p)
     t_count = max(len(target) - n + 1, 0)
     p_count = max(len(prediction) - n + 1, 0)

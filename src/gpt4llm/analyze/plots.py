@@ -86,7 +86,7 @@ class _Ring:
             counterclock=False,
             labels=[
                 lab if s / total >= self.label_share else ""
-                for lab, s in zip(self.labels, self.sizes)
+                for lab, s in zip(self.labels, self.sizes, strict=True)
             ],
             labeldistance=self.label_distance,
             rotatelabels=True,

@@ -289,7 +289,8 @@ def extract_pairs(
     if todo:
         n_proc = n_process if n_process > 1 and len(todo) >= 2000 else 1
         new: list[tuple[str, str | None, str | None]] = []
-        for h, doc in zip(todo, nlp.pipe(todo, batch_size=batch_size, n_process=n_proc)):
+        docs = nlp.pipe(todo, batch_size=batch_size, n_process=n_proc)
+        for h, doc in zip(todo, docs, strict=True):  # one doc per text, in order
             pair = verb_noun(doc)
             found[h] = pair
             if cache is not None:

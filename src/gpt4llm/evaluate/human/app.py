@@ -1,10 +1,10 @@
 """The annotation web app (FastAPI, server-rendered Jinja2, a little vanilla JS, no build step).
 
-How it reads: the security pieces (cookie signing, sign-in throttle, the ASGI guard), then the
-dependencies every route uses (`visitor` resolves who is asking, once per request;
-`annotator_required` / `admin_required` / `checked_form` are the only places that check a login
-or a CSRF token), then three routers (signing in, annotating, admin), then `create_app` which
-wires them to one study.
+How it reads: the per-app context (the security pieces it uses, cookie signing, sign-in
+throttle and the ASGI guard, are in `security.py`), then the dependencies every route uses
+(`visitor` resolves who is asking, once per request; `annotator_required` / `admin_required` /
+`checked_form` are the only places that check a login or a CSRF token), then three routers
+(signing in, annotating, admin), then `create_app` which wires them to one study.
 
 Security model:
 - Annotators enter with a personal link `/a/<token>` (or paste the token at `/login`); the
@@ -30,17 +30,11 @@ Security model:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
 import logging
-import math
 import secrets
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +45,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import DBAPIError, OperationalError
-from starlette.datastructures import FormData, Headers, MutableHeaders
+from starlette.datastructures import FormData
 
 from gpt4llm.evaluate.human.db import DatabaseGone, StaleVote, Store, hash_token, tokens_equal
+from gpt4llm.evaluate.human.security import Guard, Sessions, Throttle
 from gpt4llm.evaluate.human.study.store import open_store, session_secret
 from gpt4llm.evaluate.human.tables import CHOICES, Annotator
 
@@ -63,156 +58,10 @@ SESSION_MAX_AGE = 30 * 24 * 3600
 MAX_COMMENT = 5000
 DEFAULT_MAX_BODY = 64 * 1024  # a vote with a 5,000-emoji comment is ~60 KB form-encoded
 RETRY_AFTER_DB = 5
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
 FORBIDDEN = (
     "The form was missing its security token or it was wrong. Reload the page and try again."
 )
 log = logging.getLogger("gpt4llm.annotate")
-
-
-# --- security pieces -----------------------------------------------------------------------
-
-
-class Sessions:
-    """Signed session cookies: base64(json) + '.' + HMAC-SHA256."""
-
-    def __init__(self, secret: str):
-        self.key = secret.encode()
-
-    def _sig(self, body: bytes) -> str:
-        digest = hmac.new(self.key, body, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-    def dump(self, data: dict) -> str:
-        raw = json.dumps(data, separators=(",", ":")).encode()
-        body = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-        return f"{body}.{self._sig(body.encode())}"
-
-    def load(self, cookie: str | None) -> dict | None:
-        if not cookie or "." not in cookie:
-            return None
-        body, sig = cookie.rsplit(".", 1)
-        if not hmac.compare_digest(sig, self._sig(body.encode())):
-            return None
-        try:
-            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        except (ValueError, json.JSONDecodeError):
-            return None
-        if not isinstance(data, dict) or data.get("exp", 0) < time.time():
-            return None
-        return data
-
-    def csrf(self, session: dict) -> str:
-        msg = f"csrf|{session.get('n', '')}".encode()
-        return hmac.new(self.key, msg, hashlib.sha256).hexdigest()
-
-
-class Throttle:
-    """Failed sign-ins per key (a client address, a token's hash) within a sliding window of
-    `window` seconds; at `limit` failures the key waits until the oldest one leaves the window.
-    In memory, so it counts what one server process (uvicorn's default) sees."""
-
-    MAX_KEYS = 100_000
-
-    def __init__(self, limit: int, window: float):
-        self.limit, self.window = limit, window
-        self._fails: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float] | None:
-        q = self._fails.get(key)
-        if q is None:
-            return None
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        if not q:
-            del self._fails[key]
-            return None
-        return q
-
-    def retry_after(self, keys: list[str]) -> int | None:
-        """Seconds until every key may try again; None if none is over the limit."""
-        now = time.monotonic()
-        waits = []
-        with self._lock:
-            for key in keys:
-                q = self._recent(key, now)
-                if q is not None and len(q) >= self.limit:
-                    waits.append(q[len(q) - self.limit] + self.window - now)
-        return max(1, math.ceil(max(waits))) if waits else None
-
-    def failed(self, keys: list[str]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._fails) >= self.MAX_KEYS:
-                for key in list(self._fails):
-                    self._recent(key, now)
-                while len(self._fails) >= self.MAX_KEYS:  # a flood from many addresses
-                    del self._fails[next(iter(self._fails))]
-            for key in keys:
-                self._fails.setdefault(key, deque()).append(now)
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class Guard:
-    """Pure ASGI middleware around the whole app: a request body over `max_body` bytes gets 413
-    (refused up front by Content-Length; counted as it arrives when chunked), and every
-    response gets the security headers (and no-store outside /static)."""
-
-    def __init__(self, app: Any, max_body: int, too_large: Callable[[], Response]):
-        self.app, self.max_body, self.too_large = app, max_body, too_large
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        static = scope["path"].startswith("/static/")
-        started = False
-
-        async def send_with_headers(message: dict) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                headers = MutableHeaders(scope=message)
-                for k, v in SECURITY_HEADERS.items():
-                    if k not in headers:
-                        headers[k] = v
-                if not static:
-                    headers["Cache-Control"] = "no-store"
-            await send(message)
-
-        length = Headers(scope=scope).get("content-length", "")
-        if length.strip().isdigit() and int(length) > self.max_body:
-            await self.too_large()(scope, receive, send_with_headers)
-            return
-        received = 0
-
-        async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLarge
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send_with_headers)
-        except BodyTooLarge:
-            if started:  # cannot happen: every route reads its form before answering
-                raise
-            await self.too_large()(scope, receive, send_with_headers)
 
 
 # --- per-app context and the errors routes raise ---------------------------------------------

@@ -191,22 +191,42 @@ def _counted(text: str, end: int) -> bool:
 
 
 def _prepare(text: str, prompt: str | None, hi: float) -> _Text:
+    """The reply with what is not a verdict masked, in three steps (same offsets)."""
     raw = text.replace("\r", " ")
-    echo = _Echo(prompt)
     chars = list(raw)
-    # 1. what the reply copied from the prompt: numbers and [[...]] tokens in copied phrases
+    _mask_echoes(raw, chars, _Echo(prompt))  # 1. what the reply copied from the prompt
+    _mask_scales(chars)  # 2. scale descriptions
+    words = "".join(chars)
+    # 3. labels (kept in `words`), examples, denominators, list markers, arithmetic
+    labels = _labels(words)
+    for s, e, _ in labels:
+        _blank(chars, s, e)
+    _mask_label_lists_and_examples(words, chars)
+    denominators = _mask_denominators(words, chars, hi)
+    for m in _LIST_MARK_RE.finditer(words):
+        _blank(chars, m.start(1), m.end(1) + 1)
+    _mask_arithmetic(chars, denominators)
+    return _Text(raw, words, "".join(chars), labels, denominators)
+
+
+def _mask_echoes(raw: str, chars: list[str], echo: _Echo) -> None:
+    """Numbers and [[...]] tokens in phrases copied from the prompt."""
     if echo.prompt:
         for m in re.finditer(_NUM + r"|\[\[[^\[\]\n]{1,20}\]\]", raw):
             if echo(raw, m.start(), m.end()):
                 _blank(chars, m.start(), m.end())
+
+
+def _mask_scales(chars: list[str]) -> None:
     cur = "".join(chars)
-    # 2. scale descriptions
     for rx in _SCALE_RES:
         for m in rx.finditer(cur):
             for d in re.finditer(_NUM, m.group(0)):
                 _blank(chars, m.start() + d.start(), m.start() + d.end())
-    words = "".join(chars)
-    # 3. labels (kept in `words`), denominators, list markers, arithmetic
+
+
+def _labels(words: str) -> list[tuple[int, int, int]]:
+    """(start, end, answer index) of every answer label: "Assistant 2", "B:", "the first"."""
     labels: list[tuple[int, int, int]] = []
     for m in _LABEL_RE.finditer(words):
         tag = m.group(1)
@@ -215,9 +235,10 @@ def _prepare(text: str, prompt: str | None, hi: float) -> _Text:
         labels.append((m.start(1), m.end(1), ord(m.group(1)) - ord("A")))
     for m in _ORDINAL_RE.finditer(words):
         labels.append((m.start(), m.end(), _ORDINALS[m.group(1).lower()]))
-    labels.sort()
-    for s, e, _ in labels:
-        _blank(chars, s, e)
+    return sorted(labels)
+
+
+def _mask_label_lists_and_examples(words: str, chars: list[str]) -> None:
     for m in _LABEL_LIST_RE.finditer(words):
         for d in re.finditer(r"\d", m.group(1)):
             _blank(chars, m.start(1) + d.start(), m.start(1) + d.end())
@@ -229,6 +250,10 @@ def _prepare(text: str, prompt: str | None, hi: float) -> _Text:
     for m in _NUM_RE.finditer(words):  # 'for example "7 5"'
         if _EXAMPLE_BEFORE_RE.search(words[max(0, m.start() - 40) : m.start()]):
             _blank(chars, m.start(), m.end())
+
+
+def _mask_denominators(words: str, chars: list[str], hi: float) -> set[int]:
+    """Mask "/10" and "out of 10"; returns the starts of the numbers they follow."""
     denominators = set()
     for m in _DENOM_RE.finditer(words):
         if float(m.group(2)) != hi:
@@ -237,8 +262,10 @@ def _prepare(text: str, prompt: str | None, hi: float) -> _Text:
         num = re.search(_NUM + r"$", words[: m.start(1)])
         if num:
             denominators.add(num.start())
-    for m in _LIST_MARK_RE.finditer(words):
-        _blank(chars, m.start(1), m.end(1) + 1)
+    return denominators
+
+
+def _mask_arithmetic(chars: list[str], denominators: set[int]) -> None:
     masked = "".join(chars)
     for m in _NUM_RE.finditer(masked):
         before = masked[max(0, m.start() - 12) : m.start()]
@@ -246,4 +273,3 @@ def _prepare(text: str, prompt: str | None, hi: float) -> _Text:
         arithmetic = _MATH_BEFORE_RE.search(before) or _MATH_AFTER_RE.search(after)
         if arithmetic and m.start() not in denominators and not _SCORE_EQ_RE.search(before):
             _blank(chars, m.start(), m.end())
-    return _Text(raw, words, "".join(chars), labels, denominators)

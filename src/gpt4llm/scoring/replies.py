@@ -115,51 +115,62 @@ def read_replies(
     """Read every reply under the module's policy. `n(i)`: how many scores request i asks
     for; `reminder(i)`: the re-ask text for request i (None: never re-ask); `probe(k, n)`: the
     question for score k of n (None: never probe)."""
-    from gpt4llm.llm import complete_all
-    from gpt4llm.llm.base import Request
-
-    def sent(i: int, extra: list[dict] = ()) -> str:
-        return sent_text(requests[i].messages + list(extra))
-
     readings = [
-        read_reply(res.completion, n(i), fmt, lo, hi, sent(i)) for i, res in enumerate(results)
+        read_reply(res.completion, n(i), fmt, lo, hi, sent_text(requests[i].messages))
+        for i, res in enumerate(results)
     ]
     todo = [i for i, r in enumerate(readings) if r.raw is not None and not r.has_verdict]
     if reminder is not None and todo:
-        asks = [
-            [{"role": "assistant", "content": readings[i].raw}]
-            + [{"role": "user", "content": reminder(i)}]
-            for i in todo
+        _reask(llm_config, requests, readings, todo, n, fmt, lo, hi, reminder, what)
+    if probe is not None and fmt != "verdict":
+        _probe(llm_config, requests, readings, n, lo, hi, probe, top_logprobs, what)
+    return readings
+
+
+def _reask(llm_config, requests, readings, todo, n, fmt, lo, hi, reminder, what) -> None:
+    """Step 2: ask once more in the same conversation, the reminder appended."""
+    from gpt4llm.llm import complete_all
+    from gpt4llm.llm.base import Request
+
+    asks = [
+        [
+            {"role": "assistant", "content": readings[i].raw},
+            {"role": "user", "content": reminder(i)},
         ]
-        again = complete_all(
-            llm_config,
-            [
-                Request(
-                    key=requests[i].key + "|retry",
-                    messages=requests[i].messages + ask,
-                    params=requests[i].params,
-                )
-                for i, ask in zip(todo, asks, strict=True)
-            ],
-            description=f"re-asking unreadable {what}",
-        )
-        for i, ask, res in zip(todo, asks, again, strict=True):
-            if res.completion is None:
-                readings[i] = replace(readings[i], reasked=True)
-                continue
-            second = read_reply(res.completion, n(i), fmt, lo, hi, sent(i, ask))
-            # raw keeps both replies; the probabilities are those of the second one's verdict
-            both = readings[i].raw + "\n\n[reminder]\n" + res.completion.text
-            readings[i] = replace(second, raw=both, reasked=True)
-    if probe is None or fmt == "verdict":
-        return readings
+        for i in todo
+    ]
+    again = complete_all(
+        llm_config,
+        [
+            Request(
+                key=requests[i].key + "|retry",
+                messages=requests[i].messages + ask,
+                params=requests[i].params,
+            )
+            for i, ask in zip(todo, asks, strict=True)
+        ],
+        description=f"re-asking unreadable {what}",
+    )
+    for i, ask, res in zip(todo, asks, again, strict=True):
+        if res.completion is None:
+            readings[i] = replace(readings[i], reasked=True)
+            continue
+        sent = sent_text(requests[i].messages + ask)
+        second = read_reply(res.completion, n(i), fmt, lo, hi, sent)
+        # raw keeps both replies; the probabilities are those of the second one's verdict
+        both = readings[i].raw + "\n\n[reminder]\n" + res.completion.text
+        readings[i] = replace(second, raw=both, reasked=True)
+
+
+def _probe(llm_config, requests, readings, n, lo, hi, probe, top_logprobs, what) -> None:
+    """Step 3: each missing score asked for as a bare number, read from its probabilities."""
     missing = [
         i
         for i, r in enumerate(readings)
         if r.raw is not None and r.scores is None and r.expected is None
     ]
     if not missing:
-        return readings
+        return
     got = probe_scores(
         llm_config,
         [
@@ -176,4 +187,3 @@ def read_replies(
     for i, vals in zip(missing, got, strict=True):
         if vals is not None:
             readings[i] = replace(readings[i], expected=vals, how="probe", probed=True)
-    return readings

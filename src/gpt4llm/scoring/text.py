@@ -238,82 +238,98 @@ def _tuple_candidates(t: _Text, n: int, lo: float, hi: float, fmt: str) -> list[
     return out
 
 
+# One labelled reading: (position of the label, answer index, value, span, cued).
+_Labelled = tuple[int, int, float, tuple[int, int], bool]
+
+
 def _labelled_candidates(t: _Text, n: int, lo: float, hi: float, fmt: str) -> list[_Cand]:
     labels = [lab for lab in t.labels if 0 <= lab[2] < n]
     if not labels:
         return []
     all_starts = [s for s, _, _ in t.labels]
-    readings: list[
-        tuple[int, int, float, tuple[int, int], bool]
-    ] = []  # pos, idx, value, span, cued
-
-    def inrange(v: float) -> bool:
-        return lo <= v <= hi
-
+    readings: list[_Labelled] = []
     for s, e, idx in labels:
         nxt = bisect.bisect_right(all_starts, s)
         next_label = all_starts[nxt] if nxt < len(all_starts) else len(t.nums)
-        # "Assistant 1: 8", "Assistant 1's score: 8/10", "**Answer 2:** 6", "Assistant 1 (8/10)"
-        m = _DIRECT_RE.match(t.nums, e)
-        if m:
-            g = next(k for k in (1, 2, 3) if m.group(k) is not None)
-            v = float(m.group(g))
-            if inrange(v) and m.start(g) < next_label and _DIRECT_END_RE.match(t.nums, m.end(g)):
-                cued = m.start(g) in t.denominators
-                readings.append((s, idx, v, (m.start(g), m.end(g)), cued))
-                continue
-        # the same sentence, before the next label: "Assistant 1 receives a score of 9 ..."
-        _, sent_end = _sentence_bounds(t.words, e)
-        end = min(sent_end, next_label)
-        window = t.nums[e:end]
-        got = None
-        for pm in _PHRASE_RE.finditer(window):
-            g = 1 if pm.group(1) is not None else 2
-            v = float(pm.group(g))
-            if inrange(v) and not _counted(t.nums, e + pm.end(g)):
-                got = (v, (e + pm.start(g), e + pm.end(g)))
-                break
-        if got is None:
-            for num in _nums(window, e):
-                if num[1] in t.denominators and inrange(num[0]):
-                    got = (num[0], (num[1], num[2]))
-                    break
+        got = (
+            _direct_score(t, e, next_label, lo, hi)
+            or _sentence_score(t, e, next_label, lo, hi)
+            or _section_score(t, s, e, all_starts, lo, hi)
+        )
         if got is not None:
-            readings.append((s, idx, got[0], got[1], True))
-            continue
-        # a section headed by the label: "Assistant 1: The answer is wrong. ... Therefore, the
-        # score is 1." -- the last score sentence of the section that names no other label
-        line_start = t.words.rfind("\n", 0, s) + 1
-        if re.sub(r"[\s>*_#-]", "", t.words[line_start:s]) == "":
-            sec_end = next(
-                (
-                    ls
-                    for ls, _, _ in t.labels
-                    if ls > s
-                    and t.words.rfind("\n", 0, ls) + 1 >= ls - 4
-                    and re.sub(r"[\s>*_#-]", "", t.words[t.words.rfind("\n", 0, ls) + 1 : ls]) == ""
-                ),
-                len(t.nums),
-            )
-            best = None
-            pos = e
-            while pos < sec_end:
-                ss, se = _sentence_bounds(t.words, pos)
-                se = min(se, sec_end)
-                if ss >= e and not any(ss <= ls < se for ls in all_starts):
-                    for pm in _SCORE_WORD_RE.finditer(t.nums, ss, se):
-                        v = float(pm.group(1))
-                        if inrange(v):
-                            best = (v, (pm.start(1), pm.end(1)))
-                    for num in _nums(t.nums[ss:se], ss):
-                        if num[1] in t.denominators and inrange(num[0]):
-                            best = (num[0], (num[1], num[2]))
-                pos = se + 1
-            if best is not None:
-                readings.append((s, idx, best[0], best[1], True))
-    # Blocks: n consecutive readings naming n different answers; those in answer order
-    # ("Assistant 1 ..., Assistant 2 ...") when there are any, so a stray reading before the
-    # verdict block (a worked step under an "Assistant 2:" heading) does not pair with it.
+            readings.append((s, idx, got[0], got[1], got[2]))
+    return _labelled_blocks(t, readings, n, lo, hi, fmt)
+
+
+def _direct_score(t: _Text, e: int, next_label: int, lo: float, hi: float):
+    """ "Assistant 1: 8", "Assistant 1's score: 8/10", "**Answer 2:** 6", "Assistant 1 (8/10)"."""
+    m = _DIRECT_RE.match(t.nums, e)
+    if not m:
+        return None
+    g = next(k for k in (1, 2, 3) if m.group(k) is not None)
+    v = float(m.group(g))
+    if lo <= v <= hi and m.start(g) < next_label and _DIRECT_END_RE.match(t.nums, m.end(g)):
+        return v, (m.start(g), m.end(g)), m.start(g) in t.denominators
+    return None
+
+
+def _sentence_score(t: _Text, e: int, next_label: int, lo: float, hi: float):
+    """The same sentence, before the next label: "Assistant 1 receives a score of 9 ..."."""
+    _, sent_end = _sentence_bounds(t.words, e)
+    window = t.nums[e : min(sent_end, next_label)]
+    for pm in _PHRASE_RE.finditer(window):
+        g = 1 if pm.group(1) is not None else 2
+        v = float(pm.group(g))
+        if lo <= v <= hi and not _counted(t.nums, e + pm.end(g)):
+            return v, (e + pm.start(g), e + pm.end(g)), True
+    for num in _nums(window, e):
+        if num[1] in t.denominators and lo <= num[0] <= hi:
+            return num[0], (num[1], num[2]), True
+    return None
+
+
+def _heads_line(t: _Text, s: int) -> bool:
+    """Does the label at s start its line (only markdown before it)?"""
+    line_start = t.words.rfind("\n", 0, s) + 1
+    return re.sub(r"[\s>*_#-]", "", t.words[line_start:s]) == ""
+
+
+def _section_score(t: _Text, s: int, e: int, all_starts: list[int], lo: float, hi: float):
+    """A section headed by the label: "Assistant 1: The answer is wrong. ... Therefore, the
+    score is 1." -- the last score sentence of the section that names no other label."""
+    if not _heads_line(t, s):
+        return None
+    sec_end = next(
+        (
+            ls
+            for ls, _, _ in t.labels
+            if ls > s and t.words.rfind("\n", 0, ls) + 1 >= ls - 4 and _heads_line(t, ls)
+        ),
+        len(t.nums),
+    )
+    best = None
+    pos = e
+    while pos < sec_end:
+        ss, se = _sentence_bounds(t.words, pos)
+        se = min(se, sec_end)
+        if ss >= e and not any(ss <= ls < se for ls in all_starts):
+            for pm in _SCORE_WORD_RE.finditer(t.nums, ss, se):
+                v = float(pm.group(1))
+                if lo <= v <= hi:
+                    best = (v, (pm.start(1), pm.end(1)), True)
+            for num in _nums(t.nums[ss:se], ss):
+                if num[1] in t.denominators and lo <= num[0] <= hi:
+                    best = (num[0], (num[1], num[2]), True)
+        pos = se + 1
+    return best
+
+
+def _labelled_blocks(
+    t: _Text, readings: list[_Labelled], n: int, lo: float, hi: float, fmt: str
+) -> list[_Cand]:
+    """Blocks: n consecutive readings naming n different answers; those in answer order
+    ("Assistant 1 ..., Assistant 2 ...") when there are any, so a stray reading before the
+    verdict block (a worked step under an "Assistant 2:" heading) does not pair with it."""
     readings.sort()
     windows = [readings[i : i + n] for i in range(len(readings) - n + 1)]
     windows = [w for w in windows if len({r[1] for r in w}) == n]

@@ -71,7 +71,7 @@ def evaluate(scorer, data, limit: int | None = None) -> dict:
     flat = [(rec, r) for rec in records for r in scored_responses(rec)]
     rewards = scorer.score([rec["user_input"] for rec, _ in flat], [r["text"] for _, r in flat])
     by_text: dict[tuple[int, str], float] = {
-        (id(rec), r["text"]): v for (rec, r), v in zip(flat, rewards)
+        (id(rec), r["text"]): v for (rec, r), v in zip(flat, rewards, strict=True)
     }
     wins: list[float] = []
     per_source: dict[str, dict] = {}
@@ -86,7 +86,7 @@ def evaluate(scorer, data, limit: int | None = None) -> dict:
                 s["won"] += won
     scores = [float(r["score"]) for _, r in flat]
     for model in sorted({str(r.get("model")) for _, r in flat}):
-        xs = [v for (_, r), v in zip(flat, rewards) if str(r.get("model")) == model]
+        xs = [v for (_, r), v in zip(flat, rewards, strict=True) if str(r.get("model")) == model]
         ys = [float(r["score"]) for _, r in flat if str(r.get("model")) == model]
         s = per_source.setdefault(model, {"pairs": 0, "won": 0.0})
         s.update(
@@ -107,40 +107,36 @@ def evaluate(scorer, data, limit: int | None = None) -> dict:
     return report
 
 
-def run(config: Config) -> dict:
-    t0 = time.time()
-    from gpt4llm.outputs import check_outputs
-    from gpt4llm.provenance import write_manifest
-    from gpt4llm.records import read_json_records, write_json
-    from gpt4llm.reward_model import RewardScorer, load_comparisons
+# An empty held-out file (e.g. the split of a tiny run): an empty, not a failed, evaluation.
+_EMPTY_REPORT = {
+    "data_kind": None,
+    "skipped_records": 0,
+    "pairwise_accuracy": None,
+    "n_pairs": 0,
+    "spearman": None,
+    "n_scored": 0,
+    "per_source": {},
+}
 
-    check_outputs(inputs=[config.data, config.model], files=[config.output])
-    scorer = RewardScorer.load(
-        config.model, batch_size=config.batch_size, max_length=config.max_seq_len
-    )
+
+def _compute(config: Config, scorer) -> dict:
+    """The report of `config.data` (an empty one for an empty file)."""
+    from gpt4llm.records import read_json_records
+    from gpt4llm.reward_model import load_comparisons
+
     if not read_json_records(config.data):
-        # e.g. the held-out split of a tiny run: an empty, not a failed, evaluation
-        report = {
-            "data_kind": None,
-            "skipped_records": 0,
-            "pairwise_accuracy": None,
-            "n_pairs": 0,
-            "spearman": None,
-            "n_scored": 0,
-            "per_source": {},
-        }
-    else:
-        data = load_comparisons(config.data)
-        if not data.pairs and not data.records:
-            raise UserError(
-                f"{config.data}: nothing to evaluate ({data.skipped} record(s) with fewer than two"
-                " scored answers)"
-            )
-        report = evaluate(scorer, data, limit=config.limit)
-    report["model"] = config.model
-    report["data"] = str(config.data)
-    write_json(config.output, report)
+        return dict(_EMPTY_REPORT)
+    data = load_comparisons(config.data)
+    if not data.pairs and not data.records:
+        raise UserError(
+            f"{config.data}: nothing to evaluate ({data.skipped} record(s) with fewer than two"
+            " scored answers)"
+        )
+    return evaluate(scorer, data, limit=config.limit)
 
+
+def _print(report: dict) -> None:
+    """The headline numbers, then a table per source (to stderr)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -150,29 +146,34 @@ def run(config: Config) -> dict:
         f" {report['spearman']} on {report['n_scored']} scored answers; {report['skipped_records']}"
         " record(s) skipped"
     )
-    if report["per_source"]:
-        table = Table(title="per source")
-        for col in (
-            "source",
-            "answers",
-            "mean score",
-            "mean reward",
-            "Spearman",
-            "pairs",
-            "pair acc.",
-        ):
-            table.add_column(col, justify="left" if col == "source" else "right")
-        for name, s in report["per_source"].items():
-            table.add_row(
-                name,
-                str(s.get("n_scored")),
-                str(s.get("mean_score")),
-                str(s.get("mean_reward")),
-                str(s.get("spearman")),
-                str(s.get("n_pairs")),
-                str(s.get("pairwise_accuracy")),
-            )
-        console.print(table)
+    if not report["per_source"]:
+        return
+    table = Table(title="per source")
+    for col in ("source", "answers", "mean score", "mean reward", "Spearman", "pairs", "pair acc."):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    keys = ("n_scored", "mean_score", "mean_reward", "spearman", "n_pairs", "pairwise_accuracy")
+    for name, s in report["per_source"].items():
+        table.add_row(name, *(str(s.get(k)) for k in keys))
+    console.print(table)
+
+
+def run(config: Config) -> dict:
+    """check outputs → load the scorer → compute the report → write, print, manifest."""
+    t0 = time.time()
+    from gpt4llm.outputs import check_outputs
+    from gpt4llm.provenance import write_manifest
+    from gpt4llm.records import write_json
+    from gpt4llm.reward_model import RewardScorer
+
+    check_outputs(inputs=[config.data, config.model], files=[config.output])
+    scorer = RewardScorer.load(
+        config.model, batch_size=config.batch_size, max_length=config.max_seq_len
+    )
+    report = _compute(config, scorer)
+    report["model"] = config.model
+    report["data"] = str(config.data)
+    write_json(config.output, report)
+    _print(report)
     summary = {
         k: report[k]
         for k in ("pairwise_accuracy", "n_pairs", "spearman", "n_scored", "skipped_records")

@@ -277,7 +277,11 @@ def _result(a, lc, sem, coef, gamed, difficulty_source) -> dict[str, Any]:
         "is_alpaca_eval_lc": exact,
         "difficulty_source": difficulty_source,
         "weights": dict(
-            zip(("np.tanh(std_delta_len)", "instruction_difficulty", "not_gamed_baseline"), coef)
+            zip(
+                ("np.tanh(std_delta_len)", "instruction_difficulty", "not_gamed_baseline"),
+                coef,
+                strict=True,
+            )
         ),
     }
 

@@ -207,6 +207,37 @@ def _source(name: str, path: Path, rows: list[tuple[str | None, str, int, dict]]
     return Source(name, recs, explicit, path)
 
 
+def _check_ids(config: Config, preds: list, refs: list) -> None:
+    """Joined by id: every record of both files has one, and no id repeats."""
+    for path, rows in ((config.predictions, preds), (config.references, refs)):
+        missing_id = [str(r[2]) for r in rows if r[0] is None]
+        if missing_id:
+            raise DataError(
+                path,
+                f"records without '{config.id_field}' on lines {', '.join(missing_id[:5])} (use"
+                " --join text or position)",
+            )
+        _check_duplicates(path, rows)
+
+
+def _check_matched(config: Config, joined) -> tuple[list, list]:
+    """(references without a prediction, predictions without a reference); raise on either
+    unless --allow-missing."""
+    missing = joined.missing.get("predictions", [])
+    unmatched = joined.unmatched.get("predictions", [])
+    if (missing or unmatched) and not config.allow_missing:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} references have no prediction: {_first(missing)}")
+        if unmatched:
+            parts.append(f"{len(unmatched)} predictions have no reference: {_first(unmatched)}")
+        raise UserError(
+            f"{config.predictions}: {'; '.join(parts)} (joined by {joined.method}; --allow-missing"
+            " scores the rest)"
+        )
+    return missing, unmatched
+
+
 def join_pairs(config: Config) -> tuple[list[dict], dict]:
     """Pairs {id, reference, prediction} by the package's one join rule (`gpt4llm.join`):
     the references fix the items; raise on predictions missing or unmatched unless
@@ -231,27 +262,8 @@ def join_pairs(config: Config) -> tuple[list[dict], dict]:
     )
     joined = join_answers([pred_src], on=config.join, base=ref_src)
     if joined.method == "id":
-        for path, rows in ((config.predictions, preds), (config.references, refs)):
-            missing_id = [str(r[2]) for r in rows if r[0] is None]
-            if missing_id:
-                raise DataError(
-                    path,
-                    f"records without '{config.id_field}' on lines {', '.join(missing_id[:5])} (use"
-                    " --join text or position)",
-                )
-            _check_duplicates(path, rows)
-    missing = joined.missing.get("predictions", [])
-    unmatched = joined.unmatched.get("predictions", [])
-    if (missing or unmatched) and not config.allow_missing:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} references have no prediction: {_first(missing)}")
-        if unmatched:
-            parts.append(f"{len(unmatched)} predictions have no reference: {_first(unmatched)}")
-        raise UserError(
-            f"{config.predictions}: {'; '.join(parts)} (joined by {joined.method}; --allow-missing"
-            " scores the rest)"
-        )
+        _check_ids(config, preds, refs)
+    missing, unmatched = _check_matched(config, joined)
     pairs = [
         {
             "id": it.id,

@@ -169,6 +169,44 @@ def reading_summary(judgments: list[dict], formats: dict[str, str]) -> dict[str,
 def summarise_pair(
     config: Config, questions: list[dict], judgments: list[dict], names: list[str]
 ) -> tuple[list[dict], dict]:
+    """Pair mode: one row per question-turn (orders and samples averaged), then the tallies
+    overall, per turn and per category, the intervals, position and length bias, and -- with
+    several samples -- how much the samples disagree."""
+    per_question = _pair_rows(judgments, names)
+    cats: dict[str, list[dict]] = {}
+    for pq in per_question:
+        cats.setdefault(pq["category"], []).append(pq)
+    turns = sorted({pq["turn"] for pq in per_question})
+    overall = tally(per_question)
+    intervals = pair_intervals(per_question, config.bootstrap, config.seed)
+    position = judge_stats.position_consistency(
+        [
+            {"group": (j["id"], j["turn"], j["sample"]), "order": j["order"], "winner": j["winner"]}
+            for j in judgments
+        ]
+    )
+    body: dict[str, Any] = {
+        "model_a": names[0],
+        "model_b": names[1],
+        "n_questions_without_scores": sum(1 for pq in per_question if pq["preference"] is None),
+        "overall": overall,
+        "intervals": intervals,
+        "position": position,
+        "length": _pair_length(config, judgments),
+        "per_turn": (
+            {str(t): tally([pq for pq in per_question if pq["turn"] == t]) for t in turns}
+            if len(turns) > 1
+            else {}
+        ),
+        "per_category": {c: tally(rows) for c, rows in sorted(cats.items())},
+    }
+    if config.samples > 1:
+        body["sampling"] = _pair_sampling(config, judgments)
+    return per_question, body
+
+
+def _pair_rows(judgments: list[dict], names: list[str]) -> list[dict]:
+    """One row per question-turn, its orders and samples aggregated (aggregate_pair)."""
     groups: dict[tuple[str, int], list[dict]] = {}
     for j in judgments:
         groups.setdefault((j["id"], j["turn"]), []).append(j)
@@ -192,76 +230,77 @@ def summarise_pair(
                 "len_b": rows[0]["len_b"],
             }
         )
-    cats: dict[str, list[dict]] = {}
-    for pq in per_question:
-        cats.setdefault(pq["category"], []).append(pq)
-    turns = sorted({pq["turn"] for pq in per_question})
-    overall = tally(per_question)
-    intervals = pair_intervals(per_question, config.bootstrap, config.seed)
-    position = judge_stats.position_consistency(
-        [
-            {"group": (j["id"], j["turn"], j["sample"]), "order": j["order"], "winner": j["winner"]}
-            for j in judgments
-        ]
+    return per_question
+
+
+def _pair_length(config: Config, judgments: list[dict]) -> dict[str, Any] | None:
+    """Length bias and the length-controlled win rate; None when the lengths are unknown
+    (a FastChat file summarised without its answers)."""
+    if not all(j["len_a"] is not None for j in judgments):
+        return None
+    with_verdict = [j for j in judgments if j["winner"] is not None]
+    length = judge_stats.length_bias(judgments)
+    length["length_controlled"] = judge_stats.length_controlled_win_rate(
+        [judge_stats.preference_of(j["winner"]) for j in with_verdict],
+        [j["len_a"] for j in with_verdict],
+        [j["len_b"] for j in with_verdict],
+        clusters=[j["id"] for j in with_verdict],
+        n_boot=min(config.bootstrap, 200),
+        seed=config.seed,
     )
-    length = None
-    if all(
-        j["len_a"] is not None for j in judgments
-    ):  # unknown when summarising a FastChat file alone
-        with_verdict = [j for j in judgments if j["winner"] is not None]
-        length = judge_stats.length_bias(judgments)
-        length["length_controlled"] = judge_stats.length_controlled_win_rate(
-            [judge_stats.preference_of(j["winner"]) for j in with_verdict],
-            [j["len_a"] for j in with_verdict],
-            [j["len_b"] for j in with_verdict],
-            clusters=[j["id"] for j in with_verdict],
-            n_boot=min(config.bootstrap, 200),
-            seed=config.seed,
-        )
-    body: dict[str, Any] = {
-        "model_a": names[0],
-        "model_b": names[1],
-        "n_questions_without_scores": sum(1 for pq in per_question if pq["preference"] is None),
-        "overall": overall,
-        "intervals": intervals,
-        "position": position,
-        "length": length,
-        "per_turn": (
-            {str(t): tally([pq for pq in per_question if pq["turn"] == t]) for t in turns}
-            if len(turns) > 1
-            else {}
+    return length
+
+
+def _pair_sampling(config: Config, judgments: list[dict]) -> dict[str, Any]:
+    """Several samples per judgment: the spread of each sample's A as % of B and win rate, and
+    of each item's score difference across its samples."""
+    per_sample_rel, per_sample_win = [], []
+    for k in range(config.samples):
+        mine: dict[tuple[str, int], list[dict]] = {}
+        for j in judgments:
+            if j["sample"] == k:
+                mine.setdefault((j["id"], j["turn"]), []).append(j)
+        t = tally([aggregate_pair(rows) for rows in mine.values()])
+        per_sample_rel.append(t["relative_a_to_b"])
+        per_sample_win.append(t["win_rate"])
+    return {
+        "samples": config.samples,
+        "seeds": [config.seed + k for k in range(config.samples)],
+        "relative_a_to_b": judge_stats.spread(per_sample_rel),
+        "win_rate": judge_stats.spread(per_sample_win),
+        **_item_spread(
+            judgments,
+            ("id", "turn", "order"),
+            lambda j: None if j["scores"] is None else j["scores"][0] - j["scores"][1],
         ),
-        "per_category": {c: tally(rows) for c, rows in sorted(cats.items())},
     }
-    if config.samples > 1:
-        per_sample_rel, per_sample_win = [], []
-        for k in range(config.samples):
-            mine: dict[tuple[str, int], list[dict]] = {}
-            for j in judgments:
-                if j["sample"] == k:
-                    mine.setdefault((j["id"], j["turn"]), []).append(j)
-            t = tally([aggregate_pair(rows) for rows in mine.values()])
-            per_sample_rel.append(t["relative_a_to_b"])
-            per_sample_win.append(t["win_rate"])
-        body["sampling"] = {
-            "samples": config.samples,
-            "seeds": [config.seed + k for k in range(config.samples)],
-            "relative_a_to_b": judge_stats.spread(per_sample_rel),
-            "win_rate": judge_stats.spread(per_sample_win),
-            **_item_spread(
-                judgments,
-                ("id", "turn", "order"),
-                lambda j: None if j["scores"] is None else j["scores"][0] - j["scores"][1],
-            ),
-        }
-    return per_question, body
 
 
 def summarise_single(
     config: Config, questions: list[dict], judgments: list[dict], names: list[str]
 ) -> tuple[list[dict], dict]:
-    from scipy.stats import spearmanr
+    """Single mode: one row per question-turn and model (the median over samples), then per
+    model its MT-bench table, the length-score correlation and the spread over samples."""
+    per_question = _single_rows(judgments)
+    models: dict[str, Any] = {}
+    for name in names:
+        mine = [pq for pq in per_question if pq["model"] == name]
+        table = single_table(mine, config.bootstrap, config.seed)
+        table["length_score_spearman"] = _length_score_spearman(mine)
+        if config.samples > 1:
+            table["sampling"] = _single_sampling(config, judgments, name)
+        models[name] = table
+    cats = sorted({pq["category"] for pq in per_question})
+    return per_question, {
+        "models": models,
+        "overall": {name: models[name]["score"] for name in names},
+        "n_questions_without_scores": sum(1 for pq in per_question if pq["score"] is None),
+        "categories": cats,
+    }
 
+
+def _single_rows(judgments: list[dict]) -> list[dict]:
+    """One row per question-turn and model: the median score over its samples."""
     per_question = []
     groups: dict[tuple[str, int, str], list[dict]] = {}
     for j in judgments:
@@ -279,47 +318,45 @@ def summarise_single(
                 "length": rows[0]["length"],
             }
         )
-    models: dict[str, Any] = {}
-    for name in names:
-        mine = [pq for pq in per_question if pq["model"] == name]
-        table = single_table(mine, config.bootstrap, config.seed)
-        scored = [pq for pq in mine if pq["score"] is not None and pq["length"] is not None]
-        rho = None
-        if (
-            len(scored) >= 3
-            and len({pq["length"] for pq in scored}) > 1
-            and len({pq["score"] for pq in scored}) > 1
-        ):
-            rho = float(
-                spearmanr([pq["length"] for pq in scored], [pq["score"] for pq in scored]).statistic
-            )
-        table["length_score_spearman"] = rho
-        if config.samples > 1:
-            per_sample = []
-            for k in range(config.samples):
-                vals = [
-                    j["score"]
-                    for j in judgments
-                    if j["model"] == name and j["sample"] == k and j["score"] is not None
-                ]
-                per_sample.append(sum(vals) / len(vals) if vals else None)
-            table["sampling"] = {
-                "samples": config.samples,
-                "seeds": [config.seed + k for k in range(config.samples)],
-                "score": judge_stats.spread(per_sample),
-                **_item_spread(
-                    [j for j in judgments if j["model"] == name],
-                    ("id", "turn"),
-                    lambda j: j["score"],
-                ),
-            }
-        models[name] = table
-    cats = sorted({pq["category"] for pq in per_question})
-    return per_question, {
-        "models": models,
-        "overall": {name: models[name]["score"] for name in names},
-        "n_questions_without_scores": sum(1 for pq in per_question if pq["score"] is None),
-        "categories": cats,
+    return per_question
+
+
+def _length_score_spearman(rows: list[dict]) -> float | None:
+    """Spearman's rho of answer length and score; None under 3 rows or when either is constant."""
+    from scipy.stats import spearmanr
+
+    scored = [pq for pq in rows if pq["score"] is not None and pq["length"] is not None]
+    if (
+        len(scored) >= 3
+        and len({pq["length"] for pq in scored}) > 1
+        and len({pq["score"] for pq in scored}) > 1
+    ):
+        return float(
+            spearmanr([pq["length"] for pq in scored], [pq["score"] for pq in scored]).statistic
+        )
+    return None
+
+
+def _single_sampling(config: Config, judgments: list[dict], name: str) -> dict[str, Any]:
+    """Several samples per judgment: the spread of one model's mean score per sample, and of
+    each item's score across its samples."""
+    per_sample = []
+    for k in range(config.samples):
+        vals = [
+            j["score"]
+            for j in judgments
+            if j["model"] == name and j["sample"] == k and j["score"] is not None
+        ]
+        per_sample.append(sum(vals) / len(vals) if vals else None)
+    return {
+        "samples": config.samples,
+        "seeds": [config.seed + k for k in range(config.samples)],
+        "score": judge_stats.spread(per_sample),
+        **_item_spread(
+            [j for j in judgments if j["model"] == name],
+            ("id", "turn"),
+            lambda j: j["score"],
+        ),
     }
 
 

@@ -136,19 +136,40 @@ def _n_process(config: Config, n_texts: int) -> int:
 
 
 def run(config: Config) -> dict:
-    """Load → per dataset (verbs, lengths, duplicates, charts) → comparison → write."""
+    """load → plan (languages, spaCy pipelines) → compute (each dataset, then the comparison)
+    → assemble → write."""
     from rich.console import Console
 
     from gpt4llm.analyze import report
-    from gpt4llm.analyze import verbs as V
     from gpt4llm.extras import require
-    from gpt4llm.outputs import check_outputs
-    from gpt4llm.provenance import write_manifest
-    from gpt4llm.records import load_instructions, write_json, write_jsonl
 
     require("analysis", "spacy")  # before anything is written
     t0 = time.time()
     console = Console(stderr=True)
+    paths, names, datasets, out_dir = _load(config)
+    langs = [config.lang if config.lang != "auto" else _detect_lang(recs) for recs in datasets]
+    nlps, notes = _load_pipelines(langs, config)
+    analyses = _analyze_all(names, paths, datasets, langs, nlps, config, out_dir, console)
+    comparison = None
+    if len(datasets) > 1:
+        per_dataset_pairs = [a["pairs_by_field"] for a in analyses]
+        comparison = _compare(names, datasets, per_dataset_pairs, langs, config, out_dir)
+        if not comparison["common"]:
+            notes.append(
+                f"the datasets share no instruction (joined by {comparison['join']}): no comparison"
+                " figures"
+            )
+    summary = _assemble(analyses, comparison, nlps, notes, config, out_dir, t0)
+    _write(summary, analyses, paths, config, out_dir, t0)
+    report.print_summary(summary, console)
+    return summary
+
+
+def _load(config: Config) -> tuple[list[Path], list[str], list[list[dict]], Path]:
+    """(paths, display names, records of each dataset, output directory), outputs checked."""
+    from gpt4llm.outputs import check_outputs
+    from gpt4llm.records import load_instructions
+
     if not config.inputs:
         raise UserError("analyze: give at least one dataset file")
     paths = [Path(p) for p in config.inputs]
@@ -160,9 +181,13 @@ def run(config: Config) -> dict:
     names = _display_names(paths, config.names)
     datasets = [load_instructions(p) for p in paths]
     out_dir.mkdir(parents=True, exist_ok=True)
+    return paths, names, datasets, out_dir
 
-    langs = [config.lang if config.lang != "auto" else _detect_lang(recs) for recs in datasets]
-    nlps, notes = _load_pipelines(langs, config)
+
+def _analyze_all(names, paths, datasets, langs, nlps, config: Config, out_dir: Path, console):
+    """Each dataset's analysis, in order, through one verb–noun cache."""
+    from gpt4llm.analyze import verbs as V
+
     cache = (
         None
         if config.no_cache
@@ -171,7 +196,7 @@ def run(config: Config) -> dict:
     tokenizer = _length_tokenizer(config)
     analyses = []
     try:
-        for name, path, recs, lang in zip(names, paths, datasets, langs):
+        for name, path, recs, lang in zip(names, paths, datasets, langs, strict=True):
             analyses.append(
                 _analyze_dataset(
                     name,
@@ -189,17 +214,14 @@ def run(config: Config) -> dict:
     finally:
         if cache is not None:
             cache.close()
+    return analyses
 
-    per_dataset_pairs = [a["pairs_by_field"] for a in analyses]
-    comparison = None
-    if len(datasets) > 1:
-        comparison = _compare(names, datasets, per_dataset_pairs, langs, config, out_dir)
-        if not comparison["common"]:
-            notes.append(
-                f"the datasets share no instruction (joined by {comparison['join']}): no comparison"
-                " figures"
-            )
-    summary = {
+
+def _assemble(analyses, comparison, nlps, notes, config: Config, out_dir: Path, t0: float) -> dict:
+    """summary.json's content."""
+    from gpt4llm.analyze import verbs as V
+
+    return {
         "output": str(out_dir),
         "datasets": [a["summary"] for a in analyses],
         "comparison": comparison,
@@ -210,6 +232,14 @@ def run(config: Config) -> dict:
         "notes": notes,
         "seconds": round(time.time() - t0, 2),
     }
+
+
+def _write(summary, analyses, paths, config: Config, out_dir: Path, t0: float) -> None:
+    """records.jsonl, summary.json, index.html, then the manifest."""
+    from gpt4llm.analyze import report
+    from gpt4llm.provenance import write_manifest
+    from gpt4llm.records import write_json, write_jsonl
+
     write_jsonl(out_dir / "records.jsonl", [row for a in analyses for row in a["rows"]])
     write_json(out_dir / "summary.json", summary)
     report.render_html(summary, out_dir / "index.html")
@@ -228,8 +258,6 @@ def run(config: Config) -> dict:
         },
         started=t0,
     )
-    report.print_summary(summary, console)
-    return summary
 
 
 def _detect_lang(recs: list[dict]) -> str:
@@ -350,7 +378,7 @@ def _verbs_of(
         st.update(dataset=name, field=field)
         parse_stats.append(st)
         full: list = [(None, None)] * len(recs)
-        for i, p in zip(idx, pairs):
+        for i, p in zip(idx, pairs, strict=True):  # one pair per text parsed
             full[i] = p
         pairs_by_field[field] = full
         verbs[field] = _verb_stats(pairs, config)
@@ -362,16 +390,16 @@ def _lengths_of(recs, lang, unit, has_output, tokenizer) -> dict:
     from gpt4llm.analyze import lengths as L
 
     units = [L.record_unit(r, lang) for r in recs]
-    lens = {f: [L.length(r.get(f), u) for r, u in zip(recs, units)] for f in FIELDS}
+    lens = {f: [L.length(r.get(f), u) for r, u in zip(recs, units, strict=True)] for f in FIELDS}
     summary = {f: {**L.describe(v), "unit": unit} for f, v in lens.items() if f != "output"}
-    out_lens = [n for n, h in zip(lens["output"], has_output) if h]
+    out_lens = [n for n, h in zip(lens["output"], has_output, strict=True) if h]
     if any(has_output):
         summary["output"] = {**L.describe(out_lens), "unit": unit}
     tok_lens: dict[str, list[int]] = {}
     if tokenizer is not None:
         for f in ("instruction", "output"):
             tok_lens[f] = L.token_lengths([r.get(f) or "" for r in recs], tokenizer)
-            vals = [n for n, h in zip(tok_lens[f], has_output) if h or f != "output"]
+            vals = [n for n, h in zip(tok_lens[f], has_output, strict=True) if h or f != "output"]
             if vals:
                 summary[f"{f}_tokens"] = {**L.describe(vals), "unit": "tokens"}
     return {
@@ -465,40 +493,97 @@ def _dataset_images(
     return images
 
 
-def _compare(names, datasets, per_dataset_pairs, langs, config: Config, out_dir: Path) -> dict:
-    """Over the instructions all datasets share (the package's join rule, `--join`): top
-    verb–noun pair frequencies side by side and the overlaid output-length histograms."""
-    from collections import Counter
-
-    from gpt4llm.analyze import lengths as L
-    from gpt4llm.analyze import plots
+def _shared(datasets, config: Config):
+    """(the join, each shared item's record index per dataset) by the package's join rule."""
     from gpt4llm.join import Source, has_own_ids, join_answers
 
     sources = [
         Source(
             str(k), [dict(r, _index=i) for i, r in enumerate(recs)], has_own_ids(path), Path(path)
         )
-        for k, (recs, path) in enumerate(zip(datasets, config.inputs))
+        for k, (recs, path) in enumerate(zip(datasets, config.inputs, strict=True))
     ]
     joined = join_answers(sources, on=config.join)
-    # index of each shared item's record, per dataset
     shared = [
         [it.records[str(k)]["_index"] for k in range(len(datasets))]
         for it in joined.complete_items()
     ]
-    empty = {
-        "names": names,
-        "common": 0,
-        "join": joined.method,
-        "field": None,
-        "pairs": [],
-        "lengths": {},
-        "images": {},
-        "unit": None,
-        "length_field": None,
+    return joined, shared
+
+
+def _pair_counts(names, per_dataset_pairs, shared, field: str) -> dict:
+    """Per dataset, how often each verb–noun pair of `field` occurs over the shared items."""
+    from collections import Counter
+
+    counts: dict[str, Counter] = {}
+    for k, (name, pairs) in enumerate(zip(names, per_dataset_pairs, strict=True)):
+        counts[name] = (
+            Counter(pairs[field][row[k]] for row in shared if all(pairs[field][row[k]]))
+            if field in pairs
+            else Counter()
+        )
+    return counts
+
+
+def _pair_chart(names, counts: dict, n_shared: int, field: str, config: Config, out_dir, stem):
+    """(table rows, chart file name) of the top verb–noun pairs over all datasets."""
+    from collections import Counter
+
+    from gpt4llm.analyze import plots
+
+    total = Counter()
+    for c in counts.values():
+        total.update(c)
+    top = [pair for pair, _ in total.most_common(config.top_pairs)]
+    rows = [
+        {"label": f"{v} · {n}", "counts": {name: counts[name][(v, n)] for name in names}}
+        for v, n in top
+    ]
+    p = plots.compare_pair_bars(
+        names,
+        {name: [counts[name][t] for t in top] for name in names},
+        [f"{v} · {n}" for v, n in top],
+        out_dir / f"compare_{stem}_{field}_pairs.png",
+        f"Top {len(top)} verb–noun pairs of the {field}s ({n_shared} shared instructions)",
+    )
+    return rows, p.name
+
+
+def _shared_lengths(names, datasets, langs, shared, length_field: str) -> tuple[dict, str]:
+    """({name: lengths of `length_field` over the shared items}, their unit)."""
+    from gpt4llm.analyze import lengths as L
+
+    units = {("chars" if lang == "zh" else "words") for lang in langs}
+    unit = units.pop() if len(units) == 1 else "words/chars"
+    series = {
+        name: [
+            L.length(recs[row[k]].get(length_field), L.record_unit(recs[row[k]], lang))
+            for row in shared
+        ]
+        for k, (name, recs, lang) in enumerate(zip(names, datasets, langs, strict=True))
     }
+    return series, unit
+
+
+def _compare(names, datasets, per_dataset_pairs, langs, config: Config, out_dir: Path) -> dict:
+    """Over the instructions all datasets share (the package's join rule, `--join`): top
+    verb–noun pair frequencies side by side and the overlaid output-length histograms."""
+    from gpt4llm.analyze import lengths as L
+    from gpt4llm.analyze import plots
+
+    joined, shared = _shared(datasets, config)
     if not shared:
-        return empty
+        return {
+            "names": names,
+            "common": 0,
+            "join": joined.method,
+            "field": None,
+            "pairs": [],
+            "lengths": {},
+            "images": {},
+            "unit": None,
+            "length_field": None,
+        }
     all_have_output = all(
         all((datasets[k][row[k]].get("output") or "").strip() for row in shared)
         for k in range(len(datasets))
@@ -508,41 +593,12 @@ def _compare(names, datasets, per_dataset_pairs, langs, config: Config, out_dir:
         if all_have_output and all("output" in p for p in per_dataset_pairs)
         else "instruction"
     )
-    counts: dict[str, Counter] = {}
-    for k, (name, pairs) in enumerate(zip(names, per_dataset_pairs)):
-        counts[name] = (
-            Counter(pairs[field][row[k]] for row in shared if all(pairs[field][row[k]]))
-            if field in pairs
-            else Counter()
-        )
-    total = Counter()
-    for c in counts.values():
-        total.update(c)
-    top = [pair for pair, _ in total.most_common(config.top_pairs)]
-    rows = [
-        {"label": f"{v} · {n}", "counts": {name: counts[name][(v, n)] for name in names}}
-        for v, n in top
-    ]
-    images: dict[str, str] = {}
     stem = "_vs_".join(_slug(n) for n in names)[:120]
-    p = plots.compare_pair_bars(
-        names,
-        {name: [counts[name][t] for t in top] for name in names},
-        [f"{v} · {n}" for v, n in top],
-        out_dir / f"compare_{stem}_{field}_pairs.png",
-        f"Top {len(top)} verb–noun pairs of the {field}s ({len(shared)} shared instructions)",
-    )
-    images["pairs"] = p.name
+    counts = _pair_counts(names, per_dataset_pairs, shared, field)
+    rows, pairs_png = _pair_chart(names, counts, len(shared), field, config, out_dir, stem)
+    images: dict[str, str] = {"pairs": pairs_png}
     length_field = "output" if all_have_output else "instruction"
-    units = {("chars" if lang == "zh" else "words") for lang in langs}
-    unit = units.pop() if len(units) == 1 else "words/chars"
-    series = {
-        name: [
-            L.length(recs[row[k]].get(length_field), L.record_unit(recs[row[k]], lang))
-            for row in shared
-        ]
-        for k, (name, recs, lang) in enumerate(zip(names, datasets, langs))
-    }
+    series, unit = _shared_lengths(names, datasets, langs, shared, length_field)
     p = plots.length_hist(
         series,
         out_dir / f"compare_{stem}_{length_field}_lengths.png",

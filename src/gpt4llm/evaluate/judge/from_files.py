@@ -3,14 +3,12 @@ AlpacaEval annotation files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gpt4llm.errors import DataError, UserError
-from gpt4llm.evaluate.fastchat_io import (
-    load_answers,
-    load_questions,
-)
+from gpt4llm.evaluate.fastchat_io import load_answers, load_questions, read_judgments
 from gpt4llm.evaluate.judge.config import STAGE, Config
 from gpt4llm.evaluate.judge.summary import summarise_pair, summarise_single
 from gpt4llm.evaluate.judge.table import print_table
@@ -20,12 +18,12 @@ from gpt4llm.records import write_json, write_jsonl
 def from_judgments(config: Config, t0: float) -> dict:
     """The summary of a FastChat judgment file (no judge calls): FastChat's pair records become
     our two orders (g1 shows model_1 first), single records our single judgments. Answers, when
-    given, must answer every judged question (their lengths feed the length statistics)."""
-    from gpt4llm.evaluate import fastchat_io as fc
-    from gpt4llm.outputs import StageRun, check_outputs
+    given, must answer every judged question (their lengths feed the length statistics).
+    Steps: read -> to judgments -> summarise -> finish."""
+    from gpt4llm.outputs import StageRun
 
     path = Path(config.from_judgments)  # type: ignore[arg-type]
-    kind, rows = fc.read_judgments(path)
+    kind, rows = read_judgments(path)
     answers = [load_answers(p) for p in (config.answers_a, config.answers_b) if p is not None]
     cats = (
         {q["id"]: q["category"] for q in load_questions(config.questions, config.question_format)}
@@ -39,6 +37,39 @@ def from_judgments(config: Config, t0: float) -> dict:
     inputs = [
         p for p in (path, config.answers_a, config.answers_b, config.questions) if p is not None
     ]
+    _check(config, path, kind, out, inputs)
+    length = _length_of(path, answers, names)
+    if kind == "single":
+        names = names or sorted({r["model"] for r in rows})
+        judgments = _single_judgments(rows, names, cats, length)
+    else:
+        names = _pair_names(path, rows, names)
+        judgments = _pair_judgments(rows, names[:2], cats, length)
+    if not judgments:
+        raise UserError(f"{path}: no judgments of {' and '.join(names)}")
+    per_question, summary = _summarise(config, path, kind, judgments, names, cats)
+    failed = [
+        {"id": j["id"], "turn": j["turn"], "error": "no verdict in the FastChat file"}
+        for j in judgments
+        if j["method"] == "unparseable"
+    ]
+
+    def write() -> None:
+        write_jsonl(out / "judgments.jsonl", judgments)
+        write_jsonl(out / "per_question.jsonl", per_question)
+        write_json(out / "summary.json", summary)
+
+    StageRun(STAGE, config, out, inputs, t0).finish(
+        summary, len(judgments), failed, write, what="judgments", print_table=False
+    )
+    print_table(summary)
+    return summary
+
+
+def _check(config: Config, path: Path, kind: str, out: Path, inputs: list[Path]) -> None:
+    """The outputs may be written, and the file's kind is the mode asked for."""
+    from gpt4llm.outputs import check_outputs
+
     check_outputs(
         inputs=inputs,
         directories=[out],
@@ -47,8 +78,17 @@ def from_judgments(config: Config, t0: float) -> dict:
     )
     if config.mode == "single" and kind != "single" or config.mode == "pair" and kind != "pair":
         raise UserError(f"{path}: a FastChat {kind} judgment file; pass --mode {kind}")
+
+
+_Length = Callable[[str, str, int], "int | None"]
+
+
+def _length_of(path: Path, answers: list[tuple[dict, str | None]], names: list) -> _Length:
+    """length(model, question id, turn): the answer's length in characters; None for a model
+    without answers; a DataError where the answers lack a judged question or turn."""
     length_of = {}  # model -> {id: [len per turn]}
-    for (ans, found), given in zip(answers, names + [None] * 2):
+    # names may be fewer than the answer files: padded, and zip stops at the answers
+    for (ans, found), given in zip(answers, names + [None] * 2, strict=False):
         length_of[given or found] = {qid: [len(t) for t in a["turns"]] for qid, a in ans.items()}
 
     def length(model: str, qid: str, turn: int) -> int | None:
@@ -63,70 +103,98 @@ def from_judgments(config: Config, t0: float) -> dict:
             )
         return got[turn - 1]
 
-    base = {"sample": 0, "raw": None, "prompt": None, "reference": None, "judge_reported": None}
+    return length
+
+
+_BASE = {"sample": 0, "raw": None, "prompt": None, "reference": None, "judge_reported": None}
+
+
+def _single_judgments(
+    rows: list[dict], names: list[str], cats: dict[str, str], length: _Length
+) -> list[dict]:
+    """FastChat's single rows of the chosen models as our single judgments."""
+    return [
+        {
+            "id": r["id"],
+            "turn": r["turn"],
+            "model": r["model"],
+            "score": r["score"],
+            **_BASE,
+            "raw": r.get("judgment"),
+            "prompt": r["prompt_name"],
+            "judge": r["judge"],
+            "category": cats.get(r["id"], "general"),
+            "method": "parsed" if r["score"] is not None else "unparseable",
+            "length": length(r["model"], r["id"], r["turn"]),
+        }
+        for r in rows
+        if r["model"] in names
+    ]
+
+
+def _pair_names(path: Path, rows: list[dict], names: list[str]) -> list[str]:
+    """The two models: as given, else the file's one pair."""
+    if len(names) >= 2:
+        return names
+    pairs = sorted({(r["model_1"], r["model_2"]) for r in rows})
+    if len(pairs) != 1:
+        raise UserError(
+            f"{path}: {len(pairs)} model pairs; choose one with --model-a and --model-b"
+        )
+    return list(pairs[0])
+
+
+def _pair_judgments(
+    rows: list[dict], names: list[str], cats: dict[str, str], length: _Length
+) -> list[dict]:
+    """FastChat's pair rows of models a and b as our judgments, one per order (g1, g2)."""
+    a, b = names
+    to_ours = {"model_1": "model_a", "model_2": "model_b", "tie": "tie"}
     judgments = []
-    if kind == "single":
-        names = names or sorted({r["model"] for r in rows})
-        for r in rows:
-            if r["model"] in names:
-                judgments.append(
-                    {
-                        "id": r["id"],
-                        "turn": r["turn"],
-                        "model": r["model"],
-                        "score": r["score"],
-                        **base,
-                        "raw": r.get("judgment"),
-                        "prompt": r["prompt_name"],
-                        "judge": r["judge"],
-                        "category": cats.get(r["id"], "general"),
-                        "method": "parsed" if r["score"] is not None else "unparseable",
-                        "length": length(r["model"], r["id"], r["turn"]),
-                    }
-                )
-    else:
-        pairs = sorted({(r["model_1"], r["model_2"]) for r in rows})
-        if len(names) < 2:
-            if len(pairs) != 1:
-                raise UserError(
-                    f"{path}: {len(pairs)} model pairs; choose one with --model-a and --model-b"
-                )
-            names = list(pairs[0])
-        a, b = names[:2]
-        to_ours = {"model_1": "model_a", "model_2": "model_b", "tie": "tie"}
-        for r in rows:
-            if {r["model_1"], r["model_2"]} != {a, b}:
+    for r in rows:
+        if {r["model_1"], r["model_2"]} != {a, b}:
+            continue
+        swap = r["model_1"] != a  # the file's model_1 is our B
+        for order, w in (
+            ("ab" if not swap else "ba", r["g1_winner"]),
+            ("ba" if not swap else "ab", r["g2_winner"]),
+        ):
+            if w is None:  # an older file with one `winner`: one order only
                 continue
-            swap = r["model_1"] != a  # the file's model_1 is our B
-            for order, w in (
-                ("ab" if not swap else "ba", r["g1_winner"]),
-                ("ba" if not swap else "ab", r["g2_winner"]),
-            ):
-                if w is None:  # an older file with one `winner`: one order only
-                    continue
-                winner = to_ours.get(w)
-                if winner in ("model_a", "model_b") and swap:
-                    winner = "model_b" if winner == "model_a" else "model_a"
-                judgments.append(
-                    {
-                        "id": r["id"],
-                        "turn": r["turn"],
-                        "model_a": a,
-                        "model_b": b,
-                        "scores": None,
-                        "winner": winner,
-                        "order": order,
-                        **base,
-                        "prompt": r["prompt_name"],
-                        "judge": r["judge"],
-                        "category": cats.get(r["id"], "general"),
-                        "method": "verdict" if winner else "unparseable",
-                        "len_a": length(a, r["id"], r["turn"]),
-                        "len_b": length(b, r["id"], r["turn"]),
-                    }
-                )
-    if not judgments:
-        raise UserError(f"{path}: no judgments of {' and '.join(names)}")
+            winner = to_ours.get(w)
+            if winner in ("model_a", "model_b") and swap:
+                winner = "model_b" if winner == "model_a" else "model_a"
+            judgments.append(
+                {
+                    "id": r["id"],
+                    "turn": r["turn"],
+                    "model_a": a,
+                    "model_b": b,
+                    "scores": None,
+                    "winner": winner,
+                    "order": order,
+                    **_BASE,
+                    "prompt": r["prompt_name"],
+                    "judge": r["judge"],
+                    "category": cats.get(r["id"], "general"),
+                    "method": "verdict" if winner else "unparseable",
+                    "len_a": length(a, r["id"], r["turn"]),
+                    "len_b": length(b, r["id"], r["turn"]),
+                }
+            )
+    return judgments
+
+
+def _summarise(
+    config: Config,
+    path: Path,
+    kind: str,
+    judgments: list[dict],
+    names: list[str],
+    cats: dict[str, str],
+) -> tuple[list[dict], dict[str, Any]]:
+    """Per-question rows and the summary: the file's facts (judges, prompts, counts, how the
+    verdicts were read), then the numbers of its mode."""
     questions = [
         {"id": i, "category": cats.get(i, "general")}
         for i in dict.fromkeys(j["id"] for j in judgments)
@@ -172,26 +240,11 @@ def from_judgments(config: Config, t0: float) -> dict:
     }
     cfg = config.model_copy(update={"samples": 1})
     if kind == "pair":
-        per_question, body = summarise_pair(cfg, questions, judgments, [a, b])
+        per_question, body = summarise_pair(cfg, questions, judgments, names[:2])
     else:
         per_question, body = summarise_single(cfg, questions, judgments, names)
     summary.update(body)
-    failed = [
-        {"id": j["id"], "turn": j["turn"], "error": "no verdict in the FastChat file"}
-        for j in judgments
-        if j["method"] == "unparseable"
-    ]
-
-    def write() -> None:
-        write_jsonl(out / "judgments.jsonl", judgments)
-        write_jsonl(out / "per_question.jsonl", per_question)
-        write_json(out / "summary.json", summary)
-
-    StageRun(STAGE, config, out, inputs, t0).finish(
-        summary, len(judgments), failed, write, what="judgments", print_table=False
-    )
-    print_table(summary)
-    return summary
+    return per_question, summary
 
 
 def from_annotations(config: Config, t0: float) -> dict:

@@ -34,7 +34,7 @@ def _join(
         return Source(name, recs, all(a.get("own_id", True) for a in answers.values()), path)
 
     names = ["answers_a", "answers_b"][: len(files)]
-    sources = [as_source(n, p, a) for n, p, a in zip(names, files, answer_sets)]
+    sources = [as_source(n, p, a) for n, p, a in zip(names, files, answer_sets, strict=True)]
     base = None
     if questions is not None:
         explicit = all(
@@ -136,7 +136,10 @@ def load_inputs(config: Config) -> tuple[list[dict], list[tuple[str, dict]], dic
     files = [config.answers_a] + ([config.answers_b] if config.answers_b is not None else [])
     loaded = [load_answers(p) for p in files]
     names = []
-    for path, (_, found), given in zip(files, loaded, (config.model_a, config.model_b)):
+    # one or two answer files, always two given names: zip stops at the files
+    for path, (_, found), given in zip(
+        files, loaded, (config.model_a, config.model_b), strict=False
+    ):
         names.append(given or found or path.stem)
     if len(names) == 2 and names[0] == names[1]:
         names = [f"{names[0]} (A)", f"{names[1]} (B)"]
@@ -148,7 +151,7 @@ def load_inputs(config: Config) -> tuple[list[dict], list[tuple[str, dict]], dic
     if questions is not None and config.limit:
         questions = questions[: config.limit]  # only these need answers
     questions, joined = _join(config, questions, files, [ans for ans, _ in loaded])
-    loaded = [(ans, found) for ans, (_, found) in zip(joined, loaded)]
+    loaded = [(ans, found) for ans, (_, found) in zip(joined, loaded, strict=True)]
     if config.limit:
         questions = questions[: config.limit]
     refs = load_references(config.references) if config.references is not None else {}
@@ -156,7 +159,7 @@ def load_inputs(config: Config) -> tuple[list[dict], list[tuple[str, dict]], dic
     ref_cats = {c.lower() for c in config.reference_categories}
     for q in questions:
         for t in _turn_list(config, q):
-            for path, (ans, _) in zip(files, loaded):
+            for path, (ans, _) in zip(files, loaded, strict=True):
                 if len(ans[q["id"]]["turns"]) < t:
                     raise UserError(
                         f"{path}: the answer to question {q['id']!r} has "
@@ -175,7 +178,7 @@ def load_inputs(config: Config) -> tuple[list[dict], list[tuple[str, dict]], dic
                         f"{config.references}: the reference for question {q['id']!r} "
                         f"has no turn {t}"
                     )
-    return questions, [(n, ans) for n, (ans, _) in zip(names, loaded)], refs
+    return questions, [(n, ans) for n, (ans, _) in zip(names, loaded, strict=True)], refs
 
 
 def plan(

@@ -227,21 +227,7 @@ def length_controlled_win_rate(
     pref = np.asarray(preference, dtype=float)
     la = np.asarray(len_a, dtype=float)
     lb = np.asarray(len_b, dtype=float)
-    sizes = {"preferences": pref.size, "lengths of A": la.size, "lengths of B": lb.size}
-    if difficulty is not None:
-        sizes["difficulties"] = len(difficulty)
-    if clusters is not None:
-        sizes["clusters"] = len(clusters)
-    if len(set(sizes.values())) != 1:
-        raise ValueError(
-            "length-controlled win rate: rows do not align ("
-            + ", ".join(f"{v} {k}" for k, v in sizes.items())
-            + ")"
-        )
-    if not np.all(np.isfinite(pref)) or np.any((pref < 0) | (pref > 1)):
-        raise ValueError("length-controlled win rate: preferences must be numbers in [0, 1]")
-    if not (np.all(np.isfinite(la)) and np.all(np.isfinite(lb))):
-        raise ValueError("length-controlled win rate: lengths must be finite numbers")
+    _check_lc_rows(pref, la, lb, difficulty, clusters)
     n = pref.size
     out: dict[str, Any] = {
         "name": LENGTH_ADJUSTED_NAME if difficulty is None else "length-adjusted win rate",
@@ -263,19 +249,9 @@ def length_controlled_win_rate(
     diff = None if difficulty is None else np.asarray(difficulty, dtype=float)
 
     def fit(rows: np.ndarray) -> tuple[float, np.ndarray]:
-        delta = la[rows] - lb[rows]
-        sd = delta.std(ddof=1) if rows.size > 1 else 0.0
-        length = np.tanh(delta / sd) if sd > 0 else np.zeros(rows.size)
-        cols = [np.ones(rows.size), length]
-        pen = [0.0, penalty]
-        if diff is not None:
-            cols.append(diff[rows])
-            pen.append(penalty)
-        x = np.column_stack(cols)
-        beta = _fit_logistic(x, pref[rows], np.asarray(pen))
-        x0 = x.copy()
-        x0[:, 1] = 0.0  # the length term set to 0
-        return float(_logistic(x0 @ beta).mean()), beta
+        return _lc_fit(
+            pref[rows], la[rows] - lb[rows], None if diff is None else diff[rows], penalty
+        )
 
     lc, beta = fit(np.arange(n))
     out.update(
@@ -286,19 +262,73 @@ def length_controlled_win_rate(
         difficulty_coef=float(beta[2]) if diff is not None else None,
     )
     if n_boot > 0:
-        keys = list(range(n)) if clusters is None else list(clusters)
-        groups: dict[Any, list[int]] = {}
-        for i, k in enumerate(keys):
-            groups.setdefault(k, []).append(i)
-        members = [np.asarray(v) for v in groups.values()]
-        rng = np.random.default_rng(seed)
-        boots = np.empty(n_boot)
-        for b in range(n_boot):
-            pick = rng.integers(0, len(members), size=len(members))
-            rows = np.concatenate([members[i] for i in pick])
-            boots[b] = 100.0 * fit(rows)[0]
+        boots = _cluster_bootstrap(n, clusters, n_boot, seed, lambda rows: 100.0 * fit(rows)[0])
         out["low"], out["high"] = _interval(boots, level)
     return out
+
+
+def _check_lc_rows(
+    pref: np.ndarray,
+    la: np.ndarray,
+    lb: np.ndarray,
+    difficulty: Sequence[float] | None,
+    clusters: Sequence[Any] | None,
+) -> None:
+    """The rows align one to one; preferences in [0, 1]; lengths finite -- else a ValueError."""
+    sizes = {"preferences": pref.size, "lengths of A": la.size, "lengths of B": lb.size}
+    if difficulty is not None:
+        sizes["difficulties"] = len(difficulty)
+    if clusters is not None:
+        sizes["clusters"] = len(clusters)
+    if len(set(sizes.values())) != 1:
+        raise ValueError(
+            "length-controlled win rate: rows do not align ("
+            + ", ".join(f"{v} {k}" for k, v in sizes.items())
+            + ")"
+        )
+    if not np.all(np.isfinite(pref)) or np.any((pref < 0) | (pref > 1)):
+        raise ValueError("length-controlled win rate: preferences must be numbers in [0, 1]")
+    if not (np.all(np.isfinite(la)) and np.all(np.isfinite(lb))):
+        raise ValueError("length-controlled win rate: lengths must be finite numbers")
+
+
+def _lc_fit(
+    pref: np.ndarray, delta: np.ndarray, diff: np.ndarray | None, penalty: float
+) -> tuple[float, np.ndarray]:
+    """One fit on some rows: the logistic model of the preference on an intercept, tanh of the
+    standardised length difference (and the difficulty); the win rate it predicts with the
+    length term set to 0, and the coefficients."""
+    size = delta.size
+    sd = delta.std(ddof=1) if size > 1 else 0.0
+    length = np.tanh(delta / sd) if sd > 0 else np.zeros(size)
+    cols = [np.ones(size), length]
+    pen = [0.0, penalty]
+    if diff is not None:
+        cols.append(diff)
+        pen.append(penalty)
+    x = np.column_stack(cols)
+    beta = _fit_logistic(x, pref, np.asarray(pen))
+    x0 = x.copy()
+    x0[:, 1] = 0.0  # the length term set to 0
+    return float(_logistic(x0 @ beta).mean()), beta
+
+
+def _cluster_bootstrap(
+    n: int, clusters: Sequence[Any] | None, n_boot: int, seed: int, stat
+) -> np.ndarray:
+    """`stat(rows)` over n_boot resamples of whole clusters (of single rows without clusters)."""
+    keys = list(range(n)) if clusters is None else list(clusters)
+    groups: dict[Any, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    members = [np.asarray(v) for v in groups.values()]
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = rng.integers(0, len(members), size=len(members))
+        rows = np.concatenate([members[i] for i in pick])
+        boots[b] = stat(rows)
+    return boots
 
 
 def spread(values: Sequence[float | None]) -> dict[str, Any]:

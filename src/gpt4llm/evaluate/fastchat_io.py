@@ -25,8 +25,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from gpt4llm.answers import fastchat_turns
 from gpt4llm.errors import DataError
-from gpt4llm.evaluate.fields import optional_text
 from gpt4llm.records import read_json_records
 
 # Categories whose questions FastChat grades against a reference answer.
@@ -118,81 +118,31 @@ def load_questions(path: Path, fmt: str = "auto") -> list[dict]:
 # -------------------------------------------------------------------------------- answers
 
 
-def _turns_of(path: Path, lineno: int, rec: dict) -> list[str]:
-    try:
-        turns = rec["choices"][0]["turns"]
-    except (KeyError, IndexError, TypeError):
-        raise DataError(path, "expected choices[0].turns", line=lineno, field="choices") from None
-    if not isinstance(turns, list) or not turns:
-        raise DataError(path, "expected a non-empty list", line=lineno, field="choices[0].turns")
-    return [optional_text(path, lineno, t, "choices[0].turns", expected="strings") for t in turns]
-
-
 def load_answers(path: Path) -> tuple[dict[str, dict], str | None]:
     """{id: {text, turns, question, question_turns, category, own_id}} and the file's model name
-    (if one): FastChat answers, our response records, or AlpacaEval's model outputs.
+    (if one), from any answers file `gpt4llm.answers.read_answers` reads (FastChat answers, our
+    response records, AlpacaEval's model outputs, predictions).
 
-    `text` is the first turn's answer; `question` (the first turn's question) and
-    `question_turns` are known only for our response records."""
-    answers: dict[str, dict] = {}
-    models: set[str] = set()
-    for lineno, rec in read_json_records(path):
-        if not isinstance(rec, dict):
-            raise DataError(path, f"expected a JSON object, got {type(rec).__name__}", line=lineno)
-        question, qturns, own_ids = None, None, True
-        if "question_id" in rec and ("text" in rec or "choices" in rec):  # FastChat
-            qid = str(rec["question_id"])
-            if "choices" in rec:
-                turns = _turns_of(path, lineno, rec)
-            else:
-                turns = [optional_text(path, lineno, rec["text"], "text")]
-            model = rec.get("model_id")
-        elif "output" in rec and "id" in rec:  # our response record
-            qid, model = str(rec["id"]), rec.get("model")
-            turns = [optional_text(path, lineno, rec["output"], "output")]
-            if isinstance(rec.get("turns"), list) and rec["turns"]:
-                if not all(isinstance(t, str) for t in rec["turns"]):
-                    raise DataError(path, "expected a list of strings", line=lineno, field="turns")
-                turns = list(rec["turns"])
-            instr = rec.get("instruction")
-            if isinstance(instr, str) and instr.strip():
-                inp = rec.get("input") or ""
-                question = instr + ("\n\n" + inp if isinstance(inp, str) and inp.strip() else "")
-            if isinstance(rec.get("question_turns"), list) and rec["question_turns"]:
-                qturns = [str(t) for t in rec["question_turns"]]
-        elif "output" in rec and isinstance(rec.get("instruction"), str):
-            # AlpacaEval's model outputs [{instruction, output, generator}] (or Alpaca records
-            # without ids): keyed by position, joined to the other file by the instruction
-            qid, model = f"{path.stem}-{lineno - 1}", rec.get("generator") or rec.get("model")
-            turns = [optional_text(path, lineno, rec["output"], "output")]
-            inp = rec.get("input") or ""
-            question = rec["instruction"] + (
-                "\n\n" + inp if isinstance(inp, str) and inp.strip() else ""
-            )
-            own_ids = False
-        else:
-            raise DataError(
-                path,
-                "unknown answer format (expected a response record {id, output, ...}, "
-                "FastChat {question_id, choices: [{turns}]} or {question_id, text}, or "
-                "AlpacaEval's {instruction, output, generator})",
-                line=lineno,
-            )
-        if qid in answers:
-            raise DataError(path, f"duplicate answer for question {qid!r}", line=lineno)
-        answers[qid] = {
-            "text": turns[0],
-            "turns": turns,
+    `text` is the first turn's answer; `question` (the first turn's question: instruction and
+    input) is known where the file holds the instruction."""
+    from gpt4llm.answers import read_answers
+
+    got = read_answers(path)
+    out: dict[str, dict] = {}
+    for a in got.answers:
+        instruction, inp = a["instruction"], a["input"]
+        question = None
+        if isinstance(instruction, str) and instruction.strip():
+            question = instruction + ("\n\n" + inp if inp.strip() else "")
+        out[a["id"]] = {
+            "text": a["turns"][0],
+            "turns": a["turns"],
             "question": question,
-            "question_turns": qturns,
-            "category": rec.get("category"),
-            "own_id": own_ids,
+            "question_turns": a.get("question_turns"),
+            "category": a.get("category"),
+            "own_id": got.own_ids,
         }
-        if model:
-            models.add(str(model).split(":")[0])
-    if not answers:
-        raise DataError(path, "no answers")
-    return answers, (models.pop() if len(models) == 1 else None)
+    return out, got.model
 
 
 def load_references(path: Path) -> dict[str, list[str]]:
@@ -208,7 +158,7 @@ def load_references(path: Path) -> dict[str, list[str]]:
         qid = str(rec["question_id"])
         if qid in refs:
             raise DataError(path, f"duplicate reference for question {qid!r}", line=lineno)
-        refs[qid] = _turns_of(path, lineno, rec)
+        refs[qid] = fastchat_turns(path, lineno, rec)
     if not refs:
         raise DataError(path, "no reference answers")
     return refs

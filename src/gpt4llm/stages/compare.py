@@ -117,10 +117,18 @@ class Config(StageConfig):
 
 
 def load_source(name: str, path: Path):
-    """One answer file as a join Source (the answer in `output`)."""
-    from gpt4llm.join import load_source as load
+    """One answer file as a join Source (the answer in `output`): any format
+    `gpt4llm.answers.read_answers` reads (our responses, Alpaca/AlpacaEval outputs, FastChat
+    answers joined on question_id, predictions)."""
+    from gpt4llm.answers import read_answers
+    from gpt4llm.join import Source
 
-    return load(name, path, need_output=True)
+    got = read_answers(path)
+    records = [
+        {**{k: v for k, v in a.items() if k != "turns"}, "output": a["turns"][0]}
+        for a in got.answers
+    ]
+    return Source(name, records, got.own_ids, Path(path))
 
 
 # --- rater requests ----------------------------------------------------------------------------
@@ -571,6 +579,12 @@ def _items(config: Config, sources: list, base) -> tuple[Any, list[dict], set[st
         for it in joined.items
         if len(it.records) >= 2
     ]
+    untold = next((it for it in items if not it["instruction"]), None)
+    if untold is not None:
+        raise UserError(
+            f"item {untold['id']!r} has no instruction in any source (FastChat answers hold"
+            " none): pass --instructions FILE with the questions"
+        )
     overlapping = {name for it in items for name in it["answers"]}
     if len(overlapping) < 2 or not items:
         detail = ", ".join(f"{s.name}: {len(s.records)} record(s)" for s in sources)

@@ -194,72 +194,85 @@ def read_judgments(path: Path) -> tuple[str, list[dict]]:
     kind = None
     out = []
     for lineno, rec in rows:
-        if not isinstance(rec, dict) or "question_id" not in rec:
-            raise DataError(path, "expected a FastChat judgment with question_id", line=lineno)
-        this = (
-            "single" if "score" in rec and "model" in rec else "pair" if "model_1" in rec else None
-        )
-        if this is None:
-            raise DataError(
-                path,
-                "neither a single judgment (model, score) nor a pair judgment (model_1, model_2)",
-                line=lineno,
-            )
+        this = _judgment_kind(path, lineno, rec)
         if kind is None:
             kind = this
         elif kind != this:
             raise DataError(
                 path, f"mixes single and pair judgments (this line is {this})", line=lineno
             )
-        judge = rec.get("judge") or [None, None]
-        if not isinstance(judge, list) or len(judge) != 2:
-            raise DataError(path, "expected [judge model, prompt name]", line=lineno, field="judge")
-        turn = rec.get("turn", 1)
-        if turn not in (1, 2):
-            raise DataError(path, f"expected 1 or 2, got {turn!r}", line=lineno, field="turn")
-        base = {
-            "id": str(rec["question_id"]),
-            "turn": turn,
-            "judge": judge[0],
-            "prompt_name": judge[1],
-        }
+        base = _judgment_base(path, lineno, rec)
         if this == "single":
-            score = rec["score"]
-            if not isinstance(score, (int, float)) or isinstance(score, bool):
-                raise DataError(
-                    path, f"expected a number, got {score!r}", line=lineno, field="score"
-                )
-            out.append(
-                {
-                    **base,
-                    "model": str(rec["model"]),
-                    "score": None if score == -1 else float(score),
-                    "judgment": rec.get("judgment"),
-                }
-            )
+            out.append(_single_judgment(path, lineno, rec, base))
         else:
-            if "g1_winner" in rec:
-                g1, g2 = rec.get("g1_winner"), rec.get("g2_winner")
-            elif "winner" in rec:
-                g1, g2 = rec["winner"], None
-            else:
-                raise DataError(path, "expected g1_winner/g2_winner or winner", line=lineno)
-            for name, w in (("g1_winner", g1), ("g2_winner", g2)):
-                if w is not None and w not in WINNERS:
-                    raise DataError(
-                        path,
-                        f"expected one of {', '.join(WINNERS)}, got {w!r}",
-                        line=lineno,
-                        field=name,
-                    )
-            out.append(
-                {
-                    **base,
-                    "model_1": str(rec["model_1"]),
-                    "model_2": str(rec["model_2"]),
-                    "g1_winner": g1,
-                    "g2_winner": g2,
-                }
-            )
+            out.append(_pair_judgment(path, lineno, rec, base))
     assert kind is not None
     return kind, out
+
+
+def _judgment_kind(path: Path, lineno: int, rec: object) -> str:
+    """ "single" (model, score) or "pair" (model_1, model_2); else a DataError."""
+    if not isinstance(rec, dict) or "question_id" not in rec:
+        raise DataError(path, "expected a FastChat judgment with question_id", line=lineno)
+    this = "single" if "score" in rec and "model" in rec else "pair" if "model_1" in rec else None
+    if this is None:
+        raise DataError(
+            path,
+            "neither a single judgment (model, score) nor a pair judgment (model_1, model_2)",
+            line=lineno,
+        )
+    return this
+
+
+def _judgment_base(path: Path, lineno: int, rec: dict) -> dict:
+    """{id, turn, judge, prompt_name} of a judgment of either kind, checked."""
+    judge = rec.get("judge") or [None, None]
+    if not isinstance(judge, list) or len(judge) != 2:
+        raise DataError(path, "expected [judge model, prompt name]", line=lineno, field="judge")
+    turn = rec.get("turn", 1)
+    if turn not in (1, 2):
+        raise DataError(path, f"expected 1 or 2, got {turn!r}", line=lineno, field="turn")
+    return {
+        "id": str(rec["question_id"]),
+        "turn": turn,
+        "judge": judge[0],
+        "prompt_name": judge[1],
+    }
+
+
+def _single_judgment(path: Path, lineno: int, rec: dict, base: dict) -> dict:
+    """A single judgment: its score a number, FastChat's -1 (no score) as None."""
+    score = rec["score"]
+    if not isinstance(score, (int, float)) or isinstance(score, bool):
+        raise DataError(path, f"expected a number, got {score!r}", line=lineno, field="score")
+    return {
+        **base,
+        "model": str(rec["model"]),
+        "score": None if score == -1 else float(score),
+        "judgment": rec.get("judgment"),
+    }
+
+
+def _pair_judgment(path: Path, lineno: int, rec: dict, base: dict) -> dict:
+    """A pair judgment: its two verdicts (g1, g2; an older file's one `winner` as g1) checked."""
+    if "g1_winner" in rec:
+        g1, g2 = rec.get("g1_winner"), rec.get("g2_winner")
+    elif "winner" in rec:
+        g1, g2 = rec["winner"], None
+    else:
+        raise DataError(path, "expected g1_winner/g2_winner or winner", line=lineno)
+    for name, w in (("g1_winner", g1), ("g2_winner", g2)):
+        if w is not None and w not in WINNERS:
+            raise DataError(
+                path,
+                f"expected one of {', '.join(WINNERS)}, got {w!r}",
+                line=lineno,
+                field=name,
+            )
+    return {
+        **base,
+        "model_1": str(rec["model_1"]),
+        "model_2": str(rec["model_2"]),
+        "g1_winner": g1,
+        "g2_winner": g2,
+    }

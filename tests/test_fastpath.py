@@ -520,7 +520,7 @@ def test_fast_path_with_activation_checkpointing_recomputes_the_same_dropout(
 
 
 def test_sharded_runs_keep_the_library_path_ddp_does_not(tiny, monkeypatch):
-    from gpt4llm.train.fastpath import sharded
+    from gpt4llm.train.common import sharded
     from gpt4llm.train.sft import use_fast_path
 
     for key in ("WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):

@@ -21,13 +21,12 @@ from typing import Any
 from gpt4llm.config import LLMConfig
 from gpt4llm.llm.batch_format import (
     ENDPOINT,
-    RETRY_STATUS,
     Outcome,
     read_outputs,
     settle_ended,
 )
 from gpt4llm.llm.batch_jobs import Job, JobStore
-from gpt4llm.llm.client import one_line
+from gpt4llm.llm.client import RETRY_STATUS, one_line
 
 COMPLETION_WINDOW = "24h"
 TERMINAL = ("completed", "failed", "expired", "cancelled")

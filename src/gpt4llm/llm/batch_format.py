@@ -16,12 +16,11 @@ from typing import Any
 
 from gpt4llm.llm import prices
 from gpt4llm.llm.base import Completion
-from gpt4llm.llm.client import PermanentError, RetryableError, one_line
+from gpt4llm.llm.client import RETRY_STATUS, PermanentError, RetryableError, one_line
 
 ENDPOINT = "/v1/chat/completions"
 # Request-level error codes of an error file that another batch may fix.
 RETRY_CODES = ("batch_expired", "batch_cancelled", "request_timeout")
-RETRY_STATUS = (408, 409, 429)
 
 
 @dataclass

@@ -452,17 +452,14 @@ class LocalBackend:
 
 
 def cut_at_stops(c: Completion, stops: tuple[str, ...], strip: bool = True) -> Completion:
-    """The one rule for stop strings, whatever the backend: the text ends before the first of
-    `stops`. Servers differ: OpenAI drops the stop string, `transformers serve` stops there but
-    keeps it, api.openai.com takes only 4 (the rest match here), local.py stops itself. `strip`
-    also trims whitespace (the local backend's Alpaca-style replies)."""
-    text = c.text
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
-    finish = c.finish_reason
-    if cut >= 0:
-        text, finish = text[:cut], "stop"
-    if strip:
-        text = text.strip()
+    """The one rule for stop strings (`prompts.cut_at_stops`) applied to a completion, whatever
+    the backend. Servers differ: OpenAI drops the stop string, `transformers serve` stops there
+    but keeps it, api.openai.com takes only 4 (the rest match here), local.py stops itself.
+    `strip` also trims whitespace (the local backend's Alpaca-style replies)."""
+    from gpt4llm.prompts import cut_at_stops as cut_text
+
+    text = cut_text(c.text, stops, strip=strip)
+    finish = "stop" if any(s and s in c.text for s in stops) else c.finish_reason
     if text == c.text and finish == c.finish_reason:
         return c
     return Completion(
@@ -473,6 +470,3 @@ def cut_at_stops(c: Completion, stops: tuple[str, ...], strip: bool = True) -> C
         top_logprobs=c.top_logprobs,
         model=c.model,
     )
-
-
-_clean = cut_at_stops  # the former name (llm/batch.py imports it)

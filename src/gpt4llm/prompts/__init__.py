@@ -84,12 +84,13 @@ def format_alpaca(
     return fill(load_prompt(no_input or ALPACA_NO_INPUT), instruction=instruction)
 
 
-def cut_at_stops(text: str, stops: tuple[str, ...] | list[str] = ()) -> str:
-    """The reply up to the first stop string, stripped of surrounding whitespace."""
+def cut_at_stops(text: str, stops: tuple[str, ...] | list[str] = (), strip: bool = True) -> str:
+    """The one rule for stop strings: the reply up to the first of `stops` (whichever occurs
+    earliest), stripped of surrounding whitespace unless `strip` is False."""
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
     if cut >= 0:
         text = text[:cut]
-    return text.strip()
+    return text.strip() if strip else text
 
 
 def chat_messages(system: str, user: str) -> list[dict]:

@@ -13,7 +13,7 @@ a default, the field's description says why. The code around the settings is sha
   `max_eval_samples` so a 52K file does not spend minutes evaluating);
 * `check_train_outputs` (before anything is loaded), `checkpoint_to_resume`,
   `attach_logging` (log.jsonl + progress on stderr), `evaluate_once`, `save_student`,
-  `eval_seconds`, `loss_summary`, `print_summary`, `say`, `device_of`, `oom_hint`,
+  `eval_seconds`, `loss_summary`, `say`, `device_of`, `oom_hint`,
   `launch_under_accelerate`, `is_main_process`;
 * the prompt metadata saved beside a trained model so `respond` uses the same format (the
   formats themselves live in `gpt4llm.prompts`), precision choice (fp32 master weights + bf16
@@ -371,16 +371,6 @@ def loss_summary(trainer: Any, result: Any) -> dict:
     }
 
 
-def print_summary(title: str, summary: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, show_header=False)
-    for k, v in summary.items():
-        table.add_row(k, str(v))
-    Console(stderr=True).print(table)
-
-
 # --------------------------------------------------------------------------- accelerate
 def accelerate_command(settings: TrainSettings, name: str, config_yaml: Path) -> list[str]:
     """`accelerate launch ... -m gpt4llm.train NAME --config FILE` for these settings.
@@ -464,11 +454,30 @@ def refuse_sharded_on_cpu(kind: str) -> str:
     )
 
 
+# How `accelerate launch` tells a process that it runs under FSDP or DeepSpeed.
+SHARDING_FLAGS = {"FSDP": "ACCELERATE_USE_FSDP", "DEEPSPEED": "ACCELERATE_USE_DEEPSPEED"}
+
+
+def sharded_by() -> str | None:
+    """ "FSDP" or "DEEPSPEED" when this process runs under it, else None."""
+    import os
+
+    flags = SHARDING_FLAGS.items()
+    return next((k for k, f in flags if os.environ.get(f, "").lower() in ("1", "true")), None)
+
+
+def sharded() -> bool:
+    """A run under DeepSpeed or FSDP: parameters are sharded and gathered in module hooks, so
+    the fast path (which reads the LM head's weight and stores frozen weights in bf16) stays
+    off. Plain data parallel (DDP) keeps it."""
+    return sharded_by() is not None
+
+
 def check_not_sharded_on_cpu(device: str) -> None:
     """Inside a launched process: refuse FSDP/DeepSpeed on CPU (see `refuse_sharded_on_cpu`)."""
-    for kind, flag in (("FSDP", "ACCELERATE_USE_FSDP"), ("DEEPSPEED", "ACCELERATE_USE_DEEPSPEED")):
-        if device == "cpu" and os.environ.get(flag, "").lower() in ("1", "true"):
-            raise UserError(refuse_sharded_on_cpu(kind))
+    kind = sharded_by()
+    if device == "cpu" and kind is not None:
+        raise UserError(refuse_sharded_on_cpu(kind))
 
 
 def _accelerate_executable(cmd: list[str]) -> list[str]:

@@ -359,7 +359,8 @@ def use_fast_path(config: Config, trainer: Any) -> list[str]:
     logits are more than `lm_head(hidden)` keep TRL's padded path."""
     import torch
 
-    from gpt4llm.train.fastpath import head_matches_model, lm_parts, sharded, speed_up
+    from gpt4llm.train.common import sharded
+    from gpt4llm.train.fastpath import head_matches_model, lm_parts, speed_up
 
     if not config.fast_path:
         return ["TRL's padded batches (--no-fast-path, formerly --no-padding-free)"]
@@ -638,9 +639,9 @@ def summarize(
 def finish(config: Config, trainer: Any, summary: dict, heldout: dict, started: float) -> None:
     """summary.json (what `gpt4llm report` reads), the manifest and the summary table (main
     process only)."""
+    from gpt4llm.llm.summary import print_summary
     from gpt4llm.provenance import write_manifest
     from gpt4llm.records import write_json
-    from gpt4llm.train.common import print_summary
 
     if not trainer.is_world_process_zero():
         return

@@ -641,16 +641,6 @@ def store_frozen_linears_in(model: Any, dtype: torch.dtype, skip: tuple = ()) ->
 
 
 # --------------------------------------------------------------------------- one model
-def sharded() -> bool:
-    """A run under DeepSpeed or FSDP (`accelerate launch` sets these): parameters are
-    sharded and gathered in module hooks, so the fast path (which reads the LM head's weight
-    and stores frozen weights in bf16) stays off. Plain data parallel (DDP) keeps it."""
-    import os
-
-    flags = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
-    return any(os.environ.get(k, "").lower() in ("1", "true") for k in flags)
-
-
 def speed_up(model: Any, *, head: Any, lora: bool, bf16: bool) -> list[str]:
     """The fast path on one model, each piece where it applies; returns what was done, for
     the log. `head(model)` puts the trainer's LM-head computation into the model (sft's fused
@@ -690,7 +680,6 @@ __all__ = [
     "keep_mask",
     "lm_parts",
     "route_forward",
-    "sharded",
     "speed_up",
     "store_frozen_linears_in",
     "use_fast_dropout",

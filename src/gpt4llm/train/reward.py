@@ -371,9 +371,9 @@ def use_fast_path(config: Config, trainer: Any) -> list[str]:
     layers stored in bf16 under bf16 autocast. Called after TRL's constructor, which turns
     dropout off. Returns what was done, for the log. Sharded runs (FSDP, DeepSpeed) and
     --no-padding-free keep the library path."""
-    from gpt4llm.train.common import say
+    from gpt4llm.train.common import say, sharded
     from gpt4llm.train.compat import attn_implementation
-    from gpt4llm.train.fastpath import PACKED_ATTENTION, sharded, speed_up
+    from gpt4llm.train.fastpath import PACKED_ATTENTION, speed_up
 
     if not trainer.packed:
         return ["TRL's padded batches (--no-padding-free)"]

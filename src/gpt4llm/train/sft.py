@@ -481,8 +481,7 @@ def load_model(config: Config, data: SftData) -> tuple[Any, FusedResponseLoss | 
     from transformers import set_seed
 
     from gpt4llm.models import load_causal_lm
-    from gpt4llm.train.common import apply_lora, is_distributed, use_bf16
-    from gpt4llm.train.fastpath import sharded
+    from gpt4llm.train.common import apply_lora, is_distributed, sharded, use_bf16
 
     device = device_of(config)
     set_seed(config.seed)  # before LoRA init: the adapters' random init must be reproducible too
@@ -614,8 +613,8 @@ def summarize(
 
 def finish(config: Config, trainer: Any, summary: dict, started: float) -> None:
     """The manifest and the summary table (main process only)."""
+    from gpt4llm.llm.summary import print_summary
     from gpt4llm.provenance import write_manifest
-    from gpt4llm.train.common import print_summary
 
     if not trainer.is_world_process_zero():
         return

@@ -45,7 +45,7 @@ def test_trainers_share_every_base_setting_and_its_default(trainer):
             "fast_path",
         }
         if trainer is sft.Config
-        else {"data", "margin", "limit"}
+        else {"data", "margin", "limit", "fast_path"}  # reward: the same switch as sft and dpo
     )
 
 

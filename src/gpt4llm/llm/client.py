@@ -411,10 +411,8 @@ class LocalBackend:
 
     def load(self):
         if self._gen is None:
-            try:
-                from gpt4llm.llm.local import LocalGenerator
-            except ImportError as e:  # pragma: no cover - local.py ships with the package
-                raise UserError(f"the local backend is not available ({e})") from None
+            from gpt4llm.llm.local import LocalGenerator  # torch missing: cli names the extra
+
             # Stages call complete_all several times in a row (rate, re-ask, probe); keep the last
             # loaded model so they share one load. Keyed by the weights' fingerprint, so a model
             # retrained at the same path is loaded afresh.

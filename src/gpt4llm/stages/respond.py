@@ -359,13 +359,8 @@ def _turns_record(src: dict, answers: list[Any], label: str) -> dict:
 
 
 def _load_scorer(path: str) -> Any:
-    try:
-        from gpt4llm.reward_model import RewardScorer
-    except ImportError:
-        raise UserError(
-            "--reward-model needs gpt4llm.reward_model (the reward-model module is not installed in"
-            " this version)"
-        ) from None
+    from gpt4llm.reward_model import RewardScorer  # a missing torch is named by cli.main
+
     return RewardScorer.load(path)
 
 

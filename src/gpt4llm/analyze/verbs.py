@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import sqlite3
 import time
 from collections import Counter
@@ -336,7 +335,3 @@ def top_verbs(
 def top_pairs(pairs: Iterable[tuple[str | None, str | None]], n: int = 25) -> list[dict]:
     counts = Counter((v, w) for v, w in pairs if v and w)
     return [{"verb": v, "noun": w, "count": c} for (v, w), c in counts.most_common(n)]
-
-
-def dumps_pair(pair: tuple[str | None, str | None]) -> str:
-    return json.dumps(list(pair))

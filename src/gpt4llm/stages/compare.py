@@ -18,7 +18,7 @@ reward model. This stage does the same for any N >= 2 sources:
 * a reply without a readable score is asked once more, with a stricter reminder appended to
   the conversation; still unreadable, it is kept with `score: null` and counted — never dropped;
 * where the backend returns token probabilities (`--top-logprobs K`, default 10), each answer
-  also gets `score_expected`, the probability-weighted score (G-Eval style; scoring.py), which
+  also gets `score_expected`, the probability-weighted score (G-Eval style; gpt4llm.scoring), which
   gives usable numbers even from a small local rater; `--use-expected` makes it the score;
 * a score is read from the rater's own verdict in the format its prompt asks for ("Score: X",
   "Answer K: X"; a prompt file may declare another with a first line `# output_format: NAME`):

@@ -14,7 +14,7 @@ import random
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import Field
 
@@ -117,12 +117,44 @@ def _load_sources(config: InitConfig) -> dict[str, Any]:
 
 
 def init_study(config: InitConfig) -> dict:
-    """Create the study; returns a summary with the one-time `admin_token` (not stored in clear)."""
-    from gpt4llm.evaluate.human.db import Store, hash_token, redact_url
-    from gpt4llm.evaluate.human.tables import SCHEMA_VERSION, Item, Meta, Pair
+    """Create the study: check → load → plan the pairs → write the database → write study.json
+    and the manifest. Returns a summary with the one-time `admin_token` (not stored in clear)."""
     from gpt4llm.provenance import write_manifest
 
     t0 = time.time()
+    _check_options(config)
+    criteria = load_criteria(config.criteria)
+    out = Path(config.output)
+    sf = out / STUDY_FILE
+    if sf.exists() and not config.force:
+        raise UserError(f"{sf} exists: choose another --output or pass --force to replace it")
+    loaded = _load_checked(config, out, sf)
+    plan = _plan_pairs(config, loaded["items"], loaded["models"])
+    study_id = secrets.token_hex(6)
+    url, schema = _database_url(config, out, study_id)
+    admin_token = _write_database(url, schema, study_id, config, criteria, plan)
+    out.mkdir(parents=True, exist_ok=True)
+    session_secret(out)  # the signing key, 0600, beside the database (unless given by env)
+    write_json(sf, _study_json(config, study_id, schema, loaded, criteria, plan))
+    n_pairs = len(plan.ranks)
+    summary = {
+        "study_id": study_id,
+        "models": loaded["models"],
+        "comparisons": len(plan.comparisons),
+        "items": len(plan.items),
+        "pairs": n_pairs,
+        "per_item": config.per_item,
+        "votes_needed": n_pairs * config.per_item,
+        "criteria": [c["key"] for c in criteria],
+    }
+    write_manifest(
+        out, "annotate init", config, inputs=loaded["inputs"], summary=summary, started=t0
+    )
+    return {**summary, "study": str(sf), "admin_token": admin_token}
+
+
+def _check_options(config: InitConfig) -> None:
+    """The options that contradict each other, before anything is read."""
     if config.from_judge is not None and (config.source or config.instructions):
         raise UserError(
             "--from-judge takes both models' answers from the judge run: "
@@ -137,33 +169,47 @@ def init_study(config: InitConfig) -> dict:
             f"--reference {config.reference!r} is not one of the sources "
             f"({', '.join(config.source)})"
         )
-    criteria = load_criteria(config.criteria)
-    out = Path(config.output)
-    sf = out / STUDY_FILE
-    if sf.exists() and not config.force:
-        raise UserError(f"{sf} exists: choose another --output or pass --force to replace it")
+
+
+def _load_checked(config: InitConfig, out: Path, sf: Path) -> dict[str, Any]:
+    """The items and models (from the judge run or the sources), once the study's own files
+    are known not to clobber what it is made from."""
+    from gpt4llm.outputs import check_outputs
 
     loaded = (
         load_judge_run(config.from_judge)
         if config.from_judge is not None
         else _load_sources(config)
     )
-    items, models = loaded["items"], loaded["models"]
-    from gpt4llm.outputs import check_outputs
-
     check_outputs(  # the study directory must not clobber what it was made from
         inputs=[*loaded["inputs"], *([config.criteria] if config.criteria else [])],
         directories=[out],
         files=[sf, out / DB_FILE, out / SECRET_FILE],
         companions=False,
     )
-    if not items:
+    if not loaded["items"]:
         raise UserError("the sources have no instructions in common")
+    models = loaded["models"]
     if config.reference is not None and config.reference not in models:
         raise UserError(
             f"--reference {config.reference!r} is not one of the models ({', '.join(models)})"
         )
+    return loaded
 
+
+class PairPlan(NamedTuple):
+    """What the study shows: the items (sampled with --limit), the comparisons, and per pair
+    (item-major, comparison-minor) its serving rank and whether its answers are swapped."""
+
+    items: list[dict[str, Any]]
+    comparisons: list[tuple[str, str]]
+    ranks: list[int]
+    swaps: list[bool]
+
+
+def _plan_pairs(config: InitConfig, items: list[dict[str, Any]], models: list[str]) -> PairPlan:
+    """Every item under every comparison, drawn from one random.Random(seed) in this order:
+    the --limit sample, the serving order, the left/right swaps."""
     rng = random.Random(config.seed)
     if config.limit and config.limit < len(items):
         keep = sorted(rng.sample(range(len(items)), config.limit))
@@ -176,21 +222,40 @@ def init_study(config: InitConfig) -> dict:
     ranks = list(range(n_pairs))
     rng.shuffle(ranks)
     swaps = [rng.random() < 0.5 for _ in range(n_pairs)]
+    return PairPlan(items, comparisons, ranks, swaps)
 
-    study_id = secrets.token_hex(6)
+
+def _database_url(config: InitConfig, out: Path, study_id: str) -> tuple[str, str | None]:
+    """(URL, PostgreSQL schema or None): --db-url, else study.db in the study directory (with
+    --force, an earlier study's database and signing key are removed first)."""
     schema = None
     if config.db_url:
         url = config.db_url
         if not url.startswith("sqlite"):
             schema = f"gpt4llm_{study_id}"
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        db_path = out / DB_FILE
-        if config.force:
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(db_path) + suffix).unlink(missing_ok=True)
-            (out / SECRET_FILE).unlink(missing_ok=True)  # a new study: a new signing key
-        url = f"sqlite:///{db_path}"
+        return url, schema
+    out.mkdir(parents=True, exist_ok=True)
+    db_path = out / DB_FILE
+    if config.force:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db_path) + suffix).unlink(missing_ok=True)
+        (out / SECRET_FILE).unlink(missing_ok=True)  # a new study: a new signing key
+    return f"sqlite:///{db_path}", schema
+
+
+def _write_database(
+    url: str,
+    schema: str | None,
+    study_id: str,
+    config: InitConfig,
+    criteria: list[dict[str, str]],
+    plan: PairPlan,
+) -> str:
+    """Create the tables and write the settings, items and pairs in one transaction; returns
+    the admin token (only its hash is stored)."""
+    from gpt4llm.evaluate.human.db import Store, hash_token, redact_url
+    from gpt4llm.evaluate.human.tables import SCHEMA_VERSION, Meta
+
     try:
         store = Store(url, schema=schema, create=True)
         store.create()
@@ -216,27 +281,45 @@ def init_study(config: InitConfig) -> dict:
                 "seed": str(config.seed),
             }
             s.add_all(Meta(key=k, value=v) for k, v in meta.items())
-            k = 0
-            for n, it in enumerate(items, start=1):
-                s.add(Item(id=n, key=it["id"], instruction=it["instruction"], input=it["input"]))
-                for a, b in comparisons:
-                    s.add(
-                        Pair(
-                            item_id=n,
-                            model_a=a,
-                            model_b=b,
-                            output_a=it["outputs"][a],
-                            output_b=it["outputs"][b],
-                            swapped=swaps[k],
-                            rank=ranks[k],
-                            n_assigned=0,
-                        )
-                    )
-                    k += 1
+            _add_items_and_pairs(s, plan)
     finally:
         store.dispose()
-    out.mkdir(parents=True, exist_ok=True)
-    session_secret(out)  # the signing key, 0600, beside the database (unless given by env)
+    return admin_token
+
+
+def _add_items_and_pairs(s: Any, plan: PairPlan) -> None:
+    from gpt4llm.evaluate.human.tables import Item, Pair
+
+    k = 0
+    for n, it in enumerate(plan.items, start=1):
+        s.add(Item(id=n, key=it["id"], instruction=it["instruction"], input=it["input"]))
+        for a, b in plan.comparisons:
+            s.add(
+                Pair(
+                    item_id=n,
+                    model_a=a,
+                    model_b=b,
+                    output_a=it["outputs"][a],
+                    output_b=it["outputs"][b],
+                    swapped=plan.swaps[k],
+                    rank=plan.ranks[k],
+                    n_assigned=0,
+                )
+            )
+            k += 1
+
+
+def _study_json(
+    config: InitConfig,
+    study_id: str,
+    schema: str | None,
+    loaded: dict[str, Any],
+    criteria: list[dict[str, str]],
+    plan: PairPlan,
+) -> dict[str, Any]:
+    """study.json: what was compared, how, with which criteria (human readable)."""
+    from gpt4llm.evaluate.human.db import redact_url
+    from gpt4llm.evaluate.human.tables import SCHEMA_VERSION
 
     study = {
         "format": STUDY_FORMAT,
@@ -246,8 +329,8 @@ def init_study(config: InitConfig) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "db_url": redact_url(config.db_url) if config.db_url else None,
         "schema": schema,
-        "models": models,
-        "comparisons": [list(c) for c in comparisons],
+        "models": loaded["models"],
+        "comparisons": [list(c) for c in plan.comparisons],
         "reference": config.reference,
         "per_item": config.per_item,
         "seed": config.seed,
@@ -255,29 +338,15 @@ def init_study(config: InitConfig) -> dict:
             "randomised per pair with random.Random(seed); see pairs.swapped in the database"
         ),
         "criteria": criteria,
-        "n_items": len(items),
-        "n_pairs": n_pairs,
+        "n_items": len(plan.items),
+        "n_pairs": len(plan.ranks),
         "sources": loaded["sources"],
         "instructions": str(config.instructions) if config.instructions else None,
         "server": {"host": config.host, "port": config.port},
     }
     if loaded["judge"]:
         study["from_judge"] = loaded["judge"]
-    write_json(sf, study)
-    summary = {
-        "study_id": study_id,
-        "models": models,
-        "comparisons": len(comparisons),
-        "items": len(items),
-        "pairs": n_pairs,
-        "per_item": config.per_item,
-        "votes_needed": n_pairs * config.per_item,
-        "criteria": [c["key"] for c in criteria],
-    }
-    write_manifest(
-        out, "annotate init", config, inputs=loaded["inputs"], summary=summary, started=t0
-    )
-    return {**summary, "study": str(sf), "admin_token": admin_token}
+    return study
 
 
 def run_init(config: InitConfig) -> dict:

@@ -105,6 +105,52 @@ class ComparisonData:
     path: str
 
 
+def _published_pair(path: Path, lineno: int, obj: Any) -> Pair:
+    rec = check_fields(
+        path,
+        lineno,
+        obj,
+        required=("user_input", "completion_a", "completion_b"),
+        nonempty=("user_input",),
+    )
+    return Pair(
+        group=str(rec.get("id", rec["user_input"])),
+        user_input=rec["user_input"],
+        better=rec["completion_a"],
+        worse=rec["completion_b"],
+    )
+
+
+def _rich_record(path: Path, lineno: int, obj: Any, index: int) -> Record:
+    """A comparison record {id, user_input, responses: [{model, text, score}]}, checked."""
+    rec = check_fields(path, lineno, obj, required=("user_input",), nonempty=("user_input",))
+    responses = rec.get("responses")
+    if not isinstance(responses, list):
+        raise DataError(
+            path, "expected a list of {model, text, score}", line=lineno, field="responses"
+        )
+    for j, r in enumerate(responses):
+        if not isinstance(r, dict) or not isinstance(r.get("text"), str):
+            raise DataError(
+                path,
+                f"responses[{j}]: expected an object with a string 'text'",
+                line=lineno,
+                field="responses",
+            )
+        s = r.get("score")
+        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float))):
+            raise DataError(
+                path,
+                f"responses[{j}].score: expected a number or null, got {s!r}",
+                line=lineno,
+                field="responses",
+            )
+    rec = dict(rec)
+    rec.setdefault("id", f"{path.stem}-{index:06d}")
+    rec["id"] = str(rec["id"])
+    return rec
+
+
 def load_comparisons(path: str | Path, margin: bool = False) -> ComparisonData:
     """Load rich comparison records or published pairs (JSONL or JSON array), validated.
 
@@ -122,47 +168,9 @@ def load_comparisons(path: str | Path, margin: bool = False) -> ComparisonData:
     skipped = 0
     for index, (lineno, obj) in enumerate(rows):
         if kind == "pairs":
-            rec = check_fields(
-                path,
-                lineno,
-                obj,
-                required=("user_input", "completion_a", "completion_b"),
-                nonempty=("user_input",),
-            )
-            pairs.append(
-                Pair(
-                    group=str(rec.get("id", rec["user_input"])),
-                    user_input=rec["user_input"],
-                    better=rec["completion_a"],
-                    worse=rec["completion_b"],
-                )
-            )
+            pairs.append(_published_pair(path, lineno, obj))
             continue
-        rec = check_fields(path, lineno, obj, required=("user_input",), nonempty=("user_input",))
-        responses = rec.get("responses")
-        if not isinstance(responses, list):
-            raise DataError(
-                path, "expected a list of {model, text, score}", line=lineno, field="responses"
-            )
-        for j, r in enumerate(responses):
-            if not isinstance(r, dict) or not isinstance(r.get("text"), str):
-                raise DataError(
-                    path,
-                    f"responses[{j}]: expected an object with a string 'text'",
-                    line=lineno,
-                    field="responses",
-                )
-            s = r.get("score")
-            if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float))):
-                raise DataError(
-                    path,
-                    f"responses[{j}].score: expected a number or null, got {s!r}",
-                    line=lineno,
-                    field="responses",
-                )
-        rec = dict(rec)
-        rec.setdefault("id", f"{path.stem}-{index:06d}")
-        rec["id"] = str(rec["id"])
+        rec = _rich_record(path, lineno, obj, index)
         if len(scored_responses(rec)) < 2:
             skipped += 1
             continue
@@ -349,7 +357,7 @@ class RewardScorer:
             raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
         encoded = [
             encode(self.tokenizer, self.meta, p, r, self.max_length)[0]
-            for p, r in zip(prompts, responses)
+            for p, r in zip(prompts, responses, strict=True)
         ]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
         out: list[float] = [0.0] * len(encoded)
@@ -362,7 +370,7 @@ class RewardScorer:
                 logits = self.model(
                     input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
                 ).logits
-                for i, v in zip(idx, logits.float().squeeze(-1).tolist()):
+                for i, v in zip(idx, logits.float().squeeze(-1).tolist(), strict=True):
                     out[i] = float(v)
         return out
 
@@ -460,7 +468,8 @@ def pairwise_accuracy(rewards_better: list[float], rewards_worse: list[float]) -
     if not rewards_better:
         return float("nan")
     won = sum(
-        1.0 if b > w else 0.5 if b == w else 0.0 for b, w in zip(rewards_better, rewards_worse)
+        1.0 if b > w else 0.5 if b == w else 0.0
+        for b, w in zip(rewards_better, rewards_worse, strict=True)
     )
     return won / len(rewards_better)
 

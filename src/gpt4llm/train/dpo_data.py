@@ -104,12 +104,7 @@ class DpoData:
     meta: dict  # the student's prompt format, saved with the result
 
 
-def load_data(config: Config) -> DpoData:
-    """Pairs → held-out split by instruction (before the gap filter) → gap filter → tokens."""
-    from gpt4llm.models import load_tokenizer, read_prompt_meta, resolve_model_path
-    from gpt4llm.prompts import default_meta
-    from gpt4llm.reward_model import split_groups
-
+def _checked_pairs(config: Config) -> Pairs:
     found = load_pairs(config.data)
     if config.min_score_gap > 0 and found.kind == "pairs":
         raise UserError(
@@ -122,6 +117,16 @@ def load_data(config: Config) -> DpoData:
             f"{found.skipped_records} instruction(s) with fewer than two scored "
             "answers)"
         )
+    return found
+
+
+def load_data(config: Config) -> DpoData:
+    """Pairs → held-out split by instruction (before the gap filter) → gap filter → tokens."""
+    from gpt4llm.models import load_tokenizer, read_prompt_meta, resolve_model_path
+    from gpt4llm.prompts import default_meta
+    from gpt4llm.reward_model import split_groups
+
+    found = _checked_pairs(config)
     train, held = split_groups(
         found.pairs, config.eval_fraction, config.seed, max_pairs=config.max_eval_samples
     )

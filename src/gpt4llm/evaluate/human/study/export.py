@@ -161,10 +161,8 @@ def _safe_name(text: str) -> str:
 
 
 def export_study(config: ExportConfig) -> dict:
-    from sqlalchemy import select
-
-    from gpt4llm.evaluate.fastchat_io import fastchat_id
-    from gpt4llm.evaluate.human.tables import Annotator, Item, Pair, Vote
+    """read the votes → votes.jsonl and human_judgments.jsonl → per comparison: counts,
+    majority, agreement, pie chart → overall agreement → summary.json and the manifest."""
     from gpt4llm.provenance import write_manifest
 
     t0 = time.time()
@@ -172,65 +170,14 @@ def export_study(config: ExportConfig) -> dict:
     criteria, per_item = study["criteria"], study["per_item"]
     keys = [c["key"] for c in criteria]
     try:
-        with store.read() as s:
-            pairs = {p.id: p for p in s.scalars(select(Pair))}
-            items = {i.id: i for i in s.scalars(select(Item))}
-            names = {a.id: a.name for a in s.scalars(select(Annotator))}
-            votes = list(s.scalars(select(Vote).order_by(Vote.pair_id, Vote.annotator_id)))
+        pairs, items, names, votes = _read_votes(store)
     finally:
         store.dispose()
 
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
-    raw = []
-    human = []  # FastChat's MT-bench human-judgment rows, one per vote and criterion
-    # per comparison, per criterion: pair id -> {annotator: a|tie|b}
     comps = [tuple(c) for c in study["comparisons"]]
-    units: dict[tuple, dict[str, dict[int, dict[int, str]]]] = {
-        c: {k: {} for k in keys} for c in comps
-    }
-    for v in votes:
-        p = pairs[v.pair_id]
-        shown = json.loads(v.choices)
-        (left, _), (right, _) = p.shown()
-        winners = {k: p.winner(shown[k]) for k in keys}
-        for k in keys:
-            units[(p.model_a, p.model_b)][k].setdefault(p.id, {})[v.annotator_id] = winners[k]
-        raw.append(
-            {
-                "pair_id": p.id,
-                "item_id": items[p.item_id].key,
-                "annotator": names.get(v.annotator_id, str(v.annotator_id)),
-                "model_a": p.model_a,
-                "model_b": p.model_b,
-                "left": left,
-                "right": right,
-                "shown_choices": {k: shown[k] for k in keys},
-                "winner": {
-                    k: p.model_a if w == "a" else p.model_b if w == "b" else "tie"
-                    for k, w in winners.items()
-                },
-                "comment": v.comment,
-                "version": v.version,
-                "created_at": v.created_at.isoformat() + "Z",
-                "updated_at": v.updated_at.isoformat() + "Z",
-            }
-        )
-        qid = fastchat_id(items[p.item_id].key)  # FastChat's type: 81, not "81"
-        judge = names.get(v.annotator_id, str(v.annotator_id))
-        for k in keys:
-            winner = {"a": "model_a", "b": "model_b", "tie": "tie"}[winners[k]]
-            human.append(
-                {
-                    "question_id": qid,
-                    "model_a": p.model_a,
-                    "model_b": p.model_b,
-                    "winner": winner,
-                    "judge": judge,
-                    "turn": 1,
-                    "criterion": k,
-                }
-            )
+    raw, human, units = _vote_rows(keys, comps, pairs, items, names, votes)
     write_jsonl(out / "votes.jsonl", raw)
     write_jsonl(out / HUMAN_JUDGMENTS, human)
 
@@ -240,57 +187,11 @@ def export_study(config: ExportConfig) -> dict:
     }
     charts = []
     for a, b in comps:
-        n_pairs = sum(1 for p in pairs.values() if (p.model_a, p.model_b) == (a, b))
-        entry: dict[str, Any] = {"model_a": a, "model_b": b, "pairs": n_pairs, "criteria": {}}
-        pie_counts = {}
-        for k in keys:
-            u = units[(a, b)][k]
-            allv = [w for votes_ in u.values() for w in votes_.values()]
-            counts = {"a": allv.count("a"), "tie": allv.count("tie"), "b": allv.count("b")}
-            maj_list = [_majority(list(v.values())) for v in u.values()]
-            maj = {x: maj_list.count(x) for x in ("a", "tie", "b", "none")}
-            entry["criteria"][k] = {
-                "votes": {a: counts["a"], "tie": counts["tie"], b: counts["b"]},
-                "votes_percent": {
-                    a: _pct(counts)["a"],
-                    "tie": _pct(counts)["tie"],
-                    b: _pct(counts)["b"],
-                },
-                "pairs_voted": len(u),
-                "majority": {
-                    a: maj["a"],
-                    "tie": maj["tie"],
-                    b: maj["b"],
-                    "no_majority": maj["none"],
-                },
-                "agreement": agreement(u, per_item),
-            }
-            per_model[a][k]["win"] += counts["a"]
-            per_model[a][k]["loss"] += counts["b"]
-            per_model[a][k]["tie"] += counts["tie"]
-            per_model[b][k]["win"] += counts["b"]
-            per_model[b][k]["loss"] += counts["a"]
-            per_model[b][k]["tie"] += counts["tie"]
-            pie_counts[k] = (
-                counts
-                if config.pie_basis == "votes"
-                else {"a": maj["a"], "tie": maj["tie"], "b": maj["b"]}
-            )
-        chart = out / f"pie_{_safe_name(a)}_vs_{_safe_name(b)}.png"
-        basis = "all votes" if config.pie_basis == "votes" else "majority per pair"
-        draw_pies(chart, a, b, criteria, pie_counts, f"{a} vs {b} ({basis})")
-        entry["chart"] = chart.name
-        charts.append(chart)
+        entry = _comparison(config, out, a, b, criteria, per_item, units[(a, b)], pairs, per_model)
+        charts.append(out / entry["chart"])
         comparisons.append(entry)
 
     per_pair = Counter(v.pair_id for v in votes)
-    overall_agreement = {}
-    for k in keys:
-        merged: dict[int, dict[int, str]] = {}
-        for c in comps:
-            merged.update(units[c][k])
-        overall_agreement[k] = agreement(merged, per_item)
-
     summary = {
         "study_id": study["study_id"],
         "title": study.get("title"),
@@ -302,7 +203,7 @@ def export_study(config: ExportConfig) -> dict:
         "pairs_complete": sum(1 for pid in pairs if per_pair[pid] >= per_item),
         "comparisons": comparisons,
         "models": per_model,
-        "agreement": overall_agreement,
+        "agreement": _overall_agreement(keys, comps, units, per_item),
         "human_judgments": len(human),
     }
     write_json(out / "summary.json", summary)
@@ -319,3 +220,152 @@ def export_study(config: ExportConfig) -> dict:
     )
     summary["charts"] = [str(c) for c in charts]
     return summary
+
+
+def _overall_agreement(
+    keys: list[str], comps: list[tuple], units: dict, per_item: int
+) -> dict[str, dict[str, Any]]:
+    """Agreement per criterion over the pairs of every comparison together."""
+    out = {}
+    for k in keys:
+        merged: dict[int, dict[int, str]] = {}
+        for c in comps:
+            merged.update(units[c][k])
+        out[k] = agreement(merged, per_item)
+    return out
+
+
+def _read_votes(store: Any) -> tuple[dict, dict, dict, list]:
+    """(pairs by id, items by id, annotator names by id, votes by pair and annotator)."""
+    from sqlalchemy import select
+
+    from gpt4llm.evaluate.human.tables import Annotator, Item, Pair, Vote
+
+    with store.read() as s:
+        pairs = {p.id: p for p in s.scalars(select(Pair))}
+        items = {i.id: i for i in s.scalars(select(Item))}
+        names = {a.id: a.name for a in s.scalars(select(Annotator))}
+        votes = list(s.scalars(select(Vote).order_by(Vote.pair_id, Vote.annotator_id)))
+    return pairs, items, names, votes
+
+
+def _vote_rows(
+    keys: list[str], comps: list[tuple], pairs: dict, items: dict, names: dict, votes: list
+) -> tuple[list[dict], list[dict], dict]:
+    """(votes.jsonl rows, FastChat's MT-bench human-judgment rows — one per vote and
+    criterion —, and per comparison, per criterion: pair id -> {annotator: a|tie|b})."""
+    from gpt4llm.evaluate.fastchat_io import fastchat_id
+
+    raw = []
+    human = []
+    units: dict[tuple, dict[str, dict[int, dict[int, str]]]] = {
+        c: {k: {} for k in keys} for c in comps
+    }
+    for v in votes:
+        p = pairs[v.pair_id]
+        shown = json.loads(v.choices)
+        (left, _), (right, _) = p.shown()
+        winners = {k: p.winner(shown[k]) for k in keys}
+        for k in keys:
+            units[(p.model_a, p.model_b)][k].setdefault(p.id, {})[v.annotator_id] = winners[k]
+        judge = names.get(v.annotator_id, str(v.annotator_id))
+        raw.append(
+            {
+                "pair_id": p.id,
+                "item_id": items[p.item_id].key,
+                "annotator": judge,
+                "model_a": p.model_a,
+                "model_b": p.model_b,
+                "left": left,
+                "right": right,
+                "shown_choices": {k: shown[k] for k in keys},
+                "winner": {
+                    k: p.model_a if w == "a" else p.model_b if w == "b" else "tie"
+                    for k, w in winners.items()
+                },
+                "comment": v.comment,
+                "version": v.version,
+                "created_at": v.created_at.isoformat() + "Z",
+                "updated_at": v.updated_at.isoformat() + "Z",
+            }
+        )
+        qid = fastchat_id(items[p.item_id].key)  # FastChat's type: 81, not "81"
+        for k in keys:
+            winner = {"a": "model_a", "b": "model_b", "tie": "tie"}[winners[k]]
+            human.append(
+                {
+                    "question_id": qid,
+                    "model_a": p.model_a,
+                    "model_b": p.model_b,
+                    "winner": winner,
+                    "judge": judge,
+                    "turn": 1,
+                    "criterion": k,
+                }
+            )
+    return raw, human, units
+
+
+def _comparison(
+    config: ExportConfig,
+    out: Path,
+    a: str,
+    b: str,
+    criteria: list[dict],
+    per_item: int,
+    units: dict[str, dict[int, dict[int, str]]],
+    pairs: dict,
+    per_model: dict[str, dict[str, dict[str, int]]],
+) -> dict[str, Any]:
+    """One comparison's entry of summary.json (votes, majority, agreement per criterion) and
+    its pie chart; adds its votes to `per_model`'s win/tie/loss."""
+    n_pairs = sum(1 for p in pairs.values() if (p.model_a, p.model_b) == (a, b))
+    entry: dict[str, Any] = {"model_a": a, "model_b": b, "pairs": n_pairs, "criteria": {}}
+    pie_counts = {}
+    for k in (c["key"] for c in criteria):
+        u = units[k]
+        entry["criteria"][k], counts, maj = _criterion(a, b, u, per_item)
+        per_model[a][k]["win"] += counts["a"]
+        per_model[a][k]["loss"] += counts["b"]
+        per_model[a][k]["tie"] += counts["tie"]
+        per_model[b][k]["win"] += counts["b"]
+        per_model[b][k]["loss"] += counts["a"]
+        per_model[b][k]["tie"] += counts["tie"]
+        pie_counts[k] = (
+            counts
+            if config.pie_basis == "votes"
+            else {"a": maj["a"], "tie": maj["tie"], "b": maj["b"]}
+        )
+    chart = out / f"pie_{_safe_name(a)}_vs_{_safe_name(b)}.png"
+    basis = "all votes" if config.pie_basis == "votes" else "majority per pair"
+    draw_pies(chart, a, b, criteria, pie_counts, f"{a} vs {b} ({basis})")
+    entry["chart"] = chart.name
+    return entry
+
+
+def _criterion(
+    a: str, b: str, u: dict[int, dict[int, str]], per_item: int
+) -> tuple[dict[str, Any], dict[str, int], dict[str, int]]:
+    """(summary entry, vote counts a/tie/b, majorities a/tie/b/none) of one criterion in one
+    comparison; `u`: pair id -> {annotator: a|tie|b}."""
+    allv = [w for votes_ in u.values() for w in votes_.values()]
+    counts = {"a": allv.count("a"), "tie": allv.count("tie"), "b": allv.count("b")}
+    maj_list = [_majority(list(v.values())) for v in u.values()]
+    maj = {x: maj_list.count(x) for x in ("a", "tie", "b", "none")}
+    entry = {
+        "votes": {a: counts["a"], "tie": counts["tie"], b: counts["b"]},
+        "votes_percent": {
+            a: _pct(counts)["a"],
+            "tie": _pct(counts)["tie"],
+            b: _pct(counts)["b"],
+        },
+        "pairs_voted": len(u),
+        "majority": {
+            a: maj["a"],
+            "tie": maj["tie"],
+            b: maj["b"],
+            "no_majority": maj["none"],
+        },
+        "agreement": agreement(u, per_item),
+    }
+    return entry, counts, maj

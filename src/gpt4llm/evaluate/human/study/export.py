@@ -111,7 +111,7 @@ def draw_pies(
 
     colors = ["#4C72B0", "#BDBDBD", "#DD8452"]
     fig, axes = plt.subplots(1, len(criteria), figsize=(4.2 * len(criteria), 4.6), squeeze=False)
-    for ax, c in zip(axes[0], criteria):
+    for ax, c in zip(axes[0], criteria, strict=True):
         counts = per_crit[c["key"]]
         vals = [counts["a"], counts["tie"], counts["b"]]
         total = sum(vals)

@@ -130,49 +130,7 @@ def load_answers(
         and ("completion" in first or "response" in first)
         and "output" not in first
     ):
-        if instructions is None:
-            raise UserError(
-                f"{path}: prediction records ({{prompt, completion}}) are joined by position with"
-                " an instruction file: pass --instructions FILE"
-            )
-        if len(rows) != len(instructions):
-            raise DataError(
-                path,
-                f"has {len(rows)} predictions but {instructions_path} has {len(instructions)}"
-                " instructions (joined by position)",
-            )
-        out = []
-        for (lineno, obj), ins in zip(rows, instructions):
-            if not isinstance(obj, dict):
-                raise DataError(path, "expected a JSON object", line=lineno)
-            field = "completion" if "completion" in obj else "response"
-            text = obj.get(field)
-            if not isinstance(text, str):
-                raise DataError(path, "missing or not a string", line=lineno, field=field)
-            prompt = obj.get("prompt")
-            if not isinstance(prompt, str):
-                raise DataError(path, "missing or not a string", line=lineno, field="prompt")
-            if "instruction" in obj:
-                ok = _norm(obj["instruction"]) == _norm(ins["instruction"])
-            else:
-                ok = _norm(ins["instruction"]) in _norm(prompt)
-            if not ok:
-                raise DataError(
-                    path,
-                    f"does not match instruction {ins['id']!r} of {instructions_path} at the same"
-                    " position",
-                    line=lineno,
-                    field="prompt",
-                )
-            out.append(
-                {
-                    "id": ins["id"],
-                    "instruction": ins["instruction"],
-                    "input": ins["input"],
-                    "output": text.strip(),
-                }
-            )
-        return "predictions", out
+        return "predictions", _load_predictions(path, rows, instructions, instructions_path)
     if "output" in first and "instruction" in first:
         recs = load_instructions(path, need_output=True)
         fmt = "responses" if "model" in first else "alpaca"
@@ -191,6 +149,59 @@ def load_answers(
         " {prompt, completion} (predictions)",
         line=rows[0][0],
     )
+
+
+def _load_predictions(
+    path: Path,
+    rows: list[tuple[int, Any]],
+    instructions: list[dict[str, str]] | None,
+    instructions_path: Path | None,
+) -> list[dict[str, str]]:
+    """{prompt, completion|response} records joined by position with the instruction file,
+    each checked against its instruction (its own `instruction`, else the prompt must hold it)."""
+    if instructions is None:
+        raise UserError(
+            f"{path}: prediction records ({{prompt, completion}}) are joined by position with"
+            " an instruction file: pass --instructions FILE"
+        )
+    if len(rows) != len(instructions):
+        raise DataError(
+            path,
+            f"has {len(rows)} predictions but {instructions_path} has {len(instructions)}"
+            " instructions (joined by position)",
+        )
+    out = []
+    for (lineno, obj), ins in zip(rows, instructions, strict=True):  # lengths checked above
+        if not isinstance(obj, dict):
+            raise DataError(path, "expected a JSON object", line=lineno)
+        field = "completion" if "completion" in obj else "response"
+        text = obj.get(field)
+        if not isinstance(text, str):
+            raise DataError(path, "missing or not a string", line=lineno, field=field)
+        prompt = obj.get("prompt")
+        if not isinstance(prompt, str):
+            raise DataError(path, "missing or not a string", line=lineno, field="prompt")
+        if "instruction" in obj:
+            ok = _norm(obj["instruction"]) == _norm(ins["instruction"])
+        else:
+            ok = _norm(ins["instruction"]) in _norm(prompt)
+        if not ok:
+            raise DataError(
+                path,
+                f"does not match instruction {ins['id']!r} of {instructions_path} at the same"
+                " position",
+                line=lineno,
+                field="prompt",
+            )
+        out.append(
+            {
+                "id": ins["id"],
+                "instruction": ins["instruction"],
+                "input": ins["input"],
+                "output": text.strip(),
+            }
+        )
+    return out
 
 
 def join_sources(
@@ -268,8 +279,6 @@ def load_judge_run(judge_dir: str | Path) -> dict[str, Any]:
     its join rule and --limit, so humans see exactly what the judge saw. The items are the
     judged questions (first turn), in judgment order, under the judge's question ids.
     Returns {items, models, sources, inputs, judge}."""
-    from pydantic import ValidationError
-
     from gpt4llm.evaluate import judge as judge_stage
 
     d = Path(judge_dir)
@@ -278,6 +287,43 @@ def load_judge_run(judge_dir: str | Path) -> dict[str, Any]:
         raise UserError(
             f"{d}: not an `eval judge` output directory (needs manifest.json and judgments.jsonl)"
         )
+    manifest = _judge_manifest(d, mf)
+    ids, (model_a, model_b) = _judged(jf)
+    judge_config, inputs = _judge_config(d, mf, manifest)
+    # The judge's own loading (join rule, --limit, turns), not a second copy of it.
+    questions, models, _ = judge_stage.load_inputs(judge_config)
+    by_id = {q["id"]: q for q in questions}
+    (_, ans_a), (_, ans_b) = models
+    items = []
+    for qid in ids:
+        q = by_id.get(qid)
+        if q is None or qid not in ans_a or qid not in ans_b:
+            raise DataError(jf, f"judged question {qid!r} is not among the judge's inputs any more")
+        outputs = {model_a: ans_a[qid]["text"].strip(), model_b: ans_b[qid]["text"].strip()}
+        items.append({"id": qid, "instruction": q["text"], "input": "", "outputs": outputs})
+    paths = {model_a: inputs[0], model_b: inputs[1]}
+    sources = {  # one entry if both models have one name, as `paths`
+        m: {"path": str(p), "format": f"eval judge {k}", "sha256": file_sha256(p)}
+        for (m, p), k in zip(paths.items(), ("answers_a", "answers_b"), strict=False)
+    }
+    judge = {
+        "dir": str(d),
+        "judge": judge_config.judge.model,
+        "judgments_sha256": file_sha256(jf),
+    }
+    return {
+        "items": items,
+        "models": [model_a, model_b],
+        "sources": sources,
+        "inputs": [*inputs, jf],
+        "judge": judge,
+    }
+
+
+def _judge_manifest(d: Path, mf: Path) -> dict[str, Any]:
+    """The judge run's manifest, once it is known to be a pairwise `eval judge` run's."""
+    from gpt4llm.evaluate import judge as judge_stage
+
     try:
         manifest = json.loads(mf.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -287,6 +333,12 @@ def load_judge_run(judge_dir: str | Path) -> dict[str, Any]:
         raise DataError(mf, f"not the manifest of an `{judge_stage.STAGE}` run")
     if cfg.get("mode", "pair") != "pair" or not cfg.get("answers_b"):
         raise UserError(f"{d}: a study compares two models: use a pairwise judge run (--mode pair)")
+    return manifest
+
+
+def _judged(jf: Path) -> tuple[list[str], tuple[str, str]]:
+    """(the judged question ids in judgment order, (model_a, model_b)) from judgments.jsonl,
+    which must judge one pair of models."""
     ids: list[str] = []
     names: set[tuple[str, str]] = set()
     for lineno, row in read_json_records(jf):
@@ -302,7 +354,16 @@ def load_judge_run(judge_dir: str | Path) -> dict[str, Any]:
         raise DataError(jf, "no judgments")
     if len(names) != 1:
         raise DataError(jf, f"judges more than one pair of models: {sorted(names)}")
-    model_a, model_b = names.pop()
+    return ids, names.pop()
+
+
+def _judge_config(d: Path, mf: Path, manifest: dict[str, Any]) -> tuple[Any, list[Path]]:
+    """(the judge's config rebuilt here, the input files it read: found again, unchanged)."""
+    from pydantic import ValidationError
+
+    from gpt4llm.evaluate import judge as judge_stage
+
+    cfg = manifest["config"]
     inputs = []
     for key in ("answers_a", "answers_b", "questions", "references"):
         if cfg.get(key):
@@ -316,31 +377,4 @@ def load_judge_run(judge_dir: str | Path) -> dict[str, Any]:
         where = ".".join(str(x) for x in first.get("loc", ()))
         reason = f"{where}: {first.get('msg')}"
         raise DataError(mf, f"the judge's config does not load here: {reason}") from None
-    # The judge's own loading (join rule, --limit, turns), not a second copy of it.
-    questions, models, _ = judge_stage.load_inputs(judge_config)
-    by_id = {q["id"]: q for q in questions}
-    (_, ans_a), (_, ans_b) = models
-    items = []
-    for qid in ids:
-        q = by_id.get(qid)
-        if q is None or qid not in ans_a or qid not in ans_b:
-            raise DataError(jf, f"judged question {qid!r} is not among the judge's inputs any more")
-        outputs = {model_a: ans_a[qid]["text"].strip(), model_b: ans_b[qid]["text"].strip()}
-        items.append({"id": qid, "instruction": q["text"], "input": "", "outputs": outputs})
-    paths = {model_a: inputs[0], model_b: inputs[1]}
-    sources = {
-        m: {"path": str(p), "format": f"eval judge {k}", "sha256": file_sha256(p)}
-        for (m, p), k in zip(paths.items(), ("answers_a", "answers_b"))
-    }
-    judge = {
-        "dir": str(d),
-        "judge": judge_config.judge.model,
-        "judgments_sha256": file_sha256(jf),
-    }
-    return {
-        "items": items,
-        "models": [model_a, model_b],
-        "sources": sources,
-        "inputs": [*inputs, jf],
-        "judge": judge,
-    }
+    return judge_config, inputs

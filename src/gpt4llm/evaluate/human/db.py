@@ -150,6 +150,20 @@ def _tighten(db: Path) -> None:
             pass
 
 
+def _first_unvoted(annotator_id: int):
+    """The annotator's first assigned pair without their vote (a select)."""
+    return (
+        select(Assignment.pair_id)
+        .outerjoin(
+            Vote,
+            (Vote.pair_id == Assignment.pair_id) & (Vote.annotator_id == Assignment.annotator_id),
+        )
+        .where(Assignment.annotator_id == annotator_id, Vote.id.is_(None))
+        .order_by(Assignment.seq)
+        .limit(1)
+    )
+
+
 class Store:
     """The database of one study: sessions for reading and for writing.
 
@@ -328,17 +342,7 @@ class Store:
         never over-assign a pair however many annotators claim at once.
         """
         with self.write() as s, s.begin():
-            open_ = s.scalar(
-                select(Assignment.pair_id)
-                .outerjoin(
-                    Vote,
-                    (Vote.pair_id == Assignment.pair_id)
-                    & (Vote.annotator_id == Assignment.annotator_id),
-                )
-                .where(Assignment.annotator_id == annotator_id, Vote.id.is_(None))
-                .order_by(Assignment.seq)
-                .limit(1)
-            )
+            open_ = s.scalar(_first_unvoted(annotator_id))
             if open_ is not None:
                 return open_
             ann = s.get(Annotator, annotator_id)
@@ -520,17 +524,6 @@ class Store:
             "annotators": annotators,
         }
 
-    def is_assigned(self, annotator_id: int, pair_id: int) -> bool:
-        with self.read() as s:
-            return (
-                s.scalar(
-                    select(Assignment.id).where(
-                        Assignment.annotator_id == annotator_id, Assignment.pair_id == pair_id
-                    )
-                )
-                is not None
-            )
-
     def record_vote(
         self,
         annotator_id: int,
@@ -582,11 +575,3 @@ class Store:
 
 class StaleVote(Exception):
     """The submission was made against an older version of the vote (replay / double submit)."""
-
-
-def vote_choices(v: Vote) -> dict[str, str]:
-    return json.loads(v.choices)
-
-
-def to_jsonable(row: Any) -> dict:
-    return {c.key: getattr(row, c.key) for c in row.__table__.columns}

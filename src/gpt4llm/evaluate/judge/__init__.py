@@ -22,19 +22,8 @@ References
   for the categories in `--reference-categories` (math, reasoning, coding, as FastChat's
   NEED_REF_CATS): those questions use the reference prompts, which show the reference answer.
 
-Prompts
-  Ours (prompts/judge_*.txt + judge_system.txt): pair prompts ask for the two scores alone on
-  the first line ("8 6"), chosen by category (general, coding, math) or kind (reference,
-  multi-turn); single prompts end with "Rating: [[7]]". `--judge-prompt` takes any .txt
-  template instead (placeholders as FastChat's: {question} {answer_1} {answer_2} / {answer_a}
-  {answer_b} / {answer} / {question_1} {question_2} {answer_a_1} ... / {ref_answer_1}), or a
-  FastChat judge-prompt JSONL: MT-bench's (name, type, output_format "[[A]]" / "[[rating]]" /
-  "[[rating_a,rating_b]]"; the line is picked by mode, turn and reference) or Vicuna-80's
-  (prompt_id, category, defaults.prompt; picked by --judge-prompt-id or category). A "[[A]]"
-  prompt gives verdicts (A, B or tie) rather than scores: wins/ties/losses and the win rate
-  are then reported, the relative score is not. The prompts' exact texts are hashed into the
-  summary (`prompt_sha256`), with the judge model id the endpoint reported (`judge_reported`),
-  so `gpt4llm report` can refuse to compare runs silently across judges or prompts.
+Prompts, inputs and outputs: the README's "`eval judge` reference" (the prompts' placeholders
+and FastChat/Vicuna-80 prompt files, the question and answer formats, every output file).
 
 Replies are read by `gpt4llm.scoring` in the output format the prompt asks for (a prompt file's
 `# output_format:` first line, a FastChat line's output_format, else `scoring.detect_format`),
@@ -73,28 +62,6 @@ question_id). The request cache makes a killed run resume without paying twice.
 `--from-judgments FILE` summarises a FastChat judgment file instead of calling a judge (its
 pair records become our two orders, g1 showing model_1 first); answers, when given, add the
 length statistics and must answer every judged question.
-
-Inputs
-  questions   Vicuna-80 {question_id, text, category}, MT-bench {question_id, category, turns},
-              or Alpaca-style {id, instruction, input, category?}. Optional when the answers
-              are our response records (the question is then their instruction + input).
-  answers     our response records {id, instruction, input, output, model} (two-turn ones with
-              `turns`), FastChat llm_judge answers {question_id, model_id, choices: [{turns}]}
-              or Vicuna-80's {question_id, text, model_id} -- detected per file.
-
-Outputs (directory)
-  judgments.jsonl     one judge record per question, turn, order and sample. Pair: {id, turn,
-                      model_a, model_b, scores: [a, b] | null (always in (A, B) order whatever
-                      the presentation order), winner: model_a | model_b | tie | null, order:
-                      ab | ba, sample, raw, category, method, prompt, judge, judge_reported,
-                      len_a, len_b}; single: {id, turn, model, score, ...}. Failed requests and
-                      unreadable replies are kept with null scores and counted.
-  per_question.jsonl  one aggregated row per question and turn (pair: mean over orders; single:
-                      per model).
-  summary.json        the numbers above; manifest.json the run's provenance.
-  fastchat/           the same answers and judgments in FastChat's formats:
-                      model_answer/<model>.jsonl and model_judgment/<judge>_pair.jsonl or
-                      <judge>_single.jsonl (readable by FastChat's show_result.py).
 """
 
 from gpt4llm.evaluate.fastchat_io import load_answers, load_questions

@@ -336,15 +336,13 @@ def leaderboard(
     the length-adjusted win rate (no difficulty term), named so, not AlpacaEval's LC."""
     from gpt4llm.evaluate import judge_stats
 
-    models = [read_annotations(files[0])]
+    models = [read_annotations(files[0])]  # checked first; its order indexes the others
     order = _instructions(files[0])
     models += [read_annotations(f, order) for f in files[1:]]
     names = [a.model for a in models]
     if len(set(names)) != len(names) or len({a.baseline for a in models}) != 1:
         raise DataError(files[0], "give one file per model, all against one baseline")
     gamed = [read_annotations(f, order) for f in gamed_files]
-    if len(models) == 1:
-        models = [read_annotations(files[0], order)]
     if difficulty_file is not None:
         difficulty, source = read_difficulty(difficulty_file), "published"
     elif len(models) >= 2:

@@ -17,7 +17,7 @@ default, which would only slow the baseline down). They differ in how a batch is
          use_fast_path → train): length-grouped batches, the 2B answers packed into one row
          (position ids restarting per answer) with per-sequence attention, fused LoRA linears,
          frozen weights kept in bf16, the score read at each answer's EOS; rewards equal to the
-         padded forward's (tests/test_reward_train.py), TRL's loss.
+         padded forward's (tests/train/test_reward_train.py), TRL's loss.
 
 Each measurement is a fresh process (so its peak RSS is its own); the two methods alternate,
 the order swapped every repeat, so drift in a shared machine's load hits both alike. pairs/s

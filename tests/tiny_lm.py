@@ -1,6 +1,6 @@
 """Tiny randomly initialised Gemma-3 causal LMs (2 layers, hidden 64) saved as normal HF
 directories, with a tiny tokenizer, for fast tests of training and generation code paths.
-(Shared by tests/test_local_*.py, test_sft_*.py, test_respond_*.py, test_fastpath.py; not a
+(Shared by tests/llm/test_local_*.py, tests/train/, tests/stages/test_respond_*.py; not a
 test module.)
 
 The tiny tokenizer is a byte-fallback BPE of under 1,024 tokens, trained in-process

@@ -6,7 +6,7 @@ sentence whose root is a VERB take the root's lemma and the lemma of its `dobj` 
 that child is a NOUN. Sentences are tried in order until one has a root verb (Self-Instruct;
 the GPT-4-LLM notebook used only the first sentence of each output). On top of that rule,
 a few repairs for forms that are common in instruction data and that the small English model
-gets wrong, each one small and tested (tests/test_analyze_verbs.py):
+gets wrong, each one small and tested (tests/analyze/test_analyze_verbs.py):
 
 * imperatives whose first word is tagged as a noun ("List five ...", "Brainstorm ideas ...")
   count as the verb when the word starts the sentence and governs a `dobj`;

@@ -31,7 +31,7 @@ ALPACA_STOPS = ("\n\n###", "\n### ", "### Instruction")
 # A packaged prompt that a judge or rater answers declares the format of that answer on its
 # first line (`# output_format: NAME`, see scoring.declared_format), so rewording the prompt
 # never changes how its replies are read. The judge and rater prompts that declare none, and
-# why (tests/test_prompt_formats.py holds every other one to it):
+# why (tests/scoring/test_prompt_formats.py holds every other one to it):
 UNDECLARED_JUDGE_PROMPTS = {
     "judge_system.txt": "a system prompt: the user prompt sent with it declares the format",
     "judge_probe.txt": "a number-only follow-up, read from its token probabilities",

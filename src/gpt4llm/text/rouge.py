@@ -3,7 +3,7 @@ overlap (clipped counts, precision over prediction n-grams, recall over referenc
 the same F-measure (2PR / (P + R), 0 when both are 0; ROUGE-L is 0 when either side has no
 tokens). Only the counting is made fast: the LCS is computed by `rapidfuzz.distance.LCSseq`
 (bit-parallel) on the token lists mapped to integers, and n-grams are counted into plain dicts
-(Counter's C helper). Tokens come from `tokens.tokenize`. `tests/test_rouge_eval.py` checks
+(Counter's C helper). Tokens come from `tokens.tokenize`. `tests/evaluate/test_rouge_eval.py` checks
 equality with rouge-score to 1e-9 on thousands of pairs; `bench/rouge.py` measures the speed-up.
 """
 

@@ -26,11 +26,11 @@ Every trainer applies them through `speed_up(model, *, head, lora, bf16)`, its o
 computation (sft's fused loss, dpo's packed log-probabilities, reward's packed scores) put
 inside the model's forward by `route_forward`; the libraries' private members they touch go
 through `train/compat.py`.
-Each piece is tested against the library computation it replaces (tests/test_fastpath.py).
+Each piece is tested against the library computation it replaces (tests/train/test_fastpath.py).
 They are plain modules and autograd functions, so data-parallel (DDP) runs use them too — the
 fused loss runs inside the model's forward (`route_forward`) so DDP's gradient hooks see an
 ordinary forward; measured under 2 processes: the library path's loss curve
-(tests/test_ddp.py), 2.2x its speed (bench/ddp.py). Sharded runs (FSDP, DeepSpeed, `sharded`)
+(tests/train/test_ddp.py), 2.2x its speed (bench/ddp.py). Sharded runs (FSDP, DeepSpeed, `sharded`)
 keep the library path: they gather parameters in module hooks this code does not go through.
 """
 
@@ -649,7 +649,7 @@ def speed_up(model: Any, *, head: Any, lora: bool, bf16: bool) -> list[str]:
     `lora` the fused LoRA linears and 16-bit dropout masks; with `bf16` (autocast) the frozen
     linear layers stored in bf16, the LM head excepted (it may be tied to the embeddings).
     Plain modules and autograd functions inside the model's forward, so DDP's gradient hooks
-    fire as usual (tests/test_ddp.py); sharded runs (`sharded`) must not call it."""
+    fire as usual (tests/train/test_ddp.py); sharded runs (`sharded`) must not call it."""
     notes = []
     note = head(model) if head is not None else None
     if note:

@@ -336,7 +336,7 @@ def use_fast_path(
     """`fastpath.speed_up` with the fused response loss as the LM head (when `lm_head(decoder)`
     gives the model's logits on `sample_ids`); returns the fused loss (or None) and what was
     done, for the log. Sharded runs (FSDP, DeepSpeed) keep the library path; DDP runs use
-    every piece (tests/test_ddp.py: same loss curve as the library path under 2 processes)."""
+    every piece (tests/train/test_ddp.py: same loss curve as the library path under 2 processes)."""
     import torch
 
     from gpt4llm.train.fastpath import head_matches_model, lm_parts, speed_up

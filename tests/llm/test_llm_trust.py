@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import socket
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from fake_openai import FakeOpenAI, self_signed_cert
+from repo_paths import REPO
 
 from gpt4llm.llm import Request, SamplingParams, complete_all
 from gpt4llm.llm.client import OpenAIBackend
@@ -225,7 +225,7 @@ def test_nothing_in_llm_claims_python_3_10():
     import re
 
     assert hasattr(asyncio, "timeout")
-    root = Path(__file__).resolve().parents[1] / "src" / "gpt4llm" / "llm"
+    root = REPO / "src" / "gpt4llm" / "llm"
     for f in root.glob("*.py"):
         for line in f.read_text(encoding="utf-8").splitlines():
             assert not re.search(r"(python|py|>=)\s*3\.10\b", line, re.IGNORECASE), (f.name, line)

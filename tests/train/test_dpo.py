@@ -15,11 +15,11 @@ import typing
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.train.dpo import Loss
 
-REPO = Path(__file__).resolve().parents[1]
 GOOD = ["red", "green", "blue", "light", "music"]  # the better answers use these words ...
 BAD = ["sea", "sky", "water", "north", "mountains"]  # ... the worse ones these, as many
 

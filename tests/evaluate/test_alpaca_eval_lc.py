@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_paths import TESTS
 
 from gpt4llm.evaluate import judge_stats
 from gpt4llm.evaluate.alpaca_eval import Annotations, length_controlled
 
-FIXTURE = Path(__file__).parent / "data" / "alpaca_eval" / "lc_fixture.json"
+FIXTURE = TESTS / "data" / "alpaca_eval" / "lc_fixture.json"
 GAMED = ("gpt-3.5-turbo-1106_verbose", "gpt-3.5-turbo-1106_concise")  # stand-ins, see below
 
 

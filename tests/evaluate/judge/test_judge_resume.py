@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 
 from gpt4llm.errors import UserError
 from gpt4llm.evaluate import judge
@@ -72,7 +73,7 @@ def _env(tmp_path):
     env = dict(
         os.environ, OPENAI_API_KEY="sk-test", GPT4LLM_REQUEST_CACHE=str(tmp_path / "unused.sqlite")
     )
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(REPO / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from analyze_labelled import LABELLED, SEED_LABELS
+from repo_paths import SHARED_DATA
 
 from gpt4llm.analyze import verbs as V
 from gpt4llm.errors import UserError
@@ -127,13 +127,7 @@ def test_model_preference(monkeypatch):
 
 
 def test_self_instruct_seed_tasks(nlp, capsys):
-    path = (
-        Path(__file__).resolve().parents[1].parent
-        / "shared"
-        / "data"
-        / "seed_tasks"
-        / "self_instruct_seed_tasks.jsonl"
-    )
+    path = SHARED_DATA / "seed_tasks" / "self_instruct_seed_tasks.jsonl"
     if not path.is_file():
         pytest.skip(f"shared data not found: {path}")
     rows = {

@@ -5,14 +5,13 @@ samples 4 answers per instruction, `score --select best` keeps the highest-rewar
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from repo_paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
+ROOT = REPO
 
 
 def tiny_reward_model(out: Path) -> Path:

@@ -16,14 +16,14 @@ from __future__ import annotations
 import ast
 import json
 import re
-from pathlib import Path
 
 import pytest
+from repo_paths import SHARED_DATA
 
 from gpt4llm.prompts import fill
 from gpt4llm.scoring import read_scores, read_verdict
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mt_bench"
+SHARED = SHARED_DATA / "mt_bench"
 
 
 # ---------------------------------------------------------------------- the reference rules

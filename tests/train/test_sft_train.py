@@ -10,10 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO, TESTS
 
 from gpt4llm.errors import UserError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +208,7 @@ def test_resume_after_kill_reproduces_the_loss_curve(tiny, tmp_path):
 
     killed = tmp_path / "killed"
     cfg = Config(output=killed, **common).model_dump_json()
-    script = _KILL_SCRIPT.format(tests=str(Path(__file__).parent), kill_at=4, cfg=cfg)
+    script = _KILL_SCRIPT.format(tests=str(TESTS), kill_at=4, cfg=cfg)
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300
     )

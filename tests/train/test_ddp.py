@@ -24,11 +24,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO, TESTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[1]
-HOOKS = Path(__file__).parent / "ddp_hooks"
+HOOKS = TESTS / "ddp_hooks"
 BIN = Path(sys.executable).parent
 TOL = 1e-4  # relative, per logged step (fp32)
 PROBE = ".gpt4llm-probe-"  # check_outputs' writability probe (created and removed at once)

@@ -433,4 +433,4 @@ def test_unusable_cache_path_is_a_user_error(fake_llm_config, tmp_path):
     for bad in (tmp_path, tmp_path / "notes.txt" / "requests.sqlite"):
         with pytest.raises(UserError, match="request cache"):
             complete_all(fake_llm_config.model_copy(update={"cache": bad}), reqs(1), progress=False)
-    # a file that is not a database, or a damaged one: tests/test_llm_cache.py
+    # a file that is not a database, or a damaged one: tests/llm/test_llm_cache.py

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from repo_paths import SHARED_DATA
 from typer.testing import CliRunner
 
 from gpt4llm.errors import DataError, UserError
@@ -22,7 +23,7 @@ from gpt4llm.evaluate.human.study.inputs import load_criteria
 from gpt4llm.evaluate.human.study.store import add_annotator, open_store
 from gpt4llm.evaluate.human.tables import Pair
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "user_oriented_252"
+DATA = SHARED_DATA / "user_oriented_252"
 CRITERIA = ("helpfulness", "honesty", "harmlessness")
 
 

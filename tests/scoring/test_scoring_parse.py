@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from repo_paths import SHARED_DATA, TESTS
 
 from gpt4llm.prompts import fill, load_prompt
 from gpt4llm.scoring import (
@@ -26,8 +27,8 @@ from gpt4llm.scoring import (
     score_positions,
 )
 
-DATA = Path(__file__).parent / "data" / "judge_replies.txt"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TESTS / "data" / "judge_replies.txt"
+SHARED = SHARED_DATA
 _HEADER = re.compile(r"^### (id=.*)$")
 # What the packaged prompts are filled with when a case names one (the judge saw this text).
 _FILL = {

@@ -41,6 +41,7 @@ class AnswerFile:
     answers: list[dict[str, Any]]
     formats: frozenset[str]
     own_ids: bool  # every record carried its own id (else ids are <stem>-<index>)
+    lines: tuple[int, ...] = ()  # each answer's line in the file (its index in a JSON array)
 
     @property
     def model(self) -> str | None:
@@ -125,6 +126,7 @@ def read_answers(path: str | Path) -> AnswerFile:
     path = Path(path)
     answers: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
+    lines: list[int] = []
     for index, (lineno, rec) in enumerate(read_json_records(path)):
         if not isinstance(rec, dict):
             raise DataError(path, f"expected a JSON object, got {type(rec).__name__}", line=lineno)
@@ -142,9 +144,10 @@ def read_answers(path: str | Path) -> AnswerFile:
         if "category" in rec:
             a["category"] = rec["category"]
         answers.append(a)
+        lines.append(lineno)
     if not answers:
         raise DataError(path, "no answers")
     formats = frozenset([a.pop("format") for a in answers])
     own = [a.pop("own_id", True) for a in answers]  # popped from every answer, not short-circuited
     own_ids = all(own)
-    return AnswerFile(path, answers, formats, own_ids)
+    return AnswerFile(path, answers, formats, own_ids, tuple(lines))

@@ -262,12 +262,62 @@ def test_init_errors_are_one_line(tmp_path):
     assert e.value.path == str(bad)
     weird = tmp_path / "weird.jsonl"
     weird.write_text('{"question": "x"}\n')
-    with pytest.raises(DataError, match="unrecognised record"):
+    with pytest.raises(DataError, match="unknown answer format"):
         init_study(InitConfig(output=tmp_path / "c", source={"alpha": src["alpha"], "w": weird}))
     assert (
         not (tmp_path / "b" / "study.json").exists()
         and not (tmp_path / "c" / "study.json").exists()
     )
+
+
+def test_init_reads_every_answer_format_the_judge_reads(tmp_path):
+    """FastChat answers (no instruction: joined on question_id with --instructions) beside our
+    response records: the one reader (`gpt4llm.answers.read_answers`) that eval judge and compare
+    use."""
+    src = make_sources(tmp_path / "src", 3)
+    fastchat = tmp_path / "fastchat.jsonl"
+    fastchat.write_text(
+        "".join(
+            json.dumps(
+                {"question_id": f"q{i}", "model_id": "fc", "choices": [{"turns": [f"fc {i}"]}]}
+            )
+            + "\n"
+            for i in (2, 0, 1)
+        )
+    )
+    sources = {"alpha": src["alpha"], "fc": fastchat}
+    with pytest.raises(UserError, match="pass --instructions FILE"):
+        init_study(InitConfig(output=tmp_path / "a", source=sources))
+    init_study(InitConfig(output=tmp_path / "s", source=sources, instructions=src["beta"]))
+    from sqlalchemy import select
+
+    from gpt4llm.evaluate.human.tables import Item
+
+    study, store = open_store(tmp_path / "s")
+    with store.read() as sess:
+        items = {it.id: (it.key, it.instruction, it.input) for it in sess.scalars(select(Item))}
+    store.dispose()
+    assert study["sources"]["fc"]["format"] == "fastchat"
+    assert sorted(k for k, _, _ in items.values()) == ["q0", "q1", "q2"]
+    assert ("q1", "Instruction 1", "input 1") in items.values()
+    fc_answers = {
+        items[p.item_id][0]: p.output_a if p.model_a == "fc" else p.output_b
+        for p in pairs_of(tmp_path / "s")
+    }
+    assert fc_answers == {"q0": "fc 0", "q1": "fc 1", "q2": "fc 2"}
+    two_turn = tmp_path / "two.jsonl"
+    two_turn.write_text(
+        json.dumps({"question_id": "q0", "choices": [{"turns": ["a", "b"]}]}) + "\n"
+    )
+    with pytest.raises(DataError, match="two-turn") as e:
+        init_study(
+            InitConfig(
+                output=tmp_path / "t",
+                source={"alpha": src["alpha"], "two": two_turn},
+                instructions=src["beta"],
+            )
+        )
+    assert e.value.line == 1 and e.value.field == "turns"
 
 
 def test_criteria_file_is_ours_and_editable(tmp_path):

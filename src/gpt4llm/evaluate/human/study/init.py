@@ -86,8 +86,6 @@ class InitConfig(StageConfig):
 
 def _load_sources(config: InitConfig) -> dict[str, Any]:
     """Items and models from --source files (see the module docstring)."""
-    from gpt4llm.join import has_own_ids
-
     for name in config.source:
         if not name or len(name) > 255:
             raise UserError(f"--source: bad model name {name!r}")
@@ -95,9 +93,9 @@ def _load_sources(config: InitConfig) -> dict[str, Any]:
     loaded: dict[str, tuple[Path, list[dict[str, str]], bool]] = {}
     formats = {}
     for name, path in config.source.items():
-        fmt, recs = load_answers(path, instructions, config.instructions)
-        # predictions carry the instruction file's ids; other files their own, if they have them
-        loaded[name] = (Path(path), recs, fmt == "predictions" or has_own_ids(path))
+        # predictions and FastChat answers carry the instruction file's ids; others their own
+        fmt, recs, own_ids = load_answers(path, instructions, config.instructions)
+        loaded[name] = (Path(path), recs, own_ids)
         formats[name] = fmt
     items = join_sources(loaded, on=config.join)
     sources = {

@@ -2,9 +2,12 @@
 
 Inputs, per source `NAME=FILE` (two or more, over the same instructions), lined up by the
 package's one join rule (`gpt4llm.join`, `--join auto|id|text|position`); every model must
-answer every instruction, and joined by id or position the instruction texts must agree:
+answer every instruction, and joined by id or position the instruction texts must agree. Any
+answers file `gpt4llm.answers.read_answers` reads (the one reader of eval judge and compare):
 - our response records `{id, instruction, input, output, model}` or Alpaca records
   `{instruction, input, output}`;
+- FastChat answers `{question_id, choices: [{turns}]}` (one turn), joined on id with
+  `--instructions FILE`;
 - prediction files `{prompt, completion}` (self-instruct's User-Oriented format also has
   `response`, `instruction`, `input`): joined by position with `--instructions FILE` (the
   User-Oriented `{id, instruction, instances:[{input}]}` file or Alpaca records), each
@@ -25,7 +28,6 @@ import yaml
 
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.records import (
-    check_fields,
     file_sha256,
     first_instance,
     load_instructions,
@@ -118,73 +120,86 @@ def load_instruction_set(path: str | Path) -> list[dict[str, str]]:
 
 def load_answers(
     path: str | Path, instructions: list[dict[str, str]] | None, instructions_path: Path | None
-) -> tuple[str, list[dict[str, str]]]:
-    """Return (format, [{id, instruction, input, output}]) for one source file."""
-    path = Path(path)
-    rows = read_json_records(path)
-    if not rows:
-        raise DataError(path, "no records")
-    first = check_fields(path, *rows[0])  # (line, record): must be an object
-    if (
-        "prompt" in first
-        and ("completion" in first or "response" in first)
-        and "output" not in first
-    ):
-        return "predictions", _load_predictions(path, rows, instructions, instructions_path)
-    if "output" in first and "instruction" in first:
-        recs = load_instructions(path, need_output=True)
-        fmt = "responses" if "model" in first else "alpaca"
-        return fmt, [
-            {
-                "id": r["id"],
-                "instruction": r["instruction"],
-                "input": r["input"],
-                "output": (r["output"] or "").strip(),
-            }
-            for r in recs
-        ]
-    raise DataError(
-        path,
-        "unrecognised record: expected {instruction, input, output} (Alpaca / response records) or"
-        " {prompt, completion} (predictions)",
-        line=rows[0][0],
-    )
+) -> tuple[str, list[dict[str, str]], bool]:
+    """(format, [{id, instruction, input, output}], whether the ids are the file's own) for one
+    source file, in any format `gpt4llm.answers.read_answers` reads: answers without their
+    instruction (FastChat's) are joined on id, predictions by position, with --instructions."""
+    from gpt4llm.answers import read_answers
+
+    got = read_answers(path)
+    path = got.path
+    two_turn = next((i for i, a in enumerate(got.answers) if len(a["turns"]) > 1), None)
+    if two_turn is not None:
+        raise DataError(
+            path,
+            "a two-turn answer: a study shows one answer per instruction",
+            line=got.lines[two_turn],
+            field="turns",
+        )
+    if "predictions" in got.formats:
+        return "predictions", _predictions(got, instructions, instructions_path), True
+    if any(a["instruction"] is None for a in got.answers):
+        fmt = "/".join(sorted(got.formats))
+        return fmt, _joined_on_id(got, instructions, instructions_path), True
+    fmt = "responses" if got.answers[0].get("model") else "alpaca"
+    return fmt, [_record(a, a) for a in got.answers], got.own_ids
 
 
-def _load_predictions(
-    path: Path,
-    rows: list[tuple[int, Any]],
-    instructions: list[dict[str, str]] | None,
-    instructions_path: Path | None,
+def _record(answer: dict[str, Any], instruction: dict[str, Any]) -> dict[str, str]:
+    return {
+        "id": instruction["id"],
+        "instruction": instruction["instruction"],
+        "input": instruction["input"] or "",
+        "output": answer["turns"][0].strip(),
+    }
+
+
+def _need_instructions(path: Path, what: str, instructions: list | None) -> list:
+    if instructions is None:
+        raise UserError(f"{path}: {what}: pass --instructions FILE")
+    return instructions
+
+
+def _joined_on_id(
+    got: Any, instructions: list[dict[str, str]] | None, instructions_path: Path | None
+) -> list[dict[str, str]]:
+    """Answers that hold no instruction (FastChat's), each joined on its id with the
+    instruction file's record of that id."""
+    what = "answers without their instructions (FastChat's) are joined on id with a question file"
+    by_id = {i["id"]: i for i in _need_instructions(got.path, what, instructions)}
+    out = []
+    for a, lineno in zip(got.answers, got.lines, strict=True):
+        ins = by_id.get(a["id"])
+        if ins is None:
+            raise DataError(
+                got.path, f"no instruction with id {a['id']!r} in {instructions_path}", line=lineno
+            )
+        out.append(_record(a, ins))
+    return out
+
+
+def _predictions(
+    got: Any, instructions: list[dict[str, str]] | None, instructions_path: Path | None
 ) -> list[dict[str, str]]:
     """{prompt, completion|response} records joined by position with the instruction file,
     each checked against its instruction (its own `instruction`, else the prompt must hold it)."""
-    if instructions is None:
-        raise UserError(
-            f"{path}: prediction records ({{prompt, completion}}) are joined by position with"
-            " an instruction file: pass --instructions FILE"
-        )
-    if len(rows) != len(instructions):
+    path = got.path
+    what = (
+        "prediction records ({prompt, completion}) are joined by position with an instruction file"
+    )
+    instructions = _need_instructions(path, what, instructions)
+    if len(got.answers) != len(instructions):
         raise DataError(
             path,
-            f"has {len(rows)} predictions but {instructions_path} has {len(instructions)}"
+            f"has {len(got.answers)} predictions but {instructions_path} has {len(instructions)}"
             " instructions (joined by position)",
         )
     out = []
-    for (lineno, obj), ins in zip(rows, instructions, strict=True):  # lengths checked above
-        if not isinstance(obj, dict):
-            raise DataError(path, "expected a JSON object", line=lineno)
-        field = "completion" if "completion" in obj else "response"
-        text = obj.get(field)
-        if not isinstance(text, str):
-            raise DataError(path, "missing or not a string", line=lineno, field=field)
-        prompt = obj.get("prompt")
-        if not isinstance(prompt, str):
-            raise DataError(path, "missing or not a string", line=lineno, field="prompt")
-        if "instruction" in obj:
-            ok = _norm(obj["instruction"]) == _norm(ins["instruction"])
+    for a, lineno, ins in zip(got.answers, got.lines, instructions, strict=True):
+        if a["instruction"] is not None:
+            ok = _norm(a["instruction"]) == _norm(ins["instruction"])
         else:
-            ok = _norm(ins["instruction"]) in _norm(prompt)
+            ok = _norm(ins["instruction"]) in _norm(a["prompt"])
         if not ok:
             raise DataError(
                 path,
@@ -193,14 +208,7 @@ def _load_predictions(
                 line=lineno,
                 field="prompt",
             )
-        out.append(
-            {
-                "id": ins["id"],
-                "instruction": ins["instruction"],
-                "input": ins["input"],
-                "output": text.strip(),
-            }
-        )
+        out.append(_record(a, ins))
     return out
 
 

@@ -40,6 +40,52 @@ ADVANCED: dict[str, Any] = {"advanced": True}
 by `--help-all` (it still works as an option and a YAML key)."""
 
 
+# The role of every path a stage is given (`outputs.stage_paths` reads them; a test holds every
+# path-like field of every stage to declaring one). Combine with ADVANCED: `ADVANCED | INPUT`.
+def role(
+    kind: Literal["input", "output", "cache"],
+    *,
+    directory: bool = False,
+    or_name: bool = False,
+    beside: tuple[str, ...] = (),
+    default_beside: str | None = None,
+) -> dict[str, Any]:
+    """`json_schema_extra` naming a path field's role: an `input` the stage reads, an `output`
+    it writes (`directory`: a directory it writes into; `beside`: suffixes of files it also
+    writes beside this one, `out.jsonl` + `.rejected.jsonl`; `default_beside`: when unset, the
+    field's file is the stage's `output` + this suffix), or a `cache` (a database the stage
+    reads and writes: a request cache). `or_name`: the value names a path only when one
+    exists by that name, else a model or a built-in prompt."""
+    marker: dict[str, Any] = {"role": kind}
+    if directory:
+        marker["directory"] = True
+    if or_name:
+        marker["or_name"] = True
+    if beside:
+        marker["beside"] = list(beside)
+    if default_beside:
+        marker["default_beside"] = default_beside
+    return marker
+
+
+INPUT = role("input")
+"""A file or directory the stage reads."""
+INPUT_OR_NAME = role("input", or_name=True)
+"""A local path the stage reads, or a name (a hub model, a built-in prompt)."""
+OUTPUT = role("output")
+"""A file the stage writes (its manifest, failed list and journal beside it)."""
+OUTPUT_DIR = role("output", directory=True)
+"""A directory the stage writes into."""
+CACHE = role("cache")
+"""A database the stage reads and writes (a request cache); None: the model's default_cache()."""
+
+
+def field_role(info: Any) -> dict[str, Any] | None:
+    """The role marker of a field (see `role`), or None."""
+    extra = info.json_schema_extra
+    return extra if isinstance(extra, dict) and "role" in extra else None
+
+
 class StageConfig(BaseModel):
     """Base of every stage config: unknown keys are an error, not silently ignored."""
 
@@ -71,7 +117,7 @@ class LLMConfig(StageConfig):
 
     _option_prefix: str = PrivateAttr("teacher")
 
-    model: str = "embedded"
+    model: str = Field("embedded", json_schema_extra=INPUT_OR_NAME)
     """Model name: 'embedded' (Gemma-3-270M on CPU), a local HF path, or the endpoint's model name
     (gpt-4, ...)."""
     backend: Literal["auto", "openai", "local"] = Field("auto", json_schema_extra=ADVANCED)
@@ -110,7 +156,7 @@ class LLMConfig(StageConfig):
     """USD per 1M prompt tokens (overrides the built-in price table)."""
     price_completion: float | None = Field(None, ge=0, json_schema_extra=ADVANCED)
     """USD per 1M completion tokens (overrides the built-in price table)."""
-    cache: Path | None = None
+    cache: Path | None = Field(None, json_schema_extra=CACHE)
     """SQLite request cache (default: the user cache dir). Makes runs resumable."""
     no_cache: bool = Field(False, json_schema_extra=ADVANCED)
     """Do not read or write the request cache."""
@@ -152,6 +198,12 @@ class LLMConfig(StageConfig):
         if self.base_url is None:
             return []
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+
+    def default_cache(self) -> Path | None:
+        """The request cache used when `cache` is unset (None with `no_cache`)."""
+        from gpt4llm.llm.runner import default_cache_path
+
+        return None if self.no_cache else default_cache_path()
 
     @property
     def option_prefix(self) -> str:

@@ -211,6 +211,113 @@ def _by_resolved(paths: Iterable[PathLike]) -> dict[Path, Path]:
     return out
 
 
+# --------------------------------------------------------------------------- path roles
+@dataclass(frozen=True)
+class RolePath:
+    """One path of a stage config: the field it came from (`teacher.cache`, `eval_set.heldout`,
+    `data[0]`, `output (manifest)`), as given, resolved (relative, `~`, symlinks)."""
+
+    field: str
+    given: Path
+    path: Path
+    directory: bool = False  # an output directory
+    or_name: bool = False  # a path only if one exists by that name (else a model or prompt name)
+    companion: bool = False  # an output file's manifest, failed list or journal
+
+
+@dataclass
+class StagePaths:
+    """Every path a stage config names, by role (`gpt4llm.config.role`)."""
+
+    inputs: list[RolePath]
+    outputs: list[RolePath]  # a file output's manifest, failed list and journal included
+    caches: list[RolePath]
+
+
+def stage_paths(config: Any) -> StagePaths:
+    """The resolved inputs, outputs and caches of any stage config, read from its fields' roles
+    (nested models too). A cache field left unset is the model's `default_cache()`; a model's
+    `no_cache` switch turns its caches off. `default_beside` outputs left unset are the stage's
+    `output` + suffix; a file output brings its companions (manifest, failed list, journal) and
+    its `beside` files."""
+    found = StagePaths([], [], [])
+    _walk(config, "", found)
+    return found
+
+
+def _walk(model: Any, prefix: str, found: StagePaths) -> None:
+    from pydantic import BaseModel
+
+    from gpt4llm.config import field_role
+
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            _walk(value, f"{prefix}{name}.", found)
+            continue
+        marker = field_role(info)
+        if marker is None:
+            continue
+        kind = marker["role"]
+        if kind == "cache":
+            if getattr(model, "no_cache", False):
+                continue
+            if value is None and hasattr(model, "default_cache"):
+                value = model.default_cache()
+        if value is None and marker.get("default_beside") and getattr(model, "output", None):
+            value = _beside(Path(model.output), marker["default_beside"])
+        for field, given in _values(prefix + name, value):
+            _add(found, kind, marker, field, given)
+
+
+def _values(field: str, value: Any) -> list[tuple[str, Any]]:
+    """(field name, path value) for a path, a list of paths or a dict of named paths; unset
+    and empty values are no path."""
+    if isinstance(value, dict):
+        pairs = [(f"{field}.{k}", v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        pairs = [(f"{field}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        pairs = [(field, value)]
+    return [(f, v) for f, v in pairs if v is not None and str(v) != ""]
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _add(found: StagePaths, kind: str, marker: dict, field: str, given: Any) -> None:
+    given = Path(given)
+    resolved = _resolve(given)
+    assert resolved is not None
+    if kind == "input":
+        found.inputs.append(RolePath(field, given, resolved, or_name=bool(marker.get("or_name"))))
+    elif kind == "cache":
+        found.caches.append(RolePath(field, given, resolved))
+    elif marker.get("directory"):
+        found.outputs.append(RolePath(field, given, resolved, directory=True))
+    else:
+        found.outputs.append(RolePath(field, given, resolved))
+        beside = [_beside(given, suffix) for suffix in marker.get("beside", ())]
+        for extra in beside:
+            found.outputs.append(RolePath(field, extra, _resolve(extra)))  # type: ignore[arg-type]
+        for extra in (given, *beside):
+            for c in _companions(extra):
+                found.outputs.append(RolePath(field, c, _resolve(c), companion=True))  # type: ignore[arg-type]
+
+
+def check_config_outputs(config: Any) -> None:
+    """`check_outputs` of a stage from its config's path roles alone (the stage's own call may
+    know more: files written inside an output directory, inputs found at run time)."""
+    paths = stage_paths(config)
+    check_outputs(
+        inputs=[p.given for p in paths.inputs],
+        caches=[p.given for p in paths.caches],
+        directories=[p.given for p in paths.outputs if p.directory],
+        files=[p.given for p in paths.outputs if not (p.directory or p.companion)],
+    )
+
+
 def teacher_instructions(config: Any, prompt_files: Iterable[PathLike] = ()) -> list[dict]:
     """The start of a stage that sends each instruction of `config.input` to `config.teacher`
     and writes `config.output` (generate, translate), before the first request: the outputs

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import StageConfig
+from gpt4llm.config import CACHE, INPUT, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.join import JOIN_HELP, JoinOn
 
@@ -36,11 +36,11 @@ FIELDS = ("instruction", "input", "output")
 
 
 class Config(StageConfig):
-    inputs: list[Path] = Field(default_factory=list)
+    inputs: list[Path] = Field(default_factory=list, json_schema_extra=INPUT)
     """Instruction datasets (Alpaca JSON array or JSONL; `output` optional). Two or more over the
     same instructions are also compared.
     """
-    output: Path = Path("analysis")
+    output: Path = Field(Path("analysis"), json_schema_extra=OUTPUT_DIR)
     """Directory for summary.json, records.jsonl, PNGs, index.html and manifest.json."""
     names: list[str] = Field(default_factory=list)
     """Display names of the datasets, in order (default: file names)."""
@@ -77,13 +77,19 @@ class Config(StageConfig):
     """
     max_chars: int = Field(300, ge=20)
     """Parse only the first line of each text, cut to this many characters."""
-    cache: Path | None = None
+    cache: Path | None = Field(None, json_schema_extra=CACHE)
     """SQLite cache of verb–noun results (default: <gpt4llm cache dir>/analyze/verbs.sqlite)."""
     no_cache: bool = False
     """Neither read nor write the verb–noun cache."""
     join: JoinOn = Field(
         "auto", description="How datasets are matched for the comparison figures: " + JOIN_HELP
     )
+
+    def default_cache(self) -> Path | None:
+        """The verb-noun cache used when `cache` is unset (None with `no_cache`)."""
+        from gpt4llm.analyze.verbs import default_cache_path
+
+        return None if self.no_cache else default_cache_path()
 
 
 def _display_names(paths: list[Path], names: list[str]) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field
 
-from gpt4llm.config import StageConfig
+from gpt4llm.config import INPUT, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.evaluate.agreement_stats import Comparison, compare, groups, summarize
 from gpt4llm.evaluate.agreement_votes import VoteSet, load_categories, load_votes, resolve_input
@@ -43,17 +43,17 @@ REFERENCE = {
 class Config(StageConfig):
     """Settings of `gpt4llm eval agreement`."""
 
-    a: Path | None = None
+    a: Path | None = Field(None, json_schema_extra=INPUT)
     """First set of pairwise verdicts: an `eval judge` output directory (or its judgments.jsonl /
     per_question.jsonl), an `annotate export` directory or human_judgments.jsonl, a FastChat vote
     file (human_judgments.json, gpt4_pair_judgments.json) or model_judgment/*_pair.jsonl."""
-    b: Path | None = None
+    b: Path | None = Field(None, json_schema_extra=INPUT)
     """Second set, in any of the same formats. Omitted: agreement among the judges within A (e.g.
     human vs human).
     """
-    output: Path = Path("eval/agreement")
+    output: Path = Field(Path("eval/agreement"), json_schema_extra=OUTPUT_DIR)
     """Output directory: summary.json, comparisons.jsonl, manifest.json."""
-    questions: Path | None = None
+    questions: Path | None = Field(None, json_schema_extra=INPUT)
     """Question file (MT-bench / Vicuna-80 question.jsonl) giving each question's category when the
     votes carry none."""
     criterion: str | None = None

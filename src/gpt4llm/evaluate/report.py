@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import Field
 
-from gpt4llm.config import StageConfig
+from gpt4llm.config import INPUT, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.records import write_text
 
@@ -38,19 +38,19 @@ STAGE = "report"
 class Config(StageConfig):
     """Settings of `gpt4llm report`."""
 
-    inputs: list[Path] = Field(default_factory=list)
+    inputs: list[Path] = Field(default_factory=list, json_schema_extra=INPUT)
     """Evaluation outputs: summary.json of eval rouge / eval judge / train dpo (or their
     directories), eval reward's JSON report.
     """
-    output: Path = Path("report")
+    output: Path = Field(Path("report"), json_schema_extra=OUTPUT_DIR)
     """Output directory: index.html (self-contained) and the PNG charts."""
     title: str = "gpt4llm evaluation report"
     """Page title."""
-    paper_rouge: Path | None = None
+    paper_rouge: Path | None = Field(None, json_schema_extra=INPUT)
     """The paper's ROUGE-by-length table (GPT-4-LLM's unnatural_rouge_by_length.json), plotted
     beside ours.
     """
-    analyze: Path | None = None
+    analyze: Path | None = Field(None, json_schema_extra=INPUT)
     """Output directory of `gpt4llm analyze` to link (its PNGs are embedded too)."""
     rouge_metric: str = "rougeL"
     """ROUGE variant plotted by length bucket (rouge1, rouge2, rougeL); the table shows all three.

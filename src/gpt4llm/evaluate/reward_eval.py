@@ -19,16 +19,16 @@ from pathlib import Path
 
 from pydantic import Field
 
-from gpt4llm.config import StageConfig
+from gpt4llm.config import INPUT, OUTPUT, StageConfig
 from gpt4llm.errors import UserError
 
 
 class Config(StageConfig):
-    data: Path = Path("runs/reward/heldout.jsonl")
+    data: Path = Field(Path("runs/reward/heldout.jsonl"), json_schema_extra=INPUT)
     """Held-out comparisons: published pairs or rich comparison records (JSONL / JSON array)."""
-    model: str = "runs/reward"
+    model: str = Field("runs/reward", json_schema_extra=INPUT)
     """Reward model directory written by `gpt4llm train reward`."""
-    output: Path = Path("reward_eval.json")
+    output: Path = Field(Path("reward_eval.json"), json_schema_extra=OUTPUT)
     """JSON report."""
     batch_size: int = Field(8, ge=1)
     """Sequences per forward pass (length-sorted)."""
@@ -160,12 +160,12 @@ def _print(report: dict) -> None:
 def run(config: Config) -> dict:
     """check outputs → load the scorer → compute the report → write, print, manifest."""
     t0 = time.time()
-    from gpt4llm.outputs import check_outputs
+    from gpt4llm.outputs import check_config_outputs
     from gpt4llm.provenance import write_manifest
     from gpt4llm.records import write_json
     from gpt4llm.reward_model import RewardScorer
 
-    check_outputs(inputs=[config.data, config.model], files=[config.output])
+    check_config_outputs(config)
     scorer = RewardScorer.load(
         config.model, batch_size=config.batch_size, max_length=config.max_seq_len
     )

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import StageConfig
+from gpt4llm.config import INPUT, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.evaluate.fields import optional_text
 from gpt4llm.join import JOIN_HELP, JoinOn
@@ -42,13 +42,13 @@ STAGE = "eval rouge"
 class Config(StageConfig):
     """Settings of `gpt4llm eval rouge`."""
 
-    predictions: Path = Path("responses.jsonl")
+    predictions: Path = Field(Path("responses.jsonl"), json_schema_extra=INPUT)
     """Predictions: JSONL / JSON array (our response records, or any records with the prediction
     field)."""
-    references: Path = Path("references.jsonl")
+    references: Path = Field(Path("references.jsonl"), json_schema_extra=INPUT)
     """References: Alpaca-format records, or records with instances[0].output (Self-Instruct's
     user-oriented set)."""
-    output: Path = Path("eval/rouge")
+    output: Path = Field(Path("eval/rouge"), json_schema_extra=OUTPUT_DIR)
     """Output directory: examples.jsonl (per example), summary.json (by length bucket),
     manifest.json.
     """

@@ -49,7 +49,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import LLMConfig, StageConfig
+from gpt4llm.config import INPUT, INPUT_OR_NAME, OUTPUT, LLMConfig, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.outputs import max_failed_fraction_field
@@ -60,10 +60,10 @@ LO, HI = 1, 10
 
 
 class Config(StageConfig):
-    source: dict[str, str] = Field(default_factory=dict)
+    source: dict[str, str] = Field(default_factory=dict, json_schema_extra=INPUT)
     """Answer sources as NAME=FILE (response JSONL from respond/generate, or any Alpaca-format file;
     the answer is 'output'), two or more."""
-    source_model: dict[str, str] = Field(default_factory=dict)
+    source_model: dict[str, str] = Field(default_factory=dict, json_schema_extra=INPUT_OR_NAME)
     """A source queried now as NAME=MODEL (answers every instruction through --source-llm-*
     settings). Repeatable.
     """
@@ -71,7 +71,7 @@ class Config(StageConfig):
     """Connection settings for --source-model (its model is replaced by each MODEL)."""
     source_max_tokens: int = Field(512, ge=1)
     """Max tokens per answer of a --source-model."""
-    instructions: Path | None = None
+    instructions: Path | None = Field(None, json_schema_extra=INPUT)
     """Instructions (Alpaca JSON/JSONL) to compare on; default: those the sources share. Needed when
     only --source-model sources are given."""
     rater: LLMConfig = Field(default_factory=LLMConfig)
@@ -79,10 +79,10 @@ class Config(StageConfig):
     mode: Literal["single", "batched"] = "single"
     """'single': one answer per request; 'batched': all answers of an instruction in one request
     (several scores in one reply)."""
-    prompt: str | None = None
+    prompt: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
     """Rater prompt file ({instruction}, {response} / {answers}, {n}); default: the packaged
     rater_single / rater_batched."""
-    reminder: str | None = None
+    reminder: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
     """Reminder appended when a reply has no readable score; default: the packaged
     rater_reminder_single / rater_reminder_batched."""
     max_tokens: int = Field(256, ge=1)
@@ -90,7 +90,7 @@ class Config(StageConfig):
     top_logprobs: int = Field(10, ge=0, le=20)
     """Ask the rater for this many top alternatives per token to compute score_expected (0: do not
     ask)."""
-    probe: str | None = None
+    probe: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
     """Prompt file asking for one score as a bare number, used (with top_logprobs) when a reply
     shows no score (default: packaged rater_probe.txt).
     """
@@ -102,12 +102,12 @@ class Config(StageConfig):
     """Shuffle the order of answers per instruction (recorded in 'order')."""
     limit: int | None = Field(None, ge=1)
     """Compare only the first N instructions."""
-    output: Path = Path("comparisons.jsonl")
+    output: Path = Field(Path("comparisons.jsonl"), json_schema_extra=OUTPUT)
     """Comparison records (JSONL)."""
-    pairs: Path | None = None
+    pairs: Path | None = Field(None, json_schema_extra=OUTPUT)
     """Also write the published pair format {user_input, completion_a (better), completion_b} here.
     """
-    plot: Path | None = None
+    plot: Path | None = Field(None, json_schema_extra=OUTPUT)
     """Also draw the score histograms per source to this PNG."""
     join: JoinOn = Field("auto", description=JOIN_HELP)
     max_failed_fraction: float = max_failed_fraction_field()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from gpt4llm.config import LLMConfig, StageConfig
+from gpt4llm.config import INPUT, OUTPUT, LLMConfig, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
@@ -35,9 +35,9 @@ RESERVED = ("instruction", "input", "output", "id", "teacher", "usage")
 class Config(StageConfig):
     """Answer instructions with a teacher model."""
 
-    input: Path = Field()
+    input: Path = Field(json_schema_extra=INPUT)
     """Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."""
-    output: Path = Field()
+    output: Path = Field(json_schema_extra=OUTPUT)
     """Output file: JSONL of Alpaca records (a .json name writes one JSON array, like Alpaca's)."""
     teacher: LLMConfig = Field(default_factory=LLMConfig)
     """The teacher model."""
@@ -49,13 +49,13 @@ class Config(StageConfig):
     """Nucleus sampling: keep the smallest token set with this probability mass."""
     stop: list[str] = Field(default_factory=list)
     """Extra stop strings (repeat the option for several); the answer is cut at the first."""
-    system_prompt: Path | None = None
+    system_prompt: Path | None = Field(None, json_schema_extra=INPUT)
     """File with the system prompt (default: the packaged teacher_system.txt; an empty file sends
     none)."""
-    prompt_template: Path | None = None
+    prompt_template: Path | None = Field(None, json_schema_extra=INPUT)
     """File with the user prompt for records with an input; {instruction} and {input} are filled in
     (default: teacher_input.txt)."""
-    prompt_template_no_input: Path | None = None
+    prompt_template_no_input: Path | None = Field(None, json_schema_extra=INPUT)
     """File with the user prompt for records without input; {instruction} is filled in (default:
     --prompt-template if given, else teacher_no_input.txt)."""
     limit: int | None = Field(None, ge=1)

@@ -65,7 +65,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import LLMConfig, StageConfig
+from gpt4llm.config import INPUT, LLMConfig, StageConfig, role
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.outputs import max_failed_fraction_field
 
@@ -129,11 +129,11 @@ REASONS = (
 class Config(StageConfig):
     """Generate new instructions with Self-Instruct."""
 
-    seeds: Path = Field()
+    seeds: Path = Field(json_schema_extra=INPUT)
     """Seed tasks: Self-Instruct/Alpaca seed_tasks.jsonl ({instruction, instances: [{input,
     output}]}) or Alpaca-format records.
     """
-    output: Path = Field()
+    output: Path = Field(json_schema_extra=role("output", beside=(".rejected.jsonl",)))
     """Kept tasks: JSONL of Alpaca records with most_similar and avg_similarity_score (a .json name
     writes one JSON array). Rejected tasks go to OUTPUT.rejected.jsonl."""
     format: Literal["alpaca", "self-instruct"] = "alpaca"
@@ -160,7 +160,7 @@ class Config(StageConfig):
     """Most tokens per reply (default: alpaca 3072, self-instruct 1024)."""
     stop: list[str] | None = None
     """Stop strings (default: alpaca '\\n20.', self-instruct '\\n16.', '\\n16 .')."""
-    prompt: Path | None = None
+    prompt: Path | None = Field(None, json_schema_extra=INPUT)
     """Prompt file with a {tasks} placeholder for the numbered examples (default: the packaged
     instruct_alpaca.txt / instruct_self_instruct.txt)."""
     threshold: float = Field(0.7, gt=0.0, le=1.0)

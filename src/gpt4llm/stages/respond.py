@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import LLMConfig, StageConfig
+from gpt4llm.config import INPUT, OUTPUT, LLMConfig, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import SamplingParams
 from gpt4llm.outputs import journal_path, max_failed_fraction_field
@@ -46,10 +46,10 @@ from gpt4llm.outputs import journal_path, max_failed_fraction_field
 class Config(StageConfig):
     """Settings of `gpt4llm respond`."""
 
-    input: Path = Field()
+    input: Path = Field(json_schema_extra=INPUT)
     """Instructions to answer: Alpaca-format JSON array or JSONL (instruction, optional input), or
     multi-turn questions with `turns` (MT-bench's question.jsonl)."""
-    output: Path = Path("responses.jsonl")
+    output: Path = Field(Path("responses.jsonl"), json_schema_extra=OUTPUT)
     """Response records (JSONL), written atomically in input order."""
     model: LLMConfig = Field(default_factory=LLMConfig)
     """The model that answers."""
@@ -71,7 +71,7 @@ class Config(StageConfig):
     """Local: prompts per batch (default: --model-batch-size, 8)."""
     n: int = Field(1, ge=1)
     """Best-of-n: sample this many candidates per instruction (needs --temperature > 0)."""
-    reward_model: str | None = None
+    reward_model: str | None = Field(None, json_schema_extra=INPUT)
     """Best-of-n: reward model directory that scores the candidates; the best is kept (without it:
     the first sample).
     """

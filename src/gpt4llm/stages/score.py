@@ -41,20 +41,20 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import ADVANCED, StageConfig
+from gpt4llm.config import ADVANCED, INPUT, OUTPUT, StageConfig
 from gpt4llm.errors import DataError, UserError
 
 
 class Config(StageConfig):
     """Score answers with a reward model; optionally keep the best answer per instruction."""
 
-    input: Path = Field()
+    input: Path = Field(json_schema_extra=INPUT)
     """Answers: response / Alpaca records, respond --n candidates, compare records or published
     pairs (JSONL or JSON array).
     """
-    output: Path = Field()
+    output: Path = Field(json_schema_extra=OUTPUT)
     """Scored records (JSONL; a .json name writes one JSON array)."""
-    reward_model: str | None = None
+    reward_model: str | None = Field(None, json_schema_extra=INPUT)
     """Reward model directory (train reward output); needed unless --select-by score."""
     select: Literal["all", "best"] = "all"
     """'all': every record with its rewards; 'best': one Alpaca record per item, its highest-scoring
@@ -371,9 +371,9 @@ class Selection:
 
 def load(config: Config) -> list[Item]:
     """Refuse bad paths and a missing model before anything is read; read and check the items."""
-    from gpt4llm.outputs import check_outputs
+    from gpt4llm.outputs import check_config_outputs
 
-    check_outputs(inputs=[config.input, config.reward_model], files=[config.output])
+    check_config_outputs(config)
     if config.reward_model is not None and not Path(config.reward_model).expanduser().is_dir():
         raise UserError(f"{config.reward_model}: reward model directory not found")
     items = load_items(config.input)

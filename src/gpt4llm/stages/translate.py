@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gpt4llm.config import LLMConfig, StageConfig
+from gpt4llm.config import INPUT, OUTPUT, LLMConfig, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
@@ -66,9 +66,9 @@ LANGUAGES: dict[str, str] = {
 class Config(StageConfig):
     """Translate Alpaca instructions into another language."""
 
-    input: Path = Field()
+    input: Path = Field(json_schema_extra=INPUT)
     """Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."""
-    output: Path = Field()
+    output: Path = Field(json_schema_extra=OUTPUT)
     """Output file: JSONL of {instruction, input, id, lang, ...} (a .json name writes a JSON array).
     """
     lang: str = Field(
@@ -80,13 +80,13 @@ class Config(StageConfig):
     """Most tokens per translation reply."""
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     """Sampling temperature (0 = greedy, best for translation)."""
-    system_prompt: Path | None = None
+    system_prompt: Path | None = Field(None, json_schema_extra=INPUT)
     """File with the system prompt (default: translate_system.txt; an empty file sends none)."""
-    prompt_template: Path | None = None
+    prompt_template: Path | None = Field(None, json_schema_extra=INPUT)
     """File with the per-record prompt; {language}, {keys} and {record} (a JSON object) are filled
     in (default: translate_record.txt).
     """
-    field_template: Path | None = None
+    field_template: Path | None = Field(None, json_schema_extra=INPUT)
     """File with the per-field fallback prompt; {language} and {text} are filled in (default:
     translate_field.txt)."""
     limit: int | None = Field(None, ge=1)

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from gpt4llm.config import StageConfig
+from gpt4llm.config import INPUT, INPUT_OR_NAME, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import UserError
 
 # The student's prompt format lives in gpt4llm.prompts (one place); re-exported for older imports.
@@ -56,11 +56,11 @@ class TrainSettings(StageConfig):
     """Settings every trainer shares (each is a --option and a YAML key)."""
 
     # model and output
-    model: str = "embedded"
+    model: str = Field("embedded", json_schema_extra=INPUT_OR_NAME)
     """Base model: 'embedded' (Gemma-3-270M), a local Hugging Face directory or a hub id already in
     the local cache.
     """
-    output: Path = Path("runs/train")
+    output: Path = Field(Path("runs/train"), json_schema_extra=OUTPUT_DIR)
     """Output directory: the trained model, checkpoints/, log.jsonl, manifest.json."""
     # LoRA
     lora: bool = True
@@ -132,7 +132,7 @@ class TrainSettings(StageConfig):
     launcher: Literal["python", "accelerate"] = "python"
     """'accelerate': re-run this command under `accelerate launch` (several processes or GPUs,
     DeepSpeed, FSDP)."""
-    accelerate_config: Path | None = None
+    accelerate_config: Path | None = Field(None, json_schema_extra=INPUT)
     """accelerate config YAML for --launcher accelerate (see configs/accelerate/)."""
     num_processes: int | None = Field(None, ge=1)
     """--launcher accelerate: processes per machine, overriding the accelerate config."""

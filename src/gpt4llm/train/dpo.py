@@ -67,7 +67,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import ADVANCED
+from gpt4llm.config import ADVANCED, INPUT, INPUT_OR_NAME, OUTPUT_DIR
 from gpt4llm.errors import UserError
 from gpt4llm.train.common import TrainSettings, device_of, say
 from gpt4llm.train.dpo_data import DpoData, PrefPair, load_data  # 1. data
@@ -109,7 +109,7 @@ class Config(TrainSettings):
     """Settings of `gpt4llm train dpo`: the shared `TrainSettings` plus the preference data,
     the loss and the reference; four defaults differ, each for the reason in its description."""
 
-    data: Path = Path("comparisons.jsonl")
+    data: Path = Field(Path("comparisons.jsonl"), json_schema_extra=INPUT)
     """Comparison records from `gpt4llm compare`, or published pairs {user_input, completion_a
     (better), completion_b} (JSONL / JSON array)."""
     min_score_gap: float = Field(0.0, ge=0.0)
@@ -140,7 +140,7 @@ class Config(TrainSettings):
     max_prompt_len: int | None = Field(None, ge=1)
     """Skip (and count) pairs whose prompt is longer than this many tokens (default: any prompt that
     leaves room for an answer within --max-seq-len)."""
-    ref_model: str | None = None
+    ref_model: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
     """Reference model (default: the student itself: with LoRA its adapter disabled, with --no-lora
     a frozen copy).
     """
@@ -148,7 +148,7 @@ class Config(TrainSettings):
     """LoRA: also save the merged full model in --output (the adapter always goes to
     --output/adapter); `respond --model OUTPUT` uses it.
     """
-    output: Path = Path("runs/dpo")
+    output: Path = Field(Path("runs/dpo"), json_schema_extra=OUTPUT_DIR)
     """Output directory (its own default, so sft, reward and dpo runs never share one): the model,
     adapter/, checkpoints/, log.jsonl, heldout.jsonl, summary.json, manifest.json."""
     epochs: float = Field(1.0, gt=0)

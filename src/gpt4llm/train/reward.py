@@ -49,6 +49,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from gpt4llm.config import INPUT, OUTPUT_DIR
 from gpt4llm.errors import UserError
 from gpt4llm.reward_model import pairwise_accuracy, score_pairs
 from gpt4llm.train.common import TrainSettings
@@ -58,12 +59,12 @@ class Config(TrainSettings):
     """Settings of `gpt4llm train reward`: the shared `TrainSettings` plus the comparison data
     and the margin; three defaults differ, each for the reason in its description."""
 
-    data: Path = Path("comparisons.jsonl")
+    data: Path = Field(Path("comparisons.jsonl"), json_schema_extra=INPUT)
     """Comparison records from `gpt4llm compare`, or published pairs {user_input, completion_a,
     completion_b} (JSONL / JSON array)."""
     margin: bool = False
     """Use the rater's score gap as margin in the loss (rich comparison records only)."""
-    output: Path = Path("runs/reward")
+    output: Path = Field(Path("runs/reward"), json_schema_extra=OUTPUT_DIR)
     """Output directory (its own default, so an sft and a reward run never share one): the reward
     model, checkpoints/, log.jsonl, heldout.jsonl, manifest.json."""
     epochs: float = Field(1.0, gt=0)

@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from gpt4llm.config import INPUT, OUTPUT_DIR
 from gpt4llm.errors import UserError
 from gpt4llm.train.common import TrainSettings, device_of, say
 
@@ -52,28 +53,28 @@ class Config(TrainSettings):
     format, the fast path and merging (every field is also a --option and a YAML key)."""
 
     # data
-    data: list[Path] = Field(default_factory=list)
+    data: list[Path] = Field(default_factory=list, json_schema_extra=INPUT)
     """Alpaca-format training files (JSON array or JSONL with instruction/input/output); several
     allowed."""
     data_weights: list[float] | None = None
     """Per-file mixing weight: how many times each file's examples are used per epoch (1 = once, 0.5
     = a random half, 2 = twice). Default: 1 for every file.
     """
-    eval_data: Path | None = None
+    eval_data: Path | None = Field(None, json_schema_extra=INPUT)
     """Held-out evaluation file (at most --max-eval-samples of it are used); default: split
     --eval-fraction off the training data."""
     # prompt
     prompt_format: Literal["alpaca", "chat"] = "alpaca"
     """'alpaca': the Alpaca template (with/without input); 'chat': the student's chat template."""
-    template_input: str | None = None
+    template_input: str | None = Field(None, json_schema_extra=INPUT)
     """Alpaca template for records with an input (path to a .txt with {instruction} and {input});
     default: the packaged one."""
-    template_no_input: str | None = None
+    template_no_input: str | None = Field(None, json_schema_extra=INPUT)
     """Alpaca template for records without an input (path to a .txt with {instruction}); default:
     the packaged one.
     """
     # output: its own default directory, so an sft and a reward run never share one
-    output: Path = Path("runs/sft")
+    output: Path = Field(Path("runs/sft"), json_schema_extra=OUTPUT_DIR)
     """Output directory: merged model, adapter/, checkpoints/, log.jsonl, manifest.json."""
     merge: bool = True
     """LoRA: also save the merged full model in --output (the adapter always goes to

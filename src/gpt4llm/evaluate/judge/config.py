@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import LLMConfig, StageConfig
+from gpt4llm.config import INPUT, INPUT_OR_NAME, OUTPUT_DIR, LLMConfig, StageConfig
 from gpt4llm.evaluate.fastchat_io import (
     NEED_REF_CATS,
 )
@@ -22,12 +22,12 @@ __all__ = ["STAGE", "Config"]
 class Config(StageConfig):
     """Settings of `gpt4llm eval judge`."""
 
-    answers_a: Path | None = None
+    answers_a: Path | None = Field(None, json_schema_extra=INPUT)
     """Answers of model A (response records, or FastChat answer JSONL)."""
-    answers_b: Path | None = None
+    answers_b: Path | None = Field(None, json_schema_extra=INPUT)
     """Answers of model B, the reference model of the relative score (the paper: ChatGPT or GPT-4).
     Needed by --mode pair; optional with --mode single (B is then graded too)."""
-    questions: Path | None = None
+    questions: Path | None = Field(None, json_schema_extra=INPUT)
     """Question set (Vicuna-80 question.jsonl, MT-bench question.jsonl, or Alpaca-style records).
     Optional when the answers are response records."""
     question_format: Literal["auto", "vicuna", "mt_bench", "alpaca"] = "auto"
@@ -41,12 +41,12 @@ class Config(StageConfig):
     """Which turns of multi-turn (MT-bench) questions to judge: 'all' (each turn the questions
     have), 'first', 'second'.
     """
-    references: Path | None = None
+    references: Path | None = Field(None, json_schema_extra=INPUT)
     """Reference answers (FastChat reference_answer format): questions of --reference-categories are
     graded against them with the reference prompts."""
     reference_categories: list[str] = Field(default_factory=lambda: list(NEED_REF_CATS))
     """Categories graded against --references (FastChat's: math, reasoning, coding)."""
-    output: Path = Path("eval/judge")
+    output: Path = Field(Path("eval/judge"), json_schema_extra=OUTPUT_DIR)
     """Output directory: judgments.jsonl, per_question.jsonl, summary.json, manifest.json,
     fastchat/.
     """
@@ -56,14 +56,14 @@ class Config(StageConfig):
     """Name of model B (default: from its answers, else the file name)."""
     judge: LLMConfig = Field(default_factory=LLMConfig)
     """The judge model (the paper: gpt-4)."""
-    judge_prompt: str | None = None
+    judge_prompt: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
     """Judge prompt: a .txt template (FastChat placeholders) or a FastChat judge-prompt JSONL
     (MT-bench's or Vicuna-80's). Default: ours, by mode, category, turn and reference."""
     judge_prompt_id: int | None = None
     """With a Vicuna-80 judge-prompt JSONL: the prompt_id to use for every question (default: chosen
     by category).
     """
-    judge_system: str | None = None
+    judge_system: str | None = Field(None, json_schema_extra=INPUT)
     """System message file for our or a .txt judge prompt (default: ours; FastChat files carry their
     own)."""
     orders: Literal["both", "ab"] = "both"
@@ -94,18 +94,18 @@ class Config(StageConfig):
     limit: int | None = Field(None, ge=1)
     """Judge only the first N questions (a quick look)."""
     join: JoinOn = Field("auto", description=JOIN_HELP + " FastChat answers join on question_id.")
-    from_judgments: Path | None = None
+    from_judgments: Path | None = Field(None, json_schema_extra=INPUT)
     """Summarise an existing FastChat judgment file (model_judgment/*_single.jsonl or *_pair.jsonl)
     instead of calling a judge: the same numbers, intervals and position consistency; answers, when
     given, add the length statistics."""
-    from_annotations: list[Path] | None = None
+    from_annotations: list[Path] | None = Field(None, json_schema_extra=INPUT)
     """AlpacaEval annotation files (results/<model>/<annotator>/annotations.json), one per model
     against one baseline: their leaderboard rows with AlpacaEval 2's length-controlled win rate
     (`gpt4llm.evaluate.alpaca_eval`) instead of calling a judge."""
-    instruction_difficulty: Path | None = None
+    instruction_difficulty: Path | None = Field(None, json_schema_extra=INPUT)
     """With --from-annotations: AlpacaEval's published instruction_difficulty.csv (else the
     difficulty is estimated jointly from the files given, when there are 2+)."""
-    gamed_annotations: list[Path] | None = None
+    gamed_annotations: list[Path] | None = Field(None, json_schema_extra=INPUT)
     """With --from-annotations: the gamed baselines' annotation files (AlpacaEval's verbose and
     concise baseline), for length_controlled_v1's regularisation (else length_controlled_noreg)."""
     max_failed_fraction: float = max_failed_fraction_field()

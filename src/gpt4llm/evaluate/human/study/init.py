@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from pydantic import Field
 
-from gpt4llm.config import StageConfig
+from gpt4llm.config import INPUT, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.evaluate.human.study.inputs import (
     join_sources,
@@ -39,17 +39,17 @@ from gpt4llm.records import file_sha256, write_json
 
 
 class InitConfig(StageConfig):
-    output: Path = Path("study")
+    output: Path = Field(Path("study"), json_schema_extra=OUTPUT_DIR)
     """Study directory to create (study.json, and study.db unless --db-url)."""
-    source: dict[str, Path] = Field(default_factory=dict)
+    source: dict[str, Path] = Field(default_factory=dict, json_schema_extra=INPUT)
     """NAME=FILE, repeated (two or more): each model's answers: response records, Alpaca records, or
     {prompt, completion} predictions (with --instructions)."""
-    from_judge: Path | None = None
+    from_judge: Path | None = Field(None, json_schema_extra=INPUT)
     """Instead of --source: an `eval judge` output directory; its two answer files and judged
     questions become the study, so human votes can be compared with the judge's (question ids
     kept).
     """
-    instructions: Path | None = None
+    instructions: Path | None = Field(None, json_schema_extra=INPUT)
     """Instruction file that prediction files are joined with by position (User-Oriented {id,
     instruction, instances} or Alpaca)."""
     join: JoinOn = Field(
@@ -67,7 +67,7 @@ class InitConfig(StageConfig):
     """Seed for the left/right order of each pair, the serving order and --limit sampling."""
     limit: int | None = Field(None, ge=1)
     """Use a random sample of this many instructions (seeded)."""
-    criteria: Path | None = None
+    criteria: Path | None = Field(None, json_schema_extra=INPUT)
     """YAML file of criteria and guidance text (default: the packaged prompts/hhh_criteria.yaml:
     helpfulness, honesty, harmlessness)."""
     db_url: str | None = None

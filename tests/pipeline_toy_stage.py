@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from gpt4llm.config import StageConfig
+from gpt4llm.config import CACHE, INPUT, OUTPUT, StageConfig
 from gpt4llm.outputs import finish_stage
 from gpt4llm.provenance import write_manifest
 from gpt4llm.records import load_instructions, write_jsonl
@@ -16,8 +16,10 @@ RUNS: list[str] = []
 
 
 class Config(StageConfig):
-    input: Path
-    output: Path
+    input: Path = Field(json_schema_extra=INPUT)
+    output: Path = Field(json_schema_extra=OUTPUT)
+    cache: Path | None = Field(None, json_schema_extra=CACHE)
+    """A database the stage would keep (declared only: the pre-flight protects it)."""
     suffix: str = Field("", description="Appended to every instruction.")
     fail_items: list[str] = Field(
         default_factory=list, description="Instructions whose item fails."

@@ -11,7 +11,8 @@
 Each stage is the same `run(config)` the CLI calls. A stage is skipped when its output and its
 manifest exist, the manifest's config hash equals the current one, the recorded input hashes
 still match, and no stage before it ran in this invocation. `--from` starts at a stage (and
-forces it), `--until` stops after one, `--force` reruns everything.
+forces it), `--until` stops after one, `--force` reruns everything. Before the first stage runs,
+every stage's paths are checked together (`gpt4llm.preflight`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import typer
 
 from gpt4llm.config import build_config, load_yaml
 from gpt4llm.errors import UserError
+from gpt4llm.preflight import check_pipeline
 from gpt4llm.stages import STAGES, find
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -122,6 +124,18 @@ def is_finished(config: Any) -> tuple[bool, str]:
     return True, "up to date"
 
 
+def _stage_range(
+    names: list[str], start: str | None, until: str | None, path: str | Path
+) -> tuple[int, int]:
+    """The indexes of the first and last stage to run (`--from`, `--until`)."""
+    for opt, value in (("--from", start), ("--until", until)):
+        if value is not None and value not in names:
+            raise UserError(f"{opt} {value}: no such stage in {path} (stages: {', '.join(names)})")
+    begin = names.index(start) if start else 0
+    end = names.index(until) if until else len(names) - 1
+    return begin, end
+
+
 def run_pipeline(
     path: str | Path, start: str | None = None, until: str | None = None, force: bool = False
 ) -> list[dict]:
@@ -130,12 +144,8 @@ def run_pipeline(
 
     console = Console(stderr=True)
     stages = load_pipeline(path)
-    names = [n for n, _, _ in stages]
-    for opt, value in (("--from", start), ("--until", until)):
-        if value is not None and value not in names:
-            raise UserError(f"{opt} {value}: no such stage in {path} (stages: {', '.join(names)})")
-    begin = names.index(start) if start else 0
-    end = names.index(until) if until else len(names) - 1
+    begin, end = _stage_range([n for n, _, _ in stages], start, until, path)
+    check_pipeline(stages, begin, end, path)
     ran_before = force or start is not None
     results = []
     for i, (name, kind, config) in enumerate(stages):

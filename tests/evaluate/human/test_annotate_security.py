@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from test_annotate_study import cli_app, make_study
 from gpt4llm.errors import UserError
 from gpt4llm.evaluate.human.app import COOKIE, create_app, serve_in_thread
 from gpt4llm.evaluate.human.db import hash_token
+from gpt4llm.evaluate.human.security import same_site
 from gpt4llm.evaluate.human.study.store import SECRET_ENV, add_annotator, open_store
 from gpt4llm.evaluate.human.tables import Vote, VoteEvent, WebSession
 
@@ -485,3 +487,50 @@ def test_bad_port_is_one_line_and_exit_2(study):
         r.stderr.strip() == "error: --port must be between 1 and 65535 (got 70000)"
         and r.stdout == ""
     )
+
+
+# --- A7: redirects stay on this site, whatever the Host header says ----------------------------
+
+
+def test_same_site_keeps_only_a_path_on_this_site():
+    cases = {
+        "http://evil.example/admin?x=1": "/admin?x=1",
+        "https://evil.example": "/",
+        "//evil.example/next": "/next",
+        "/\\evil.example/next": "/evil.example/next",
+        "///evil.example": "/evil.example",
+        "/pair/3": "/pair/3",
+        "/login": "/login",
+    }
+    assert {loc: same_site(loc) for loc in cases} == cases
+
+
+def test_a_forged_host_header_never_reaches_a_redirect(study, app_of):
+    app = app_of()
+    anon = TestClient(app)
+    alice = TestClient(app)
+    alice.get(f"/a/{study['tokens']['alice']}")
+    admin = TestClient(app)
+    admin_login(admin, study["admin"])
+    evil = {"Host": "evil.example"}
+    # The framework's own redirects (trailing slash, the static directory) are built from Host.
+    slash = {"/admin/": "/admin", "/next/": "/next", "/login/": "/login", "/static": "/static/"}
+    for path, to in slash.items():
+        r = anon.get(path, headers=evil, follow_redirects=False)
+        assert r.is_redirect and r.headers["location"] == to, (path, r.headers.get("location"))
+    seen = 0
+    for c in (anon, alice, admin):
+        for path in (*slash, "/", "/next", "/admin", "/history/", "/pair/1/", "/done/"):
+            r = c.get(path, headers=evil, follow_redirects=False)
+            if r.is_redirect:
+                seen += 1
+                loc = r.headers["location"]
+                assert "evil.example" not in loc and loc.startswith("/"), (path, loc)
+    assert seen >= 20
+    r = TestClient(app).get(f"/a/{study['tokens']['bob']}", headers=evil, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/next"
+    # A path that would become scheme-relative (`//evil.example`) stays a path here.
+    for raw in ("http://testserver//evil.example/", "http://testserver//evil.example/x/"):
+        r = anon.get(raw, follow_redirects=False)
+        loc = r.headers.get("location", "/")
+        assert not loc.startswith(("//", "/\\")) and urlsplit(loc).netloc == "", (raw, loc)

@@ -26,6 +26,8 @@ Security model:
   Content-Security-Policy that allows only our own script file, so even a missed escape could
   not run an inline script.
 - An annotator only ever sees and changes pairs assigned to them (others answer 404).
+- Redirects never name a host: every Location is a path on this site (the Guard reduces the
+  framework's own, which are built from the client's Host header, to their path).
 """
 
 from __future__ import annotations

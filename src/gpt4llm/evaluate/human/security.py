@@ -1,7 +1,7 @@
 """The annotation app's security pieces, free of routes and pages: signed session cookies (and
 the CSRF token derived from a session), the sign-in throttle, and the ASGI guard that limits
-request bodies and adds the security headers. `app.py`'s docstring states the security model
-they serve.
+request bodies, adds the security headers and keeps every redirect on this site. `app.py`'s
+docstring states the security model they serve.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi.responses import Response
 from starlette.datastructures import Headers, MutableHeaders
@@ -111,6 +112,18 @@ class Throttle:
                 self._fails.setdefault(key, deque()).append(now)
 
 
+def same_site(location: str) -> str:
+    """A redirect target reduced to its path and query, so it can only lead to this site.
+
+    The framework builds some redirects (a trailing slash dropped, `/static` → `/static/`) from
+    the request's Host header, which the client chooses: `http://evil.example/admin` becomes
+    `/admin`. Leading slashes and backslashes collapse to one, so the result is never
+    scheme-relative (`//evil.example` or `/\\evil.example`, which browsers send elsewhere)."""
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/\\")
+    return f"{path}?{parts.query}" if parts.query else path
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -118,7 +131,8 @@ class BodyTooLarge(Exception):
 class Guard:
     """Pure ASGI middleware around the whole app: a request body over `max_body` bytes gets 413
     (refused up front by Content-Length; counted as it arrives when chunked), and every
-    response gets the security headers (and no-store outside /static)."""
+    response gets the security headers (and no-store outside /static); a redirect's Location
+    is reduced to a path on this site (`same_site`), whoever built it."""
 
     def __init__(self, app: Any, max_body: int, too_large: Callable[[], Response]):
         self.app, self.max_body, self.too_large = app, max_body, too_large
@@ -140,6 +154,8 @@ class Guard:
                         headers[k] = v
                 if not static:
                     headers["Cache-Control"] = "no-store"
+                if "location" in headers:
+                    headers["Location"] = same_site(headers["location"])
             await send(message)
 
         length = Headers(scope=scope).get("content-length", "")

@@ -227,7 +227,7 @@ def test_malformed_submissions_are_4xx_and_change_nothing(env):
     p, base = f["pair"], {"csrf": f["csrf"], "version": "0"}
     cases = [
         ("/pair/999999", {**VOTE, **base}, 404),  # unknown pair
-        ("/pair/abc", {**VOTE, **base}, 422),  # not an id
+        ("/pair/abc", {**VOTE, **base}, 404),  # not an id: no such pair
         (f"/pair/{p}", {**VOTE, "c_bogus": "left", **base}, 422),  # criterion that does not exist
         (f"/pair/{p}", {**VOTE, "c_honesty": "maybe", **base}, 422),  # not a choice
         (f"/pair/{p}", {"c_helpfulness": "left", **base}, 422),  # criteria missing

@@ -534,3 +534,59 @@ def test_a_forged_host_header_never_reaches_a_redirect(study, app_of):
         r = anon.get(raw, follow_redirects=False)
         loc = r.headers.get("location", "/")
         assert not loc.startswith(("//", "/\\")) and urlsplit(loc).netloc == "", (raw, loc)
+
+
+# --- A8: ids in paths: 404 (or 422), never 500 -----------------------------------------------
+
+
+def _routes(routes):
+    """Every endpoint of the app, through included routers and mounts (whatever the version of
+    FastAPI calls its wrappers), so a route added tomorrow is walked too."""
+    for r in routes:
+        inner = getattr(r, "original_router", None) or getattr(r, "app", None)
+        if hasattr(r, "endpoint") and hasattr(r, "methods"):
+            yield r
+        elif inner is not None and hasattr(inner, "routes"):
+            yield from _routes(inner.routes)
+
+
+BAD_IDS = (
+    str(2**63),
+    str(2**63 - 1),
+    str(2**64 + 5),
+    str(2**31),
+    "-1",
+    "0",
+    "abc",
+    "1e3",
+    "%C2%B2",  # a superscript two: a digit to str.isdigit, not to int()
+    "9" * 5000,
+    "%00",
+)
+
+
+def test_every_route_with_an_id_answers_404_never_500(study, app_of):
+    app = app_of(login_attempts=10_000)
+    routes = [r for r in _routes(app.routes) if "{" in r.path]
+    ids = {(r.path, m) for r in routes for m in r.methods if re.search(r"\{\w*id\}", r.path)}
+    assert {("/pair/{pair_id}", "GET"), ("/pair/{pair_id}", "POST")} <= ids
+    alice = TestClient(app, raise_server_exceptions=False)
+    alice.get(f"/a/{study['tokens']['alice']}")
+    admin = TestClient(app, raise_server_exceptions=False)
+    admin_login(admin, study["admin"])
+    anon = TestClient(app, raise_server_exceptions=False)
+    visitors = {}
+    for name, c in (("anon", anon), ("alice", alice), ("admin", admin)):
+        page = c.get("/login" if name == "anon" else "/history" if name == "alice" else "/admin")
+        visitors[name] = (c, {**VOTE, "csrf": csrf_of(page.text), "version": "0"})
+    for r in routes:
+        for method in r.methods:
+            for bad in BAD_IDS:
+                path = re.sub(r"\{\w+\}", bad, r.path)
+                for name, (c, form) in visitors.items():
+                    resp = c.request(method, path, data=form if method == "POST" else None)
+                    where = (name, method, r.path, bad[:30], resp.status_code)
+                    assert resp.status_code < 500, where
+                    if (r.path, method) in ids and name == "alice":
+                        assert resp.status_code in (404, 422), where
+    assert counts(app.state.store) == (0, 0)

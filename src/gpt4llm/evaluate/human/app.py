@@ -25,7 +25,9 @@ Security model:
 - Model answers are untrusted: Jinja2 autoescape everywhere, no `|safe` on model text, and a
   Content-Security-Policy that allows only our own script file, so even a missed escape could
   not run an inline script.
-- An annotator only ever sees and changes pairs assigned to them (others answer 404).
+- An annotator only ever sees and changes pairs assigned to them (others answer 404). An id
+  in a path is checked before any lookup: one that is not a whole number within the id
+  column's range (`MAX_ID`) answers 404 too, never 500.
 - Redirects never name a host: every Location is a path on this site (the Guard reduces the
   framework's own, which are built from the client's Host header, to their path).
 """
@@ -60,6 +62,7 @@ SESSION_MAX_AGE = 30 * 24 * 3600
 MAX_COMMENT = 5000
 DEFAULT_MAX_BODY = 64 * 1024  # a vote with a 5,000-emoji comment is ~60 KB form-encoded
 RETRY_AFTER_DB = 5
+MAX_ID = 2**31 - 1  # the Integer primary keys' range on PostgreSQL (SQLite's is wider)
 FORBIDDEN = (
     "The form was missing its security token or it was wrong. Reload the page and try again."
 )
@@ -234,6 +237,18 @@ AdminDep = Annotated[Visitor, Depends(admin_required)]
 FormDep = Annotated[FormData, Depends(checked_form)]
 
 
+def pair_id_of(pair_id: str) -> int:
+    """The `{pair_id}` of a path as a row id; anything else (a sign, letters, a number past
+    the column's range that the database would refuse with an error) is 404 before a lookup."""
+    digits = pair_id.isascii() and pair_id.isdigit() and len(pair_id) <= len(str(MAX_ID))
+    if not digits or not 1 <= int(pair_id) <= MAX_ID:
+        raise PageError(404, "Not found", "There is no such pair.")
+    return int(pair_id)
+
+
+PairIdDep = Annotated[int, Depends(pair_id_of)]
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -329,7 +344,7 @@ def next_pair(v: AnnotatorDep, ctx: CtxDep) -> Response:
 
 
 @annotating.get("/pair/{pair_id}", response_class=HTMLResponse)
-def show_pair(pair_id: int, v: AnnotatorDep, ctx: CtxDep) -> Response:
+def show_pair(v: AnnotatorDep, pair_id: PairIdDep, ctx: CtxDep) -> Response:
     view = ctx.store.pair_view(v.annotator.id, pair_id)
     if view is None:
         raise PageError(404, "Not found", "There is no such pair among yours.", v.session)
@@ -372,8 +387,8 @@ def read_vote(ctx: Ctx, form: FormData, session: dict | None) -> tuple[dict[str,
 
 @annotating.post("/pair/{pair_id}", response_class=HTMLResponse)
 def submit(
-    pair_id: int,
     v: AnnotatorDep,
+    pair_id: PairIdDep,
     form: FormDep,
     ctx: CtxDep,
 ) -> Response:

@@ -590,3 +590,22 @@ def test_every_route_with_an_id_answers_404_never_500(study, app_of):
                     if (r.path, method) in ids and name == "alice":
                         assert resp.status_code in (404, 422), where
     assert counts(app.state.store) == (0, 0)
+
+
+def test_every_route_that_changes_something_wants_the_csrf_token(study, app_of):
+    """The README's "every form is CSRF-protected", for each route that is not GET/HEAD."""
+    app = app_of()
+    alice = TestClient(app)
+    f = form_of(alice.get(f"/a/{study['tokens']['alice']}").text)
+    unsafe = [
+        (r.path, m) for r in _routes(app.routes) for m in r.methods if m not in ("GET", "HEAD")
+    ]
+    assert {("/login", "POST"), ("/logout", "POST"), ("/pair/{pair_id}", "POST")} <= set(unsafe)
+    for path, method in unsafe:
+        url = re.sub(r"\{\w+\}", str(f["pair"]), path)
+        for form in ({**VOTE, "version": "0"}, {**VOTE, "version": "0", "csrf": "0" * 64}):
+            r = alice.request(method, url, data=form, follow_redirects=False)
+            assert r.status_code == 403, (method, path, form.get("csrf"), r.status_code)
+    assert counts(app.state.store) == (0, 0)
+    r = alice.get("/next", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/pair/")  # signed in

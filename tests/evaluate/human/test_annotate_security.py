@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import sqlite3
 import stat
@@ -609,3 +610,56 @@ def test_every_route_that_changes_something_wants_the_csrf_token(study, app_of):
     assert counts(app.state.store) == (0, 0)
     r = alice.get("/next", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/pair/")  # signed in
+
+
+# --- A9: every file the study's commands write is its owner's only ----------------------------
+
+
+def test_init_add_annotator_serve_export_write_only_private_files(tmp_path, monkeypatch):
+    from test_annotate_study import make_sources
+    from typer.testing import CliRunner
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    src = make_sources(tmp_path / "src", 3)
+    d, out = tmp_path / "runs" / "study", tmp_path / "runs" / "study" / "export"
+    old = os.umask(0o022)  # a usual umask: private files must not depend on a strict one
+    try:
+        runner = CliRunner()
+        r = runner.invoke(
+            cli_app(), ["init", f"alpha={src['alpha']}", f"beta={src['beta']}", "-o", str(d)]
+        )
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(cli_app(), ["add-annotator", str(d), "alice"])
+        assert r.exit_code == 0, r.output
+        app = create_app(d)
+        try:
+            c = TestClient(app)
+            f = form_of(c.get("/a/" + r.stdout.strip().rsplit("/", 1)[1]).text)
+            vote = {**VOTE, "csrf": f["csrf"], "version": "0"}
+            assert c.post(f"/pair/{f['pair']}", data=vote).status_code == 200
+            r = runner.invoke(cli_app(), ["export", str(d), "-o", str(out)])
+            assert r.exit_code == 0, r.output
+            written = {p.relative_to(d).as_posix(): mode(p) for p in d.rglob("*")}  # app open
+        finally:
+            app.state.store.dispose()
+        assert os.umask(0o022) == 0o022  # restored after each command
+    finally:
+        os.umask(old)
+    files = {"study.json", "manifest.json", "study.db", "study.db-wal", "study.db-shm"}
+    files |= {"secret.key", "export/votes.jsonl", "export/human_judgments.jsonl"}
+    files |= {"export/summary.json", "export/manifest.json", "export/pie_alpha_vs_beta.png"}
+    assert files <= set(written), sorted(written)
+    for name, m in written.items():
+        assert m == (0o700 if (d / name).is_dir() else 0o600), (name, oct(m))
+    assert mode(d) == 0o700 and mode(src["alpha"]) == 0o644  # the inputs are left as they were
+
+
+def test_an_older_study_s_files_are_made_private_when_opened(study):
+    d = study["dir"]
+    for name in ("study.json", "manifest.json", "study.db"):
+        (d / name).chmod(0o644)
+    _, store = open_store(d)
+    store.dispose()
+    assert {n: mode(d / n) for n in ("study.json", "manifest.json", "study.db")} == dict.fromkeys(
+        ("study.json", "manifest.json", "study.db"), 0o600
+    )

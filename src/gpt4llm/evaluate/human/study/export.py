@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gpt4llm.config import StageConfig
-from gpt4llm.evaluate.human.study.store import open_store, study_file
+from gpt4llm.evaluate.human.study.store import open_store, private_files, study_file
 from gpt4llm.records import write_json, write_jsonl
 
 HUMAN_JUDGMENTS = "human_judgments.jsonl"
@@ -160,6 +160,7 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
 
+@private_files()
 def export_study(config: ExportConfig) -> dict:
     """read the votes → votes.jsonl and human_judgments.jsonl → per comparison: counts,
     majority, agreement, pie chart → overall agreement → summary.json and the manifest."""

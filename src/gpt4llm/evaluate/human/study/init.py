@@ -32,6 +32,7 @@ from gpt4llm.evaluate.human.study.store import (
     SECRET_FILE,
     STUDY_FILE,
     STUDY_FORMAT,
+    private_files,
     session_secret,
 )
 from gpt4llm.join import JOIN_HELP, JoinOn
@@ -114,6 +115,7 @@ def _load_sources(config: InitConfig) -> dict[str, Any]:
     }
 
 
+@private_files()
 def init_study(config: InitConfig) -> dict:
     """Create the study: check → load → plan the pairs → write the database → write study.json
     and the manifest. Returns a summary with the one-time `admin_token` (not stored in clear)."""

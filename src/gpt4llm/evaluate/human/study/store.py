@@ -7,12 +7,17 @@ and, by default, `study.db` (SQLite, 0600) next to it — or a PostgreSQL schema
 study.json when created with `--db-url postgresql+psycopg://...`. The database holds the items,
 the pairs (left/right randomised per pair with the recorded seed), annotators (token hashes
 only), web sessions (id hashes only), assignments and votes; no secret that could sign a session.
+
+Every file a study's commands create (study.json, the manifest, the database and its -wal/-shm,
+secret.key, export's files) is its owner's only (0600, directories 0700): `private_files`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 
 from gpt4llm.errors import DataError, UserError
@@ -23,6 +28,30 @@ DB_URL_ENV = "GPT4LLM_ANNOTATE_DB_URL"
 SECRET_FILE = "secret.key"
 SECRET_ENV = "GPT4LLM_ANNOTATE_SECRET"
 STUDY_FORMAT = "gpt4llm-annotate-study"
+
+
+@contextmanager
+def private_files():
+    """Inside: every file and directory created is its owner's only (umask 077 on top of the
+    user's), whichever code writes it, so a new writer cannot forget. The umask is the process's:
+    this is for a command writing a study or its export, not for a server's threads."""
+    old = os.umask(0o077)
+    os.umask(old | 0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _tighten_study(study_json: Path) -> None:
+    """An older study's study.json and manifest (written 0644 before `private_files`) become
+    its owner's only, as its database does (`db._tighten`)."""
+    for f in (study_json, study_json.parent / "manifest.json"):
+        try:
+            if f.stat().st_mode & 0o077:
+                f.chmod(0o600)
+        except OSError:  # absent, or not ours to change: leave it
+            pass
 
 
 def study_file(path: str | Path) -> Path:
@@ -45,8 +74,6 @@ def read_study(path: str | Path) -> dict:
 
 
 def study_db_url(study: dict, override: str | None = None) -> str:
-    import os
-
     if override:
         return override
     url = study.get("db_url")
@@ -72,6 +99,7 @@ def open_store(path: str | Path, db_url: str | None = None, timeout: float = 60.
 
     study = read_study(path)
     where = study_file(path)
+    _tighten_study(where)
     try:
         store = Store(study_db_url(study, db_url), schema=study.get("schema"), timeout=timeout)
     except DatabaseGone as e:
@@ -109,8 +137,6 @@ def session_secret(study_dir: str | Path) -> str:
     """The key that signs session cookies: `$GPT4LLM_ANNOTATE_SECRET` (deployments), else
     `secret.key` in the study directory, created (0600, atomically) on first use. Never in the
     database, so whoever can read study.db (a backup, a shared volume) cannot forge a session."""
-    import os
-
     env = os.environ.get(SECRET_ENV)
     if env is not None:
         if len(env.strip()) < 32:

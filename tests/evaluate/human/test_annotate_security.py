@@ -454,6 +454,9 @@ def test_replaced_database_is_detected(study, app_of):
         (["--login-window", "0"], "--login-window must be more than 0"),
         (["--db-timeout", "-1"], "--db-timeout must be more than 0"),
         (["--host", " "], "--host must be"),
+        (["--forwarded-allow-ips", "localhost"], "--forwarded-allow-ips must be"),
+        (["--forwarded-allow-ips", "10.0.0.1/8"], "--forwarded-allow-ips must be"),
+        (["--forwarded-allow-ips", "10.0.0.1,"], "--forwarded-allow-ips must be"),
     ],
 )
 def test_serve_options_are_checked(tmp_path, args, message):
@@ -663,3 +666,55 @@ def test_an_older_study_s_files_are_made_private_when_opened(study):
     assert {n: mode(d / n) for n in ("study.json", "manifest.json", "study.db")} == dict.fromkeys(
         ("study.json", "manifest.json", "study.db"), 0o600
     )
+
+
+# --- A10: X-Forwarded-For is believed only from a configured proxy ----------------------------
+
+
+def _wrong_sign_in(c: httpx.Client, i: int, forwarded_for: str) -> int:
+    page = c.get("/login")
+    return c.post(
+        "/login",
+        data={"csrf": csrf_of(page.text), "token": f"wrong-{i}"},  # a new token each time
+        headers={"X-Forwarded-For": forwarded_for},
+    ).status_code
+
+
+def test_a_spoofed_forwarded_for_does_not_escape_the_throttle(study):
+    with serve_in_thread(study["dir"], login_attempts=3) as base, httpx.Client(base_url=base) as c:
+        codes = [_wrong_sign_in(c, i, f"203.0.113.{i}") for i in range(6)]
+    assert codes == [401, 401, 401, 429, 429, 429]  # from loopback, rotating the header
+
+
+def test_forwarded_for_is_honoured_behind_a_configured_proxy(study):
+    with (
+        serve_in_thread(study["dir"], login_attempts=3, forwarded_allow_ips="127.0.0.1") as base,
+        httpx.Client(base_url=base) as c,
+    ):
+        rotating = [_wrong_sign_in(c, i, f"203.0.113.{i}") for i in range(6)]
+        same = [_wrong_sign_in(c, 10 + i, "198.51.100.7") for i in range(4)]
+        other = _wrong_sign_in(c, 20, "198.51.100.8")
+    assert rotating == [401] * 6 and same == [401, 401, 401, 429] and other == 401
+
+
+def test_serve_passes_the_proxy_option_to_the_app_and_not_to_uvicorn(study, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    seen = {}
+
+    def fake_run(app, **kwargs):
+        seen.update(kwargs, app=app)
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    for option, proxy, expect in (
+        ([], ("127.0.0.1", 1), "ip:127.0.0.1"),
+        (["--forwarded-allow-ips", "10.0.0.0/8"], ("10.1.2.3", 1), "ip:203.0.113.9"),
+        (["--forwarded-allow-ips", "10.0.0.0/8"], ("127.0.0.1", 1), "ip:127.0.0.1"),
+    ):
+        r = CliRunner().invoke(cli_app(), ["serve", str(study["dir"]), *option])
+        assert r.exit_code == 0, r.output
+        assert seen["proxy_headers"] is False
+        c = TestClient(seen["app"], client=proxy)
+        c.get("/a/wrong", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert [k for k in seen["app"].state.ctx.throttle._fails if k.startswith("ip:")] == [expect]

@@ -30,6 +30,10 @@ Security model:
   column's range (`MAX_ID`) answers 404 too, never 500.
 - Redirects never name a host: every Location is a path on this site (the Guard reduces the
   framework's own, which are built from the client's Host header, to their path).
+- The client address (what the sign-in throttle counts) is the connection's peer. The
+  `X-Forwarded-For` / `X-Forwarded-Proto` headers are read only from the proxies named in
+  `forwarded_allow_ips` (none by default; `--forwarded-allow-ips` on `annotate serve`), never
+  from whoever connects from loopback, so a client cannot rotate its address by a header.
 """
 
 from __future__ import annotations
@@ -490,10 +494,14 @@ def create_app(
     login_attempts: int = 10,
     login_window: float = 60.0,
     db_timeout: float = 15.0,
+    forwarded_allow_ips: str | None = None,
 ) -> FastAPI:
     """The app for one study. `max_body`: largest request body in bytes (413 above);
     `login_attempts` failed sign-ins per address and per token within `login_window` seconds
-    (429 after); `db_timeout`: seconds to wait for a database lock or connection (503 after)."""
+    (429 after); `db_timeout`: seconds to wait for a database lock or connection (503 after);
+    `forwarded_allow_ips`: the reverse proxies (comma-separated addresses or networks, `*` for
+    any) whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's middleware, here so
+    every server of the app gets the same rule; uvicorn's own is off); None: no one's."""
     study, store = open_store(study_path, db_url, timeout=db_timeout)
     try:
         secret = session_secret(study["_dir"])
@@ -521,6 +529,10 @@ def create_app(
         max_body=max_body,
         too_large=lambda: ctx.message(PageError(413, "Request too large", too_large)),
     )
+    if forwarded_allow_ips:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=forwarded_allow_ips)
     return app
 
 
@@ -554,13 +566,14 @@ def serve(
     log_level: str = "info",
     **options: Any,
 ) -> None:
-    """Run the app with uvicorn until interrupted; `options` go to `create_app`."""
+    """Run the app with uvicorn until interrupted; `options` go to `create_app` (proxy headers
+    too: uvicorn's own reading of them, which trusts loopback by default, stays off)."""
     import uvicorn
 
     app = create_app(study_path, db_url=db_url, secure_cookies=secure_cookies, **options)
     _redact_access_log()
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=True)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)
     finally:
         app.state.store.dispose()
 
@@ -584,7 +597,9 @@ def serve_in_thread(
             port = sock.getsockname()[1]
     app = create_app(study_path, db_url=db_url, **options)
     _redact_access_log()
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

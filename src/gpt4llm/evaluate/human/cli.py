@@ -75,6 +75,7 @@ def check_serve_options(
     login_attempts: int,
     login_window: float,
     db_timeout: float,
+    forwarded_allow_ips: str | None = None,
 ) -> None:
     """The hand-written serve options, checked before anything is opened."""
     if port is not None and not 1 <= port <= 65535:
@@ -91,6 +92,26 @@ def check_serve_options(
         raise UserError(f"--login-window must be more than 0 seconds (got {login_window})")
     if not db_timeout > 0:
         raise UserError(f"--db-timeout must be more than 0 seconds (got {db_timeout})")
+    if forwarded_allow_ips is not None:
+        check_proxies(forwarded_allow_ips)
+
+
+def check_proxies(value: str) -> None:
+    """`--forwarded-allow-ips`: `*`, or comma-separated IP addresses and networks (uvicorn
+    would silently take a mistyped one as a literal that never matches)."""
+    import ipaddress
+
+    items = [item.strip() for item in value.split(",")]
+    if items == ["*"]:
+        return
+    for item in items:
+        try:  # as uvicorn reads them: a network with host bits set would never match
+            ipaddress.ip_network(item) if "/" in item else ipaddress.ip_address(item)
+        except ValueError:
+            raise UserError(
+                "--forwarded-allow-ips must be comma-separated IP addresses or networks, or *"
+                f" (got {item!r})"
+            ) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -175,11 +196,27 @@ def register(app: typer.Typer) -> None:
                 "before answering 503."
             ),
         ),
+        forwarded_allow_ips: str | None = typer.Option(
+            None,
+            "--forwarded-allow-ips",
+            help=(
+                "Reverse proxies (comma-separated IP addresses or networks, or *) whose "
+                "X-Forwarded-For and X-Forwarded-Proto are believed; default: none, so the "
+                "sign-in throttle counts the connecting address, even from loopback."
+            ),
+        ),
     ) -> None:
         """Serve the annotation web app (FastAPI + uvicorn). The session-signing key is the
         study's secret.key (0600) or $GPT4LLM_ANNOTATE_SECRET."""
         check_serve_options(
-            port, host, log_level, max_body_bytes, login_attempts, login_window, db_timeout
+            port,
+            host,
+            log_level,
+            max_body_bytes,
+            login_attempts,
+            login_window,
+            db_timeout,
+            forwarded_allow_ips,
         )
         from gpt4llm.evaluate.human.app import serve
         from gpt4llm.evaluate.human.study.store import read_study
@@ -203,6 +240,7 @@ def register(app: typer.Typer) -> None:
             login_attempts=login_attempts,
             login_window=login_window,
             db_timeout=db_timeout,
+            forwarded_allow_ips=forwarded_allow_ips,
         )
 
     config_command(

@@ -141,12 +141,18 @@ def check_outputs(
     companions: bool = True,
 ) -> None:
     """Refuse, in one line, any output that would destroy an input, a cache or another output,
-    or that cannot be written. Call it before the first model call or training step.
+    or that cannot be written, and a cache that is not a request cache (`check_cache`). Call it
+    before the first model call or training step.
 
     `files`: output files (with `companions`, their manifest / failed / journal files too);
     `directories`: output directories (list the files written inside them in `files` when an
     input might sit there). Inputs that are directories (a model) are compared as paths.
     """
+    from gpt4llm.llm.cache import check_cache
+
+    caches = list(caches)
+    for cache in caches:  # not someone else's database, nor locked: read-only
+        check_cache(cache)
     resolved_inputs = _by_resolved(inputs)
     resolved_caches = _by_resolved(caches)
 

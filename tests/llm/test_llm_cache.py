@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlite_files
+from conftest import TEST_KEY
+from sqlite_files import assert_locked, assert_refused, fingerprint, foreign_db, lock_held
 
 from gpt4llm.errors import UserError
 from gpt4llm.llm import Request, SamplingParams, complete_all
@@ -246,3 +249,160 @@ def test_cache_clear_rejects_a_bad_age(monkeypatch, capsys, tmp_path):
         capsys,
     )
     assert code == 2 and "--older-than" in err and "30d" in err
+
+
+# --- a database that is not ours is never modified; a locked one is one line -------------------
+def run_cli(args: list) -> tuple[int, str, str]:
+    return sqlite_files.run_cli(args, env={"OPENAI_API_KEY": TEST_KEY})
+
+
+def cache_commands(path: Path) -> list[tuple[str, list]]:
+    """Every `gpt4llm cache` command that takes --cache, as the CLI lists them (a new one is
+    covered the day it is added), with --yes where it asks."""
+    from typer.main import get_command
+
+    from gpt4llm.cli import app
+
+    group = get_command(app).commands["cache"]
+    out = []
+    for name, cmd in sorted(group.commands.items()):
+        opts = {o for p in cmd.params for o in p.opts}
+        if "--cache" in opts:
+            out.append(
+                (name, ["cache", name, "--cache", path, *(["--yes"] if "--yes" in opts else [])])
+            )
+    return out
+
+
+def llm_options() -> list[tuple[str, str]]:
+    """(command, LLMConfig field) for every stage of the stage table whose Config talks to a
+    model: each has a `--<field>-cache` option."""
+    import typing
+
+    from gpt4llm.config import LLMConfig
+    from gpt4llm.stages import STAGES
+
+    found = []
+    for spec in STAGES:
+        for name, field in spec.config_class().model_fields.items():
+            types = typing.get_args(field.annotation) or (field.annotation,)
+            if any(isinstance(t, type) and issubclass(t, LLMConfig) for t in types):
+                found.append((spec.command, name))
+    return found
+
+
+SEED = {
+    "id": "seed_task_0",
+    "name": "antonym",
+    "instruction": "Give the antonym of the given word.",
+    "instances": [{"input": "happy", "output": "sad"}],
+    "is_classification": False,
+}
+
+
+def stage_args(command: str, d: Path, model: list) -> list:
+    """A run of `command` that gets as far as its model calls: valid inputs, the model flags."""
+    rec = {"id": "q1", "instruction": "Name a colour.", "input": "", "output": "red", "model": "a"}
+    data = d / "in.jsonl"
+    data.write_text(json.dumps(rec) + "\n")
+    other = d / "b.jsonl"
+    other.write_text(json.dumps({**rec, "output": "blue", "model": "b"}) + "\n")
+    seeds = d / "seeds.jsonl"
+    seeds.write_text(json.dumps(SEED) + "\n")
+    out = d / "out.jsonl"
+    runs = {
+        "instruct": [seeds, "-o", out, "--num-instructions", "2"],
+        "generate": [data, "-o", out],
+        "translate": [data, "-o", out, "--lang", "zh"],
+        "respond": [data, "-o", out],
+        "compare": [f"a={data}", f"b={other}", "--source-model", "c=fake-model", "-o", out],
+        "eval judge": [data, other, "-o", d / "judge"],
+    }
+    assert command in runs, f"{command} calls a model: add a run of it to stage_args"
+    return [*command.split(), *runs[command], *model]
+
+
+def llm_flags(command: str, field: str, base_url: str, cache: Path) -> list:
+    """The model options of `field` (each LLMConfig of the stage pointed at the fake server;
+    `field`'s cache is the file under test)."""
+    flags = []
+    for cmd, name in llm_options():
+        if cmd == command:
+            opt = "--" + name.replace("_", "-")
+            flags += [opt, "fake-model", f"{opt}-base-url", base_url]
+    return [*flags, f"--{field.replace('_', '-')}-cache", cache]
+
+
+def test_every_command_that_opens_a_cache_is_enumerated():
+    """The lists the next test runs over come from the CLI and the stage table."""
+    assert [name for name, _ in cache_commands(Path("x"))] == ["clear", "path", "stats"]
+    assert {c for c, _ in llm_options()} >= {"generate", "compare", "eval judge", "instruct"}
+    assert ("compare", "rater") in llm_options() and ("compare", "source_llm") in llm_options()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [f"cache {n}" for n, _ in cache_commands(Path("x"))] + [f"{c}:{f}" for c, f in llm_options()],
+)
+def test_a_foreign_sqlite_file_is_refused_untouched(case, fake_openai, tmp_path):
+    """Each command given a SQLite database that is not a request cache: exit 2, one `error:`
+    line naming it, no traceback, and the file byte-identical, still in rollback-journal mode,
+    no -wal/-shm/-journal beside it; no model call made."""
+    path = foreign_db(tmp_path / "mine.sqlite")
+    before = fingerprint(path)
+    assert before[1] == "rollback" and before[2] == ["mine.sqlite"]
+    if case.startswith("cache "):
+        args = dict(cache_commands(path))[case.split()[1]]
+    else:
+        command, field = case.split(":")
+        flags = llm_flags(command, field, fake_openai.base_url, path)
+        args = stage_args(command, tmp_path, flags)
+    code, out, err = run_cli(args)
+    assert fingerprint(path) == before
+    if case == "cache path":  # prints where the cache is; opens nothing
+        assert code == 0 and out.strip() == str(path.resolve()), err
+        return
+    assert_refused(path, code, err, "request cache")
+    assert fake_openai.calls == 0
+
+
+def test_a_locked_cache_is_one_line_naming_the_holder(fake_openai, fake_llm_config, tmp_path):
+    """Another process holds the write lock of our cache past the busy timeout: a command that
+    writes (clear; generate, before any paid call) says so in one line, exit 2; `stats` only
+    reads, which WAL lets it do beside the writer."""
+    path = filled_cache(fake_llm_config, n=3)
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"instruction": "hi"}) + "\n")
+    fake_openai.reset()
+    with lock_held(path) as holder:
+        code, _, err = run_cli(["cache", "clear", "--cache", path, "--yes"])
+        assert_locked(path, holder, code, err, "request cache")
+        flags = ["--teacher", "fake-model", "--teacher-base-url", fake_openai.base_url]
+        code, _, err = run_cli(
+            ["generate", src, "-o", tmp_path / "o.jsonl", *flags, "--teacher-cache", path]
+        )
+        assert_locked(path, holder, code, err, "request cache")
+        assert fake_openai.calls == 0 and not (tmp_path / "o.jsonl").exists()
+        code, out, err = run_cli(["cache", "stats", "--cache", path])
+        assert code == 0 and "3 entries" in out, err
+    assert RequestCache(path).count() == 3  # nothing was cleared
+
+
+def test_a_locked_file_of_unknown_kind_is_one_line(tmp_path):
+    """A rollback-journal database held exclusively cannot even be read: whose it is stays
+    unknown, and the command says it is locked, in one line, and leaves it alone."""
+    path = foreign_db(tmp_path / "busy.sqlite")
+    with lock_held(path, journal="DELETE") as holder:
+        code, _, err = run_cli(["cache", "stats", "--cache", path])
+        assert_locked(path, holder, code, err, "request cache")
+    assert fingerprint(path)[1:] == ("rollback", ["busy.sqlite"])
+
+
+def test_an_empty_file_and_a_new_path_become_caches(fake_openai, fake_llm_config, tmp_path):
+    """Ours or empty: a zero-byte file (e.g. from `touch`) and an absent path are made caches."""
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    for path in (empty, tmp_path / "new" / "c.sqlite"):
+        cfg = fake_llm_config.model_copy(update={"cache": path})
+        assert all(r.ok for r in complete_all(cfg, reqs(2), progress=False))
+        assert RequestCache(path).count() == 2

@@ -10,8 +10,11 @@ The schema is versioned by a `_migrations` table (the habit of simonw/llm); a mi
 adds tables, so a file written by a newer gpt4llm still works with an older one.
 
 A file that is not a SQLite database, or a damaged one, is a UserError naming the file (one
-line, exit 2), never a traceback. `gpt4llm cache path | stats | clear` (cache_cli.py) look
-inside: entries, size, tokens and cost per model, and how often cached answers were reused.
+line, exit 2), never a traceback; so is a SQLite database that is not a request cache (found
+read-only, before anything is written: see sqlite_check.py) and one locked by another process
+past the busy timeout ($GPT4LLM_BUSY_TIMEOUT, else 60 s). `gpt4llm cache path | stats | clear`
+(cache_cli.py) look inside: entries, size, tokens and cost per model, and how often cached
+answers were reused.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Completion, Request
+from gpt4llm.sqlite_check import busy_timeout, is_locked, locked, refuse_foreign
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = []
 
@@ -115,11 +120,40 @@ def cache_key(canonical: str) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def is_ours(db: sqlite3.Connection, tables: list[str]) -> bool:
+    """A request cache: `_migrations` names our first migration, or only our tables are there
+    (a file some process is creating right now)."""
+    if "_migrations" in tables:
+        try:
+            first = MIGRATIONS[0][0]
+            row = db.execute("SELECT 1 FROM _migrations WHERE name = ?", (first,)).fetchone()
+            return row is not None
+        except sqlite3.Error:  # a `_migrations` of someone else's making
+            return False
+    return set(tables) <= {"responses", "batch_jobs", "batch_items", "response_hits"}
+
+
+def check_cache(path: str | Path, busy_timeout_s: float | None = None) -> None:
+    """Refuse, in one line and without writing to it, a file at `path` that is a SQLite database
+    but not a request cache, or that another process holds locked. An absent or empty file, a
+    cache, and a file that is not SQLite at all pass (opening the latter reports it)."""
+    path = Path(path).expanduser()
+    timeout = busy_timeout(60.0) if busy_timeout_s is None else busy_timeout_s
+    refuse_foreign(path, "request cache", timeout, is_ours, damaged)
+
+
 class RequestCache:
-    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0):
+    """The cache at `path`; a file that is not ours is refused, read-only (sqlite_check.py).
+    `busy_timeout_s`: seconds to wait for another process's lock ($GPT4LLM_BUSY_TIMEOUT).
+    `writer`: take the write lock once on open, so a file held locked by another process is
+    refused before any call is paid for, not when its answer cannot be stored."""
+
+    def __init__(self, path: str | Path, busy_timeout_s: float | None = None, writer: bool = True):
         self.path = Path(path).expanduser()
         if self.path.is_dir():
             raise UserError(f"{self.path}: request cache path is a directory, expected a file")
+        busy_timeout_s = busy_timeout(60.0) if busy_timeout_s is None else busy_timeout_s
+        check_cache(self.path, busy_timeout_s)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves; each put is one transaction.
@@ -131,12 +165,18 @@ class RequestCache:
             )
             self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             self._setup(busy_timeout_s)
+            if writer:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("ROLLBACK")
         except sqlite3.OperationalError as e:  # permissions, a missing directory, locked
+            if is_locked(e):
+                raise locked(self.path, "request cache", busy_timeout_s) from None
             raise UserError(f"{self.path}: cannot open the request cache ({e})") from None
         except sqlite3.DatabaseError as e:  # not a database, or a damaged one
             raise damaged(self.path, e) from None
         except OSError as e:
             raise UserError(f"{self.path}: cannot open the request cache ({e})") from None
+        self.busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
 
     def _setup(self, busy_timeout_s: float) -> None:
@@ -182,22 +222,31 @@ class RequestCache:
         (its request is made again and the row replaced); a damaged file is a UserError."""
         out: dict[str, tuple[Completion, float]] = {}
         unique = list(dict.fromkeys(keys))
+        with self._using("read"):
+            for i in range(0, len(unique), 500):
+                chunk = unique[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT key, completion, cost FROM responses WHERE key IN ({marks})"
+                for key, comp, cost in self.db.execute(query, chunk):
+                    try:
+                        out[key] = (Completion.from_dict(json.loads(comp)), cost)
+                    except (ValueError, KeyError, TypeError):
+                        continue
+        return out
+
+    @contextmanager
+    def _using(self, doing: str) -> Iterator[None]:
+        """The connection, to one thread at a time; a lock held past the busy timeout, an I/O
+        error or a damaged file becomes one line naming the file."""
         with self._lock:
             try:
-                for i in range(0, len(unique), 500):
-                    chunk = unique[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
-                    query = f"SELECT key, completion, cost FROM responses WHERE key IN ({marks})"
-                    for key, comp, cost in self.db.execute(query, chunk):
-                        try:
-                            out[key] = (Completion.from_dict(json.loads(comp)), cost)
-                        except (ValueError, KeyError, TypeError):
-                            continue
-            except sqlite3.OperationalError as e:  # locked past busy_timeout, I/O error
-                raise UserError(f"{self.path}: cannot read the request cache ({e})") from None
+                yield
+            except sqlite3.OperationalError as e:
+                if is_locked(e):
+                    raise locked(self.path, "request cache", self.busy_timeout_s) from None
+                raise UserError(f"{self.path}: cannot {doing} the request cache ({e})") from None
             except sqlite3.DatabaseError as e:
                 raise damaged(self.path, e) from None
-        return out
 
     def record_hits(self, keys: list[str]) -> None:
         """Count answers served from the cache (one per request). Best effort: a busy or
@@ -247,7 +296,7 @@ class RequestCache:
             )
 
     def count(self) -> int:
-        with self._lock:
+        with self._using("read"):
             return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     # --- `gpt4llm cache stats | clear` ---------------------------------------------------
@@ -259,13 +308,8 @@ class RequestCache:
                           MIN(r.created), MAX(r.created)
                    FROM responses r LEFT JOIN response_hits h ON h.key = r.key
                    GROUP BY r.model ORDER BY COUNT(*) DESC, r.model"""
-        with self._lock:
-            try:
-                rows = self.db.execute(query).fetchall()
-            except sqlite3.OperationalError as e:  # locked past busy_timeout, I/O error
-                raise UserError(f"{self.path}: cannot read the request cache ({e})") from None
-            except sqlite3.DatabaseError as e:
-                raise damaged(self.path, e) from None
+        with self._using("read"):
+            rows = self.db.execute(query).fetchall()
         models = [
             {
                 "model": m,
@@ -299,7 +343,7 @@ class RequestCache:
 
     def count_matching(self, older_than_s: float | None = None, model: str | None = None) -> int:
         where, args = self._where(older_than_s, model)
-        with self._lock:
+        with self._using("read"):
             return self.db.execute(f"SELECT COUNT(*) FROM responses{where}", args).fetchone()[0]
 
     def clear(self, older_than_s: float | None = None, model: str | None = None) -> int:
@@ -307,7 +351,7 @@ class RequestCache:
         space back to the file system when no other process holds the file. Batch-mode state
         (submitted batches a run may still collect) is left alone."""
         where, args = self._where(older_than_s, model)
-        with self._lock:
+        with self._using("write"):
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 n = self.db.execute(f"DELETE FROM responses{where}", args).rowcount

@@ -53,14 +53,15 @@ def _path(cache: Path | None) -> Path:
     return (cache or default_cache_path()).expanduser()
 
 
-def _open(cache: Path | None):
-    """The existing cache at `cache` (never creates one: a typo must not look like 'empty')."""
+def _open(cache: Path | None, writer: bool = False):
+    """The existing cache at `cache` (never creates one: a typo must not look like 'empty');
+    a file that is not a request cache is refused before anything is written to it."""
     from gpt4llm.llm.cache import RequestCache
 
     path = _path(cache)
     if not path.is_file():
         raise UserError(f"{path}: no request cache here (nothing cached yet, or a wrong --cache)")
-    return RequestCache(path)
+    return RequestCache(path, writer=writer)
 
 
 def _size(n: float) -> str:
@@ -118,7 +119,7 @@ def clear_cmd(
     """Delete cached answers (all, or the old ones / one model's); their requests will be
     made, and paid, again."""
     age = parse_age(older_than) if older_than is not None else None
-    db = _open(cache)
+    db = _open(cache, writer=True)
     try:
         n = db.count_matching(age, model)
         what = " ".join(

@@ -95,3 +95,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """`cli(*args) -> (exit code, stderr + stdout)`: `gpt4llm ARGS` through `gpt4llm.cli.main`, in
+    this process (what a user's shell would see, without a subprocess's start-up time)."""
+    from gpt4llm.cli import main
+
+    def run(*args) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["gpt4llm", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        got = capsys.readouterr()
+        return code, got.err + got.out
+
+    return run

@@ -376,14 +376,16 @@ def write_text(path: str | Path, text: str) -> None:
 class Journal:
     """Append-only JSONL of finished items, keyed by `key_field`; read back on resume.
 
-    A line cut short by a kill is ignored (and truncated away) on the next open.
+    A line cut short by a kill is ignored (and truncated away) on the next open. The file is
+    created by the first `add`, so a run that fails before finishing any item (a model that
+    cannot be loaded) leaves no journal behind.
     """
 
     def __init__(self, path: str | Path, key_field: str = "id"):
         self.path = Path(path)
         self.key_field = key_field
         self.done: dict[str, Record] = {}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: Any = None
         if self.path.exists():
             good_bytes = 0
             with open(self.path, "rb") as f:
@@ -399,15 +401,19 @@ class Journal:
             if good_bytes != self.path.stat().st_size:
                 with open(self.path, "r+b") as f:
                     f.truncate(good_bytes)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open until close()
 
     def add(self, rec: Record) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open until close()
         self._file.write(json.dumps(rec, ensure_ascii=False) + "\n")
         self._file.flush()
         self.done[str(rec[self.key_field])] = rec
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def remove(self) -> None:
         self.close()

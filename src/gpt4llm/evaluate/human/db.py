@@ -16,6 +16,9 @@ signing out ends them), and tokens are stored hashed. The SQLite file is created
 gives its -wal and -shm files the same mode) and opened with `mode=rw`, so SQLite never
 re-creates a deleted database empty; every transaction first checks that the file it opened is
 still the one at that path (`DatabaseGone` otherwise), so no vote is written into a deleted file.
+A SQLite file that is not a study database is refused before it is opened for writing, read-only
+and in one line (never switched to WAL nor given our tables: sqlite_check.py); so is one another
+process holds locked past the timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +39,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
+from gpt4llm.errors import UserError
 from gpt4llm.evaluate.human.tables import (
     SCHEMA_VERSION,
     Annotator,
@@ -48,6 +53,7 @@ from gpt4llm.evaluate.human.tables import (
     WebSession,
     utcnow,
 )
+from gpt4llm.sqlite_check import busy_timeout, is_locked, locked, refuse_foreign
 
 
 def hash_token(token: str) -> str:
@@ -150,6 +156,19 @@ def _tighten(db: Path) -> None:
             pass
 
 
+def _is_study(db: sqlite3.Connection, tables: list[str]) -> bool:
+    """A study database: its `meta` names a study, or only our tables are there (a study being
+    created, or of an older schema version)."""
+    if set(tables) <= set(Base.metadata.tables):
+        return True
+    if "meta" not in tables:
+        return False
+    try:
+        return db.execute("SELECT 1 FROM meta WHERE key = 'study_id'").fetchone() is not None
+    except sqlite3.Error:  # a `meta` of someone else's making
+        return False
+
+
 def _first_unvoted(annotator_id: int):
     """The annotator's first assigned pair without their vote (a select)."""
     return (
@@ -168,11 +187,19 @@ class Store:
     """The database of one study: sessions for reading and for writing.
 
     SQLite: `create=True` makes the file (0600) if it does not exist; otherwise it must exist,
-    else `DatabaseGone`. Either way it is opened with `mode=rw` and watched for deletion."""
+    else `DatabaseGone`. Either way a file that is not a study database is refused read-only
+    first (sqlite_check.py), then it is opened with `mode=rw` and watched for deletion.
+    `timeout`: seconds to wait for a lock (default $GPT4LLM_BUSY_TIMEOUT, else 60)."""
 
     def __init__(
-        self, url: str, schema: str | None = None, timeout: float = 60.0, create: bool = False
+        self,
+        url: str,
+        schema: str | None = None,
+        timeout: float | None = None,
+        create: bool = False,
     ):
+        timeout = busy_timeout(60.0) if timeout is None else timeout
+        self.timeout = timeout
         self.url = url
         self.schema = schema
         self.path = sqlite_path(url)
@@ -187,6 +214,7 @@ class Store:
                     pass
             elif not self.path.exists():
                 raise DatabaseGone(f"{self.path} does not exist")
+            refuse_foreign(self.path, "study database", timeout, _is_study)
             _tighten(self.path)
             st = self.path.stat()
             self._ident = (st.st_dev, st.st_ino)
@@ -202,6 +230,14 @@ class Store:
             writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self.read = sessionmaker(self.engine, expire_on_commit=False)
         self.write = sessionmaker(writer, expire_on_commit=False)
+
+    def lock_error(self, error: Exception) -> UserError | None:
+        """A SQLite lock held by another process past the timeout, as one line naming the file
+        and the holder (None for any other error)."""
+        orig = getattr(error, "orig", error)
+        if self.path is not None and isinstance(orig, sqlite3.Error) and is_locked(orig):
+            return locked(self.path, "study database", self.timeout)
+        return None
 
     def check_file(self) -> None:
         """Raise DatabaseGone if the SQLite file was deleted or replaced since it was opened

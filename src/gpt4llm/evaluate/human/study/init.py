@@ -259,6 +259,8 @@ def _write_database(
     try:
         store = Store(url, schema=schema, create=True)
         store.create()
+    except UserError:  # not a study database, or locked: refused before anything was written
+        raise
     except Exception as e:  # noqa: BLE001 - any driver error becomes one line
         raise UserError(
             f"cannot create the study database at {redact_url(url)}: {str(e).splitlines()[0]}"

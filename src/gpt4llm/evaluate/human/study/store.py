@@ -90,12 +90,17 @@ def study_db_url(study: dict, override: str | None = None) -> str:
     return url
 
 
-def open_store(path: str | Path, db_url: str | None = None, timeout: float = 60.0):
-    """(study dict, db.Store) for a study directory; upgrades an older database in place."""
+def open_store(path: str | Path, db_url: str | None = None, timeout: float | None = None):
+    """(study dict, db.Store) for a study directory; upgrades an older database in place.
+    A SQLite file that is not a study database is refused untouched (sqlite_check.py).
+    `timeout`: seconds to wait for a lock (default $GPT4LLM_BUSY_TIMEOUT, else 60)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from gpt4llm.evaluate.human.db import DatabaseGone, Store
     from gpt4llm.evaluate.human.tables import SCHEMA_VERSION
+    from gpt4llm.sqlite_check import busy_timeout
+
+    timeout = busy_timeout(60.0) if timeout is None else timeout
 
     study = read_study(path)
     where = study_file(path)
@@ -125,6 +130,8 @@ def open_store(path: str | Path, db_url: str | None = None, timeout: float = 60.
         raise
     except (SQLAlchemyError, DatabaseGone, ValueError) as e:  # wrong URL, missing tables: one line
         store.dispose()
+        if store.lock_error(e):
+            raise store.lock_error(e) from None
         raise UserError(
             f"{where}: cannot open the study database: {str(e).splitlines()[0]}"
         ) from None
@@ -179,6 +186,8 @@ def add_annotator(
     study_path: str | Path, name: str, quota: int | None = None, db_url: str | None = None
 ) -> str:
     """Create an annotator; returns the secret token (only its SHA-256 is stored)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     name = name.strip()
     if not name or len(name) > 255:
         raise UserError("annotator name must be 1-255 characters")
@@ -190,6 +199,8 @@ def add_annotator(
         store.add_annotator(name, token, quota)
     except KeyError:
         raise UserError(f"annotator {name!r} already exists in this study") from None
+    except SQLAlchemyError as e:  # locked by another process past the timeout: one line
+        raise (store.lock_error(e) or e) from None
     finally:
         store.dispose()
     return token

@@ -108,39 +108,91 @@ def _command(args: list[str]) -> str | None:
     return " ".join(words) or None
 
 
+DEBUG_ENV = "GPT4LLM_DEBUG"
+"""Set (to anything but '' or '0') to see the traceback behind any error line."""
+
+
+def _debug() -> bool:
+    import os
+
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _say(message: str) -> None:
+    """One line on stderr, whatever the message holds: newlines become spaces, and text that
+    is not valid UTF-8 (a file name from surrogateescape) shows as escapes, never a crash."""
+    line = " ".join(str(message).split("\n"))
+    enc = getattr(sys.stderr, "encoding", None) or "utf-8"
+    line = line.encode(enc, "backslashreplace").decode(enc, "replace")
+    typer.echo(line, err=True)
+
+
+def _usage_errors() -> tuple[type, ...]:
+    import click
+
+    usage_errors: tuple[type, ...] = (click.exceptions.ClickException,)
+    try:  # recent typer vendors its own click: its exceptions are other classes
+        from typer._click.exceptions import ClickException as _VendoredClickException
+
+        usage_errors += (_VendoredClickException,)
+    except ImportError:
+        pass
+    return usage_errors
+
+
+def _explain(e: BaseException) -> tuple[str, int]:
+    """The one error line and exit code for an exception that escaped a command: the
+    environment's refusals (a file system error, a locked database, text that is not valid
+    UTF-8) exit 2 as any bad input does; anything else is a bug of ours, exit 1."""
+    import sqlite3
+
+    from pydantic_core import PydanticSerializationError
+
+    if isinstance(e, OSError):
+        path = e.filename if e.filename is not None else e.filename2
+        what = e.strerror or str(e) or type(e).__name__
+        return (f"{path}: {what}" if path is not None else what), 2
+    if isinstance(e, sqlite3.DatabaseError):  # 'database is locked', 'not a database'
+        return f"database: {e}", 2
+    if isinstance(e, UnicodeError | PydanticSerializationError):
+        return f"text that cannot be read or written as UTF-8: {e}", 2
+    shown = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    return f"{shown} (a bug: rerun with {DEBUG_ENV}=1 for the traceback)", 1
+
+
 def main() -> None:
+    """Run the app: every way a command can end is an exit code and, on error, one line on
+    stderr -- never a traceback, unless GPT4LLM_DEBUG=1 asks for it (printed above the line)."""
     try:
         app(standalone_mode=False)
     except UserError as e:
-        typer.echo(f"error: {e}", err=True)
+        _say(f"error: {e}")
         sys.exit(e.exit_code)
-    except ImportError as e:  # an optional package missing: name the extra, one line, exit 2
-        from gpt4llm.extras import missing_extra
-
-        err = missing_extra(e, _command(sys.argv[1:]))
-        if err is None:
-            raise
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        _say("interrupted")
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
-        typer.echo("aborted", err=True)
+        _say("aborted")
         sys.exit(1)
-    except Exception as e:  # click usage errors
-        import click
-
-        usage_errors: tuple[type, ...] = (click.exceptions.ClickException,)
-        try:  # recent typer vendors its own click: its exceptions are other classes
-            from typer._click.exceptions import ClickException as _VendoredClickException
-
-            usage_errors += (_VendoredClickException,)
-        except ImportError:
-            pass
-        if isinstance(e, usage_errors):
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - every exception ends as one line: main's point
+        if isinstance(e, _usage_errors()):
             e.show()
             sys.exit(e.exit_code)
-        raise
+        if isinstance(e, ImportError):  # an optional package missing: name the extra
+            from gpt4llm.extras import missing_extra
+
+            err = missing_extra(e, _command(sys.argv[1:]))
+            if err is not None:
+                _say(f"error: {err}")
+                sys.exit(err.exit_code)
+        message, code = _explain(e)
+        if _debug():
+            import traceback
+
+            traceback.print_exc()
+        _say(f"error: {message}")
+        sys.exit(code)

@@ -17,7 +17,7 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 import yaml
@@ -86,12 +86,30 @@ def field_role(info: Any) -> dict[str, Any] | None:
     return extra if isinstance(extra, dict) and "role" in extra else None
 
 
+# Every number a stage takes is bounded in its config (finite, a sensible minimum and maximum),
+# so the schema, not a code path, refuses nonsense; these are the ceilings many options share.
+MAX_COUNT = 1_000_000_000
+"""Items, requests, steps, samples."""
+MAX_SEED = 2**32 - 1
+"""Random seeds (numpy's range)."""
+MAX_TOKENS = 1_048_576
+"""Tokens of one reply or one sequence."""
+MAX_SECONDS = 86_400.0
+"""Timeouts and waits: one day."""
+MAX_BATCH = 65_536
+"""Items in one batch."""
+
+
 class StageConfig(BaseModel):
-    """Base of every stage config: unknown keys are an error, not silently ignored."""
+    """Base of every stage config: unknown keys are an error, not silently ignored; NaN and
+    infinities are refused for every float."""
 
     # A field's description (its --help line) is the docstring under it, as litgpt writes them.
     model_config = ConfigDict(
-        extra="forbid", protected_namespaces=(), use_attribute_docstrings=True
+        extra="forbid",
+        protected_namespaces=(),
+        use_attribute_docstrings=True,
+        allow_inf_nan=False,
     )
 
     @classmethod
@@ -132,18 +150,18 @@ class LLMConfig(StageConfig):
     """Name of the environment variable holding the API key (the key itself is never written
     anywhere).
     """
-    concurrency: int = Field(8, ge=1)
+    concurrency: int = Field(8, ge=1, le=4096)
     """Requests in flight at once."""
-    rpm: float | None = Field(None, gt=0)
+    rpm: float | None = Field(None, gt=0, le=1e7)
     """Requests-per-minute limit."""
-    tpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0, le=1e10)
     """Tokens-per-minute limit (prompt estimate + max_tokens)."""
-    timeout: float = Field(120.0, gt=0)
+    timeout: float = Field(120.0, gt=0, le=MAX_SECONDS)
     """Per-request timeout in seconds."""
-    max_retries: int = Field(6, ge=0, json_schema_extra=ADVANCED)
+    max_retries: int = Field(6, ge=0, le=100, json_schema_extra=ADVANCED)
     """Retries on 429/5xx/timeouts/empty replies, with exponential backoff and jitter (honours
     Retry-After)."""
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH)
     """Local backend: prompts per batched generate call."""
     dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", json_schema_extra=ADVANCED)
     """Local backend: 'auto' runs fp32 weights with bf16 autocast where the CPU/GPU supports it."""
@@ -152,9 +170,9 @@ class LLMConfig(StageConfig):
     else the Alpaca format; 'alpaca'; 'plain' = the messages' text joined as is (few-shot prompts
     a base model continues).
     """
-    price_prompt: float | None = Field(None, ge=0, json_schema_extra=ADVANCED)
+    price_prompt: float | None = Field(None, ge=0, le=10_000.0, json_schema_extra=ADVANCED)
     """USD per 1M prompt tokens (overrides the built-in price table)."""
-    price_completion: float | None = Field(None, ge=0, json_schema_extra=ADVANCED)
+    price_completion: float | None = Field(None, ge=0, le=10_000.0, json_schema_extra=ADVANCED)
     """USD per 1M completion tokens (overrides the built-in price table)."""
     cache: Path | None = Field(None, json_schema_extra=CACHE)
     """SQLite request cache (default: the user cache dir). Makes runs resumable."""
@@ -168,15 +186,15 @@ class LLMConfig(StageConfig):
     fallback: Literal["none", "online"] = "none"
     """Batch mode: requests the batches could not finish (expired, cancelled, failed) after
     --*-batch-attempts: 'online' sends them one by one, 'none' reports them failed."""
-    batch_attempts: int = Field(2, ge=1, json_schema_extra=ADVANCED)
+    batch_attempts: int = Field(2, ge=1, le=100, json_schema_extra=ADVANCED)
     """Batch mode: batches a request may go through before the fallback."""
-    batch_poll_seconds: float = Field(30.0, gt=0, json_schema_extra=ADVANCED)
+    batch_poll_seconds: float = Field(30.0, gt=0, le=MAX_SECONDS, json_schema_extra=ADVANCED)
     """Batch mode: seconds between status checks."""
-    batch_max_requests: int = Field(50_000, ge=1, json_schema_extra=ADVANCED)
+    batch_max_requests: int = Field(50_000, ge=1, le=10_000_000, json_schema_extra=ADVANCED)
     """Batch mode: most requests per batch (OpenAI's limit: 50,000)."""
-    batch_max_bytes: int = Field(200_000_000, ge=1, json_schema_extra=ADVANCED)
+    batch_max_bytes: int = Field(200_000_000, ge=1, le=100_000_000_000, json_schema_extra=ADVANCED)
     """Batch mode: largest batch input file in bytes (OpenAI's limit: 200 MB)."""
-    batch_price_factor: float | None = Field(None, gt=0, json_schema_extra=ADVANCED)
+    batch_price_factor: float | None = Field(None, gt=0, le=10.0, json_schema_extra=ADVANCED)
     """Batch mode: the batch price as a fraction of the online price (default: the price table's,
     0.5).
     """
@@ -235,6 +253,8 @@ def _option_type(tp: Any) -> tuple[Any, dict]:
     if origin in (list, tuple):
         inner = typing.get_args(base)[0] if typing.get_args(base) else str
         inner, _ = _unwrap_optional(inner)
+        if typing.get_origin(inner) is Annotated:  # list[Annotated[float, Field(ge=0)]]
+            inner = typing.get_args(inner)[0]
         return list[inner if inner in (str, int, float, Path) else str], {}
     if origin is dict:
         return list[str], {"metavar": "KEY=VALUE"}
@@ -282,6 +302,16 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def _where(loc: tuple[str, ...], names: dict[tuple, str]) -> str:
+    """A field as the user named it: `--teacher-timeout`, `INPUT`, `--buckets[1]` for a list's
+    item, the YAML key path otherwise."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in names:
+            rest = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[n:])
+            return names[loc[:n]] + rest
+    return ".".join(loc)
+
+
 def build_config(
     cls: type[BaseModel], data: dict, source: str = "config", names: dict[tuple, str] | None = None
 ) -> Any:
@@ -292,8 +322,7 @@ def build_config(
     except ValidationError as e:
         problems = []
         for err in e.errors():
-            loc = tuple(str(p) for p in err["loc"])
-            where = (names or {}).get(loc) or ".".join(loc)
+            where = _where(tuple(str(p) for p in err["loc"]), names or {})
             msg = "required" if err["type"] == "missing" else err["msg"]
             msg = msg.removeprefix("Value error, ")
             problems.append(f"{where}: {msg}" if where else msg)  # a check across fields

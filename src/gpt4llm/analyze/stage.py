@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import CACHE, INPUT, OUTPUT_DIR, StageConfig
+from gpt4llm.config import CACHE, INPUT, MAX_COUNT, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.join import JOIN_HELP, JoinOn
 
@@ -47,11 +47,11 @@ class Config(StageConfig):
     verbs_of: list[Literal["instruction", "output"]] = Field(["instruction", "output"])
     """Texts whose root verb / object noun are extracted (outputs: first sentence, as the GPT-4-LLM
     paper)."""
-    top_verbs: int = Field(20, ge=1)
+    top_verbs: int = Field(20, ge=1, le=10_000)
     """Verbs in the verb–noun charts and tables."""
-    top_nouns: int = Field(4, ge=1)
+    top_nouns: int = Field(4, ge=1, le=10_000)
     """Nouns shown per verb."""
-    top_pairs: int = Field(25, ge=1)
+    top_pairs: int = Field(25, ge=1, le=10_000)
     """Verb–noun pairs in the bar charts."""
     tokenizer: str | None = None
     """Also count tokens with this tokenizer: 'embedded' or a local Hugging Face model path."""
@@ -65,17 +65,17 @@ class Config(StageConfig):
     """Find exact and near-duplicate instructions."""
     dedup_threshold: float = Field(0.7, gt=0, le=1)
     """ROUGE-L F1 at or above which two instructions are near-duplicates (Self-Instruct: 0.7)."""
-    dedup_max_records: int = Field(200_000, ge=2)
+    dedup_max_records: int = Field(200_000, ge=2, le=MAX_COUNT)
     """Skip the pairwise near-duplicate pass above this many unique instructions (exact duplicates
     are always found).
     """
-    batch_size: int = Field(512, ge=1)
+    batch_size: int = Field(512, ge=1, le=1_000_000)
     """Texts per spaCy nlp.pipe batch."""
-    n_process: int = Field(0, ge=0)
+    n_process: int = Field(0, ge=0, le=1024)
     """spaCy worker processes; 0 = auto (1; with 4+ cores and more than 20,000 texts, cores-1 up to
     4).
     """
-    max_chars: int = Field(300, ge=20)
+    max_chars: int = Field(300, ge=20, le=1_000_000)
     """Parse only the first line of each text, cut to this many characters."""
     cache: Path | None = Field(None, json_schema_extra=CACHE)
     """SQLite cache of verb–noun results (default: <gpt4llm cache dir>/analyze/verbs.sqlite)."""

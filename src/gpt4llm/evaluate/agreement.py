@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, OUTPUT_DIR, StageConfig
+from gpt4llm.config import INPUT, MAX_SEED, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.evaluate.agreement_stats import Comparison, compare, groups, summarize
 from gpt4llm.evaluate.agreement_votes import VoteSet, load_categories, load_votes, resolve_input
@@ -65,11 +65,11 @@ class Config(StageConfig):
     'gpt-4*')."""
     judges_b: list[str] = Field(default_factory=list)
     """Use only B's votes whose judge matches one of these patterns."""
-    bootstrap: int = Field(1000, ge=0)
+    bootstrap: int = Field(1000, ge=0, le=1_000_000)
     """Bootstrap resamples of the questions for the intervals (0: no intervals)."""
     confidence: float = Field(0.95, gt=0, lt=1)
     """Level of the bootstrap intervals."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of the bootstrap (recorded in the summary)."""
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, OUTPUT, StageConfig
+from gpt4llm.config import INPUT, MAX_BATCH, MAX_COUNT, MAX_TOKENS, OUTPUT, StageConfig
 from gpt4llm.errors import UserError
 
 
@@ -30,11 +30,11 @@ class Config(StageConfig):
     """Reward model directory written by `gpt4llm train reward`."""
     output: Path = Field(Path("reward_eval.json"), json_schema_extra=OUTPUT)
     """JSON report."""
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH)
     """Sequences per forward pass (length-sorted)."""
-    max_seq_len: int | None = Field(None, ge=8)
+    max_seq_len: int | None = Field(None, ge=8, le=MAX_TOKENS)
     """Longest prompt+answer in tokens (default: the one the model was trained with)."""
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Evaluate only the first N records / pairs."""
 
 

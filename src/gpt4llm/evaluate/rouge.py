@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, OUTPUT_DIR, StageConfig
+from gpt4llm.config import INPUT, MAX_COUNT, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.evaluate.fields import optional_text
 from gpt4llm.join import JOIN_HELP, JoinOn
@@ -70,7 +70,7 @@ class Config(StageConfig):
     tokenizer: Literal["auto", "rouge", "char"] = "auto"
     """'rouge': rouge-score's (Latin letters and digits only); 'char': one token per CJK/Thai
     character, Latin words kept; 'auto': char when >=20% of references contain CJK/Thai."""
-    buckets: list[int] = Field([2, 5, 10])
+    buckets: list[Annotated[int, Field(ge=0, le=MAX_COUNT)]] = Field([2, 5, 10])
     """Upper edges (inclusive, in words) of the reference-length buckets; the default gives 0-2,
     3-5, 6-10, >10 as in the paper.
     """

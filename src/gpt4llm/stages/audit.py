@@ -89,15 +89,15 @@ class Config(StageConfig):
     eval_text: Literal["question", "all"] = "question"
     """Evaluation text checked: 'question' (questions, instructions, inputs) or 'all' (reference
     answers too)."""
-    ngram: int = Field(13, ge=3)
+    ngram: int = Field(13, ge=3, le=100)
     """Tokens in a shared run that makes a record contaminated."""
-    min_ngram: int = Field(8, ge=1)
+    min_ngram: int = Field(8, ge=1, le=100)
     """Evaluation texts shorter than --ngram are matched whole if at least this many tokens; shorter
     ones are not checked."""
     scores: Path | None = Field(None, json_schema_extra=INPUT)
     """Rater scores: compare output ({id, instruction, input, responses: [{model, text, score}]}).
     """
-    min_score: float | None = None
+    min_score: float | None = Field(None, ge=-1e9, le=1e9)
     """With --scores: answers scored below this are low_score."""
     score_model: str | None = None
     """With --scores: the compare source name holding this data's answers (default: the response
@@ -106,14 +106,14 @@ class Config(StageConfig):
     join: JoinOn = Field("auto", description=JOIN_HELP)
     near_threshold: float = Field(0.7, gt=0.0, le=1.0)
     """ROUGE-L F1 of instruction+input at which a record is a near duplicate of an earlier one."""
-    unfinished_min_words: int = Field(20, ge=1)
+    unfinished_min_words: int = Field(20, ge=1, le=100_000)
     """The unfinished heuristic fires on answers ending in a letter or digit only from this many
     words.
     """
     action: dict[str, Action] = Field(default_factory=dict)
     """CLASS=drop|flag|off per rule class (all=... sets every class first). Default: drop empty,
     no_output, refusal, contaminated; flag the rest."""
-    max_examples: int = Field(5, ge=0, json_schema_extra=ADVANCED)
+    max_examples: int = Field(5, ge=0, le=10_000, json_schema_extra=ADVANCED)
     """Examples per rule in the summary and the HTML page."""
 
     @model_validator(mode="after")

@@ -49,7 +49,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, INPUT_OR_NAME, OUTPUT, LLMConfig, StageConfig
+from gpt4llm.config import (
+    INPUT,
+    INPUT_OR_NAME,
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TOKENS,
+    OUTPUT,
+    LLMConfig,
+    StageConfig,
+)
 from gpt4llm.errors import UserError
 from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.outputs import max_failed_fraction_field
@@ -69,7 +78,7 @@ class Config(StageConfig):
     """
     source_llm: LLMConfig = Field(default_factory=LLMConfig)
     """Connection settings for --source-model (its model is replaced by each MODEL)."""
-    source_max_tokens: int = Field(512, ge=1)
+    source_max_tokens: int = Field(512, ge=1, le=MAX_TOKENS)
     """Max tokens per answer of a --source-model."""
     instructions: Path | None = Field(None, json_schema_extra=INPUT)
     """Instructions (Alpaca JSON/JSONL) to compare on; default: those the sources share. Needed when
@@ -85,7 +94,7 @@ class Config(StageConfig):
     reminder: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
     """Reminder appended when a reply has no readable score; default: the packaged
     rater_reminder_single / rater_reminder_batched."""
-    max_tokens: int = Field(256, ge=1)
+    max_tokens: int = Field(256, ge=1, le=MAX_TOKENS)
     """Max tokens of a rater reply."""
     top_logprobs: int = Field(10, ge=0, le=20)
     """Ask the rater for this many top alternatives per token to compute score_expected (0: do not
@@ -96,11 +105,11 @@ class Config(StageConfig):
     """
     use_expected: bool = False
     """Use the probability-weighted score_expected as the score (where available)."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of the order in which answers are shown to the rater."""
     shuffle: bool = True
     """Shuffle the order of answers per instruction (recorded in 'order')."""
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Compare only the first N instructions."""
     output: Path = Field(Path("comparisons.jsonl"), json_schema_extra=OUTPUT)
     """Comparison records (JSONL)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, OUTPUT, LLMConfig, StageConfig
+from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, OUTPUT, LLMConfig, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
@@ -41,7 +41,7 @@ class Config(StageConfig):
     """Output file: JSONL of Alpaca records (a .json name writes one JSON array, like Alpaca's)."""
     teacher: LLMConfig = Field(default_factory=LLMConfig)
     """The teacher model."""
-    max_tokens: int = Field(1024, ge=1)
+    max_tokens: int = Field(1024, ge=1, le=MAX_TOKENS)
     """Most tokens the teacher may write per answer."""
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     """Sampling temperature (0 = greedy)."""
@@ -58,13 +58,13 @@ class Config(StageConfig):
     prompt_template_no_input: Path | None = Field(None, json_schema_extra=INPUT)
     """File with the user prompt for records without input; {instruction} is filled in (default:
     --prompt-template if given, else teacher_no_input.txt)."""
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Answer only this many instructions (the first N, or N at random with --shuffle)."""
     shuffle: bool = False
     """With --limit: take a random sample (seeded by --seed) instead of the first N. The output
     keeps input order.
     """
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed for --shuffle and for the teacher's sampling (where the backend supports seeds)."""
     drop_truncated: bool = False
     """Treat answers cut off by --max-tokens (finish_reason 'length') as failed instead of keeping

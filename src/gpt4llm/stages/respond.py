@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import INPUT, OUTPUT, LLMConfig, StageConfig
+from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, OUTPUT, LLMConfig, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import SamplingParams
 from gpt4llm.outputs import journal_path, max_failed_fraction_field
@@ -57,29 +57,29 @@ class Config(StageConfig):
     """Local models: 'transformers' (batched, CPU/GPU) or 'vllm' (offline engine, GPU only; pip
     install 'gpt4llm[vllm]').
     """
-    max_new_tokens: int = Field(256, ge=1)
+    max_new_tokens: int = Field(256, ge=1, le=MAX_TOKENS)
     """Most tokens generated per response."""
-    temperature: float = Field(0.0, ge=0.0)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
     """0: greedy; > 0: sampling."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     """Nucleus sampling threshold."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Sampling seed (each sample uses seed + sample index: reproducible)."""
     stop: list[str] = Field(default_factory=list)
     """Extra stop strings (the template's own stops always apply)."""
-    batch_size: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1, le=65_536)
     """Local: prompts per batch (default: --model-batch-size, 8)."""
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=1000)
     """Best-of-n: sample this many candidates per instruction (needs --temperature > 0)."""
     reward_model: str | None = Field(None, json_schema_extra=INPUT)
     """Best-of-n: reward model directory that scores the candidates; the best is kept (without it:
     the first sample).
     """
-    max_samples: int | None = Field(None, ge=1)
+    max_samples: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Answer at most this many instructions."""
     model_label: str | None = None
     """Value of the 'model' field in the records (default: the model name)."""
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(1, ge=1, le=1024)
     """Local models (transformers engine, single-turn): answer in N processes, each with its own
     copy of the model and 1/N of the CPU threads (or one GPU each); the same responses as one
     process, in input order.

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import ADVANCED, INPUT, OUTPUT, StageConfig
+from gpt4llm.config import ADVANCED, INPUT, MAX_BATCH, MAX_TOKENS, OUTPUT, StageConfig
 from gpt4llm.errors import DataError, UserError
 
 
@@ -62,18 +62,18 @@ class Config(StageConfig):
     select_by: Literal["reward", "score"] = "reward"
     """With --select best: pick by the reward model's 'reward' or by the rater's 'score' (compare
     output)."""
-    min_reward: float | None = None
+    min_reward: float | None = Field(None, ge=-1e9, le=1e9)
     """With --select best: leave out items whose best reward (or score) is below this."""
-    batch_tokens: int = Field(4096, ge=16)
+    batch_tokens: int = Field(4096, ge=16, le=100_000_000)
     """Tokens per packed forward pass."""
-    max_length: int | None = Field(None, ge=8)
+    max_length: int | None = Field(None, ge=8, le=MAX_TOKENS)
     """Longest prompt+answer in tokens; longer ones keep their start and EOS (default: the model's
     trained max_length)."""
     packing: bool = True
     """Pack several answers into one row (--no-packing: padded batches of --batch-size)."""
-    batch_size: int = Field(8, ge=1, json_schema_extra=ADVANCED)
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, json_schema_extra=ADVANCED)
     """Answers per forward pass with --no-packing."""
-    journal_every: int = Field(64, ge=1, json_schema_extra=ADVANCED)
+    journal_every: int = Field(64, ge=1, le=1_000_000, json_schema_extra=ADVANCED)
     """Records scored between journal writes."""
 
     @model_validator(mode="after")

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, OUTPUT, LLMConfig, StageConfig
+from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, OUTPUT, LLMConfig, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
@@ -76,7 +76,7 @@ class Config(StageConfig):
     )
     teacher: LLMConfig = Field(default_factory=LLMConfig)
     """The translating model."""
-    max_tokens: int = Field(2048, ge=1)
+    max_tokens: int = Field(2048, ge=1, le=MAX_TOKENS)
     """Most tokens per translation reply."""
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     """Sampling temperature (0 = greedy, best for translation)."""
@@ -89,13 +89,13 @@ class Config(StageConfig):
     field_template: Path | None = Field(None, json_schema_extra=INPUT)
     """File with the per-field fallback prompt; {language} and {text} are filled in (default:
     translate_field.txt)."""
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Translate only this many records (the first N, or N at random with --shuffle)."""
     shuffle: bool = False
     """With --limit: take a random sample (seeded by --seed) instead of the first N. The output
     keeps input order.
     """
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed for --shuffle and for sampling."""
     mode: Literal["record", "field"] = "record"
     """'record': one request per record (a JSON object of its fields), falling back to one per field

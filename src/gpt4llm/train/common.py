@@ -36,7 +36,16 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from gpt4llm.config import INPUT, INPUT_OR_NAME, OUTPUT_DIR, StageConfig
+from gpt4llm.config import (
+    INPUT,
+    INPUT_OR_NAME,
+    MAX_BATCH,
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TOKENS,
+    OUTPUT_DIR,
+    StageConfig,
+)
 from gpt4llm.errors import UserError
 
 # The student's prompt format lives in gpt4llm.prompts (one place); re-exported for older imports.
@@ -65,9 +74,9 @@ class TrainSettings(StageConfig):
     # LoRA
     lora: bool = True
     """Train LoRA adapters (--no-lora: all weights, as the paper)."""
-    lora_r: int = Field(16, ge=1)
+    lora_r: int = Field(16, ge=1, le=4096)
     """LoRA rank."""
-    lora_alpha: int = Field(32, ge=1)
+    lora_alpha: int = Field(32, ge=1, le=65_536)
     """LoRA alpha (scaling = alpha / r)."""
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     """LoRA dropout."""
@@ -75,25 +84,25 @@ class TrainSettings(StageConfig):
     """Module names that get LoRA adapters (suffixes like q_proj; repeat the option), or all-linear.
     """
     # optimisation
-    epochs: float = Field(3.0, gt=0)
+    epochs: float = Field(3.0, gt=0, le=10_000)
     """Training epochs (the paper: 3)."""
-    max_steps: int = -1
+    max_steps: int = Field(-1, ge=-1, le=MAX_COUNT)
     """Stop after this many optimizer steps (overrides --epochs when > 0)."""
-    per_device_batch_size: int = Field(4, ge=1)
+    per_device_batch_size: int = Field(4, ge=1, le=MAX_BATCH)
     """Examples per device per micro-batch."""
-    gradient_accumulation_steps: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=MAX_BATCH)
     """Micro-batches per optimizer step."""
-    learning_rate: float = Field(2e-4, gt=0)
+    learning_rate: float = Field(2e-4, gt=0, le=1.0)
     """Peak learning rate (LoRA: 1e-4..3e-4; full fine-tuning ~2e-5, the paper's)."""
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=10.0)
     """AdamW weight decay."""
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     """Fraction of steps with linear warm-up."""
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     """Learning-rate schedule."""
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=MAX_SEED)
     """Seed for the held-out split, data order and initialisation."""
-    max_seq_len: int = Field(512, ge=8)
+    max_seq_len: int = Field(512, ge=8, le=MAX_TOKENS)
     """Longest sequence (prompt + answer) in tokens."""
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     """'auto': fp32 weights with bf16 autocast where the CPU (AMX/AVX-512-bf16) or GPU supports it;
@@ -103,24 +112,24 @@ class TrainSettings(StageConfig):
     padding_free: bool = True
     """Pack each micro-batch into few rows with per-sequence position ids (no compute on padding);
     --no-padding-free pads to the longest."""
-    max_samples: int | None = Field(None, ge=1)
+    max_samples: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Use at most this many training examples — for quick trials."""
     # held-out evaluation
     eval_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     """Share of the data held out for evaluation (0: none)."""
-    max_eval_samples: int | None = Field(200, ge=1)
+    max_eval_samples: int | None = Field(200, ge=1, le=MAX_COUNT)
     """At most this many held-out examples (the rest of --eval-fraction stays in training), so
     evaluation stays short on big data."""
-    eval_steps: int | None = Field(None, ge=0)
+    eval_steps: int | None = Field(None, ge=0, le=MAX_COUNT)
     """Also evaluate every N steps (default or 0: once, at the end of training)."""
     eval_on_start: bool = False
     """Also evaluate before the first step (a baseline for the curve)."""
     # checkpoints and logs
-    save_steps: int = Field(200, ge=1)
+    save_steps: int = Field(200, ge=1, le=MAX_COUNT)
     """Save a checkpoint every N optimizer steps."""
-    save_total_limit: int = Field(2, ge=1)
+    save_total_limit: int = Field(2, ge=1, le=10_000)
     """Keep at most this many checkpoints."""
-    logging_steps: int = Field(10, ge=1)
+    logging_steps: int = Field(10, ge=1, le=MAX_COUNT)
     """Log the training loss every N steps."""
     resume: bool | None = None
     """--resume: continue from the last checkpoint in OUTPUT/checkpoints (error if none);
@@ -134,7 +143,7 @@ class TrainSettings(StageConfig):
     DeepSpeed, FSDP)."""
     accelerate_config: Path | None = Field(None, json_schema_extra=INPUT)
     """accelerate config YAML for --launcher accelerate (see configs/accelerate/)."""
-    num_processes: int | None = Field(None, ge=1)
+    num_processes: int | None = Field(None, ge=1, le=4096)
     """--launcher accelerate: processes per machine, overriding the accelerate config."""
     dry_run: bool = False
     """--launcher accelerate: print the `accelerate launch` command and stop."""

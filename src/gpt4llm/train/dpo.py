@@ -67,7 +67,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import ADVANCED, INPUT, INPUT_OR_NAME, OUTPUT_DIR
+from gpt4llm.config import ADVANCED, INPUT, INPUT_OR_NAME, MAX_TOKENS, OUTPUT_DIR
 from gpt4llm.errors import UserError
 from gpt4llm.train.common import TrainSettings, device_of, say
 from gpt4llm.train.dpo_data import DpoData, PrefPair, load_data  # 1. data
@@ -112,11 +112,11 @@ class Config(TrainSettings):
     data: Path = Field(Path("comparisons.jsonl"), json_schema_extra=INPUT)
     """Comparison records from `gpt4llm compare`, or published pairs {user_input, completion_a
     (better), completion_b} (JSONL / JSON array)."""
-    min_score_gap: float = Field(0.0, ge=0.0)
+    min_score_gap: float = Field(0.0, ge=0.0, le=1e9)
     """Use a pair only when the better answer scored at least this much higher (0: any strictly
     higher score; rich comparison records only).
     """
-    beta: float = Field(0.1, gt=0.0)
+    beta: float = Field(0.1, gt=0.0, le=1000.0)
     """How far the policy may move from the reference (higher: closer; for ipo the regularisation
     tau).
     """
@@ -125,19 +125,19 @@ class Config(TrainSettings):
     apo_zero, apo_down, discopop, sigmoid_norm (length-normalised); or simpo (SimPO, margin
     --simpo-gamma; its paper uses --beta 2 to 2.5) or orpo (ORPO, --beta is its λ, 0.1), both
     without a reference model."""
-    simpo_gamma: float = Field(0.5, ge=0.0)
+    simpo_gamma: float = Field(0.5, ge=0.0, le=1000.0)
     """simpo: the target reward margin γ (TRL's CPO default 0.5; SimPO's paper tunes γ/β in
     0.3–0.8)."""
     reference_free: bool = False
     """Reference log-probabilities of 0: no reference model (sigmoid: reference-free DPO;
     sigmoid_norm: SimPO without its margin; with --sft-weight 1: CPO).
     """
-    sft_weight: float = Field(0.0, ge=0.0)
+    sft_weight: float = Field(0.0, ge=0.0, le=1000.0)
     """Also add TRL's `sft` loss (NLL of the better answer) with this weight (RPO; with
     --reference-free and sigmoid: CPO)."""
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
     """robust: the assumed probability that a preference label is flipped."""
-    max_prompt_len: int | None = Field(None, ge=1)
+    max_prompt_len: int | None = Field(None, ge=1, le=MAX_TOKENS)
     """Skip (and count) pairs whose prompt is longer than this many tokens (default: any prompt that
     leaves room for an answer within --max-seq-len)."""
     ref_model: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
@@ -151,11 +151,11 @@ class Config(TrainSettings):
     output: Path = Field(Path("runs/dpo"), json_schema_extra=OUTPUT_DIR)
     """Output directory (its own default, so sft, reward and dpo runs never share one): the model,
     adapter/, checkpoints/, log.jsonl, heldout.jsonl, summary.json, manifest.json."""
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0, le=10_000)
     """Epochs over the training pairs (1: DPO's implicit reward keeps growing on pairs it has seen
     and overfits them quickly, hence not the sft default of 3).
     """
-    learning_rate: float = Field(5e-5, gt=0)
+    learning_rate: float = Field(5e-5, gt=0, le=1.0)
     """Peak learning rate (5e-5 suits LoRA; DPO nudges a model that already answers, so it is lower
     than the sft default; with --no-lora use ~5e-7..1e-6, TRL's default 1e-6)."""
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)

@@ -49,7 +49,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import INPUT, OUTPUT_DIR
+from gpt4llm.config import INPUT, MAX_COUNT, OUTPUT_DIR
 from gpt4llm.errors import UserError
 from gpt4llm.reward_model import pairwise_accuracy, score_pairs
 from gpt4llm.train.common import TrainSettings
@@ -67,7 +67,7 @@ class Config(TrainSettings):
     output: Path = Field(Path("runs/reward"), json_schema_extra=OUTPUT_DIR)
     """Output directory (its own default, so an sft and a reward run never share one): the reward
     model, checkpoints/, log.jsonl, heldout.jsonl, manifest.json."""
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0, le=10_000)
     """Epochs over the training pairs (1: a reward model overfits its pairs after one pass, as
     InstructGPT found, hence not the sft default of 3)."""
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
@@ -78,7 +78,7 @@ class Config(TrainSettings):
     """Packed batches as one row with per-sequence attention, fused LoRA, frozen weights kept in
     bf16 under bf16 autocast (the padded forward's rewards; see train/fastpath.py).
     --no-fast-path: packed rows through the library computations only."""
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Deprecated: use --max-samples."""
 
     @model_validator(mode="after")

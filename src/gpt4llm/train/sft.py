@@ -39,7 +39,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -56,7 +56,7 @@ class Config(TrainSettings):
     data: list[Path] = Field(default_factory=list, json_schema_extra=INPUT)
     """Alpaca-format training files (JSON array or JSONL with instruction/input/output); several
     allowed."""
-    data_weights: list[float] | None = None
+    data_weights: list[Annotated[float, Field(ge=0.0, le=1e6)]] | None = None
     """Per-file mixing weight: how many times each file's examples are used per epoch (1 = once, 0.5
     = a random half, 2 = twice). Default: 1 for every file.
     """

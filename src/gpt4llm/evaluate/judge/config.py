@@ -7,7 +7,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import INPUT, INPUT_OR_NAME, OUTPUT_DIR, LLMConfig, StageConfig
+from gpt4llm.config import (
+    INPUT,
+    INPUT_OR_NAME,
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TOKENS,
+    OUTPUT_DIR,
+    LLMConfig,
+    StageConfig,
+)
 from gpt4llm.evaluate.fastchat_io import (
     NEED_REF_CATS,
 )
@@ -59,7 +68,7 @@ class Config(StageConfig):
     judge_prompt: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
     """Judge prompt: a .txt template (FastChat placeholders) or a FastChat judge-prompt JSONL
     (MT-bench's or Vicuna-80's). Default: ours, by mode, category, turn and reference."""
-    judge_prompt_id: int | None = None
+    judge_prompt_id: int | None = Field(None, ge=0, le=1_000_000)
     """With a Vicuna-80 judge-prompt JSONL: the prompt_id to use for every question (default: chosen
     by category).
     """
@@ -75,23 +84,23 @@ class Config(StageConfig):
     """
     top_logprobs: int = Field(20, ge=1, le=20)
     """Alternatives per position requested with --scoring expected (OpenAI allows up to 20)."""
-    max_tokens: int = Field(512, ge=1)
+    max_tokens: int = Field(512, ge=1, le=MAX_TOKENS)
     """Most tokens the judge may write per reply."""
-    temperature: float = Field(0.0, ge=0)
+    temperature: float = Field(0.0, ge=0, le=2.0)
     """Judge sampling temperature (0: greedy, reproducible)."""
-    samples: int = Field(1, ge=1)
+    samples: int = Field(1, ge=1, le=1000)
     """Judge each question and order this many times (needs --temperature > 0; seeds --seed,
     --seed+1, ...): median and spread are reported.
     """
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of the judge's sampling (with --temperature > 0) and of the bootstrap."""
-    bootstrap: int = Field(1000, ge=0)
+    bootstrap: int = Field(1000, ge=0, le=1_000_000)
     """Bootstrap resamples (of questions) for the 95% intervals; 0: no intervals."""
-    score_min: float = 1
+    score_min: float = Field(1, ge=-1e6, le=1e6)
     """Lowest valid score."""
-    score_max: float = 10
+    score_max: float = Field(10, ge=-1e6, le=1e6)
     """Highest valid score."""
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Judge only the first N questions (a quick look)."""
     join: JoinOn = Field("auto", description=JOIN_HELP + " FastChat answers join on question_id.")
     from_judgments: Path | None = Field(None, json_schema_extra=INPUT)

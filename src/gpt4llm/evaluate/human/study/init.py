@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, OUTPUT_DIR, StageConfig
+from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.evaluate.human.study.inputs import (
     join_sources,
@@ -62,11 +62,11 @@ class InitConfig(StageConfig):
     """With more than two sources: compare every model against this one (default: all pairs of
     models).
     """
-    per_item: int = Field(3, ge=1)
+    per_item: int = Field(3, ge=1, le=1000)
     """Annotators per pair."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed for the left/right order of each pair, the serving order and --limit sampling."""
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Use a random sample of this many instructions (seeded)."""
     criteria: Path | None = Field(None, json_schema_extra=INPUT)
     """YAML file of criteria and guidance text (default: the packaged prompts/hhh_criteria.yaml:

@@ -589,3 +589,70 @@ def test_real_seed_tasks(shared_data, fake_openai, teacher, tmp_path, monkeypatc
     rejected = read_jsonl(tmp_path / "o.jsonl.rejected.jsonl")
     assert len(rejected) == 6 and {r["reason"] for r in rejected} == {"similar"}
     assert all(r["rouge_l"] == 1.0 for r in rejected)
+
+
+def _spent(err: str) -> tuple[int, int, float]:
+    m = re.search(r"spent (\d+) requests \((\d+) cached\), ([\d,]+) tokens, \$(\d+\.\d{4})", err)
+    assert m, err
+    return int(m[1]), int(m[3].replace(",", "")), float(m[4])
+
+
+@pytest.mark.parametrize(("batch", "k", "calls"), [("5", None, 20), ("5", "7", 10), ("3", "1", 3)])
+def test_unusable_replies_stop_after_k_barren_requests_with_what_was_spent(
+    fake_openai, teacher, tmp_path, monkeypatch, capsys, batch, k, calls
+):
+    """A teacher whose every reply is junk: the run stops once K requests in a row (default 20,
+    checked after each round) kept nothing -- not after --max-requests (52,000 here)."""
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
+    out = tmp_path / "o.jsonl"
+    fake_openai.responder = lambda m, b: "I cannot help with that."
+    args = ["instruct", seeds, "-o", out, *teacher, "--num-instructions", "52000"]
+    args += ["--request-batch-size", batch, "--teacher-price-prompt", "1"]
+    args += ["--teacher-price-completion", "2"]
+    args += ["--max-requests-without-kept", k] if k else []
+    code, err = cli(args, monkeypatch, capsys)
+    assert code == 1 and fake_openai.calls == calls
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"error: instruct: stopped: the last {calls} requests kept no task")
+    summary = json.loads((tmp_path / "o.jsonl.manifest.json").read_text())["summary"]
+    tokens = summary["prompt_tokens"] + summary["completion_tokens"]
+    cost = (summary["prompt_tokens"] * 1 + summary["completion_tokens"] * 2) / 1e6
+    assert _spent(line) == (calls, tokens, round(cost, 4)) and tokens > 0
+    assert not out.exists()  # nothing was kept
+    assert len(read_jsonl(tmp_path / "o.jsonl.rejected.jsonl")) == calls
+
+
+def test_a_productive_run_that_turns_barren_stops_and_writes_what_it_kept(
+    fake_openai, teacher, tmp_path, monkeypatch, capsys
+):
+    import threading
+
+    from gpt4llm.pipeline import is_finished
+    from gpt4llm.stages.instruct import Config
+
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
+    out = tmp_path / "o.jsonl"
+    lock, seen = threading.Lock(), []
+
+    def reply(messages, body):  # the first round (5 requests) is useful, then junk
+        with lock:
+            seen.append(1)
+            n = len(seen)
+        return planted_reply(n) if n <= 5 else "Sorry."
+
+    fake_openai.responder = reply
+    args = ["instruct", seeds, "-o", out, *teacher, "--request-batch-size", "5"]
+    code, err = cli([*args, "--max-requests-without-kept", "10"], monkeypatch, capsys)
+    assert code == 1 and fake_openai.calls == 15  # round 1 keeps; rounds 2 and 3 keep nothing
+    line = err.strip().splitlines()[-1]
+    assert "stopped: the last 10 requests kept no task" in line
+    assert f"kept 10 of the 100 wanted (written to {out})" in line
+    assert "spent 15 requests (0 cached)" in line and "tokens, cost unknown" in line
+    kept = read_jsonl(out)
+    assert len(kept) == 10 and {r["request"] for r in kept} == {
+        f"request-{j:06d}" for j in range(5)
+    }
+    manifest = json.loads((tmp_path / "o.jsonl.manifest.json").read_text())
+    assert manifest["status"] == "failed" and "kept no task" in manifest["last_run"]["error"]
+    config = Config(seeds=seeds, output=out)
+    assert is_finished(config) == (False, "its last run failed")

@@ -48,7 +48,11 @@ Outputs: the kept tasks as Alpaca records `{instruction, input, output, id, most
 `{request, reason, detail, instruction, input, output}` (or `raw` for unparseable text); the
 manifest; `<output>.failed.jsonl` for teacher requests that failed after the retries.
 The run stops at `--num-instructions` kept tasks, after `--max-requests` requests, or when
-every request of a round failed.
+every request of a round failed. It also stops, with exit 1, when `--max-requests-without-kept`
+requests in a row (20) kept no task -- a teacher whose every reply is unusable would otherwise
+be paid up to `--max-requests` times for nothing: one line says why and what was spent
+(requests, tokens, cost), and the tasks kept so far are written (the manifest records the run
+as failed, so a pipeline never takes it for finished).
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, LLMConfig, StageConfig, role
+from gpt4llm.config import INPUT, LLMConfig, StageConfig, role
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.outputs import max_failed_fraction_field
 from gpt4llm.stages.instruct_parse import Candidate, parse_alpaca, parse_self_instruct
@@ -144,13 +148,13 @@ class Config(StageConfig):
     """
     teacher: LLMConfig = Field(default_factory=LLMConfig)
     """The model that writes new tasks."""
-    num_instructions: int = Field(100, ge=1, le=MAX_COUNT)
+    num_instructions: int = Field(100, ge=1)
     """Stop when this many new tasks are kept."""
-    request_batch_size: int = Field(5, ge=1, le=1000)
+    request_batch_size: int = Field(5, ge=1)
     """Requests sent together per round (the pool grows between rounds)."""
-    num_prompt_instructions: int | None = Field(None, ge=1, le=1000)
+    num_prompt_instructions: int | None = Field(None, ge=1)
     """Example tasks shown per request (default: alpaca 3, self-instruct 8)."""
-    num_machine_instructions: int | None = Field(None, ge=0, le=1000)
+    num_machine_instructions: int | None = Field(None, ge=0)
     """How many of the examples come from tasks kept in earlier rounds, once there are some
     (default: alpaca 0 -- Alpaca shows seeds only; self-instruct 2).
     """
@@ -158,7 +162,7 @@ class Config(StageConfig):
     """Sampling temperature (default: alpaca 1.0, self-instruct 0.7)."""
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     """Nucleus sampling (default: alpaca 1.0, self-instruct 0.5)."""
-    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_tokens: int | None = Field(None, ge=1)
     """Most tokens per reply (default: alpaca 3072, self-instruct 1024)."""
     stop: list[str] | None = None
     """Stop strings (default: alpaca '\\n20.', self-instruct '\\n16.', '\\n16 .')."""
@@ -169,19 +173,23 @@ class Config(StageConfig):
     """Keep a task only when its ROUGE-L F1 with every pool instruction (seeds + kept) is below
     this.
     """
-    min_words: int = Field(3, ge=0, le=100_000)
+    min_words: int = Field(3, ge=0)
     """Reject instructions of this many words or fewer."""
-    max_words: int = Field(150, ge=1, le=100_000)
+    max_words: int = Field(150, ge=1)
     """Reject instructions of more words than this."""
     blacklist: list[str] = Field(default_factory=lambda: list(BLACKLIST))
     """Reject instructions containing one of these words or phrases (whole words, any case)."""
-    max_requests: int | None = Field(None, ge=1, le=MAX_COUNT)
+    max_requests: int | None = Field(None, ge=1)
     """Stop after this many teacher requests (default: one per wanted instruction, at least 10)."""
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    seed: int = 0
     """Seed for the example draws (request k uses seed and k) and the teacher's sampling."""
     id_prefix: str | None = None
     """Ids of the kept tasks: PREFIX-000001 ... (default: the output file's stem)."""
     max_failed_fraction: float = max_failed_fraction_field()
+    max_requests_without_kept: int = Field(20, ge=1, le=1_000_000)
+    """Stop (exit 1, the tasks kept so far written) when this many requests in a row keep no task:
+    the teacher's replies are unusable or the pool is saturated. --max-requests stays the hard
+    bound."""
 
 
 @dataclass(frozen=True)
@@ -404,6 +412,8 @@ class Progress:
     results: list = field(default_factory=list)
     unused: int = 0
     requests: int = 0
+    barren: int = 0  # requests in a row, up to now, that kept no task
+    stopped: str = ""  # why the run stopped before its target ("" when it did not)
 
 
 def load(config: Config) -> Task:
@@ -449,14 +459,32 @@ def call_rounds(config: Config, task: Task) -> Progress:
             p.results.extend(results)
             p.requests += len(requests)
             candidates = read_round(config, task, requests, results, p.failed)
+            before = len(p.kept)
             keep_novel(config, task, candidates, p)
             display.update(len(p.kept), p.requests, p.reasons, len(p.failed))
             if all(not r.ok for r in results):
                 break  # the endpoint is down or refuses: more rounds would fail the same way
+            if count_barren(config, requests, p.kept[before:], p):
+                break  # the teacher's replies keep nothing: more rounds would be paid for nothing
         display.update(len(p.kept), p.requests, p.reasons, len(p.failed), final=True)
     finally:
         display.close()
     return p
+
+
+def count_barren(config: Config, requests: list, new: list[dict], p: Progress) -> bool:
+    """Count the requests in a row that kept no task; True (with `p.stopped` set) when they
+    reach --max-requests-without-kept."""
+    productive = {t["request"] for t in new}
+    for r in requests:
+        p.barren = 0 if r.key in productive else p.barren + 1
+    if p.barren < config.max_requests_without_kept:
+        return False
+    p.stopped = (
+        f"stopped: the last {p.barren} requests kept no task"
+        f" (--max-requests-without-kept {config.max_requests_without_kept})"
+    )
+    return True
 
 
 def plan_round(config: Config, task: Task, p: Progress) -> list:
@@ -580,11 +608,14 @@ def finish(config: Config, task: Task, p: Progress, summary: dict[str, Any], t0:
         write_jsonl(task.rejected_file, p.rejected)
         summary.update(failed=len(failed), status="failed")
         message = (
-            f"instruct: none of {summary['candidates']} tasks from {k} requests was kept "
-            f"({_Display.line(0, k, p.reasons, len(failed))}); see {task.rejected_file}"
+            f"instruct: {p.stopped + ': ' if p.stopped else ''}none of {summary['candidates']}"
+            f" tasks from {k} requests was kept ({_Display.line(0, k, p.reasons, len(failed))});"
+            f" {spent(summary)}; see {task.rejected_file}"
         )
         record_failed_run(config.output, "instruct", config, summary, message)
         raise StageFailed(message)
+    if p.stopped:
+        stop_early(config, task, p, summary, t0)
     if len(p.kept) < config.num_instructions:
         Console(stderr=True).print(
             f"[yellow]instruct: kept {len(p.kept)} of the {config.num_instructions} wanted "
@@ -598,6 +629,40 @@ def finish(config: Config, task: Task, p: Progress, summary: dict[str, Any], t0:
     return StageRun("instruct", config, config.output, [config.seeds, config.prompt], t0).finish(
         summary, k, failed, write, what="requests"
     )
+
+
+def spent(summary: dict[str, Any]) -> str:
+    """What the run paid for: requests (cached ones free), tokens, cost."""
+    tokens = summary["prompt_tokens"] + summary["completion_tokens"]
+    cost = f"${summary['cost_usd']:.4f}" if summary["cost_known"] else "cost unknown"
+    n, cached = summary["requests"], summary["cached"]
+    return f"spent {n} requests ({cached} cached), {tokens:,} tokens, {cost}"
+
+
+def stop_early(config: Config, task: Task, p: Progress, summary: dict[str, Any], t0: float) -> None:
+    """The run stopped before its target (`p.stopped`): the tasks kept so far and the rejected
+    are written, the manifest records a failed run, and StageFailed says why and what it cost."""
+    from gpt4llm.llm.summary import print_summary
+    from gpt4llm.outputs import StageFailed, write_failed
+    from gpt4llm.provenance import write_manifest
+    from gpt4llm.records import write_jsonl, write_records
+
+    message = (
+        f"instruct: {p.stopped}; kept {len(p.kept)} of the {config.num_instructions} wanted"
+        f" (written to {config.output}); {spent(summary)}; see {task.rejected_file}"
+    )
+    fpath = write_failed(config.output, p.failed)
+    summary.update(failed=len(p.failed), failed_file=str(fpath) if fpath else None, status="failed")
+    summary["seconds"] = round(time.time() - t0, 2)
+    write_jsonl(task.rejected_file, p.rejected)
+    write_records(config.output, p.kept)
+    last_run = {"status": "failed", "error": message}
+    inputs = [x for x in (config.seeds, config.prompt) if x is not None]
+    write_manifest(
+        config.output, "instruct", config, inputs, summary, t0, status="failed", last_run=last_run
+    )
+    print_summary("instruct", summary)
+    raise StageFailed(message)
 
 
 def _rejected(key: str, c: Candidate) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import json
 import types
 import typing
 from collections.abc import Callable
@@ -312,6 +311,26 @@ def _where(loc: tuple[str, ...], names: dict[tuple, str]) -> str:
     return ".".join(loc)
 
 
+class _ExactDumper(yaml.SafeDumper):
+    """YAML that reads back exactly what was dumped."""
+
+
+def _exact_str(dumper: yaml.SafeDumper, text: str) -> Any:
+    # A string with a character that is not printable as is (a tab, a line break, NEL \x85 or
+    # U+2028 that YAML would fold into a space, a lone surrogate from a file name that is not
+    # UTF-8) goes double-quoted, the one style where every such character is an escape.
+    style = None if text.isprintable() else '"'
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_ExactDumper.add_representer(str, _exact_str)
+
+
+def settings_yaml(settings: dict) -> str:
+    """Settings as YAML (what `--print-config` prints) that `--config` reads back exactly."""
+    return yaml.dump(settings, Dumper=_ExactDumper, sort_keys=False, allow_unicode=True)
+
+
 def build_config(
     cls: type[BaseModel], data: dict, source: str = "config", names: dict[tuple, str] | None = None
 ) -> Any:
@@ -439,12 +458,7 @@ def config_command(
         source = str(config_file) if config_file else f"gpt4llm {command_line or name}"
         config = build_config(cls, data, source=source, names=None if config_file else names)
         if print_config:
-            typer.echo(
-                yaml.safe_dump(
-                    json.loads(config.model_dump_json()), sort_keys=False, allow_unicode=True
-                ),
-                nl=False,
-            )
+            typer.echo(settings_yaml(config.model_dump(mode="json")), nl=False)
             return None
         return run(config)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import typer
 
-from gpt4llm.config import build_config, load_yaml
+from gpt4llm.config import build_config, load_yaml, settings_yaml
 from gpt4llm.errors import UserError
 from gpt4llm.preflight import check_pipeline
 from gpt4llm.stages import STAGES, find
@@ -219,15 +219,11 @@ def register(app: typer.Typer) -> None:
         A stage whose manifest matches its config and inputs is skipped; a failed stage stops the
         run (exit 1) and is never taken for finished."""
         if print_config:
-            import yaml
-
             stages = {
-                name: {"stage": kind, **json.loads(cfg.model_dump_json())}
+                name: {"stage": kind, **cfg.model_dump(mode="json")}
                 for name, kind, cfg in load_pipeline(config)
             }
-            typer.echo(
-                yaml.safe_dump({"stages": stages}, sort_keys=False, allow_unicode=True), nl=False
-            )
+            typer.echo(settings_yaml({"stages": stages}), nl=False)
             return
         results = run_pipeline(config, start=start, until=until, force=force)
         for r in results:

@@ -96,9 +96,9 @@ class Config(StageConfig):
     """Seed of the judge's sampling (with --temperature > 0) and of the bootstrap."""
     bootstrap: int = Field(1000, ge=0, le=1_000_000)
     """Bootstrap resamples (of questions) for the 95% intervals; 0: no intervals."""
-    score_min: float = Field(1, ge=-1e6, le=1e6)
+    score_min: float = Field(1.0, ge=-1e6, le=1e6)
     """Lowest valid score."""
-    score_max: float = Field(10, ge=-1e6, le=1e6)
+    score_max: float = Field(10.0, ge=-1e6, le=1e6)
     """Highest valid score."""
     limit: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Judge only the first N questions (a quick look)."""

@@ -24,6 +24,8 @@ step; all by default) -> finalizing -> completed, then its output file (and erro
 step, with the answered requests in the output and the rest as batch_cancelled errors.
 
 `outage = N`: the next N calls to the files and batches endpoints are answered 503, unserved.
+`drop("upload", n)` (or "create"): the next n such calls are cut by a TCP reset before the
+server reads them (nothing stored, nothing created), as a proxy that resets every upload.
 `lose_reply("create")` (or "upload"): the next such call takes effect but is answered 503, as
 when a reply is lost on the way. Gates, to kill a client at a chosen moment: `gate("create")`
 (or "upload", "content") makes the server apply the call (the batch exists, the file is
@@ -41,6 +43,8 @@ import email.parser
 import email.policy
 import itertools
 import json
+import socket
+import struct
 import threading
 import time
 from collections import Counter, deque
@@ -140,6 +144,13 @@ class _BatchHandler(_Handler):
             fake.http += 1
         if fake._in_outage():
             self._send_json(503, {"error": {"message": "outage", "type": "server_error"}})
+            return
+        if parts[1:] in (["files"], ["batches"]) and fake._dropped(
+            "upload" if parts[1] == "files" else "create"
+        ):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
             return
         if parts[1:] == ["files"]:
             fields = _multipart(self.headers.get("Content-Type", ""), raw)
@@ -252,6 +263,7 @@ class FakeBatchAPI(FakeOpenAI):
             self.gates: dict[str, threading.Event] = {}
             self.gate_hits: Counter = Counter()
             self.lost: Counter = Counter()
+            self.drops: Counter = Counter()
             self.outage = 0
             self._ids = itertools.count(1)
 
@@ -289,6 +301,13 @@ class FakeBatchAPI(FakeOpenAI):
         with self._lock:
             self.lost[name] += n
 
+    def drop(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.drops[name] += n
+
+    def _dropped(self, name: str) -> bool:
+        return self._take(self.drops, name)
+
     def _in_outage(self) -> bool:
         with self._lock:
             if self.outage > 0:
@@ -297,9 +316,13 @@ class FakeBatchAPI(FakeOpenAI):
         return False
 
     def _reply_lost(self, name: str) -> bool:
+        return self._take(self.lost, name)
+
+    def _take(self, counter: Counter, name: str) -> bool:
+        """One of the `counter[name]` faults still to inject: True (and one fewer left)."""
         with self._lock:
-            if self.lost[name] > 0:
-                self.lost[name] -= 1
+            if counter[name] > 0:
+                counter[name] -= 1
                 return True
         return False
 

@@ -189,6 +189,10 @@ class LLMConfig(StageConfig):
     """Batch mode: batches a request may go through before the fallback."""
     batch_poll_seconds: float = Field(30.0, gt=0, le=MAX_SECONDS, json_schema_extra=ADVANCED)
     """Batch mode: seconds between status checks."""
+    batch_max_wait_seconds: float = Field(300.0, gt=0, le=MAX_SECONDS, json_schema_extra=ADVANCED)
+    """Batch mode: the longest the run keeps trying while calls to the Batch API fail (uploads,
+    batch creation, status checks; the backoff between tries included) before it stops with an
+    error saying what was submitted."""
     batch_max_requests: int = Field(50_000, ge=1, le=10_000_000, json_schema_extra=ADVANCED)
     """Batch mode: most requests per batch (OpenAI's limit: 50,000)."""
     batch_max_bytes: int = Field(200_000_000, ge=1, le=100_000_000_000, json_schema_extra=ADVANCED)

@@ -218,14 +218,63 @@ def test_an_outage_ends_the_run_and_a_rerun_resumes(fake, cfg, monkeypatch):
         real_sleep(s)
 
     monkeypatch.setattr(batch.time, "sleep", sleep)
-    with pytest.raises(UserError, match="failed 3 times in a row .*rerun the same command"):
+    with pytest.raises(UserError, match="failed 3 times in a row .*rerun the same command") as e:
         run(cfg, reqs(4))  # max_retries=2: the third failure in a row ends the run
+    assert f"1 submitted batch keeps running at the provider ({fake.created[0]})" in str(e.value)
+    assert "nothing was submitted" not in str(e.value)
     monkeypatch.undo()
     monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
     fake.outage = 0
     fake.release()
     res = run(cfg, reqs(4))
     assert all(r.ok for r in res) and len(fake.created) == 1 and len(fake.uploads) == 1
+
+
+class _Clock:
+    """A fake clock for batch.py: `sleep` moves it on at once."""
+
+    def __init__(self):
+        self.now, self.sleeps = 0.0, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.parametrize(
+    ("max_wait", "sleeps"), [(None, [60, 120]), (1000, [60, 120, 240, 480]), (30, [])]
+)
+def test_uploads_reset_every_time_stop_within_the_wait_bound_saying_nothing_was_submitted(
+    fake, cfg, monkeypatch, max_wait, sleeps
+):
+    """A proxy that resets every upload: with the default poll (30 s) and retries (6), the
+    backoff alone was 35 minutes; now the run stops before --*-batch-max-wait-seconds (300 s by
+    default) of trying would pass, and says that nothing was submitted."""
+    from gpt4llm.llm import batch
+
+    clock = _Clock()
+    monkeypatch.setattr(batch, "_clock", clock)
+    monkeypatch.setattr(batch.time, "sleep", clock.sleep)
+    fake.drop("upload", 1000)
+    update = {"batch_poll_seconds": 30.0, "max_retries": 6}
+    if max_wait is not None:
+        update["batch_max_wait_seconds"] = max_wait
+    with pytest.raises(UserError) as e:
+        run(cfg, reqs(3), **update)
+    msg = str(e.value)
+    assert clock.sleeps == sleeps and sum(sleeps) <= (max_wait or 300)
+    n = len(sleeps) + 1
+    assert f"the Batch API failed {n} times in a row over {sum(sleeps)}s" in msg
+    assert f"--teacher-batch-max-wait-seconds {max_wait or 300}" in msg
+    assert "uploading batch file" in msg and "APIConnectionError" in msg
+    assert msg.endswith(
+        "nothing was submitted (nothing to pay): rerun the same command to try again"
+    )
+    assert "keep" not in msg and "\n" not in msg
+    assert fake.drops["upload"] == 1000 - n and not fake.uploads and not fake.created
 
 
 def test_killed_while_polling_resumes_in_process(fake, cfg, monkeypatch):

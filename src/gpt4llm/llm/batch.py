@@ -31,6 +31,13 @@ Several processes may share the cache (new jobs are claimed in one transaction, 
 collected once), but two that resume the same half-uploaded job at the same moment may both
 upload and submit it: resume a killed run once, not twice in parallel.
 
+Failing calls to the Batch API (a reset connection, 5xx, a timeout) are tried again after a
+backoff (`batch_poll_seconds` doubled per failure, at most 10 minutes), within two bounds:
+`max_retries` failures in a row and `batch_max_wait_seconds` of trying (default 5 minutes, the
+calls and the backoff together). Then the run stops with one line that says what happened:
+nothing submitted (nothing to pay), or which batches were submitted and keep running at the
+provider (a rerun collects them).
+
 Retries in the Results: the batches a request went through beyond its first. A batch the
 endpoint no longer knows (HTTP 404, e.g. another API key) counts as unfinished, with a warning.
 
@@ -59,6 +66,7 @@ from gpt4llm.llm.batch_jobs import JobStore
 from gpt4llm.llm.client import one_line
 
 BACKOFF_CAP_S = 600.0  # longest wait after failed calls to the Batch API
+_clock = time.monotonic  # the time the failing calls have taken (tests run a fake clock)
 
 
 @dataclass
@@ -102,11 +110,7 @@ def run_batches(
     try:
         return runner.run()
     except KeyboardInterrupt:
-        print(
-            "interrupted: submitted batches keep running at the provider; rerun the same "
-            "command to collect them (nothing is submitted twice)",
-            file=sys.stderr,
-        )
+        print(f"interrupted: {runner.what_happened()}", file=sys.stderr)
         raise
     finally:
         runner.api.display.close()
@@ -126,6 +130,7 @@ class _BatchRunner:
         price = prices.batch_price(config.model, backend.price, config.batch_price_factor)
         self.api = BatchAPI(config, backend, self.store, stats, price)
         self.failures = 0  # consecutive failed calls to the Batch API
+        self.failing_since = 0.0  # when the first of them began (_clock)
         self._bodies: dict[str, str] = {}
 
     # --- the loop ----------------------------------------------------------------------
@@ -140,9 +145,12 @@ class _BatchRunner:
             ended = False
             for job_id in job_ids:
                 try:
+                    started = _clock()
                     self.api.advance(job_id)
                     self.failures = 0
                 except Transient as e:
+                    if not self.failures:
+                        self.failing_since = started
                     self.store.fresh.discard(job_id)
                     self._failed_call(str(e))
                 if self.store.jobs[job_id].state == "collected":
@@ -186,13 +194,32 @@ class _BatchRunner:
         return min(base * 2**self.failures, max(base, BACKOFF_CAP_S)) if self.failures else base
 
     def _failed_call(self, error: str) -> None:
+        """Another failed call: try again after the backoff, or stop when the failures in a row
+        pass `max_retries` or the next try would pass `batch_max_wait_seconds` of trying."""
         self.failures += 1
-        if self.failures > self.config.max_retries:
+        cfg, opt = self.config, self.config.option_prefix
+        waited = _clock() - self.failing_since
+        if self.failures > cfg.max_retries or waited + self._wait() > cfg.batch_max_wait_seconds:
             raise UserError(
-                f"the Batch API failed {self.failures} times in a row ({error}); submitted "
-                "batches keep running: rerun the same command to resume"
+                f"the Batch API failed {self.failures} times in a row over {waited:.0f}s"
+                f" ({opt}-max-retries {cfg.max_retries}, {opt}-batch-max-wait-seconds"
+                f" {cfg.batch_max_wait_seconds:g}): {error}; {self.what_happened()}"
             )
         print(f"warning: {error}; trying again in {self._wait():g}s", file=sys.stderr)
+
+    def what_happened(self) -> str:
+        """What a stopped run leaves at the provider: nothing, or the batches still running."""
+        ids = [
+            j.batch_id for j in self.store.jobs.values() if j.batch_id and j.state != "collected"
+        ]
+        if not ids:
+            return "nothing was submitted (nothing to pay): rerun the same command to try again"
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        n = f"{len(ids)} submitted batch{'es keep' if len(ids) > 1 else ' keeps'}"
+        return (
+            f"{n} running at the provider ({shown}): rerun the same command to collect"
+            " (nothing is submitted twice)"
+        )
 
     # --- settling requests -------------------------------------------------------------
     def _settle(self, job_id: int, owner: dict[str, int]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -118,6 +119,16 @@ class StageConfig(BaseModel):
             if info.description:
                 info.description = " ".join(info.description.split())
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utf8_only(cls, value: Any) -> Any:
+        # A file name or argument that is not valid UTF-8 (bytes Python carries as lone
+        # surrogates) could not reach a manifest, a summary or a page: refused here, in one line.
+        bad = _not_utf8(value)
+        if bad is not None:
+            raise ValueError(f"{bad} is not valid UTF-8; rename the file or give the text as UTF-8")
+        return value
+
     @model_validator(mode="after")
     def _name_model_roles(self) -> Any:
         # A nested LLMConfig learns the option prefix it was given under (--rater-*, --judge-*),
@@ -127,6 +138,27 @@ class StageConfig(BaseModel):
             if isinstance(value, LLMConfig):
                 value._option_prefix = name.replace("_", "-")
         return self
+
+
+def _not_utf8(value: Any) -> str | None:
+    """The first text in `value` (a string, a path, or a list or dict of them) that is not
+    valid UTF-8, shown with its bytes escaped ('in\\xff.jsonl'); None when all of it is."""
+    if isinstance(value, (list, tuple)):
+        return next((b for v in value if (b := _not_utf8(v)) is not None), None)
+    if isinstance(value, dict):
+        return _not_utf8([*value.keys(), *value.values()])
+    if not isinstance(value, (str, Path)):
+        return None
+    text = str(value)
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        try:
+            raw = os.fsencode(text)
+        except UnicodeEncodeError:  # a surrogate no file name decodes to
+            raw = text.encode("utf-8", "backslashreplace")
+        return repr(raw)[1:]  # b'in\xff.jsonl' -> 'in\xff.jsonl'
 
 
 class LLMConfig(StageConfig):

@@ -584,3 +584,38 @@ def test_cli_runs_the_stage(tmp_path):
     assert json.loads((tmp_path / "cli" / "summary.json").read_text())["overall"][
         "with_ties"
     ] == pytest.approx(WITH_TIES)
+
+
+VOTE = {"question_id": 1, "model_a": "a", "model_b": "b", "winner": "model_a", "judge": "x"}
+PAIR = {"question_id": 1, "model_1": "a", "model_2": "b", "g1_winner": "model_1", "judge": "j"}
+JUDGE_ROW = {"id": "q1", "model_a": "a", "model_b": "b", "scores": [8, 7], "order": "ab"}
+SINGLE = {"question_id": 1, "model": "a", "score": 8, "judge": "j"}
+
+
+def _without(row: dict, key: str) -> dict:
+    return {k: v for k, v in row.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "message"),
+    [
+        (VOTE, {**VOTE, "model_b": None}, "field 'model_b': missing"),
+        (VOTE, _without(VOTE, "model_b") | {"model_a": "a"}, "field 'model_b': missing"),
+        (VOTE, _without(VOTE, "question_id"), "mixes formats: this record is not like the first"),
+        (VOTE, {**VOTE, "question_id": None}, "field 'question_id': missing"),
+        (VOTE, {**VOTE, "model_b": "a"}, "field 'model_b': the same model 'a' on both sides"),
+        (PAIR, _without(PAIR, "model_2"), "field 'model_2': missing"),
+        (PAIR, _without(PAIR, "question_id"), "field 'question_id': missing"),
+        (PAIR, {**PAIR, "model_2": "a"}, "field 'model_2': the same model 'a' on both sides"),
+        (JUDGE_ROW, {**JUDGE_ROW, "id": "q2", "model_b": "a"}, "field 'model_b': the same model"),
+        (SINGLE, {**SINGLE, "model": None}, "field 'model': missing"),
+    ],
+)
+def test_a_vote_missing_a_field_or_with_one_model_is_named_by_file_line_field(
+    tmp_path, good, bad, message
+):
+    """Issue 26 §3: these were a KeyError or ValueError traceback; now one line naming file,
+    line and field (line 2: the first row is a good one of the same format)."""
+    path = write_jsonl(tmp_path / "votes.jsonl", [good, bad])
+    with pytest.raises(DataError, match=f"votes.jsonl:2: {message}"):
+        load_votes(path)

@@ -246,10 +246,26 @@ def _check_criterion(file: Path, rows: list, criterion: str | None) -> None:
         )
 
 
+def _needs(r: _Reading, lineno: int, rec: dict, *keys: str) -> None:
+    """The fields a row of its format cannot do without: each there and not null."""
+    for key in keys:
+        if rec.get(key) is None:
+            raise DataError(r.file, "missing", line=lineno, field=key)
+
+
+def _two_models(file: Path, lineno: int, ma: str, mb: str, field: str) -> None:
+    """A verdict compares two different models (make_vote's rule, named by file and line)."""
+    if ma == mb:
+        raise DataError(
+            file, f"the same model {ma!r} on both sides of a verdict", line=lineno, field=field
+        )
+
+
 def _read_vote(r: _Reading, lineno: int, rec: dict) -> None:
     """A human (or FastChat vote-file) row {question_id, model_a, model_b, winner, judge}."""
     if r.criterion is not None and rec.get("criterion") != r.criterion:
         return
+    _needs(r, lineno, rec, "question_id", "model_a", "model_b")
     judge = _judge_name(rec.get("judge"))
     if isinstance(rec.get("judge"), str) and rec["judge"].startswith("author_"):
         r.left_out["author votes (left out as in compute_agreement.py)"] += 1
@@ -264,11 +280,14 @@ def _read_vote(r: _Reading, lineno: int, rec: dict) -> None:
             field="winner",
         )
     turn = _turn(r.file, lineno, rec)
+    _two_models(r.file, lineno, ma, mb, "model_b")
     r.votes.append(make_vote(rec["question_id"], ma, mb, w, judge, turn, rec.get("category")))
 
 
 def _read_fastchat_pair(r: _Reading, lineno: int, rec: dict) -> None:
     """A FastChat pair judgment: a winner only when both orders name it (show_result.py)."""
+    _needs(r, lineno, rec, "question_id", "model_1", "model_2")
+    _two_models(r.file, lineno, str(rec["model_1"]), str(rec["model_2"]), "model_2")
     g1 = rec.get("g1_winner", rec.get("winner"))
     g2 = rec.get("g2_winner", g1)
     known = ("model_1", "model_2", "tie", "error")
@@ -297,6 +316,9 @@ def _read_single(r: _Reading, lineno: int, rec: dict) -> None:
     """A single-answer score (FastChat's or eval judge's); paired with the others at the end."""
     score = rec.get("score")
     qid = rec.get("question_id", rec.get("id"))
+    _needs(r, lineno, rec, "model")
+    if qid is None:
+        raise DataError(r.file, "missing", line=lineno, field="question_id")
     if score is None or score == -1:
         r.unreadable += 1
         return
@@ -328,6 +350,7 @@ def _read_row(r: _Reading, lineno: int, rec: Any) -> None:
     elif r.fmt in ("fastchat-single", "judge-single"):
         _read_single(r, lineno, rec)
     else:  # our eval judge rows: several (orders, samples) per question
+        _needs(r, lineno, rec, "id", "model_a", "model_b")
         r.judge_rows[(str(rec["id"]), _turn(r.file, lineno, rec))].append((lineno, rec))
 
 
@@ -389,6 +412,7 @@ def _judge_vote(file: Path, qid: str, turn: int, recs: list[tuple[int, dict]]) -
     ma, mb = str(first["model_a"]), str(first["model_b"])
     judge = _judge_name(first.get("judge") or "llm-judge")
     cat = first.get("category")
+    _two_models(file, recs[0][0], ma, mb, "model_b")
     for ln, r in recs:
         if (str(r["model_a"]), str(r["model_b"])) != (ma, mb):
             raise DataError(

@@ -199,6 +199,20 @@ def test_unreadable_reply_is_retried_once_with_the_reminder(
     assert len(c.pairs.read_text().splitlines()) == 4  # great > fine only
 
 
+def test_no_reask_sends_no_reminder(fake_openai, fake_llm_config, tmp_path, sources):
+    """--no-reask: a reply without a score is not asked again (one request per answer)."""
+
+    def rater(messages, body):
+        assert len(messages) == 1, "a reminder was sent"
+        return "Score: 9" if _answer_words(messages[0]["content"])[0] == "great" else "Hmm."
+
+    fake_openai.responder = rater
+    c = cfg(fake_llm_config, tmp_path, sources, top_logprobs=0, reask=False, max_failed_fraction=1)
+    summary = run(c)
+    assert fake_openai.calls == 12  # 4 instructions x 3 answers, nothing re-asked
+    assert summary["retried"] == 0 and summary["unscored_answers"] == 8
+
+
 def test_expected_score_from_logprobs_and_use_expected(
     fake_openai, fake_llm_config, tmp_path, sources
 ):

@@ -94,6 +94,10 @@ class Config(StageConfig):
     reminder: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
     """Reminder appended when a reply has no readable score; default: the packaged
     rater_reminder_single / rater_reminder_batched."""
+    reask: bool = True
+    """Ask once more, with the reminder, when a reply has no readable score (--no-reask: a
+    reply without one goes straight to the probe under --use-expected, else it fails; for a
+    small rater that rarely follows the reminder, it saves one request per such reply)."""
     max_tokens: int = Field(256, ge=1, le=MAX_TOKENS)
     """Max tokens of a rater reply."""
     top_logprobs: int = Field(10, ge=0, le=20)
@@ -247,7 +251,7 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
         fmt,
         LO,
         HI,
-        reminder=lambda j: fill(reminder, n=str(len(jobs[j][1]))),
+        reminder=(lambda j: fill(reminder, n=str(len(jobs[j][1])))) if config.reask else None,
         probe=probe if can_probe else None,
         top_logprobs=config.top_logprobs or 20,
         what="ratings",

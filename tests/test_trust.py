@@ -509,3 +509,18 @@ def test_expected_scoring_without_probabilities_warns_once_and_asks_no_probe(
     assert code == 1  # every reply unreadable: a failed run, never a file of null scores
     assert fake_openai.calls == 6  # 3 questions x 2 orders, and no probes
     assert " ".join(err.split()).count("returns no token probabilities") == 1
+
+
+def test_an_existing_read_only_output_is_refused_before_any_call(
+    world, fake_openai, tmp_path, monkeypatch, capsys
+):
+    """A file the user made read-only is not replaced (the atomic rename would, and root
+    writes anyway): one line, exit 2, no request, the file byte-identical (issue 26 §3)."""
+    out = Path(world["existing_file"])
+    out.chmod(0o444)
+    before = tree_hashes(tmp_path)
+    code, err = cli(["generate", world["instr"], "-o", out, *world["teacher"]], monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "exists and is read-only" in lines[0], err
+    assert fake_openai.calls == 0 and tree_hashes(tmp_path) == before
+

@@ -147,6 +147,7 @@ def check_outputs(
     `files`: output files (with `companions`, their manifest / failed / journal files too);
     `directories`: output directories (list the files written inside them in `files` when an
     input might sit there). Inputs that are directories (a model) are compared as paths.
+    An output that exists read-only is refused (`_refuse_read_only`).
     """
     from gpt4llm.llm.cache import check_cache
 
@@ -176,6 +177,7 @@ def check_outputs(
 
     for d, r in _given_and_resolved(directories):
         _check_directory(d, r, resolved_inputs)
+        _refuse_read_only(d, r)
         claim(d / "manifest.json", d / "manifest.json", "manifest")
         _check_writable_dir(r, d, "output directory")
 
@@ -183,11 +185,21 @@ def check_outputs(
         if r.is_dir():
             raise UserError(f"{f}: output is a directory, expected a file name")
         claim(f, f, "output")
+        _refuse_read_only(f, r)
         if companions:
             for c in _companions(f):
                 if _resolve(c) not in claimed:
                     claim(c, c, "output's companion file")
         _check_writable_dir(r.parent, f, "output")
+
+
+def _refuse_read_only(shown: Path, r: Path) -> None:
+    """An existing output without a write bit (or not writable by this user) is not replaced:
+    the atomic rename would replace it, and for root even a plain write would."""
+    if r.exists() and (not os.access(r, os.W_OK) or not r.stat().st_mode & 0o222):
+        raise UserError(
+            f"{shown}: the output exists and is read-only: make it writable or name another"
+        )
 
 
 def _check_directory(d: Path, r: Path, resolved_inputs: dict[Path, Path]) -> None:

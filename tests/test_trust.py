@@ -524,3 +524,19 @@ def test_an_existing_read_only_output_is_refused_before_any_call(
     assert code == 2 and len(lines) == 1 and "exists and is read-only" in lines[0], err
     assert fake_openai.calls == 0 and tree_hashes(tmp_path) == before
 
+
+def test_no_command_writes_over_the_request_cache(world, tmp_path, monkeypatch, capsys):
+    """The default request cache is a cache for commands that call no model too: `audit -o`
+    or `score -o` onto it is refused, the cache byte-identical."""
+    cache = tmp_path / "cache" / "requests.sqlite"
+    cache.parent.mkdir()
+    cache.write_bytes(b"paid for")
+    monkeypatch.setenv("GPT4LLM_REQUEST_CACHE", str(cache))
+    for argv in (
+        ["audit", world["a"], "-o", cache],
+        ["score", world["a"], "--reward-model", world["existing_dir"], "-o", cache],
+    ):
+        code, err = cli(argv, monkeypatch, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "would overwrite the request cache" in err, err
+    assert cache.read_bytes() == b"paid for"

@@ -147,15 +147,17 @@ def check_outputs(
     `files`: output files (with `companions`, their manifest / failed / journal files too);
     `directories`: output directories (list the files written inside them in `files` when an
     input might sit there). Inputs that are directories (a model) are compared as paths.
-    An output that exists read-only is refused (`_refuse_read_only`).
+    The default request cache counts as a cache for commands that call no model too (no output
+    replaces it), and an output that exists read-only is refused (`_refuse_read_only`).
     """
     from gpt4llm.llm.cache import check_cache
+    from gpt4llm.llm.runner import default_cache_path
 
     caches = list(caches)
     for cache in caches:  # not someone else's database, nor locked: read-only
         check_cache(cache)
     resolved_inputs = _by_resolved(inputs)
-    resolved_caches = _by_resolved(caches)
+    resolved_caches = _by_resolved([*caches, default_cache_path()])
 
     claimed: dict[Path, Path] = {}  # resolved output -> as the user wrote it
 

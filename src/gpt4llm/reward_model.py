@@ -121,6 +121,21 @@ def _published_pair(path: Path, lineno: int, obj: Any) -> Pair:
     )
 
 
+def response_score(path: Path, lineno: int, j: int, response: dict) -> float | None:
+    """The rater's score of a comparison record's `responses[j]`: a number, or None when it
+    has none (null or absent); anything else is refused, naming file, line and field. The one
+    rule for every reader of comparison records (train reward, train dpo, score)."""
+    s = response.get("score")
+    if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float))):
+        raise DataError(
+            path,
+            f"responses[{j}].score: expected a number or null, got {s!r}",
+            line=lineno,
+            field="responses",
+        )
+    return s
+
+
 def _rich_record(path: Path, lineno: int, obj: Any, index: int) -> Record:
     """A comparison record {id, user_input, responses: [{model, text, score}]}, checked."""
     rec = check_fields(path, lineno, obj, required=("user_input",), nonempty=("user_input",))
@@ -137,14 +152,7 @@ def _rich_record(path: Path, lineno: int, obj: Any, index: int) -> Record:
                 line=lineno,
                 field="responses",
             )
-        s = r.get("score")
-        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float))):
-            raise DataError(
-                path,
-                f"responses[{j}].score: expected a number or null, got {s!r}",
-                line=lineno,
-                field="responses",
-            )
+        response_score(path, lineno, j, r)
     rec = dict(rec)
     rec.setdefault("id", f"{path.stem}-{index:06d}")
     rec["id"] = str(rec["id"])

@@ -280,6 +280,32 @@ def test_select_best_by_rater_score_needs_no_model(tmp_path):
     assert "reward" not in best[0] and s["unscored"] == 1 and s["reward"] is None
 
 
+def test_a_string_score_is_refused_as_train_reward_and_dpo_refuse_it(tmp_path):
+    """Issue 26 §4/§6: `--select-by score` picked the answer scored 7 over the one scored "9"
+    (a string), exit 0; one reader rule now (reward_model.response_score) for score, train
+    reward and train dpo: file, line and field, before anything is written."""
+    from gpt4llm.errors import DataError
+    from gpt4llm.reward_model import load_comparisons
+    from gpt4llm.stages.score import Config, run
+
+    rows = [
+        {"id": "c1", "user_input": "x", "responses": [{"text": "a", "score": 3}]},
+        {
+            "id": "c2",
+            "user_input": "Say hi.",
+            "responses": [{"text": "Hi", "score": "9"}, {"text": "Hello", "score": 7}],
+        },
+    ]
+    src = write_jsonl(tmp_path / "cmp.jsonl", rows)
+    message = r"cmp.jsonl:2: field 'responses': responses\[0\].score: expected a number or null"
+    cfg = Config(input=src, output=tmp_path / "out.jsonl", select="best", select_by="score")
+    with pytest.raises(DataError, match=message):
+        run(cfg)
+    with pytest.raises(DataError, match=message):
+        load_comparisons(src)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_a_killed_run_resumes_from_the_journal(tiny_rm, tmp_path, monkeypatch):
     from gpt4llm.stages import score
     from gpt4llm.stages.score import Config, run

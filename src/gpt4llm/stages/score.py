@@ -161,7 +161,7 @@ def load_items(path: Path) -> list[Item]:
 
 def _item(path: Path, lineno: int, rid: str, obj: dict) -> Item:
     """One record as an Item, by its shape: comparison, published pair, candidates, response."""
-    from gpt4llm.reward_model import user_input_of
+    from gpt4llm.reward_model import response_score, user_input_of
 
     if "responses" in obj:
         prompt = obj.get("user_input")
@@ -177,7 +177,10 @@ def _item(path: Path, lineno: int, rid: str, obj: dict) -> Item:
                 line=lineno,
                 field="user_input",
             )
-        return Item(rid, "comparison", prompt, _texts(path, lineno, obj, "responses"), obj)
+        texts = _texts(path, lineno, obj, "responses")
+        for j, response in enumerate(obj["responses"]):  # train reward's and dpo's rule
+            response_score(path, lineno, j, response)
+        return Item(rid, "comparison", prompt, texts, obj)
     if "completion_a" in obj:
         prompt = _str_field(path, lineno, obj, "user_input")
         texts = [
@@ -286,11 +289,8 @@ def best_record(
 ) -> tuple[dict | None, float | None]:
     """(the item's best answer as an Alpaca record, its value), or (None, None) when no answer
     has a value (`--select-by score` and no rater score)."""
-    if by == "score":  # run() has checked that every record is a comparison
+    if by == "score":  # load() has checked every record: a comparison, scores numbers or null
         values = [r.get("score") for r in item.record["responses"]]
-        values = [
-            v if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values
-        ]
     else:
         values = list(rewards or [])
     scored = [i for i, v in enumerate(values) if v is not None]

@@ -196,6 +196,11 @@ class LLMConfig(StageConfig):
     """Local backend: prompts per batched generate call."""
     dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", json_schema_extra=ADVANCED)
     """Local backend: 'auto' runs fp32 weights with bf16 autocast where the CPU/GPU supports it."""
+    ray_actors: int = Field(0, ge=0, le=4096, json_schema_extra=ADVANCED)
+    """Local backend: 0 generates here; N runs the batches on N Ray actors, a model each (Ray
+    Data, gpt4llm.llm.ray_executor; pip install 'gpt4llm[ray]'): the same outputs."""
+    ray_address: str | None = Field(None, json_schema_extra=ADVANCED)
+    """With --*-ray-actors: the Ray cluster to join (HOST:PORT); none starts a local one."""
     local_prompt: Literal["auto", "alpaca", "plain"] = Field("auto", json_schema_extra=ADVANCED)
     """Local backend: how chat messages become the prompt: 'auto' = the model's own chat template,
     else the Alpaca format; 'alpaca'; 'plain' = the messages' text joined as is (few-shot prompts
@@ -305,9 +310,7 @@ def _flatten(cls: type[BaseModel], prefix: str = "") -> list[tuple[tuple[str, ..
         tp, _ = _unwrap_optional(info.annotation)
         if _is_model(tp):
             for path, cli, sub in _flatten(tp, prefix=""):
-                dashed = name.replace(
-                    "_", "-"
-                )  # nested `source_llm` -> --source-llm, --source-llm-base-url
+                dashed = name.replace("_", "-")  # `source_llm` -> --source-llm-base-url
                 cli_name = dashed if path == ("model",) else f"{dashed}-{cli}"
                 out.append(((name, *path), (prefix + cli_name), sub))
         else:
@@ -457,6 +460,37 @@ def _option_print_config() -> Any:
     return typer.Option(False, "--print-config", help=text, rich_help_panel="Help")
 
 
+def calls_model(cls: type[BaseModel]) -> bool:
+    """True for a stage whose Config holds a model connection (an LLMConfig field): it may pay
+    for requests, so its command takes --dry-run and --max-cost (gpt4llm.llm.spend)."""
+    return any(
+        inspect.isclass(tp := _unwrap_optional(info.annotation)[0]) and issubclass(tp, LLMConfig)
+        for info in cls.model_fields.values()
+    )
+
+
+def spending_parameters() -> list[inspect.Parameter]:
+    """--dry-run and --max-cost, for the commands that call a model (the pipeline has its own)."""
+    dry = (
+        "Send nothing and write nothing: print how many requests the cache already holds and how"
+        " many would be paid, their estimated tokens and cost, and exit."
+    )
+    cap = (
+        "Stop before the spend (plus the most the requests in flight can cost) would pass this"
+        " many USD: exit 1, every answer paid for kept in the request cache."
+    )
+    return [
+        _keyword(
+            "dry_run", typer.Option(False, "--dry-run", help=dry, rich_help_panel="Spending"), bool
+        ),
+        _keyword(
+            "max_cost",
+            typer.Option(None, "--max-cost", metavar="USD", help=cap, rich_help_panel="Spending"),
+            typing.Optional[float],  # noqa: UP045
+        ),
+    ]
+
+
 def _option_help_all() -> Any:
     text = "Show every option, the rarely used ones too, and exit."
     return typer.Option(
@@ -480,13 +514,18 @@ def config_command(
     `arguments` names fields taken as positional arguments (a list or KEY=VALUE-dict field takes
     several); each keeps its old `--name` option as a hidden, deprecated alias. Every command
     also gets `--config FILE.yaml`, `--print-config` (the resolved settings as YAML, ready for
-    `--config` or a pipeline stage) and `--help-all` (also the rarely used options).
+    `--config` or a pipeline stage) and `--help-all` (also the rarely used options); a command
+    that calls a model also `--dry-run` and `--max-cost USD` (gpt4llm.llm.spend).
     """
     params, by_param, names, aliases = _parameters(cls, arguments)
+    spends = calls_model(cls)
+    if spends:
+        params[-3:-3] = spending_parameters()
 
     def command(**kwargs: Any) -> Any:
         config_file = kwargs.pop("config_file", None)
         print_config = kwargs.pop("print_config", False)
+        dry_run, max_cost = kwargs.pop("dry_run", False), kwargs.pop("max_cost", None)
         kwargs.pop("help_all", None)
         data = load_yaml(config_file) if config_file else {}
         _take_aliases(kwargs, aliases, names, by_param)
@@ -496,7 +535,13 @@ def config_command(
         if print_config:
             typer.echo(settings_yaml(config.model_dump(mode="json")), nl=False)
             return None
-        return run(config)
+        if not spends:
+            return run(config)
+        from gpt4llm.llm.spend import spending
+
+        with spending(dry_run, max_cost):
+            return run(config)
+        return None  # a dry run: its report is printed
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = help

@@ -39,6 +39,7 @@ from typing import Any
 from pydantic import Field
 
 from gpt4llm.errors import DataError, UserError
+from gpt4llm.llm.spend import before_writing
 
 DEFAULT_MAX_FAILED_FRACTION = 0.1
 
@@ -383,6 +384,7 @@ def record_failed_run(
     from gpt4llm.provenance import config_hash, manifest_path, write_manifest
     from gpt4llm.records import write_json
 
+    before_writing()
     mpath = manifest_path(output)
     last_run = {
         "status": "failed",
@@ -429,6 +431,7 @@ def finish_stage(
     from gpt4llm.llm.summary import print_summary
     from gpt4llm.provenance import write_manifest
 
+    before_writing()
     fraction = DEFAULT_MAX_FAILED_FRACTION if max_failed_fraction is None else max_failed_fraction
     if max_failed_fraction is None:
         fraction = getattr(config, "max_failed_fraction", DEFAULT_MAX_FAILED_FRACTION)

@@ -194,6 +194,46 @@ def run_pipeline(
     return results
 
 
+def dry_run_pipeline(
+    path: str | Path, start: str | None = None, until: str | None = None, force: bool = False
+) -> str:
+    """`pipeline --dry-run`: the bill of the stages that would run, nothing sent or written.
+
+    Each stage that would run and calls a model runs under one dry-run Budget (gpt4llm.llm.spend)
+    up to its first request to pay; a stage whose input an earlier stage has yet to write is
+    named, not estimated; a stage that calls no model is named."""
+    from gpt4llm.config import calls_model
+    from gpt4llm.llm.spend import Budget, DryRun, under
+
+    stages = load_pipeline(path)
+    begin, end = _stage_range([n for n, _, _ in stages], start, until, path)
+    check_pipeline(stages, begin, end, path)
+    budget, lines = Budget(dry_run=True), []
+    ran_before = force or start is not None
+    for name, kind, config in stages[begin : end + 1]:
+        finished, why = is_finished(config)
+        if finished and not ran_before:
+            lines.append(f"{name}: skipped ({why})")
+            continue
+        ran_before = True
+        spec = find(kind)
+        assert spec is not None
+        if not calls_model(spec.config_class()):
+            lines.append(f"{name}: calls no model (not run in a dry run)")
+            continue
+        n = len(budget.estimates)
+        try:
+            with under(budget):
+                spec.run_function()(config)
+        except DryRun:
+            pass
+        except UserError as e:  # an input an earlier stage writes, not there yet
+            lines.append(f"{name}: not estimated ({e})")
+            continue
+        lines += [f"{name}: {e.line()}" for e in budget.estimates[n:]]
+    return budget.report(lines)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("pipeline", short_help="Run the stages of a YAML config, skipping finished ones.")
     def pipeline_cmd(
@@ -213,6 +253,20 @@ def register(app: typer.Typer) -> None:
                 " YAML, and exit."
             ),
         ),
+        dry_run: bool = typer.Option(
+            False,
+            "--dry-run",
+            help=(
+                "Send nothing, write nothing: for each stage that would run, the requests cached"
+                " and to pay, their estimated tokens and cost."
+            ),
+        ),
+        max_cost: float = typer.Option(
+            None,
+            "--max-cost",
+            metavar="USD",
+            help="Stop before the whole pipeline's spend would pass this many USD (exit 1).",
+        ),
     ) -> None:
         """Run the stages of a YAML config in order, skipping finished ones.
 
@@ -225,7 +279,13 @@ def register(app: typer.Typer) -> None:
             }
             typer.echo(settings_yaml({"stages": stages}), nl=False)
             return
-        results = run_pipeline(config, start=start, until=until, force=force)
+        if dry_run:
+            typer.echo(dry_run_pipeline(config, start=start, until=until, force=force))
+            return
+        from gpt4llm.llm.spend import spending
+
+        with spending(max_cost=max_cost):
+            results = run_pipeline(config, start=start, until=until, force=force)
         for r in results:
             if r["kind"] == "report":
                 out = Path(r["output"])

@@ -11,6 +11,10 @@ garbled or empty replies). A bug in our own code (AttributeError, KeyError, Type
 is not an item's failure: it propagates and stops the run, rather than turning into "all N
 requests failed" (answers already received stay in the cache).
 
+Under `--dry-run` or `--max-cost` (a `spend.Budget`, see spend.py) a dry run stops at the first
+request it would pay, with the estimate, and a cap stops sending before the spend so far plus
+the most the requests in flight can cost would pass it (BudgetExceeded, exit 1).
+
 Each Result says how many retries and timeouts it took. Several base URLs make a fleet of
 replicas (see `fleet.py`): least outstanding requests, a failing replica rests while the
 others take its requests, and every Result of the run carries the per-replica counts.
@@ -30,13 +34,14 @@ from typing import Any
 
 from gpt4llm.config import LLMConfig
 from gpt4llm.errors import UserError
-from gpt4llm.llm import prices
+from gpt4llm.llm import prices, spend
 from gpt4llm.llm.base import Completion, Request, Result
 from gpt4llm.llm.cache import RequestCache, cache_key, request_json
 from gpt4llm.llm.client import (
     LocalBackend,
     PermanentError,
     RetryableError,
+    cut_at_stops,
     make_backend,
     network_errors,
     one_line,
@@ -153,28 +158,37 @@ class _Progress:
 
 
 def complete_all(
-    config: LLMConfig, requests: list[Request], description: str = "", progress: bool | None = None
+    config: LLMConfig,
+    requests: list[Request],
+    description: str = "",
+    progress: bool | None = None,
+    expect: int | None = None,
 ) -> list[Result]:
     """Run `requests` against the model described by `config`; one Result per request, in order.
 
     `progress`: None = a rich bar when stderr is a TTY (else one final line), False = silent.
+    `expect`: how many requests like these the stage may send in all (a dry run says so).
     """
     requests = list(requests)
     if not requests:
         return []
     backend = make_backend(config)
+    budget = spend.current()
+    spend.check_price(budget, config, backend)
+    dry = budget is not None and budget.dry_run
     stats = Stats(total=len(requests))
     stats.cost_known = backend.price is not None or backend.kind == "local"
-    cache = None if config.no_cache else RequestCache(config.cache or default_cache_path())
+    cache = _open_cache(config, dry)
+    job = None
     try:
         canon = [request_json(backend.identity, r) for r in requests]
         keys = [cache_key(c) for c in canon]
-        results, todo = _from_cache(requests, keys, cache, stats)
+        results, todo = _from_cache(requests, keys, cache, stats, record=not dry)
+        if dry:
+            spend.dry_run_stop(budget, config, backend, requests, todo, description, expect)
         if todo and config.mode == "batch":  # the provider's Batch API; its leftovers go online
-            from gpt4llm.llm.batch import run_batches
-
             args = (requests, canon, todo, results, cache, stats, description, progress)
-            todo = run_batches(config, backend, *args)
+            todo = _batches(config, backend, budget, args)
         bar = _Progress(description, len(requests), stats, enabled=progress)
         if stats.done + stats.failed:
             bar.advance(stats.done + stats.failed)
@@ -187,15 +201,55 @@ def complete_all(
     finally:
         if cache:
             cache.close()
+    if job is not None and job.capped is not None:
+        unsent = sum(r is None for r in results)
+        raise spend.over_cap(budget, job.capped, stats.done - stats.cached, unsent)
     return results  # type: ignore[return-value]
 
 
+def _open_cache(config: LLMConfig, dry: bool) -> RequestCache | None:
+    """The request cache (none with --no-cache; a dry run does not create a missing one)."""
+    path = config.cache or default_cache_path()
+    if config.no_cache or (dry and not Path(path).exists()):
+        return None
+    return RequestCache(path)
+
+
+def _batches(config: LLMConfig, backend: Any, budget: spend.Budget | None, args: tuple) -> dict:
+    """The Batch API settles what it can (see batch.py); under --max-cost a batch goes out only
+    when the most it can cost fits. Returns what is left for the online fallback."""
+    from gpt4llm.llm.batch import run_batches
+
+    requests, todo, stats = args[0], args[2], args[5]
+    reserved = 0.0
+    if budget is not None and budget.max_cost is not None:
+        first = [requests[ix[0]] for ix in todo.values()]
+        reserved = prices.cost(spend.price_of(config, backend), *spend.upper_bound(first))
+        if not budget.reserve(reserved):
+            raise spend.BudgetExceeded(
+                f"--max-cost ${budget.max_cost:g}: the batches of {len(todo)} requests could cost"
+                f" up to ${reserved:.4f}, over the cap with ${budget.spent:.4f} spent; nothing"
+                " submitted"
+            )
+    before = stats.cost
+    try:
+        return run_batches(config, backend, *args)
+    finally:
+        if budget is not None:
+            budget.settle(reserved, stats.cost - before)
+
+
 def _from_cache(
-    requests: list[Request], keys: list[str], cache: RequestCache | None, stats: Stats
+    requests: list[Request],
+    keys: list[str],
+    cache: RequestCache | None,
+    stats: Stats,
+    record: bool = True,
 ) -> tuple[list[Result | None], dict[str, list[int]]]:
-    """The results the request cache holds, and the rest to do: {cache key: request indices}."""
+    """The results the request cache holds, and the rest to do: {cache key: request indices}.
+    `record`: count the hits in the cache (a dry run leaves it as it was)."""
     hits = cache.get_many(keys) if cache else {}
-    if hits:
+    if hits and record:
         cache.record_hits([k for k in keys if k in hits])
     results: list[Result | None] = [None] * len(requests)
     todo: dict[str, list[int]] = {}  # cache key -> indices of requests waiting for it
@@ -268,6 +322,9 @@ class _Job:
         local = isinstance(backend, LocalBackend)
         self.fleet = Fleet([] if local else [u or "OpenAI" for u in backend.urls])
         self.network_errors: tuple[type[BaseException], ...] = () if local else network_errors()
+        self.budget = spend.current()
+        self.price = None if self.budget is None else spend.price_of(config, backend)
+        self.capped: float | None = None  # the cost of the request the cap did not let go
 
     async def run(self) -> None:
         if isinstance(self.backend, LocalBackend):
@@ -295,7 +352,8 @@ class _Job:
         error: str | None,
         retries: int = 0,
         timeouts: int = 0,
-    ) -> None:
+    ) -> float:
+        """Record the outcome of one call (for every request with its key); returns its cost."""
         indices = self.todo[key]
         cost = 0.0
         if completion is not None:
@@ -328,12 +386,29 @@ class _Job:
                 self.results[i] = Result(key=r.key, completion=None, error=error, **tries)
                 self.stats.failed += 1
         self.bar.advance(len(indices))
+        return cost
 
     # --- OpenAI-compatible: async workers ----------------------------------------------
     async def _worker(self, queue) -> None:
         for key, indices in queue:  # a plain iterator is safe: no await between next() calls
             request = self.requests[indices[0]]
-            self._finish(key, *await self._call(request))
+            reserved = self._reserve(request)
+            if reserved is None:
+                return  # --max-cost: nothing more is sent
+            cost = self._finish(key, *await self._call(request))
+            if self.budget is not None:
+                self.budget.settle(reserved, cost)
+
+    def _reserve(self, request: Request) -> float | None:
+        """The most `request` can cost, now counted in flight; None when the cap forbids it."""
+        if self.budget is None:
+            return 0.0
+        amount = spend.request_cost(self.price, request)
+        if self.capped is None and self.budget.reserve(amount):
+            return amount
+        if self.capped is None:
+            self.capped = amount
+        return None
 
     async def _call(self, request: Request) -> tuple[Completion | None, str | None, int, int]:
         """(completion, error, retries, timeouts) of one request, retried as the config says.
@@ -419,7 +494,7 @@ class _Job:
             return delay
         return backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)
 
-    # --- local transformers: batches in a worker thread --------------------------------
+    # --- local transformers: batches in a worker thread (or on Ray actors) ---------------
     async def _run_local(self) -> None:
         groups: dict[object, list[str]] = {}
         for key, indices in self.todo.items():
@@ -428,6 +503,7 @@ class _Job:
         size = max(1, self.config.batch_size)
         # Load the model once, off the event loop (so the progress bar keeps ticking).
         await asyncio.to_thread(backend.load)
+        chunks: list[list[str]] = []
         for keys in groups.values():
             # Similar lengths in one batch waste less padding.
             keys.sort(
@@ -435,21 +511,38 @@ class _Job:
                     len(m.get("content") or "") for m in self.requests[self.todo[k][0]].messages
                 )
             )
-            for start in range(0, len(keys), size):
-                chunk = keys[start : start + size]
-                batch = [self.requests[self.todo[k][0]] for k in chunk]
-                self.stats.calls += 1
-                try:
-                    out = await asyncio.to_thread(backend.complete_batch, batch)
-                except UserError:
-                    raise  # e.g. out of memory: the user must lower --batch-size
-                except Exception as e:  # noqa: BLE001 - a failed batch fails its items, not the run
-                    msg = one_line(f"local generation failed: {type(e).__name__}: {e}")
-                    for k in chunk:
-                        self._finish(k, None, msg)
-                    continue
-                for k, comp in zip(chunk, out, strict=True):  # one per request, in order
-                    if comp is None or not comp.text.strip():
-                        self._finish(k, None, "empty output from the local model")
-                    else:
-                        self._finish(k, comp, None)
+            chunks += [keys[start : start + size] for start in range(0, len(keys), size)]
+        if self.config.ray_actors:
+            self._run_ray(chunks)
+            return
+        for chunk in chunks:
+            batch = [self.requests[self.todo[k][0]] for k in chunk]
+            self.stats.calls += 1
+            try:
+                out = await asyncio.to_thread(backend.complete_batch, batch)
+            except UserError:
+                raise  # e.g. out of memory: the user must lower --batch-size
+            except Exception as e:  # noqa: BLE001 - a failed batch fails its items, not the run
+                msg = one_line(f"local generation failed: {type(e).__name__}: {e}")
+                for k in chunk:
+                    self._finish(k, None, msg)
+                continue
+            self._finish_chunk(chunk, out)
+
+    def _run_ray(self, chunks: list[list[str]]) -> None:
+        """The same batches on Ray actors (llm.ray_executor); each batch's results go to the
+        cache as it comes back, so a killed run resumes and sends Ray only what is missing."""
+        from gpt4llm.llm.ray_executor import run_jobs
+
+        c = self.config
+        jobs = [self.backend.prepare([self.requests[self.todo[k][0]] for k in ch]) for ch in chunks]
+        self.stats.calls += len(jobs)
+        for j, _pid, out in run_jobs(c.model, c.dtype, c.ray_actors, c.ray_address, jobs):
+            self._finish_chunk(chunks[j], [cut_at_stops(x, jobs[j][1].stop) for x in out])
+
+    def _finish_chunk(self, chunk: list[str], out: list[Completion]) -> None:
+        for k, comp in zip(chunk, out, strict=True):  # one per request, in order
+            if comp is None or not comp.text.strip():
+                self._finish(k, None, "empty output from the local model")
+            else:
+                self._finish(k, comp, None)

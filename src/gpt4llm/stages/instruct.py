@@ -455,7 +455,13 @@ def call_rounds(config: Config, task: Task) -> Progress:
     try:
         while len(p.kept) < config.num_instructions and p.requests < s.max_requests:
             requests = plan_round(config, task, p)
-            results = complete_all(config.teacher, requests, description="instruct", progress=False)
+            results = complete_all(
+                config.teacher,
+                requests,
+                description="instruct",
+                progress=False,
+                expect=s.max_requests - p.requests,
+            )
             p.results.extend(results)
             p.requests += len(requests)
             candidates = read_round(config, task, requests, results, p.failed)
@@ -600,9 +606,11 @@ def finish(config: Config, task: Task, p: Progress, summary: dict[str, Any], t0:
     """Fail when the teacher answered but nothing was usable; else write outputs and manifest."""
     from rich.console import Console
 
+    from gpt4llm.llm.spend import before_writing
     from gpt4llm.outputs import StageFailed, StageRun, record_failed_run
     from gpt4llm.records import write_jsonl, write_records
 
+    before_writing()  # a dry run whose requests were all cached ends here
     k, failed = p.requests, p.failed
     if not p.kept and len(failed) < k:  # the teacher answered, but nothing it wrote was usable
         write_jsonl(task.rejected_file, p.rejected)

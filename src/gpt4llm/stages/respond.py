@@ -80,9 +80,8 @@ class Config(StageConfig):
     model_label: str | None = None
     """Value of the 'model' field in the records (default: the model name)."""
     num_workers: int = Field(1, ge=1, le=1024)
-    """Local models (transformers engine, single-turn): answer in N processes, each with its own
-    copy of the model and 1/N of the CPU threads (or one GPU each); the same responses as one
-    process, in input order.
+    """Local models (transformers engine, single-turn): answer on a local Ray pool of N actors
+    (--model-ray-actors N), each with a copy of the model and 1/N of the CPUs; the same responses.
     """
     max_failed_fraction: float = max_failed_fraction_field()
 
@@ -137,10 +136,11 @@ def load(config: Config) -> tuple[_Run, list[dict], bool, bool]:
     else:
         records = load_instructions(config.input)
     multi_turn = any("turns" in r for r in records)
-    if config.num_workers > 1 and (multi_turn or not local or config.engine != "transformers"):
+    on_ray = config.num_workers > 1 or config.model.ray_actors
+    if on_ray and (multi_turn or not local or config.engine != "transformers"):
         raise UserError(
-            "--num-workers is for a local model with the transformers engine and "
-            "single-turn instructions"
+            "--num-workers / --model-ray-actors is for a local model with the transformers "
+            "engine and single-turn instructions"
         )
     if multi_turn and (config.n > 1 or config.engine == "vllm"):
         raise UserError(
@@ -163,6 +163,12 @@ def answer(job: _Run, records: list[dict], local: bool, multi_turn: bool) -> tup
     todo = [r for r in records if r["id"] not in job.journal.done]
     lengths = {"prompts_too_long": 0, "prompts_over_trained_length": 0}
     results: list = []
+    if local:  # answered outside complete_all: a dry run stops before the model loads
+        from gpt4llm.llm.spend import local_work
+
+        local_work(
+            f"respond ({job.label})", job.config.model.model, len(records) - len(todo), len(todo)
+        )
     try:
         if todo and multi_turn:
             if local:
@@ -487,12 +493,12 @@ def _respond_local(job: _Run, todo: list[dict]) -> dict:
         )
     # One generate pass per sample index; items are journaled when all n samples exist.
     per_item: list[list[Any]] = [[] for _ in todo]
-    if config.num_workers > 1:  # the same batches, dealt out to N processes
-        from gpt4llm.llm.workers import WorkerPool
+    actors = config.model.ray_actors or (config.num_workers if config.num_workers > 1 else 0)
+    if actors:  # the same batches, dealt out to N Ray actors (--num-workers: the shorthand)
+        from gpt4llm.llm.ray_executor import RayPool
 
-        pool = WorkerPool(
-            config.model.model, config.model.dtype, config.num_workers, m.gen.tokenizer
-        )
+        c = config.model
+        pool = RayPool(c.model, c.dtype, actors, m.gen.tokenizer, c.ray_address)
     else:
         from contextlib import nullcontext
 

@@ -21,10 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_openai import FakeOpenAI
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-TEST_KEY = "sk-test-SECRET123abcdefXYZ"
+from repo_paths import SHARED_DATA, TEST_KEY
 
 
 @pytest.fixture(autouse=True)

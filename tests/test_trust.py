@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY
+from repo_paths import TEST_KEY
 from test_generate_stage import cli, read_jsonl, write_jsonl
 
 

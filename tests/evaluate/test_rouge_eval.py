@@ -104,7 +104,7 @@ def _real_pairs(shared: Path) -> list[tuple[str, str]]:
 @pytest.mark.slow  # ~13 s: thousands of real pairs through rouge-score itself (runs in CI)
 @pytest.mark.parametrize("stem", [False, True])
 def test_identical_to_rouge_score(stem):
-    from conftest import SHARED_DATA
+    from repo_paths import SHARED_DATA
     from rouge_score import rouge_scorer
 
     rng = random.Random(7)

@@ -13,8 +13,8 @@ import sys
 import time
 
 import pytest
-from conftest import TEST_KEY
 from fake_batch import FakeBatchAPI
+from repo_paths import TEST_KEY
 
 from gpt4llm.config import LLMConfig
 from gpt4llm.errors import UserError

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlite_files
-from conftest import TEST_KEY
+from repo_paths import TEST_KEY
 from sqlite_files import assert_locked, assert_refused, fingerprint, foreign_db, lock_held
 
 from gpt4llm.errors import UserError

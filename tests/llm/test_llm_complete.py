@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY
+from repo_paths import TEST_KEY
 
 from gpt4llm.config import LLMConfig
 from gpt4llm.errors import UserError

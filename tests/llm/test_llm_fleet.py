@@ -8,8 +8,8 @@ import sys
 import threading
 
 import pytest
-from conftest import TEST_KEY
 from fake_openai import FakeOpenAI
+from repo_paths import TEST_KEY
 
 from gpt4llm.config import LLMConfig
 from gpt4llm.llm import Request, complete_all

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY
+from repo_paths import TEST_KEY
 
 from gpt4llm.config import LLMConfig, calls_model
 from gpt4llm.llm.cache import RequestCache

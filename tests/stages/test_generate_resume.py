@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import TEST_KEY
+from repo_paths import TEST_KEY
 
 N = 200
 CONCURRENCY = 8

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY
+from repo_paths import TEST_KEY
 
 
 def cli(args: list[str], monkeypatch, capsys) -> tuple[int, str]:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY
+from repo_paths import TEST_KEY
 
 SEEDS = [
     {

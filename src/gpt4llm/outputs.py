@@ -148,8 +148,7 @@ def check_outputs(
     `files`: output files (with `companions`, their manifest / failed / journal files too);
     `directories`: output directories (list the files written inside them in `files` when an
     input might sit there). Inputs that are directories (a model) are compared as paths.
-    The default request cache counts as a cache for commands that call no model too (no output
-    replaces it), and an output that exists read-only is refused (`_refuse_read_only`).
+    The default request cache is a cache for every command; a read-only output is refused.
     """
     from gpt4llm.llm.cache import check_cache
     from gpt4llm.llm.runner import default_cache_path

@@ -56,8 +56,8 @@ def user_tables(
     try:
         with path.open("rb") as f:
             header = f.read(20)
-    except (FileNotFoundError, IsADirectoryError):
-        return []
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        return []  # nothing to refuse here: the caller's own open says what is wrong
     if not header.startswith(SQLITE_MAGIC):
         return []
     uri = f"file:{quote(str(path.absolute()))}?mode=ro"

@@ -242,8 +242,8 @@ def test_hostile_records_are_one_data_error(tmp_path, name, content, where, what
 def test_hostile_input_through_the_cli_exits_2_and_writes_nothing(
     fake_openai, tmp_path, monkeypatch, capsys, name, content, where, what
 ):
+    from cli_helpers import cli
     from repo_paths import TEST_KEY
-    from test_generate_stage import cli
 
     monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
     src = tmp_path / name

@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli, read_jsonl, write_jsonl
 from repo_paths import TEST_KEY
-from test_generate_stage import cli, read_jsonl, write_jsonl
 
 
 def tree_hashes(root: Path) -> dict[str, str]:

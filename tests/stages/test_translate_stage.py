@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from test_generate_stage import cli, read_jsonl, write_jsonl
+from cli_helpers import cli, read_jsonl, write_jsonl
 
 from gpt4llm.stages.translate import language_name, parse_translation
 

@@ -108,6 +108,8 @@ def make_backend(config: LLMConfig):
 
         require("train", "torch", "transformers")  # local models: one line naming the extra
         return LocalBackend(config)
+    if config.ray_actors:
+        raise UserError(f"{_prefix(config)}-ray-actors runs a local model; {config.model} is not")
     return OpenAIBackend(config)
 
 
@@ -435,18 +437,23 @@ class LocalBackend:
 
         return render_messages(self.load().tokenizer, request.messages, self.config.local_prompt)
 
-    def complete_batch(self, requests: list[Request]) -> list[Completion]:
-        """Requests with the same params (the runner groups them); runs in a worker thread."""
+    def prepare(self, requests: list[Request]) -> tuple[list[str], SamplingParams]:
+        """(prompts, params) of requests with the same params: the rendered prompts, and the
+        params with the template's stop strings added (what a generator runs, here or on Ray)."""
         import dataclasses
 
-        gen = self.load()
         rendered = [self.render(r) for r in requests]
         params = requests[0].params
         stops = tuple(dict.fromkeys((*params.stop, *(s for _, extra in rendered for s in extra))))
         if stops != params.stop:
             params = dataclasses.replace(params, stop=stops)
-        out = gen.generate([p for p, _ in rendered], params, batch_size=self.config.batch_size)
-        return [cut_at_stops(c, stops) for c in out]
+        return [p for p, _ in rendered], params
+
+    def complete_batch(self, requests: list[Request]) -> list[Completion]:
+        """Requests with the same params (the runner groups them); runs in a worker thread."""
+        prompts, params = self.prepare(requests)
+        out = self.load().generate(prompts, params, batch_size=self.config.batch_size)
+        return [cut_at_stops(c, params.stop) for c in out]
 
 
 def cut_at_stops(c: Completion, stops: tuple[str, ...], strip: bool = True) -> Completion:

@@ -94,7 +94,7 @@ class Batch:
 
 class BatchedGenerator:
     """Generation for many prompts in batches, results in input order: `LocalGenerator` runs
-    the batches one after the other, `workers.WorkerPool` deals them out to processes. Either
+    the batches one after the other, `ray_executor.RayPool` deals them out to Ray actors. Either
     way the batches are the same (longest prompt first, `batch_size` at a time), so are the
     completions. A subclass sets `tokenizer` and says how its batches run (`_run_batches`)."""
 

@@ -1,0 +1,236 @@
+"""Local generation through Ray Data: one model replica per actor, from a laptop to a cluster.
+
+`--*-ray-actors N` (respond: `--num-workers N`, its shorthand) sends a local model's batches
+through `ray.data` instead of generating them in this process. The driver cuts exactly the
+batches one process would run (`BatchedGenerator.generate` for respond, the runner's groups for
+generate/compare/eval judge); each batch is one row of a dataset that `map_batches` (batch_size
+1) hands to a pool of N actors (`ActorPoolStrategy(size=N)`), each holding the model once
+(`_Replica`: our transformers generator, `LocalGenerator`). A batch is computed the same way
+wherever it runs (same rows, same order, same padding; sampling draws from per-row generators
+seeded with seed + sample_index), so the outputs are those of one process.
+
+The driver iterates the mapped dataset (`iter_rows`, order not preserved: batches come back as
+they finish) and hands each batch to the caller at once, which writes it to the request cache
+(`runner`) or respond's journal. So a killed driver resumes from there, and only what those do
+not hold is sent to Ray again. A lost actor (its process killed, its node gone) is restarted by
+Ray and its batch retried (`max_restarts`, `max_task_retries`); a batch that comes back twice is
+taken once. Without `--*-ray-address` the run starts a local Ray instance (all this machine's
+cores); with it, it joins that cluster (`ray start --head` / a KubeRay or Anyscale cluster),
+whose workers need gpt4llm installed and the model path readable.
+
+Resources: on a CPU cluster each actor asks for the cluster's CPUs / N and runs that many torch
+threads. Where the cluster has GPUs and vLLM is importable, the batches go instead through
+`ray.data.llm`'s vLLM processor (`vLLMEngineProcessorConfig`, one engine per GPU, N engines; the
+per-row seeds are vLLM's own): written from Ray's documented API, not tested here (no GPU). On
+GPUs without vLLM each actor takes one GPU and runs our generator on it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Iterator
+from typing import Any, Self
+
+from gpt4llm.errors import UserError
+from gpt4llm.llm.base import Completion, SamplingParams
+from gpt4llm.llm.local import Batch, BatchedGenerator
+
+# A batch that kills its actor this often (say, the kernel's OOM killer) fails the run.
+RETRIES = 4
+_CONNECTED: list[Any] = []  # [address] this process's Ray connection was made with
+
+
+def require_ray() -> Any:
+    """The `ray` module with Ray Data, or a one-line error naming the extra."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise UserError("Ray generation needs Ray Data: pip install 'gpt4llm[ray]'") from None
+    return ray
+
+
+def connect(address: str | None) -> Any:
+    """Join the cluster at `address`, or start a local Ray instance; reused within a process."""
+    ray = require_ray()
+    if ray.is_initialized() and _CONNECTED == [address]:
+        return ray
+    if ray.is_initialized():
+        ray.shutdown()
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        else:
+            ray.init(
+                num_cpus=cpu_cores(),
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level="ERROR",
+            )
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"could not connect to {where}: {first}") from None
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    _CONNECTED[:] = [address]
+    return ray
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _Replica:
+    """A Ray actor's copy of the model: each call runs one of the driver's batches."""
+
+    def __init__(self, model: str, dtype: str, threads: int):
+        import torch
+
+        from gpt4llm.llm.local import LocalGenerator
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.gen = LocalGenerator.load(model, dtype=dtype)  # a GPU when Ray gave the actor one
+
+    def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        out = []
+        for blob in rows["job"]:
+            k, prompts, params = pickle.loads(blob)
+            # one batch: generate() keeps the order of equally long prompts (a stable sort)
+            comps = self.gen.generate(prompts, params, batch_size=len(prompts))
+            out.append(pickle.dumps((k, os.getpid(), comps)))
+        return {"result": np.array(out, dtype=object)}
+
+
+def run_jobs(
+    model: str,
+    dtype: str,
+    actors: int,
+    address: str | None,
+    jobs: list[tuple[list[str], SamplingParams]],
+) -> Iterator[tuple[int, int, list[Completion]]]:
+    """Each job (the prompts of one batch, their sampling) run once by one of `actors` model
+    replicas; yields (job index, the actor's pid, completions) as each job finishes."""
+    if not jobs:
+        return
+    ray = connect(address)
+    if os.path.exists(model):  # the actors may run in another directory
+        model = os.path.abspath(model)
+    resources = ray.cluster_resources()
+    if resources.get("GPU", 0) >= 1 and _vllm_importable():
+        yield from _run_vllm(ray, model, actors, jobs)
+        return
+    items = [{"job": pickle.dumps((k, p, s))} for k, (p, s) in enumerate(jobs)]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    if resources.get("GPU", 0) >= 1:
+        per_actor, threads = {"num_gpus": 1}, 0
+    else:
+        cpus = resources.get("CPU", 1) / actors
+        per_actor, threads = {"num_cpus": cpus}, max(1, int(cpus))
+    ds = ds.map_batches(
+        _Replica,
+        batch_size=1,  # one row is one of our batches: the batches stay those of one process
+        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
+        fn_constructor_kwargs={"model": model, "dtype": dtype, "threads": threads},
+        max_restarts=RETRIES,
+        max_task_retries=RETRIES,
+        **per_actor,
+    )
+    seen: set[int] = set()
+    for row in ds.iter_rows():
+        k, pid, comps = pickle.loads(row["result"])
+        if k not in seen:  # a retried batch whose first answer also came back
+            seen.add(k)
+            yield k, pid, comps
+
+
+class RayPool(BatchedGenerator):
+    """`BatchedGenerator` whose batches run on N Ray actors (respond's local path)."""
+
+    def __init__(
+        self, model: str, dtype: str, actors: int, tokenizer: Any, address: str | None = None
+    ):
+        require_ray()
+        self.tokenizer = tokenizer  # the driver's: it cuts the batches as one process would
+        self.model, self.dtype, self.actors, self.address = model, dtype, actors, address
+        self.batches_by_process: dict[int, int] = {}  # actor pid -> batches it ran (for the log)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None  # the Ray connection stays for the next call (ray shuts it down at exit)
+
+    def _run_batches(
+        self, batches: list[Batch], params: SamplingParams
+    ) -> Iterator[tuple[Batch, list[Completion]]]:
+        jobs = [(b.prompts, params) for b in batches]
+        for k, pid, comps in run_jobs(self.model, self.dtype, self.actors, self.address, jobs):
+            self.batches_by_process[pid] = self.batches_by_process.get(pid, 0) + 1
+            yield batches[k], comps
+
+
+# --------------------------------------------------------------------------- vLLM on GPUs
+def _vllm_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _run_vllm(
+    ray: Any, model: str, actors: int, jobs: list[tuple[list[str], SamplingParams]]
+) -> Iterator[tuple[int, int, list[Completion]]]:
+    """The jobs through `ray.data.llm`'s vLLM processor: one row per prompt, each job handed
+    back when all its rows are. Untested here (needs a GPU); see the module doc."""
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    from gpt4llm.models import resolve_model_path
+
+    rows = [
+        {"job": k, "row": i, "prompt": p, "sampling_params": _vllm_sampling(s)}
+        for k, (prompts, s) in enumerate(jobs)
+        for i, p in enumerate(prompts)
+    ]
+    config = vLLMEngineProcessorConfig(
+        model_source=str(resolve_model_path(model)),
+        batch_size=max(len(p) for p, _ in jobs),
+        concurrency=actors,
+        chat_template_stage=False,  # our prompts are rendered already (template + stops)
+    )
+    processor = build_processor(
+        config, postprocess=lambda r: {k: r[k] for k in _VLLM_COLUMNS if k in r}
+    )
+    pending = {k: [None] * len(p) for k, (p, _) in enumerate(jobs)}
+    for r in processor(ray.data.from_items(rows)).iter_rows():
+        k, i = int(r["job"]), int(r["row"])
+        max_tokens = jobs[k][1].max_tokens
+        n = int(r["num_generated_tokens"])
+        pending[k][i] = Completion(
+            text=r["generated_text"],
+            finish_reason="length" if n >= max_tokens else "stop",
+            prompt_tokens=int(r["num_input_tokens"]),
+            completion_tokens=n,
+        )
+        if all(c is not None for c in pending[k]):
+            yield k, 0, pending.pop(k)
+
+
+_VLLM_COLUMNS = ("job", "row", "generated_text", "num_generated_tokens", "num_input_tokens")
+
+
+def _vllm_sampling(s: SamplingParams) -> dict:
+    seed = None if s.temperature <= 0 else (s.seed or 0) + s.sample_index
+    return {
+        "max_tokens": s.max_tokens,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "stop": list(s.stop) or None,
+        "seed": seed,
+    }

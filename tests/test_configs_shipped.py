@@ -134,3 +134,23 @@ def test_paper_configs_validate_against_the_command_on_their_first_line(path):
     spec = find(command)
     assert spec is not None, command
     build_config(spec.config_class(), load_yaml(path), source=str(path))
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.relative_to(CONFIGS).as_posix())
+def test_every_pipeline_config_passes_pre_flight(path, tmp_path, monkeypatch):
+    """Run from the repository root as its first line says (a copy: examples linked in), with the
+    outputs it says it needs from another config there (`after configs/demo.yaml`) and analyze's
+    default verb cache existing: the pre-flight refuses nothing."""
+    from gpt4llm.analyze.verbs import VerbCache, default_cache_path
+    from gpt4llm.preflight import check_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPT4LLM_CACHE_DIR", str(tmp_path / "cachedir"))
+    monkeypatch.setenv("GPT4LLM_REQUEST_CACHE", str(tmp_path / "requests.sqlite"))
+    VerbCache(default_cache_path()).close()
+    (tmp_path / "examples").symlink_to(CONFIGS.parent / "examples")
+    first = path.read_text().splitlines()[0]
+    if "after configs/demo.yaml" in first:
+        (tmp_path / "runs" / "demo" / "reward").mkdir(parents=True)
+    stages = pipeline.load_pipeline(path)
+    check_pipeline(stages, 0, len(stages) - 1, path)

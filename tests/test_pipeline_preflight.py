@@ -224,3 +224,47 @@ def test_the_cli_exits_2_with_one_line_and_nothing_run(tmp_path):
     assert "stage 'eval_rouge' writes" in lines[0] and "stage 'audit' also writes" in lines[0]
     assert "Traceback" not in res.stderr and res.stdout == ""
     assert _hashes(tmp_path) == before
+
+
+def _audit_then_analyze(tmp_path: Path, monkeypatch, analyze_input: str) -> Path:
+    """audit writes clean.jsonl, analyze reads `analyze_input`; analyze's default verb-noun cache
+    exists (a real one, with its `pairs` table) in an isolated cache dir."""
+    from gpt4llm.analyze.verbs import VerbCache, default_cache_path
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPT4LLM_CACHE_DIR", str(tmp_path / "cachedir"))
+    VerbCache(default_cache_path()).close()
+    (tmp_path / "sft.jsonl").write_text('{"instruction": "Name a color.", "output": "Red."}\n')
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        "stages:\n  audit: {data: sft.jsonl, output: clean.jsonl}\n"
+        f"  analyze: {{inputs: ['{analyze_input}'], output: analysis}}\n"
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "analyze_input",
+    ["clean.jsonl", "./sub/../clean.jsonl", "{w}/clean.jsonl", "clean.jsonl.flagged.jsonl"],
+)
+def test_real_stages_chain_with_analyzes_default_verb_cache(tmp_path, monkeypatch, analyze_input):
+    """audit -> analyze on audit's output (relative, another spelling, absolute, a file audit
+    writes beside its output) passes: analyze's default verb cache, a database of its own, is no
+    foreign request cache (it was refused as 'not a gpt4llm request cache')."""
+    from gpt4llm.preflight import check_pipeline
+
+    (tmp_path / "sub").mkdir()
+    cfg = _audit_then_analyze(tmp_path, monkeypatch, analyze_input.format(w=tmp_path))
+    stages = pipeline.load_pipeline(cfg)
+    check_pipeline(stages, 0, 1, cfg)  # no error
+    with pytest.raises(UserError, match=r"stage 'analyze': input \S+ \(inputs\[0\]\) not found"):
+        check_pipeline(stages, 1, 1, cfg)  # analyze alone: nothing writes its input
+
+
+def test_the_verb_cache_is_still_a_cache_no_stage_may_write_over(tmp_path, monkeypatch):
+    from gpt4llm.analyze.verbs import default_cache_path
+
+    cfg = _audit_then_analyze(tmp_path, monkeypatch, "clean.jsonl")
+    verbs = default_cache_path()
+    cfg.write_text(cfg.read_text() + _toy("toy", "sft.jsonl", str(verbs)))
+    _refused(cfg, r"stage 'toy' would write \S+verbs.sqlite \(output\) over .* a cache of stage")

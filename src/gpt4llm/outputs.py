@@ -243,6 +243,7 @@ class RolePath:
     directory: bool = False  # an output directory
     or_name: bool = False  # a path only if one exists by that name (else a model or prompt name)
     companion: bool = False  # an output file's manifest, failed list or journal
+    request: bool = True  # a request cache; False (`CACHE | {"request": False}`): the stage's own
 
 
 @dataclass
@@ -313,7 +314,7 @@ def _add(found: StagePaths, kind: str, marker: dict, field: str, given: Any) -> 
     if kind == "input":
         found.inputs.append(RolePath(field, given, resolved, or_name=bool(marker.get("or_name"))))
     elif kind == "cache":
-        found.caches.append(RolePath(field, given, resolved))
+        found.caches.append(RolePath(field, given, resolved, request=marker.get("request", True)))
     elif marker.get("directory"):
         found.outputs.append(RolePath(field, given, resolved, directory=True))
     else:
@@ -328,11 +329,13 @@ def _add(found: StagePaths, kind: str, marker: dict, field: str, given: Any) -> 
 
 def check_config_outputs(config: Any) -> None:
     """`check_outputs` of a stage from its config's path roles alone (the stage's own call may
-    know more: files written inside an output directory, inputs found at run time)."""
+    know more: files written inside an output directory, inputs found at run time). A cache
+    that is not a request cache (analyze's verb-noun cache) is protected as an input, never
+    held to being a request cache."""
     paths = stage_paths(config)
     check_outputs(
-        inputs=[p.given for p in paths.inputs],
-        caches=[p.given for p in paths.caches],
+        inputs=[p.given for p in paths.inputs] + [p.given for p in paths.caches if not p.request],
+        caches=[p.given for p in paths.caches if p.request],
         directories=[p.given for p in paths.outputs if p.directory],
         files=[p.given for p in paths.outputs if not (p.directory or p.companion)],
     )

@@ -77,7 +77,8 @@ class Config(StageConfig):
     """
     max_chars: int = Field(300, ge=20, le=1_000_000)
     """Parse only the first line of each text, cut to this many characters."""
-    cache: Path | None = Field(None, json_schema_extra=CACHE)
+    # a cache (no output may replace it), but analyze's own: never held to being a request cache
+    cache: Path | None = Field(None, json_schema_extra=CACHE | {"request": False})
     """SQLite cache of verb–noun results (default: <gpt4llm cache dir>/analyze/verbs.sqlite)."""
     no_cache: bool = False
     """Neither read nor write the verb–noun cache."""

@@ -268,3 +268,17 @@ def test_the_verb_cache_is_still_a_cache_no_stage_may_write_over(tmp_path, monke
     verbs = default_cache_path()
     cfg.write_text(cfg.read_text() + _toy("toy", "sft.jsonl", str(verbs)))
     _refused(cfg, r"stage 'toy' would write \S+verbs.sqlite \(output\) over .* a cache of stage")
+
+
+def test_stages_run_in_the_order_listed_and_the_refusal_says_so(tmp_path, monkeypatch):
+    """The same two stages listed analyze first (as `yaml.safe_dump` sorts them): audit would
+    replace a file analyze read before it; the line says that analyze runs first."""
+    cfg = _audit_then_analyze(tmp_path, monkeypatch, "clean.jsonl")
+    (tmp_path / "clean.jsonl").write_text('{"instruction": "old", "output": "kept"}\n')
+    lines = cfg.read_text().splitlines()
+    cfg.write_text("\n".join([lines[0], lines[2], lines[1]]) + "\n")
+    _refused(
+        cfg,
+        r"stage 'audit' would write clean.jsonl \(output\) over clean.jsonl \(inputs\[0\]\), an"
+        r" input of stage 'analyze', which runs before it \(stages run in the order listed\)",
+    )

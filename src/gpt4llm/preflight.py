@@ -9,7 +9,10 @@ before anything runs:
 
 * two stages that write the same path (a file, or a directory and a file inside it);
 * an output over the input of a stage that runs before it or is the stage itself (the source
-  data), or over any stage's cache; an input written by an earlier stage is what a pipeline is;
+  data), or over any stage's cache (a request cache, or a stage's own such as analyze's verb
+  cache, which is never held to being a request cache); an input written by an earlier stage is
+  what a pipeline is, even inside its output directory or through another spelling of the path;
+  stages run in the order the YAML lists them;
 * an input that does not exist and that no earlier stage of this run writes;
 * what each stage's own check would refuse (an output that cannot be written, a file where a
   directory is needed).
@@ -68,7 +71,10 @@ class _Pipeline:
                     hit = o.path == inp.path if i == j else _overlap(o.path, inp.path)
                     if i <= j and hit:
                         whose = (
-                            "its own input" if i == j else f"an input of stage '{self.names[i]}'"
+                            "its own input"
+                            if i == j
+                            else f"an input of stage '{self.names[i]}', which runs before it"
+                            " (stages run in the order listed)"
                         )
                         raise self.refuse(
                             f"stage '{self.names[j]}' would write {_shown(o)} over {_shown(inp)},"

@@ -30,6 +30,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from jsonl_files import instructions as _instructions
+from jsonl_files import rows as _rows
 
 from gpt4llm.models import GEMMA3_CHAT_TEMPLATE, uses_chat_template
 
@@ -209,17 +211,6 @@ def _gpt4llm(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [cli, *map(str, args)], capture_output=True, text=True, check=False, timeout=timeout
     )
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-
-
-def _instructions(path: Path, items: list[str]) -> Path:
-    path.write_text(
-        "".join(json.dumps({"id": f"q{i}", "instruction": x}) + "\n" for i, x in enumerate(items))
-    )
-    return path
 
 
 def _twice(server: Server, *args: str) -> subprocess.CompletedProcess:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,6 +32,7 @@ from pydantic import (
 from pydantic_core import PydanticUndefined
 from typer.core import TyperCommand
 
+from gpt4llm.config_yaml import load_yaml, settings_yaml
 from gpt4llm.errors import UserError
 
 ADVANCED: dict[str, Any] = {"advanced": True}
@@ -324,22 +324,6 @@ def _set_path(d: dict, path: tuple[str, ...], value: Any) -> None:
     d[path[-1]] = value
 
 
-def load_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"{path}{where}: malformed YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
-    return data
-
-
 def _where(loc: tuple[str, ...], names: dict[tuple, str]) -> str:
     """A field as the user named it: `--teacher-timeout`, `INPUT`, `--buckets[1]` for a list's
     item, the YAML key path otherwise."""
@@ -348,26 +332,6 @@ def _where(loc: tuple[str, ...], names: dict[tuple, str]) -> str:
             rest = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[n:])
             return names[loc[:n]] + rest
     return ".".join(loc)
-
-
-class _ExactDumper(yaml.SafeDumper):
-    """YAML that reads back exactly what was dumped."""
-
-
-def _exact_str(dumper: yaml.SafeDumper, text: str) -> Any:
-    # A string with a character that is not printable as is (a tab, a line break, NEL \x85 or
-    # U+2028 that YAML would fold into a space, a lone surrogate from a file name that is not
-    # UTF-8) goes double-quoted, the one style where every such character is an escape.
-    style = None if text.isprintable() else '"'
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_ExactDumper.add_representer(str, _exact_str)
-
-
-def settings_yaml(settings: dict) -> str:
-    """Settings as YAML (what `--print-config` prints) that `--config` reads back exactly."""
-    return yaml.dump(settings, Dumper=_ExactDumper, sort_keys=False, allow_unicode=True)
 
 
 def build_config(

@@ -241,10 +241,11 @@ def test_prompt_lengths_checked_against_context_and_trained_length(tiny, tmp_pat
     assert summary["prompts_over_trained_length"] == 1  # "long": its prompt + 12 new tokens > 64
 
 
-def test_errors(tiny, instructions, tmp_path):
+def test_errors(tiny, instructions, tmp_path, monkeypatch):
     from gpt4llm.config import LLMConfig
     from gpt4llm.stages.respond import Config, run
 
+    monkeypatch.delenv("GPT4LLM_VLLM_PYTHON", raising=False)  # no vLLM venv to run it in
     with pytest.raises(UserError, match="needs vLLM"):
         try:
             import vllm  # noqa: F401

@@ -11,7 +11,7 @@ student is always prompted the way it was trained; models without metadata (the 
 model, hub models) get the Alpaca template and its stop strings. Finished batches go to a
 journal (`<output>.journal`), so a killed run resumes where it stopped.
 
-`--engine vllm` uses vLLM's offline engine (GPU only; `pip install 'gpt4llm[vllm]'`).
+`--engine vllm` uses vLLM's offline engine on the same prompts (`stages/respond_vllm.py`).
 An endpoint model (`--model gpt-4 --model-base-url ...`) goes through `llm.complete_all`
 (request cache → resumable, limits, retries, cost).
 
@@ -37,7 +37,16 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, OUTPUT, LLMConfig, StageConfig
+from gpt4llm.config import (
+    ADVANCED,
+    INPUT,
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TOKENS,
+    OUTPUT,
+    LLMConfig,
+    StageConfig,
+)
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import SamplingParams
 from gpt4llm.outputs import journal_path, max_failed_fraction_field
@@ -54,9 +63,11 @@ class Config(StageConfig):
     model: LLMConfig = Field(default_factory=LLMConfig)
     """The model that answers."""
     engine: Literal["transformers", "vllm"] = "transformers"
-    """Local models: 'transformers' (batched, CPU/GPU) or 'vllm' (offline engine, GPU only; pip
-    install 'gpt4llm[vllm]').
-    """
+    """Local models: 'transformers' (batched, CPU/GPU) or 'vllm' (vLLM's offline engine: in this
+    venv, or in a worker of --vllm-python's venv)."""
+    vllm_python: str | None = Field(None, json_schema_extra=ADVANCED | INPUT)
+    """--engine vllm when vLLM is not installed here: a vLLM venv's python to run it in (default:
+    $GPT4LLM_VLLM_PYTHON)."""
     max_new_tokens: int = Field(256, ge=1, le=MAX_TOKENS)
     """Most tokens generated per response."""
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -177,7 +188,9 @@ def answer(job: _Run, records: list[dict], local: bool, multi_turn: bool) -> tup
                 results = _respond_endpoint_turns(job, todo)
         elif todo:
             if local and job.config.engine == "vllm":
-                _respond_vllm(job, todo)
+                from gpt4llm.stages.respond_vllm import respond_vllm
+
+                lengths = respond_vllm(job, todo)
             elif local:
                 lengths = _respond_local(job, todo)
             else:
@@ -584,52 +597,6 @@ def _respond_local_turns(job: _Run, todo: list[dict]) -> None:
 
             if keep:
                 m.gen.generate([p for _, p in keep], params, batch_size=m.batch, on_batch=on_batch)
-
-
-def _respond_vllm(job: _Run, todo: list[dict]) -> None:
-    try:
-        from vllm import LLM
-        from vllm import SamplingParams as VSampling
-    except ImportError:
-        raise UserError(
-            "--engine vllm needs vLLM (GPU only): pip install 'gpt4llm[vllm]'"
-        ) from None
-    import torch
-
-    if not torch.cuda.is_available():
-        raise UserError("--engine vllm needs a CUDA GPU; use --engine transformers on CPU")
-    from gpt4llm.llm.base import Completion
-    from gpt4llm.models import resolve_model_path
-    from gpt4llm.prompts import build_prompt
-
-    config = job.config
-    meta = prompt_format_for(config.model.model)
-    llm = LLM(model=resolve_model_path(config.model.model), seed=config.seed)
-    tok = llm.get_tokenizer()
-    prompts = [build_prompt(meta, tok, r["instruction"], r.get("input", "")) for r in todo]
-    stops = list(meta.get("stop") or ()) + list(config.stop)
-    sp = VSampling(
-        n=config.n,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        max_tokens=config.max_new_tokens,
-        stop=stops or None,
-        seed=config.seed,
-    )
-    outs = llm.generate(prompts, sp)
-    comps = [
-        [
-            Completion(
-                text=o.text,
-                finish_reason="stop" if o.finish_reason == "stop" else "length",
-                prompt_tokens=len(r.prompt_token_ids),
-                completion_tokens=len(o.token_ids),
-            )
-            for o in r.outputs
-        ]
-        for r in outs
-    ]
-    job.finish_items(todo, comps)
 
 
 # --------------------------------------------------------------------------- endpoint

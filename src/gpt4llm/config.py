@@ -215,9 +215,11 @@ class LLMConfig(StageConfig):
     no_cache: bool = Field(False, json_schema_extra=ADVANCED)
     """Do not read or write the request cache."""
     # The provider's Batch API (gpt4llm.llm.batch): same request cache, half the price, slower.
-    mode: Literal["online", "batch"] = "online"
+    mode: Literal["online", "batch", "offline"] = "online"
     """'online': one call per request; 'batch': the provider's Batch API (OpenAI: half price,
-    results within 24 h; resumable: a rerun picks up the submitted batches).
+    results within 24 h; resumable: a rerun picks up the submitted batches); 'offline': a local
+    model's requests as batch files answered by `vllm run-batch`, here or on a scheduler's
+    machines (gpt4llm.llm.offline; resumable: a rerun collects the finished shards).
     """
     fallback: Literal["none", "online"] = "none"
     """Batch mode: requests the batches could not finish (expired, cancelled, failed) after
@@ -238,6 +240,19 @@ class LLMConfig(StageConfig):
     """Batch mode: the batch price as a fraction of the online price (default: the price table's,
     0.5).
     """
+    # Offline mode (gpt4llm.llm.offline): vLLM's batch runner over OpenAI batch files.
+    offline_dir: Path | None = Field(None, json_schema_extra=ADVANCED | OUTPUT_DIR)
+    """Offline mode: where the shards, their outputs and logs go (default: offline/<model hash>/
+    beside the request cache)."""
+    offline_shard_size: int = Field(1000, ge=1, le=10_000_000, json_schema_extra=ADVANCED)
+    """Offline mode: requests per shard (one `vllm run-batch` each)."""
+    offline_print_commands: bool = False
+    """Offline mode: print one `vllm run-batch` command per shard still to run (for a Slurm array
+    or any scheduler) and exit 75; rerun to collect their outputs."""
+    offline_vllm: str | None = Field(None, json_schema_extra=ADVANCED)
+    """Offline mode: the `vllm` command (default: beside $GPT4LLM_VLLM_PYTHON, else on PATH)."""
+    offline_args: str = Field("", max_length=4096, json_schema_extra=ADVANCED)
+    """Offline mode: more `vllm run-batch` options, e.g. '--dtype bfloat16 --max-model-len 4096'."""
 
     @field_validator("base_url", mode="before")
     @classmethod

@@ -102,6 +102,10 @@ def resolve_backend(config: LLMConfig) -> str:
 
 def make_backend(config: LLMConfig):
     """The backend object for `config` (no network, no model loading yet)."""
+    if config.mode == "offline":  # vllm run-batch answers: batch files, no calls (llm/offline.py)
+        from gpt4llm.llm.offline import OfflineBackend
+
+        return OfflineBackend(config)
     kind = resolve_backend(config)
     if kind == "local":
         from gpt4llm.extras import require

@@ -189,6 +189,10 @@ def complete_all(
         if todo and config.mode == "batch":  # the provider's Batch API; its leftovers go online
             args = (requests, canon, todo, results, cache, stats, description, progress)
             todo = _batches(config, backend, budget, args)
+        if todo and config.mode == "offline":  # vllm run-batch over batch files (offline.py)
+            from gpt4llm.llm.offline import run_offline
+
+            todo = run_offline(config, backend, requests, canon, todo, results, cache, stats)
         bar = _Progress(description, len(requests), stats, enabled=progress)
         if stats.done + stats.failed:
             bar.advance(stats.done + stats.failed)

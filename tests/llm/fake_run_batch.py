@@ -1,8 +1,8 @@
 """A stand-in for `vllm run-batch -i IN -o OUT --model M` (tests/llm/test_offline_mode.py): reads
 OpenAI batch JSONL, writes one answer line per request in vLLM's output format ("answer: <the
 last user message>" + " ### tail" that the request's stops cut), like vLLM only when the whole
-shard is done. $FAKE_RUN_BATCH_LOG gets one line per run (the shard's name); a shard named in
-$FAKE_RUN_BATCH_FAIL exits 1 after a log line, with no output."""
+shard is done; "refuse me" gets vLLM's error line. $FAKE_RUN_BATCH_LOG gets one line per run
+(the shard's name); a shard named in $FAKE_RUN_BATCH_FAIL exits 1 after a log line, no output."""
 
 from __future__ import annotations
 
@@ -26,6 +26,17 @@ def main() -> int:
         req = json.loads(raw)
         body = req["body"]
         assert req["url"] == "/v1/chat/completions" and body["model"] == model, req
+        if body["messages"][-1]["content"] == "refuse me":  # vLLM's error line (an ErrorResponse)
+            error = {"message": "maximum context length is 1024 tokens", "type": "BadRequestError"}
+            lines.append(
+                {
+                    "id": "vllm-2",
+                    "custom_id": req["custom_id"],
+                    "response": {"status_code": 400, "request_id": "r", "body": None},
+                    "error": {"error": {**error, "code": 400}},
+                }
+            )
+            continue
         text = "answer: " + body["messages"][-1]["content"] + "\n### tail"
         reply = {
             "id": "chatcmpl-1",

@@ -6,7 +6,8 @@ with the model's path) cut at --*-offline-shard-size; the answers land in the re
 rerun runs nothing); --*-offline-print-commands prints one runnable command per shard and exits
 75, and a rerun after they ran collects without running anything; a shard that fails leaves its
 requests failed with the log's last line, and the rerun runs only that shard (same file), the
-finished one never again. The real `vllm run-batch`: tests/llm/test_offline_vllm_e2e.py.
+finished one never again; a request vLLM refuses (its error line) fails with vLLM's message and
+is not run again. The real `vllm run-batch`: tests/llm/test_offline_vllm_e2e.py.
 """
 
 from __future__ import annotations
@@ -133,3 +134,17 @@ def test_offline_without_a_cache_is_one_line(tiny, tmp_path):
     cfg = _config(tiny, tmp_path, no_cache=True)
     with pytest.raises(UserError, match="offline mode keeps its answers in the request cache"):
         _complete(cfg, _requests(1))
+
+
+def test_a_request_vllm_refuses_fails_with_its_message_and_is_not_run_again(tiny, tmp_path, runs):
+    cfg = _config(tiny, tmp_path)
+    requests = _requests(2)
+    params = requests[0].params
+    requests.append(
+        Request(key="bad", messages=[{"role": "user", "content": "refuse me"}], params=params)
+    )
+    results = _complete(cfg, requests)
+    assert [r.ok for r in results] == [True, True, False] and len(runs()) == 1
+    assert results[2].error == "HTTP 400 in the batch: maximum context length is 1024 tokens"
+    again = _complete(cfg, requests)  # the two answers cached, the refusal read from its output
+    assert [r.ok for r in again] == [True, True, False] and len(runs()) == 1

@@ -78,6 +78,10 @@ def _outcome(rec: dict, stop: tuple, backend: Any, price: Any) -> Outcome:
     err = rec.get("error") or {}
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
+    if isinstance(err, dict) and isinstance(err.get("error"), dict):  # vllm run-batch's shape
+        err = err["error"]
+    if not isinstance(err, dict):  # vllm run-batch: a bare message
+        err = {"message": str(err)}
     code = str(err.get("code") or err.get("type") or "")
     msg = str(err.get("message") or "")
     what = f"HTTP {status}" if status else code or "error"

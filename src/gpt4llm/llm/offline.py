@@ -22,7 +22,9 @@ Resume: a rerun reads the output shards first, so finished shards are never run 
 writes shards only for the requests still unanswered. `vllm run-batch` writes its output when
 the whole shard is done, so a shard killed half-way has no output and is run again whole (the
 same keys: the same file name); a partly written output counts line by line. A request whose
-shard ran but which has no answer fails with the reason (the last lines of the shard's log).
+shard ran but which has no answer fails with the reason (the last line of the shard's log); one
+vLLM refused (an error line, e.g. a prompt over --max-model-len) fails with vLLM's message and
+is not run again.
 
 The cache identity is `{"backend": "vllm-offline", "model", "weights"}`: offline answers come
 from vLLM's chat template, so they are kept apart from the transformers engine's (Alpaca) and
@@ -140,6 +142,7 @@ class _Offline:
         self.config, self.backend, self.cache, self.stats = config, backend, cache, stats
         self.requests, self.canon, self.results = requests, canon, results
         self.pending: dict[str, list[int]] = dict(todo)
+        self.refused: dict[str, str] = {}  # key -> why vLLM refused it (not run again)
         self.work = work
 
     def ingest(self) -> None:
@@ -151,6 +154,8 @@ class _Offline:
         stops = {k: tuple(self.requests[ix[0]].params.stop) for k, ix in self.pending.items()}
         texts = [p.read_text(encoding="utf-8", errors="replace") for p in outs]
         for key, o in read_outputs(texts, stops, self.backend, self.backend.price).items():
+            if o.outcome == "failed":  # a request vLLM refuses (too long...): it would again
+                self.refused[key] = o.error or "refused by vllm run-batch"
             if o.outcome != "ok" or o.completion is None:
                 continue
             c = o.completion
@@ -165,7 +170,9 @@ class _Offline:
     def write_shards(self) -> dict[Path, list[str]]:
         """{shard input file: its keys} for the pending requests, in request order; a shard's
         name is the hash of its keys, so the same unanswered requests give the same file."""
-        keys = sorted(self.pending, key=lambda k: self.pending[k][0])
+        keys = sorted(
+            (k for k in self.pending if k not in self.refused), key=lambda k: self.pending[k][0]
+        )
         size = self.config.offline_shard_size
         shards = {}
         for start in range(0, len(keys), size):
@@ -213,12 +220,12 @@ class _Offline:
 
     def fail_rest(self, shards: dict[Path, list[str]], logs: dict[Path, Path]) -> None:
         """The requests still without an answer fail, saying why (their shard's log)."""
-        why = {}
+        why = dict(self.refused)
         for shard, keys in shards.items():
             log = logs.get(shard)
             tail = _tail(log) if log else "not run"
             reason = one_line(f"vllm run-batch gave no answer ({shard.name}: {tail}; log: {log})")
-            why.update(dict.fromkeys(keys, reason))
+            why.update({k: reason for k in keys if k not in self.refused})
         for key, indices in list(self.pending.items()):
             for i in indices:
                 self.results[i] = Result(

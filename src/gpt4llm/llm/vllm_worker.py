@@ -34,13 +34,7 @@ class Engine:
     ):
         from vllm import LLM
 
-        self.llm = LLM(
-            model=model,
-            dtype=dtype,
-            seed=seed,
-            max_model_len=max_model_len,
-            enable_prefix_caching=False,  # identical prompts must cost the same on every engine
-        )
+        self.llm = LLM(model=model, dtype=dtype, seed=seed, max_model_len=max_model_len)
 
     def generate(self, prompts: list[list[int]], params: list[dict]) -> list[dict]:
         """Greedy (temperature 0) or seeded sampling, stopping at EOS or the first stop string

@@ -384,6 +384,45 @@ def test_cli_init_add_annotator_export(tmp_path):
     assert (tmp_path / "out" / "pie_alpha_vs_beta.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_export_onto_a_file_refused_without_force_replaced_with_it(tmp_path, cli):
+    # A file where the export directory goes: one line naming it and --force, the file as it
+    # was; with --force the complete export takes its place and nothing stray is left beside it.
+    study, _ = make_study(tmp_path, n=2, per_item=1)
+    out = tmp_path / "report.out"
+    out.write_text("someone's notes\n")
+    code, text = cli("annotate", "export", study, "-o", out)
+    assert code == 2 and text.count("\n") == 1, text
+    assert text.startswith(f"error: {out} exists and is not a directory") and "--force" in text
+    assert out.read_text() == "someone's notes\n"
+
+    code, text = cli("annotate", "export", study, "-o", out, "--force")
+    assert code == 0, text
+    assert out.is_dir() and json.loads((out / "summary.json").read_text())["votes"] == 0
+    assert json.loads((out / "manifest.json").read_text())["stage"] == "annotate export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.out", "src", "study"]
+
+    # an existing export directory is written into again, --force or not (as before)
+    code, text = cli("annotate", "export", study, "-o", out)
+    assert code == 0, text
+
+
+def test_export_failure_with_force_leaves_the_file_and_no_stray_directory(tmp_path, monkeypatch):
+    from gpt4llm.evaluate.human.study import export
+
+    study, _ = make_study(tmp_path, n=2, per_item=1)
+    out = tmp_path / "report.out"
+    out.write_text("kept\n")
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export, "write_json", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export_study(ExportConfig(study=study, output=out, force=True))
+    assert out.read_text() == "kept\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.out", "src", "study"]
+
+
 # --- export --------------------------------------------------------------------------------
 
 

@@ -8,13 +8,17 @@ model_a|model_b|tie, judge = annotator, turn 1, criterion), which `eval agreemen
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
 from gpt4llm.config import StageConfig
+from gpt4llm.errors import UserError
 from gpt4llm.evaluate.human.study.store import open_store, private_files, study_file
 from gpt4llm.records import write_json, write_jsonl
 
@@ -32,6 +36,9 @@ class ExportConfig(StageConfig):
     """Database URL overriding study.json's (e.g. when it was stored without a password)."""
     pie_basis: Literal["votes", "majority"] = "votes"
     """Pie charts from all annotators' votes, or from the per-pair majority."""
+    force: bool = False
+    """Replace a file (not a directory) that exists at --output: the export is built beside it
+    and takes its place only once complete."""
 
 
 def _majority(values: list[str]) -> str:
@@ -162,20 +169,63 @@ def _safe_name(text: str) -> str:
 
 @private_files()
 def export_study(config: ExportConfig) -> dict:
-    """read the votes → votes.jsonl and human_judgments.jsonl → per comparison: counts,
-    majority, agreement, pie chart → overall agreement → summary.json and the manifest."""
+    """read the votes → (into --output, or a new directory beside a file there that --force
+    replaces) votes.jsonl and human_judgments.jsonl → per comparison: counts, majority,
+    agreement, pie chart → overall agreement → summary.json and the manifest."""
+    t0 = time.time()
+    out = Path(config.output)
+    work = _work_dir(out, config.force)
+    try:
+        study, store = open_store(config.study, config.db_url)
+        try:
+            pairs, items, names, votes = _read_votes(store)
+        finally:
+            store.dispose()
+        summary = _write_export(config, work, study, (pairs, items, names, votes), t0)
+        _move_in(work, out)
+    finally:
+        if work != out and work.exists():  # a failed export leaves no stray directory
+            shutil.rmtree(work, ignore_errors=True)
+    summary["charts"] = [str(out / Path(c).name) for c in summary["charts"]]
+    return summary
+
+
+def _work_dir(out: Path, force: bool) -> Path:
+    """Where the export is written: --output itself (a directory, or nothing yet), or, where a
+    file (or a dangling link) is in its place and --force is given, a new directory beside it."""
+    if out.is_dir() or not (out.exists() or out.is_symlink()):
+        return out
+    if not force:
+        raise UserError(
+            f"{out} exists and is not a directory: choose another --output or pass --force to"
+            " replace it"
+        )
+    return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+
+
+def _move_in(work: Path, out: Path) -> None:
+    """The complete export in `work` takes the place of the file at `out` (a no-op when the
+    export was written to `out` itself): the file is moved aside, the directory renamed in,
+    then the file removed; where the rename fails, the file is put back."""
+    if work == out:
+        return
+    aside = Path(f"{work}.old")  # work's name is new (mkdtemp), so is this one
+    os.replace(out, aside)
+    try:
+        os.replace(work, out)
+    except OSError:
+        os.replace(aside, out)
+        raise
+    aside.unlink()
+
+
+def _write_export(config: ExportConfig, out: Path, study: dict, read: tuple, t0: float) -> dict:
+    """Every file of the export into the directory `out`; the summary (its charts' paths)."""
     from gpt4llm.provenance import write_manifest
 
-    t0 = time.time()
-    study, store = open_store(config.study, config.db_url)
+    pairs, items, names, votes = read
     criteria, per_item = study["criteria"], study["per_item"]
     keys = [c["key"] for c in criteria]
-    try:
-        pairs, items, names, votes = _read_votes(store)
-    finally:
-        store.dispose()
-
-    out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     comps = [tuple(c) for c in study["comparisons"]]
     raw, human, units = _vote_rows(keys, comps, pairs, items, names, votes)

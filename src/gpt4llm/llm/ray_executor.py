@@ -38,6 +38,7 @@ from gpt4llm.llm.local import Batch, BatchedGenerator
 
 # A batch that kills its actor this often (say, the kernel's OOM killer) fails the run.
 RETRIES = 4
+ACTOR_START_S = 900  # the longest the actors may take to start and load the model
 _CONNECTED: list[Any] = []  # [address] this process's Ray connection was made with
 
 
@@ -72,7 +73,12 @@ def connect(address: str | None) -> Any:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"could not connect to {where}: {first}") from None
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    # Every actor up (its model loaded) before the first batch, as a process pool would: else the
+    # first one up takes the batches while the others load, and a cluster without room for N
+    # actors fails with Ray's "Timed out while starting actors" instead of waiting forever.
+    ctx.wait_for_min_actors_s = ACTOR_START_S
     _CONNECTED[:] = [address]
     return ray
 
@@ -144,11 +150,15 @@ def run_jobs(
         **per_actor,
     )
     seen: set[int] = set()
-    for row in ds.iter_rows():
-        k, pid, comps = pickle.loads(row["result"])
-        if k not in seen:  # a retried batch whose first answer also came back
-            seen.add(k)
-            yield k, pid, comps
+    try:
+        for row in ds.iter_rows():
+            k, pid, comps = pickle.loads(row["result"])
+            if k not in seen:  # a retried batch whose first answer also came back
+                seen.add(k)
+                yield k, pid, comps
+    except ray.exceptions.RayError as e:  # a batch failed past its retries: the run stops
+        last = [x for x in str(e).splitlines() if x.strip()][-1:] or [type(e).__name__]
+        raise UserError(f"Ray generation failed ({len(seen)} batches done): {last[0]}") from None
 
 
 class RayPool(BatchedGenerator):

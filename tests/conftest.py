@@ -111,3 +111,13 @@ def cli(monkeypatch, capsys):
         return code, got.err + got.out
 
     return run
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """A real Ray cluster on 127.0.0.1 with 2 CPUs (tests/ray_cluster.py), stopped after the
+    module: its address, for --*-ray-address."""
+    from ray_cluster import ray_cluster
+
+    with ray_cluster(cpus=2) as address:
+        yield address

@@ -416,9 +416,9 @@ def test_fsdp_is_refused_in_one_line_without_gpus(work):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "auto"])  # auto: bf16 autocast where supported
-def test_respond_in_two_worker_processes_equals_one(work, tmp_path, dtype):
-    """`respond --num-workers 2`: the batches one process would run, dealt out to 2 processes:
-    the same responses (greedy and seeded sampling), in input order."""
+def test_respond_in_two_worker_processes_equals_one(work, tmp_path, dtype, ray_address):
+    """`respond --num-workers 2` on a Ray cluster: the batches one process would run, dealt out
+    to 2 Ray actors: the same responses (greedy and seeded sampling), in input order."""
     from tiny_lm import alpaca_records, write_jsonl
 
     from gpt4llm.config import LLMConfig
@@ -426,7 +426,7 @@ def test_respond_in_two_worker_processes_equals_one(work, tmp_path, dtype):
 
     recs = [{"id": f"q{k}", **r} for k, r in enumerate(alpaca_records(11, seed=7))]
     questions = write_jsonl(tmp_path / "q.jsonl", recs)
-    model = LLMConfig(model=str(work["lm"]), dtype=dtype)
+    model = LLMConfig(model=str(work["lm"]), dtype=dtype, ray_address=ray_address)
     for sampling in ({"temperature": 0.0}, {"temperature": 0.9, "seed": 3}):
         got = {}
         for workers in (1, 2):
@@ -450,16 +450,17 @@ def test_respond_in_two_worker_processes_equals_one(work, tmp_path, dtype):
     assert len({r["output"] for r in got[1]}) > 1  # real, varied outputs were compared
 
 
-def test_worker_pool_deals_the_batches_to_both_processes(work):
+def test_worker_pool_deals_the_batches_to_both_processes(work, ray_address):
+    """RayPool (2 actors on the cluster): each of the 5 batches runs once, on both actors."""
     from gpt4llm.llm.base import SamplingParams
     from gpt4llm.llm.local import LocalGenerator
-    from gpt4llm.llm.workers import WorkerPool
+    from gpt4llm.llm.ray_executor import RayPool
 
     gen = LocalGenerator.load(str(work["lm"]), dtype="float32", device="cpu")
     prompts = [f"Say {'very ' * k}much." for k in range(9)]
     params = SamplingParams(max_tokens=6)
     one = gen.generate(prompts, params, batch_size=2)
-    with WorkerPool(str(work["lm"]), "float32", 2, gen.tokenizer) as pool:
+    with RayPool(str(work["lm"]), "float32", 2, gen.tokenizer, ray_address) as pool:
         seen = []
         two = pool.generate(prompts, params, batch_size=2, on_batch=lambda idx, c: seen.extend(idx))
     assert [c.text for c in two] == [c.text for c in one]

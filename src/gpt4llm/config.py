@@ -662,17 +662,34 @@ def _set_options(
         path, info = by_param[pname]
         base, _ = _unwrap_optional(info.annotation)
         if typing.get_origin(base) is dict:
-            value = dict(_split_kv(v, names.get(path, pname)) for v in value)
+            value = _name_values(value, names.get(path, pname))
         _set_path(data, path, value)
+
+
+def _name_values(texts: list[str], option: str) -> dict[str, str]:
+    """The one rule for every NAME=VALUE option (`--source a=x.jsonl`): a dict of the items, in
+    the order given; a name given twice is refused (the second silently replaced the first)."""
+    out: dict[str, str] = {}
+    for text in texts:
+        name, value = _split_kv(text, option)
+        if name in out:
+            raise UserError(
+                f"{_shown(option)}: the name {name!r} is given twice ({name}={out[name]},"
+                f" {text}): give each name once"
+            )
+        out[name] = value
+    return out
+
+
+def _shown(option: str) -> str:
+    """An option as the user typed it: `--source`, `NAME=FILE` (an argument), `--option`."""
+    if option.startswith("-") or option.isupper() or "=" in option:
+        return option
+    return "--" + option.replace("_", "-")
 
 
 def _split_kv(text: str, option: str) -> tuple[str, str]:
     if "=" not in text:
-        shown = (
-            option
-            if option.startswith("-") or option.isupper() or "=" in option
-            else "--" + option.replace("_", "-")
-        )
-        raise UserError(f"{shown}: expected NAME=VALUE, got {text!r}")
+        raise UserError(f"{_shown(option)}: expected NAME=VALUE, got {text!r}")
     k, v = text.split("=", 1)
     return k, v

@@ -97,10 +97,15 @@ def test_a_worker_that_fails_or_dies_is_one_line_naming_its_log(
         _respond(tiny, tmp_path)
     msg = str(e.value)
     assert "\n" not in msg and "vLLM load failed: RuntimeError: no such model second line" in msg
-    assert Path(re.search(r"\(log: (\S+)\)", msg).group(1)).exists()
+    log = Path(re.search(r"\(log: (\S+)\)", msg).group(1))
+    assert log.exists()
+    log.unlink()  # kept for the user; the test's own goes
     monkeypatch.setenv("FAKE_VLLM_FAIL", "exit")
-    with pytest.raises(UserError, match=r"the vLLM worker exited \(3\) during load: .*fake vLLM"):
+    with pytest.raises(
+        UserError, match=r"the vLLM worker exited \(3\) during load: .*fake vLLM"
+    ) as e:
         _respond(tiny, tmp_path)
+    Path(re.search(r"\(log: (\S+)\)", str(e.value)).group(1)).unlink()
     assert not (tmp_path / "out.jsonl").exists()
 
 

@@ -6,10 +6,12 @@ option added tomorrow is covered."""
 from __future__ import annotations
 
 import typing
+from typing import Literal
 
 import pytest
 
 from gpt4llm.config import _flatten, _unwrap_optional, load_yaml
+from gpt4llm.config_text import is_model_field
 from gpt4llm.errors import UserError
 from gpt4llm.stages import STAGES
 
@@ -100,3 +102,77 @@ def test_yaml_duplicate_key_through_the_cli_is_one_line(cli, tmp_path):
         and text
         == f"error: {f}:2: malformed YAML: the key 'teacher' is given twice (first on line 1)\n"
     ), text
+
+
+# --- an empty name ------------------------------------------------------------------------
+
+
+def _name_fields() -> list[tuple[str, str, list[str], str]]:
+    """(command, option as shown, arguments giving it an empty name, what the error says) for
+    every name-like field of every stage: a model (`model`, `model_*`, `*_model`, at any
+    prefix: --teacher, --rater, --judge, --source-llm...), the names of a NAME=VALUE option,
+    a `names` list."""
+    out = []
+    for spec in STAGES:
+        for path, cli_name, info in _flatten(spec.config_class()):
+            base = _unwrap_optional(info.annotation)[0]
+            is_arg = path[0] in spec.arguments
+            shown = "NAME=FILE" if is_arg else f"--{cli_name}"
+            opt = [] if is_arg else [f"--{cli_name}"]
+            if typing.get_origin(base) is dict:
+                kind = typing.get_args(base)[1]  # a value the field takes: a path, or 'drop'
+                value = typing.get_args(kind)[0] if typing.get_origin(kind) is Literal else "x"
+                out.append((spec.command, shown, [*opt, f"={value}"], "a name before '=' is empty"))
+            elif path[-1] == "names":
+                out.append((spec.command, shown, [*opt, ""], "a name is empty"))
+            elif is_model_field(path[-1]) and str in (base, *typing.get_args(base)):
+                out.append((spec.command, shown, [*opt, " "], "the model name is empty"))
+    return out
+
+
+NAME_FIELDS = _name_fields()
+
+
+def test_the_walk_finds_the_names_users_give():
+    shown = {(c, o) for c, o, _, _ in NAME_FIELDS}
+    for want in [
+        ("generate", "--teacher"),
+        ("instruct", "--teacher"),
+        ("compare", "--rater"),
+        ("compare", "--source-llm"),
+        ("compare", "NAME=FILE"),
+        ("compare", "--source-model"),
+        ("eval judge", "--judge"),
+        ("eval judge", "--model-a"),
+        ("eval judge", "--model-b"),
+        ("respond", "--model"),
+        ("train sft", "--model"),
+        ("annotate init", "NAME=FILE"),
+        ("analyze", "--names"),
+    ]:
+        assert want in shown, want
+
+
+@pytest.mark.parametrize(
+    ("command", "shown", "args", "says"), NAME_FIELDS, ids=[f"{c}:{o}" for c, o, *_ in NAME_FIELDS]
+)
+def test_an_empty_name_is_refused_in_one_line(cli, tmp_path, command, shown, args, says):
+    code, text = cli(*command.split(), *args, "-o", tmp_path / "out")
+    assert code == 2, text
+    assert text.count("\n") == 1 and text.startswith("error: "), text
+    assert f"{shown}: {says}" in text, text
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_empty_model_name_in_yaml_is_refused_too(cli, tmp_path):
+    # the rule is the config's, not the command line's: a YAML file meets it as well
+    f = tmp_path / "c.yaml"
+    f.write_text("input: in.jsonl\noutput: out.jsonl\nteacher:\n  model: ''\n")
+    code, text = cli("generate", "--config", f)
+    assert code == 2 and text.count("\n") == 1, text
+    assert f"error: {f}: teacher.model: the model name is empty" in text, text
+
+
+def test_a_model_name_of_a_source_given_empty_is_refused(cli, tmp_path):
+    code, text = cli("compare", "a=x.jsonl", "b=y.jsonl", "--source-model", "a=")
+    assert code == 2 and "--source-model: the model name of 'a' is empty" in text, text

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import os
 import types
 import typing
 from collections.abc import Callable
@@ -26,12 +25,14 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticUndefined
 from typer.core import TyperCommand
 
+from gpt4llm.config_text import not_utf8, refuse_empty_name
 from gpt4llm.config_yaml import load_yaml, settings_yaml
 from gpt4llm.errors import UserError
 
@@ -121,12 +122,13 @@ class StageConfig(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _utf8_only(cls, value: Any) -> Any:
-        # A file name or argument that is not valid UTF-8 (bytes Python carries as lone
-        # surrogates) could not reach a manifest, a summary or a page: refused here, in one line.
-        bad = _not_utf8(value)
+    def _checked_text(cls, value: Any, info: ValidationInfo) -> Any:
+        # Every text of every config, whatever the command (gpt4llm.config_text): valid UTF-8,
+        # and a model or source name not empty.
+        bad = not_utf8(value)
         if bad is not None:
             raise ValueError(f"{bad} is not valid UTF-8; rename the file or give the text as UTF-8")
+        refuse_empty_name(info.field_name or "", value)
         return value
 
     @model_validator(mode="after")
@@ -138,27 +140,6 @@ class StageConfig(BaseModel):
             if isinstance(value, LLMConfig):
                 value._option_prefix = name.replace("_", "-")
         return self
-
-
-def _not_utf8(value: Any) -> str | None:
-    """The first text in `value` (a string, a path, or a list or dict of them) that is not
-    valid UTF-8, shown with its bytes escaped ('in\\xff.jsonl'); None when all of it is."""
-    if isinstance(value, (list, tuple)):
-        return next((b for v in value if (b := _not_utf8(v)) is not None), None)
-    if isinstance(value, dict):
-        return _not_utf8([*value.keys(), *value.values()])
-    if not isinstance(value, (str, Path)):
-        return None
-    text = str(value)
-    try:
-        text.encode("utf-8")
-        return None
-    except UnicodeEncodeError:
-        try:
-            raw = os.fsencode(text)
-        except UnicodeEncodeError:  # a surrogate no file name decodes to
-            raw = text.encode("utf-8", "backslashreplace")
-        return repr(raw)[1:]  # b'in\xff.jsonl' -> 'in\xff.jsonl'
 
 
 class LLMConfig(StageConfig):

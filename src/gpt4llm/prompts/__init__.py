@@ -9,6 +9,15 @@ field is never scanned again (an instruction containing `{input}` or an answer c
 `{n}` reaches the model verbatim), and any other brace (JSON examples in a prompt, LaTeX) is
 left alone. There is no escaping: `{{x}}` stays `{{x}}`.
 
+Which braces are placeholders (`fill` and `check_template` share the rule): a single-braced
+identifier, `{instruction}`, and nothing else. A user's prompt may well mean braces literally
+(a JSON example, `{"score": 8}`; a set, `{1, 2}`; LaTeX, `\frac{a}{2}`), so refusing every
+brace would refuse good prompts; but a single-braced identifier that the stage does not fill is
+almost always a typo (`{instrution}`) that would reach the teacher, paid for, as literal text.
+`check_template` refuses it in one line naming the file, the placeholder and the names the
+stage fills, before any request; a user who means it literally doubles the braces, `{{x}}`,
+which are never a placeholder and reach the model as written.
+
 The student's prompt (what `train sft` trains on and `respond` generates from) is described by
 the metadata saved beside a trained model (`prompt_meta`) and built by `build_prompt`; both
 live here so the stages that share them import them from below.
@@ -17,6 +26,7 @@ live here so the stages that share them import them from below.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,7 +49,8 @@ UNDECLARED_JUDGE_PROMPTS = {
     "rater_probe.txt": "a number-only follow-up, read from its token probabilities",
 }
 
-_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `{name}`, not inside doubled braces (`{{name}}` is literal text; see the module docstring).
+_PLACEHOLDER_RE = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 
 
 def load_prompt(name_or_path: str | Path) -> str:
@@ -73,6 +84,21 @@ def fill(template: str, **fields: Any) -> str:
 def placeholders(template: str) -> set[str]:
     """The `{name}` placeholders a template contains (to check a user's template up front)."""
     return set(_PLACEHOLDER_RE.findall(template))
+
+
+def check_template(template: str, source: Any, fills: Iterable[str]) -> str:
+    """`template` when every placeholder in it is one of `fills` (the names the stage fills);
+    else UserError, one line naming `source` (the file), the unknown placeholders and `fills`.
+    Called when a stage loads its prompts, before any request is sent."""
+    unknown = sorted(placeholders(template) - set(fills))
+    if unknown:
+        shown = ", ".join("{" + n + "}" for n in unknown)
+        filled = ", ".join("{" + n + "}" for n in sorted(set(fills))) or "nothing"
+        raise UserError(
+            f"{source}: unknown placeholder {shown} (this prompt is filled with {filled});"
+            " double the braces for text meant literally"
+        )
+    return template
 
 
 def format_alpaca(

@@ -205,18 +205,39 @@ def _warn_without_probabilities(config: Config, results: list) -> bool:
     return has
 
 
-def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
+# What each rater prompt is filled with (build_messages, the reminder, the probe).
+PROMPT_FILLS = {"single": ("instruction", "response"), "batched": ("instruction", "answers", "n")}
+
+
+def _load_prompts(config: Config) -> tuple[str, str, str, str]:
+    """(rater template, reminder, probe, the reply format the template asks for), each checked
+    for placeholders the stage does not fill, before any request (gpt4llm.prompts)."""
+    from gpt4llm.prompts import check_template, load_prompt
+    from gpt4llm.scoring import declared_format, detect_format
+
+    # the reply format the prompt asks for ("Score: X", "Answer K: X"; a file may declare it)
+    prompt = config.prompt or f"rater_{config.mode}"
+    declared, template = declared_format(load_prompt(prompt))
+    check_template(template, prompt, PROMPT_FILLS[config.mode])
+    reminder_file = config.reminder or f"rater_reminder_{config.mode}"
+    _, reminder = declared_format(load_prompt(reminder_file))
+    check_template(reminder, reminder_file, ("n",))
+    probe_file = config.probe or "rater_probe"
+    probe = check_template(load_prompt(probe_file), probe_file, ("which", "lo", "hi"))
+    return template, reminder, probe, declared or detect_format(template)
+
+
+def rate(
+    config: Config, items: list[dict], prompts: tuple[str, str, str, str]
+) -> tuple[list[Record], dict]:
     """Ask the rater about every item's answers, read the replies under scoring.read_replies'
     policy (re-ask once with the reminder; with --use-expected, probe), build the records."""
     from gpt4llm.llm import complete_all
     from gpt4llm.llm.base import Request
-    from gpt4llm.prompts import fill, load_prompt
-    from gpt4llm.scoring import declared_format, detect_format, read_replies
+    from gpt4llm.prompts import fill
+    from gpt4llm.scoring import read_replies
 
-    # the reply format the prompt asks for ("Score: X", "Answer K: X"; a file may declare it)
-    declared, template = declared_format(load_prompt(config.prompt or f"rater_{config.mode}"))
-    fmt = declared or detect_format(template)
-    _, reminder = declared_format(load_prompt(config.reminder or f"rater_reminder_{config.mode}"))
+    template, reminder, probe_text, fmt = prompts  # _load_prompts'
     jobs, shown = _jobs(config, items)
     requests = [
         Request(
@@ -236,7 +257,6 @@ def rate(config: Config, items: list[dict]) -> tuple[list[Record], dict]:
     # A rater that still wrote no verdict (a small base model writing prose): with
     # --use-expected, ask for each score as a bare number. Never for a score already read,
     # nor from an endpoint without probabilities (the answer could not become a score).
-    probe_text = load_prompt(config.probe or "rater_probe")
     can_probe = config.use_expected and bool(config.top_logprobs) and has_probabilities
 
     def probe(k: int, n: int) -> str:
@@ -491,9 +511,10 @@ def run(config: Config) -> dict:
 
     t0 = time.time()
     inputs = _check(config)
+    prompts = _load_prompts(config)  # before the --source-model answers, paid for too
     sources, base, failed = _sources(config)
     joined, items, overlapping = _items(config, sources, base)
-    records, counts = rate(config, items)
+    records, counts = rate(config, items, prompts)
     for rec in records:
         for r in rec["responses"]:
             if r.get("score") is None:

@@ -24,12 +24,13 @@ from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, OUTPUT, LLMCo
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
-from gpt4llm.prompts import chat_messages, cut_at_stops, fill, load_prompt
+from gpt4llm.prompts import chat_messages, check_template, cut_at_stops, fill, load_prompt
 
 SYSTEM_PROMPT = "teacher_system.txt"
 TEMPLATE_INPUT = "teacher_input.txt"
 TEMPLATE_NO_INPUT = "teacher_no_input.txt"
 RESERVED = ("instruction", "input", "output", "id", "teacher", "usage")
+FILLS = ("instruction", "input")  # what the teacher prompt templates are filled with
 
 
 class Config(StageConfig):
@@ -91,12 +92,14 @@ def load_templates(config: Config) -> tuple[str, str, str]:
     t_no = load_prompt(
         config.prompt_template_no_input or config.prompt_template or TEMPLATE_NO_INPUT
     ).rstrip("\n")
+    check_template(system, config.system_prompt or SYSTEM_PROMPT, ())  # sent as it is
     for path, text in ((config.prompt_template, t_in), (config.prompt_template_no_input, t_no)):
         if "{instruction}" not in text:
             raise UserError(
                 f"{path or 'packaged teacher prompt'}: prompt template has no {{instruction}}"
                 " placeholder"
             )
+        check_template(text, path or config.prompt_template or "packaged teacher prompt", FILLS)
     return system, t_in, t_no
 
 

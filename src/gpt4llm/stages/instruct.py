@@ -265,7 +265,7 @@ def load_seeds(path: Path) -> list[dict]:
 
 # ---------------------------------------------------------------------------- prompts
 def load_template(name_or_path: str) -> str:
-    from gpt4llm.prompts import load_prompt, placeholders
+    from gpt4llm.prompts import check_template, load_prompt, placeholders
 
     text = load_prompt(name_or_path).rstrip(
         "\n"
@@ -274,7 +274,7 @@ def load_template(name_or_path: str) -> str:
         raise UserError(
             f"{name_or_path}: prompt has no {{tasks}} placeholder for the example tasks"
         )
-    return text
+    return check_template(text, name_or_path, ("tasks",))  # {tasks} is all it is filled with
 
 
 def _one_line(text: str) -> str:

@@ -26,11 +26,12 @@ from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, OUTPUT, LLMCo
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
-from gpt4llm.prompts import chat_messages, cut_at_stops, fill, load_prompt
+from gpt4llm.prompts import chat_messages, check_template, cut_at_stops, fill, load_prompt
 
 SYSTEM_PROMPT = "translate_system.txt"
 RECORD_TEMPLATE = "translate_record.txt"
 FIELD_TEMPLATE = "translate_field.txt"
+RECORD_FILLS = ("language", "keys", "record")  # what plan fills the record template with
 FIELDS = ("instruction", "input")
 
 # code -> the language name used in the prompt
@@ -246,6 +247,10 @@ def load(config: Config) -> Task:
         raise UserError(f"{config.prompt_template}: prompt template has no {{record}} placeholder")
     if "{text}" not in field_tmpl:
         raise UserError(f"{config.field_template}: prompt template has no {{text}} placeholder")
+    # every placeholder one that plan and the per-field requests fill (see gpt4llm.prompts)
+    check_template(system, config.system_prompt or SYSTEM_PROMPT, ())
+    check_template(rec_tmpl, config.prompt_template or RECORD_TEMPLATE, RECORD_FILLS)
+    check_template(field_tmpl, config.field_template or FIELD_TEMPLATE, ("language", "text"))
     params = SamplingParams(
         max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed
     )

@@ -184,6 +184,25 @@ class JudgePrompts:
                 f"{p.name}: judge prompt has no {{ref_answer_1}} to show the reference answer of "
                 "--references"
             )
+        self._check_fills(p, multi, reference)
+
+    def _check_fills(self, p: Prompt, multi: bool, reference: bool) -> None:
+        """Every placeholder of the prompt one that plan fills for this judging (the system
+        prompt is sent as it is): an unknown one is refused before any request."""
+        from gpt4llm.evaluate.judge.plan import fields_pair, fields_single
+        from gpt4llm.prompts import check_template
+
+        turn, two = (2 if multi else 1), ["", ""]
+        ref = two if reference else None
+        q = {"turns": two}
+        fields = (
+            fields_pair(q, turn, two, two, ref)
+            if self.mode == "pair"
+            else fields_single(q, turn, two, ref)
+        )
+        where = p.name if self.fastchat is None else f"{self.source} ({p.name})"
+        check_template(p.template, where, [*fields, "prompt"])
+        check_template(p.system, f"{where}, system prompt", ())
 
     # -- messages
     def messages(self, p: Prompt, fields: dict[str, str]) -> list[dict]:

@@ -69,7 +69,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, LLMConfig, StageConfig, role
+from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, LLMConfig, StageConfig, role
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.outputs import max_failed_fraction_field
 from gpt4llm.stages.instruct_parse import Candidate, parse_alpaca, parse_self_instruct
@@ -148,13 +148,13 @@ class Config(StageConfig):
     """
     teacher: LLMConfig = Field(default_factory=LLMConfig)
     """The model that writes new tasks."""
-    num_instructions: int = Field(100, ge=1)
+    num_instructions: int = Field(100, ge=1, le=MAX_COUNT)
     """Stop when this many new tasks are kept."""
-    request_batch_size: int = Field(5, ge=1)
+    request_batch_size: int = Field(5, ge=1, le=1000)
     """Requests sent together per round (the pool grows between rounds)."""
-    num_prompt_instructions: int | None = Field(None, ge=1)
+    num_prompt_instructions: int | None = Field(None, ge=1, le=1000)
     """Example tasks shown per request (default: alpaca 3, self-instruct 8)."""
-    num_machine_instructions: int | None = Field(None, ge=0)
+    num_machine_instructions: int | None = Field(None, ge=0, le=1000)
     """How many of the examples come from tasks kept in earlier rounds, once there are some
     (default: alpaca 0 -- Alpaca shows seeds only; self-instruct 2).
     """
@@ -162,7 +162,7 @@ class Config(StageConfig):
     """Sampling temperature (default: alpaca 1.0, self-instruct 0.7)."""
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     """Nucleus sampling (default: alpaca 1.0, self-instruct 0.5)."""
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     """Most tokens per reply (default: alpaca 3072, self-instruct 1024)."""
     stop: list[str] | None = None
     """Stop strings (default: alpaca '\\n20.', self-instruct '\\n16.', '\\n16 .')."""
@@ -173,15 +173,15 @@ class Config(StageConfig):
     """Keep a task only when its ROUGE-L F1 with every pool instruction (seeds + kept) is below
     this.
     """
-    min_words: int = Field(3, ge=0)
+    min_words: int = Field(3, ge=0, le=100_000)
     """Reject instructions of this many words or fewer."""
-    max_words: int = Field(150, ge=1)
+    max_words: int = Field(150, ge=1, le=100_000)
     """Reject instructions of more words than this."""
     blacklist: list[str] = Field(default_factory=lambda: list(BLACKLIST))
     """Reject instructions containing one of these words or phrases (whole words, any case)."""
-    max_requests: int | None = Field(None, ge=1)
+    max_requests: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Stop after this many teacher requests (default: one per wanted instruction, at least 10)."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed for the example draws (request k uses seed and k) and the teacher's sampling."""
     id_prefix: str | None = None
     """Ids of the kept tasks: PREFIX-000001 ... (default: the output file's stem)."""

@@ -73,6 +73,9 @@ def ray_cluster(cpus: int = 2) -> Iterator[str]:
         "--disable-usage-stats",
         f"--temp-dir={temp}",
     ]
+    # Ray 2.60 turns on token authentication when ~/.ray/auth_token exists (a `ray start` of
+    # the user's may have made one); this private test cluster and its driver run without it.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     log = open(Path(temp) / "ray-start.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(

@@ -121,3 +121,15 @@ def ray_address():
 
     with ray_cluster(cpus=2) as address:
         yield address
+
+
+# Tests that start a real vLLM server or engine or a Ray cluster take minutes each: marked
+# `heavy` by the fixtures they use (and explicitly where they start vLLM themselves), so a
+# developer's `make test` leaves them out and CI (CI=true) runs them.
+HEAVY_FIXTURES = {"ray_address", "vllm_server", "vllm"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.heavy)

@@ -62,6 +62,7 @@ def _kill_half_way(command: str, log, timeout: float = 900) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(2400)
 def test_offline_shards_on_vllm_run_batch_resume_after_a_killed_shard(
     tmp_path, monkeypatch, capsys

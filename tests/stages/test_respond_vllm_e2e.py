@@ -52,6 +52,7 @@ INPUTS = {3: "Use the word 'wave'.", 8: "The cat is black.", 18: "Keep it short.
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(1800)
 def test_vllm_engine_answers_like_the_transformers_engine(tmp_path, monkeypatch):
     from vllm_server import require_vllm

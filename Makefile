@@ -13,7 +13,7 @@ demo: install
 	$(BIN)/gpt4llm pipeline configs/demo.yaml
 
 # The heavy tests (a real vLLM server and engine, a Ray cluster: ~15 min more on 2 cores) run
-# under CI=true, which .ci/run sets; a developer's `make test` leaves them out.
+# under CI=true (CI services set it); a developer's `make test` leaves them out.
 HEAVY := $(if $(filter true 1,$(CI)),,-m "not heavy")
 test: install system-deps lint
 	bash scripts/with-test-services.sh $(BIN)/pytest $(HEAVY)

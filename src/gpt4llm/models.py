@@ -168,7 +168,37 @@ def resolve_model_path(name_or_path: str) -> str:
         and not _looks_like_hub_id(name_or_path)
     ):
         raise UserError(f"{name_or_path}: model path not found")
+    _check_hub_reachable(name_or_path)
     return name_or_path
+
+
+def _check_hub_reachable(repo_id: str) -> None:
+    """A hub id not in the local cache needs the hub: say so now, not after ~50 s of retries.
+
+    huggingface_hub retries an unreachable host five times with back-off before transformers
+    reports it; a name that is neither a local path nor cached would wait that long to fail.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    for name in ("config.json", "adapter_config.json"):
+        if isinstance(try_to_load_from_cache(repo_id, name), str):
+            return
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(
+            f"{repo_id}: not a local path and not in the Hugging Face cache (HF_HUB_OFFLINE is set)"
+        )
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise UserError(
+            f"{repo_id}: not a local path, not in the Hugging Face cache, and {host} cannot be"
+            f" reached ({exc.strerror or exc})"
+        ) from None
 
 
 def _looks_like_hub_id(name: str) -> bool:

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # bash scripts/gpu-check.sh        (on a machine with an NVIDIA GPU and gpt4llm installed with CUDA torch)
 #
-# The GPU paths in one short go (< 8 min on one recent GPU with the embedded Gemma-3-270M),
+# The GPU paths in one short go (< 10 min on one recent GPU with the embedded Gemma-3-270M),
 # one line per check, PASS or FAIL and the numbers:
 #   1. bf16 LoRA training with the fast path (train/fastpath.py);
 #   2. the same run with --no-fast-path: the loss curves must agree (bf16: within 2%) and the
 #      speed ratio is printed;
 #   3. batched respond (batch 32) vs batch 1: identical greedy outputs, tokens/s of each;
 #   4. a 1-GPU FSDP run (configs/accelerate/fsdp.yaml, full fine-tuning) through
-#      `--launcher accelerate`: it must really run as FSDP and lower the loss.
+#      `--launcher accelerate`: it must really run as FSDP and lower the loss;
+#   5. respond --engine vllm (vLLM's offline engine, in process or in the vLLM venv named by
+#      GPT4LLM_VLLM_PYTHON): the same 32 greedy answers as check 3's transformers engine, at
+#      least half identical and a mean ROUGE-L >= 0.8 (kernels differ; a template or stop bug
+#      gives far less), and its tokens/s;
+#   6. respond on one Ray actor holding the GPU (--num-workers 1, `gpt4llm[ray]`): the batches
+#      one process runs, so the very answers of check 3 (32/32).
 # Exit status: the number of failed checks. Environment: GPU_CHECK_MODEL (default embedded),
-# GPT4LLM (the CLI, default: the one on PATH or in .venv/bin), PYTHON.
+# GPT4LLM (the CLI, default: the one on PATH or in .venv/bin), PYTHON, GPT4LLM_VLLM_PYTHON
+# (a python with vLLM where it is not importable beside gpt4llm: the two are separate venvs).
 set -u
 cd "$(dirname "$0")/.."
 GPT4LLM=${GPT4LLM:-$(command -v gpt4llm || echo .venv/bin/gpt4llm)}
@@ -108,9 +115,47 @@ fsdp() {
   [ "$dist" = FSDP ] && echo "$c" | "$PYTHON" -c 'import json,sys; c=json.load(sys.stdin); sys.exit(0 if c[-1] < c[0] else 1)'
 }
 
+compare_answers() {  # compare_answers REFERENCE CANDIDATE MIN_SHARE MIN_ROUGE [SECONDS]: one line, exit status
+  "$PYTHON" - "$WORK" "$@" <<'EOF'
+import json, sys
+from pathlib import Path
+from gpt4llm.text.rouge import score
+w, ref, cand = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+min_share, min_rouge, *secs = map(float, sys.argv[4:])
+a = [json.loads(l) for l in open(w / ref)]
+b = [json.loads(l) for l in open(w / cand)]
+same = sum(x["output"] == y["output"] for x, y in zip(a, b))
+rouge = [1.0 if x["output"] == y["output"] else score(x["output"], y["output"], types=("rougeL",))["rougeL"]
+         for x, y in zip(a, b)]
+mean = sum(rouge) / max(1, len(rouge))
+speed = f", {sum(y['completion_tokens'] for y in b) / secs[0]:.0f} tok/s (wall, with start-up)" if secs else ""
+print(f"identical {same}/{len(a)}, mean ROUGE-L {mean:.3f} against the transformers engine{speed}")
+sys.exit(0 if len(a) == len(b) == 32 and same >= min_share * 32 and mean >= min_rouge else 1)
+EOF
+}
+vllm_engine() {
+  [ -s "$WORK/r32.jsonl" ] || { echo "needs respond-batched's answers"; return 1; }
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$GPT4LLM" respond "$WORK/q.jsonl" --model "$MODEL" -o "$WORK/rv.jsonl" --engine vllm --batch-size 32 \
+    --max-new-tokens 64 >/dev/null 2>"$WORK/vllm.log" || { tail -n 1 "$WORK/vllm.log"; return 1; }
+  t1=$(date +%s.%N)
+  echo "vLLM engine: $(compare_answers r32.jsonl rv.jsonl 0.5 0.8 "$("$PYTHON" -c "print($t1 - $t0)")")"
+  compare_answers r32.jsonl rv.jsonl 0.5 0.8 >/dev/null
+}
+ray_actor() {
+  [ -s "$WORK/r32.jsonl" ] || { echo "needs respond-batched's answers"; return 1; }
+  "$GPT4LLM" respond "$WORK/q.jsonl" --model "$MODEL" -o "$WORK/rr.jsonl" --num-workers 1 --batch-size 32 \
+    --max-new-tokens 64 >/dev/null 2>"$WORK/ray.log" || { tail -n 1 "$WORK/ray.log"; return 1; }
+  echo "1 Ray actor on the GPU: $(compare_answers r32.jsonl rr.jsonl 1 1)"
+  compare_answers r32.jsonl rr.jsonl 1 1 >/dev/null
+}
+
 check train-bf16-fast-path fast_path
 check train-bf16-library-path library_path
 check respond-batched respond
 check fsdp-1-gpu fsdp
-echo "$((4 - FAILED))/4 checks passed"
+check vllm-engine vllm_engine
+check ray-actor ray_actor
+echo "$((6 - FAILED))/6 checks passed"
 exit "$FAILED"

@@ -10,6 +10,11 @@ from typing import Any
 from gpt4llm.scoring.formats import ParsedScores
 from gpt4llm.scoring.text import read_scores
 
+# A probe's reply without a number is read only where score tokens hold at least this share of
+# the listed probability at one of its positions (G-Eval's threshold, as `score_positions`'
+# default): a weak model that answers "[Answer" with 0.04% on "7" gives no score, not a 7.
+PROBE_MIN_MASS = 0.25
+
 # --------------------------------------------------------------------- probability-weighted
 
 _TOKEN_MARKERS = "\u2581\u0120 \t\n*\"'`([{:)]},;"  # '▁', 'Ġ', whitespace, markdown, brackets
@@ -245,13 +250,16 @@ def probe_scores(
     hi: float = 10,
     top_logprobs: int = 20,
     description: str = "asking for missing scores",
+    min_mass: float = PROBE_MIN_MASS,
 ) -> list[list[float] | None]:
     """Probability-weighted scores from a model whose reply showed no score (a weak rater/judge).
 
     For each conversation (the original request plus the model's reply) and each of its
     questions ("what score do you give …? Reply with the number only."), ask in the same
-    conversation with 2 new tokens and top_logprobs, and take the expected score at the first
-    score position. Returns per conversation the list of scores, or None when any is missing.
+    conversation with 2 new tokens and top_logprobs, and take the expected score at the number
+    the reply wrote, else at its first position where score tokens hold at least `min_mass` of
+    the listed probability (`score_positions`). Returns per conversation the list of scores, or
+    None when any is missing.
     Such scores have source "probe". Shared by `compare` and `eval judge`; goes through
     `complete_all` (cached, resumable).
     """
@@ -285,7 +293,7 @@ def probe_scores(
                     1,
                     lo,
                     hi,
-                    min_mass=0.0,
+                    min_mass=min_mass,
                     text=res.completion.text if res.completion else None,
                 )
                 if tl

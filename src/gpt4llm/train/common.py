@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from gpt4llm import tracking
 from gpt4llm.config import (
     INPUT,
     INPUT_OR_NAME,
@@ -188,7 +189,7 @@ def training_arguments(
         bf16=use_bf16(settings.precision, device),
         seed=settings.seed,
         data_seed=settings.seed,
-        report_to=[],
+        **tracking.trainer_arguments(settings),  # transformers' own integrations (gpt4llm.tracking)
         use_cpu=device == "cpu",  # also under accelerate: several CPU processes then use gloo
         dataloader_num_workers=0,
         **_checkpointing_arg(args_class, settings.gradient_checkpointing),

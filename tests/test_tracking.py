@@ -1,0 +1,256 @@
+"""--report-to: every stage's run in the real trackers, read back through their own readers.
+
+MLflow: a real `mlflow server` (SQLite backend, artifacts served) on 127.0.0.1, read through
+MlflowClient; TensorBoard: event files read by tensorboard's EventAccumulator; trackio: its
+local SQLite store; W&B: offline mode (the run's files written, nothing sent)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cli_helpers import write_jsonl
+
+pytest.importorskip("mlflow")
+
+REFS = [
+    {"id": "a", "instruction": "Say hi.", "input": "", "output": "hello there my good friend"},
+    {"id": "b", "instruction": "Count.", "input": "", "output": "one two three"},
+    {"id": "c", "instruction": "Name fruit.", "input": "", "output": "apples and pears"},
+]
+PREDS = [
+    {"id": "a", "output": "hello my friend"},
+    {"id": "b", "output": "one two four"},
+    {"id": "c", "output": "apples"},
+]
+
+
+@pytest.fixture
+def files(tmp_path):
+    return write_jsonl(tmp_path / "pred.jsonl", PREDS), write_jsonl(tmp_path / "ref.jsonl", REFS)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """`mlflow server` with a SQLite backend and served artifacts, on a free loopback port."""
+    root = tmp_path_factory.mktemp("mlflow")
+    port = _free_port()
+    exe = Path(sys.executable).with_name("mlflow")
+    args = [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    args += ["--backend-store-uri", f"sqlite:///{root}/mlflow.db"]
+    args += ["--artifacts-destination", str(root / "artifacts")]
+    log = open(root / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start in 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def _rouge(cli, files, out: Path, tracker: str, name: str) -> dict:
+    """`eval rouge` reported to `tracker` as run `name`: the summary.json it wrote."""
+    code, text = cli("eval", "rouge", *files, "-o", out, "--report-to", tracker, "--run-name", name)
+    assert code == 0, text
+    return _summary(out)
+
+
+def _bucket(summary: dict, name: str) -> dict:
+    return next(b for b in summary["buckets"] if b["bucket"] == name)
+
+
+@pytest.mark.slow  # the server takes ~45 s to start on a busy 2-core machine
+def test_pipeline_is_one_parent_run_with_a_child_run_per_stage_on_an_mlflow_server(
+    mlflow_server, files, tmp_path, cli, monkeypatch
+):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "pipeline-test")
+    pred, ref = files
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        "# gpt4llm pipeline p.yaml --report-to mlflow\n"
+        "stages:\n"
+        f"  rouge_a: {{stage: eval rouge, predictions: {pred}, references: {ref},"
+        f" output: {tmp_path / 'a'}}}\n"
+        f"  rouge_b: {{stage: eval rouge, predictions: {pred}, references: {ref},"
+        f" output: {tmp_path / 'b'}, stem: false}}\n"
+    )
+    code, out = cli("pipeline", cfg, "--report-to", "mlflow", "--run-name", "nightly")
+    assert code == 0, out
+    client = mlflow.MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("pipeline-test")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"nightly", "rouge_a", "rouge_b"}
+    parent = runs["nightly"]
+    assert parent.info.status == "FINISHED" and parent.data.params["pipeline"] == str(cfg)
+    for name, stem in (("rouge_a", "true"), ("rouge_b", "false")):
+        child = runs[name]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.status == "FINISHED" and child.data.tags["gpt4llm.status"] == "ok"
+        assert child.data.params["config.stem"] == stem
+        assert child.data.params["config.predictions"] == str(pred)
+        summary = _summary(tmp_path / name[-1])
+        assert child.data.metrics["buckets.3-5.rougeL"] == pytest.approx(
+            _bucket(summary, "3-5")["rougeL"]
+        )
+        assert child.data.metrics["all.rouge1"] == pytest.approx(summary["all"]["rouge1"])
+        assert child.data.metrics["n"] == 3
+        arts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert arts == {"manifest.json", "summary.json"}
+        got = client.download_artifacts(child.info.run_id, "summary.json", str(tmp_path))
+        assert json.loads(Path(got).read_text()) == summary
+
+    # the tracker is not part of what a stage computes: a rerun skips both stages
+    code, out = cli("pipeline", cfg, "--report-to", "mlflow", "--run-name", "again")
+    assert code == 0 and out.count("skipped (up to date)") == 2, out
+    names = [r.info.run_name for r in client.search_runs([exp.experiment_id])]
+    assert sorted(names) == ["again", "nightly", "rouge_a", "rouge_b"]
+
+
+def test_tensorboard_event_files_read_back(files, tmp_path, cli, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    summary = _rouge(cli, files, tmp_path / "r", "tensorboard", "rg")
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tb")  # put back
+    acc = EventAccumulator(str(tmp_path / "tb" / "rg"), size_guidance={"tensors": 0})
+    acc.Reload()
+    rouge = acc.Scalars("buckets.3-5.rougeL")
+    assert len(rouge) == 1 and rouge[0].value == pytest.approx(_bucket(summary, "3-5")["rougeL"])
+    assert acc.Scalars("n_predictions")[0].value == 3
+    text = acc.Tensors("summary")[0].tensor_proto.string_val[0].decode()
+    assert text.startswith("status: ok") and json.loads(text.split("\n\n", 1)[1]) == summary
+    config = json.loads(acc.Tensors("config")[0].tensor_proto.string_val[0].decode())
+    assert config["config.references"] == str(files[1])
+
+
+def test_trackio_local_store(files, tmp_path, cli, monkeypatch):
+    import trackio.sqlite_storage as store
+
+    monkeypatch.setattr(store, "TRACKIO_DIR", tmp_path / "trackio")
+    monkeypatch.setenv("TRACKIO_PROJECT", "tracking-test")
+    summary = _rouge(cli, files, tmp_path / "r", "trackio", "rg")
+    assert store.SQLiteStorage.get_runs("tracking-test") == ["rg"]
+    (logged,) = store.SQLiteStorage.get_logs("tracking-test", "rg")
+    assert logged["buckets.3-5.rouge2"] == pytest.approx(_bucket(summary, "3-5")["rouge2"])
+    assert logged["n_references"] == 3
+    config = store.SQLiteStorage.get_run_config("tracking-test", "rg")
+    assert config["config.output"] == str(tmp_path / "r") and config["status"] == "ok"
+
+
+def test_wandb_offline_writes_the_run_and_sends_nothing(files, tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_PROJECT", "tracking-test")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    summary = _rouge(cli, files, tmp_path / "r", "wandb", "rg-offline")
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    (data,) = run_dir.glob("run-*.wandb")
+    raw = data.read_bytes()  # the run's records (protobuf): names and values as written
+    assert b"rg-offline" in raw and b"tracking-test" in raw
+    value = _bucket(summary, "3-5")["rougeL"]
+    assert b"buckets.3-5.rougeL" in raw and json.dumps(value).encode()[:8] in raw
+    assert b"summary.json" in raw and b"manifest.json" in raw  # the artifact's files
+
+
+def test_a_missing_tracker_is_one_line_naming_the_extra(files, tmp_path, cli, monkeypatch):
+    from gpt4llm import tracking
+
+    real = tracking.importlib.util.find_spec
+    monkeypatch.setattr(
+        tracking.importlib.util, "find_spec", lambda n: None if n == "wandb" else real(n)
+    )
+    pred, ref = files
+    code, out = cli("eval", "rouge", pred, ref, "-o", tmp_path / "r", "--report-to", "wandb")
+    assert code == 2 and "Traceback" not in out
+    (line,) = [x for x in out.splitlines() if x.startswith("error")]
+    assert "--report-to wandb" in line and "pip install 'gpt4llm[track]'" in line
+    assert not (tmp_path / "r").exists()  # refused before the stage ran
+
+
+def test_none_means_none_and_the_tracker_is_not_in_the_config_hash(tmp_path, cli):
+    from gpt4llm.evaluate.rouge import Config
+    from gpt4llm.provenance import config_hash
+
+    plain = Config(predictions="p.jsonl", references="r.jsonl")
+    tracked = plain.model_copy(update={"report_to": ["mlflow"], "run_name": "x"})
+    assert config_hash(plain) == config_hash(tracked)
+    assert config_hash(plain) != config_hash(plain.model_copy(update={"stem": False}))
+    from gpt4llm.tracking import trackers
+
+    assert trackers(["none"]) == [] and trackers(["mlflow", "mlflow"]) == ["mlflow"]
+    code, out = cli("eval", "rouge", "p", "r", "--report-to", "comet")
+    assert code == 2 and out.count("\n") == 1 and "--report-to[0]" in out and "'mlflow'" in out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tiny_lm import make_tiny_lm
+
+    return make_tiny_lm(tmp_path_factory.mktemp("tiny") / "lm")
+
+
+def test_a_trainer_logs_through_transformers_integration_into_the_commands_run(
+    tiny, tmp_path, cli, monkeypatch
+):
+    """train sft --report-to mlflow: the loss curve (transformers' MLflowCallback) and our
+    summary land in ONE run, the one the command opened."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    data = write_jsonl(
+        tmp_path / "sft.jsonl",
+        [{"instruction": f"Say {w}.", "input": "", "output": w} for w in ("a", "b", "c", "d")],
+    )
+    out = tmp_path / "student"
+    code, text = cli(
+        "train", "sft", data, "--model", tiny, "-o", out, "--no-lora", "--max-steps", "4",
+        "--logging-steps", "1", "--per-device-batch-size", "2", "--eval-fraction", "0",
+        "--precision", "fp32", "--report-to", "mlflow", "--run-name", "sft-run",
+    )  # fmt: skip
+    assert code == 0, text
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("gpt4llm")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.run_name == "sft-run" and run.info.status == "FINISHED"
+    losses = client.get_metric_history(run.info.run_id, "loss")  # logged by transformers
+    assert [m.step for m in losses] == [1, 2, 3, 4]
+    assert all(m.value > 0 for m in losses)
+    assert run.data.params["max_steps"] == "4"  # TrainingArguments, by the integration
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    assert run.data.metrics["steps"] == summary["steps"] == 4  # our summary, same run
+    assert run.data.params["config.model"] == str(tiny)

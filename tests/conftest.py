@@ -9,11 +9,14 @@
 - Retry backoff is shrunk (`GPT4LLM_BACKOFF_BASE`) so fault tests run in milliseconds;
   Retry-After values sent by the server are still honoured exactly.
 - Tests not marked e2e/slow run torch on one thread (`_one_torch_thread`).
+- Compiled bytecode is cached even where PYTHONDONTWRITEBYTECODE is set (`_cache_bytecode`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,26 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_openai import FakeOpenAI
 from repo_paths import SHARED_DATA, TEST_KEY
+
+
+def _cache_bytecode() -> None:
+    """Where PYTHONDONTWRITEBYTECODE is set (it is on the shared dev machine), every `gpt4llm`
+    subprocess a test starts compiled ~90 modules of src/ again: measured 0.84 s of CPU per
+    `gpt4llm --help`, 0.65 s with the bytecode cached. The cache goes to a directory outside the
+    repository (PYTHONPYCACHEPREFIX), so the tree stays as clean as the setting meant; Python
+    checks each cached file against its source's mtime and size, so an edited module is compiled
+    again. Applies to this process's later imports and to every child (they inherit os.environ).
+    """
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE") or os.environ.get("PYTHONPYCACHEPREFIX"):
+        return
+    prefix = Path(tempfile.gettempdir()) / f"gpt4llm-test-pycache-{os.getuid()}"
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+    os.environ["PYTHONPYCACHEPREFIX"] = str(prefix)
+    sys.pycache_prefix = str(prefix)
+    sys.dont_write_bytecode = False
+
+
+_cache_bytecode()
 
 
 @pytest.fixture(autouse=True)

@@ -227,3 +227,22 @@ def test_one_stage_table_for_cli_and_pipeline():
     assert len({s.key for s in STAGES}) == len(STAGES)
     # a pipeline stage may name its kind either way
     assert load_pipeline  # (pipeline parsing is tested in test_pipeline_runner.py)
+
+
+def test_a_config_with_its_own_dry_run_gets_it_from_the_command_line():
+    """--dry-run of a command that calls no model (train's accelerate dry run, publish) is the
+    config's own field: it reaches the config (it was dropped with the spending options)."""
+
+    class Launch(StageConfig):
+        dry_run: bool = False
+        """Print what would run and stop."""
+
+    seen: list = []
+    app = typer.Typer()
+    config_command(app, "launch", Launch, seen.append, help="A command with its own dry run.")
+    app.command("other")(lambda: None)
+    res = CliRunner().invoke(app, ["launch", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert seen[-1].dry_run is True
+    res = CliRunner().invoke(app, ["launch"])
+    assert seen[-1].dry_run is False

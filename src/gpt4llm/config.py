@@ -464,7 +464,7 @@ def config_command(
     def command(**kwargs: Any) -> Any:
         config_file = kwargs.pop("config_file", None)
         print_config = kwargs.pop("print_config", False)
-        dry_run, max_cost = kwargs.pop("dry_run", False), kwargs.pop("max_cost", None)
+        dry_run, max_cost = (kwargs.pop("dry_run"), kwargs.pop("max_cost")) if spends else (0, 0)
         kwargs.pop("help_all", None)
         data = load_yaml(config_file) if config_file else {}
         _take_aliases(kwargs, aliases, names, by_param)

@@ -139,6 +139,7 @@ BASES: dict[str, dict[str, Any]] = {
     },
     "generate": {"input": ["instr.jsonl"], "output": "out.jsonl"},
     "translate": {"input": ["instr.jsonl"], "output": "out.jsonl"},
+    "evolve": {"input": ["instr.jsonl"], "output": "evol.jsonl", "rounds": "1"},
     "audit": {"data": ["sft.jsonl"], "output": "clean.jsonl"},
     "train sft": {"data": ["sft.jsonl"], "model": "tiny", "output": "runs/sft"},
     "respond": {"input": ["instr.jsonl"], "output": "out.jsonl"},

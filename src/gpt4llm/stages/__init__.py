@@ -87,6 +87,15 @@ STAGES: tuple[StageSpec, ...] = (
         short="Translate instructions into another language.",
     ),
     StageSpec(
+        "evolve",
+        "gpt4llm.stages.evolve",
+        "Evol-Instruct (WizardLM): the teacher rewrites instructions in depth (constraints, deepen,"
+        " concretize, reasoning, complicate input) or breadth for N rounds, answers them, and"
+        " WizardLM's elimination rules plus ROUGE-L novelty drop the failures; lineage kept.",
+        ("input",),
+        short="Harder, rarer instructions with Evol-Instruct, answered.",
+    ),
+    StageSpec(
         "audit",
         "gpt4llm.stages.audit",
         "Audit instruction data before training: empty/N/A/refusal/truncated answers, tasks needing"

@@ -28,3 +28,19 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def tiny_sft(cli, model: Path, tmp_path: Path, steps: int, *extra) -> Path:
+    """`train sft` of the tiny model on four one-word answers for `steps` steps (full
+    fine-tuning, fp32, batch 2, no eval split) through `cli`: the output directory."""
+    data = write_jsonl(
+        tmp_path / "sft.jsonl",
+        [{"instruction": f"Say {w}.", "input": "", "output": w} for w in ("a", "b", "c", "d")],
+    )
+    out = tmp_path / "student"
+    code, text = cli(
+        "train", "sft", data, "--model", model, "-o", out, "--no-lora", "--max-steps", steps,
+        "--per-device-batch-size", "2", "--eval-fraction", "0", "--precision", "fp32", *extra,
+    )  # fmt: skip
+    assert code == 0, text
+    return out

@@ -164,11 +164,11 @@ def test_the_tiers_in_pyproject_match_the_extras_table():
     core = {_requirement_name(r) for r in project["dependencies"]}
     assert not core & set(EXTRA_OF), "a core dependency is listed as optional in gpt4llm.extras"
     assert "torch" not in core and "rouge_score" not in core
-    for extra in ("train", "web", "analysis", "track"):
+    for extra in ("train", "web", "analysis", "track", "hub"):
         for req in extras[extra]:
             assert EXTRA_OF.get(_requirement_name(req)) == extra, req
     assert any(r.startswith("torch>=") for r in extras["train"])  # a range: the Makefile pins
-    assert extras["all"] == ["gpt4llm[train,web,analysis,serve,track]"]  # never vllm (CUDA torch)
+    assert extras["all"] == ["gpt4llm[train,web,analysis,serve,track,hub]"]  # never vllm (CUDA torch)
     assert "gpt4llm[all]" in extras["dev"]  # `make test` / `make demo` install everything
     assert any(_requirement_name(r) == "rouge_score" for r in extras["dev"])
     assert project["license"] == "Apache-2.0" and (REPO / "LICENSE").is_file()

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from cli_helpers import write_jsonl
+from cli_helpers import tiny_sft, write_jsonl
 
 pytest.importorskip("mlflow")
 
@@ -232,17 +232,8 @@ def test_a_trainer_logs_through_transformers_integration_into_the_commands_run(
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    data = write_jsonl(
-        tmp_path / "sft.jsonl",
-        [{"instruction": f"Say {w}.", "input": "", "output": w} for w in ("a", "b", "c", "d")],
-    )
-    out = tmp_path / "student"
-    code, text = cli(
-        "train", "sft", data, "--model", tiny, "-o", out, "--no-lora", "--max-steps", "4",
-        "--logging-steps", "1", "--per-device-batch-size", "2", "--eval-fraction", "0",
-        "--precision", "fp32", "--report-to", "mlflow", "--run-name", "sft-run",
-    )  # fmt: skip
-    assert code == 0, text
+    out = tiny_sft(cli, tiny, tmp_path, 4, "--logging-steps", "1", "--report-to", "mlflow",
+                   "--run-name", "sft-run")  # fmt: skip
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name("gpt4llm")
     (run,) = client.search_runs([exp.experiment_id])

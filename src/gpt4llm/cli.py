@@ -89,11 +89,13 @@ from gpt4llm import data as _data
 from gpt4llm import pipeline as _pipeline
 from gpt4llm.evaluate.human import cli as _annotate
 from gpt4llm.llm import cache_cli as _cache_cli
+from gpt4llm.publish import register as _register_publish
 
 _pipeline.register(app)
 _data.register(data_app)
 _annotate.register(annotate_app)
 _cache_cli.register(cache_app)
+_register_publish(app)  # gpt4llm publish: a data set or model to the Hub, with its card
 
 
 def _command(args: list[str]) -> str | None:

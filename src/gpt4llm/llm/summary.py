@@ -55,6 +55,10 @@ def teacher_summary(
         "completion_tokens": totals["completion_tokens"],
         "cost_usd": totals["cost_usd"],
         "cost_known": cost_known(config),
+        # the model ids the endpoint said answered (its `model` field: gpt-4-0613 for gpt-4)
+        "reported_models": sorted(
+            {r.completion.model for r in results if r.ok and r.completion.model}
+        ),
     }
 
 

@@ -1,0 +1,172 @@
+"""gpt4llm publish: the cards parse with huggingface_hub and carry the Hub's metadata; --dry-run
+lists exactly what goes up; no token reaches an output, a card or an uploaded manifest.
+
+Data: a real `generate` (loopback fake OpenAI server) of `alpaca_data.json` (CC BY-NC 4.0,
+carried over), audited; model: a tiny `train sft`, evaluated by `eval rouge` (model-index)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from cli_helpers import tiny_sft, write_jsonl
+
+pytest.importorskip("huggingface_hub")
+
+TOKEN = "hf_FAKEtoken0123456789abcdefXYZ"  # a fake HF_TOKEN: must appear nowhere
+INSTRUCTIONS = [
+    {"instruction": f"Give a word that rhymes with {w}.", "input": "", "output": "old answer"}
+    for w in ("cat", "dog", "sun", "tree", "cake")
+]
+
+
+def _listed(out: str) -> list[str]:
+    """The paths of the dry run's file list."""
+    lines = out.split("would upload", 1)[1].splitlines()[1:]
+    return [x.split()[0] for x in lines if x.startswith("  ") and "bytes)" in x]
+
+
+@pytest.fixture
+def audited(tmp_path, fake_openai, cli, monkeypatch):
+    """alpaca_data.json -> generate (fake teacher) -> audit: the clean file to publish."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    fake_openai.responder = lambda messages, body: {"content": "hat", "model": "gpt-4-0613"}
+    data = tmp_path / "alpaca_data.json"  # the Stanford Alpaca file's name: CC BY-NC 4.0
+    data.write_text(json.dumps(INSTRUCTIONS))
+    sft = tmp_path / "sft.jsonl"
+    code, out = cli(
+        "generate", data, "-o", sft, "--teacher", "fake-model", "--teacher-base-url",
+        fake_openai.base_url, "--teacher-cache", tmp_path / "c.sqlite", "--temperature", "0.3",
+    )  # fmt: skip
+    assert code == 0, out
+    clean = tmp_path / "sft.clean.jsonl"
+    # a token typed where it does not belong: in the manifest's command and config
+    code, out = cli("audit", sft, "-o", clean, "--run-name", TOKEN)
+    assert code == 0, out
+    return clean
+
+
+def test_dataset_card_from_the_manifests_and_the_exact_upload_list(audited, tmp_path, cli):
+    from huggingface_hub import DatasetCard
+
+    code, out = cli("publish", audited, "--repo", "me/rhymes", "--dry-run")
+    assert code == 0, out
+    assert TOKEN not in out
+    assert "***" in out
+    assert _listed(out) == ["sft.clean.jsonl", "sft.clean.jsonl.manifest.json", "README.md"]
+    assert "https://huggingface.co/datasets/me/rhymes (public)" in out
+    card = DatasetCard(out[out.index("---\n") :])
+    meta = card.data.to_dict()
+    assert meta["license"] == "cc-by-nc-4.0"  # carried over from alpaca_data.json
+    assert meta["language"] == ["en"] and meta["task_categories"] == ["text-generation"]
+    assert {"gpt4llm", "synthetic", "audit"} <= set(meta["tags"])
+    assert meta["size_categories"] == ["n<1K"]
+    assert meta["configs"][0]["data_files"][0]["path"] == "sft.clean.jsonl"
+    text = card.text
+    system = resources.files("gpt4llm.prompts").joinpath("teacher_system.txt").read_bytes()
+    assert hashlib.sha256(system).hexdigest() in text  # the teacher's prompt, by sha256
+    gen = json.loads((tmp_path / "sft.jsonl.manifest.json").read_text())
+    assert f"| written | {gen['summary']['written']} |" in text
+    assert "| fake-model |" in text and "| temperature | 0.3 |" in text
+    assert gen["summary"]["reported_models"] == ["gpt-4-0613"]  # the id the endpoint answered
+    assert "Model id the endpoint reported: gpt-4-0613." in text
+    audit = json.loads((tmp_path / "sft.clean.jsonl.manifest.json").read_text())
+    assert "## Audit and decontamination" in text and "No `gpt4llm audit`" not in text
+    first = next(k for k, v in audit["summary"].items() if isinstance(v, int))
+    assert f"| {first} | {audit['summary'][first]} |" in text
+    assert "gpt4llm audit" in text and "```yaml" in text  # the command and config to rerun
+
+
+def test_the_uploaded_files_are_the_listed_ones_and_carry_no_token(audited, cli, monkeypatch):
+    """The upload path up to the HTTP calls: HfApi's create_repo / create_commit get exactly the
+    dry run's files (the Hub's HTTP API itself is not faked here)."""
+    import huggingface_hub
+
+    calls = {}
+
+    def create_repo(self, repo_id, **kw):
+        calls["repo"] = (repo_id, kw)
+        return f"https://huggingface.co/datasets/{repo_id}"
+
+    def create_commit(self, repo_id, operations, **kw):
+        calls["ops"] = operations
+        calls["commit"] = kw
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", create_commit)
+    code, out = cli("publish", audited, "--repo", "me/rhymes", "--private")
+    assert code == 0, out
+    assert calls["repo"] == (
+        "me/rhymes",
+        {"repo_type": "dataset", "private": True, "exist_ok": True},
+    )
+    paths = [op.path_in_repo for op in calls["ops"]]
+    assert paths == ["sft.clean.jsonl", "sft.clean.jsonl.manifest.json", "README.md"]
+    for op in calls["ops"][1:]:
+        body = op.path_or_fileobj
+        body = body if isinstance(body, bytes) else Path(body).read_bytes()
+        assert TOKEN.encode() not in body
+    assert calls["commit"]["repo_type"] == "dataset"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tiny_lm import make_tiny_lm
+
+    return make_tiny_lm(tmp_path_factory.mktemp("tiny") / "lm")
+
+
+def test_model_card_with_model_index_from_eval_rouge(tiny, tmp_path, cli):
+    from huggingface_hub import ModelCard
+
+    student = tiny_sft(cli, tiny, tmp_path, 2, "--save-steps", "1")
+    assert (student / "checkpoints").is_dir()
+    refs = write_jsonl(
+        tmp_path / "heldout.jsonl", [{"id": "1", "instruction": "x", "output": "a b c"}]
+    )
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "1", "output": "a b d"}])
+    code, out = cli("eval", "rouge", preds, refs, "-o", tmp_path / "rouge")
+    assert code == 0, out
+    code, out = cli(
+        "publish", student, "--repo", "me/student", "--dry-run", "--eval", tmp_path / "rouge",
+        "--license", "apache-2.0",
+    )  # fmt: skip
+    assert code == 0, out
+    listed = _listed(out)
+    expected = sorted(
+        p.relative_to(student).as_posix()
+        for p in student.rglob("*")
+        if p.is_file() and "checkpoints" not in p.parts and p.name != "README.md"
+    )
+    assert sorted(listed) == sorted([*expected, "README.md"]) and "model.safetensors" in listed
+    assert not any(p.startswith("checkpoints") for p in listed)
+    assert "https://huggingface.co/me/student (public)" in out
+    card = ModelCard(out[out.index("---\n") :])
+    meta = card.data.to_dict()
+    assert meta["license"] == "apache-2.0" and meta["library_name"] == "transformers"
+    assert meta["pipeline_tag"] == "text-generation" and "gpt4llm" in meta["tags"]
+    rouge = json.loads((tmp_path / "rouge" / "summary.json").read_text())["all"]
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results["rougeL"] == pytest.approx(rouge["rougeL"], abs=1e-4)
+    assert meta["model-index"][0]["results"][0]["dataset"]["name"] == "heldout"
+    assert "| max_steps | 2 |" in card.text and "gpt4llm train sft" in card.text
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["nowhere.jsonl", "--repo", "a/b"], "nowhere.jsonl: no such file"),
+        (["{data}", "--repo", "a/b"], "no manifest"),
+        (["{data}", "--repo", "no-slash"], "--repo: expected ORG/NAME"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, cli, args, says):
+    data = write_jsonl(tmp_path / "d.jsonl", INSTRUCTIONS)
+    code, out = cli("publish", *[a.format(data=data) for a in args], "--dry-run")
+    assert code == 2 and "Traceback" not in out
+    (line,) = [x for x in out.splitlines() if x.strip()]
+    assert line.startswith("error") and says in line

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from importlib import resources
-from pathlib import Path
 
 import pytest
 from cli_helpers import tiny_sft, write_jsonl
@@ -80,36 +79,94 @@ def test_dataset_card_from_the_manifests_and_the_exact_upload_list(audited, tmp_
     assert "gpt4llm audit" in text and "```yaml" in text  # the command and config to rerun
 
 
-def test_the_uploaded_files_are_the_listed_ones_and_carry_no_token(audited, cli, monkeypatch):
-    """The upload path up to the HTTP calls: HfApi's create_repo / create_commit get exactly the
-    dry run's files (the Hub's HTTP API itself is not faked here)."""
-    import huggingface_hub
+class FakeHub:
+    """A loopback HTTP server answering the three Hub calls an upload makes: create the repo,
+    preupload (every file 'regular': its bytes go inline in the commit), commit (NDJSON)."""
 
-    calls = {}
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    def create_repo(self, repo_id, **kw):
-        calls["repo"] = (repo_id, kw)
-        return f"https://huggingface.co/datasets/{repo_id}"
+        hub = self
+        self.requests: list[tuple[str, str, dict, bytes]] = []  # method, path, headers, body
 
-    def create_commit(self, repo_id, operations, **kw):
-        calls["ops"] = operations
-        calls["commit"] = kw
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", create_commit)
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hub.requests.append(("POST", self.path, dict(self.headers), body))
+                reply = hub.answer(self.path, body)
+                data = json.dumps(reply).encode()
+                self.send_response(200 if reply is not None else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, path: str, body: bytes):
+        if path == "/api/repos/create":
+            spec = json.loads(body)
+            return {"url": f"{self.url}/datasets/{spec['organization']}/{spec['name']}"}
+        if path == "/api/validate-yaml":  # the Hub checks a README's metadata before a commit
+            return {"errors": [], "warnings": []}
+        if "/preupload/" in path:
+            files = json.loads(body)["files"]
+            return {
+                "files": [
+                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                    for f in files
+                ]
+            }
+        if "/commit/" in path:  # /api/datasets/ORG/NAME/commit/main
+            repo = path.removeprefix("/api/").split("/commit/")[0]
+            return {"commitUrl": f"{self.url}/{repo}/commit/{'1' * 40}", "commitOid": "1" * 40}
+        return None
+
+    def committed(self) -> dict[str, bytes]:
+        """{path in repo: bytes} of the commit's files."""
+        import base64
+
+        (body,) = [b for _, p, _, b in self.requests if "/commit/" in p]
+        out = {}
+        for line in body.decode().splitlines():
+            item = json.loads(line)
+            if item["key"] == "file":
+                out[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+        return out
+
+
+def test_the_upload_sends_exactly_the_listed_files_to_the_hub_api(audited, cli, monkeypatch):
+    """The real huggingface_hub upload against a loopback fake of the Hub's HTTP API: the repo
+    is created (private), the card sent for the Hub's metadata check, and one commit carries
+    exactly the dry run's files; the token goes only in the Authorization header, never in a
+    file. (The Hub's own metadata rules run on its servers: not checked here.)"""
+    from huggingface_hub import constants
+
+    hub = FakeHub()
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     code, out = cli("publish", audited, "--repo", "me/rhymes", "--private")
+    hub.server.shutdown()
     assert code == 0, out
-    assert calls["repo"] == (
-        "me/rhymes",
-        {"repo_type": "dataset", "private": True, "exist_ok": True},
-    )
-    paths = [op.path_in_repo for op in calls["ops"]]
-    assert paths == ["sft.clean.jsonl", "sft.clean.jsonl.manifest.json", "README.md"]
-    for op in calls["ops"][1:]:
-        body = op.path_or_fileobj
-        body = body if isinstance(body, bytes) else Path(body).read_bytes()
-        assert TOKEN.encode() not in body
-    assert calls["commit"]["repo_type"] == "dataset"
+    assert TOKEN not in out and f"published: {hub.url}/datasets/me/rhymes" in out
+    create = json.loads(hub.requests[0][3])
+    assert create == {**create, "name": "rhymes", "organization": "me", "type": "dataset"}
+    assert create.get("visibility") == "private" or create.get("private") is True, create
+    assert all(h.get("authorization") == f"Bearer {TOKEN}" for _, _, h, _ in hub.requests)
+    (checked,) = [json.loads(b) for _, p, _, b in hub.requests if p == "/api/validate-yaml"]
+    assert checked["repoType"] == "dataset" and checked["content"].startswith("---\nlanguage:")
+    files = hub.committed()
+    assert list(files) == ["sft.clean.jsonl", "sft.clean.jsonl.manifest.json", "README.md"]
+    assert files["sft.clean.jsonl"] == audited.read_bytes()
+    for name in ("sft.clean.jsonl.manifest.json", "README.md"):
+        assert TOKEN.encode() not in files[name] and b"***" in files[name]
+    assert b"license: cc-by-nc-4.0" in files["README.md"]
 
 
 @pytest.fixture(scope="module")

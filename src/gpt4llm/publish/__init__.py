@@ -175,7 +175,9 @@ def _upload(config: Config, kind: str, files: list[Upload]) -> str:
         for f in files
     ]
     try:
-        repo = api.create_repo(config.repo, repo_type=kind, private=config.private, exist_ok=True)
+        repo = api.create_repo(
+            config.repo, repo_type=kind, private=config.private or None, exist_ok=True
+        )
         api.create_commit(config.repo, operations, commit_message=config.message, repo_type=kind)
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise UserError(f"publish {config.repo}: {scrub(str(e)).splitlines()[0]}") from None

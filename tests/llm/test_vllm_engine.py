@@ -129,6 +129,7 @@ def test_the_worker_replies_only_on_its_own_stdout_line():
         json.dumps({"op": "generate", "prompts": [[1]], "params": [{}]}),
         json.dumps({"op": "load", "args": {"model": "m"}}),
         json.dumps({"op": "nope"}),
+        json.dumps({"op": "reset_prefix_cache"}),
     ]
     out = subprocess.run(
         [sys.executable, "-m", "gpt4llm.llm.vllm_worker"],
@@ -144,5 +145,7 @@ def test_the_worker_replies_only_on_its_own_stdout_line():
         {"ok": False, "error": "RuntimeError: generate before load"},
         {"ok": True},
         {"ok": False, "error": "ValueError: unknown op 'nope'"},
+        {"ok": True},
     ]
     assert "fake vLLM: loading m" in out.stderr and out.returncode == 0
+    assert "fake vLLM: prefix cache reset 1" in out.stderr  # bench/engines.py's between repeats

@@ -136,6 +136,9 @@ class WorkerEngine:
     def generate(self, prompts: list[list[int]], params: list[dict]) -> list[dict]:
         return self._call({"op": "generate", "prompts": prompts, "params": params})["completions"]
 
+    def reset_prefix_cache(self) -> None:
+        self._call({"op": "reset_prefix_cache"})
+
     def close(self, clean: bool = False) -> None:
         if self.proc.poll() is None:
             self.proc.stdin.close()

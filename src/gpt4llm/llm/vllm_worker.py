@@ -11,10 +11,11 @@ extra needs 5.23+, so where both cannot share a venv (the CPU build here) the en
     PYTHONPATH=<gpt4llm's src> <vLLM venv>/bin/python -m gpt4llm.llm.vllm_worker
 
 speaking JSON lines: each request on stdin one line (`{"op": "load", "args": {...}}`, then
-`{"op": "generate", "prompts": [[ids]], "params": [{...}]}`), each reply on stdout one line
-(`{"ok": true, ...}` or `{"ok": false, "error": "..."}`); end of input ends it. vLLM logs to
-stdout, so the replies go to a copy of the original stdout and everything else (fd 1 included)
-to stderr. This module imports nothing from gpt4llm: it must load in vLLM's venv.
+`{"op": "generate", "prompts": [[ids]], "params": [{...}]}`, or `{"op": "reset_prefix_cache"}`),
+each reply on stdout one line (`{"ok": true, ...}` or `{"ok": false, "error": "..."}`); end of
+input ends it. vLLM logs to stdout, so the replies go to a copy of the original stdout and
+everything else (fd 1 included) to stderr. This module imports nothing from gpt4llm: it must
+load in vLLM's venv.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class Engine:
             for o in outs
         ]
 
+    def reset_prefix_cache(self) -> None:
+        """Forget the cached prompt prefixes (bench/engines.py: each repeat prefills anew)."""
+        self.llm.reset_prefix_cache()
+
 
 def serve(lines: TextIO, reply: TextIO) -> None:
     """Answer each request line with one reply line until the input ends."""
@@ -78,12 +83,15 @@ def serve(lines: TextIO, reply: TextIO) -> None:
             if msg["op"] == "load":
                 engine = Engine(**msg["args"])
                 out: dict[str, Any] = {"ok": True}
+            elif msg["op"] not in ("generate", "reset_prefix_cache"):
+                raise ValueError(f"unknown op {msg['op']!r}")
+            elif engine is None:
+                raise RuntimeError(f"{msg['op']} before load")
             elif msg["op"] == "generate":
-                if engine is None:
-                    raise RuntimeError("generate before load")
                 out = {"ok": True, "completions": engine.generate(msg["prompts"], msg["params"])}
             else:
-                raise ValueError(f"unknown op {msg['op']!r}")
+                engine.reset_prefix_cache()
+                out = {"ok": True}
         except Exception as e:  # noqa: BLE001 - any failure is a reply: the parent says it in one line
             out = {"ok": False, "error": " ".join(f"{type(e).__name__}: {e}".split())}
         reply.write(json.dumps(out) + "\n")

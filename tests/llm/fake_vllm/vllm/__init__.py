@@ -27,6 +27,12 @@ class LLM:
         if os.environ.get("FAKE_VLLM_FAIL") == "exit":
             os._exit(3)
         self.kw = kw
+        self.resets = 0
+
+    def reset_prefix_cache(self):
+        self.resets += 1
+        print("INFO fake vLLM: prefix cache reset", self.resets, flush=True)
+        return True
 
     def generate(self, prompts, sampling, use_tqdm=True):
         out = []

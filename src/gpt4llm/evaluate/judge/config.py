@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gpt4llm.config import (
     INPUT,
@@ -25,7 +25,44 @@ from gpt4llm.outputs import max_failed_fraction_field
 
 STAGE = "eval judge"
 
-__all__ = ["STAGE", "Config"]
+__all__ = ["STAGE", "Config", "JudgeLLMConfig"]
+
+
+class JudgeLLMConfig(LLMConfig):
+    """The judge's connection; `--judge` may be repeated for a panel of judges (each gets the
+    other --judge-* settings; a --judge-panel file can give each its own)."""
+
+    model: str | list[str] = Field("embedded", json_schema_extra=INPUT_OR_NAME)
+    """The judge model (the paper: gpt-4); repeat --judge for a panel (PoLL: a majority of the
+    panel's verdicts, the mean of its grades)."""
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        # One judge stays a plain string (configs, caches and code written for one judge).
+        if isinstance(value, (list, tuple)):
+            names = [str(v) for v in value]
+            if any(not n.strip() for n in names):
+                raise ValueError("the model name is empty: give every --judge a model's name")
+            if not names:
+                raise ValueError("no judge: give --judge MODEL")
+            if len(set(names)) < len(names):
+                raise ValueError("the same judge is given twice")
+            return names[0] if len(names) == 1 else names
+        return value
+
+    @property
+    def models(self) -> list[str]:
+        """The judges' model names: one, or each member of a panel."""
+        return [self.model] if isinstance(self.model, str) else list(self.model)
+
+    def member(self, model: str) -> LLMConfig:
+        """One judge of the panel as a plain LLMConfig with these connection settings."""
+        data = self.model_dump()
+        data["model"] = model
+        one = LLMConfig.model_validate(data)
+        one._option_prefix = self._option_prefix
+        return one
 
 
 class Config(StageConfig):
@@ -63,8 +100,22 @@ class Config(StageConfig):
     """Name of model A (default: from its answers' model / model_id, else the file name)."""
     model_b: str | None = None
     """Name of model B (default: from its answers, else the file name)."""
-    judge: LLMConfig = Field(default_factory=LLMConfig)
-    """The judge model (the paper: gpt-4)."""
+    judge: JudgeLLMConfig = Field(default_factory=JudgeLLMConfig)
+    """The judge model (the paper: gpt-4); a panel when --judge is repeated."""
+    judge_panel: Path | None = Field(None, json_schema_extra=INPUT)
+    """A panel of judges in a YAML file, `judges:` a list of model names or of mappings of --judge-*
+    settings ({model, base_url, api_key_env, price_prompt, ...}) that override the --judge-* ones
+    for that judge. Pair mode: the majority verdict; single mode: the mean grade."""
+    human_votes: Path | None = Field(None, json_schema_extra=INPUT)
+    """Human votes on the same questions (`annotate export`, FastChat's human_judgments.json):
+    each judge's agreement with them (and the panel's), by `eval agreement`'s rules."""
+    allow_judge_change: bool = False
+    """Go on when the judge endpoint reports another model id than the existing judgments of
+    --output (or than earlier replies of this run): the numbers then mix two judges."""
+    recalibrate: int = Field(0, ge=0, le=MAX_COUNT)
+    """Re-judge a random N (seeded by --seed) of the judgments with the current judge, past the
+    request cache, and report agreement (with/without ties), Cohen's kappa and the mean score
+    shift (recalibration.jsonl, summary.json's recalibration)."""
     judge_prompt: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
     """Judge prompt: a .txt template (FastChat placeholders) or a FastChat judge-prompt JSONL
     (MT-bench's or Vicuna-80's). Default: ours, by mode, category, turn and reference."""
@@ -119,6 +170,14 @@ class Config(StageConfig):
     concise baseline), for length_controlled_v1's regularisation (else length_controlled_noreg)."""
     max_failed_fraction: float = max_failed_fraction_field()
 
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _judge_from_llm_config(cls, value: Any) -> Any:
+        # A plain LLMConfig (the Python API, other stages' helpers) is one judge's settings.
+        if isinstance(value, LLMConfig) and not isinstance(value, JudgeLLMConfig):
+            return value.model_dump(exclude_unset=True)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Config:
         if self.samples > 1 and self.temperature <= 0:
@@ -136,6 +195,13 @@ class Config(StageConfig):
             raise ValueError(
                 "--instruction-difficulty and --gamed-annotations need --from-annotations"
             )
+        if self.judge_panel is not None and len(self.judge.models) > 1:
+            raise ValueError("give the panel by --judge-panel or by repeating --judge, not both")
+        files = self.from_judgments or self.from_annotations
+        if files and (self.judge_panel is not None or len(self.judge.models) > 1):
+            raise ValueError("a judge panel judges; --from-judgments/--from-annotations read files")
+        if files and self.recalibrate:
+            raise ValueError("--recalibrate re-judges: it takes answers, not --from-* files")
         if self.score_min >= self.score_max:
             raise ValueError(
                 f"--score-min ({self.score_min:g}) must be below --score-max ({self.score_max:g})"

@@ -7,13 +7,23 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from gpt4llm.config import LLMConfig
 from gpt4llm.evaluate.judge.config import STAGE, Config
+from gpt4llm.evaluate.judge.continuity import (
+    check_continuity,
+    recalibration,
+    reported_id,
+    sample_indices,
+)
 from gpt4llm.evaluate.judge.fastchat_out import fastchat_paths, write_fastchat
 from gpt4llm.evaluate.judge.from_files import from_annotations, from_judgments
+from gpt4llm.evaluate.judge.panel import agreement, judge_report, members, panel_rows
 from gpt4llm.evaluate.judge.plan import fields_pair, fields_single, load_inputs, plan
 from gpt4llm.evaluate.judge.prompts import JudgePrompts
 from gpt4llm.evaluate.judge.summary import (
+    pair_rows,
     reading_summary,
+    single_rows,
     summarise_pair,
     summarise_single,
     winner_from_scores,
@@ -26,7 +36,7 @@ from gpt4llm.scoring import reading_is_exact
 
 
 def run(config: Config) -> dict:
-    """load -> check the outputs -> plan -> ask the judge -> read -> assemble -> finish."""
+    """load -> check the outputs -> plan -> ask each judge -> read -> assemble -> finish."""
     from gpt4llm.outputs import StageRun
 
     t0 = time.time()
@@ -36,26 +46,48 @@ def run(config: Config) -> dict:
         return from_annotations(config, t0)
     questions, models, refs = load_inputs(config)
     out = Path(config.output)
-    fc_paths = fastchat_paths(config, out, [n for n, _ in models])
-    inputs = _check_outputs(config, out, fc_paths)
+    names = [n for n, _ in models]
+    judges = members(config)
+    fc_paths = {m.model: fastchat_paths(_as(config, m), out, names) for m in judges}
+    inputs = _check_outputs(config, out, fc_paths, judges)
     prompts = JudgePrompts(
         config.judge_prompt, config.judge_prompt_id, config.judge_system, config.mode
     )
     jobs = plan(config, prompts, questions, models, refs)
     requests = _requests(config, prompts, jobs, models, refs)
-    results = _ask(config, requests, [n for n, _ in models])
-    read = _read_all(config, jobs, requests, results)
-    judgments = [
-        _judgment(config, j, res, got, [n for n, _ in models])
-        for j, res, got in zip(jobs, results, read, strict=True)
-    ]
+    judgments: list[dict] = []
+    results: dict[str, list] = {}
+    recalibrated: dict[str, tuple[list[dict], list[dict]]] = {}
+    for m in judges:
+        results[m.model] = _ask(_as(config, m), requests, names)
+        mine = _judge_all(_as(config, m), m, jobs, requests, results[m.model], names)
+        judgments += mine
+        if config.recalibrate:
+            recalibrated[m.model] = _recalibrate(_as(config, m), m, jobs, requests, mine, names)
+    reported = check_continuity(out, judgments, config.allow_judge_change)
     summary, per_question = _summarise(config, prompts, questions, models, judgments, results)
-    summary["fastchat"] = {k: str(v) for k, v in fc_paths.items()}
+    summary["judge_ids"] = reported
+    if len(judges) > 1:
+        summary["panel"] = _panel(config, judges, judgments, results)
+    if recalibrated:
+        summary["recalibration"] = {
+            k: recalibration(config.mode, old, new) for k, (old, new) in recalibrated.items()
+        }
+    summary["fastchat"] = _fastchat_listing(fc_paths)
 
     def write() -> None:
         write_jsonl(out / "judgments.jsonl", judgments)
         write_jsonl(out / "per_question.jsonl", per_question)
-        write_fastchat(config, fc_paths, questions, models, judgments, requests, t0)
+        for m in judges:
+            mine = [j for j in judgments if j["judge"] == m.model]
+            write_fastchat(_as(config, m), fc_paths[m.model], questions, models, mine, requests, t0)
+        if recalibrated:
+            rows = [
+                {"judge": k, "before": o, "after": n}
+                for k, (old, new) in recalibrated.items()
+                for o, n in zip(old, new, strict=True)
+            ]
+            write_jsonl(out / "recalibration.jsonl", rows)
         write_json(out / "summary.json", summary)
 
     StageRun(STAGE, config, out, inputs, t0).finish(
@@ -65,27 +97,117 @@ def run(config: Config) -> dict:
     return summary
 
 
-def _check_outputs(config: Config, out: Path, fc_paths: dict[str, Path]) -> list[Path]:
+def _fastchat_listing(fc_paths: dict[str, dict[str, Path]]) -> dict[str, str]:
+    """summary.json's `fastchat`: the answer files, and the judgment file of each judge
+    (`judgments`, or `judgments:<judge>` for a panel)."""
+    one = len(fc_paths) == 1
+    out = {k: str(v) for paths in fc_paths.values() for k, v in paths.items() if k != "judgments"}
+    for judge, paths in fc_paths.items():
+        out["judgments" if one else f"judgments:{judge}"] = str(paths["judgments"])
+    return out
+
+
+def _as(config: Config, member: LLMConfig) -> Config:
+    """The run's settings with one judge of the panel (an unvalidated copy)."""
+    return config.model_copy(update={"judge": member})
+
+
+def _judge_all(config, member, jobs, requests, results, names) -> list[dict]:
+    """One judge's replies read and turned into judge records."""
+    read = _read_all(config, jobs, requests, results)
+    return [
+        _judgment(config, j, res, got, names, reported_id(member, res.completion))
+        for j, res, got in zip(jobs, results, read, strict=True)
+    ]
+
+
+def _recalibrate(config, member, jobs, requests, judgments, names) -> tuple[list, list]:
+    """--recalibrate N: N of the run's requests (seeded) asked again past the request cache;
+    (their judgments as read this run, the new ones)."""
+    idx = sample_indices(len(jobs), config.recalibrate, config.seed)
+    fresh = member.model_copy(update={"no_cache": True})
+    again = [requests[i] for i in idx]
+    results = _ask(_as(config, fresh), again, names)
+    new = _judge_all(_as(config, fresh), member, [jobs[i] for i in idx], again, results, names)
+    return [judgments[i] for i in idx], new
+
+
+def _panel(config: Config, judges: list, judgments: list[dict], results: dict) -> dict:
+    """summary.json's `panel`: the pooling rule and each judge's line (panel.judge_report)."""
+    rows = _rows_by_judge(config, judgments)
+    pooled = panel_rows(config.mode, rows)
+    human = None
+    if config.human_votes is not None:
+        from gpt4llm.evaluate.agreement_votes import load_votes
+
+        human = load_votes(config.human_votes).votes
+    return {
+        "rule": "majority" if config.mode == "pair" else "mean",
+        "judges": {
+            m.model: judge_report(
+                config,
+                m,
+                [j for j in judgments if j["judge"] == m.model],
+                rows[m.model],
+                pooled,
+                results[m.model],
+                human,
+            )
+            for m in judges
+        },
+        "agreement_with_humans": (
+            None if human is None else agreement(config.mode, pooled, human, "panel")
+        ),
+    }
+
+
+def _rows_by_judge(config: Config, judgments: list[dict]) -> dict[str, list[dict]]:
+    """Each judge's per-question rows (orders and samples aggregated), tagged with the judge."""
+    by: dict[str, list[dict]] = {}
+    for j in judgments:
+        by.setdefault(j["judge"], []).append(j)
+    out = {}
+    for judge, mine in by.items():
+        if config.mode == "pair":
+            rows = pair_rows(mine, [mine[0]["model_a"], mine[0]["model_b"]])
+        else:
+            rows = single_rows(mine)
+        out[judge] = [{**r, "judge": judge} for r in rows]
+    return out
+
+
+def _check_outputs(
+    config: Config, out: Path, fc_paths: dict[str, dict[str, Path]], judges: list
+) -> list[Path]:
     """Refuse bad output paths before the first call; returns the run's inputs."""
     from gpt4llm.outputs import check_outputs, request_caches
 
     inputs = [
         Path(p)
-        for p in (config.answers_a, config.answers_b, config.questions, config.references)
+        for p in (
+            config.answers_a,
+            config.answers_b,
+            config.questions,
+            config.references,
+            config.judge_panel,
+            config.human_votes,
+        )
         if p is not None
     ]
     if config.judge_prompt and Path(config.judge_prompt).is_file():
         inputs.append(Path(config.judge_prompt))
+    fc_files = {p for paths in fc_paths.values() for p in paths.values()}
     check_outputs(
         inputs=inputs,
         directories=[out],
-        caches=request_caches(config.judge),
+        caches=list(dict.fromkeys(request_caches(*judges))),
         companions=False,
         files=[
             out / "judgments.jsonl",
             out / "per_question.jsonl",
             out / "summary.json",
-            *fc_paths.values(),
+            *([out / "recalibration.jsonl"] if config.recalibrate else []),
+            *sorted(fc_files),
         ],
     )
     return inputs
@@ -125,7 +247,7 @@ def _ask(config: Config, requests: list, names: list[str]) -> list:
     from gpt4llm.llm import complete_all
 
     what = f"{names[0]} vs {names[1]}" if config.mode == "pair" else ", ".join(names)
-    return complete_all(config.judge, requests, description=f"judging {what}")
+    return complete_all(config.judge, requests, description=f"{config.judge.model} judging {what}")
 
 
 def _read_all(config: Config, jobs: list, requests: list, results: list) -> list[tuple]:
@@ -190,7 +312,9 @@ def _method(r, expected: bool, failed: bool) -> tuple:
     return None, None, "unparseable", r.reason, None
 
 
-def _judgment(config: Config, j, res, read: tuple, names: list[str]) -> dict[str, Any]:
+def _judgment(
+    config: Config, j, res, read: tuple, names: list[str], reported: str | None
+) -> dict[str, Any]:
     """The judge record of one reply (scores always in (A, B) order for pairs)."""
     got, verdict, method, why, how = read
     tail = {
@@ -203,7 +327,7 @@ def _judgment(config: Config, j, res, read: tuple, names: list[str]) -> dict[str
         "prompt": j.prompt.name,
         "reference": j.reference,
         "judge": config.judge.model,
-        "judge_reported": res.completion.model if res.completion else None,
+        "judge_reported": reported,
         **({"unreadable": why} if why else {}),
         **({"error": res.error} if res.error else {}),
     }
@@ -236,11 +360,17 @@ def _summarise(config, prompts, questions, models, judgments, results) -> tuple[
     from gpt4llm.llm.summary import usage_totals
 
     names = [n for n, _ in models]
+    everything = [r for rs in results.values() for r in rs]
     count = Counter(j["method"] for j in judgments)
     summary: dict[str, Any] = {
         "metric": "judge",
         "mode": config.mode,
-        "judge": config.judge.model,
+        "judge": (
+            config.judge.model
+            if len(results) == 1
+            else f"panel ({', '.join(results)}; {'majority' if config.mode == 'pair' else 'mean'})"
+        ),
+        "judges": list(results),
         "judge_reported": sorted(
             {j["judge_reported"] for j in judgments if j.get("judge_reported")}
         ),
@@ -263,7 +393,7 @@ def _summarise(config, prompts, questions, models, judgments, results) -> tuple[
         # --scoring expected against an endpoint that sends no token probabilities
         "n_without_probabilities": sum(
             1
-            for res in results
+            for res in everything
             if config.scoring == "expected" and res.completion and not res.completion.top_logprobs
         ),
         "bootstrap": {
@@ -275,9 +405,12 @@ def _summarise(config, prompts, questions, models, judgments, results) -> tuple[
         "reading": reading_summary(judgments, {p.name: p.format for p in prompts.used.values()}),
     }
     summarise = summarise_pair if config.mode == "pair" else summarise_single
-    per_question, body = summarise(config, questions, judgments, names)
+    pooled = None
+    if len(results) > 1:  # a panel: the numbers are the pooled verdicts' (panel.panel_rows)
+        pooled = panel_rows(config.mode, _rows_by_judge(config, judgments))
+    per_question, body = summarise(config, questions, judgments, names, pooled)
     summary.update(body)
-    summary["usage"] = usage_totals(results)
+    summary["usage"] = usage_totals(everything)
     return summary, per_question
 
 

@@ -167,12 +167,17 @@ def reading_summary(judgments: list[dict], formats: dict[str, str]) -> dict[str,
 
 
 def summarise_pair(
-    config: Config, questions: list[dict], judgments: list[dict], names: list[str]
+    config: Config,
+    questions: list[dict],
+    judgments: list[dict],
+    names: list[str],
+    per_question: list[dict] | None = None,
 ) -> tuple[list[dict], dict]:
-    """Pair mode: one row per question-turn (orders and samples averaged), then the tallies
-    overall, per turn and per category, the intervals, position and length bias, and -- with
-    several samples -- how much the samples disagree."""
-    per_question = _pair_rows(judgments, names)
+    """Pair mode: one row per question-turn (orders and samples averaged; a panel's pooled rows
+    when given), then the tallies overall, per turn and per category, the intervals, position
+    and length bias, and -- with several samples -- how much the samples disagree."""
+    if per_question is None:
+        per_question = pair_rows(judgments, names)
     cats: dict[str, list[dict]] = {}
     for pq in per_question:
         cats.setdefault(pq["category"], []).append(pq)
@@ -181,7 +186,11 @@ def summarise_pair(
     intervals = pair_intervals(per_question, config.bootstrap, config.seed)
     position = judge_stats.position_consistency(
         [
-            {"group": (j["id"], j["turn"], j["sample"]), "order": j["order"], "winner": j["winner"]}
+            {
+                "group": (j.get("judge"), j["id"], j["turn"], j["sample"]),
+                "order": j["order"],
+                "winner": j["winner"],
+            }
             for j in judgments
         ]
     )
@@ -205,7 +214,7 @@ def summarise_pair(
     return per_question, body
 
 
-def _pair_rows(judgments: list[dict], names: list[str]) -> list[dict]:
+def pair_rows(judgments: list[dict], names: list[str]) -> list[dict]:
     """One row per question-turn, its orders and samples aggregated (aggregate_pair)."""
     groups: dict[tuple[str, int], list[dict]] = {}
     for j in judgments:
@@ -270,18 +279,24 @@ def _pair_sampling(config: Config, judgments: list[dict]) -> dict[str, Any]:
         "win_rate": judge_stats.spread(per_sample_win),
         **_item_spread(
             judgments,
-            ("id", "turn", "order"),
+            ("judge", "id", "turn", "order"),
             lambda j: None if j["scores"] is None else j["scores"][0] - j["scores"][1],
         ),
     }
 
 
 def summarise_single(
-    config: Config, questions: list[dict], judgments: list[dict], names: list[str]
+    config: Config,
+    questions: list[dict],
+    judgments: list[dict],
+    names: list[str],
+    per_question: list[dict] | None = None,
 ) -> tuple[list[dict], dict]:
-    """Single mode: one row per question-turn and model (the median over samples), then per
-    model its MT-bench table, the length-score correlation and the spread over samples."""
-    per_question = _single_rows(judgments)
+    """Single mode: one row per question-turn and model (the median over samples; a panel's
+    pooled rows when given), then per model its MT-bench table, the length-score correlation
+    and the spread over samples."""
+    if per_question is None:
+        per_question = single_rows(judgments)
     models: dict[str, Any] = {}
     for name in names:
         mine = [pq for pq in per_question if pq["model"] == name]
@@ -299,7 +314,7 @@ def summarise_single(
     }
 
 
-def _single_rows(judgments: list[dict]) -> list[dict]:
+def single_rows(judgments: list[dict]) -> list[dict]:
     """One row per question-turn and model: the median score over its samples."""
     per_question = []
     groups: dict[tuple[str, int, str], list[dict]] = {}
@@ -354,7 +369,7 @@ def _single_sampling(config: Config, judgments: list[dict], name: str) -> dict[s
         "score": judge_stats.spread(per_sample),
         **_item_spread(
             [j for j in judgments if j["model"] == name],
-            ("id", "turn"),
+            ("judge", "id", "turn"),
             lambda j: j["score"],
         ),
     }
@@ -366,7 +381,7 @@ def _item_spread(judgments: list[dict], key: tuple[str, ...], value) -> dict[str
     for j in judgments:
         v = value(j)
         if v is not None:
-            groups.setdefault(tuple(j[k] for k in key), []).append(v)
+            groups.setdefault(tuple(j.get(k) for k in key), []).append(v)
     ranges = [max(v) - min(v) for v in groups.values() if len(v) > 1]
     return {
         "item_range_mean": sum(ranges) / len(ranges) if ranges else None,

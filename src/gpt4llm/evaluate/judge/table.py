@@ -31,7 +31,49 @@ def print_table(summary: dict) -> None:
         _print_pair(console, summary, judge)
     else:
         _print_single(console, summary, judge)
+    if summary.get("panel"):
+        _print_panel(console, summary)
     _print_footer(console, summary)
+
+
+def _print_panel(console, summary: dict) -> None:
+    """A panel's judges: each one's own number, agreement with the panel (and people), cost."""
+    from rich.table import Table
+
+    pair = summary.get("mode", "pair") == "pair"
+    table = Table(title=f"Judge panel ({summary['panel']['rule']} of the judges' verdicts)")
+    for col in (
+        "judge",
+        "reported id",
+        "win rate" if pair else "scores",
+        "agree w/ panel",
+        "agree w/ people",
+        "cost USD",
+    ):
+        table.add_column(col)
+
+    def agree(a: dict | None) -> str:
+        return "-" if not a or a["with_ties"] is None else f"{100 * a['with_ties']:.1f}%"
+
+    for name, j in summary["panel"]["judges"].items():
+        own = j["overall"]
+        num = (
+            f"{own['win_rate']:.1f}%"
+            if pair and own.get("win_rate") is not None
+            else ", ".join(f"{m}: {v:.2f}" for m, v in own.items() if v is not None)
+            if not pair
+            else "-"
+        )
+        cost = j["usage"].get("cost_usd_all_replies")
+        table.add_row(
+            name,
+            ", ".join(j["reported"]) or "-",
+            num,
+            agree(j["agreement_with_panel"]),
+            agree(j["agreement_with_humans"]),
+            "unknown" if cost is None else f"{cost:.4f}",
+        )
+    console.print(table)
 
 
 _PAIR_COLUMNS = (

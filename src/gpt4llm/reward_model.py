@@ -124,16 +124,28 @@ def _published_pair(path: Path, lineno: int, obj: Any) -> Pair:
 def response_score(path: Path, lineno: int, j: int, response: dict) -> float | None:
     """The rater's score of a comparison record's `responses[j]`: a number, or None when it
     has none (null or absent); anything else is refused, naming file, line and field. The one
-    rule for every reader of comparison records (train reward, train dpo, score)."""
-    s = response.get("score")
-    if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float))):
+    rule for every reader of comparison records (train reward, train dpo, score). A record of
+    `compare --aspects` is read the same way: `score` is its overall (or --pair-on) rating, and
+    its per-aspect ratings (`aspects`, `overall`) are held to the same rule."""
+    values = {"score": response.get("score"), "overall": response.get("overall")}
+    aspects = response.get("aspects")
+    if aspects is not None and not isinstance(aspects, dict):
         raise DataError(
             path,
-            f"responses[{j}].score: expected a number or null, got {s!r}",
+            f"responses[{j}].aspects: expected an object of ratings, got {aspects!r}",
             line=lineno,
             field="responses",
         )
-    return s
+    values |= {f"aspects.{k}": v for k, v in (aspects or {}).items()}
+    for name, v in values.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise DataError(
+                path,
+                f"responses[{j}].{name}: expected a number or null, got {v!r}",
+                line=lineno,
+                field="responses",
+            )
+    return values["score"]
 
 
 def _rich_record(path: Path, lineno: int, obj: Any, index: int) -> Record:

@@ -35,8 +35,9 @@ Output: JSONL of comparison records `{id, user_input, instruction, input, respon
 text, score, score_expected, raw}], rater, mode, order}`; with `--pairs FILE` also the
 published format `{user_input, completion_a (better), completion_b}` — every ordered pair
 with different scores. All requests go through `complete_all`, so a rerun costs nothing and a
-killed run resumes. The summary is the paper's figure of the rater's scores per source:
-histogram counts 1-10 and mean per source (`--plot FILE.png` draws it).
+killed run resumes. `--aspects`: a rating per aspect, `score` the overall one (compare_aspects).
+The summary is the paper's figure of the rater's scores per source: histogram counts 1-10 and
+mean per source (`--plot FILE.png` draws it).
 """
 
 from __future__ import annotations
@@ -130,6 +131,14 @@ class Config(StageConfig):
     """Also draw the score histograms per source to this PNG."""
     join: JoinOn = Field("auto", description=JOIN_HELP)
     max_failed_fraction: float = max_failed_fraction_field()
+    aspects: bool = False
+    """Rate each answer per aspect (UltraFeedback's four, 1-5; gpt4llm.stages.compare_aspects)."""
+    aspects_prompt: Path | None = Field(None, json_schema_extra=INPUT)
+    """Your own aspects (implies --aspects): YAML like the packaged aspects_ultrafeedback.yaml."""
+    overall: Literal["mean", "min"] = "mean"
+    """With --aspects: an answer's overall score, the mean (UltraFeedback's) or lowest rating."""
+    pair_on: str = Field("overall", min_length=1, max_length=64)
+    """With --aspects: `score` (pairs, train reward/dpo) is 'overall' or this aspect's rating."""
 
 
 # --- sources and their join --------------------------------------------------------------------
@@ -157,14 +166,20 @@ def _answers_block(texts: list[str]) -> str:
     return "\n\n".join(f"[Answer {i}]\n{t}\n[End of answer {i}]" for i, t in enumerate(texts, 1))
 
 
-def build_messages(mode: str, template: str, user_input: str, texts: list[str]) -> list[dict]:
+def build_messages(
+    mode: str, template: str, user_input: str, texts: list[str], **fields: str
+) -> list[dict]:
     from gpt4llm.prompts import fill
 
     if mode == "single":
-        content = fill(template, instruction=user_input, response=texts[0])
+        content = fill(template, instruction=user_input, response=texts[0], **fields)
     else:
         content = fill(
-            template, instruction=user_input, answers=_answers_block(texts), n=str(len(texts))
+            template,
+            instruction=user_input,
+            answers=_answers_block(texts),
+            n=str(len(texts)),
+            **fields,
         )
     return [{"role": "user", "content": content}]
 
@@ -234,40 +249,36 @@ def _load_prompts(config: Config) -> tuple[str, str, str, str]:
 
 
 def rate(
-    config: Config, items: list[dict], prompts: tuple[str, str, str, str]
+    config: Config,
+    items: list[dict],
+    prompts: tuple[str, str, str, str],
+    fields: dict[str, str] | None = None,
+    scale: tuple[int, int] = (LO, HI),
 ) -> tuple[list[Record], dict]:
     """Ask the rater about every item's answers, read the replies under scoring.read_replies'
-    policy (re-ask once with the reminder; with --use-expected, probe), build the records."""
+    policy (re-ask with the reminder, probe), build the records. `fields`: an aspect's, `scale`."""
     from gpt4llm.llm import complete_all
-    from gpt4llm.llm.base import Request
     from gpt4llm.prompts import fill
     from gpt4llm.scoring import read_replies
 
     template, reminder, probe_text, fmt = prompts  # _load_prompts'
+    fields = fields or {}
+    lo, hi = scale
     jobs, shown = _jobs(config, items)
-    requests = [
-        Request(
-            key=f"{items[i]['id']}|{','.join(names)}",
-            messages=build_messages(
-                config.mode,
-                template,
-                user_input_of(items[i]["instruction"], items[i]["input"]),
-                [items[i]["answers"][n] for n in names],
-            ),
-            params=_params(config),
-        )
-        for i, names in jobs
-    ]
-    results = complete_all(config.rater, requests, description=f"rating ({config.mode})")
+    requests = _requests(config, items, jobs, template, fields)
+    what = f"rating ({fields.get('aspect', config.mode)})"
+    results = complete_all(config.rater, requests, description=what)
     has_probabilities = _warn_without_probabilities(config, results)
-    # A rater that still wrote no verdict (a small base model writing prose): with
-    # --use-expected, ask for each score as a bare number. Never for a score already read,
-    # nor from an endpoint without probabilities (the answer could not become a score).
+    # No verdict yet (a small model writing prose): with --use-expected, ask for each score as a
+    # bare number -- never a score already read, nor from an endpoint without probabilities.
     can_probe = config.use_expected and bool(config.top_logprobs) and has_probabilities
 
     def probe(k: int, n: int) -> str:
         which = "this answer" if n == 1 else f"Answer {k}"
-        return fill(probe_text, which=which, lo=str(LO), hi=str(HI)).strip()
+        return fill(probe_text, which=which, lo=str(lo), hi=str(hi)).strip()
+
+    def remind(j: int) -> str:
+        return fill(reminder, n=str(len(jobs[j][1])), **fields)
 
     readings = read_replies(
         config.rater,
@@ -275,9 +286,9 @@ def rate(
         results,
         lambda j: len(jobs[j][1]),
         fmt,
-        LO,
-        HI,
-        reminder=(lambda j: fill(reminder, n=str(len(jobs[j][1])))) if config.reask else None,
+        lo,
+        hi,
+        reminder=remind if config.reask else None,
         probe=probe if can_probe else None,
         top_logprobs=config.top_logprobs or 20,
         what="ratings",
@@ -286,6 +297,26 @@ def rate(
     records = _records(config, items, jobs, shown, results, readings, counts)
     counts["probabilities_returned"] = has_probabilities
     return records, _rate_counts(counts, results, readings)
+
+
+def _requests(config: Config, items: list[dict], jobs: list, template: str, fields: dict) -> list:
+    """One rater request per job: its answers filled into the template (and `fields`)."""
+    from gpt4llm.llm.base import Request
+
+    return [
+        Request(
+            key=f"{fields['aspect'] + '|' if fields else ''}{items[i]['id']}|{','.join(names)}",
+            messages=build_messages(
+                config.mode,
+                template,
+                user_input_of(items[i]["instruction"], items[i]["input"]),
+                [items[i]["answers"][n] for n in names],
+                **fields,
+            ),
+            params=_params(config),
+        )
+        for i, names in jobs
+    ]
 
 
 def _entry(config: Config, name: str, text: str, reading, k: int) -> dict:
@@ -417,10 +448,13 @@ def run(config: Config) -> dict:
 
     t0 = time.time()
     inputs = _check(config)
-    prompts = _load_prompts(config)  # before the --source-model answers, paid for too
+    from gpt4llm.stages import compare_aspects as ca
+
+    aspects = config.aspects or config.aspects_prompt is not None
+    prompts = ca.load(config) if aspects else _load_prompts(config)  # before any paid answer
     sources, base, failed = _sources(config)
     joined, items, overlapping = _items(config, sources, base)
-    records, counts = rate(config, items, prompts)
+    records, counts = (ca.rate_aspects if aspects else rate)(config, items, prompts)
     for rec in records:
         for r in rec["responses"]:
             if r.get("score") is None:
@@ -428,6 +462,8 @@ def run(config: Config) -> dict:
                 failed.append({"id": rec["id"], "model": r["model"], "error": why})
     pairs = [p for rec in records for p in published_pairs(rec)]
     summary = _summary(config, sources, joined, records, overlapping, counts, len(pairs))
+    if aspects:
+        summary["aspects"] = ca.summary(prompts, records, counts)
 
     def write() -> None:
         write_jsonl(config.output, records)
@@ -465,7 +501,9 @@ def _check(config: Config) -> list[Path]:
     if config.instructions is not None:
         inputs.append(config.instructions)
     prompt_files = [
-        Path(p) for p in (config.prompt, config.reminder, config.probe) if p and Path(p).is_file()
+        Path(p)
+        for p in (config.prompt, config.reminder, config.probe, config.aspects_prompt)
+        if p and Path(p).is_file()
     ]
     check_outputs(
         inputs=[*inputs, *prompt_files],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpt4llm.errors import UserError
-from gpt4llm.evaluate import judge
+from gpt4llm.evaluate import judge, report
 from gpt4llm.evaluate.judge import Config
 from gpt4llm.evaluate.judge.config import JudgeLLMConfig
 from gpt4llm.evaluate.judge.continuity import kappa
@@ -126,6 +126,12 @@ def test_panel_majority_per_judge_numbers_and_agreement(
     # a rerun pays nothing: each judge's replies are in the cache under its own model
     again = judge.run(cfg)
     assert fake_openai.calls == 18 and again["overall"] == o
+    # the report shows the panel: each judge, its win rate and agreement with panel and people
+    report.run(report.Config(inputs=[out], output=tmp_path / "rep"))
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "judge panel: majority of 3 judges" in page
+    assert '<td class="l"><code>j1</code></td><td><code>j1-v1</code></td><td>66.7%</td>' in page
+    assert "the panel agrees with people 66.7%" in page
 
 
 def test_panel_single_mode_is_the_mean_grade(fake_openai, fake_llm_config, answers, tmp_path):
@@ -240,6 +246,10 @@ def test_recalibrate_reports_agreement_kappa_and_shift(
     assert r["mean_score_shift"] == pytest.approx(sum(shift) / len(shift))
     # the main judgments still come from the cache: yesterday's judge
     assert s["judge_ids"] == {"fake-model": ["fake-model-v1"]}
+    report.run(report.Config(inputs=[out], output=tmp_path / "rep"))
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "<code>fake-model-v1</code> &rarr; <code>fake-model-v2</code>" in page
+    assert f"<td>{r['kappa']:.2f}</td><td>{r['mean_score_shift']:.2f}</td>" in page
 
 
 def test_kappa_equals_sklearn_on_constructed_labels():

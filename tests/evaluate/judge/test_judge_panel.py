@@ -262,3 +262,26 @@ def test_kappa_equals_sklearn_on_constructed_labels():
             b = [x if rng.random() < 0.6 else rng.choice(classes) for x in a]
             assert kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
     assert kappa(["tie", "tie"], ["tie", "tie"]) is None  # chance agreement 1
+
+
+def test_reported_id_of_a_local_judge_and_a_panel_in_yaml(tmp_path):
+    from gpt4llm.config import LLMConfig
+    from gpt4llm.config_yaml import load_yaml
+    from gpt4llm.evaluate.judge.continuity import reported_id
+    from gpt4llm.llm import Completion
+    from gpt4llm.models import EMBEDDED_ID
+
+    reply = Completion(text="8 6", finish_reason="stop", prompt_tokens=1, completion_tokens=1)
+    assert reported_id(LLMConfig(model="embedded"), reply) == EMBEDDED_ID
+    said = Completion(
+        text="8 6", finish_reason="stop", prompt_tokens=1, completion_tokens=1, model="gpt-4-0613"
+    )
+    assert reported_id(LLMConfig(model="gpt-4"), said) == "gpt-4-0613"
+    assert reported_id(LLMConfig(model="gpt-4"), reply) is None  # the endpoint said nothing
+    # a pipeline's stage settings give a panel as a list
+    yml = tmp_path / "s.yaml"
+    yml.write_text("answers_a: a.jsonl\nanswers_b: b.jsonl\njudge: {model: [j1, j2], timeout: 9}\n")
+    cfg = Config.model_validate(load_yaml(yml))
+    assert cfg.judge.models == ["j1", "j2"]
+    assert [m.model for m in (cfg.judge.member(n) for n in cfg.judge.models)] == ["j1", "j2"]
+    assert cfg.judge.member("j2").timeout == 9

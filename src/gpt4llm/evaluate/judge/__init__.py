@@ -59,6 +59,13 @@ was. Outputs are checked before the first call (`outputs.check_outputs`); answer
 with the questions by the package's one join rule (`--join`; FastChat answers join on
 question_id). The request cache makes a killed run resume without paying twice.
 
+Panels and continuity
+  `--judge` repeated (or `--judge-panel FILE`): every judge judges everything, the verdict is
+  the panel's majority (pair) or mean grade (single), with per-judge numbers (judge/panel.py).
+  Each judgment records the model id the endpoint reported; a judge that reports another id
+  than before is refused unless `--allow-judge-change`; `--recalibrate N` re-judges N past the
+  cache and reports agreement, Cohen's kappa and the score shift (judge/continuity.py).
+
 `--from-judgments FILE` summarises a FastChat judgment file instead of calling a judge (its
 pair records become our two orders, g1 showing model_1 first); answers, when given, add the
 length statistics and must answer every judged question.

@@ -125,7 +125,8 @@ def _recalibrate(config, member, jobs, requests, judgments, names) -> tuple[list
     """--recalibrate N: N of the run's requests (seeded) asked again past the request cache;
     (their judgments as read this run, the new ones)."""
     idx = sample_indices(len(jobs), config.recalibrate, config.seed)
-    fresh = member.model_copy(update={"no_cache": True})
+    # past the cache, one call each (a few requests: not worth a Batch API round trip)
+    fresh = member.model_copy(update={"no_cache": True, "mode": "online"})
     again = [requests[i] for i in idx]
     results = _ask(_as(config, fresh), again, names)
     new = _judge_all(_as(config, fresh), member, [jobs[i] for i in idx], again, results, names)

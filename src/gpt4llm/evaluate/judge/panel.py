@@ -2,12 +2,14 @@
 is judged by every member, each with its own request-cache entries (the cache key holds the
 model), both orders as for one judge.
 
-Pooling, as PoLL pools: pair mode takes the majority ("max voting") of the members' verdicts
-on a question-turn -- each member's verdict being its own both-orders verdict, so a member
-whose orders disagree votes a tie, as FastChat counts an inconsistent pair. The panel's verdict
-is the verdict with the most votes; when two verdicts share the most votes (1 A, 1 B with two
-judges) the panel's verdict is a tie. Its scores are the mean of the members' (relative score).
-Single mode takes the mean of the members' grades ("average pooling").
+Pooling. PoLL pools by max voting (its QA judges' correct/incorrect) or by average pooling
+(its Chatbot Arena judges' scores). Here pair mode takes the majority of the members' verdicts
+on a question-turn -- each member's verdict being its own both-orders verdict, so a member whose
+orders disagree votes a tie, as FastChat counts an inconsistent pair; the verdict with the most
+votes wins, and when two share the most (1 A, 1 B with two judges) the panel's verdict is a tie.
+The panel's scores (the relative score) are the mean of the members' (average pooling), so the
+win rate and the relative score can rest on different poolings, each named. Single mode takes
+the mean of the members' grades (average pooling).
 
 Per judge (summary.json's `panel.judges`): its own numbers (win rate, relative score, or
 MT-bench score), its agreement with the panel and with --human-votes (`eval agreement`'s

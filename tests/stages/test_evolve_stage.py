@@ -93,6 +93,15 @@ def test_rules_lineage_and_counts(world, fake_openai, tmp_path, monkeypatch, cap
     assert [r["made"] for r in summary["by_round"]] == [len(ROWS), len(ROWS)]
     for rec in [*kept.values(), *gone]:  # the operation recorded is the one the teacher was asked
         assert rec["operation"] in ops
+    # the report shows the counts per operation and the lineage, root first
+    code, err = cli(["report", out, "-o", tmp_path / "report"], monkeypatch, capsys)
+    assert code == 0, err
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    for op, o in ops.items():
+        row = f'<td class="l">{op}</td><td>{o["made"]}</td><td>{o["kept"]}</td>'
+        assert row in page
+    assert "<code>keep</code> &rarr; <b>round 1," in page
+    assert page.index(r1["instruction"]) < page.index(r2["instruction"])
 
 
 def test_each_operation_sends_wizardlms_prompt(world, fake_openai, tmp_path, monkeypatch, capsys):

@@ -2,8 +2,9 @@
 
 Give it the summary files the evaluation stages wrote -- `eval rouge`'s and `eval judge`'s
 `summary.json` (or their output directories), `eval reward`'s JSON report and `train dpo`'s
-`summary.json` (or its output directory) -- in any number and order; the kind of each is
-recognised from its content. Optional: `--paper-rouge` (the paper's published ROUGE-by-length
+`summary.json` (or its output directory), and `evolve`'s output file (its manifest beside it:
+counts per operation and round, and the lineage of the most evolved records) -- in any number
+and order; the kind of each is recognised from its content. Optional: `--paper-rouge` (the paper's published ROUGE-by-length
 table, plotted beside ours) and `--analyze DIR` (the output of `gpt4llm analyze`: linked, and
 its PNGs embedded).
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,10 @@ def _manifest_for(path: Path) -> dict | None:
 def load_input(path: Path) -> dict:
     """{kind, path, data, manifest} for one evaluation output."""
     path = Path(path)
+    evolve_manifest = _manifest_for(path) if path.is_file() else None
+    if evolve_manifest and evolve_manifest.get("stage") == "evolve":
+        data = evolve_lineage(path, evolve_manifest)
+        return {"kind": "evolve", "path": str(path), "data": data, "manifest": evolve_manifest}
     if path.is_dir():
         if not (path / "summary.json").is_file():
             raise DataError(
@@ -104,6 +109,21 @@ def load_input(path: Path) -> dict:
             "train dpo summary.json or eval reward's report)",
         )
     return {"kind": kind, "path": str(path), "data": data, "manifest": _manifest_for(path)}
+
+
+def evolve_lineage(path: Path, manifest: dict, shown: int = 5) -> dict:
+    """An `evolve` output for the page: its summary (counts per operation and round) and the
+    lineage of up to `shown` of its most evolved records, root first."""
+    from gpt4llm.records import read_json_records
+
+    evolved = {r["id"]: r for _, r in read_json_records(path) if isinstance(r, dict) and "id" in r}
+    chains = []
+    for rec in sorted(evolved.values(), key=lambda r: -int(r.get("round") or 0))[:shown]:
+        chain = [rec]
+        while chain[0].get("derived_from") in evolved:
+            chain.insert(0, evolved[chain[0]["derived_from"]])
+        chains.append({"root": rec.get("root"), "steps": chain})
+    return {"path": str(path), "summary": manifest.get("summary") or {}, "chains": chains}
 
 
 def load_paper_rouge(path: Path) -> list[dict]:
@@ -442,6 +462,7 @@ class Inputs:
     rewards: list[dict]
     dpos: list[dict]
     warnings: list[str]
+    evolves: list[dict] = field(default_factory=list)  # evolve outputs: counts and lineage
 
 
 def check(config: Config) -> Path:
@@ -483,6 +504,7 @@ def load(config: Config, out: Path) -> Inputs:
         rewards=[i["data"] for i in items if i["kind"] == "reward"],
         dpos=[i["data"] for i in items if i["kind"] == "dpo"],
         warnings=judge_warnings(judges) + judge_warnings(singles),
+        evolves=[i["data"] for i in items if i["kind"] == "evolve"],
     )
 
 
@@ -571,6 +593,7 @@ def assemble(
         paper_rows=paper_rows,
         rewards=data.rewards,
         dpos=data.dpos,
+        evolves=data.evolves,
         analyze=analyze,
         provenance=provenance(data.items),
         rouge_metric=config.rouge_metric,

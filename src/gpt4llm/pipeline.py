@@ -162,14 +162,16 @@ def run_pipeline(
 ) -> list[dict]:
     """Run the stages; with `report_to`, under one parent run (`run_name`, default the file's
     name) with a child run per stage that runs."""
-    from gpt4llm.tracking import pipeline_run
+    from gpt4llm.tracking import pipeline_run, record_pipeline
 
     stages = tracked(load_pipeline(path), report_to)
     begin, end = _stage_range([n for n, _, _ in stages], start, until, path)
     check_pipeline(stages, begin, end, path)
     params = {"pipeline": str(path), "from": start, "until": until, "force": force}
-    with pipeline_run(run_name or Path(path).stem, report_to or [], params):
-        return _run_stages(stages, begin, end, force or start is not None, path)
+    with pipeline_run(run_name or Path(path).stem, report_to or [], params) as run:
+        results = _run_stages(stages, begin, end, force or start is not None, path)
+        record_pipeline(run, results)
+        return results
 
 
 def _run_stages(

@@ -137,6 +137,20 @@ def record(stage: str, config: Any, manifest: dict[str, Any], manifest_file: Pat
             _record(own, config, manifest, manifest_file)
 
 
+def record_pipeline(run: Run | None, results: list[dict[str, Any]]) -> None:
+    """The parent run's own numbers: stages that ran and were skipped, their seconds."""
+    if run is None:
+        return
+    ran = [r for r in results if r["status"] == "ran"]
+    metrics = {
+        "stages_ran": float(len(ran)),
+        "stages_skipped": float(len(results) - len(ran)),
+        "seconds": float(sum(r["seconds"] for r in results)),
+    }
+    for tracker in run.trackers:
+        _LOG[tracker](run, metrics, [], "ok")
+
+
 def _record(run: Run, config: Any, manifest: dict, manifest_file: Path) -> None:
     from gpt4llm.provenance import TRACKING_FIELDS, config_dict
 
@@ -286,7 +300,7 @@ def _tensorboard_params(run: Run, params: dict[str, str]) -> None:
 
 def _tensorboard_log(run: Run, metrics: dict[str, float], files: list[Path], status: str) -> None:
     summary = next((f for f in files if f.name == "summary.json"), None)
-    text = summary.read_text() if summary else ""
+    text = summary.read_text() if summary else json.dumps(metrics)
     _tensorboard_write(run, metrics, "summary", f"status: {status}\n\n{text}")
 
 
@@ -377,6 +391,8 @@ def _wandb_log(run: Run, metrics: dict[str, float], files: list[Path], status: s
     import wandb
 
     handle = run.handles["wandb"]
+    if handle is None:  # the pipeline's: a group, no run of its own
+        return
     handle.summary.update({**metrics, "status": status})
     artifact = wandb.Artifact(re.sub(r"[^A-Za-z0-9_.-]", "-", f"{run.name}-outputs"), "gpt4llm")
     for f in files:

@@ -15,8 +15,9 @@ demo: install
 # The heavy tests (a real vLLM server and engine, a Ray cluster: ~15 min more on 2 cores) run
 # under CI=true (CI services set it); a developer's `make test` leaves them out.
 HEAVY := $(if $(filter true 1,$(CI)),,-m "not heavy")
+# --durations: each run ends with its 30 slowest steps, so the suite's time stays visible.
 test: install system-deps lint
-	bash scripts/with-test-services.sh $(BIN)/pytest $(HEAVY)
+	bash scripts/with-test-services.sh $(BIN)/pytest $(HEAVY) --durations=30
 
 # ruff's rules (line length 100 included) and its formatter, on everything Python we ship.
 lint: install

@@ -227,3 +227,17 @@ def test_bad_input_is_one_line(tmp_path, cli, args, says):
     assert code == 2 and "Traceback" not in out
     (line,) = [x for x in out.splitlines() if x.strip()]
     assert line.startswith("error") and says in line
+
+
+def test_the_hub_base_model_is_followed_through_our_manifests(tmp_path):
+    from gpt4llm.publish.card import hub_base_model
+
+    student = tmp_path / "student"  # trained by us from the embedded model
+    student.mkdir()
+    (student / "manifest.json").write_text(json.dumps({"config": {"model": "embedded"}}))
+    dpo = tmp_path / "dpo"  # trained by us from the student
+    dpo.mkdir()
+    (dpo / "manifest.json").write_text(json.dumps({"config": {"model": str(student)}}))
+    assert hub_base_model(str(dpo)) == hub_base_model("embedded") == "google/gemma-3-270m"
+    assert hub_base_model("meta-llama/Llama-2-7b-hf") == "meta-llama/Llama-2-7b-hf"
+    assert hub_base_model(str(tmp_path)) is None  # a local model of unknown making

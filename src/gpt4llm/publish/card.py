@@ -255,6 +255,8 @@ def size_category(n: int) -> str:
 def build_card(config: Any, manifest: dict[str, Any], kind: str) -> str:
     """The card's text (YAML metadata + markdown) for a `dataset` or a `model`."""
     upstream = lineage(manifest)
+    if kind == "model":  # a model trained from one of ours: its making too (the SFT data...)
+        upstream += base_lineage(str((manifest.get("config") or {}).get("model") or ""))
     carried = carried_licenses([manifest, *upstream])
     license_id = choose_license(carried, config.license)
     teachers = [
@@ -341,7 +343,9 @@ def eval_results(paths: list[Path], model_name: str) -> list[Any]:
         except (OSError, ValueError):
             continue
         stage = m.get("stage") or "eval"
-        refs = (m.get("config") or {}).get("references") or (m.get("config") or {}).get("input")
+        cfg = m.get("config") or {}
+        refs = cfg.get("references") or cfg.get("input") or cfg.get("data")
+        refs = refs[0] if isinstance(refs, list) and refs else refs
         dataset = Path(str(refs)).stem if refs else path.name
         for metric, value in _headline(stage, summary).items():
             out.append(
@@ -367,8 +371,8 @@ def _headline(stage: str, summary: dict[str, Any]) -> dict[str, float]:
             if k.startswith("rouge") and v is not None
         }
     flat = numbers(summary)
-    keys = ("win_rate", "accuracy", "mean_score", "score", "lc_win_rate")
-    return {k: v for k, v in flat.items() if k.split(".")[-1] in keys}
+    wanted = ("win_rate", "accuracy", "mean_score")
+    return {k: v for k, v in flat.items() if any(w in k.split(".")[-1] for w in wanted)}
 
 
 def model_card(facts: Facts) -> str:
@@ -387,7 +391,7 @@ def model_card(facts: Facts) -> str:
         library_name="peft" if adapter else "transformers",
         pipeline_tag="text-classification" if stage == "train reward" else "text-generation",
         tags=["gpt4llm", stage.replace(" ", "-"), "trl" if stage != "train sft" else "sft"],
-        base_model=base if base and not Path(base).exists() and base != "embedded" else None,
+        base_model=hub_base_model(base),
         eval_results=eval_results(list(config.eval), name) or None,
     )
     training = [(k, settings[k]) for k in TRAINING if k in settings and settings[k] is not None]
@@ -400,11 +404,39 @@ def model_card(facts: Facts) -> str:
         _evaluation(data),
         inputs_section(manifest),
         findings(upstream),
-        *[how_it_was_made(m, f"Its data `{Path(m['_output']).name}`") for m in upstream],
+        *[how_it_was_made(m, _made_of(m)) for m in upstream],
         license_section(facts.license_id, facts.carried, facts.teachers),
         reproduce(manifest),
     ]
     return _render(ModelCard, data, body)
+
+
+def base_lineage(base: str) -> list[dict[str, Any]]:
+    """The manifest of a local base model we trained, and its lineage."""
+    path = Path(base).expanduser() if base and base != "embedded" else None
+    found = read_manifest(path / "manifest.json") if path and path.is_dir() else None
+    return [] if found is None else [{**found, "_output": base}, *lineage(found)]
+
+
+def hub_base_model(base: str, hops: int = 8) -> str | None:
+    """The Hub id a model was trained from: the embedded model is google/gemma-3-270m; a local
+    model we trained is followed to its own base through its manifest; another local path has
+    none."""
+    for _ in range(hops):
+        if base == "embedded":
+            return "google/gemma-3-270m"
+        if not base or not Path(base).expanduser().exists():
+            return base or None
+        upstream = read_manifest(Path(base).expanduser() / "manifest.json")
+        if upstream is None:
+            return None
+        base = str((upstream.get("config") or {}).get("model") or "")
+    return None
+
+
+def _made_of(m: dict[str, Any]) -> str:
+    what = "Its base model" if str(m.get("stage")).startswith("train") else "Its data"
+    return f"{what} `{Path(m['_output']).name}`"
 
 
 def _evaluation(data: Any) -> str:

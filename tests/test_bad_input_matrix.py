@@ -154,6 +154,7 @@ BASES: dict[str, dict[str, Any]] = {
     "train dpo": {"data": ["cmp.jsonl"], "model": "tiny", "output": "runs/dpo"},
     "eval rouge": {"predictions": ["a.jsonl"], "references": ["sft.jsonl"], "output": "rouge"},
     "eval judge": {"answers-a": ["a.jsonl"], "answers-b": ["b.jsonl"], "output": "judge"},
+    "eval leaderboard": {"answers": ["a.jsonl", "b.jsonl"], "output": "leaderboard"},
     "eval agreement": {"a": ["votes.jsonl"], "b": ["votes2.jsonl"], "output": "agreement"},
     "eval reward": {"data": ["cmp.jsonl"], "model": "tiny_rm", "output": "reward_eval.json"},
     "report": {"inputs": ["rouge0"], "output": "report"},

@@ -171,6 +171,16 @@ STAGES: tuple[StageSpec, ...] = (
         short="LLM-as-judge: A vs B, or MT-bench single grading.",
     ),
     StageSpec(
+        "eval leaderboard",
+        "gpt4llm.evaluate.leaderboard",
+        "Rank N models from pairwise verdicts (each vs a --baseline, or a round-robin):"
+        " Bradley-Terry ratings on the Elo scale with bootstrap intervals, win rates,"
+        " separability, rank stability, style control; --single adds MT-bench scores; FastChat"
+        " judgments in.",
+        ("answers",),
+        short="Bradley-Terry leaderboard of N models with intervals.",
+    ),
+    StageSpec(
         "eval agreement",
         "gpt4llm.evaluate.agreement",
         "Agreement between two sets of pairwise verdicts (LLM judge, human votes, FastChat"

@@ -98,6 +98,8 @@ def load_input(path: Path) -> dict:
         kind = "rouge"
     elif data.get("metric") == "judge" and "overall" in data:
         kind = "judge"
+    elif data.get("metric") == "leaderboard":
+        kind = "leaderboard"  # eval leaderboard's summary.json
     elif data.get("metric") == "dpo":
         kind = "dpo"  # train dpo's summary.json (its output directory works too)
     elif "pairwise_accuracy" in data:
@@ -412,6 +414,17 @@ def chart_reward(rewards: list[dict], out: Path, dpos: list[dict] = ()) -> dict:
     return {"title": "Reward-model pairwise accuracy", **_save(fig, out, "reward_accuracy.png")}
 
 
+def chart_leaderboard(board: dict, out: Path, k: int) -> list[dict]:
+    """eval leaderboard's forest plot: each model's rating with its 95% interval."""
+    from gpt4llm.evaluate.leaderboard.run import forest_figure
+
+    fig = forest_figure(board)
+    if fig is None:
+        return []
+    name = f"leaderboard_{k + 1}.png"
+    return [{"title": f"Leaderboard ratings ({board.get('mode')})", **_save(fig, out, name)}]
+
+
 # ----------------------------------------------------------------------------------- page
 
 
@@ -463,6 +476,7 @@ class Inputs:
     dpos: list[dict]
     warnings: list[str]
     evolves: list[dict] = field(default_factory=list)  # evolve outputs: counts and lineage
+    leaderboards: list[dict] = field(default_factory=list)  # eval leaderboard summaries
 
 
 def check(config: Config) -> Path:
@@ -505,6 +519,7 @@ def load(config: Config, out: Path) -> Inputs:
         dpos=[i["data"] for i in items if i["kind"] == "dpo"],
         warnings=judge_warnings(judges) + judge_warnings(singles),
         evolves=[i["data"] for i in items if i["kind"] == "evolve"],
+        leaderboards=[i["data"] for i in items if i["kind"] == "leaderboard"],
     )
 
 
@@ -523,6 +538,8 @@ def draw(config: Config, data: Inputs, out: Path) -> tuple[list[dict], list[dict
         charts.append(chart_rouge(rouge_rows + shown_paper, config.rouge_metric, out))
     if data.rewards or data.dpos:
         charts.append(chart_reward(data.rewards, out, data.dpos))
+    for k, board in enumerate(data.leaderboards):
+        charts += chart_leaderboard(board, out, k)
     return charts, paper_rows
 
 
@@ -594,6 +611,7 @@ def assemble(
         rewards=data.rewards,
         dpos=data.dpos,
         evolves=data.evolves,
+        leaderboards=data.leaderboards,
         analyze=analyze,
         provenance=provenance(data.items),
         rouge_metric=config.rouge_metric,

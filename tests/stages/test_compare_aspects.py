@@ -182,3 +182,10 @@ def test_overall_rule_and_reader_refuses_bad_aspect(tmp_path):
     bad.write_text(json.dumps(rec) + "\n")
     with pytest.raises(DataError, match=r"responses\[0\]\.aspects\.honesty: expected a number"):
         load_comparisons(bad)
+
+
+def test_aspect_options_need_aspects(tmp_path, sources):
+    with pytest.raises(ValueError, match="--pair-on and --overall need --aspects"):
+        Config(source=sources, pair_on="honesty", output=tmp_path / "x.jsonl")
+    with pytest.raises(ValueError, match="--pair-on and --overall need --aspects"):
+        Config(source=sources, overall="min", output=tmp_path / "x.jsonl")

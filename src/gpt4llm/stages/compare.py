@@ -48,7 +48,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gpt4llm.config import (
     INPUT,
@@ -139,6 +139,13 @@ class Config(StageConfig):
     """With --aspects: an answer's overall score, the mean (UltraFeedback's) or lowest rating."""
     pair_on: str = Field("overall", min_length=1, max_length=64)
     """With --aspects: `score` (pairs, train reward/dpo) is 'overall' or this aspect's rating."""
+
+    @model_validator(mode="after")
+    def _aspect_options(self) -> Config:
+        aspects = self.aspects or self.aspects_prompt is not None
+        if not aspects and (self.pair_on != "overall" or self.overall != "mean"):
+            raise ValueError("--pair-on and --overall need --aspects (or --aspects-prompt)")
+        return self
 
 
 # --- sources and their join --------------------------------------------------------------------

@@ -248,5 +248,7 @@ def test_a_trainer_logs_through_transformers_integration_into_the_commands_run(
     assert all(m.value > 0 for m in losses)
     assert run.data.params["max_steps"] == "4"  # TrainingArguments, by the integration
     summary = json.loads((out / "manifest.json").read_text())["summary"]
-    assert run.data.metrics["steps"] == summary["steps"] == 4  # our summary, same run
+    assert run.data.metrics["steps"] == summary["steps"] == 4  # our summary, same run ...
+    (ours,) = client.get_metric_history(run.info.run_id, "train_examples")
+    assert ours.step == 4  # ... at the last step, where the integration's own end numbers are
     assert run.data.params["config.model"] == str(tiny)

@@ -67,6 +67,7 @@ class Run:
     parent: Run | None = None
     handles: dict[str, Any] = field(default_factory=dict)
     logged: bool = False
+    step: int = 0  # a trainer's summary is logged at its last step, beside the integration's
 
     @property
     def group(self) -> str | None:
@@ -169,6 +170,8 @@ def _record(run: Run, config: Any, manifest: dict, manifest_file: Path) -> None:
             metrics = numbers(manifest.get("summary") or {})
         if manifest.get("seconds") is not None:
             metrics["seconds"] = float(manifest["seconds"])
+        steps = (manifest.get("summary") or {}).get("steps")
+        run.step = steps if isinstance(steps, int) and steps > 0 else 0
         files = [manifest_file, own, *_reports(output)]
         for tracker in run.trackers:
             _LOG[tracker](run, metrics, files, manifest.get("status", "ok"))
@@ -265,7 +268,7 @@ def _mlflow_log(run: Run, metrics: dict[str, float], files: list[Path], status: 
     import mlflow
 
     run_id = run.handles["mlflow"].info.run_id
-    mlflow.log_metrics(metrics, run_id=run_id)
+    mlflow.log_metrics(metrics, step=run.step, run_id=run_id)
     client = mlflow.MlflowClient()
     client.set_tag(run_id, "gpt4llm.status", status)
     for f in files:
@@ -325,7 +328,7 @@ def _tensorboard_write(run: Run, metrics: dict[str, float], tag: str, text: str)
             ),
         )
     )
-    writer.add_event(Event(wall_time=time.time(), step=0, summary=Summary(value=values)))
+    writer.add_event(Event(wall_time=time.time(), step=run.step, summary=Summary(value=values)))
     writer.close()
 
 
@@ -358,7 +361,7 @@ def _trackio_log(run: Run, metrics: dict[str, float], files: list[Path], status:
         config={**run.handles["trackio"]["params"], "status": status},
         resume="allow",
     )
-    trackio.log(metrics)
+    trackio.log(metrics, step=run.step)
     trackio.finish()
 
 

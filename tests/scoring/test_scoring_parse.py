@@ -474,3 +474,17 @@ def test_expected_score_ignores_non_ascii_digit_tokens():
     """A subscript digit among the alternatives ('₄'.isdigit() is True) must not count."""
     got = expected_score([[("₄", -0.1), ("7", -1.0), ("8", -1.0)]], 1, 10)
     assert got == pytest.approx(7.5)
+
+
+def test_score_line_is_the_exact_labelled_reading_for_one_answer():
+    """compare's single-answer prompts ask for "Score: X": read so, it is the exact rule, not a
+    fallback phrase (a loose "I'd give it a 7" stays a phrase)."""
+    from gpt4llm.scoring import reading_is_exact
+    from gpt4llm.scoring.text import read_scores
+
+    got = read_scores("Score: 7\nClear and correct.", 1, 1, 10, "labelled")
+    assert got.values == [7.0] and reading_is_exact("labelled", got.how)
+    loose = read_scores("Clear and correct; I'd give it a 7.", 1, 1, 10, "labelled")
+    assert loose.values == [7.0] and not reading_is_exact("labelled", loose.how)
+    other = read_scores("Score: 7\nClear.", 1, 1, 10, "first_line")
+    assert other.values == [7.0] and other.how != "labelled"

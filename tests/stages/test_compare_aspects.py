@@ -85,7 +85,8 @@ def test_aspects_read_overall_and_pairs(fake_openai, fake_llm_config, tmp_path, 
     assert len(pairs) == 2 and all(p["completion_a"] == "A terse one." for p in pairs)
     assert s["aspects"]["per_aspect"]["helpfulness"]["mean"] == {"terse": 3.0, "wordy": 5.0}
     honesty = s["aspects"]["per_aspect"]["honesty"]
-    assert honesty["read_exact"] + honesty["read_fallback"] == len(ROWS) * per_request
+    # every reply in the very form the prompt asks for ("Score: X" / "Answer K: X")
+    assert (honesty["read_exact"], honesty["read_fallback"]) == (len(ROWS) * per_request, 0)
     assert honesty["unrated"] == 0 and honesty["unparsed_requests"] == 0
     # train reward / dpo's reader takes them as ratings
     data = load_comparisons(out)

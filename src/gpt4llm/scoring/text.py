@@ -350,9 +350,11 @@ def _phrase_candidates(t: _Text, n: int, lo: float, hi: float, fmt: str) -> list
         return []
     out = []
     strong = 3 if fmt == "labelled" else 2
+    # "Score: 7" on its own line is exactly what a labelled prompt for one answer asks for
+    lead = "labelled" if fmt == "labelled" else "phrase"
     for m in _LEAD_SCORE_RE.finditer(t.nums):
         found = [(float(m.group(1)), m.start(1), m.end(1))]
-        out.append(_make("phrase", found, 1, lo, hi, strong, m.start()))
+        out.append(_make(lead, found, 1, lo, hi, strong, m.start()))
     for v, s, e in _nums(t.nums):  # "7/10 - a good answer" at a line start
         line_start = t.nums.rfind("\n", 0, s) + 1
         if s in t.denominators and not re.sub(r"[\s>*_#-]", "", t.nums[line_start:s]):

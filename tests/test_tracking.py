@@ -89,13 +89,22 @@ def _bucket(summary: dict, name: str) -> dict:
     return next(b for b in summary["buckets"] if b["bucket"] == name)
 
 
-@pytest.mark.slow  # the server takes ~45 s to start on a busy 2-core machine
-def test_pipeline_is_one_parent_run_with_a_child_run_per_stage_on_an_mlflow_server(
-    mlflow_server, files, tmp_path, cli, monkeypatch
+@pytest.mark.parametrize(
+    "store",
+    [
+        "sqlite",  # MLflow's own SQLite store, no server
+        # the server takes ~45 s to start on a busy 2-core machine
+        pytest.param("server", marks=pytest.mark.slow),
+    ],
+)
+def test_pipeline_is_one_parent_run_with_a_child_run_per_stage_in_mlflow(
+    store, files, tmp_path, cli, monkeypatch, request
 ):
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    uri = request.getfixturevalue("mlflow_server") if store == "server" else None
+    uri = uri or f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "pipeline-test")
     pred, ref = files
     cfg = tmp_path / "p.yaml"
@@ -109,7 +118,7 @@ def test_pipeline_is_one_parent_run_with_a_child_run_per_stage_on_an_mlflow_serv
     )
     code, out = cli("pipeline", cfg, "--report-to", "mlflow", "--run-name", "nightly")
     assert code == 0, out
-    client = mlflow.MlflowClient(mlflow_server)
+    client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name("pipeline-test")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
     assert set(runs) == {"nightly", "rouge_a", "rouge_b"}

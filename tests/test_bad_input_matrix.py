@@ -140,6 +140,13 @@ BASES: dict[str, dict[str, Any]] = {
     "generate": {"input": ["instr.jsonl"], "output": "out.jsonl"},
     "translate": {"input": ["instr.jsonl"], "output": "out.jsonl"},
     "evolve": {"input": ["instr.jsonl"], "output": "evol.jsonl", "rounds": "1"},
+    "magpie": {
+        "output": "magpie.jsonl",
+        "model": "tiny",
+        "model-backend": "local",
+        "num-samples": "1",
+        "max-tokens": "4",
+    },
     "audit": {"data": ["sft.jsonl"], "output": "clean.jsonl"},
     "train sft": {"data": ["sft.jsonl"], "model": "tiny", "output": "runs/sft"},
     "respond": {"input": ["instr.jsonl"], "output": "out.jsonl"},
@@ -462,7 +469,9 @@ def _argv(spec: Any, values: dict[str, Any], url: str) -> list[str]:
 
 def _path_value(w: Path, spec: Any, values: dict[str, Any], opt: str, what: str) -> str:
     """The path a path case puts in `opt` (creating what it needs in the case's directory)."""
-    main = _file_of(values[spec.arguments[0].replace("_", "-")][0])
+    # the main input; a command that reads none (magpie samples from a model) gets a data file
+    main = _file_of(values[spec.arguments[0].replace("_", "-")][0]) if spec.arguments else None
+    main = main or "instr.jsonl"
     if what == "missing":
         return "missing/none.jsonl"
     if what == "missing-parent":

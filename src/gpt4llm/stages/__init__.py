@@ -96,6 +96,15 @@ STAGES: tuple[StageSpec, ...] = (
         short="Harder, rarer instructions with Evol-Instruct, answered.",
     ),
     StageSpec(
+        "magpie",
+        "gpt4llm.stages.magpie",
+        "Magpie: a local aligned chat model is given only its template's pre-query prefix and"
+        " writes the user's turn (stopping at the end of turn); the same model or the teacher"
+        " answers; length, repetition, refusal and ROUGE-L novelty filters; multi-turn optional.",
+        (),
+        short="Instructions sampled from a chat model's own template (Magpie), answered.",
+    ),
+    StageSpec(
         "audit",
         "gpt4llm.stages.audit",
         "Audit instruction data before training: empty/N/A/refusal/truncated answers, tasks needing"

@@ -22,7 +22,8 @@ Output (summary.json, verdicts.jsonl, forest.png; `gpt4llm report` shows them):
 `--from-judgments FILE...` reads FastChat MT-bench judgment files instead of calling a judge:
 FastChat `show_result.py`'s tables (pairwise-baseline with --baseline, else pairwise-all; single
 scores per turn and on average) and the ratings of the pair judgments, one battle per judgment
-under show_result's rule (games that disagree are a tie).
+under show_result's rule (games that disagree are a tie). Judgment files hold no answers, so
+there is no style control there.
 """
 
 from gpt4llm.evaluate.leaderboard.config import STAGE, Config

@@ -38,6 +38,7 @@ INIT = 1000.0
 ALPHA = math.log(BASE)
 REG = 1e-3
 LEVEL = 0.95
+CELLS = 4_000_000  # style control: rounds x battles fitted at once (a few 32 MB arrays)
 
 __all__ = [
     "Battles",
@@ -204,8 +205,12 @@ def style_ratings(
     X[rows, battles.b] -= ALPHA  # a model against itself would cancel
     X = np.hstack([X, features])
     counts = np.vstack([np.ones(battles.n_questions), battles.resample(n_boot, seed)])
-    drawn = counts[:, battles.question]
-    beta = fit_logistic(X, drawn * battles.outcome, drawn * (1.0 - battles.outcome))
+    step = max(1, CELLS // max(1, len(rows)))  # rounds per chunk: memory ~ rounds x battles
+    chunks = []
+    for start in range(0, len(counts), step):
+        drawn = counts[start : start + step, battles.question]
+        chunks.append(fit_logistic(X, drawn * battles.outcome, drawn * (1.0 - battles.outcome)))
+    beta = np.vstack(chunks)
     r = to_elo(beta[:, :m], battles.models, anchor)
     return r[0], r[1:], beta[0, m:]
 

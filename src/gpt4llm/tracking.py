@@ -130,8 +130,9 @@ def record(stage: str, config: Any, manifest: dict[str, Any], manifest_file: Pat
     """Log a stage's manifest (written to `manifest_file`) to its trackers: into the open run
     of this stage, or into a run opened and closed here (a stage called from Python)."""
     run = current()
-    if run is not None and run.stage != "pipeline" and not run.logged:
-        _record(run, config, manifest, manifest_file)
+    if run is not None and run.stage != "pipeline":  # a second manifest of a stage: its first
+        if not run.logged:
+            _record(run, config, manifest, manifest_file)
         return
     with stage_run(stage, config) as own:
         if own is not None:

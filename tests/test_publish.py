@@ -65,6 +65,8 @@ def test_dataset_card_from_the_manifests_and_the_exact_upload_list(audited, tmp_
     assert meta["size_categories"] == ["n<1K"]
     assert meta["configs"][0]["data_files"][0]["path"] == "sft.clean.jsonl"
     text = card.text
+    n = len(audited.read_text().splitlines())
+    assert f"`sft.clean.jsonl`: {n} records by `gpt4llm audit` (teacher: fake-model)" in text
     system = resources.files("gpt4llm.prompts").joinpath("teacher_system.txt").read_bytes()
     assert hashlib.sha256(system).hexdigest() in text  # the teacher's prompt, by sha256
     gen = json.loads((tmp_path / "sft.jsonl.manifest.json").read_text())

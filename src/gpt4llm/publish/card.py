@@ -154,7 +154,9 @@ def _models(config: dict[str, Any]) -> list[tuple[str, str, str]]:
             hosts = ", ".join(urlsplit(u).hostname or "?" for u in urls) or "OpenAI (default)"
             if value.get("backend") == "local" or value["model"] == "embedded":
                 hosts = "local"
-            out.append((key, value["model"], hosts))
+            model = str(value["model"])
+            shown = f"{Path(model).name} (local)" if Path(model).expanduser().exists() else model
+            out.append((key, shown, hosts))
     return out
 
 
@@ -289,6 +291,18 @@ def _teachers(teachers: list[str]) -> str:
     return ("teachers: " if len(names) > 1 else "teacher: ") + (", ".join(names) or "none")
 
 
+def count_records(path: Path) -> int:
+    """Records in a JSONL file (its non-blank lines) or a JSON array."""
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return 0
+        return len(data) if isinstance(data, list) else 1
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
 def _languages(config: Any, manifests: list[dict[str, Any]]) -> list[str]:
     if config.language:
         return list(config.language)
@@ -303,8 +317,7 @@ def dataset_card(facts: Facts) -> str:
     from huggingface_hub import DatasetCard, DatasetCardData
 
     stage = manifest.get("stage", "?")
-    summary = manifest.get("summary") or {}
-    n = int(summary.get("written") or summary.get("records") or summary.get("kept") or 0)
+    n = count_records(config.path)
     data = DatasetCardData(
         license=facts.license_id,
         language=_languages(config, [manifest, *upstream]),

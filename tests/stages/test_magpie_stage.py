@@ -6,6 +6,7 @@ a remote --model refused. The real embedded model: test_magpie_e2e.py."""
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import pytest
 from cli_helpers import cli, read_jsonl
@@ -142,9 +143,10 @@ def test_teacher_answers_and_refusals_are_dropped(
     assert all(r["answered_by"] == "fake-model" for r in kept)
 
 
-def test_a_remote_model_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+def test_an_endpoint_without_its_template_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     code, err = cli(["magpie", "-o", tmp_path / "m.jsonl", "--model", "gpt-4"], monkeypatch, capsys)
-    assert code == 2 and "not a local model" in err and err.count("\n") == 1
+    assert code == 2 and "give --pre-query-template and --end-of-turn" in err
+    assert err.count("\n") == 1
     code, err = cli(
         ["magpie", "-o", tmp_path / "m.jsonl", "--turns", "2", "--answer-with", "none"],
         monkeypatch,
@@ -182,3 +184,74 @@ def test_two_turns_alternate_and_the_second_sees_the_first(
         # the second user turn was sampled from the first exchange + the user prefix
         assert any(p.endswith("<end_of_turn>\n<start_of_turn>user\n") and first_turn in p
                    for p in prompts)  # fmt: skip
+
+
+class _RawCompletions:
+    """A loopback server of raw completions (`POST /v1/completions`): the user turn it writes
+    depends on the seed it was asked with (9 nearly repeats 7); every request body is kept."""
+
+    TURNS: ClassVar[dict[int, str]] = {
+        7: "Which river crosses the city of Paris?",
+        8: "Name three spices used in Indian cooking.",
+        9: "Which river crosses the city of Paris today?",
+    }
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies = self.bodies = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                bodies.append((self.path, body))
+                text = _RawCompletions.TURNS[body["seed"]] + "<|eot_id|>ignored"
+                reply = {
+                    "id": "c", "object": "text_completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+                }  # fmt: skip
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_an_endpoints_raw_completions(fake_openai, tmp_path, monkeypatch, capsys):
+    """Magpie's Llama-3 pre-query template sent as the raw prompt; the turn cut at <|eot_id|>;
+    sample i seeded seed + i; a near repeat rejected before it is answered; the teacher
+    answers the rest."""
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    fake_openai.responder = lambda m, b: "The " + m[-1]["content"].split()[-1].strip("?.") + "."
+    server = _RawCompletions()
+    llama3 = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+    out = tmp_path / "m.jsonl"
+    args = ["magpie", "-o", out, "--model", "llama-3", "--model-base-url", server.url]
+    args += ["--pre-query-template", llama3, "--end-of-turn", "<|eot_id|>", "--seed", "7"]
+    args += ["--num-samples", "3", "--answer-with", "teacher", "--teacher", "fake-model"]
+    args += ["--teacher-base-url", fake_openai.base_url]
+    try:
+        code, err = cli(args, monkeypatch, capsys)
+    finally:
+        server.httpd.shutdown()
+    assert code == 0, err
+    assert {path for path, _ in server.bodies} == {"/v1/completions"}
+    sent = [b for _, b in server.bodies]
+    assert all(b["prompt"] == llama3 and b["stop"] == ["<|eot_id|>", "\n"] for b in sent)
+    assert sorted(b["seed"] for b in sent) == [7, 8, 9]
+    kept = sorted(read_jsonl(out), key=lambda r: r["id"])
+    assert [r["instruction"] for r in kept] == [_RawCompletions.TURNS[7], _RawCompletions.TURNS[8]]
+    assert [r["output"] for r in kept] == ["The Paris.", "The cooking."]
+    (similar,) = read_jsonl(tmp_path / "m.jsonl.rejected.jsonl")
+    assert similar["reason"] == "similar" and similar["instruction"] == _RawCompletions.TURNS[9]
+    assert fake_openai.calls == 2  # the rejected turn was never answered

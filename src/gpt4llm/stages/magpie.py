@@ -36,9 +36,12 @@ F1 >= `--threshold` with an instruction kept before it, `instruct`'s novelty poo
 before the answer is asked for -- then `refusal` (the answer refuses, `audit`'s rule) and
 `no_answer` (empty answer).
 
-Engines: a local transformers model (the embedded Gemma by default). An endpoint that takes raw
-completions, and vLLM's engine, are not wired yet: a model that is not local is refused in one
-line before anything runs.
+Engines: a local transformers model (the embedded Gemma by default), or an OpenAI-compatible
+endpoint that takes raw completions (`--model NAME --model-base-url URL`: vLLM, llama.cpp, TGI
+serve `/v1/completions`), given `--pre-query-template` and `--end-of-turn` (its template is
+not known here) and one turn; its user turns are plain requests (not cached: a rerun samples
+them again, the same where the server honours seeds), its answers go through the request cache.
+vLLM's offline engine is not wired yet.
 
 Outputs: Alpaca records `{instruction, input: "", output, id, model, answered_by}` (with
 `--turns` > 1 also `messages`, the whole conversation); the rejected file; the manifest,
@@ -139,7 +142,7 @@ def derive_template(tokenizer: Any, config: Config) -> Template:
     """The pre-query prefix and end of turn from the chat template (or the options)."""
     prefix, end = config.pre_query_template, config.end_of_turn
     if prefix is None or end is None:
-        if not getattr(tokenizer, "chat_template", None):
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise UserError(
                 f"magpie: {config.model.model} has no chat template; give --pre-query-template"
                 " and --end-of-turn"
@@ -236,6 +239,58 @@ class TurnGenerator:
         return out
 
 
+class EndpointTurns:
+    """An OpenAI-compatible endpoint's raw completions (`POST /completions`, the prompt sent as
+    it is): the pre-query prefix in, the user's turn out. Every sample is one request, sent
+    `--model-concurrency` at a time; a request that fails is that sample's failure."""
+
+    tokenizer = None  # the template comes from --pre-query-template / --end-of-turn
+
+    def __init__(self, config: LLMConfig):
+        import os
+
+        import openai
+
+        key = os.environ.get(config.api_key_env, "").strip() or "EMPTY"
+        urls = config.base_urls
+        self.config = config
+        self.client = openai.OpenAI(
+            api_key=key, base_url=urls[0] if urls else None, timeout=config.timeout,
+            max_retries=config.max_retries,
+        )  # fmt: skip
+
+    def stop_at(self, t: Template) -> None:  # the end of turn is a stop string (params.stop)
+        return None
+
+    def _one(self, prompt: str, p: SamplingParams) -> Any:
+        from gpt4llm.llm.base import Completion
+        from gpt4llm.llm.client import one_line
+        from gpt4llm.prompts import cut_at_stops
+
+        try:
+            r = self.client.completions.create(
+                model=self.config.model, prompt=prompt, max_tokens=p.max_tokens,
+                temperature=p.temperature, top_p=p.top_p, stop=list(p.stop) or None,
+                seed=(p.seed or 0) + p.sample_index,
+            )  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - one failed sample, said in one line
+            return f"{type(e).__name__}: {one_line(str(e))}"
+        choice, usage = r.choices[0], r.usage
+        return Completion(
+            text=cut_at_stops(choice.text or "", p.stop, strip=False),
+            finish_reason=choice.finish_reason or "stop",
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+
+    def complete(self, prompts: list[str], params: list[SamplingParams]) -> list[Any]:
+        """A Completion per prompt, or the one-line error of its failed request."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
+            return list(pool.map(self._one, prompts, params))
+
+
 # --------------------------------------------------------------------------------- run
 @dataclass
 class Progress:
@@ -247,22 +302,29 @@ class Progress:
     results: list = field(default_factory=list)  # the teacher's Results (usage, cost)
 
 
+def is_local(config: Config) -> bool:
+    from gpt4llm.llm.client import resolve_backend
+
+    return resolve_backend(config.model) == "local"
+
+
 def check_paths(config: Config) -> None:
-    """Refuse a remote model, and bad output paths, before any model is loaded."""
-    from gpt4llm.models import is_local_model
+    """Refuse what an endpoint model cannot do, and bad output paths, before any call."""
     from gpt4llm.outputs import check_outputs, request_caches
 
     if config.turns > 1 and config.answer_with == "none":
         raise UserError("magpie: --turns > 1 needs answers (--answer-with model or teacher)")
-    if config.model.backend == "openai" or (
-        config.model.backend == "auto"
-        and (config.model.base_url is not None or not is_local_model(config.model.model))
-    ):
+    if not is_local(config) and not (config.pre_query_template and config.end_of_turn):
         raise UserError(
-            f"magpie: --model {config.model.model} is not a local model; sampling user turns"
-            " from an endpoint's raw completions is not supported yet"
+            f"magpie: --model {config.model.model} is an endpoint, whose chat template is not"
+            " known here: give --pre-query-template and --end-of-turn (Magpie's"
+            " configs/model_configs.json has them per model)"
         )
+    if not is_local(config) and config.turns > 1:
+        raise UserError("magpie: --turns > 1 needs a local model (its template renders the turns)")
     caches = request_caches(config.teacher) if config.answer_with == "teacher" else []
+    if config.answer_with == "model" and not is_local(config):
+        caches += request_caches(config.model)
     check_outputs(inputs=[], files=[config.output, rejected_path(config.output)], caches=caches)
 
 
@@ -272,7 +334,7 @@ def run(config: Config) -> dict:
 
     t0 = time.time()
     check_paths(config)
-    engine = TurnGenerator(config.model)
+    engine = TurnGenerator(config.model) if is_local(config) else EndpointTurns(config.model)
     t = derive_template(engine.tokenizer, config)
     engine.stop_at(t)
     pool = NoveltyPool(threshold=config.threshold)
@@ -310,6 +372,9 @@ def sample_users(config: Config, engine: TurnGenerator, t: Template, p: Progress
         )
     out = []
     for conv, comp in zip(p.convs, engine.complete(prompts, params), strict=True):
+        if isinstance(comp, str):  # an endpoint's request failed
+            p.failed.append({"id": conv["id"], "turn": turn + 1, "error": comp})
+            continue
         text = comp.text.strip()
         if why := instruction_rule(config, text, comp.finish_reason):
             _reject(p, conv, turn, text, *why)
@@ -339,8 +404,9 @@ def answer(config: Config, engine: TurnGenerator, users: list, p: Progress, turn
         conv["messages"].append({"role": "user", "content": text})
     if config.answer_with == "none":
         return
-    if config.answer_with == "teacher":
-        texts = teacher_answers(config, users, p)
+    if config.answer_with == "teacher" or not is_local(config):
+        llm = config.teacher if config.answer_with == "teacher" else config.model
+        texts = teacher_answers(config, llm, users, p)
     else:
         params = SamplingParams(
             max_tokens=config.answer_max_tokens,
@@ -361,7 +427,9 @@ def answer(config: Config, engine: TurnGenerator, users: list, p: Progress, turn
     users[:] = kept
 
 
-def teacher_answers(config: Config, users: list, p: Progress) -> list[str | None]:
+def teacher_answers(config: Config, llm: LLMConfig, users: list, p: Progress) -> list[str | None]:
+    """The answers of `llm` (the teacher, or an endpoint model) through the engine's request
+    cache; a failed request is recorded and gives None."""
     from gpt4llm.llm import complete_all
     from gpt4llm.llm.base import Request
 
@@ -369,7 +437,7 @@ def teacher_answers(config: Config, users: list, p: Progress) -> list[str | None
         max_tokens=config.answer_max_tokens, temperature=config.answer_temperature, seed=config.seed
     )
     requests = [Request(conv["id"], list(conv["messages"]), params) for conv, _ in users]
-    results = complete_all(config.teacher, requests, description="magpie answers")
+    results = complete_all(llm, requests, description="magpie answers")
     p.results.extend(results)
     out: list[str | None] = []
     for req, res in zip(requests, results, strict=True):

@@ -98,8 +98,9 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "magpie",
         "gpt4llm.stages.magpie",
-        "Magpie: a local aligned chat model is given only its template's pre-query prefix and"
-        " writes the user's turn (stopping at the end of turn); the same model or the teacher"
+        "Magpie: an aligned chat model (local, or an endpoint's raw completions) is given only"
+        " its template's pre-query prefix and writes the user's turn (ending at the end of turn);"
+        " the same model or the teacher"
         " answers; length, repetition, refusal and ROUGE-L novelty filters; multi-turn optional.",
         (),
         short="Instructions sampled from a chat model's own template (Magpie), answered.",

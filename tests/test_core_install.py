@@ -168,7 +168,9 @@ def test_the_tiers_in_pyproject_match_the_extras_table():
         for req in extras[extra]:
             assert EXTRA_OF.get(_requirement_name(req)) == extra, req
     assert any(r.startswith("torch>=") for r in extras["train"])  # a range: the Makefile pins
-    assert extras["all"] == ["gpt4llm[train,web,analysis,serve,track,hub]"]  # never vllm (CUDA torch)
+    assert extras["all"] == ["gpt4llm[train,web,analysis,serve,track,hub,formats]"]  # never vllm
+    assert EXTRA_OF["pyarrow"] == "formats"
+    assert any(r.startswith("pyarrow") for r in extras["formats"])
     assert "gpt4llm[all]" in extras["dev"]  # `make test` / `make demo` install everything
     assert any(_requirement_name(r) == "rouge_score" for r in extras["dev"])
     assert project["license"] == "Apache-2.0" and (REPO / "LICENSE").is_file()

@@ -49,6 +49,7 @@ EXTRA_OF: dict[str, str] = {
     **dict.fromkeys(("mlflow", "tensorboard", "trackio", "wandb"), "track"),
     "huggingface_hub": "hub",
     "vllm": "vllm",
+    "pyarrow": "formats",
 }
 
 WHAT: dict[str, str] = {
@@ -58,6 +59,7 @@ WHAT: dict[str, str] = {
     "track": "experiment tracking, --report-to",
     "vllm": "the vLLM engine (GPU)",
     "hub": "gpt4llm publish, the Hugging Face Hub",
+    "formats": "Parquet files, datasets directories and hf:// datasets",
 }
 
 

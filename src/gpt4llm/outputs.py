@@ -39,6 +39,7 @@ from typing import Any
 from pydantic import Field
 
 from gpt4llm.errors import DataError, UserError
+from gpt4llm.formats import check_writable
 from gpt4llm.llm.spend import before_writing
 
 DEFAULT_MAX_FAILED_FRACTION = 0.1
@@ -184,8 +185,7 @@ def check_outputs(
         _check_writable_dir(r, d, "output directory")
 
     for f, r in _given_and_resolved(files):
-        if r.is_dir():
-            raise UserError(f"{f}: output is a directory, expected a file name")
+        _check_file_output(f, r)
         claim(f, f, "output")
         _refuse_read_only(f, r)
         if companions:
@@ -193,6 +193,14 @@ def check_outputs(
                 if _resolve(c) not in claimed:
                     claim(c, c, "output's companion file")
         _check_writable_dir(r.parent, f, "output")
+
+
+def _check_file_output(shown: Path, r: Path) -> None:
+    """An output file's name is not a directory's, and its format can be written (a .parquet
+    output needs pyarrow: said before the first call, not after the last)."""
+    if r.is_dir():
+        raise UserError(f"{shown}: output is a directory, expected a file name")
+    check_writable(shown)
 
 
 def _refuse_read_only(shown: Path, r: Path) -> None:
@@ -354,7 +362,9 @@ def teacher_instructions(config: Any, prompt_files: Iterable[PathLike] = ()) -> 
         files=[config.output],
         caches=request_caches(config.teacher),
     )
-    records = load_instructions(config.input)
+    records = load_instructions(
+        config.input, fields=getattr(config, "field", None), split=getattr(config, "split", None)
+    )
     if not records:
         raise DataError(config.input, "no instructions in the file")
     return select_records(records, config.limit, config.shuffle, config.seed)

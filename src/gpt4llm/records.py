@@ -1,8 +1,10 @@
 """Data contracts between stages: load and validate records, write them atomically.
 
-Inputs are JSONL or a JSON array (Alpaca's 52K file is an array). Every loader names the
-file, line and field of the first bad record. Every output is written to a temporary file in
-the same directory and renamed into place, so a reader never sees a half-written file.
+Inputs are JSONL or a JSON array (Alpaca's 52K file is an array), or Parquet, CSV, a
+`datasets` directory or an hf:// dataset (gpt4llm.formats, behind `read_json_records`). Every
+loader names the file, line (or row) and field of the first bad record. Every output is
+written to a temporary file in the same directory and renamed into place, so a reader never
+sees a half-written file.
 Long runs append finished items to a *journal* (JSONL, flushed per line) that resume reads.
 """
 
@@ -138,12 +140,19 @@ def _json_error(e: ValueError) -> str:
     return "malformed JSON: " + (str(e).splitlines() or [""])[0].split(";")[0]
 
 
-def read_json_records(path: str | Path) -> list[tuple[int, Any]]:
-    """Return (line_number, parsed_object) for each record of a JSONL file or a JSON array.
+def read_json_records(path: str | Path, split: str | None = None) -> list[tuple[int, Any]]:
+    """Return (line_number, parsed_object) for each record of a JSONL file or a JSON array,
+    or (row, record) of a Parquet or CSV file, a `datasets` directory or an `hf://` dataset
+    (`gpt4llm.formats`, the one dispatch every reader goes through; `split` picks a split of
+    a DatasetDict).
 
     Lines are split on "\\n" only: JSON text may hold U+2028 and other characters that
     `str.splitlines` treats as line breaks (our own writers emit them unescaped).
     """
+    from gpt4llm import formats
+
+    if formats.handles(path):
+        return formats.read_rows(path, split)
     path = Path(path)
     text = _read_text(path)
     stripped = text.lstrip()
@@ -238,6 +247,8 @@ def check_fields(
     for key in required:
         if key not in obj:
             raise DataError(path, "missing", line=lineno, field=key)
+        if obj[key] is None:  # a null, or an empty cell of a Parquet table
+            raise DataError(path, "is null", line=lineno, field=key)
     for key in (*required, *optional):
         if key in obj and obj[key] is not None and not isinstance(obj[key], str):
             raise DataError(
@@ -249,17 +260,29 @@ def check_fields(
     return obj
 
 
-def load_instructions(path: str | Path, need_output: bool = False) -> list[Record]:
+def load_instructions(
+    path: str | Path,
+    need_output: bool = False,
+    fields: dict[str, str] | None = None,
+    split: str | None = None,
+) -> list[Record]:
     """Load Alpaca-format records: `instruction` (non-empty), optional `input`, `output`.
 
     Extra keys are preserved. Records without an `id` get a stable one: the file's stem and
     the record's position (`alpaca-000012`), so reruns and later stages can join on it.
+    `fields` maps our field names to the file's columns (`--field instruction=question`); a
+    chat record (`messages`, no `instruction`) takes its first exchange (`formats.from_messages`).
     """
+    from gpt4llm.formats import from_messages, map_fields
+
     path = Path(path)
     records: list[Record] = []
     seen: dict[str, int] = {}
     required = ("instruction", "output") if need_output else ("instruction",)
-    for index, (lineno, obj) in enumerate(read_json_records(path)):
+    for index, (lineno, obj) in enumerate(read_json_records(path, split)):
+        obj = map_fields(path, lineno, obj, fields or {})
+        if isinstance(obj, dict) and "messages" in obj and "instruction" not in obj:
+            obj = from_messages(path, lineno, obj)
         rec = check_fields(
             path,
             lineno,
@@ -328,7 +351,12 @@ def atomic_path(path: str | Path, suffix: str = ""):
 
 
 def write_jsonl(path: str | Path, records: Iterable[Record]) -> int:
-    """Write records as JSONL atomically. Returns the number written."""
+    """Write records as JSONL atomically (as Parquet when the name ends in .parquet).
+    Returns the number written."""
+    from gpt4llm.formats import is_parquet, write_parquet
+
+    if is_parquet(path):
+        return write_parquet(path, list(records))
     n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for rec in records:

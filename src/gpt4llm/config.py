@@ -243,6 +243,46 @@ class LLMConfig(ConfigBase):
         return "--" + self._option_prefix
 
 
+READ_FIELDS = ("instruction", "input", "output", "id", "messages")
+"""Our fields that `--field` can take from other columns (ReadOptions)."""
+
+
+class ReadOptions(StageConfig):
+    """Options of a stage that reads instruction records from other people's datasets
+    (gpt4llm.formats): which columns hold our fields, which split of a DatasetDict or Hub
+    dataset to read."""
+
+    field: dict[str, str] = Field(default_factory=dict)
+    """Take our fields from the data's columns: `--field instruction=question,output=answer`
+    (repeatable); ours: instruction, input, output, id, messages (a chat list:
+    `--field messages=conversations`)."""
+    split: str | None = Field(None, min_length=1, max_length=200, json_schema_extra=ADVANCED)
+    """The split to read of a DatasetDict directory or an hf://datasets/ORG/NAME input."""
+
+    @field_validator("field", mode="before")
+    @classmethod
+    def _comma_items(cls, value: Any) -> Any:
+        # `instruction=question,output=answer` arrives as {"instruction": "question,output=..."}
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for ours, theirs in value.items():
+            items = [f"{ours}={theirs}"]
+            if isinstance(theirs, str) and "," in theirs:
+                items = items[0].split(",")
+            for item in items:
+                name, _, column = item.partition("=")
+                name, column = name.strip(), column.strip()
+                if name and name not in READ_FIELDS:  # an empty one: StageConfig's rule
+                    raise ValueError(f"{name!r} is not one of {', '.join(READ_FIELDS)}")
+                if not column:
+                    raise ValueError(f"{name}=: expected a column name after '='")
+                if name in out:
+                    raise ValueError(f"the name {name!r} is given twice")
+                out[name] = column
+        return out
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

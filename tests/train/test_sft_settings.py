@@ -43,6 +43,8 @@ def test_trainers_share_every_base_setting_and_its_default(trainer):
             "template_no_input",
             "merge",
             "fast_path",
+            "field",  # ReadOptions: other people's columns, a DatasetDict's split
+            "split",
         }
         if trainer is sft.Config
         else {"data", "margin", "limit", "fast_path"}  # reward: the same switch as sft and dpo

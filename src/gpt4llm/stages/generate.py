@@ -20,7 +20,15 @@ from pathlib import Path
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, OUTPUT, LLMConfig, StageConfig
+from gpt4llm.config import (
+    INPUT,
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TOKENS,
+    OUTPUT,
+    LLMConfig,
+    ReadOptions,
+)
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
@@ -33,7 +41,7 @@ RESERVED = ("instruction", "input", "output", "id", "teacher", "usage")
 FILLS = ("instruction", "input")  # what the teacher prompt templates are filled with
 
 
-class Config(StageConfig):
+class Config(ReadOptions):
     """Answer instructions with a teacher model."""
 
     input: Path = Field(json_schema_extra=INPUT)

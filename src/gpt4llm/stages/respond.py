@@ -45,14 +45,14 @@ from gpt4llm.config import (
     MAX_TOKENS,
     OUTPUT,
     LLMConfig,
-    StageConfig,
+    ReadOptions,
 )
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import SamplingParams
 from gpt4llm.outputs import journal_path, max_failed_fraction_field
 
 
-class Config(StageConfig):
+class Config(ReadOptions):
     """Settings of `gpt4llm respond`."""
 
     input: Path = Field(json_schema_extra=INPUT)
@@ -142,10 +142,10 @@ def load(config: Config) -> tuple[_Run, list[dict], bool, bool]:
         files=[config.output],
         caches=[] if local else request_caches(config.model),
     )
-    if _has_turns(config.input):
-        records = _load_turns(config.input)
+    if _has_turns(config.input, config.split):
+        records = _load_turns(config.input, config.split)
     else:
-        records = load_instructions(config.input)
+        records = load_instructions(config.input, fields=config.field, split=config.split)
     multi_turn = any("turns" in r for r in records)
     on_ray = config.num_workers > 1 or config.model.ray_actors
     if on_ray and (multi_turn or not local or config.engine != "transformers"):
@@ -321,21 +321,21 @@ class _Run:
             self.journal.add(out)
 
 
-def _has_turns(path: Path) -> bool:
+def _has_turns(path: Path, split: str | None = None) -> bool:
     from gpt4llm.records import read_json_records
 
-    rows = read_json_records(path)
+    rows = read_json_records(path, split)
     return bool(rows) and isinstance(rows[0][1], dict) and "turns" in rows[0][1]
 
 
-def _load_turns(path: Path) -> list[dict]:
+def _load_turns(path: Path, split: str | None = None) -> list[dict]:
     """Multi-turn questions {question_id | id, turns: [str, ...], category?} -> records with
     `instruction` (the first turn) and `turns`."""
     from gpt4llm.errors import DataError
     from gpt4llm.records import read_json_records
 
     out, seen = [], {}
-    for index, (lineno, rec) in enumerate(read_json_records(path)):
+    for index, (lineno, rec) in enumerate(read_json_records(path, split)):
         if not isinstance(rec, dict):
             raise DataError(path, f"expected a JSON object, got {type(rec).__name__}", line=lineno)
         turns = rec.get("turns")

@@ -22,7 +22,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, OUTPUT, LLMConfig, StageConfig
+from gpt4llm.config import (
+    INPUT,
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TOKENS,
+    OUTPUT,
+    LLMConfig,
+    ReadOptions,
+)
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
@@ -64,7 +72,7 @@ LANGUAGES: dict[str, str] = {
 }
 
 
-class Config(StageConfig):
+class Config(ReadOptions):
     """Translate Alpaca instructions into another language."""
 
     input: Path = Field(json_schema_extra=INPUT)

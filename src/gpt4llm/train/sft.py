@@ -43,12 +43,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import INPUT, OUTPUT_DIR
+from gpt4llm.config import INPUT, OUTPUT_DIR, ReadOptions
 from gpt4llm.errors import UserError
 from gpt4llm.train.common import TrainSettings, device_of, say
 
 
-class Config(TrainSettings):
+class Config(TrainSettings, ReadOptions):
     """Settings of `gpt4llm train sft`: the shared `TrainSettings` plus the data, the prompt
     format, the fast path and merging (every field is also a --option and a YAML key)."""
 
@@ -97,14 +97,21 @@ class Config(TrainSettings):
 
 
 # --------------------------------------------------------------------------- data
-def mix_records(files: list[Path], weights: list[float] | None, seed: int) -> list[dict]:
-    """Load each file and repeat/subsample it by its weight (deterministic for a seed)."""
+def mix_records(
+    files: list[Path],
+    weights: list[float] | None,
+    seed: int,
+    fields: dict[str, str] | None = None,
+    split: str | None = None,
+) -> list[dict]:
+    """Load each file (its `fields` mapped, its `split` of a DatasetDict) and repeat/subsample
+    it by its weight (deterministic for a seed)."""
     from gpt4llm.records import load_instructions
 
     rng = random.Random(seed)
     out: list[dict] = []
     for i, path in enumerate(files):
-        recs = load_instructions(path, need_output=True)
+        recs = load_instructions(path, need_output=True, fields=fields, split=split)
         w = 1.0 if weights is None else weights[i]
         whole, frac = int(w), w - int(w)
         picked = recs * whole
@@ -422,7 +429,7 @@ def split_records(config: Config, records: list[dict]) -> tuple[list[dict], list
 
     if config.eval_data:
         held = cap_eval(
-            load_instructions(config.eval_data, need_output=True),
+            load_instructions(config.eval_data, need_output=True, fields=config.field),
             config.max_eval_samples,
             config.seed,
         )
@@ -439,7 +446,7 @@ def load_data(config: Config) -> SftData:
     from gpt4llm.models import load_tokenizer
     from gpt4llm.prompts import ALPACA_STOPS, prompt_meta
 
-    records = mix_records(config.data, config.data_weights, config.seed)
+    records = mix_records(config.data, config.data_weights, config.seed, config.field, config.split)
     if not records:
         raise UserError(f"{', '.join(map(str, config.data))}: no training records")
     random.Random(config.seed).shuffle(records)

@@ -1,0 +1,244 @@
+"""Data in the formats the field uses (gpt4llm.formats): Parquet, CSV, `datasets` directories
+and hf:// datasets read by real stages, Parquet written by them, `--field` mapping and chat
+`messages` records, and bad rows named in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cli_helpers import cli, write_jsonl
+from repo_paths import TEST_KEY
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+datasets = pytest.importorskip("datasets")
+
+
+def _parquet(path: Path, rows: list[dict]) -> Path:
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def _one_line_error(code: int, err: str) -> str:
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def teacher(fake_openai, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    fake_openai.responder = lambda m, b: {"content": "A:" + m[-1]["content"][-12:]}
+    return ["--teacher", "gpt-4", "--teacher-base-url", fake_openai.base_url]
+
+
+def test_generate_reads_csv_with_field_mapping_and_writes_parquet(
+    teacher, fake_openai, tmp_path, monkeypatch, capsys
+):
+    src = tmp_path / "qa.csv"
+    # a quoted cell over two lines, a comma inside a cell, a column we do not map (kept)
+    src.write_text(
+        'question,context,topic\n"Say hello,\nplease",,greet\nAdd the numbers,"2, 3",math\n'
+    )
+    out = tmp_path / "sft.parquet"
+    args = ["generate", src, "-o", out, *teacher, "--field", "instruction=question,input=context"]
+    code, err = cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    rows = pq.read_table(out).to_pylist()
+    assert [r["instruction"] for r in rows] == ["Say hello,\nplease", "Add the numbers"]
+    assert [r["input"] for r in rows] == ["", "2, 3"]
+    assert [r["topic"] for r in rows] == ["greet", "math"]  # extra columns kept
+    assert all(r["output"].startswith("A:") for r in rows) and fake_openai.calls == 2
+    assert "question" not in rows[0]  # the mapped column became ours
+    assert not list(tmp_path.glob(".sft.parquet.*"))  # the atomic temporary is gone
+    assert (tmp_path / "sft.parquet.manifest.json").exists()
+
+    # the Parquet output is an input like any other: a second stage reads it, paying nothing
+    again = tmp_path / "again.jsonl"
+    code, err = cli(["generate", out, "-o", again, *teacher], monkeypatch, capsys)
+    assert code == 0, err
+    assert [json.loads(x)["instruction"] for x in again.read_text().splitlines()] == [
+        r["instruction"] for r in rows
+    ]
+    assert fake_openai.calls == 2  # the same prompts: answered from the request cache
+
+
+def test_parquet_output_refused_before_the_first_call_without_pyarrow(
+    teacher, fake_openai, tmp_path, monkeypatch, capsys
+):
+    import importlib.util
+
+    src = write_jsonl(tmp_path / "i.jsonl", [{"instruction": "x"}])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "pyarrow" else real(n, *a)
+    )
+    code, err = cli(["generate", src, "-o", tmp_path / "o.parquet", *teacher], monkeypatch, capsys)
+    assert "formats extra" in _one_line_error(code, err) and "pyarrow" in err
+    assert fake_openai.calls == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["i.jsonl"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tiny_lm import make_tiny_lm
+
+    return make_tiny_lm(tmp_path_factory.mktemp("tiny") / "lm")
+
+
+def test_respond_reads_a_dataset_dict_split_and_writes_parquet(tiny, tmp_path):
+    from gpt4llm.answers import read_answers
+    from gpt4llm.config import LLMConfig
+    from gpt4llm.errors import DataError
+    from gpt4llm.stages.respond import Config, run
+
+    d = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list([{"instruction": "no", "input": ""}]),
+            "test": datasets.Dataset.from_list(
+                [{"id": f"q{i}", "instruction": f"Question {i}?", "input": ""} for i in range(3)]
+            ),
+        }
+    )
+    d.save_to_disk(str(tmp_path / "dd"))
+    model = LLMConfig(model=str(tiny), dtype="float32")
+
+    def cfg(out, **kw):
+        return Config(input=tmp_path / "dd", output=out, model=model, max_new_tokens=4, **kw)
+
+    with pytest.raises(DataError, match="needs a split; its splits: train, test"):
+        run(cfg(tmp_path / "x.parquet"))
+    run(cfg(tmp_path / "r.parquet", split="test"))
+    got = read_answers(tmp_path / "r.parquet")  # the reader of eval judge and compare
+    assert [a["id"] for a in got.answers] == ["q0", "q1", "q2"]
+    assert [a["instruction"] for a in got.answers] == ["Question 0?", "Question 1?", "Question 2?"]
+    assert got.model == str(tiny) and all(isinstance(a["turns"][0], str) for a in got.answers)
+    # a split's own directory is a Dataset directory: the same records without --split
+    run(cfg(tmp_path / "r2.jsonl").model_copy(update={"input": tmp_path / "dd" / "test"}))
+    second = [json.loads(x) for x in (tmp_path / "r2.jsonl").read_text().splitlines()]
+    assert [r["output"] for r in second] == [a["turns"][0] for a in got.answers]  # greedy
+
+
+def test_train_sft_on_chat_messages_from_a_parquet_file(tiny, tmp_path):
+    from gpt4llm.records import load_instructions
+    from gpt4llm.train.sft import Config, run
+
+    chats = [
+        {
+            "conversations": [
+                {"from": "system", "value": "Be brief."},
+                {"from": "human", "value": f"Name number {i}."},
+                {"from": "gpt", "value": f"Number {i}."},
+                {"from": "human", "value": "And the next?"},
+                {"from": "gpt", "value": f"{i + 1}."},
+            ]
+        }
+        for i in range(4)
+    ]
+    data = _parquet(tmp_path / "chat.parquet", chats)
+    recs = load_instructions(data, need_output=True, fields={"messages": "conversations"})
+    assert recs[1]["instruction"] == "Be brief.\n\nName number 1."
+    assert recs[1]["output"] == "Number 1." and recs[1]["input"] == "" and recs[1]["n_turns"] == 5
+    summary = run(
+        Config(
+            model=str(tiny),
+            data=[data],
+            field={"messages": "conversations"},
+            output=tmp_path / "out",
+            eval_fraction=0.0,
+            lora=False,
+            max_steps=1,
+            per_device_batch_size=4,
+            save_steps=1000,
+            precision="fp32",
+        )
+    )
+    assert summary["steps"] == 1 and summary["train_examples"] == 4
+    assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_bad_rows_are_one_line_naming_file_row_and_field(tmp_path, monkeypatch, capsys):
+    pq_bad = _parquet(tmp_path / "bad.parquet", [{"instruction": "ok"}, {"instruction": None}])
+    code, err = cli(["generate", pq_bad, "-o", tmp_path / "o.jsonl"], monkeypatch, capsys)
+    assert f"{pq_bad}:row 2: field 'instruction': is null" in _one_line_error(code, err)
+
+    csv_bad = tmp_path / "bad.csv"
+    csv_bad.write_text('instruction,input\nfine,\n"two\nlines",x\nshort\n')
+    code, err = cli(["generate", csv_bad, "-o", tmp_path / "o.jsonl"], monkeypatch, capsys)
+    assert f"{csv_bad}:row 3 (line 5): 1 cells for the header's 2 columns" in _one_line_error(
+        code, err
+    )
+
+    csv_ok = tmp_path / "ok.csv"
+    csv_ok.write_text("question\nhello\n")
+    code, err = cli(
+        ["generate", csv_ok, "-o", tmp_path / "o.jsonl", "--field", "instruction=prompt"],
+        monkeypatch,
+        capsys,
+    )
+    assert f"{csv_ok}:row 1 (line 2): field 'prompt': missing (--field instruction=prompt)" in (
+        _one_line_error(code, err)
+    )
+    code, err = cli(
+        ["generate", csv_ok, "-o", tmp_path / "o.jsonl", "--field", "instuction=question"],
+        monkeypatch,
+        capsys,
+    )
+    assert "'instuction' is not one of instruction, input, output, id, messages" in (
+        _one_line_error(code, err)
+    )
+
+    not_parquet = tmp_path / "fake.parquet"
+    not_parquet.write_text('{"instruction": "x"}\n')
+    code, err = cli(["generate", not_parquet, "-o", tmp_path / "o.jsonl"], monkeypatch, capsys)
+    assert f"{not_parquet}: not a readable Parquet file" in _one_line_error(code, err)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_hub_dataset_offline_reads_the_cache_or_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    from gpt4llm.records import load_instructions
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # A Hub file already in the local cache (the layout huggingface_hub writes) is read offline.
+    cache = tmp_path / "hub"
+    repo = cache / "datasets--org--qa"
+    commit = "a" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snap = repo / "snapshots" / commit / "data"
+    snap.mkdir(parents=True)
+    _parquet(snap / "train.parquet", [{"q": "From the hub?", "a": "yes"}])
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    recs = load_instructions(
+        "hf://datasets/org/qa/data/train.parquet", fields={"instruction": "q", "output": "a"}
+    )
+    assert [(r["instruction"], r["output"], r["id"]) for r in recs] == [
+        ("From the hub?", "yes", "train-000000")
+    ]
+    # Not cached: one line, no retries against a network that is not there.
+    out = tmp_path / "o.jsonl"
+    for source in ("hf://datasets/org/missing", "hf://datasets/org/qa/other.parquet"):
+        code, err = cli(["generate", source, "-o", out], monkeypatch, capsys)
+        assert "cannot load from the Hugging Face Hub (HF_HUB_OFFLINE is set)" in (
+            _one_line_error(code, err)
+        )
+    code, err = cli(["generate", "hf://datasets/org", "-o", out], monkeypatch, capsys)
+    assert "expected hf://datasets/ORG/NAME" in _one_line_error(code, err)
+    assert not out.exists() and os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_parquet_writer_keeps_mixed_columns_as_json_text(tmp_path):
+    from gpt4llm.records import load_jsonl, write_jsonl
+
+    rows = [{"id": "a", "scores": [1, 2], "raw": 3}, {"id": "b", "scores": None, "raw": "x"}]
+    assert write_jsonl(tmp_path / "j.parquet", rows) == 2
+    back = load_jsonl(tmp_path / "j.parquet")
+    assert [r["scores"] for r in back] == [[1, 2], None]  # one type: kept as it is
+    assert [r["raw"] for r in back] == ["3", '"x"']  # int and str: JSON text

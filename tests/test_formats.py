@@ -123,6 +123,7 @@ def test_respond_reads_a_dataset_dict_split_and_writes_parquet(tiny, tmp_path):
 
 
 def test_train_sft_on_chat_messages_from_a_parquet_file(tiny, tmp_path):
+    from gpt4llm.errors import DataError
     from gpt4llm.records import load_instructions
     from gpt4llm.train.sft import Config, run
 
@@ -142,6 +143,19 @@ def test_train_sft_on_chat_messages_from_a_parquet_file(tiny, tmp_path):
     recs = load_instructions(data, need_output=True, fields={"messages": "conversations"})
     assert recs[1]["instruction"] == "Be brief.\n\nName number 1."
     assert recs[1]["output"] == "Number 1." and recs[1]["input"] == "" and recs[1]["n_turns"] == 5
+    # ShareGPT's key is read without --field too (TRL's maybe_convert_to_chatml renames it)
+    plain = load_instructions(data, need_output=True)
+    keys = ("id", "instruction", "input", "output", "n_turns")
+    assert [[r[k] for k in keys] for r in plain] == [[r[k] for k in keys] for r in recs]
+    assert plain[0]["conversations"] == chats[0]["conversations"]  # kept as it was
+    bad = _parquet(tmp_path / "bad.parquet", [{"messages": [{"role": "user", "content": 3}]}])
+    with pytest.raises(DataError, match=r"bad.parquet:row 1: field 'messages\[0\]': expected"):
+        load_instructions(bad)
+    nouser = _parquet(
+        tmp_path / "nouser.parquet", [{"messages": [{"role": "system", "content": "s"}]}]
+    )
+    with pytest.raises(DataError, match="row 1: field 'messages': no user turn"):
+        load_instructions(nouser)
     summary = run(
         Config(
             model=str(tiny),

@@ -272,6 +272,10 @@ def write_parquet(path: str | Path, records: list[dict[str, Any]]) -> int:
 
 # --------------------------------------------------------------------------- field mapping
 CHAT_ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
+"""Roles of a chat turn; ShareGPT's `human`/`gpt` as FastChat's conversation format has them."""
+CHAT_KEYS = {"messages", "conversations"}
+"""A chat record's list of turns: `messages`, or ShareGPT's `conversations` (which TRL's
+`maybe_convert_to_chatml` renames to `messages` the same way)."""
 
 
 def map_fields(path: str | Path, row: int, obj: Any, fields: dict[str, str]) -> Any:
@@ -287,8 +291,7 @@ def map_fields(path: str | Path, row: int, obj: Any, fields: dict[str, str]) -> 
     return out
 
 
-def _turn(path: str | Path, row: int, i: int, turn: Any) -> tuple[str, str]:
-    where = f"messages[{i}]"
+def _turn(path: str | Path, row: int, where: str, turn: Any) -> tuple[str, str]:
     if not isinstance(turn, dict):
         raise DataError(path, "expected {role, content}", line=row, field=where)
     role = turn.get("role", turn.get("from"))
@@ -301,18 +304,20 @@ def _turn(path: str | Path, row: int, i: int, turn: Any) -> tuple[str, str]:
 
 
 def from_messages(path: str | Path, row: int, obj: dict[str, Any]) -> dict[str, Any]:
-    """A chat record (`messages`: [{role, content}, ...], or ShareGPT's {from, value}) as an
+    """A chat record (`messages`: [{role, content}, ...], or ShareGPT's `conversations`:
+    [{from, value}, ...]) as an
     Alpaca one: system prompt(s) and the first user turn -> `instruction`, the assistant turn
     after it -> `output`, `input` "". Only the first exchange is taken: later turns stay in the
-    record's `messages` (kept as an extra key) and are not trained on; `n_turns` says how
+    record's list of turns (kept as an extra key) and are not trained on; `n_turns` says how
     many turns the conversation had."""
-    messages = obj["messages"]
+    key = "messages" if "messages" in obj else "conversations"
+    messages = obj[key]
     if not isinstance(messages, list) or not messages:
-        raise DataError(path, "expected a non-empty list of turns", line=row, field="messages")
+        raise DataError(path, "expected a non-empty list of turns", line=row, field=key)
     system: list[str] = []
     instruction = output = None
     for i, turn in enumerate(messages):
-        role, content = _turn(path, row, i, turn)
+        role, content = _turn(path, row, f"{key}[{i}]", turn)
         if role == "system" and instruction is None:
             system.append(content)
         elif CHAT_ROLES.get(role) == "user" and instruction is None:

@@ -273,7 +273,7 @@ def load_instructions(
     `fields` maps our field names to the file's columns (`--field instruction=question`); a
     chat record (`messages`, no `instruction`) takes its first exchange (`formats.from_messages`).
     """
-    from gpt4llm.formats import from_messages, map_fields
+    from gpt4llm.formats import CHAT_KEYS, from_messages, map_fields
 
     path = Path(path)
     records: list[Record] = []
@@ -281,7 +281,7 @@ def load_instructions(
     required = ("instruction", "output") if need_output else ("instruction",)
     for index, (lineno, obj) in enumerate(read_json_records(path, split)):
         obj = map_fields(path, lineno, obj, fields or {})
-        if isinstance(obj, dict) and "messages" in obj and "instruction" not in obj:
+        if isinstance(obj, dict) and "instruction" not in obj and CHAT_KEYS & obj.keys():
             obj = from_messages(path, lineno, obj)
         rec = check_fields(
             path,

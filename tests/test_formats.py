@@ -212,11 +212,11 @@ def test_bad_rows_are_one_line_naming_file_row_and_field(tmp_path, monkeypatch, 
     assert not (tmp_path / "o.jsonl").exists()
 
 
-def test_hub_dataset_offline_reads_the_cache_or_says_so_in_one_line(tmp_path, monkeypatch, capsys):
-    from gpt4llm.records import load_instructions
-
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """Offline, with one Hub file already in the local cache (the layout huggingface_hub
+    writes): hf://datasets/org/qa/data/train.parquet."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # A Hub file already in the local cache (the layout huggingface_hub writes) is read offline.
     cache = tmp_path / "hub"
     repo = cache / "datasets--org--qa"
     commit = "a" * 40
@@ -230,6 +230,14 @@ def test_hub_dataset_offline_reads_the_cache_or_says_so_in_one_line(tmp_path, mo
 
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    return "hf://datasets/org/qa/data/train.parquet"
+
+
+def test_hub_dataset_offline_reads_the_cache_or_says_so_in_one_line(
+    hub_cache, tmp_path, monkeypatch, capsys
+):
+    from gpt4llm.records import load_instructions
+
     recs = load_instructions(
         "hf://datasets/org/qa/data/train.parquet", fields={"instruction": "q", "output": "a"}
     )
@@ -246,6 +254,22 @@ def test_hub_dataset_offline_reads_the_cache_or_says_so_in_one_line(tmp_path, mo
     code, err = cli(["generate", "hf://datasets/org", "-o", out], monkeypatch, capsys)
     assert "expected hf://datasets/ORG/NAME" in _one_line_error(code, err)
     assert not out.exists() and os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_a_pipeline_stage_reads_a_hub_dataset_and_writes_parquet(
+    hub_cache, teacher, fake_openai, tmp_path
+):
+    from gpt4llm.pipeline import run_pipeline
+
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        f"stages:\n  gen: {{stage: generate, input: '{hub_cache}', output: '{tmp_path}/g.parquet',"
+        f" field: {{instruction: q}}, teacher: {{model: gpt-4, base_url: '{teacher[3]}'}}}}\n"
+    )
+    run_pipeline(cfg)  # the preflight takes an hf:// input for the Hub's to find
+    rows = pq.read_table(tmp_path / "g.parquet").to_pylist()
+    assert [(r["instruction"], r["output"]) for r in rows] == [("From the hub?", "A:rom the hub?")]
+    assert "q" not in rows[0] and rows[0]["a"] == "yes" and fake_openai.calls == 1
 
 
 def test_parquet_writer_keeps_mixed_columns_as_json_text(tmp_path):

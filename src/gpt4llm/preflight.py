@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt4llm.errors import UserError
+from gpt4llm.formats import hub_source
 from gpt4llm.outputs import RolePath, StagePaths, check_config_outputs, stage_paths
 
 
@@ -91,8 +92,8 @@ class _Pipeline:
         """Every input of a stage that runs exists or is written by an earlier stage that runs."""
         for i in self.ran:
             for inp in self.paths[i].inputs:
-                if inp.or_name or inp.path.exists():
-                    continue
+                if inp.or_name or inp.path.exists() or hub_source(inp.given) is not None:
+                    continue  # an hf://datasets/... input is the Hub's to find (formats)
                 if any(j < i and _overlap(o.path, inp.path) for j, o in self.writers):
                     continue
                 raise self.refuse(

@@ -205,6 +205,12 @@ def test_bad_rows_are_one_line_naming_file_row_and_field(tmp_path, monkeypatch, 
         _one_line_error(code, err)
     )
 
+    dup = _parquet(tmp_path / "dup.parquet", [{"id": 7, "instruction": "a"}] * 2)
+    code, err = cli(["generate", dup, "-o", tmp_path / "o.jsonl"], monkeypatch, capsys)
+    assert f"{dup}:row 2: field 'id': duplicate id '7' (first on row 1)" in (
+        _one_line_error(code, err)
+    )
+
     not_parquet = tmp_path / "fake.parquet"
     not_parquet.write_text('{"instruction": "x"}\n')
     code, err = cli(["generate", not_parquet, "-o", tmp_path / "o.jsonl"], monkeypatch, capsys)

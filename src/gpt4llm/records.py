@@ -273,7 +273,7 @@ def load_instructions(
     `fields` maps our field names to the file's columns (`--field instruction=question`); a
     chat record (`messages`, no `instruction`) takes its first exchange (`formats.from_messages`).
     """
-    from gpt4llm.formats import CHAT_KEYS, from_messages, map_fields
+    from gpt4llm.formats import CHAT_KEYS, Row, from_messages, map_fields
 
     path = Path(path)
     records: list[Record] = []
@@ -306,8 +306,12 @@ def load_instructions(
         if rec["id"] in seen:
             shown = repr(rec["id"][:40]) + ("…" if len(rec["id"]) > 40 else "")
             first = seen[rec["id"]]
+            where = first if isinstance(first, Row) else f"line {first}"  # a table's row N
             raise DataError(
-                path, f"duplicate id {shown} (first on line {first})", line=lineno, field="id"
+                path,
+                f"duplicate id {shown} (first on {where})",
+                line=lineno,
+                field="id",
             )
         seen[rec["id"]] = lineno
         records.append(rec)

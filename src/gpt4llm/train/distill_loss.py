@@ -1,0 +1,210 @@
+"""Knowledge-distillation losses for `train distill`, chunk by chunk on the fast path.
+
+The divergence is TRL's (`trl.experimental.gkd.GKDTrainer.generalized_jsd_loss`, Eq. 1 of
+GKD, arXiv 2306.13649), per answer token, with the student's distribution q and the teacher's
+p at temperature T:
+
+* `forward_kl`: KL(p || q) (TRL's beta = 0);
+* `reverse_kl`: KL(q || p) (TRL's beta = 1);
+* `jsd`: beta * KL(p || m) + (1 - beta) * KL(q || m), m = beta * p + (1 - beta) * q.
+
+`top_k`: both distributions restricted to the teacher's k most likely tokens (renormalised
+there), then the same divergence — the form an API teacher's `top_logprobs` gives too.
+
+`chunked_kd_loss` computes `kd_weight * divergence + ce_weight * cross-entropy` (sums over
+tokens) from the student's and the teacher's last hidden states and LM heads a chunk of rows
+at a time: each chunk's logits (student and teacher) exist only while that chunk is processed,
+and its gradient (of the hidden states, and of the head when it trains) is taken there with
+autograd, so the 262K-vocabulary logits never materialise for all answer tokens at once.
+`full_logits_kd_loss` is the straightforward computation it replaces (the reference of
+tests/train/test_distill_loss.py and the baseline of bench/distill.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+Kind = Literal["forward_kl", "reverse_kl", "jsd"]
+IGNORE_INDEX = -100
+
+
+def divergence(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    kind: Kind = "jsd",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Per-row divergence (fp32) between the softmaxes of two [N, V] logit tensors."""
+    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    if kind == "jsd" and beta == 0.0:
+        kind = "forward_kl"
+    if kind == "jsd" and beta == 1.0:
+        kind = "reverse_kl"
+    if kind == "forward_kl":
+        return (t.exp() * (t - s)).sum(-1)
+    if kind == "reverse_kl":
+        return (s.exp() * (s - t)).sum(-1)
+    b = torch.tensor(beta, dtype=s.dtype, device=s.device)
+    m = torch.logsumexp(torch.stack([s + torch.log1p(-b), t + torch.log(b)]), dim=0)
+    return b * (t.exp() * (t - m)).sum(-1) + (1 - b) * (s.exp() * (s - m)).sum(-1)
+
+
+def top_k_pair(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, k: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both logit rows restricted to the teacher's top-k tokens (unchanged without k)."""
+    if not k or k >= teacher_logits.shape[-1]:
+        return student_logits, teacher_logits
+    idx = teacher_logits.topk(k, dim=-1).indices
+    return student_logits.gather(-1, idx), teacher_logits.gather(-1, idx)
+
+
+def _logits(h, weight, bias, softcap, dtype):
+    z = F.linear(h.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)).float()
+    return torch.tanh(z / softcap) * softcap if softcap is not None else z
+
+
+def full_logits_kd_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    teacher_weight: torch.Tensor,
+    targets: torch.Tensor,
+    **options: Any,
+) -> torch.Tensor:
+    """The straightforward computation: every answer token's full logits at once."""
+    o = _Options(**options)
+    dtype = o.dtype or weight.dtype
+    z = _logits(hidden, weight, o.bias, o.softcap, dtype)
+    with torch.no_grad():
+        zt = _logits(teacher_hidden, teacher_weight, o.teacher_bias, o.teacher_softcap, dtype)
+    return _chunk_loss(z, zt, targets, o)
+
+
+class _Options:
+    def __init__(
+        self,
+        kind: Kind = "jsd",
+        beta: float = 0.5,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        kd_weight: float = 1.0,
+        ce_weight: float = 0.0,
+        bias: torch.Tensor | None = None,
+        teacher_bias: torch.Tensor | None = None,
+        softcap: float | None = None,
+        teacher_softcap: float | None = None,
+        dtype: torch.dtype | None = None,
+        chunk_rows: int | None = None,
+        workspace_bytes: int = 256 * 2**20,
+        stats: dict | None = None,
+    ) -> None:
+        self.kind, self.beta, self.temperature, self.top_k = kind, beta, temperature, top_k
+        self.kd_weight, self.ce_weight = kd_weight, ce_weight
+        self.bias, self.teacher_bias = bias, teacher_bias
+        self.softcap, self.teacher_softcap, self.dtype = softcap, teacher_softcap, dtype
+        self.chunk_rows, self.workspace_bytes, self.stats = chunk_rows, workspace_bytes, stats
+
+
+def _chunk_loss(z, zt, targets, o: _Options) -> torch.Tensor:
+    """kd_weight * summed divergence + ce_weight * summed cross-entropy of one chunk (the
+    sums also added to `o.stats` as floats: kd, ce, tokens)."""
+    s, t = top_k_pair(z, zt, o.top_k)
+    kd = divergence(s, t, o.kind, o.beta, o.temperature).sum()
+    loss = o.kd_weight * kd
+    ce = None
+    if o.ce_weight:
+        ce = F.cross_entropy(z, targets, reduction="sum")
+        loss = loss + o.ce_weight * ce
+    if o.stats is not None:
+        o.stats["kd"] = o.stats.get("kd", 0.0) + float(kd.detach())
+        o.stats["ce"] = o.stats.get("ce", 0.0) + (float(ce.detach()) if ce is not None else 0.0)
+        o.stats["tokens"] = o.stats.get("tokens", 0) + int(targets.numel())
+    return loss
+
+
+class _ChunkedKD(torch.autograd.Function):
+    """The loss of `_chunk_loss` summed over chunks of rows; every chunk's gradient is taken
+    in the forward pass (the chunk's logits freed right after) and scaled in the backward."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, teacher_hidden, teacher_weight, targets, o):
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = bias is not None and ctx.needs_input_grad[2]
+        dtype = o.dtype or weight.dtype
+        grad_h = torch.zeros_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.shape[0], o.chunk_rows):
+            rows = slice(start, start + o.chunk_rows)
+            with torch.no_grad():
+                zt = _logits(
+                    teacher_hidden[rows], teacher_weight, o.teacher_bias, o.teacher_softcap, dtype
+                )
+            h = hidden[rows].detach().requires_grad_(need_h)
+            w = weight.detach().requires_grad_(need_w)
+            b = None if bias is None else bias.detach().requires_grad_(need_b)
+            with torch.enable_grad():
+                loss = _chunk_loss(_logits(h, w, b, o.softcap, dtype), zt, targets[rows], o)
+                wanted = [x for x, need in ((h, need_h), (w, need_w), (b, need_b)) if need]
+                grads = list(torch.autograd.grad(loss, wanted)) if wanted else []
+            total += loss.detach()
+            if need_h:
+                grad_h[rows] = grads.pop(0)
+            if need_w:
+                grad_w += grads.pop(0)
+            if need_b:
+                grad_b += grads.pop(0)
+        ctx.save_for_backward(
+            grad_h, grad_w.to(weight.dtype) if need_w else None, grad_b if need_b else None
+        )
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        scale = grad_out
+        return (
+            None if grad_h is None else grad_h * scale.to(grad_h.dtype),
+            None if grad_w is None else grad_w * scale.to(grad_w.dtype),
+            None if grad_b is None else (grad_b * scale).to(grad_b.dtype),
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def chunked_kd_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    teacher_weight: torch.Tensor,
+    targets: torch.Tensor,
+    **options: Any,
+) -> torch.Tensor:
+    """`full_logits_kd_loss`, `chunk_rows` answer tokens at a time (default: as many as fit
+    `workspace_bytes` of logits and their temporaries). Rows are answer positions: `hidden`
+    [N, d] and `teacher_hidden` [N, d_t] (the teacher's, no gradient), `targets` [N] the next
+    tokens (for the cross-entropy part). `options`: kind, beta, temperature, top_k, kd_weight,
+    ce_weight, bias, teacher_bias, softcap, teacher_softcap, dtype (the multiplies' dtype,
+    default the head's; logits are fp32), chunk_rows, workspace_bytes, stats (a dict the
+    summed kd/ce/tokens are added to)."""
+    o = _Options(**options)
+    if o.chunk_rows is None:
+        per_row = weight.shape[0] * 4 * 10  # logits, fp32 copies, softmaxes, their gradients
+        o.chunk_rows = max(1, o.workspace_bytes // per_row)
+    o.chunk_rows = max(1, min(o.chunk_rows, max(1, hidden.shape[0])))
+    with torch.autocast(hidden.device.type, enabled=False):
+        return _ChunkedKD.apply(
+            hidden, weight, o.bias, teacher_hidden.detach(), teacher_weight.detach(), targets, o
+        )
+
+
+__all__ = ["chunked_kd_loss", "divergence", "full_logits_kd_loss", "top_k_pair"]

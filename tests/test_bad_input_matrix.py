@@ -149,6 +149,12 @@ BASES: dict[str, dict[str, Any]] = {
     },
     "audit": {"data": ["sft.jsonl"], "output": "clean.jsonl"},
     "train sft": {"data": ["sft.jsonl"], "model": "tiny", "output": "runs/sft"},
+    "train distill": {
+        "data": ["sft.jsonl"],
+        "model": "tiny",
+        "teacher": "tiny",
+        "output": "runs/distill",
+    },
     "respond": {"input": ["instr.jsonl"], "output": "out.jsonl"},
     "compare": {"source": ["A=a.jsonl", "B=b.jsonl"], "output": "out.jsonl"},
     "score": {

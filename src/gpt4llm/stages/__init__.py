@@ -123,6 +123,15 @@ STAGES: tuple[StageSpec, ...] = (
         short="Instruction-tune a student on Alpaca-format data.",
     ),
     StageSpec(
+        "train distill",
+        "gpt4llm.train.distill",
+        "Distil a local teacher's token probabilities into a student (same tokenizer): forward KL,"
+        " reverse KL or generalized JSD at answer tokens, optionally top-k, mixed with SFT;"
+        " chunked on the fast path; train sft's steps, checkpoints and outputs.",
+        ("data",),
+        short="Distil a local teacher's token probabilities into a student (KD).",
+    ),
+    StageSpec(
         "respond",
         "gpt4llm.stages.respond",
         "A model answers instructions (local batched, vLLM, or an OpenAI-compatible endpoint) ->"

@@ -1,0 +1,252 @@
+"""`gpt4llm train distill`: distil a local teacher's token probabilities into a student.
+
+Off-policy knowledge distillation (GKD's supervised case, TRL's `GKDTrainer` with lmbda = 0):
+on the Alpaca-format answers (the teacher's own, from `generate`), every answer token's
+student distribution is pulled towards the teacher's by a divergence — forward KL, reverse KL
+or TRL's generalized JSD (`--loss`, `--beta`, `--temperature`, optionally on the teacher's
+`--top-k` tokens only) — mixed with the SFT cross-entropy by `--kd-weight` (1: KD only, as
+GKD; 0: plain SFT). The teacher is a local causal LM with the student's tokenizer (checked
+before training), frozen, run on the same packed rows as the student.
+
+The steps are `train sft`'s (`train/sft.py`: `load_data` → `load_model` → `build_trainer` →
+`train` → `save`, with its checkpoints, resume and held-out split); only the loss differs:
+`DistillLoss` runs inside the student's forward (`fastpath.route_forward`, as sft's fused
+loss) and computes the student's and the teacher's LM heads only at answer positions, a chunk
+at a time (`distill_loss.chunked_kd_loss`: no full 262K-vocabulary logits, for either model).
+The held-out loss (`eval_loss`) is the divergence alone, per answer token: the student's
+distance to the teacher on data it did not train on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from gpt4llm.config import INPUT_OR_NAME, OUTPUT_DIR
+from gpt4llm.errors import UserError
+from gpt4llm.train import sft
+from gpt4llm.train.common import device_of, say
+
+
+class Config(sft.Config):
+    """Settings of `gpt4llm train distill`: those of `train sft` plus the teacher and the loss."""
+
+    teacher: str = Field("embedded", json_schema_extra=INPUT_OR_NAME)
+    """Teacher: a local causal LM with the student's tokenizer ('embedded', a Hugging Face
+    directory, or a hub id already in the local cache)."""
+    loss: Literal["forward_kl", "reverse_kl", "jsd"] = "jsd"
+    """Divergence per answer token: forward_kl KL(teacher||student), reverse_kl
+    KL(student||teacher), jsd TRL's generalized Jensen-Shannon (see --beta)."""
+    beta: float = Field(0.5, ge=0.0, le=1.0)
+    """--loss jsd: the teacher's weight in the mixture (0 = forward KL, 1 = reverse KL, as TRL)."""
+    temperature: float = Field(1.0, gt=0.0, le=100.0)
+    """Softmax temperature of both distributions in the divergence."""
+    top_k: int | None = Field(None, ge=1, le=1_000_000)
+    """Only the teacher's K most likely tokens (both distributions renormalised on them)."""
+    kd_weight: float = Field(1.0, ge=0.0, le=1.0)
+    """Share of the distillation loss; the rest (1 - it) is the SFT cross-entropy."""
+    output: Path = Field(Path("runs/distill"), json_schema_extra=OUTPUT_DIR)
+    """Output directory: merged model, adapter/, checkpoints/, log.jsonl, manifest.json."""
+
+
+# --------------------------------------------------------------------------- loss
+class DistillLoss:
+    """The KD loss inside the student's forward (like `sft.FusedResponseLoss`): the student's
+    decoder and the frozen teacher's decoder on the same rows, then `chunked_kd_loss` at the
+    answer positions. Training: kd_weight * divergence + (1 - kd_weight) * cross-entropy,
+    normalised by the step's answer tokens; evaluation: the divergence alone."""
+
+    def __init__(self, student: tuple, teacher: tuple, config: Config, autocast: Any = None):
+        self.decoder, self.head, self.softcap = student
+        self.t_decoder, self.t_head, self.t_softcap = teacher
+        self.config, self.autocast = config, autocast
+        self.stats: dict = {}  # summed kd / ce / tokens of the training steps
+
+    def install(self, model: Any) -> None:
+        from transformers.modeling_outputs import CausalLMOutput
+
+        from gpt4llm.train.fastpath import route_forward
+
+        def fused(causal: Any, labels: Any, /, *args: Any, **kwargs: Any) -> Any:
+            num_items = kwargs.pop(sft.FUSED_NUM_ITEMS, None)
+            inputs = {k: v for k, v in kwargs.items() if k in sft.MODEL_INPUTS and v is not None}
+            return CausalLMOutput(loss=self({**inputs, "labels": labels}, num_items))
+
+        route_forward(model, sft.FUSED_LABELS, fused)
+
+    def __call__(self, inputs: dict, num_items_in_batch: Any = None) -> Any:
+        import torch
+
+        from gpt4llm.train.distill_loss import chunked_kd_loss
+
+        labels = inputs["labels"]
+        keep = labels[:, 1:].ne(-100)
+        model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        training = self.decoder.training
+        c = self.config
+        dtype = self.autocast or torch.bfloat16
+        with torch.autocast(labels.device.type, dtype=dtype, enabled=self.autocast is not None):
+            hidden = self.decoder(**model_inputs, use_cache=False).last_hidden_state
+            with torch.no_grad():
+                t_hidden = self.t_decoder(**model_inputs, use_cache=False).last_hidden_state
+        h, th, targets = hidden[:, :-1][keep], t_hidden[:, :-1][keep], labels[:, 1:][keep]
+        kd_weight = c.kd_weight if training else 1.0
+        loss = chunked_kd_loss(
+            h,
+            self.head.weight,
+            th,
+            self.t_head.weight,
+            targets,
+            kind=c.loss,
+            beta=c.beta,
+            temperature=c.temperature,
+            top_k=c.top_k,
+            kd_weight=kd_weight,
+            ce_weight=1.0 - kd_weight,
+            bias=self.head.bias,
+            teacher_bias=self.t_head.bias,
+            softcap=self.softcap,
+            teacher_softcap=self.t_softcap,
+            dtype=self.autocast,
+            stats=self.stats if training else None,
+        )
+        return sft._normalise(loss, targets.numel(), num_items_in_batch)
+
+
+# --------------------------------------------------------------------------- run
+def run(config: Config) -> dict:
+    """sft's steps with the teacher loaded beside the student and the KD loss."""
+    from gpt4llm.train.common import oom_hint
+    from gpt4llm.train.compat import check_versions
+
+    check_versions("transformers", "peft")
+    if config.launcher != "python":
+        raise UserError("train distill runs in one process: --launcher python")
+    t0 = time.time()
+    check_inputs(config)
+    with oom_hint():
+        data = sft.load_data(config)
+        check_same_tokenizer(config, data.tokenizer)
+        model, loss = load_models(config, data)
+        trainer, resume_from = sft.build_trainer(config, model, data, loss)
+        result, final_eval = sft.train(trainer, resume_from, has_eval=bool(data.eval))
+        adapter = sft.save(config, trainer, data)
+    summary = summarize(config, data, trainer, result, final_eval, resume_from, adapter, loss)
+    finish(config, trainer, summary, t0)
+    return summary
+
+
+def check_inputs(config: Config) -> None:
+    from gpt4llm.models import resolve_model_path
+
+    sft.check_inputs(config)
+    resolve_model_path(config.teacher)
+
+
+def check_same_tokenizer(config: Config, tokenizer: Any) -> None:
+    """A local teacher's token ids must mean what the student's mean."""
+    from gpt4llm.models import load_tokenizer
+
+    if config.teacher == config.model:
+        return
+    theirs = load_tokenizer(config.teacher, padding_side="right")
+    if theirs.get_vocab() != tokenizer.get_vocab():
+        raise UserError(
+            f"--teacher {config.teacher}: its tokenizer differs from the student's "
+            f"({config.model}); train distill needs the same tokenizer (vocabulary and ids)"
+        )
+
+
+def load_models(config: Config, data: sft.SftData) -> tuple[Any, DistillLoss]:
+    """The student as `train sft` loads it (LoRA, the fast path's other pieces) with the KD
+    loss as its head, and the frozen teacher beside it."""
+    import torch
+
+    from gpt4llm.models import load_causal_lm
+    from gpt4llm.train.common import use_bf16
+    from gpt4llm.train.fastpath import (
+        lm_parts,
+        speed_up,
+        store_frozen_linears_in,
+        use_packed_attention,
+    )
+
+    device = device_of(config)
+    bf16 = use_bf16(config.precision, device)
+    model, _ = sft.load_model(config.model_copy(update={"fast_path": False}), data)
+    teacher = load_causal_lm(config.teacher, device=device, dtype="float32")
+    teacher.requires_grad_(False)
+    teacher.eval()
+    student_parts, teacher_parts = lm_parts(model), lm_parts(teacher)
+    for name, parts, m in (("model", student_parts, model), ("teacher", teacher_parts, teacher)):
+        if parts is None:
+            raise UserError(f"--{name} {getattr(config, name)}: not a causal LM with a linear head")
+    if student_parts[1].weight.shape[0] != teacher_parts[1].weight.shape[0]:
+        raise UserError(
+            f"--teacher {config.teacher}: {teacher_parts[1].weight.shape[0]} output tokens, the "
+            f"student {student_parts[1].weight.shape[0]}; train distill needs the same vocabulary"
+        )
+    use_packed_attention(teacher)
+    if bf16:
+        store_frozen_linears_in(teacher, torch.bfloat16, skip=(teacher_parts[1],))
+    loss = DistillLoss(
+        student_parts, teacher_parts, config, autocast=torch.bfloat16 if bf16 else None
+    )
+
+    def head(m: Any) -> str:
+        loss.install(m)
+        return "chunked KD loss at answer positions"
+
+    if config.fast_path:
+        notes = speed_up(model, head=head, lora=config.lora, bf16=bf16)
+    else:
+        notes = [head(model)]
+    say("fast path: " + "; ".join(notes))
+    return model, loss
+
+
+# --------------------------------------------------------------------------- report
+def summarize(config, data, trainer, result, final_eval, resume_from, adapter, loss) -> dict:
+    """sft's summary, with the held-out loss named for what it is (the divergence)."""
+    summary = sft.summarize(config, data, trainer, result, final_eval, resume_from, adapter)
+    summary["eval_kd_start"] = summary.pop("eval_loss_start")
+    summary["eval_kd"] = summary.pop("eval_loss")
+    tokens = max(loss.stats.get("tokens", 0), 1)
+    summary.update(
+        {
+            "teacher": config.teacher,
+            "loss": config.loss,
+            "beta": config.beta if config.loss == "jsd" else None,
+            "top_k": config.top_k,
+            "kd_weight": config.kd_weight,
+            "train_kd_per_token": round(loss.stats.get("kd", 0.0) / tokens, 6),
+        }
+    )
+    return summary
+
+
+def finish(config: Config, trainer: Any, summary: dict, started: float) -> None:
+    from gpt4llm.llm.summary import print_summary
+    from gpt4llm.provenance import write_manifest
+
+    if not trainer.is_world_process_zero():
+        return
+    inputs = [*config.data, *([config.eval_data] if config.eval_data else [])]
+    write_manifest(
+        config.output, "train distill", config, inputs=inputs, summary=summary, started=started
+    )
+    print_summary("train distill", summary)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m gpt4llm.train.distill --config FILE.yaml`."""
+    from gpt4llm.train.common import module_main
+
+    module_main(Config, run, "gpt4llm.train.distill", argv)
+
+
+if __name__ == "__main__":
+    main()

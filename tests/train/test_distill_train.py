@@ -1,0 +1,93 @@
+"""train distill on tiny models: the held-out divergence to the teacher falls, the outputs are
+train sft's, the teacher is left as it was, a teacher with another vocabulary is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpt4llm.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from tiny_lm import make_tiny_lm
+
+    root = tmp_path_factory.mktemp("distill")
+    student, teacher = make_tiny_lm(root / "student"), make_tiny_lm(root / "teacher", seed=1)
+    return student, _sharpen(teacher)
+
+
+def _sharpen(path):
+    """A random tiny LM's next-token distribution is near uniform; its (tied) embeddings
+    scaled up make a peaked teacher (the logits scale with them after the final norm)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(8.0)
+    model.save_pretrained(path)
+    return path
+
+
+def _config(student, teacher, data, out, **kw):
+    from gpt4llm.train.distill import Config
+
+    settings = {
+        "model": str(student),
+        "teacher": str(teacher),
+        "data": [data],
+        "output": out,
+        "eval_fraction": 0.25,
+        "eval_on_start": True,
+        "lora": False,
+        "max_steps": 24,
+        "per_device_batch_size": 8,
+        "learning_rate": 1e-2,
+        "warmup_ratio": 0.0,
+        "lr_scheduler": "constant",
+        "logging_steps": 4,
+        "save_steps": 1000,
+        "precision": "fp32",
+        **kw,
+    }
+    return Config(**settings)
+
+
+@pytest.mark.parametrize("loss,top_k", [("jsd", None), ("forward_kl", 16)])
+def test_heldout_divergence_to_teacher_falls(models, tmp_path, loss, top_k):
+    from tiny_lm import alpaca_records, write_jsonl
+
+    from gpt4llm.train.distill import run
+
+    student, teacher = models
+    before = (teacher / "model.safetensors").read_bytes()
+    data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(32, seed=2))
+    out = tmp_path / "out"
+    summary = run(_config(student, teacher, data, out, loss=loss, top_k=top_k))
+    assert summary["steps"] == 24 and summary["eval_examples"] == 8
+    assert summary["eval_kd_start"] > 0.01
+    assert summary["eval_kd"] < 0.7 * summary["eval_kd_start"], summary
+    assert summary["train_kd_per_token"] > 0
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    assert json.loads((out / "manifest.json").read_text())["stage"] == "train distill"
+    assert (teacher / "model.safetensors").read_bytes() == before
+
+
+def test_teacher_with_other_vocabulary_is_refused(models, tmp_path):
+    from tiny_lm import alpaca_records, make_tiny_lm, write_jsonl
+
+    from gpt4llm.train.distill import run
+
+    student, _ = models
+    other = make_tiny_lm(tmp_path / "other", seed=0)
+    vocab = json.loads((other / "tokenizer.json").read_text())
+    vocab["model"]["vocab"]["zzz-not-in-the-student"] = len(vocab["model"]["vocab"]) + 7
+    (other / "tokenizer.json").write_text(json.dumps(vocab))
+    data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(8, seed=2))
+    with pytest.raises(UserError, match="tokenizer differs"):
+        run(_config(student, other, data, tmp_path / "o"))
+    with pytest.raises(UserError, match="nope"):
+        run(_config(student, tmp_path / "nope", data, tmp_path / "o2"))

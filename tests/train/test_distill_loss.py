@@ -115,3 +115,45 @@ def test_identical_teacher_gives_zero_loss_and_gradient():
         loss, gh, _ = _grads(chunked_kd_loss, h, w, False, teacher=(h, w, targets), kind=kind)
         assert abs(float(loss)) < 1e-5
         assert float(gh.abs().max()) < 1e-5
+
+
+def test_sparse_targets_equal_a_row_by_row_reference():
+    """Soft targets given as (ids, teacher log-probs) per row, -1 padded, no teacher model:
+    rows with targets get the divergence on their ids plus (1 - kd) x CE, rows without the
+    CE alone; chunked == full == a loop over rows."""
+    h, w, _, _, targets = _case(n=7, v=50, seed=5)
+    ids = torch.full((7, 3), -1)
+    lps = torch.zeros(7, 3)
+    ids[0], lps[0] = torch.tensor([4, 9, 11]), torch.tensor([-0.2, -1.9, -3.0])
+    ids[2, :2], lps[2, :2] = torch.tensor([7, 1]), torch.tensor([-0.05, -3.5])  # 2 of 3
+    ids[5], lps[5] = torch.tensor([0, 49, 3]), torch.tensor([-1.0, -1.2, -1.4])
+    opts = {"kind": "forward_kl", "kd_weight": 0.8, "ce_weight": 0.2}
+    sparse = {"sparse_ids": ids, "sparse_logprobs": lps}
+    stats: dict = {}
+    full = _grads(full_logits_kd_loss, h, w, False, teacher=(None, None, targets), **opts, **sparse)
+    ours = _grads(
+        chunked_kd_loss,
+        h,
+        w,
+        False,
+        teacher=(None, None, targets),
+        chunk_rows=3,
+        stats=stats,
+        **opts,
+        **sparse,
+    )
+    z = h @ w.t()
+    ref = torch.zeros(())
+    for r in range(7):
+        ce = F.cross_entropy(z[r : r + 1], targets[r : r + 1], reduction="sum")
+        keep = ids[r] >= 0
+        if not keep.any():
+            ref = ref + ce
+            continue
+        p = torch.softmax(lps[r][keep], -1)
+        logq = torch.log_softmax(z[r, ids[r][keep]], -1)
+        ref = ref + 0.8 * (p * (p.log() - logq)).sum() + 0.2 * ce
+    torch.testing.assert_close(full[0], ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours[0], ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours[1], full[1], rtol=1e-4, atol=1e-6)
+    assert stats["soft_tokens"] == 3 and stats["tokens"] == 7

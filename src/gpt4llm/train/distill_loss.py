@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 Kind = Literal["forward_kl", "reverse_kl", "jsd"]
 IGNORE_INDEX = -100
+NO_MASS = -1e4  # the logit of a padded sparse target: probability 0 in fp32, finite differences
 
 
 def divergence(
@@ -81,9 +82,11 @@ def full_logits_kd_loss(
     o = _Options(**options)
     dtype = o.dtype or weight.dtype
     z = _logits(hidden, weight, o.bias, o.softcap, dtype)
-    with torch.no_grad():
-        zt = _logits(teacher_hidden, teacher_weight, o.teacher_bias, o.teacher_softcap, dtype)
-    return _chunk_loss(z, zt, targets, o)
+    zt = None
+    if teacher_hidden is not None:
+        with torch.no_grad():
+            zt = _logits(teacher_hidden, teacher_weight, o.teacher_bias, o.teacher_softcap, dtype)
+    return _chunk_loss(z, zt, targets, o, slice(None))
 
 
 class _Options:
@@ -103,28 +106,48 @@ class _Options:
         chunk_rows: int | None = None,
         workspace_bytes: int = 256 * 2**20,
         stats: dict | None = None,
+        sparse_ids: torch.Tensor | None = None,
+        sparse_logprobs: torch.Tensor | None = None,
     ) -> None:
         self.kind, self.beta, self.temperature, self.top_k = kind, beta, temperature, top_k
         self.kd_weight, self.ce_weight = kd_weight, ce_weight
         self.bias, self.teacher_bias = bias, teacher_bias
         self.softcap, self.teacher_softcap, self.dtype = softcap, teacher_softcap, dtype
         self.chunk_rows, self.workspace_bytes, self.stats = chunk_rows, workspace_bytes, stats
+        self.sparse_ids, self.sparse_logprobs = sparse_ids, sparse_logprobs
 
 
-def _chunk_loss(z, zt, targets, o: _Options) -> torch.Tensor:
+def _chunk_loss(z, zt, targets, o: _Options, rows: slice) -> torch.Tensor:
     """kd_weight * summed divergence + ce_weight * summed cross-entropy of one chunk (the
-    sums also added to `o.stats` as floats: kd, ce, tokens)."""
-    s, t = top_k_pair(z, zt, o.top_k)
-    kd = divergence(s, t, o.kind, o.beta, o.temperature).sum()
-    loss = o.kd_weight * kd
-    ce = None
-    if o.ce_weight:
-        ce = F.cross_entropy(z, targets, reduction="sum")
-        loss = loss + o.ce_weight * ce
+    sums also added to `o.stats` as floats: kd, ce, tokens, soft_tokens). Sparse targets
+    (`o.sparse_ids`/`o.sparse_logprobs`, no teacher logits): rows with soft targets get the
+    divergence on their ids (both distributions renormalised there), the others the
+    cross-entropy alone (weight 1)."""
+    if o.sparse_ids is None:
+        s, t = top_k_pair(z, zt, o.top_k)
+        kd = divergence(s, t, o.kind, o.beta, o.temperature).sum()
+        ce_rows = F.cross_entropy(z, targets, reduction="none") if o.ce_weight else None
+        loss = o.kd_weight * kd + (o.ce_weight * ce_rows.sum() if o.ce_weight else 0.0)
+        soft = None
+    else:
+        ids, valid = o.sparse_ids[rows], o.sparse_ids[rows] >= 0
+        soft = valid[:, 0]
+        s = torch.where(valid, z.gather(-1, ids.clamp(min=0)), NO_MASS)
+        t = torch.where(valid, o.sparse_logprobs[rows].float(), NO_MASS)
+        kd = divergence(s[soft], t[soft], o.kind, o.beta, o.temperature).sum()
+        ce_rows = F.cross_entropy(z, targets, reduction="none")
+        weights = torch.where(soft, o.ce_weight, 1.0)
+        loss = o.kd_weight * kd + (weights * ce_rows).sum()
     if o.stats is not None:
-        o.stats["kd"] = o.stats.get("kd", 0.0) + float(kd.detach())
-        o.stats["ce"] = o.stats.get("ce", 0.0) + (float(ce.detach()) if ce is not None else 0.0)
-        o.stats["tokens"] = o.stats.get("tokens", 0) + int(targets.numel())
+        add = o.stats.setdefault
+        o.stats["kd"] = add("kd", 0.0) + float(kd.detach())
+        o.stats["ce"] = add("ce", 0.0) + (
+            float(ce_rows.detach().sum()) if ce_rows is not None else 0.0
+        )
+        o.stats["tokens"] = add("tokens", 0) + int(targets.numel())
+        o.stats["soft_tokens"] = add("soft_tokens", 0) + (
+            int(targets.numel()) if soft is None else int(soft.sum())
+        )
     return loss
 
 
@@ -143,15 +166,22 @@ class _ChunkedKD(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, hidden.shape[0], o.chunk_rows):
             rows = slice(start, start + o.chunk_rows)
-            with torch.no_grad():
-                zt = _logits(
-                    teacher_hidden[rows], teacher_weight, o.teacher_bias, o.teacher_softcap, dtype
-                )
+            zt = None
+            if teacher_hidden is not None:
+                with torch.no_grad():
+                    zt = _logits(
+                        teacher_hidden[rows],
+                        teacher_weight,
+                        o.teacher_bias,
+                        o.teacher_softcap,
+                        dtype,
+                    )
             h = hidden[rows].detach().requires_grad_(need_h)
             w = weight.detach().requires_grad_(need_w)
             b = None if bias is None else bias.detach().requires_grad_(need_b)
             with torch.enable_grad():
-                loss = _chunk_loss(_logits(h, w, b, o.softcap, dtype), zt, targets[rows], o)
+                z = _logits(h, w, b, o.softcap, dtype)
+                loss = _chunk_loss(z, zt, targets[rows], o, rows)
                 wanted = [x for x, need in ((h, need_h), (w, need_w), (b, need_b)) if need]
                 grads = list(torch.autograd.grad(loss, wanted)) if wanted else []
             total += loss.detach()
@@ -195,16 +225,17 @@ def chunked_kd_loss(
     tokens (for the cross-entropy part). `options`: kind, beta, temperature, top_k, kd_weight,
     ce_weight, bias, teacher_bias, softcap, teacher_softcap, dtype (the multiplies' dtype,
     default the head's; logits are fp32), chunk_rows, workspace_bytes, stats (a dict the
-    summed kd/ce/tokens are added to)."""
+    summed kd/ce/tokens/soft_tokens are added to), sparse_ids/sparse_logprobs ([N, K] target
+    token ids, -1 padded, and the teacher's log-probabilities: soft targets without a teacher
+    model, `teacher_hidden`/`teacher_weight` None)."""
     o = _Options(**options)
     if o.chunk_rows is None:
         per_row = weight.shape[0] * 4 * 10  # logits, fp32 copies, softmaxes, their gradients
         o.chunk_rows = max(1, o.workspace_bytes // per_row)
     o.chunk_rows = max(1, min(o.chunk_rows, max(1, hidden.shape[0])))
     with torch.autocast(hidden.device.type, enabled=False):
-        return _ChunkedKD.apply(
-            hidden, weight, o.bias, teacher_hidden.detach(), teacher_weight.detach(), targets, o
-        )
+        detached = [None if x is None else x.detach() for x in (teacher_hidden, teacher_weight)]
+        return _ChunkedKD.apply(hidden, weight, o.bias, *detached, targets, o)
 
 
 __all__ = ["chunked_kd_loss", "divergence", "full_logits_kd_loss", "top_k_pair"]

@@ -416,8 +416,9 @@ def test_more_than_four_stops_for_openai_are_applied_client_side(fake_openai, mo
     from gpt4llm.llm.client import OpenAIBackend
 
     monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
-    backend = OpenAIBackend(LLMConfig(model="gpt-4"))  # no base_url: OpenAI itself
-    monkeypatch.setattr(backend, "client", lambda slot=0: _Posting(fake_openai))
+    # no base_url: OpenAI itself, at the address the SDK reads too (OpenAI's URL is off limits)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    backend = OpenAIBackend(LLMConfig(model="gpt-4"))
     fake_openai.responder = lambda m, b: "one two three END four"
     req = Request(
         key="a",
@@ -427,18 +428,6 @@ def test_more_than_four_stops_for_openai_are_applied_client_side(fake_openai, mo
     comp = asyncio.run(backend.complete(req))
     assert fake_openai.bodies[0]["stop"] == ["s1", "s2", "s3", "s4"]
     assert comp.text == "one two three " and comp.finish_reason == "stop"
-
-
-class _Posting:
-    """The AsyncOpenAI.post surface, forwarding to the fake server (OpenAI's URL is off limits)."""
-
-    def __init__(self, fake):
-        from openai import AsyncOpenAI
-
-        self.inner = AsyncOpenAI(api_key="sk-x", base_url=fake.base_url, max_retries=0)
-
-    async def post(self, path, body, cast_to):
-        return await self.inner.post(path, body=body, cast_to=cast_to)
 
 
 def test_unusable_cache_path_is_a_user_error(fake_llm_config, tmp_path):

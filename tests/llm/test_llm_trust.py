@@ -78,30 +78,31 @@ def test_server_and_network_faults_fail_only_the_item(fake_openai, fake_llm_conf
     assert results[1].retries == 1 and fake_openai.calls == 4
 
 
-@pytest.mark.parametrize("make", ["oserror", "aiohttp", "httpx2"])
-def test_transport_exceptions_raised_past_the_sdk_fail_the_item(fake_llm_config, monkeypatch, make):
-    """Errors while a reply's body is read come from aiohttp / httpx2 directly, not the SDK."""
+@pytest.mark.parametrize("make", ["oserror", "aiohttp", "timeout"])
+def test_transport_exceptions_fail_the_item(fake_llm_config, monkeypatch, make):
+    """Errors aiohttp raises while a request is sent or its reply read fail the item."""
     import aiohttp
-    import httpx2
 
     error = {
         "oserror": ConnectionResetError(104, "Connection reset by peer"),
         "aiohttp": aiohttp.ClientPayloadError("truncated"),
-        "httpx2": httpx2.ReadError("peer closed"),
+        "timeout": aiohttp.SocketTimeoutError("Timeout on reading data from socket"),
     }[make]
 
-    class Client:
-        async def post(self, *a, **kw):
+    class Session:
+        def post(self, *a, **kw):
             raise error
 
         async def close(self):
             pass
 
-    monkeypatch.setattr(OpenAIBackend, "client", lambda self, replica=0: Client())
+    monkeypatch.setattr(OpenAIBackend, "session", lambda self, replica=0: Session())
     [r] = complete_all(
         fake_llm_config.model_copy(update={"max_retries": 2}), reqs(1), progress=False
     )
-    assert not r.ok and "connection error" in r.error and r.retries == 2 and r.timeouts == 0
+    timeouts = 3 if make == "timeout" else 0  # every one of the 3 attempts
+    assert not r.ok and r.retries == 2 and r.timeouts == timeouts
+    assert ("timed out" if make == "timeout" else "connection error") in r.error
 
 
 # --- retries and timeouts are counted per Result and in usage_totals --------------------------
@@ -129,8 +130,8 @@ def test_retries_and_timeouts_are_counted(fake_openai, fake_llm_config):
 
 
 def test_a_refused_connection_is_not_a_timeout(fake_llm_config):
-    """The SDK's aiohttp adapter maps aiohttp's connection errors to ConnectTimeout: we look
-    underneath, so the message and the timeout count tell the truth."""
+    """A refused connect is named as such, not as a timeout (the SDK's aiohttp adapter called
+    every aiohttp connection error a ConnectTimeout)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -217,6 +218,24 @@ def test_https_endpoint_with_a_private_ca(tls_pair, fake_llm_config, monkeypatch
         results = complete_all(cfg, reqs(20), progress=False)
         assert [r.completion.text for r in results] == [f"echo: question {i}" for i in range(20)]
         assert fake.calls == 20
+
+
+def test_a_proxy_from_the_environment_is_used(fake_openai, fake_llm_config, monkeypatch):
+    """HTTP_PROXY names the way to a host we cannot reach directly (here: a name that does not
+    resolve); the fake server, playing the proxy, sees the absolute URL; NO_PROXY is obeyed."""
+    for var in ("http_proxy", "no_proxy", "NO_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", fake_openai.base_url.removesuffix("/v1"))
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-bench")
+    cfg = fake_llm_config.model_copy(
+        update={"base_url": "http://teacher.invalid:8000/v1", "max_retries": 0}
+    )
+    results = complete_all(cfg, reqs(2), progress=False)
+    assert [r.completion.text for r in results] == ["echo: question 0", "echo: question 1"]
+    assert fake_openai.calls == 2 and fake_openai.headers[0]["openai-organization"] == "org-bench"
+    monkeypatch.setenv("NO_PROXY", "teacher.invalid")
+    [r] = complete_all(cfg.model_copy(update={"no_cache": True}), reqs(1), progress=False)
+    assert not r.ok and "connection error" in r.error and fake_openai.calls == 2
 
 
 def test_nothing_in_llm_claims_python_3_10():

@@ -8,14 +8,18 @@ OpenAI-compatible endpoints: OpenAI itself, vLLM (`vllm serve M` -> http://HOST:
 llama.cpp (`llama-server` / `python -m llama_cpp.server` -> http://HOST:8080/v1) and Ollama
 (http://HOST:11434/v1). The key is read from the environment variable named by
 `api_key_env`; for a custom `base_url` without a key a dummy key is sent (those servers
-ignore it). The SDK's own retries are off (`max_retries=0`) so ours are the only ones.
+ignore it). The runner's retries are the only ones (`runner.py`).
 
-HTTP: every endpoint, http or https, goes through the SDK with its aiohttp transport
-(`DefaultAioHttpClient`, the `openai[aiohttp]` extra; see `_http_client` for the tuning and
-the measured numbers). A private CA is trusted through `SSL_CERT_FILE`, proxies through the
-usual `HTTPS_PROXY` / `HTTP_PROXY` variables. Several base URLs are replicas of one model
-(`self.urls`, one connection pool each); which one serves a request is the runner's choice
-(`fleet.py`).
+HTTP: every endpoint, http or https, is one `aiohttp.ClientSession` per replica (the HTTP
+client the SDK's own `openai[aiohttp]` transport drives), posting the chat completion's JSON
+itself: the SDK's request pipeline around it (pydantic options, httpx2 request and header
+models, the adapter from httpx2 to aiohttp) cost more client CPU than the rest of a call
+together; see `OpenAIBackend.complete` for the measured numbers. Proxies come from the usual
+`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` variables (`_env_proxy`), a private CA through
+`SSL_CERT_FILE` (the SDK's own TLS context, `httpx2.create_ssl_context`); with no base URL,
+`OPENAI_BASE_URL`, `OPENAI_ORG_ID` and `OPENAI_PROJECT_ID` are read as the SDK reads them.
+Several base URLs are replicas of one model (`self.urls`, one connection pool each); which
+one serves a request is the runner's choice (`fleet.py`).
 
 What is an error of the item (raised as RetryableError / PermanentError): anything the server
 or the network does: HTTP statuses, refused or reset connections, TLS failures, timeouts,
@@ -26,6 +30,7 @@ ours and propagates. Stop strings are applied here too, one rule for every backe
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import ssl
@@ -136,7 +141,6 @@ class OpenAIBackend:
                     f" {_prefix(config)}-base-url for a local server)"
                 )
             key = DUMMY_KEY
-        self._key = key
         self.scrub = Scrubber([key])
         # A fleet's replicas serve one model: the cache key names the first URL only, so adding
         # or removing a later replica keeps every cached answer.
@@ -144,36 +148,40 @@ class OpenAIBackend:
         first = (self.urls[0] or "").rstrip("/")
         self.identity = {"backend": "openai", "model": config.model, "base_url": first}
         self.price = prices.resolve(config.model, config.price_prompt, config.price_completion)
-        self._clients: dict[int, Any] = {}
+        self._sessions: dict[int, Any] = {}
+        self._headers = _headers(key)
+        default = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        self._endpoints = [(u or default).rstrip("/") + "/chat/completions" for u in self.urls]
+        self._timeout: Any = None  # aiohttp.ClientTimeout, made with the first session
+        self._proxies: dict[int, dict[str, Any]] = {}  # replica -> proxy, proxy_auth (or {})
         self._reasoning = config.model.split("/")[-1].lower().startswith(_REASONING_PREFIXES)
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend(model={self.config.model!r}, base_url={self.config.base_url!r})"
 
-    def client(self, replica: int = 0):
-        """The AsyncOpenAI client of `replica` (one connection pool each), reused for the whole
-        run; made inside the running event loop (aiohttp sessions belong to one loop)."""
-        client = self._clients.get(replica)
-        if client is None:
-            import httpx2
-            from openai import AsyncOpenAI
+    def session(self, replica: int = 0):
+        """The aiohttp session of `replica` (one connection pool each), reused for the whole
+        run; made inside the running event loop (a session belongs to one loop)."""
+        session = self._sessions.get(replica)
+        if session is None:
+            import aiohttp
 
             cfg = self.config
-            client = self._clients[replica] = AsyncOpenAI(
-                api_key=self._key,
-                base_url=self.urls[replica],
-                max_retries=0,
-                # The SDK sends this per request; a dead host should fail fast, a slow answer not.
-                timeout=httpx2.Timeout(cfg.timeout, connect=min(cfg.timeout, CONNECT_TIMEOUT)),
-                http_client=_http_client(cfg.concurrency),
+            # Per read, as the SDK's transport set it: a dead host fails fast, a slow answer not.
+            self._timeout = aiohttp.ClientTimeout(
+                connect=cfg.timeout,
+                sock_connect=min(cfg.timeout, CONNECT_TIMEOUT),
+                sock_read=cfg.timeout,
             )
-        return client
+            session = self._sessions[replica] = _session(cfg.concurrency)
+            self._proxies[replica] = _env_proxy(self._endpoints[replica])
+        return session
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for c in clients:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for s in sessions:
             try:
-                await c.close()
+                await s.close()
             except Exception:  # noqa: BLE001, S110 - closing is best effort
                 pass
 
@@ -204,38 +212,59 @@ class OpenAIBackend:
 
         Raises RetryableError / PermanentError for every failure the server or the network
         can cause; anything else is a bug of ours and propagates (the run stops loudly).
-        """
-        import openai
 
+        The request is the JSON the SDK would send, posted by aiohttp directly. Measured with
+        bench/generate.py (2,000 requests, 100 ms latency, concurrency 64, 2 shared CPUs),
+        client CPU per request of `complete_all`, cache on: through the SDK's
+        `AsyncOpenAI.post` over its aiohttp transport ~0.87 ms, this way ~0.5 ms (the SDK's
+        httpx default, driven by hand without our runner: ~1.7 ms). The SDK's pipeline spent
+        its time building pydantic options, httpx2 request/URL/header objects and adapting
+        them to aiohttp; the HTTP itself (aiohttp's C parser, TLS, pooling, proxies) is the
+        same library either way.
+        """
         url = self.urls[replica] or "OpenAI"
+        payload = json.dumps(self._kwargs(request)).encode()
         try:
-            # `client.post` is what `chat.completions.create` calls, minus the SDK's type-driven
-            # transform of the params and the pydantic model of the reply (together ~1 ms of
-            # CPU per call, most of our client cost at hundreds of requests/s). Our params are
-            # plain JSON already, and `cast_to=object` hands back the reply's JSON as a dict.
-            body = self._kwargs(request)
-            resp = await self.client(replica).post("/chat/completions", body=body, cast_to=object)
-        except openai.APIStatusError as e:
-            status = e.status_code
-            body = e.body if e.body is not None else getattr(e.response, "text", "")
-            msg = one_line(self.scrub(f"HTTP {status} from {url}: {_error_text(body, e)}"))
-            if status == 429 and _code(body) == "insufficient_quota":
-                raise PermanentError(msg) from None
-            if status in RETRY_STATUS or status >= 500:
-                wait = parse_retry_after(e.response.headers)
-                raise RetryableError(msg, wait, status, replica_failure=status >= 500) from None
-            raise PermanentError(msg) from None
-        except (openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            async with self.session(replica).post(
+                self._endpoints[replica],
+                data=payload,
+                headers=self._headers,
+                timeout=self._timeout,
+                **self._proxies.get(replica, {}),
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                headers = resp.headers
+        except network_errors() as e:
+            raise self._network_error(e, url) from None
+        if status >= 300:
+            raise self._status_error(status, raw, headers, url)
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             msg = f"invalid response from {url} ({type(e).__name__}: {e})"
             raise RetryableError(one_line(self.scrub(msg))) from None
-        except (openai.APIConnectionError, *network_errors()) as e:  # APITimeoutError included
-            raise self._network_error(e, url) from None
-        return self._parse(resp, request.params.stop)
+        return self._parse(data, request.params.stop)
+
+    def _status_error(
+        self, status: int, raw: bytes, headers: Any, url: str
+    ) -> RetryableError | PermanentError:
+        """An HTTP error status, with the server's own message (OpenAI's error JSON or text)."""
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+            body = raw.decode("utf-8", "replace")
+        msg = one_line(self.scrub(f"HTTP {status} from {url}: {_error_text(body, status)}"))
+        if status == 429 and _code(body) == "insufficient_quota":
+            return PermanentError(msg)
+        if status in RETRY_STATUS or status >= 500:
+            wait = parse_retry_after(headers)
+            return RetryableError(msg, wait, status, replica_failure=status >= 500)
+        return PermanentError(msg)
 
     def _network_error(self, error: BaseException, url: str) -> RetryableError | PermanentError:
-        """A transport failure, named by its root cause: the SDK's aiohttp adapter reports every
-        aiohttp connection error (a refused connect, a reset) as a *timeout*, so the message
-        and the timeout count come from the innermost exception, not the outer one."""
+        """A transport failure, named by its root cause (aiohttp chains the socket's or the TLS
+        layer's exception), so the message and the timeout count tell the truth."""
         import aiohttp
 
         root = _root_cause(error)
@@ -247,7 +276,7 @@ class OpenAIBackend:
                 )
             )
         if isinstance(root, TimeoutError):  # aiohttp's socket timeouts are TimeoutErrors
-            if isinstance(root, aiohttp.ConnectionTimeoutError):
+            if isinstance(error, aiohttp.ConnectionTimeoutError):
                 limit = min(self.config.timeout, CONNECT_TIMEOUT)
                 msg = f"connecting to {url} timed out after {limit:g}s"
             else:
@@ -309,39 +338,67 @@ CONNECT_TIMEOUT = 10.0  # seconds to open a connection (loopback/LAN: ms; api.op
 KEEPALIVE_S = 4.0  # idle connections are dropped before uvicorn's (vLLM's) 5 s keep-alive ends
 
 
-def _http_client(connections: int):
-    """The SDK's aiohttp client (`openai[aiohttp]`) for one replica, sized for the run.
+def _headers(key: str) -> dict[str, str]:
+    """The headers the SDK sends with a chat completion (less its X-Stainless telemetry),
+    lower-case as httpx sends them."""
+    from importlib.metadata import version
 
-    One pool per replica with a connection per worker (the runner never has more requests in
-    flight than `concurrency`, so no request waits for a slot and no idle connection piles
-    up), idle connections dropped after KEEPALIVE_S, connects cut at CONNECT_TIMEOUT.
-    Measured with bench/generate.py's setup (2,000 requests, 100 ms server latency,
-    concurrency 64, 2 shared CPUs; median [range] of 5 interleaved runs, fraction of the ideal
-    throughput and client CPU per request): this one pool 0.925 [0.912-0.931] at 0.66 ms;
-    the SDK's aiohttp defaults 0.908 [0.904-0.925] at 0.67 ms (within the noise); four pools
-    of 16 (what httpx needed) 0.898 [0.886-0.900] at 0.70 ms. The SDK's default httpx client
-    at the same load: ~0.89 and ~1.2 ms (bench/generate.py's "SDK by hand" row). The
-    hand-written HTTP/1.1 transport this replaces reached 0.937 at 0.53 ms on the same bench;
-    the SDK path costs ~0.1 ms more per request and keeps proxies, TLS and HTTP handling
-    in a maintained library.
-    """
-    import httpx2
-    from openai import DefaultAioHttpClient
+    from gpt4llm import __version__
 
-    n = max(1, connections)
-    limits = httpx2.Limits(
-        max_connections=n, max_keepalive_connections=n, keepalive_expiry=KEEPALIVE_S
-    )
-    return DefaultAioHttpClient(limits=limits)
+    headers = {
+        "accept": "application/json",
+        "content-type": "application/json",
+        "user-agent": f"AsyncOpenAI/Python {version('openai')} gpt4llm/{__version__}",
+        "authorization": f"Bearer {key}",
+    }
+    for name, var in (
+        ("openai-organization", "OPENAI_ORG_ID"),
+        ("openai-project", "OPENAI_PROJECT_ID"),
+    ):
+        if os.environ.get(var):
+            headers[name] = os.environ[var]
+    return headers
 
 
-def network_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions the network or a server can raise past the SDK (e.g. while a reply's body is
-    read): per-item failures. Imported lazily: `import aiohttp` costs ~100 ms."""
+def _session(connections: int):
+    """One replica's aiohttp session, sized for the run: a connection per worker (the runner
+    never has more requests in flight than `concurrency`, so no request waits for a slot),
+    idle connections dropped after KEEPALIVE_S, the SDK's TLS context (certifi, or
+    SSL_CERT_FILE). `trust_env` stays off: aiohttp would then look up ~/.netrc and the proxy
+    variables in a worker thread on every request (two thread hops, ~0.1 ms of CPU each at
+    hundreds of requests/s, and a netrc entry for the host would clash with our
+    Authorization header); the proxy is looked up once per replica instead (`_env_proxy`)."""
     import aiohttp
     import httpx2
 
-    return (httpx2.HTTPError, aiohttp.ClientError, OSError, TimeoutError)
+    connector = aiohttp.TCPConnector(
+        limit=max(1, connections),
+        keepalive_timeout=KEEPALIVE_S,
+        ssl=httpx2.create_ssl_context(trust_env=True),
+    )
+    return aiohttp.ClientSession(connector=connector)
+
+
+def _env_proxy(url: str) -> dict[str, Any]:
+    """The proxy the environment names for `url` (HTTP_PROXY / HTTPS_PROXY / ALL_PROXY, NO_PROXY,
+    credentials in the URL or ~/.netrc), as aiohttp's own `trust_env` finds it: {} for none."""
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return {}
+    return {"proxy": proxy, "proxy_auth": auth}
+
+
+@functools.cache
+def network_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions the network or a server can raise while a request is sent or its reply read:
+    per-item failures. Imported lazily: `import aiohttp` costs ~100 ms."""
+    import aiohttp
+
+    return (aiohttp.ClientError, OSError, TimeoutError)
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -362,7 +419,7 @@ def _code(body: Any) -> str | None:
     return None
 
 
-def _error_text(body: Any, exc: Exception) -> str:
+def _error_text(body: Any, status: int) -> str:
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
@@ -370,7 +427,7 @@ def _error_text(body: Any, exc: Exception) -> str:
         return json.dumps(body)
     if isinstance(body, str) and body.strip():
         return body
-    return str(exc)
+    return "no error message"
 
 
 def _fingerprint(path: str) -> str:

@@ -39,6 +39,7 @@ the server the hard way, mid-run: no new connections, and every open one is clos
 Run standalone (the benchmark does, so the server's CPU is not the client's):
     python tests/fake_openai.py --latency 0.1     # prints "PORT <n>" then serves
     python tests/fake_openai.py --tls-cert C --tls-key K    # the same over https
+    python tests/fake_openai.py --fail-rate 0.1   # every tenth call a 500 (a failing replica)
 """
 
 from __future__ import annotations
@@ -404,9 +405,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     ap.add_argument("--tls-cert", help="serve https with this certificate (PEM) ...")
     ap.add_argument("--tls-key", help="... and this private key (PEM)")
+    ap.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        help="answer this share of calls (evenly spread) with HTTP 500, after the latency",
+    )
     args = ap.parse_args(argv)
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     fake = FakeOpenAI(latency=args.latency, port=args.port, tls=tls)
+    if args.fail_rate:
+        rate = args.fail_rate
+        fake.fault_fn = lambda n, body: "500" if int((n + 1) * rate) > int(n * rate) else None
     print(f"PORT {fake.port}", flush=True)
     try:
         fake.httpd.serve_forever(poll_interval=0.2)

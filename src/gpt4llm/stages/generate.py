@@ -37,7 +37,7 @@ from gpt4llm.prompts import chat_messages, check_template, cut_at_stops, fill, l
 SYSTEM_PROMPT = "teacher_system.txt"
 TEMPLATE_INPUT = "teacher_input.txt"
 TEMPLATE_NO_INPUT = "teacher_no_input.txt"
-RESERVED = ("instruction", "input", "output", "id", "teacher", "usage")
+RESERVED = ("instruction", "input", "output", "id", "teacher", "usage", "teacher_top_logprobs")
 FILLS = ("instruction", "input")  # what the teacher prompt templates are filled with
 
 
@@ -79,6 +79,11 @@ class Config(ReadOptions):
     """Treat answers cut off by --max-tokens (finish_reason 'length') as failed instead of keeping
     them."""
     max_failed_fraction: float = max_failed_fraction_field()
+    teacher_top_logprobs: int | None = Field(None, ge=1, le=20)
+    """Also ask the teacher for its K most likely tokens at every answer position (OpenAI
+    `top_logprobs`; local teachers compute them) and store them with the answer as
+    `teacher_top_logprobs` [[token, logprob], ...] per position: soft targets for `train
+    distill --soft-targets data`."""
 
 
 def build_messages(
@@ -143,6 +148,7 @@ def plan(config: Config, records: list[dict], templates: tuple[str, str, str]) -
         top_p=config.top_p,
         stop=tuple(config.stop),
         seed=config.seed,
+        top_logprobs=config.teacher_top_logprobs,
     )
     return [
         Request(key=rec["id"], messages=build_messages(rec, system, t_in, t_no), params=params)
@@ -179,6 +185,8 @@ def read(
                 },
             }
         )
+        if config.teacher_top_logprobs and comp.top_logprobs:
+            out[-1]["teacher_top_logprobs"] = [[[t, lp] for t, lp in p] for p in comp.top_logprobs]
     return out, failed, truncated
 
 

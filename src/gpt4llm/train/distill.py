@@ -29,6 +29,9 @@ from gpt4llm.config import INPUT_OR_NAME, OUTPUT_DIR
 from gpt4llm.errors import UserError
 from gpt4llm.train import sft
 from gpt4llm.train.common import device_of, say
+from gpt4llm.train.distill_data import sparse_rows
+
+SOFT_INPUTS = ("soft_index", "soft_ids", "soft_logprobs")  # collate_soft's batch keys
 
 
 class Config(sft.Config):
@@ -46,6 +49,10 @@ class Config(sft.Config):
     """Softmax temperature of both distributions in the divergence."""
     top_k: int | None = Field(None, ge=1, le=1_000_000)
     """Only the teacher's K most likely tokens (both distributions renormalised on them)."""
+    soft_targets: Literal["teacher", "data"] = "teacher"
+    """'teacher': the local --teacher's logits; 'data': the records' teacher_top_logprobs
+    (`generate --teacher-top-logprobs K` with an API teacher), where the student's tokenizer
+    maps the teacher's tokens exactly, SFT elsewhere (--teacher unused)."""
     kd_weight: float = Field(1.0, ge=0.0, le=1.0)
     """Share of the distillation loss; the rest (1 - it) is the SFT cross-entropy."""
     output: Path = Field(Path("runs/distill"), json_schema_extra=OUTPUT_DIR)
@@ -59,9 +66,9 @@ class DistillLoss:
     answer positions. Training: kd_weight * divergence + (1 - kd_weight) * cross-entropy,
     normalised by the step's answer tokens; evaluation: the divergence alone."""
 
-    def __init__(self, student: tuple, teacher: tuple, config: Config, autocast: Any = None):
+    def __init__(self, student: tuple, teacher: tuple | None, config: Config, autocast: Any = None):
         self.decoder, self.head, self.softcap = student
-        self.t_decoder, self.t_head, self.t_softcap = teacher
+        self.t_decoder, self.t_head, self.t_softcap = teacher or (None, None, None)
         self.config, self.autocast = config, autocast
         self.stats: dict = {}  # summed kd / ce / tokens of the training steps
 
@@ -72,7 +79,8 @@ class DistillLoss:
 
         def fused(causal: Any, labels: Any, /, *args: Any, **kwargs: Any) -> Any:
             num_items = kwargs.pop(sft.FUSED_NUM_ITEMS, None)
-            inputs = {k: v for k, v in kwargs.items() if k in sft.MODEL_INPUTS and v is not None}
+            wanted = (*sft.MODEL_INPUTS, *SOFT_INPUTS)
+            inputs = {k: v for k, v in kwargs.items() if k in wanted and v is not None}
             return CausalLMOutput(loss=self({**inputs, "labels": labels}, num_items))
 
         route_forward(model, sft.FUSED_LABELS, fused)
@@ -84,21 +92,27 @@ class DistillLoss:
 
         labels = inputs["labels"]
         keep = labels[:, 1:].ne(-100)
-        model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        model_inputs = {k: v for k, v in inputs.items() if k in sft.MODEL_INPUTS}
         training = self.decoder.training
         c = self.config
         dtype = self.autocast or torch.bfloat16
+        th, sparse = None, {}
         with torch.autocast(labels.device.type, dtype=dtype, enabled=self.autocast is not None):
             hidden = self.decoder(**model_inputs, use_cache=False).last_hidden_state
-            with torch.no_grad():
-                t_hidden = self.t_decoder(**model_inputs, use_cache=False).last_hidden_state
-        h, th, targets = hidden[:, :-1][keep], t_hidden[:, :-1][keep], labels[:, 1:][keep]
+            if self.t_decoder is not None:
+                with torch.no_grad():
+                    t_out = self.t_decoder(**model_inputs, use_cache=False)
+                th = t_out.last_hidden_state[:, :-1][keep]
+        if "soft_index" in inputs:
+            ids, lps = sparse_rows(inputs, keep)
+            sparse = {"sparse_ids": ids, "sparse_logprobs": lps, "hard_weight": float(training)}
+        h, targets = hidden[:, :-1][keep], labels[:, 1:][keep]
         kd_weight = c.kd_weight if training else 1.0
         loss = chunked_kd_loss(
             h,
             self.head.weight,
             th,
-            self.t_head.weight,
+            None if th is None else self.t_head.weight,
             targets,
             kind=c.loss,
             beta=c.beta,
@@ -107,11 +121,12 @@ class DistillLoss:
             kd_weight=kd_weight,
             ce_weight=1.0 - kd_weight,
             bias=self.head.bias,
-            teacher_bias=self.t_head.bias,
+            teacher_bias=None if th is None else self.t_head.bias,
             softcap=self.softcap,
             teacher_softcap=self.t_softcap,
             dtype=self.autocast,
             stats=self.stats if training else None,
+            **sparse,
         )
         return sft._normalise(loss, targets.numel(), num_items_in_batch)
 
@@ -129,12 +144,19 @@ def run(config: Config) -> dict:
     check_inputs(config)
     with oom_hint():
         data = sft.load_data(config)
+        soft = load_soft_targets(config, data) if config.soft_targets == "data" else None
         check_same_tokenizer(config, data.tokenizer)
         model, loss = load_models(config, data)
         trainer, resume_from = sft.build_trainer(config, model, data, loss)
+        if soft is not None:
+            from gpt4llm.train.distill_data import collate_soft
+
+            trainer.data_collator = collate_soft
         result, final_eval = sft.train(trainer, resume_from, has_eval=bool(data.eval))
         adapter = sft.save(config, trainer, data)
     summary = summarize(config, data, trainer, result, final_eval, resume_from, adapter, loss)
+    if soft is not None:
+        summary["soft_share"] = round(soft / max(summary["response_tokens"], 1), 4)
     finish(config, trainer, summary, t0)
     return summary
 
@@ -143,14 +165,51 @@ def check_inputs(config: Config) -> None:
     from gpt4llm.models import resolve_model_path
 
     sft.check_inputs(config)
-    resolve_model_path(config.teacher)
+    if config.soft_targets == "data" and not config.padding_free:
+        raise UserError("--soft-targets data needs padding-free batches (drop --no-padding-free)")
+    if config.soft_targets == "teacher":
+        resolve_model_path(config.teacher)
+
+
+def load_soft_targets(config: Config, data: sft.SftData) -> int:
+    """The records' teacher_top_logprobs onto the tokenized examples (`distill_data`): the
+    records are read again in `sft.load_data`'s order (same seed), those whose prompt does
+    not fit dropped as it drops them. Returns the training answer tokens with soft targets."""
+    import random
+
+    from gpt4llm.prompts import build_prompt, encode_prompt
+    from gpt4llm.train.distill_data import add_soft_targets, check_records
+
+    records = sft.mix_records(
+        config.data, config.data_weights, config.seed, config.field, config.split
+    )
+    check_records(records, ", ".join(map(str, config.data)))
+    random.Random(config.seed).shuffle(records)
+    n = 0
+    for examples, recs in zip(
+        (data.train, data.eval), sft.split_records(config, records), strict=True
+    ):
+        lengths = [
+            len(
+                encode_prompt(
+                    data.tokenizer,
+                    build_prompt(data.meta, data.tokenizer, r["instruction"], r.get("input", "")),
+                )
+            )
+            for r in recs
+        ]
+        kept = [(r, p) for r, p in zip(recs, lengths, strict=True) if p < config.max_seq_len]
+        got = add_soft_targets(examples, [r for r, _ in kept], data.tokenizer, [p for _, p in kept])
+        n = n or got  # the training examples' count (they come first)
+    say(f"train distill: {n} training answer tokens with soft targets")
+    return n
 
 
 def check_same_tokenizer(config: Config, tokenizer: Any) -> None:
     """A local teacher's token ids must mean what the student's mean."""
     from gpt4llm.models import load_tokenizer
 
-    if config.teacher == config.model:
+    if config.teacher == config.model or config.soft_targets == "data":
         return
     theirs = load_tokenizer(config.teacher, padding_side="right")
     if theirs.get_vocab() != tokenizer.get_vocab():
@@ -169,7 +228,6 @@ def load_models(config: Config, data: sft.SftData) -> tuple[Any, DistillLoss]:
     from gpt4llm.train.common import use_bf16
     from gpt4llm.train.fastpath import (
         lm_parts,
-        speed_up,
         store_frozen_linears_in,
         use_packed_attention,
     )
@@ -177,11 +235,13 @@ def load_models(config: Config, data: sft.SftData) -> tuple[Any, DistillLoss]:
     device = device_of(config)
     bf16 = use_bf16(config.precision, device)
     model, _ = sft.load_model(config.model_copy(update={"fast_path": False}), data)
+    if config.soft_targets == "data":
+        return model, install_loss(config, model, lm_parts(model), None, bf16)
     teacher = load_causal_lm(config.teacher, device=device, dtype="float32")
     teacher.requires_grad_(False)
     teacher.eval()
     student_parts, teacher_parts = lm_parts(model), lm_parts(teacher)
-    for name, parts, m in (("model", student_parts, model), ("teacher", teacher_parts, teacher)):
+    for name, parts in (("model", student_parts), ("teacher", teacher_parts)):
         if parts is None:
             raise UserError(f"--{name} {getattr(config, name)}: not a causal LM with a linear head")
     if student_parts[1].weight.shape[0] != teacher_parts[1].weight.shape[0]:
@@ -192,9 +252,18 @@ def load_models(config: Config, data: sft.SftData) -> tuple[Any, DistillLoss]:
     use_packed_attention(teacher)
     if bf16:
         store_frozen_linears_in(teacher, torch.bfloat16, skip=(teacher_parts[1],))
-    loss = DistillLoss(
-        student_parts, teacher_parts, config, autocast=torch.bfloat16 if bf16 else None
-    )
+    return model, install_loss(config, model, student_parts, teacher_parts, bf16)
+
+
+def install_loss(config: Config, model: Any, student: Any, teacher: Any, bf16: bool) -> Any:
+    """The KD loss as the student's head, with the fast path's other pieces when asked."""
+    import torch
+
+    from gpt4llm.train.fastpath import speed_up
+
+    if student is None:
+        raise UserError(f"--model {config.model}: not a causal LM with a linear head")
+    loss = DistillLoss(student, teacher, config, autocast=torch.bfloat16 if bf16 else None)
 
     def head(m: Any) -> str:
         loss.install(m)
@@ -205,7 +274,7 @@ def load_models(config: Config, data: sft.SftData) -> tuple[Any, DistillLoss]:
     else:
         notes = [head(model)]
     say("fast path: " + "; ".join(notes))
-    return model, loss
+    return loss
 
 
 # --------------------------------------------------------------------------- report

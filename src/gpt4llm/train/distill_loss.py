@@ -108,6 +108,7 @@ class _Options:
         stats: dict | None = None,
         sparse_ids: torch.Tensor | None = None,
         sparse_logprobs: torch.Tensor | None = None,
+        hard_weight: float = 1.0,
     ) -> None:
         self.kind, self.beta, self.temperature, self.top_k = kind, beta, temperature, top_k
         self.kd_weight, self.ce_weight = kd_weight, ce_weight
@@ -115,6 +116,7 @@ class _Options:
         self.softcap, self.teacher_softcap, self.dtype = softcap, teacher_softcap, dtype
         self.chunk_rows, self.workspace_bytes, self.stats = chunk_rows, workspace_bytes, stats
         self.sparse_ids, self.sparse_logprobs = sparse_ids, sparse_logprobs
+        self.hard_weight = hard_weight  # the CE weight of rows without sparse targets
 
 
 def _chunk_loss(z, zt, targets, o: _Options, rows: slice) -> torch.Tensor:
@@ -136,7 +138,7 @@ def _chunk_loss(z, zt, targets, o: _Options, rows: slice) -> torch.Tensor:
         t = torch.where(valid, o.sparse_logprobs[rows].float(), NO_MASS)
         kd = divergence(s[soft], t[soft], o.kind, o.beta, o.temperature).sum()
         ce_rows = F.cross_entropy(z, targets, reduction="none")
-        weights = torch.where(soft, o.ce_weight, 1.0)
+        weights = torch.where(soft, o.ce_weight, o.hard_weight)
         loss = o.kd_weight * kd + (weights * ce_rows).sum()
     if o.stats is not None:
         add = o.stats.setdefault
@@ -227,7 +229,8 @@ def chunked_kd_loss(
     default the head's; logits are fp32), chunk_rows, workspace_bytes, stats (a dict the
     summed kd/ce/tokens/soft_tokens are added to), sparse_ids/sparse_logprobs ([N, K] target
     token ids, -1 padded, and the teacher's log-probabilities: soft targets without a teacher
-    model, `teacher_hidden`/`teacher_weight` None)."""
+    model, `teacher_hidden`/`teacher_weight` None; hard_weight: the cross-entropy's weight
+    on rows without targets, default 1)."""
     o = _Options(**options)
     if o.chunk_rows is None:
         per_row = weight.shape[0] * 4 * 10  # logits, fp32 copies, softmaxes, their gradients

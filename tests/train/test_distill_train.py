@@ -91,3 +91,30 @@ def test_teacher_with_other_vocabulary_is_refused(models, tmp_path):
         run(_config(student, other, data, tmp_path / "o"))
     with pytest.raises(UserError, match="nope"):
         run(_config(student, tmp_path / "nope", data, tmp_path / "o2"))
+
+
+def test_on_policy_gkd_trains_on_the_students_own_samples(models, tmp_path):
+    """--lmbda 1: every training batch is the student's samples for the batch's prompts,
+    scored by the teacher (GKD); the held-out divergence (on the data's answers) falls too."""
+    from tiny_lm import alpaca_records, write_jsonl
+
+    from gpt4llm.train.distill import _prompts, run
+
+    student, teacher = models
+    data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(32, seed=2))
+    out = tmp_path / "out"
+    summary = run(_config(student, teacher, data, out, lmbda=1.0, max_new_tokens=8))
+    assert summary["on_policy_batches"] == summary["steps"] == 24
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]  # the divergence on the student's samples
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert summary["eval_kd"] < summary["eval_kd_start"], summary
+    # the prompts of a packed row: the tokens before each example's first label
+    import torch
+
+    row = {
+        "input_ids": torch.tensor([[2, 5, 6, 7, 2, 8, 9]]),
+        "labels": torch.tensor([[-100, -100, 6, 7, -100, 8, 9]]),
+        "position_ids": torch.tensor([[0, 1, 2, 3, 0, 1, 2]]),
+    }
+    assert [p.tolist() for p in _prompts(row)] == [[2, 5], [2]]

@@ -19,13 +19,15 @@ distance to the teacher on data it did not train on.
 
 from __future__ import annotations
 
+import itertools
+import random
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT_OR_NAME, OUTPUT_DIR
+from gpt4llm.config import INPUT_OR_NAME, MAX_TOKENS, OUTPUT_DIR
 from gpt4llm.errors import UserError
 from gpt4llm.train import sft
 from gpt4llm.train.common import device_of, say
@@ -53,6 +55,12 @@ class Config(sft.Config):
     """'teacher': the local --teacher's logits; 'data': the records' teacher_top_logprobs
     (`generate --teacher-top-logprobs K` with an API teacher), where the student's tokenizer
     maps the teacher's tokens exactly, SFT elsewhere (--teacher unused)."""
+    lmbda: float = Field(0.0, ge=0.0, le=1.0)
+    """On-policy share (GKD's lambda, TRL's `lmbda`): each training micro-batch is, with this
+    probability, replaced by the student's own samples (at --temperature, at most
+    --max-new-tokens) for the same prompts, scored by the teacher; 0: off-policy only."""
+    max_new_tokens: int = Field(128, ge=1, le=MAX_TOKENS)
+    """On-policy samples: most tokens the student writes per prompt."""
     kd_weight: float = Field(1.0, ge=0.0, le=1.0)
     """Share of the distillation loss; the rest (1 - it) is the SFT cross-entropy."""
     output: Path = Field(Path("runs/distill"), json_schema_extra=OUTPUT_DIR)
@@ -81,7 +89,11 @@ class DistillLoss:
             num_items = kwargs.pop(sft.FUSED_NUM_ITEMS, None)
             wanted = (*sft.MODEL_INPUTS, *SOFT_INPUTS)
             inputs = {k: v for k, v in kwargs.items() if k in wanted and v is not None}
-            return CausalLMOutput(loss=self({**inputs, "labels": labels}, num_items))
+            inputs["labels"] = labels
+            if causal.training and self.config.lmbda and random.random() < self.config.lmbda:
+                inputs, num_items = student_samples(causal, inputs, self.config), None
+                self.stats["on_policy_batches"] = self.stats.get("on_policy_batches", 0) + 1
+            return CausalLMOutput(loss=self(inputs, num_items))
 
         route_forward(model, sft.FUSED_LABELS, fused)
 
@@ -131,6 +143,69 @@ class DistillLoss:
         return sft._normalise(loss, targets.numel(), num_items_in_batch)
 
 
+def _prompts(inputs: dict) -> list[Any]:
+    """Each example's prompt ids (the tokens before its first label) of a padding-free row
+    (examples start where the position ids restart) or of padded rows."""
+    ids, labels, pos = inputs["input_ids"], inputs["labels"], inputs.get("position_ids")
+    if ids.shape[0] == 1 and pos is not None:
+        starts = [*(pos[0] == 0).nonzero().flatten().tolist(), ids.shape[1]]
+        segments = [(0, a, b) for a, b in itertools.pairwise(starts)]
+    else:
+        segments = [(r, 0, ids.shape[1]) for r in range(ids.shape[0])]
+    out = []
+    for r, a, b in segments:
+        answer = (labels[r, a:b] != -100).nonzero().flatten()
+        if answer.numel():
+            out.append(ids[r, a : a + int(answer[0])])
+    return out
+
+
+def student_samples(causal: Any, inputs: dict, config: Config) -> dict:
+    """On-policy (GKD): the batch's prompts answered by the student itself (sampled at
+    --temperature, greedy at 0), packed into one padding-free row whose labels are the
+    student's tokens (up to and with its EOS)."""
+    import torch
+
+    prompts = _prompts(inputs)
+    gen = causal.generation_config
+    eos = gen.eos_token_id if isinstance(gen.eos_token_id, int) else (gen.eos_token_id or [1])[0]
+    pad = causal.config.pad_token_id if causal.config.pad_token_id is not None else eos
+    width = max(len(p) for p in prompts)
+    device = prompts[0].device
+    batch = torch.full((len(prompts), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(batch)
+    for i, p in enumerate(prompts):  # left padding
+        batch[i, width - len(p) :], mask[i, width - len(p) :] = p, 1
+    was_training = causal.training
+    causal.eval()
+    try:
+        with torch.no_grad():
+            out = causal.generate(
+                input_ids=batch,
+                attention_mask=mask,
+                do_sample=config.temperature > 0,
+                temperature=config.temperature,
+                top_k=0,
+                max_new_tokens=config.max_new_tokens,
+                pad_token_id=pad,
+                eos_token_id=eos,
+            )
+    finally:
+        causal.train(was_training)
+    ids, labels, positions = [], [], []
+    for p, row in zip(prompts, out[:, width:].tolist(), strict=True):
+        answer = row[: row.index(eos) + 1] if eos in row else row
+        ids += [*p.tolist(), *answer]
+        labels += [-100] * len(p) + answer
+        positions += list(range(len(p) + len(answer)))
+    row_of = torch.tensor
+    return {
+        "input_ids": row_of([ids], device=device),
+        "position_ids": row_of([positions], device=device),
+        "labels": row_of([labels], device=device),
+    }
+
+
 # --------------------------------------------------------------------------- run
 def run(config: Config) -> dict:
     """sft's steps with the teacher loaded beside the student and the KD loss."""
@@ -169,6 +244,8 @@ def check_inputs(config: Config) -> None:
         raise UserError("--soft-targets data needs padding-free batches (drop --no-padding-free)")
     if config.soft_targets == "teacher":
         resolve_model_path(config.teacher)
+    elif config.lmbda:
+        raise UserError("--lmbda (on-policy) needs a local teacher: --soft-targets teacher")
 
 
 def load_soft_targets(config: Config, data: sft.SftData) -> int:
@@ -292,6 +369,8 @@ def summarize(config, data, trainer, result, final_eval, resume_from, adapter, l
             "top_k": config.top_k,
             "kd_weight": config.kd_weight,
             "train_kd_per_token": round(loss.stats.get("kd", 0.0) / tokens, 6),
+            "lmbda": config.lmbda,
+            "on_policy_batches": loss.stats.get("on_policy_batches", 0),
         }
     )
     return summary

@@ -118,3 +118,19 @@ def test_on_policy_gkd_trains_on_the_students_own_samples(models, tmp_path):
         "position_ids": torch.tensor([[0, 1, 2, 3, 0, 1, 2]]),
     }
     assert [p.tolist() for p in _prompts(row)] == [[2, 5], [2]]
+
+
+def test_rerun_resumes_from_the_last_checkpoint(models, tmp_path):
+    """train sft's checkpoints: a longer rerun into the same output continues from the last
+    checkpoint (the teacher is not part of it)."""
+    from tiny_lm import alpaca_records, write_jsonl
+
+    from gpt4llm.train.distill import run
+
+    student, teacher = models
+    data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(16, seed=2))
+    out = tmp_path / "out"
+    first = run(_config(student, teacher, data, out, max_steps=4, save_steps=2))
+    assert first["resumed_from"] is None and (out / "checkpoints" / "checkpoint-4").is_dir()
+    again = run(_config(student, teacher, data, out, max_steps=6, save_steps=2))
+    assert again["steps"] == 6 and again["resumed_from"].endswith("checkpoint-4"), again

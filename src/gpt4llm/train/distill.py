@@ -15,6 +15,15 @@ loss) and computes the student's and the teacher's LM heads only at answer posit
 at a time (`distill_loss.chunked_kd_loss`: no full 262K-vocabulary logits, for either model).
 The held-out loss (`eval_loss`) is the divergence alone, per answer token: the student's
 distance to the teacher on data it did not train on.
+
+On-policy (`--lmbda`, GKD): a training micro-batch is, with that probability (TRL draws it the
+same way, per step), replaced by the student's own samples for the batch's prompts, packed
+into one row and scored by the teacher; such a batch is normalised by its own answer tokens.
+
+An API teacher (`--soft-targets data`, `distill_data.py`): no teacher model; the records'
+`teacher_top_logprobs` (from `generate --teacher-top-logprobs K`) are sparse soft targets
+where a teacher token is exactly one student token, the SFT cross-entropy elsewhere
+(`--top-k` does not apply: K is the data's).
 """
 
 from __future__ import annotations

@@ -163,24 +163,21 @@ class _ChunkedKD(torch.autograd.Function):
         need_b = bias is not None and ctx.needs_input_grad[2]
         dtype = o.dtype or weight.dtype
         grad_h = torch.zeros_like(hidden) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device)
+        fp32 = {"dtype": torch.float32, "device": weight.device}
+        grad_w = torch.zeros(weight.shape, **fp32) if need_w else None  # (a frozen head: none)
+        grad_b = torch.zeros(weight.shape[0], **fp32) if need_b else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        # the heads cast to the multiplies' dtype once, not per chunk
+        w = weight.detach().to(dtype).requires_grad_(need_w)
+        b = None if bias is None else bias.detach().to(dtype).requires_grad_(need_b)
+        tw = None if teacher_weight is None else teacher_weight.to(dtype)
         for start in range(0, hidden.shape[0], o.chunk_rows):
             rows = slice(start, start + o.chunk_rows)
             zt = None
             if teacher_hidden is not None:
                 with torch.no_grad():
-                    zt = _logits(
-                        teacher_hidden[rows],
-                        teacher_weight,
-                        o.teacher_bias,
-                        o.teacher_softcap,
-                        dtype,
-                    )
+                    zt = _logits(teacher_hidden[rows], tw, o.teacher_bias, o.teacher_softcap, dtype)
             h = hidden[rows].detach().requires_grad_(need_h)
-            w = weight.detach().requires_grad_(need_w)
-            b = None if bias is None else bias.detach().requires_grad_(need_b)
             with torch.enable_grad():
                 z = _logits(h, w, b, o.softcap, dtype)
                 loss = _chunk_loss(z, zt, targets[rows], o, rows)

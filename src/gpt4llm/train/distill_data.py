@@ -30,10 +30,10 @@ def text_to_id(tokenizer: Any) -> dict[str, int]:
     special = set(tokenizer.all_special_ids)
     out: dict[str, int] = {}
     seen: set[str] = set()
-    for i in range(len(tokenizer)):
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])  # one Rust call
+    for i, s in enumerate(texts):
         if i in special:
             continue
-        s = tokenizer.decode([i])
         if s in seen:
             out.pop(s, None)
         else:

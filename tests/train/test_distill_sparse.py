@@ -121,3 +121,18 @@ def test_data_without_top_logprobs_is_refused(student, tmp_path):
     data = write_jsonl(tmp_path / "sft.jsonl", alpaca_records(4))
     with pytest.raises(UserError, match="teacher_top_logprobs"):
         run(Config(model=str(student), data=[data], output=tmp_path / "o", soft_targets="data"))
+
+
+def test_align_on_the_embedded_vocabulary():
+    """Gemma's vocabulary has several ids that decode to the same text (','): the one its
+    tokenizer gives the text alone is used, so a teacher with the same pieces maps fully."""
+    from gpt4llm.models import load_tokenizer
+    from gpt4llm.train.distill_data import align, text_to_id
+
+    tok = load_tokenizer("embedded")
+    text = "Hello world, the sea is wide. Café naïve 日本語 😀!"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    vocab = text_to_id(tok)
+    assert vocab[","] == tok(",", add_special_tokens=False)["input_ids"][0]
+    got = align(tok, text, [[[tok.decode([i]), -0.1]] for i in ids], vocab)
+    assert [got[k][0][0] for k in range(len(ids))] == ids

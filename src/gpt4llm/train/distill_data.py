@@ -26,19 +26,25 @@ FIELD = "teacher_top_logprobs"
 
 
 def text_to_id(tokenizer: Any) -> dict[str, int]:
-    """Every token text that decodes from exactly one (non-special) id, to that id."""
+    """Token text -> student id for every (non-special) token text: the id it decodes from, or
+    where several decode to the same text (',' in Gemma's vocabulary) the one the tokenizer
+    itself gives the text alone; texts it encodes as several tokens are left out."""
     special = set(tokenizer.all_special_ids)
-    out: dict[str, int] = {}
-    seen: set[str] = set()
     texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])  # one Rust call
+    out: dict[str, int] = {}
+    shared: set[str] = set()
     for i, s in enumerate(texts):
-        if i in special:
+        if i in special or not s:
             continue
-        if s in seen:
-            out.pop(s, None)
+        if s in out:
+            shared.add(s)
+        out[s] = i
+    for s in shared:
+        ids = tokenizer(s, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1 and texts[ids[0]] == s:
+            out[s] = ids[0]
         else:
-            seen.add(s)
-            out[s] = i
+            del out[s]
     return out
 
 

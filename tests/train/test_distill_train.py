@@ -134,3 +134,21 @@ def test_rerun_resumes_from_the_last_checkpoint(models, tmp_path):
     assert first["resumed_from"] is None and (out / "checkpoints" / "checkpoint-4").is_dir()
     again = run(_config(student, teacher, data, out, max_steps=6, save_steps=2))
     assert again["steps"] == 6 and again["resumed_from"].endswith("checkpoint-4"), again
+
+
+def test_lora_under_bf16_autocast(models, tmp_path):
+    """The default setting: LoRA, bf16 autocast (the frozen heads cast once), the fast path:
+    its held-out divergence before training is the fp32 one (to bf16 precision), and it falls.
+    (LoRA cannot scale the tied head up to the sharpened teacher, so it falls little here.)"""
+    from tiny_lm import alpaca_records, write_jsonl
+
+    from gpt4llm.train.distill import run
+
+    student, teacher = models
+    data = write_jsonl(tmp_path / "train.jsonl", alpaca_records(32, seed=2))
+    kw = {"lora": True, "learning_rate": 5e-2}
+    fp32 = run(_config(student, teacher, data, tmp_path / "fp32", **kw, max_steps=1))
+    bf16 = run(_config(student, teacher, data, tmp_path / "bf16", **kw, precision="bf16"))
+    assert bf16["bf16_autocast"] and bf16["adapter"] and not fp32["bf16_autocast"]
+    assert bf16["eval_kd_start"] == pytest.approx(fp32["eval_kd_start"], rel=0.03)
+    assert bf16["eval_kd"] < 0.99 * bf16["eval_kd_start"], bf16

@@ -88,6 +88,10 @@ class DistillLoss:
         self.t_decoder, self.t_head, self.t_softcap = teacher or (None, None, None)
         self.config, self.autocast = config, autocast
         self.stats: dict = {}  # summed kd / ce / tokens of the training steps
+        from gpt4llm.train.fastpath import Workspace
+
+        # the frozen heads' (LoRA's, the teacher's) autocast copies, cast once, not every call
+        self.casts = (Workspace(), Workspace())
 
     def install(self, model: Any) -> None:
         from transformers.modeling_outputs import CausalLMOutput
@@ -129,11 +133,18 @@ class DistillLoss:
             sparse = {"sparse_ids": ids, "sparse_logprobs": lps, "hard_weight": float(training)}
         h, targets = hidden[:, :-1][keep], labels[:, 1:][keep]
         kd_weight = c.kd_weight if training else 1.0
+        weight, t_weight = self.head.weight, None if th is None else self.t_head.weight
+        if self.autocast is not None:
+            cast = self.casts[0].frozen_cast(weight, self.autocast)
+            weight = weight if cast is None else cast
+            if t_weight is not None:
+                cast = self.casts[1].frozen_cast(t_weight, self.autocast)
+                t_weight = t_weight if cast is None else cast
         loss = chunked_kd_loss(
             h,
-            self.head.weight,
+            weight,
             th,
-            None if th is None else self.t_head.weight,
+            t_weight,
             targets,
             kind=c.loss,
             beta=c.beta,

@@ -18,6 +18,12 @@ answer tokens/s (median of --repeats timed calls after one warm-up), the peak RS
 ratios chunked/full. The numbers of one run are also checked equal (the loss to 1e-4).
 Run:
     flock /tmp/gpt4llm-heavy.lock python bench/distill.py [--tokens 256] [--loss jsd] [--top-k K]
+
+Measured (2 shared CPU cores, 2026-12-07, defaults: 256 answer tokens, jsd, fp32, frozen head):
+chunked 39.1 tokens/s, peak RSS 2,501 MB; full 45.6 tokens/s, 4,624 MB; TRL's
+generalized_jsd_loss 40.2 tokens/s, 6,201 MB — the chunked loss needs 1.85x less peak memory
+than the full-logits one (2.48x less than TRL's) at 0.86x its speed (0.97x TRL's); the losses
+agree. (The peak includes the two 671 MB heads; the logits' share grows with the tokens.)
 """
 
 from __future__ import annotations

@@ -284,21 +284,16 @@ def probe_scores(
     answers = complete_all(llm_config, requests, description=description)
     out: list[list[float] | None] = []
     for start, end in spans:
-        vals = []
-        for res in answers[start:end]:
-            tl = res.completion.top_logprobs if res.completion else None
-            pos = (
-                score_positions(
-                    tl,
-                    1,
-                    lo,
-                    hi,
-                    min_mass=min_mass,
-                    text=res.completion.text if res.completion else None,
-                )
-                if tl
-                else []
-            )
-            vals.append(expected_score(tl, lo, hi, position=pos[0]) if pos else None)
+        vals = [_probe_score(res, lo, hi, min_mass) for res in answers[start:end]]
         out.append(vals if vals and all(v is not None for v in vals) else None)
     return out
+
+
+def _probe_score(res: Any, lo: float, hi: float, min_mass: float) -> float | None:
+    """The expected score of one probe's reply, or None where it holds no score."""
+    tl = res.completion.top_logprobs if res.completion else None
+    if not tl:
+        return None
+    text = res.completion.text if res.completion else None
+    pos = score_positions(tl, 1, lo, hi, min_mass=min_mass, text=text)
+    return expected_score(tl, lo, hi, position=pos[0]) if pos else None

@@ -105,6 +105,7 @@ def test_pipeline_is_one_parent_run_with_a_child_run_per_stage_in_mlflow(
     uri = request.getfixturevalue("mlflow_server") if store == "server" else None
     uri = uri or f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow's SQLite store puts artifacts in ./mlruns
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "pipeline-test")
     pred, ref = files
     cfg = tmp_path / "p.yaml"
@@ -246,6 +247,7 @@ def test_a_trainer_logs_through_transformers_integration_into_the_commands_run(
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow's SQLite store puts artifacts in ./mlruns
     out = tiny_sft(cli, tiny, tmp_path, 4, "--logging-steps", "1", "--report-to", "mlflow",
                    "--run-name", "sft-run")  # fmt: skip
     client = mlflow.MlflowClient(uri)

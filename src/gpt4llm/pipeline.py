@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,13 @@ def run_pipeline(
         return results
 
 
+def _release_ray_replicas() -> None:
+    """A stage's Ray actors go with the stage: they hold its model and the cluster's CPUs."""
+    executor = sys.modules.get("gpt4llm.llm.ray_executor")
+    if executor is not None:
+        executor.release_replicas()
+
+
 def _run_stages(
     stages: list[tuple[str, str, Any]], begin: int, end: int, ran_before: bool, path: str | Path
 ) -> list[dict]:
@@ -211,6 +219,8 @@ def _run_stages(
             stopped = UserError(f"pipeline stopped at stage '{name}' ({spec.command}): {e}")
             stopped.exit_code = e.exit_code  # a failed run (1) stays 1, bad input (2) stays 2
             raise stopped from None
+        finally:
+            _release_ray_replicas()
         ran_before = True
         results.append(
             {

@@ -30,6 +30,16 @@ from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, SamplingParams
 
 
+@pytest.fixture(autouse=True)
+def _release_replicas():
+    """This process's Ray actors go with each test (they hold the test cluster's 2 CPUs)."""
+    yield
+    from gpt4llm.llm import ray_executor
+
+    if ray_executor._POOLS:
+        ray_executor.release_replicas()
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from tiny_lm import make_tiny_lm
@@ -197,6 +207,26 @@ def test_runner_on_two_ray_actors_equals_one_process(tmp_path, tiny, ray_address
     assert len({t for _, t in _texts(one)}) > 1  # real, varied outputs were compared
     again = complete_all(ray, requests, progress=False)  # all in the cache now
     assert all(r.cached for r in again) and _texts(again) == _texts(one)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_replicas_serve_every_call_of_a_run(tiny, ray_address):
+    """A second call (compare's probes, a judge's second order) goes to the same actors: the
+    model is loaded once per actor per run, not once per call."""
+    from gpt4llm.llm import ray_executor
+
+    params = SamplingParams(max_tokens=4, temperature=0.0)
+    jobs = [([f"Name {k} colors."], params) for k in range(4)]
+
+    def pids():
+        return {
+            pid for _, pid, _ in ray_executor.run_jobs(str(tiny), "float32", 2, ray_address, jobs)
+        }
+
+    first = pids()
+    assert len(first) == 2  # both actors took batches
+    assert pids() == first
 
 
 def _journal_ids(path: Path) -> list[str]:

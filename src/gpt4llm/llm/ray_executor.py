@@ -1,34 +1,40 @@
-"""Local generation through Ray Data: one model replica per actor, from a laptop to a cluster.
+"""Local generation on Ray: one model replica per actor, from a laptop to a cluster.
 
-`--*-ray-actors N` (respond: `--num-workers N`, its shorthand) sends a local model's batches
-through `ray.data` instead of generating them in this process. The driver cuts exactly the
-batches one process would run (`BatchedGenerator.generate` for respond, the runner's groups for
-generate/compare/eval judge); each batch is one row of a dataset that `map_batches` (batch_size
-1) hands to a pool of N actors (`ActorPoolStrategy(size=N)`), each holding the model once
-(`_Replica`: our transformers generator, `LocalGenerator`). A batch is computed the same way
-wherever it runs (same rows, same order, same padding; sampling draws from per-row generators
-seeded with seed + sample_index), so the outputs are those of one process.
+`--*-ray-actors N` (respond: `--num-workers N`, its shorthand) sends a local model's batches to
+N Ray actors instead of generating them in this process. The driver cuts exactly the batches
+one process would run (`BatchedGenerator.generate` for respond, the runner's groups for
+generate/compare/eval judge) and deals them in order, one at a time to each actor (`_deal`),
+each actor holding the model once (`_Replica`: our transformers generator, `LocalGenerator`). A
+batch is computed the same way wherever it runs (same rows, same order, same padding; sampling
+draws from per-row generators seeded with seed + sample_index), so the outputs are those of
+one process.
 
-The driver iterates the mapped dataset (`iter_rows`, order not preserved: batches come back as
-they finish) and hands each batch to the caller at once, which writes it to the request cache
-(`runner`) or respond's journal. So a killed driver resumes from there, and only what those do
-not hold is sent to Ray again. A lost actor (its process killed, its node gone) is restarted by
-Ray and its batch retried (`max_restarts`, `max_task_retries`); a batch that comes back twice is
-taken once. Without `--*-ray-address` the run starts a local Ray instance (all this machine's
+The actors outlive one call (`_POOLS`): compare and eval judge call the model again for
+re-asks and probes, and the replicas load the model once per run, not once per call (the
+pipeline releases them after each stage). Every actor is up (its model loaded) before the first
+batch, as a process pool would be; a cluster without room for N of them is one line after
+`ACTOR_START_S`.
+
+Batches come back as they finish and go to the caller at once, which writes them to the request
+cache (`runner`) or respond's journal: a killed driver resumes from there, and only what those
+do not hold is sent again. A batch that raises fails its items as in one process (respond stops;
+out of memory stops every stage); an actor whose process dies (killed, its node gone) is
+restarted by Ray and its batch retried (`max_restarts`, `max_task_retries`), past `RETRIES` the
+run stops. Without `--*-ray-address` the run starts a local Ray instance (all this machine's
 cores); with it, it joins that cluster (`ray start --head` / a KubeRay or Anyscale cluster),
 whose workers need gpt4llm installed and the model path readable.
 
 Resources: on a CPU cluster each actor asks for the cluster's CPUs / N and runs that many torch
-threads. Where the cluster has GPUs and vLLM is importable, the batches go instead through
-`ray.data.llm`'s vLLM processor (`vLLMEngineProcessorConfig`, one engine per GPU, N engines; the
-per-row seeds are vLLM's own): written from Ray's documented API, not tested here (no GPU). On
-GPUs without vLLM each actor takes one GPU and runs our generator on it.
+threads. Where the cluster has GPUs and vLLM is importable, the batches go instead through Ray
+Data's `ray.data.llm` vLLM processor (`vLLMEngineProcessorConfig`, one engine per GPU, N
+engines, started per call; the per-row seeds are vLLM's own): written from Ray's documented API,
+not tested here (no GPU). On GPUs without vLLM each actor takes one GPU and runs our generator.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Self
@@ -59,6 +65,7 @@ def connect(address: str | None) -> Any:
     if ray.is_initialized() and _CONNECTED == [address]:
         return ray
     if ray.is_initialized():
+        _POOLS.clear()  # their actors go with the old connection
         ray.shutdown()
     try:
         if address:
@@ -76,9 +83,7 @@ def connect(address: str | None) -> Any:
         raise UserError(f"could not connect to {where}: {first}") from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
-    # Every actor up (its model loaded) before the first batch, as a process pool would: else the
-    # first one up takes the batches while the others load, and a cluster without room for N
-    # actors fails with Ray's "Timed out while starting actors" instead of waiting forever.
+    # ray.data.llm's engines (GPUs): all up before the first batch, as our own replicas are.
     ctx.wait_for_min_actors_s = ACTOR_START_S
     _CONNECTED[:] = [address]
     return ray
@@ -113,18 +118,17 @@ class _Replica:
             torch.set_num_threads(threads)
         self.gen = LocalGenerator.load(model, dtype=dtype)  # a GPU when Ray gave the actor one
 
-    def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
+    def ready(self) -> int:
+        return os.getpid()
 
-        out = []
-        for blob in rows["job"]:
-            k, prompts, params = pickle.loads(blob)
-            out.append(pickle.dumps((k, os.getpid(), self.run(prompts, params))))
-        return {"result": np.array(out, dtype=object)}
+    def run_batch(
+        self, prompts: list[str], params: SamplingParams
+    ) -> tuple[int, list[Completion] | BatchFailed]:
+        return os.getpid(), self.run(prompts, params)
 
     def run(self, prompts: list[str], params: SamplingParams) -> list[Completion] | BatchFailed:
-        """One batch, or why it failed: an exception fails this batch, not the whole dataset
-        (Ray would stop every batch with it); a process that dies is Ray's to retry."""
+        """One batch, or why it failed: an exception fails this batch, not the others (nor the
+        run); a process that dies is Ray's to restart and retry."""
         try:
             # one batch: generate() keeps the order of equally long prompts (a stable sort)
             return self.gen.generate(prompts, params, batch_size=len(prompts))
@@ -153,35 +157,92 @@ def run_jobs(
     if resources.get("GPU", 0) >= 1 and _vllm_importable():
         yield from _run_vllm(ray, model, actors, jobs)
         return
-    items = [{"job": pickle.dumps((k, p, s))} for k, (p, s) in enumerate(jobs)]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
     if resources.get("GPU", 0) >= 1:
         per_actor, threads = {"num_gpus": 1}, 0
     else:
         cpus = resources.get("CPU", 1) / actors
         per_actor, threads = {"num_cpus": cpus}, max(1, int(cpus))
-    ds = ds.map_batches(
-        _Replica,
-        batch_size=1,  # one row is one of our batches: the batches stay those of one process
-        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
-        fn_constructor_kwargs={"model": model, "dtype": dtype, "threads": threads},
-        max_restarts=RETRIES,
-        max_task_retries=RETRIES,
-        **per_actor,
-    )
-    seen: set[int] = set()
+    pool = _replicas(ray, (model, dtype, threads), actors, per_actor)
+    done = 0
     try:
-        for row in ds.iter_rows():
-            k, pid, comps = pickle.loads(row["result"])
-            if k in seen:  # a retried batch whose first answer also came back
-                continue
-            seen.add(k)
+        for k, pid, comps in _deal(ray, pool, jobs):
             if isinstance(comps, BatchFailed) and comps.stop_run:
                 raise UserError(comps.message)
+            done += 1
             yield k, pid, comps
-    except ray.exceptions.RayError as e:  # a batch failed past its retries: the run stops
+    except ray.exceptions.RayError as e:  # an actor died past its restarts: the run stops
         last = [x for x in str(e).splitlines() if x.strip()][-1:] or [type(e).__name__]
-        raise UserError(f"Ray generation failed ({len(seen)} batches done): {last[0]}") from None
+        raise UserError(f"Ray generation failed ({done} batches done): {last[0]}") from None
+
+
+# The actors of this process, kept for its next call: compare and eval judge call the model
+# again for re-asks and probes, and a pool per call would load the model N times per call.
+_POOLS: dict[tuple, list[Any]] = {}
+
+
+def _replicas(ray: Any, spec: tuple, actors: int, per_actor: dict) -> list[Any]:
+    """`actors` model replicas for `spec` (model, dtype, threads), reused within a process; every
+    one started (its model loaded) before the first batch, as a process pool would be."""
+    key = (*spec, actors, tuple(sorted(per_actor.items())))
+    if key in _POOLS:
+        return _POOLS[key]
+    release_replicas()  # another model's replicas hold the cluster's CPUs or GPUs
+    model, dtype, threads = spec
+    cls = ray.remote(_Replica).options(max_restarts=RETRIES, max_task_retries=RETRIES, **per_actor)
+    pool = [cls.remote(model, dtype, threads) for _ in range(actors)]
+    try:
+        ready, pending = ray.wait(
+            [a.ready.remote() for a in pool], num_returns=actors, timeout=ACTOR_START_S
+        )
+        if pending:
+            raise UserError(
+                f"{len(pending)} of {actors} Ray actors did not start within {ACTOR_START_S} s"
+                f" (each needs {per_actor} free on the cluster)"
+            )
+        ray.get(ready)
+    except ray.exceptions.RayError as e:  # a replica could not load the model
+        _kill(ray, pool)
+        last = [x for x in str(e).splitlines() if x.strip()][-1:] or [type(e).__name__]
+        raise UserError(f"Ray actors could not start: {last[0]}") from None
+    except UserError:
+        _kill(ray, pool)
+        raise
+    _POOLS[key] = pool
+    return pool
+
+
+def _kill(ray: Any, pool: list[Any]) -> None:
+    for a in pool:
+        with contextlib.suppress(Exception):  # already gone with its connection
+            ray.kill(a)
+
+
+def release_replicas() -> None:
+    """Stop the replicas this process keeps: another model's turn, or the end of a pipeline
+    stage (they hold a model's memory and the cluster's CPUs or GPUs)."""
+    import ray
+
+    for pool in _POOLS.values():
+        _kill(ray, pool)
+    _POOLS.clear()
+
+
+def _deal(
+    ray: Any, pool: list[Any], jobs: list[tuple[list[str], SamplingParams]]
+) -> Iterator[tuple[int, int, list[Completion] | BatchFailed]]:
+    """The jobs dealt in order, one at a time per replica (the next to whichever is free); each
+    yielded as it finishes. A replica that dies is restarted by Ray and its job retried."""
+    todo = list(range(len(jobs)))[::-1]
+    idle, running = list(pool), {}
+    while todo or running:
+        while idle and todo:
+            k, actor = todo.pop(), idle.pop(0)
+            running[actor.run_batch.remote(*jobs[k])] = (k, actor)
+        [ref], _ = ray.wait(list(running), num_returns=1)
+        k, actor = running.pop(ref)
+        idle.append(actor)
+        pid, comps = ray.get(ref)
+        yield k, pid, comps
 
 
 class RayPool(BatchedGenerator):

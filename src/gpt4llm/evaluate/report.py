@@ -4,9 +4,9 @@ Give it the summary files the evaluation stages wrote -- `eval rouge`'s and `eva
 `summary.json` (or their output directories), `eval reward`'s JSON report and `train dpo`'s
 `summary.json` (or its output directory), and `evolve`'s output file (its manifest beside it:
 counts per operation and round, and the lineage of the most evolved records) -- in any number
-and order; the kind of each is recognised from its content. Optional: `--paper-rouge` (the paper's published ROUGE-by-length
-table, plotted beside ours) and `--analyze DIR` (the output of `gpt4llm analyze`: linked, and
-its PNGs embedded).
+and order; the kind of each is recognised from its content. Optional: `--paper-rouge` (the
+paper's published ROUGE-by-length table, plotted beside ours) and `--analyze DIR` (the output of
+`gpt4llm analyze`: linked, and its PNGs embedded).
 
 The page holds: the judge's relative scores (paper style, model A's total as a percentage of
 model B's, with wins/ties/losses and per category), ROUGE by reference-length bucket (grouped

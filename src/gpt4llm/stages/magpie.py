@@ -287,8 +287,30 @@ class EndpointTurns:
         """A Completion per prompt, or the one-line error of its failed request."""
         from concurrent.futures import ThreadPoolExecutor
 
+        self._dry_run_stop(prompts, params)
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
             return list(pool.map(self._one, prompts, params))
+
+    def _dry_run_stop(self, prompts: list[str], params: list[SamplingParams]) -> None:
+        """A dry run counts these requests (never cached: each is a new sample) and stops."""
+        from gpt4llm.llm import prices, spend
+
+        budget = spend.current()
+        if budget is None or not budget.dry_run:
+            return
+        c = self.config
+        price = prices.resolve(c.model, c.price_prompt, c.price_completion)
+        prompt = sum(len(p) // 4 for p in prompts)
+        completion = sum(p.max_tokens for p in params)
+        cost = None if price is None else prices.cost(price, prompt, completion)
+        budget.estimates.append(
+            spend.Estimate(
+                "user turns (raw completions)", c.model, "online", len(prompts), 0, len(prompts),
+                prompt, completion, cost,
+            )
+        )  # fmt: skip
+        if prompts:
+            raise spend.DryRun
 
 
 # --------------------------------------------------------------------------------- run

@@ -97,12 +97,34 @@ def _dir_name(*names: str) -> str:
     return "__vs__".join(safe_name(n) for n in names)
 
 
+def _inputs_dir(out: Path) -> Path:
+    """Where the answer files each judge run reads go: OUTPUT/inputs, or, in a dry run (which
+    writes nothing of the user's), a temporary directory removed at exit."""
+    from gpt4llm.llm import spend
+
+    budget = spend.current()
+    if budget is None or not budget.dry_run:
+        return out / "inputs"
+    if not _DRY_RUN_INPUTS:
+        import atexit
+        import shutil
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="gpt4llm-leaderboard-dry-run-")
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        _DRY_RUN_INPUTS.append(Path(tmp))
+    return _DRY_RUN_INPUTS[0]
+
+
+_DRY_RUN_INPUTS: list[Path] = []
+
+
 def _judge_pair(config, out, questions, models, pair, ids) -> tuple[list[dict], dict]:
     """One pair judged by `eval judge`'s run (both orders, request cache, batch mode, fleets),
     on the questions `ids`; its outputs under pairs/<a>__vs__<b>/, its inputs under inputs/."""
     from gpt4llm.evaluate.judge import run as judge_run
 
-    work = out / "inputs" / _dir_name(*pair)
+    work = _inputs_dir(out) / _dir_name(*pair)
     files = []
     for side, name in zip("ab", pair, strict=True):
         files.append(work / f"answers_{side}.jsonl")
@@ -135,7 +157,7 @@ def _judge_single(config, out, questions, models) -> dict[str, float | None]:
     scores = {}
     ids = {q["id"] for q in questions}
     for name, answers in models.items():
-        path = out / "inputs" / f"{_dir_name(name)}.jsonl"
+        path = _inputs_dir(out) / f"{_dir_name(name)}.jsonl"
         write_jsonl(path, B.response_records(name, questions, answers, ids))
         jc = B.judge_config(
             config,

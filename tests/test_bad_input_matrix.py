@@ -186,11 +186,14 @@ PIPELINE_BASE = {
 
 
 def _model_fields(cls: Any) -> list[str]:
-    """The Config's fields that are a model to call (LLMConfig), not optional."""
+    """The Config's fields that are a model to call (LLMConfig or a subclass, such as the
+    judge's), not optional: the matrix points them at its fake server."""
     return [
         n
         for n, info in cls.model_fields.items()
-        if _unwrap_optional(info.annotation) == (LLMConfig, False)
+        if (tp := _unwrap_optional(info.annotation))[1] is False
+        and isinstance(tp[0], type)
+        and issubclass(tp[0], LLMConfig)
     ]
 
 

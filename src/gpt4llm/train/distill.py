@@ -252,7 +252,7 @@ def run(config: Config) -> dict:
     summary = summarize(config, data, trainer, result, final_eval, resume_from, adapter, loss)
     if soft is not None:
         summary["soft_share"] = round(soft / max(summary["response_tokens"], 1), 4)
-    finish(config, trainer, summary, t0)
+    sft.finish(config, trainer, summary, t0, stage="train distill")
     return summary
 
 
@@ -394,19 +394,6 @@ def summarize(config, data, trainer, result, final_eval, resume_from, adapter, l
         }
     )
     return summary
-
-
-def finish(config: Config, trainer: Any, summary: dict, started: float) -> None:
-    from gpt4llm.llm.summary import print_summary
-    from gpt4llm.provenance import write_manifest
-
-    if not trainer.is_world_process_zero():
-        return
-    inputs = [*config.data, *([config.eval_data] if config.eval_data else [])]
-    write_manifest(
-        config.output, "train distill", config, inputs=inputs, summary=summary, started=started
-    )
-    print_summary("train distill", summary)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -619,18 +619,18 @@ def summarize(
     }
 
 
-def finish(config: Config, trainer: Any, summary: dict, started: float) -> None:
-    """The manifest and the summary table (main process only)."""
+def finish(
+    config: Config, trainer: Any, summary: dict, started: float, stage: str = "train sft"
+) -> None:
+    """The manifest and the summary table (main process only); `train distill` shares it."""
     from gpt4llm.llm.summary import print_summary
     from gpt4llm.provenance import write_manifest
 
     if not trainer.is_world_process_zero():
         return
     inputs = [*config.data, *([config.eval_data] if config.eval_data else [])]
-    write_manifest(
-        config.output, "train sft", config, inputs=inputs, summary=summary, started=started
-    )
-    print_summary("train sft", summary)
+    write_manifest(config.output, stage, config, inputs=inputs, summary=summary, started=started)
+    print_summary(stage, summary)
 
 
 def main(argv: list[str] | None = None) -> None:

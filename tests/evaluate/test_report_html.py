@@ -222,3 +222,42 @@ def test_report_cli(eval_outputs, tmp_path):
         "judge_relative.png",
         "rouge_by_length.png",
     ]
+
+
+def test_report_shows_a_train_distill_run_from_its_manifest(tmp_path):
+    """train distill writes no summary.json: its directory's manifest holds the summary, and the
+    page's KD table shows its numbers; a directory of another stage is still refused."""
+    from gpt4llm.provenance import write_manifest
+    from gpt4llm.train import distill
+
+    out = tmp_path / "distill"
+    out.mkdir()
+    summary = {
+        "model": "runs/student",
+        "teacher": "embedded",
+        "loss": "jsd",
+        "beta": 0.5,
+        "top_k": None,
+        "kd_weight": 1.0,
+        "steps": 2,
+        "train_examples": 36,
+        "train_kd_per_token": 0.031234,
+        "eval_kd_start": None,
+        "eval_kd": 0.027891,
+    }
+    cfg = distill.Config(data=[tmp_path / "sft.jsonl"], output=out)
+    write_manifest(out, "train distill", cfg, summary=summary)
+    s = report.run(report.Config(inputs=[out], output=tmp_path / "report"))
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert s["n_distill"] == 1
+    table = page[page.index('<table class="distill">') :]
+    table = table[: table.index("</table>")]
+    for text in ("runs/student", "embedded", "jsd", "0.50", "0.0312", "0.0279", "<td>36</td>"):
+        assert text in table
+    assert "gpt4llm" in page and "train distill" in page  # provenance from the manifest
+
+    other = tmp_path / "sft"
+    other.mkdir()
+    write_manifest(other, "train sft", cfg, summary=summary)
+    with pytest.raises(DataError, match="without summary.json"):
+        report.run(report.Config(inputs=[other], output=tmp_path / "r2"))

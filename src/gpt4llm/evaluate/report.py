@@ -2,11 +2,12 @@
 
 Give it the summary files the evaluation stages wrote -- `eval rouge`'s and `eval judge`'s
 `summary.json` (or their output directories), `eval reward`'s JSON report and `train dpo`'s
-`summary.json` (or its output directory), and `evolve`'s output file (its manifest beside it:
-counts per operation and round, and the lineage of the most evolved records) -- in any number
-and order; the kind of each is recognised from its content. Optional: `--paper-rouge` (the
-paper's published ROUGE-by-length table, plotted beside ours) and `--analyze DIR` (the output of
-`gpt4llm analyze`: linked, and its PNGs embedded).
+`summary.json` (or its output directory), `train distill`'s output directory (the summary in
+its manifest), and `evolve`'s output file (its manifest beside it: counts per operation and
+round, and the lineage of the most evolved records) -- in any number and order; the kind of
+each is recognised from its content. Optional: `--paper-rouge` (the paper's published
+ROUGE-by-length table, plotted beside ours) and `--analyze DIR` (the output of `gpt4llm
+analyze`: linked, and its PNGs embedded).
 
 The page holds: the judge's relative scores (paper style, model A's total as a percentage of
 model B's, with wins/ties/losses and per category), ROUGE by reference-length bucket (grouped
@@ -40,8 +41,9 @@ class Config(StageConfig):
     """Settings of `gpt4llm report`."""
 
     inputs: list[Path] = Field(default_factory=list, json_schema_extra=INPUT)
-    """Evaluation outputs: summary.json of eval rouge / eval judge / train dpo (or their
-    directories), eval reward's JSON report.
+    """Evaluation outputs: summary.json of eval rouge / eval judge / eval leaderboard / train dpo
+    (or their directories), eval reward's JSON report, a train distill directory, an evolve
+    output file.
     """
     output: Path = Field(Path("report"), json_schema_extra=OUTPUT_DIR)
     """Output directory: index.html (self-contained) and the PNG charts."""
@@ -78,12 +80,17 @@ def load_input(path: Path) -> dict:
     if evolve_manifest and evolve_manifest.get("stage") == "evolve":
         data = evolve_lineage(path, evolve_manifest)
         return {"kind": "evolve", "path": str(path), "data": data, "manifest": evolve_manifest}
+    if path.is_dir() and not (path / "summary.json").is_file():
+        train = _manifest_for(path / "manifest.json") or {}
+        if train.get("stage") == "train distill":  # its summary is in its manifest
+            data = {"path": str(path), **(train.get("summary") or {})}
+            return {"kind": "distill", "path": str(path), "data": data, "manifest": train}
     if path.is_dir():
         if not (path / "summary.json").is_file():
             raise DataError(
                 path,
                 "directory without summary.json (expected an eval rouge / "
-                "eval judge / train dpo output)",
+                "eval judge / train dpo / train distill output)",
             )
         path = path / "summary.json"
     if not path.is_file():
@@ -477,6 +484,7 @@ class Inputs:
     warnings: list[str]
     evolves: list[dict] = field(default_factory=list)  # evolve outputs: counts and lineage
     leaderboards: list[dict] = field(default_factory=list)  # eval leaderboard summaries
+    distills: list[dict] = field(default_factory=list)  # train distill summaries
 
 
 def check(config: Config) -> Path:
@@ -520,6 +528,7 @@ def load(config: Config, out: Path) -> Inputs:
         warnings=judge_warnings(judges) + judge_warnings(singles),
         evolves=[i["data"] for i in items if i["kind"] == "evolve"],
         leaderboards=[i["data"] for i in items if i["kind"] == "leaderboard"],
+        distills=[i["data"] for i in items if i["kind"] == "distill"],
     )
 
 
@@ -612,6 +621,7 @@ def assemble(
         dpos=data.dpos,
         evolves=data.evolves,
         leaderboards=data.leaderboards,
+        distills=data.distills,
         analyze=analyze,
         provenance=provenance(data.items),
         rouge_metric=config.rouge_metric,
@@ -633,6 +643,7 @@ def finish(config: Config, data: Inputs, out: Path, charts: list[dict], t0: floa
         "n_rouge": len(data.rouges),
         "n_reward": len(data.rewards),
         "n_dpo": len(data.dpos),
+        "n_distill": len(data.distills),
         "analyze": str(config.analyze) if config.analyze else None,
     }
     write_manifest(

@@ -52,7 +52,8 @@ def _respond(tiny, tmp_path, **kw):
     src.write_text("".join(json.dumps(r) + "\n" for r in ITEMS))
     out = tmp_path / "out.jsonl"
     model = LLMConfig(model=str(tiny), dtype="float32")
-    cfg = Config(input=src, output=out, model=model, engine="vllm", max_new_tokens=9, **kw)
+    kw.setdefault("engine", "vllm")
+    cfg = Config(input=src, output=out, model=model, max_new_tokens=9, **kw)
     summary = run(cfg)
     return summary, [json.loads(x) for x in out.read_text().splitlines()]
 
@@ -149,3 +150,95 @@ def test_the_worker_replies_only_on_its_own_stdout_line():
     ]
     assert "fake vLLM: loading m" in out.stderr and out.returncode == 0
     assert "fake vLLM: prefix cache reset 1" in out.stderr  # bench/engines.py's between repeats
+
+
+def test_auto_picks_vllm_only_where_installed_and_past_the_break_even(tmp_path, monkeypatch):
+    from gpt4llm.llm import vllm_engine as ve
+
+    monkeypatch.delenv("GPT4LLM_VLLM_PYTHON", raising=False)
+    monkeypatch.setattr(ve, "in_process", lambda: False)
+    cpu, gpu = ve.CPU_BREAK_EVEN_TOKENS, ve.GPU_BREAK_EVEN_TOKENS
+    # not installed: never vLLM, however big; a named python that is missing is not installed
+    assert ve.choose_engine("auto", 10**9, device="cpu")[0] == "transformers"
+    assert "not installed" in ve.choose_engine("auto", 10**9, device="cpu")[1]
+    missing = str(tmp_path / "nope" / "python")
+    assert ve.choose_engine("auto", 10**9, missing, device="cpu")[0] == "transformers"
+    # a vLLM venv's python (the option, or the environment): vLLM from the break-even on
+    monkeypatch.setenv("GPT4LLM_VLLM_PYTHON", sys.executable)
+    assert ve.choose_engine("auto", cpu - 1, device="cpu")[0] == "transformers"
+    engine, why = ve.choose_engine("auto", cpu, device="cpu")
+    assert engine == "vllm" and f"in a worker of {sys.executable}" in why and f"{cpu:,}" in why
+    assert ve.choose_engine("auto", gpu - 1, device="cuda")[0] == "transformers"
+    assert ve.choose_engine("auto", gpu, device="cuda")[0] == "vllm"
+    monkeypatch.delenv("GPT4LLM_VLLM_PYTHON")
+    assert ve.choose_engine("auto", cpu, sys.executable, device="cpu")[0] == "vllm"
+    monkeypatch.setattr(ve, "in_process", lambda: True)  # vLLM importable here (one GPU venv)
+    engine, why = ve.choose_engine("auto", cpu, device="cpu")
+    assert engine == "vllm" and why.endswith("vLLM in process")
+    # an explicit engine is kept, whatever the size or the install
+    assert ve.choose_engine("transformers", 10**9, device="cpu") == (
+        "transformers",
+        "--engine transformers",
+    )
+    monkeypatch.setattr(ve, "in_process", lambda: False)
+    assert ve.choose_engine("vllm", 1, device="cpu") == ("vllm", "--engine vllm")
+
+
+def test_auto_stays_on_transformers_where_vllms_path_does_not_go(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from gpt4llm.stages.respond_vllm import pick_engine
+
+    monkeypatch.setattr("gpt4llm.llm.vllm_engine.in_process", lambda: True)
+    monkeypatch.setattr("gpt4llm.llm.vllm_engine.CPU_BREAK_EVEN_TOKENS", 1)
+    monkeypatch.setattr("gpt4llm.llm.vllm_engine.GPU_BREAK_EVEN_TOKENS", 1)
+    adapter, full = tmp_path / "lora", tmp_path / "full"
+    for d, f in ((adapter, "adapter_config.json"), (full, "config.json")):
+        d.mkdir()
+        (d / f).write_text("{}")
+
+    def config(model=full, num_workers=1, ray_actors=0, engine="auto"):
+        llm = SimpleNamespace(model=str(model), ray_actors=ray_actors)
+        return SimpleNamespace(
+            engine=engine,
+            model=llm,
+            num_workers=num_workers,
+            max_new_tokens=8,
+            n=2,
+            vllm_python=None,
+        )
+
+    engine, why = pick_engine(config(), 5, False)  # 5 items x 8 tokens x n 2
+    assert engine == "vllm" and "at most 80 new tokens" in why
+    assert "multi-turn" in pick_engine(config(), 5, True)[1]
+    assert pick_engine(config(num_workers=2), 5, False)[0] == "transformers"
+    assert pick_engine(config(ray_actors=2), 5, False)[0] == "transformers"
+    engine, why = pick_engine(config(model=adapter), 5, False)
+    assert engine == "transformers" and "LoRA adapter" in why
+    assert pick_engine(config(model=adapter, engine="vllm"), 5, False)[0] == "vllm"  # refused later
+    with pytest.raises(UserError, match="model path not found"):  # before the engine line
+        pick_engine(config(model=tmp_path / "gone"), 5, False)
+
+
+def test_auto_below_the_break_even_never_starts_vllm_and_the_manifest_says_why(
+    tiny, tmp_path, fake_vllm, monkeypatch, capfd
+):
+    def no_vllm(*a, **k):
+        raise AssertionError("vLLM started")
+
+    monkeypatch.setattr("gpt4llm.llm.vllm_engine.open_engine", no_vllm)
+    summary, recs = _respond(tiny, tmp_path, engine="auto")  # 3 items x 9 tokens
+    assert summary["engine"] == "transformers" and summary["responses"] == 3
+    assert "at most 27 new tokens" in summary["engine_reason"]
+    assert all(not r["output"].startswith("{") for r in recs)  # not the stand-in's echo
+    manifest = json.loads((tmp_path / "out.jsonl.manifest.json").read_text())
+    assert manifest["summary"]["engine_reason"] == summary["engine_reason"]
+    assert f"respond: transformers engine ({summary['engine_reason']})" in capfd.readouterr().err
+
+
+def test_auto_past_the_break_even_runs_vllm(tiny, tmp_path, fake_vllm, monkeypatch):
+    monkeypatch.setattr("gpt4llm.llm.vllm_engine.CPU_BREAK_EVEN_TOKENS", 27)
+    monkeypatch.setattr("gpt4llm.llm.vllm_engine.GPU_BREAK_EVEN_TOKENS", 27)
+    summary, recs = _respond(tiny, tmp_path, engine="auto")
+    assert summary["engine"] == "vllm" and f"worker of {sys.executable}" in summary["engine_reason"]
+    assert [json.loads(r["output"])["t"] for r in recs] == [0.0] * 3  # the stand-in answered

@@ -10,6 +10,11 @@ Where to run it (`open_engine`):
   variable. That is how it runs where vLLM's pins and ours cannot share a venv (vLLM's CPU build
   pins transformers<5.20, our train extra needs 5.23+): the worker's venv needs vLLM only.
 
+Which engine a local model runs on (`choose_engine`): `--engine transformers|vllm` as named;
+`--engine auto` (the default) picks vLLM only where it is installed (importable here, or a vLLM
+python named as above; the tests' `.venv-vllm` is not looked for) and the run is big enough for
+its start-up to pay (`CPU_BREAK_EVEN_TOKENS` / `GPU_BREAK_EVEN_TOKENS`), else transformers.
+
 Either way the prompts are rendered and tokenized here, with the same functions and tokenizer as
 the transformers engine (`prompts.build_prompt`, `prompts.encode_prompt`), and vLLM gets the
 token ids: the template, the BOS and the stop strings are the same on both engines by
@@ -31,6 +36,17 @@ from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Completion, SamplingParams
 
 VLLM_PYTHON_ENV = "GPT4LLM_VLLM_PYTHON"
+# `--engine auto`: vLLM only for a run whose budget (items x max new tokens x samples) reaches
+# the break-even of its start-up; below it the transformers engine is done first.
+# CPU, measured by bench/engines.py here (2 cores, embedded model, vLLM CPU 0.32 in its worker,
+# 16 prompts x 64 tokens): start-up (load + warm-up) 109 s vs 7 s, generation 131 vs 59 tok/s,
+# so (109 - 7) / (1/59 - 1/131) = ~11K generated tokens.
+CPU_BREAK_EVEN_TOKENS = 11_000
+# GPU: not measured (no GPU lent here; scripts/gpu-check.sh check 5 times the engine when one is).
+# An estimate: the same formula with vLLM's start-up ~30 s more than the transformers engine's
+# and it generating >= 10x faster than our batch-8 loop at ~300 tok/s: ~10K tokens, about the
+# CPU's in tokens; in time it pays far sooner (~35 s of the transformers engine's work, not ~3 min).
+GPU_BREAK_EVEN_TOKENS = 10_000
 NEEDS_VLLM = (
     "--engine vllm needs vLLM: pip install 'gpt4llm[vllm]' (one venv, GPU), or name a vLLM venv's"
     f" python with --vllm-python or {VLLM_PYTHON_ENV}"
@@ -45,6 +61,39 @@ def vllm_python(option: str | None = None) -> str | None:
 def in_process() -> bool:
     """Whether vLLM can be imported here (found, not imported: importing it takes seconds)."""
     return importlib.util.find_spec("vllm") is not None
+
+
+def vllm_where(python: str | None = None) -> str | None:
+    """Where vLLM would run ('in process' or 'in a worker of PATH'), or None: not installed."""
+    if in_process():
+        return "in process"
+    python = vllm_python(python)
+    return f"in a worker of {python}" if python and Path(python).exists() else None
+
+
+def choose_engine(
+    requested: str, tokens: int, python: str | None = None, device: str | None = None
+) -> tuple[str, str]:
+    """('transformers' | 'vllm', why) for a run that generates at most `tokens`; `device`
+    ('cpu' / 'cuda', default: the one the transformers engine would use) picks the break-even.
+    An explicit engine is kept as is (module doc)."""
+    if requested != "auto":
+        return requested, f"--engine {requested}"
+    where = vllm_where(python)
+    if where is None:
+        return "transformers", (
+            f"auto: vLLM is not installed (not importable here, no --vllm-python or"
+            f" {VLLM_PYTHON_ENV})"
+        )
+    if device is None:
+        from gpt4llm.models import pick_device
+
+        device = pick_device()
+    even = GPU_BREAK_EVEN_TOKENS if device == "cuda" else CPU_BREAK_EVEN_TOKENS
+    pays = f"the {even:,} from which vLLM's start-up pays on {device}"
+    if tokens < even:
+        return "transformers", f"auto: at most {tokens:,} new tokens, under {pays}"
+    return "vllm", f"auto: at most {tokens:,} new tokens, over {pays}; vLLM {where}"
 
 
 def open_engine(

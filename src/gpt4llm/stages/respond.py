@@ -11,7 +11,9 @@ student is always prompted the way it was trained; models without metadata (the 
 model, hub models) get the Alpaca template and its stop strings. Finished batches go to a
 journal (`<output>.journal`), so a killed run resumes where it stopped.
 
-`--engine vllm` uses vLLM's offline engine on the same prompts (`stages/respond_vllm.py`).
+`--engine vllm` uses vLLM's offline engine on the same prompts (`stages/respond_vllm.py`);
+`--engine auto` (the default) picks it where it is installed and the run pays its start-up
+(`respond_vllm.pick_engine`), logged and kept in the summary (`engine`, `engine_reason`).
 An endpoint model (`--model gpt-4 --model-base-url ...`) goes through `llm.complete_all`
 (request cache → resumable, limits, retries, cost).
 
@@ -62,11 +64,12 @@ class Config(ReadOptions):
     """Response records (JSONL), written atomically in input order."""
     model: LLMConfig = Field(default_factory=LLMConfig)
     """The model that answers."""
-    engine: Literal["transformers", "vllm"] = "transformers"
-    """Local models: 'transformers' (batched, CPU/GPU) or 'vllm' (vLLM's offline engine: in this
-    venv, or in a worker of --vllm-python's venv)."""
+    engine: Literal["auto", "transformers", "vllm"] = "auto"
+    """Local models: 'transformers' (batched, CPU/GPU), 'vllm' (vLLM's offline engine: in this
+    venv, or in a worker of --vllm-python's venv), or 'auto': vLLM where it is installed and the
+    run (items x max new tokens x n) is big enough to pay its start-up, else transformers."""
     vllm_python: str | None = Field(None, json_schema_extra=ADVANCED | INPUT)
-    """--engine vllm when vLLM is not installed here: a vLLM venv's python to run it in (default:
+    """vLLM when it is not installed here: a vLLM venv's python to run it in (default:
     $GPT4LLM_VLLM_PYTHON)."""
     max_new_tokens: int = Field(256, ge=1, le=MAX_TOKENS)
     """Most tokens generated per response."""
@@ -148,7 +151,7 @@ def load(config: Config) -> tuple[_Run, list[dict], bool, bool]:
         records = load_instructions(config.input, fields=config.field, split=config.split)
     multi_turn = any("turns" in r for r in records)
     on_ray = config.num_workers > 1 or config.model.ray_actors
-    if on_ray and (multi_turn or not local or config.engine != "transformers"):
+    if on_ray and (multi_turn or not local or config.engine == "vllm"):
         raise UserError(
             "--num-workers / --model-ray-actors is for a local model with the transformers "
             "engine and single-turn instructions"
@@ -169,17 +172,22 @@ def load(config: Config) -> tuple[_Run, list[dict], bool, bool]:
 
 
 def answer(job: _Run, records: list[dict], local: bool, multi_turn: bool) -> tuple[int, dict, list]:
-    """(records resumed from the journal, prompt-length counts, endpoint results): answer what
-    the journal lacks as the model and the input call for (module doc); close the journal."""
+    """(records resumed from the journal, prompt-length counts and a local model's engine,
+    endpoint results): answer what the journal lacks as the model and the input call for (module
+    doc); close the journal."""
     todo = [r for r in records if r["id"] not in job.journal.done]
     lengths = {"prompts_too_long": 0, "prompts_over_trained_length": 0}
     results: list = []
+    engine = why = None
     if local:  # answered outside complete_all: a dry run stops before the model loads
         from gpt4llm.llm.spend import local_work
+        from gpt4llm.stages.respond_vllm import pick_engine
 
         local_work(
             f"respond ({job.label})", job.config.model.model, len(records) - len(todo), len(todo)
         )
+        engine, why = pick_engine(job.config, len(todo), multi_turn)
+        job.console.print(f"respond: {engine} engine ({why})", soft_wrap=True)
     try:
         if todo and multi_turn:
             if local:
@@ -187,7 +195,7 @@ def answer(job: _Run, records: list[dict], local: bool, multi_turn: bool) -> tup
             else:
                 results = _respond_endpoint_turns(job, todo)
         elif todo:
-            if local and job.config.engine == "vllm":
+            if local and engine == "vllm":
                 from gpt4llm.stages.respond_vllm import respond_vllm
 
                 lengths = respond_vllm(job, todo)
@@ -197,6 +205,8 @@ def answer(job: _Run, records: list[dict], local: bool, multi_turn: bool) -> tup
                 results = _respond_endpoint(job, todo)
     finally:
         job.journal.close()
+    if local:
+        lengths |= {"engine": engine, "engine_reason": why}
     return len(records) - len(todo), lengths, results
 
 

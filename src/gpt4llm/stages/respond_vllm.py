@@ -8,6 +8,8 @@ rendered by `prompts.build_prompt` with the model's own tokenizer, tokenized by
 token ids, so only the kernels differ (tests/stages/test_respond_vllm_e2e.py compares the two
 engines' greedy answers). Items are sent in chunks of `CHUNK` prompts (vLLM batches each chunk
 itself) and journaled after each, so a killed run resumes like the transformers engine's.
+
+`--engine auto` (the default): `pick_engine` (module doc of `llm.vllm_engine`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,27 @@ from typing import Any
 from gpt4llm.errors import UserError
 
 CHUNK = 256  # prompts per engine call: vLLM's default max_num_seqs, journaled after each
+
+
+def pick_engine(config: Any, todo: int, multi_turn: bool) -> tuple[str, str]:
+    """('transformers' | 'vllm', why) for respond's local model with `todo` items left: auto
+    stays on transformers where this module's path does not go (multi-turn, a Ray pool, a LoRA
+    adapter), else `vllm_engine.choose_engine` over the run's most new tokens. A model path that
+    is not there is refused first, in the loader's words."""
+    from gpt4llm.llm.vllm_engine import choose_engine
+    from gpt4llm.models import EMBEDDED, resolve_model_path
+
+    if config.model.model != EMBEDDED:
+        resolve_model_path(config.model.model)
+    if config.engine == "auto":
+        if multi_turn:
+            return "transformers", "auto: multi-turn questions (vLLM's path answers single turns)"
+        if config.num_workers > 1 or config.model.ray_actors:
+            return "transformers", "auto: a Ray pool runs the transformers engine"
+        if (Path(config.model.model).expanduser() / "adapter_config.json").exists():
+            return "transformers", "auto: a LoRA adapter (vLLM's path takes full models)"
+    tokens = todo * config.max_new_tokens * config.n
+    return choose_engine(config.engine, tokens, config.vllm_python)
 
 
 def respond_vllm(job: Any, todo: list[dict]) -> dict:

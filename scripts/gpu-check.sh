@@ -87,9 +87,9 @@ EOF
 respond() {
   local t0 t1 t2
   t0=$(date +%s.%N)
-  "$GPT4LLM" respond "$WORK/q.jsonl" --model "$MODEL" -o "$WORK/r32.jsonl" --batch-size 32 --max-new-tokens 64 >/dev/null 2>&1 || return 1
+  "$GPT4LLM" respond "$WORK/q.jsonl" --model "$MODEL" -o "$WORK/r32.jsonl" --engine transformers --batch-size 32 --max-new-tokens 64 >/dev/null 2>&1 || return 1
   t1=$(date +%s.%N)
-  "$GPT4LLM" respond "$WORK/q.jsonl" --model "$MODEL" -o "$WORK/r1.jsonl" --batch-size 1 --max-new-tokens 64 >/dev/null 2>&1 || return 1
+  "$GPT4LLM" respond "$WORK/q.jsonl" --model "$MODEL" -o "$WORK/r1.jsonl" --engine transformers --batch-size 1 --max-new-tokens 64 >/dev/null 2>&1 || return 1
   t2=$(date +%s.%N)
   "$PYTHON" - "$WORK" "$t0" "$t1" "$t2" <<'EOF'
 import json, sys

@@ -21,7 +21,11 @@ alternating order (drift in a shared machine's load hits both alike); vLLM's pre
 reset before each of its rounds, so every round prefills its prompts anew as a respond run
 would. tokens/s = generated tokens / wall seconds of the call; the ratio vLLM / transformers is
 taken per round and reported as median and range. Also: how many greedy completions are
-identical and their mean ROUGE-L (kernels and precision differ, so identity is not expected).
+identical and their mean ROUGE-L (kernels and precision differ, so identity is not expected),
+and the break-even of vLLM's longer start-up: (start-up vLLM - transformers) / (1/tokens/s
+transformers - 1/tokens/s vLLM, medians) generated tokens, and that over the run's fill
+(generated / (prompts x max new tokens)) in tokens of the budget `respond --engine auto` compares
+with (`llm.vllm_engine.CPU_BREAK_EVEN_TOKENS`).
 
     flock /tmp/gpt4llm-heavy.lock .venv/bin/python bench/engines.py [--n 64] \
         [--max-new-tokens 128] [--repeats 3] [--batch 8] [--dtype auto] [--vllm-dtype auto]
@@ -120,6 +124,7 @@ def run(a, python: str | None) -> None:
 
     rates: dict[str, list[float]] = {"transformers": [], "vllm": []}
     texts: dict[str, list[str]] = {}
+    tokens: dict[str, int] = {}
     try:
         for rep in range(a.repeats):
             order = ("transformers", "vllm") if rep % 2 == 0 else ("vllm", "transformers")
@@ -135,12 +140,29 @@ def run(a, python: str | None) -> None:
                 took = time.perf_counter() - t
                 n_tok = sum(c.completion_tokens for c in comps)
                 rates[name].append(n_tok / took)
-                texts[name] = [c.text for c in comps]
+                texts[name], tokens[name] = [c.text for c in comps], n_tok
                 print(f"  round {rep + 1} {name}: {n_tok} tokens in {took:.1f} s", flush=True)
     finally:
         close_engine(engine)
 
     report(a, rates, texts)
+    break_even(a, start, rates, tokens["vllm"] / (len(prompts) * a.max_new_tokens))
+    print(f"  transformers autocast bf16: {gen.autocast}")
+
+
+def break_even(a, start: dict[str, float], rates: dict[str, list[float]], fill: float) -> None:
+    """Generated tokens from which vLLM's longer start-up is paid back (module doc)."""
+    extra = start["vllm"] - start["transformers"]
+    saved = 1 / statistics.median(rates["transformers"]) - 1 / statistics.median(rates["vllm"])
+    if saved <= 0:
+        print(f"  break-even: never (vLLM not faster; start-up {extra:+.0f} s)")
+        return
+    tokens = extra / saved
+    print(
+        f"  break-even: {extra:.0f} s more start-up / {saved * 1000:.2f} ms saved per token ="
+        f" {tokens:,.0f} generated tokens; fill {fill:.2f} of {a.max_new_tokens} per prompt ->"
+        f" {tokens / fill:,.0f} tokens of budget (prompts x max new tokens)"
+    )
 
 
 def report(a, rates: dict[str, list[float]], texts: dict[str, list[str]]) -> None:

@@ -263,3 +263,74 @@ def test_a_trainer_logs_through_transformers_integration_into_the_commands_run(
     (ours,) = client.get_metric_history(run.info.run_id, "train_examples")
     assert ours.step == 4  # ... at the last step, where the integration's own end numbers are
     assert run.data.params["config.model"] == str(tiny)
+
+
+GATEWAY_KEY = "gw-Zq8vN3kP0xLr7TyW"  # no sk-/hf_ shape: only the config's api_key_env finds it
+
+
+def test_no_secret_reaches_a_tracker(fake_openai, tmp_path, cli, monkeypatch):
+    """A key named by the config's --teacher-api-key-env (a gateway that also takes it in the
+    URL's path) and OPENAI_API_KEY: read back from MLflow's SQLite store (params, tags, metric
+    names, artifacts), and grepped for in TensorBoard's and trackio's files."""
+    import mlflow
+    import trackio.sqlite_storage as store
+    from repo_paths import TEST_KEY
+
+    monkeypatch.chdir(tmp_path)  # MLflow's SQLite store puts artifacts in ./mlruns
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    monkeypatch.setattr(store, "TRACKIO_DIR", tmp_path / "trackio")
+    monkeypatch.setenv("TRACKIO_PROJECT", "secrets-test")
+    monkeypatch.setenv("GATEWAY_CREDENTIAL", GATEWAY_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    fake_openai.responder = lambda m, b: {"content": "fine"}
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Say hi."}])
+    url = fake_openai.base_url.replace("/v1", f"/gw/{GATEWAY_KEY}/v1")
+    args = ["generate", src, "-o", tmp_path / "out.jsonl", "--teacher", "gpt-4"]
+    args += ["--teacher-base-url", url, "--teacher-api-key-env", "GATEWAY_CREDENTIAL"]
+    for tracker in ("mlflow", "tensorboard", "trackio"):
+        args += ["--report-to", tracker]
+    code, out = cli(*args, "--run-name", "keys")
+    assert code == 0, out
+    assert fake_openai.calls == 1
+
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("gpt4llm").experiment_id])
+    params, tags = run.data.params, run.data.tags
+    assert params["config.teacher.base_url"].endswith("/gw/***/v1")
+    assert params["config.teacher.api_key_env"] == "GATEWAY_CREDENTIAL"  # a name, not a key
+    logged = [*params.items(), *tags.items(), *run.data.metrics]
+    arts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert sorted(arts) == ["out.jsonl.manifest.json", "summary.json"]
+    texts = [
+        Path(client.download_artifacts(run.info.run_id, a, str(tmp_path))).read_text() for a in arts
+    ]
+    assert any("/gw/***/v1" in t for t in texts)  # the manifest's config, scrubbed
+    for secret in (GATEWAY_KEY, TEST_KEY):
+        assert not any(secret in str(x) for x in logged), secret
+        assert not any(secret in t for t in texts), secret
+    files = [*(tmp_path / "tb").rglob("*"), *(tmp_path / "trackio").rglob("*")]
+    files = [f for f in files if f.is_file()]
+    assert any(f.name.startswith("events.out") for f in files) and len(files) > 1
+    assert any(b"/gw/***/v1" in f.read_bytes() for f in files)
+    for f in files:
+        raw = f.read_bytes()
+        assert GATEWAY_KEY.encode() not in raw and TEST_KEY.encode() not in raw, f
+
+
+def test_the_scrubber_blots_urls_headers_and_the_keys_a_config_names(monkeypatch):
+    from gpt4llm.config import LLMConfig
+    from gpt4llm.redact import scrub
+
+    monkeypatch.setenv("GATEWAY_CREDENTIAL", GATEWAY_KEY)
+    config = {"teacher": LLMConfig(model="m", api_key_env="GATEWAY_CREDENTIAL").model_dump()}
+    assert scrub(f"key {GATEWAY_KEY}") == f"key {GATEWAY_KEY}"  # not a secret by its name
+    assert scrub(f"key {GATEWAY_KEY}", config) == "key ***"
+    assert scrub("postgresql://ann:pw1@db/x https://u@h/v1") == (
+        "postgresql://***@db/x https://***@h/v1"
+    )
+    assert scrub("http://h/v1?api_key=abc&n=2") == "http://h/v1?api_key=***&n=2"
+    text = '{"Authorization": "Bearer tok123456789", "x-api-key": "k1"} hf_' + "a" * 30
+    assert scrub(text) == '{"Authorization": "Bearer ***", "x-api-key": "***"} ***'
+    kept = '"api_key_env": "OPENAI_API_KEY", "max_new_tokens": 5, "base_url": "http://h:8/v1"'
+    assert scrub(kept) == kept

@@ -14,7 +14,10 @@
 
 Where each tracker writes is its own settings: `MLFLOW_TRACKING_URI` / `MLFLOW_EXPERIMENT_NAME`,
 `WANDB_PROJECT` / `WANDB_MODE`, `TRACKIO_PROJECT` / `TRACKIO_DIR`, `TENSORBOARD_LOGGING_DIR`
-(default `runs/`). The project / experiment is "gpt4llm" unless they say otherwise. Nothing
+(default `runs/`). The project / experiment is "gpt4llm" unless they say otherwise.
+Every param, tag, metric name and text artifact logged here passes `gpt4llm.redact`'s scrubber
+first (the one `publish` uses): API keys of the environment and of the variables a config names,
+credentials in URLs, header-like secrets never reach a tracker. Nothing
 here is imported unless a tracker is asked for; a tracker not installed is one line naming the
 extra (`pip install 'gpt4llm[track]'`).
 """
@@ -29,13 +32,14 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpt4llm.errors import UserError
 from gpt4llm.extras import MissingExtra
+from gpt4llm.redact import scrub_all, scrubber
 
 PROJECT = "gpt4llm"
 TRACKED = ("trackio", "mlflow", "tensorboard", "wandb")
@@ -68,6 +72,7 @@ class Run:
     handles: dict[str, Any] = field(default_factory=dict)
     logged: bool = False
     step: int = 0  # a trainer's summary is logged at its last step, beside the integration's
+    clean: Callable[[str], str] = str  # the secret scrubber of this run's config (gpt4llm.redact)
 
     @property
     def group(self) -> str | None:
@@ -84,7 +89,7 @@ def current() -> Run | None:
 @contextlib.contextmanager
 def pipeline_run(name: str, report_to: list[str], params: dict[str, Any]) -> Iterator[Run | None]:
     """The pipeline's parent run; each stage's `stage_run` inside it is a child."""
-    with _opened(name, "pipeline", trackers(report_to), params) as run:
+    with _opened(name, "pipeline", trackers(report_to), params, secrets_of=params) as run:
         yield run
 
 
@@ -98,18 +103,24 @@ def stage_run(stage: str, config: Any) -> Iterator[Run | None]:
         return
     parent = current()
     name = config.run_name or stage
-    with _opened(name, stage, names, {}, parent) as run:
+    with _opened(name, stage, names, {}, parent, secrets_of=config) as run:
         yield run
 
 
 @contextlib.contextmanager
 def _opened(
-    name: str, stage: str, names: list[str], params: dict, parent: Run | None = None
+    name: str,
+    stage: str,
+    names: list[str],
+    params: dict,
+    parent: Run | None = None,
+    secrets_of: Any = None,
 ) -> Iterator[Run | None]:
     if not names:
         yield None
         return
-    run = Run(name, stage, names, parent)
+    clean = scrubber(secrets_of)  # the keys its config names, besides the environment's
+    run = Run(clean(name), stage, names, parent, clean=clean)
     for tracker in names:
         _BEGIN[tracker](run)
     _STACK.append(run)
@@ -173,9 +184,28 @@ def _record(run: Run, config: Any, manifest: dict, manifest_file: Path) -> None:
             metrics["seconds"] = float(manifest["seconds"])
         steps = (manifest.get("summary") or {}).get("steps")
         run.step = steps if isinstance(steps, int) and steps > 0 else 0
-        files = [manifest_file, own, *_reports(output)]
+        files = _scrubbed([manifest_file, own, *_reports(output)], Path(tmp) / "clean", run.clean)
+        metrics = {run.clean(k): v for k, v in metrics.items()}
         for tracker in run.trackers:
             _LOG[tracker](run, metrics, files, manifest.get("status", "ok"))
+
+
+TEXT_ARTIFACTS = (".json", ".jsonl", ".html", ".txt", ".md", ".yaml", ".yml", ".svg", ".csv")
+
+
+def _scrubbed(files: list[Path], directory: Path, clean: Callable[[str], str]) -> list[Path]:
+    """The artifacts to log: a text file as a scrubbed copy in `directory` (same name), other
+    files (PNG charts) as they are."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f in files:
+        if f.suffix.lower() not in TEXT_ARTIFACTS:
+            out.append(f)
+            continue
+        copy = directory / f.name
+        copy.write_text(clean(f.read_text(encoding="utf-8", errors="replace")), encoding="utf-8")
+        out.append(copy)
+    return out
 
 
 def _reports(output: Any) -> list[Path]:
@@ -229,7 +259,7 @@ def flat_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def _log_params(run: Run, params: dict[str, Any]) -> None:
-    flat = flat_params(params)
+    flat = flat_params(scrub_all(params, run.clean))
     for tracker in run.trackers:
         _PARAMS[tracker](run, flat)
 

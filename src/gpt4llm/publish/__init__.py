@@ -8,13 +8,12 @@ manifest, or a model directory without its checkpoints, hidden files and journal
 card as README.md. The upload is huggingface_hub's `create_repo` and one `create_commit` of those
 files (what `upload_folder` does, with our list instead of a folder walk). The token is
 huggingface_hub's own (HF_TOKEN or `hf auth login`); it is never read, printed or written here,
-and any secret an environment variable holds (HF_TOKEN, the API keys the configs name) is
-blotted out of the card and the manifests that go up.
+and any secret (HF_TOKEN, the API keys the configs name, credentials in a URL) is blotted out
+of the card and the manifests that go up (`gpt4llm.redact`, which tracking uses too).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,9 @@ from pydantic import Field, field_validator
 
 from gpt4llm.config import INPUT, ConfigBase, config_command
 from gpt4llm.errors import UserError
+from gpt4llm.redact import scrub  # the one scrubber, shared with tracking
 
 MODEL_STAGES = ("train sft", "train dpo", "train reward")
-SECRET_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")
 SKIPPED = ("checkpoints", ".cache", ".git")  # never uploaded from a model directory
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
@@ -79,8 +78,8 @@ def run(config: Config) -> dict[str, Any]:
 
     manifest_file, manifest = _manifest(config.path)
     kind = "model" if manifest.get("stage") in MODEL_STAGES else "dataset"
-    card = scrub(build_card(config, manifest, kind))
-    files = _files(config.path, manifest_file, kind)
+    card = scrub(build_card(config, manifest, kind), manifest)  # + the keys its config names
+    files = _files(config.path, manifest_file, kind, manifest)
     files.append(Upload("README.md", data=card.encode("utf-8")))
     prefix = "datasets/" if kind == "dataset" else ""
     summary = {
@@ -118,7 +117,7 @@ def _manifest(path: Path) -> tuple[Path, dict[str, Any]]:
     return mpath, manifest
 
 
-def _files(path: Path, manifest_file: Path, kind: str) -> list[Upload]:
+def _files(path: Path, manifest_file: Path, kind: str, manifest: dict) -> list[Upload]:
     """What goes up besides the card: a data file and its manifest; a model directory's files
     but its checkpoints, hidden files, journals and an earlier README.md (ours replaces it)."""
     if kind == "dataset":
@@ -126,7 +125,9 @@ def _files(path: Path, manifest_file: Path, kind: str) -> list[Upload]:
             raise UserError(f"{path}: a data set is a file; its stage wrote a directory")
         return [
             Upload(path.name, local=path),
-            Upload(manifest_file.name, data=scrub(manifest_file.read_text("utf-8")).encode()),
+            Upload(
+                manifest_file.name, data=scrub(manifest_file.read_text("utf-8"), manifest).encode()
+            ),
         ]
     out = []
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -136,23 +137,10 @@ def _files(path: Path, manifest_file: Path, kind: str) -> list[Upload]:
         if f.name.endswith(".journal") or rel.as_posix() == "README.md":
             continue
         if rel.as_posix() == "manifest.json":
-            out.append(Upload("manifest.json", data=scrub(f.read_text("utf-8")).encode()))
+            out.append(Upload("manifest.json", data=scrub(f.read_text("utf-8"), manifest).encode()))
         else:
             out.append(Upload(rel.as_posix(), local=f))
     return out
-
-
-def secrets() -> list[str]:
-    """The secrets this process could leak: the tokens and keys in its environment."""
-    names = set(SECRET_ENVS) | {k for k in os.environ if k.endswith(("_API_KEY", "_TOKEN"))}
-    return sorted({os.environ[n] for n in names if len(os.environ.get(n, "")) >= 8}, key=len)[::-1]
-
-
-def scrub(text: str) -> str:
-    """`text` with every secret of the environment (a token, an API key) blotted out."""
-    for secret in secrets():
-        text = text.replace(secret, "***")
-    return text
 
 
 def dry_run_listing(summary: dict[str, Any], files: list[Upload], private: bool) -> str:

@@ -25,7 +25,7 @@ from gpt4llm.outputs import max_failed_fraction_field
 
 STAGE = "eval judge"
 
-__all__ = ["STAGE", "Config", "JudgeLLMConfig"]
+__all__ = ["STAGE", "Config", "JudgeLLMConfig", "JudgeSettings", "judge_settings"]
 
 
 class JudgeLLMConfig(LLMConfig):
@@ -65,8 +65,93 @@ class JudgeLLMConfig(LLMConfig):
         return one
 
 
-class Config(StageConfig):
-    """Settings of `gpt4llm eval judge`."""
+JUDGING: dict[str, Any] = {"panel": "Judging (how the judge is asked and read)"}
+
+
+class JudgeSettings(StageConfig):
+    """How the judge is asked and read: the options of `eval judge` that every stage judging
+    through its run (`eval leaderboard`) takes too and passes on unchanged (`judge_settings`),
+    declared once here."""
+
+    judge: JudgeLLMConfig = Field(default_factory=JudgeLLMConfig)
+    """The judge model (the paper: gpt-4); a panel when --judge is repeated."""
+    judge_panel: Path | None = Field(None, json_schema_extra=INPUT | JUDGING)
+    """A panel of judges in a YAML file, `judges:` a list of model names or of mappings of --judge-*
+    settings ({model, base_url, api_key_env, price_prompt, ...}) that override the --judge-* ones
+    for that judge. Pair mode: the majority verdict; single mode: the mean grade."""
+    allow_judge_change: bool = Field(False, json_schema_extra=JUDGING)
+    """Go on when the judge endpoint reports another model id than the existing judgments of
+    --output (or than earlier replies of this run): the numbers then mix two judges."""
+    judge_prompt: str | None = Field(None, json_schema_extra=INPUT_OR_NAME | JUDGING)
+    """Judge prompt: a .txt template (FastChat placeholders) or a FastChat judge-prompt JSONL
+    (MT-bench's or Vicuna-80's). Default: ours, by mode, category, turn and reference."""
+    judge_prompt_id: int | None = Field(None, ge=0, le=1_000_000, json_schema_extra=JUDGING)
+    """With a Vicuna-80 judge-prompt JSONL: the prompt_id to use for every question (default: chosen
+    by category).
+    """
+    judge_system: str | None = Field(None, json_schema_extra=INPUT | JUDGING)
+    """System message file for our or a .txt judge prompt (default: ours; FastChat files carry their
+    own)."""
+    references: Path | None = Field(None, json_schema_extra=INPUT | JUDGING)
+    """Reference answers (FastChat reference_answer format): questions of --reference-categories are
+    graded against them with the reference prompts."""
+    reference_categories: list[str] = Field(
+        default_factory=lambda: list(NEED_REF_CATS), json_schema_extra=JUDGING
+    )
+    """Categories graded against --references (FastChat's: math, reasoning, coding)."""
+    scoring: Literal["parse", "expected"] = Field("parse", json_schema_extra=JUDGING)
+    """'parse': read the scores from the reply text; 'expected': probability-weighted scores from
+    the judge's top_logprobs (scores-first prompts only).
+    """
+    top_logprobs: int = Field(20, ge=1, le=20, json_schema_extra=JUDGING)
+    """Alternatives per position requested with --scoring expected (OpenAI allows up to 20)."""
+    max_tokens: int = Field(512, ge=1, le=MAX_TOKENS, json_schema_extra=JUDGING)
+    """Most tokens the judge may write per reply."""
+    temperature: float = Field(0.0, ge=0, le=2.0, json_schema_extra=JUDGING)
+    """Judge sampling temperature (0: greedy, reproducible)."""
+    samples: int = Field(1, ge=1, le=1000, json_schema_extra=JUDGING)
+    """Judge each question and order this many times (needs --temperature > 0; seeds --seed,
+    --seed+1, ...): median and spread are reported.
+    """
+    score_min: float = Field(1.0, ge=-1e6, le=1e6, json_schema_extra=JUDGING)
+    """Lowest valid score."""
+    score_max: float = Field(10.0, ge=-1e6, le=1e6, json_schema_extra=JUDGING)
+    """Highest valid score."""
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _judge_from_llm_config(cls, value: Any) -> Any:
+        # A plain LLMConfig (the Python API, other stages' helpers) is one judge's settings.
+        if isinstance(value, LLMConfig) and not isinstance(value, JudgeLLMConfig):
+            return value.model_dump(exclude_unset=True)
+        return value
+
+    @model_validator(mode="after")
+    def _check_judging(self) -> JudgeSettings:
+        if self.samples > 1 and self.temperature <= 0:
+            raise ValueError(
+                "--samples > 1 needs --temperature > 0 (greedy samples would all be the same)"
+            )
+        if self.judge_panel is not None and len(self.judge.models) > 1:
+            raise ValueError("give the panel by --judge-panel or by repeating --judge, not both")
+        if self.score_min >= self.score_max:
+            raise ValueError(
+                f"--score-min ({self.score_min:g}) must be below --score-max ({self.score_max:g})"
+            )
+        return self
+
+
+def judge_settings(config: JudgeSettings) -> dict[str, Any]:
+    """The judge settings of `config` (any JudgeSettings), to pass on to `eval judge`'s Config."""
+    return {
+        name: getattr(config, name)
+        for name in JudgeSettings.model_fields
+        if name not in StageConfig.model_fields
+    }
+
+
+class Config(JudgeSettings):
+    """Settings of `gpt4llm eval judge` (the judge settings: JudgeSettings)."""
 
     answers_a: Path | None = Field(None, json_schema_extra=INPUT)
     """Answers of model A (response records, or FastChat answer JSONL)."""
@@ -87,11 +172,6 @@ class Config(StageConfig):
     """Which turns of multi-turn (MT-bench) questions to judge: 'all' (each turn the questions
     have), 'first', 'second'.
     """
-    references: Path | None = Field(None, json_schema_extra=INPUT)
-    """Reference answers (FastChat reference_answer format): questions of --reference-categories are
-    graded against them with the reference prompts."""
-    reference_categories: list[str] = Field(default_factory=lambda: list(NEED_REF_CATS))
-    """Categories graded against --references (FastChat's: math, reasoning, coding)."""
     output: Path = Field(Path("eval/judge"), json_schema_extra=OUTPUT_DIR)
     """Output directory: judgments.jsonl, per_question.jsonl, summary.json, manifest.json,
     fastchat/.
@@ -100,57 +180,20 @@ class Config(StageConfig):
     """Name of model A (default: from its answers' model / model_id, else the file name)."""
     model_b: str | None = None
     """Name of model B (default: from its answers, else the file name)."""
-    judge: JudgeLLMConfig = Field(default_factory=JudgeLLMConfig)
-    """The judge model (the paper: gpt-4); a panel when --judge is repeated."""
-    judge_panel: Path | None = Field(None, json_schema_extra=INPUT)
-    """A panel of judges in a YAML file, `judges:` a list of model names or of mappings of --judge-*
-    settings ({model, base_url, api_key_env, price_prompt, ...}) that override the --judge-* ones
-    for that judge. Pair mode: the majority verdict; single mode: the mean grade."""
     human_votes: Path | None = Field(None, json_schema_extra=INPUT)
     """Human votes on the same questions (`annotate export`, FastChat's human_judgments.json):
     each judge's agreement with them (and the panel's), by `eval agreement`'s rules."""
-    allow_judge_change: bool = False
-    """Go on when the judge endpoint reports another model id than the existing judgments of
-    --output (or than earlier replies of this run): the numbers then mix two judges."""
     recalibrate: int = Field(0, ge=0, le=MAX_COUNT)
     """Re-judge a random N (seeded by --seed) of the judgments with the current judge, past the
     request cache, and report agreement (with/without ties), Cohen's kappa and the mean score
     shift (recalibration.jsonl, summary.json's recalibration)."""
-    judge_prompt: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
-    """Judge prompt: a .txt template (FastChat placeholders) or a FastChat judge-prompt JSONL
-    (MT-bench's or Vicuna-80's). Default: ours, by mode, category, turn and reference."""
-    judge_prompt_id: int | None = Field(None, ge=0, le=1_000_000)
-    """With a Vicuna-80 judge-prompt JSONL: the prompt_id to use for every question (default: chosen
-    by category).
-    """
-    judge_system: str | None = Field(None, json_schema_extra=INPUT)
-    """System message file for our or a .txt judge prompt (default: ours; FastChat files carry their
-    own)."""
     orders: Literal["both", "ab"] = "both"
     """Pair mode: 'both' judges each pair with A first and with B first (position bias shows and
     averages out); 'ab': A first only."""
-    scoring: Literal["parse", "expected"] = "parse"
-    """'parse': read the scores from the reply text; 'expected': probability-weighted scores from
-    the judge's top_logprobs (scores-first prompts only).
-    """
-    top_logprobs: int = Field(20, ge=1, le=20)
-    """Alternatives per position requested with --scoring expected (OpenAI allows up to 20)."""
-    max_tokens: int = Field(512, ge=1, le=MAX_TOKENS)
-    """Most tokens the judge may write per reply."""
-    temperature: float = Field(0.0, ge=0, le=2.0)
-    """Judge sampling temperature (0: greedy, reproducible)."""
-    samples: int = Field(1, ge=1, le=1000)
-    """Judge each question and order this many times (needs --temperature > 0; seeds --seed,
-    --seed+1, ...): median and spread are reported.
-    """
     seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of the judge's sampling (with --temperature > 0) and of the bootstrap."""
     bootstrap: int = Field(1000, ge=0, le=1_000_000)
     """Bootstrap resamples (of questions) for the 95% intervals; 0: no intervals."""
-    score_min: float = Field(1.0, ge=-1e6, le=1e6)
-    """Lowest valid score."""
-    score_max: float = Field(10.0, ge=-1e6, le=1e6)
-    """Highest valid score."""
     limit: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Judge only the first N questions (a quick look)."""
     join: JoinOn = Field("auto", description=JOIN_HELP + " FastChat answers join on question_id.")
@@ -170,20 +213,8 @@ class Config(StageConfig):
     concise baseline), for length_controlled_v1's regularisation (else length_controlled_noreg)."""
     max_failed_fraction: float = max_failed_fraction_field()
 
-    @field_validator("judge", mode="before")
-    @classmethod
-    def _judge_from_llm_config(cls, value: Any) -> Any:
-        # A plain LLMConfig (the Python API, other stages' helpers) is one judge's settings.
-        if isinstance(value, LLMConfig) and not isinstance(value, JudgeLLMConfig):
-            return value.model_dump(exclude_unset=True)
-        return value
-
     @model_validator(mode="after")
     def _check(self) -> Config:
-        if self.samples > 1 and self.temperature <= 0:
-            raise ValueError(
-                "--samples > 1 needs --temperature > 0 (greedy samples would all be the same)"
-            )
         if self.from_annotations and (
             self.answers_a or self.answers_b or self.questions or self.from_judgments
         ):
@@ -195,15 +226,9 @@ class Config(StageConfig):
             raise ValueError(
                 "--instruction-difficulty and --gamed-annotations need --from-annotations"
             )
-        if self.judge_panel is not None and len(self.judge.models) > 1:
-            raise ValueError("give the panel by --judge-panel or by repeating --judge, not both")
         files = self.from_judgments or self.from_annotations
         if files and (self.judge_panel is not None or len(self.judge.models) > 1):
             raise ValueError("a judge panel judges; --from-judgments/--from-annotations read files")
         if files and self.recalibrate:
             raise ValueError("--recalibrate re-judges: it takes answers, not --from-* files")
-        if self.score_min >= self.score_max:
-            raise ValueError(
-                f"--score-min ({self.score_min:g}) must be below --score-max ({self.score_max:g})"
-            )
         return self

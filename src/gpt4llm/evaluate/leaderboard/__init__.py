@@ -5,7 +5,10 @@ either `--baseline MODEL` (Arena-Hard / AlpacaEval style: every model against th
 every question) or a round-robin of model pairs (`--pairs-per-question K` judges K pairs per
 question, cycling through every pair). Each pair is judged by `eval judge`'s own run (both
 orders, the request cache, resume, batch mode, fleets) into pairs/<a>__vs__<b>/; a killed run
-resumes from the cache and pays nothing twice.
+resumes from the cache and pays nothing twice. The judge settings are eval judge's own
+(`JudgeSettings`: the judge or a panel, prompt, references, --scoring, --samples, ...), passed to
+each judge run unchanged; one battle per pair, question, turn and order, its samples pooled by
+their median and a panel's judges by majority (`battles.order_verdicts`).
 
 Output (summary.json, verdicts.jsonl, forest.png; `gpt4llm report` shows them):
   * Bradley-Terry ratings on the Elo scale (400, base 10, 1000; the baseline anchored at 1000,

@@ -16,18 +16,15 @@ OUTCOME = {"model_a": 1.0, "tie": 0.5, "model_b": 0.0}
 
 
 def judge_config(config: Config, **fields: Any) -> Any:
-    """An `eval judge` Config carrying the leaderboard's judge settings."""
+    """An `eval judge` Config carrying the leaderboard's judge settings (every JudgeSettings
+    field, as given) and how it reads the questions."""
     from gpt4llm.evaluate.judge.config import Config as JudgeConfig
+    from gpt4llm.evaluate.judge.config import judge_settings
 
-    base = {
+    base = judge_settings(config) | {
         "questions": config.questions,
         "question_format": config.question_format,
-        "references": config.references,
         "turns": config.turns,
-        "judge": config.judge,
-        "judge_prompt": config.judge_prompt,
-        "judge_system": config.judge_system,
-        "max_tokens": config.max_tokens,
         "limit": config.limit,
         "join": config.join,
         "seed": config.seed,
@@ -109,43 +106,65 @@ def response_records(name: str, questions: list[dict], answers: dict, ids: set) 
     ]
 
 
+def order_verdicts(rows: list[dict]) -> list[dict]:
+    """One verdict per pair, question, turn and order from eval judge's pair judgments: a judge's
+    samples (--samples) pooled by their median, as eval judge pools them per order; a panel's
+    judges by majority, as the panel pools them (`judges`: each judge's vote). Winner None when
+    no judgment gave one."""
+    from gpt4llm.evaluate.judge.panel import majority
+    from gpt4llm.evaluate.judge.summary import per_order
+
+    groups: dict[tuple, dict[str | None, list[dict]]] = {}
+    for r in rows:
+        key = (r["model_a"], r["model_b"], r["id"], r["turn"], r.get("order"))
+        groups.setdefault(key, {}).setdefault(r.get("judge"), []).append(r)
+    out = []
+    for (a, b, qid, turn, order), by_judge in groups.items():
+        votes = {j: per_order(got)[order]["winner"] for j, got in by_judge.items()}
+        winner = majority(list(votes.values()))
+        out.append(
+            {
+                "id": qid,
+                "turn": turn,
+                "model_a": a,
+                "model_b": b,
+                "order": order,
+                "winner": winner,
+                "outcome": OUTCOME.get(winner),
+                "n_judgments": sum(len(got) for got in by_judge.values()),
+                **({"judges": votes} if len(votes) > 1 else {}),
+            }
+        )
+    return out
+
+
 def battles_from_judgments(
     names: list[str], qids: list[str], rows: list[dict], style: Any = None
 ) -> tuple[Battles, np.ndarray | None, list[dict]]:
-    """Battles from eval judge's pair judgments (each order one battle, as Arena-Hard counts
-    both games); judgments without a verdict are left out (the judge counted them). With
-    `style(model, id, turn) -> counts`: the (N, 2, 4) style counts of both answers."""
+    """Battles from eval judge's pair judgments: one per question, turn and order
+    (`order_verdicts`; each order one battle, as Arena-Hard counts both games); verdicts
+    without a winner are left out (the judge counted them). With `style(model, id, turn) ->
+    counts`: the (N, 2, 4) style counts of both answers. Returns the verdicts too."""
     index, qindex = {n: i for i, n in enumerate(names)}, {q: i for i, q in enumerate(qids)}
-    kept = [r for r in rows if r.get("winner") in OUTCOME]
+    verdicts = order_verdicts(rows)
+    kept = [v for v in verdicts if v["outcome"] is not None]
     battles = Battles(
         names,
-        np.array([index[r["model_a"]] for r in kept], dtype=int),
-        np.array([index[r["model_b"]] for r in kept], dtype=int),
-        np.array([OUTCOME[r["winner"]] for r in kept], dtype=float),
-        np.array([qindex[r["id"]] for r in kept], dtype=int),
+        np.array([index[v["model_a"]] for v in kept], dtype=int),
+        np.array([index[v["model_b"]] for v in kept], dtype=int),
+        np.array([v["outcome"] for v in kept], dtype=float),
+        np.array([qindex[v["id"]] for v in kept], dtype=int),
         len(qids),
     )
     counts = None
     if style is not None:
         counts = np.array(
             [
-                [style(r["model_a"], r["id"], r["turn"]), style(r["model_b"], r["id"], r["turn"])]
-                for r in kept
+                [style(v["model_a"], v["id"], v["turn"]), style(v["model_b"], v["id"], v["turn"])]
+                for v in kept
             ],
             dtype=float,
         ).reshape(len(kept), 2, 4)
-    verdicts = [
-        {
-            "id": r["id"],
-            "turn": r["turn"],
-            "model_a": r["model_a"],
-            "model_b": r["model_b"],
-            "order": r.get("order"),
-            "winner": r.get("winner"),
-            "outcome": OUTCOME.get(r.get("winner")),
-        }
-        for r in rows
-    ]
     return battles, counts, verdicts
 
 

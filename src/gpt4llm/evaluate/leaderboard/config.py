@@ -7,16 +7,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import (
-    INPUT,
-    INPUT_OR_NAME,
-    MAX_COUNT,
-    MAX_SEED,
-    MAX_TOKENS,
-    OUTPUT_DIR,
-    LLMConfig,
-    StageConfig,
-)
+from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, OUTPUT_DIR
+from gpt4llm.evaluate.judge.config import JudgeSettings
 from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.outputs import max_failed_fraction_field
 
@@ -25,8 +17,10 @@ STAGE = "eval leaderboard"
 __all__ = ["STAGE", "Config"]
 
 
-class Config(StageConfig):
-    """Settings of `gpt4llm eval leaderboard`."""
+class Config(JudgeSettings):
+    """Settings of `gpt4llm eval leaderboard`; the judge settings (JudgeSettings: the judge or a
+    panel, prompt, references, --scoring, --samples, ...) are eval judge's own, passed on to
+    every judge run unchanged."""
 
     answers: list[Path] = Field(default_factory=list, json_schema_extra=INPUT)
     """The answers of each model (any answers file eval judge reads), one file per model, all on
@@ -50,28 +44,19 @@ class Config(StageConfig):
     output: Path = Field(Path("eval/leaderboard"), json_schema_extra=OUTPUT_DIR)
     """Output directory: summary.json, verdicts.jsonl, forest.png, manifest.json; the judge's
     outputs per pair under pairs/ (and per model under single/)."""
-    judge: LLMConfig = Field(default_factory=LLMConfig)
-    """The judge model."""
-    judge_prompt: str | None = Field(None, json_schema_extra=INPUT_OR_NAME)
-    """Judge prompt (as eval judge's --judge-prompt); default: ours."""
-    judge_system: str | None = Field(None, json_schema_extra=INPUT)
-    """System message file for the judge prompt (as eval judge's)."""
-    references: Path | None = Field(None, json_schema_extra=INPUT)
-    """Reference answers (FastChat reference_answer format), as eval judge's --references."""
     turns: Literal["all", "first", "second"] = "all"
     """Which turns of multi-turn questions to judge (as eval judge's --turns)."""
     orders: Literal["both", "ab"] = "both"
     """'both': each pair is judged in both orders, each order one battle (Arena-Hard's two
     games); 'ab': the pair's first model shown first only."""
-    max_tokens: int = Field(512, ge=1, le=MAX_TOKENS)
-    """Most tokens the judge may write per reply."""
     limit: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Only the first N questions."""
     join: JoinOn = Field("auto", description=JOIN_HELP)
     bootstrap: int = Field(1000, ge=0, le=100_000)
     """Bootstrap rounds (questions resampled) for the 95% intervals; 0: none."""
     seed: int = Field(0, ge=0, le=MAX_SEED)
-    """Seed of the bootstrap and of the round-robin's pair schedule."""
+    """Seed of the bootstrap, of the round-robin's pair schedule and of the judge's sampling (with
+    --temperature > 0)."""
     from_judgments: list[Path] | None = Field(None, json_schema_extra=INPUT)
     """FastChat MT-bench judgment files (model_judgment/*_pair.jsonl, *_single.jsonl) instead of
     calling a judge: FastChat show_result's tables (with --baseline: pairwise-baseline, else
@@ -82,6 +67,8 @@ class Config(StageConfig):
     def _check(self) -> Config:
         if self.from_judgments and self.answers:
             raise ValueError("--from-judgments takes no answer files")
+        if self.from_judgments and (self.judge_panel is not None or len(self.judge.models) > 1):
+            raise ValueError("a judge panel judges; --from-judgments reads files")
         if self.pairs_per_question is not None and self.baseline is not None:
             raise ValueError(
                 "--pairs-per-question is for the round-robin; with --baseline every model "

@@ -43,11 +43,14 @@ def run(config: Config) -> dict:
         names, qids, rows, style if config.style_control else None
     )
     summary = _summary(config, battles, counts, singles)
+    judges = [str(j) for j in dict.fromkeys(r.get("judge") for r in rows)]
     summary.update(
         mode="baseline" if config.baseline else "round-robin",
-        judge=config.judge.model,
+        judge=judges[0] if len(judges) == 1 else f"panel ({', '.join(judges)}; majority)",
+        judges=judges,
         n_judgments=len(rows),
-        n_without_verdict=len(rows) - len(battles.a),
+        n_verdicts=len(verdicts),
+        n_without_verdict=len(verdicts) - len(battles.a),
         pairs=judge_summaries,
     )
     failed = [v for v in verdicts if v["outcome"] is None]
@@ -213,7 +216,7 @@ def _summary(config: Config, battles, counts, singles) -> dict[str, Any]:
         )
         style_rows = _rating_rows(battles.models, sr, sboot)
         for row, srow in zip(rows, style_rows, strict=True):
-            row["style"] = {k: srow[k] for k in ("rating", "ci", "rank")}
+            row["style"] = {k: srow[k] for k in ("rating", "ci", "rank") if k in srow}
         summary["style_control"] = {
             "covariates": list(fit.STYLE),
             "coefficients": dict(zip(fit.STYLE, map(float, coef), strict=True)),

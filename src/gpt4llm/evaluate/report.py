@@ -3,8 +3,9 @@
 Give it the summary files the evaluation stages wrote -- `eval rouge`'s and `eval judge`'s
 `summary.json` (or their output directories), `eval reward`'s JSON report and `train dpo`'s
 `summary.json` (or its output directory), `train distill`'s output directory (the summary in
-its manifest), and `evolve`'s output file (its manifest beside it: counts per operation and
-round, and the lineage of the most evolved records) -- in any number and order; the kind of
+its manifest), `evolve`'s output file (its manifest beside it: counts per operation and
+round, and the lineage of the most evolved records) and `compare --aspects`'s comparisons file
+(ratings per aspect: `report_aspects`) -- in any number and order; the kind of
 each is recognised from its content. Optional: `--paper-rouge` (the paper's published
 ROUGE-by-length table, plotted beside ours) and `--analyze DIR` (the output of `gpt4llm
 analyze`: linked, and its PNGs embedded).
@@ -32,6 +33,7 @@ from pydantic import Field
 
 from gpt4llm.config import INPUT, OUTPUT_DIR, StageConfig
 from gpt4llm.errors import DataError, UserError
+from gpt4llm.evaluate import report_aspects
 from gpt4llm.records import write_text
 
 STAGE = "report"
@@ -43,7 +45,7 @@ class Config(StageConfig):
     inputs: list[Path] = Field(default_factory=list, json_schema_extra=INPUT)
     """Evaluation outputs: summary.json of eval rouge / eval judge / eval leaderboard / train dpo
     (or their directories), eval reward's JSON report, a train distill directory, an evolve
-    output file.
+    output file, a compare --aspects comparisons file.
     """
     output: Path = Field(Path("report"), json_schema_extra=OUTPUT_DIR)
     """Output directory: index.html (self-contained) and the PNG charts."""
@@ -80,6 +82,9 @@ def load_input(path: Path) -> dict:
     if evolve_manifest and evolve_manifest.get("stage") == "evolve":
         data = evolve_lineage(path, evolve_manifest)
         return {"kind": "evolve", "path": str(path), "data": data, "manifest": evolve_manifest}
+    if path.is_file() and report_aspects.is_comparisons(path):  # compare (--aspects) records
+        data = report_aspects.aspect_table(path, evolve_manifest)  # the manifest beside: compare's
+        return {"kind": "aspects", "path": str(path), "data": data, "manifest": evolve_manifest}
     if path.is_dir() and not (path / "summary.json").is_file():
         train = _manifest_for(path / "manifest.json") or {}
         if train.get("stage") == "train distill":  # its summary is in its manifest
@@ -485,6 +490,7 @@ class Inputs:
     evolves: list[dict] = field(default_factory=list)  # evolve outputs: counts and lineage
     leaderboards: list[dict] = field(default_factory=list)  # eval leaderboard summaries
     distills: list[dict] = field(default_factory=list)  # train distill summaries
+    aspects: list[dict] = field(default_factory=list)  # compare --aspects comparisons files
 
 
 def check(config: Config) -> Path:
@@ -529,6 +535,7 @@ def load(config: Config, out: Path) -> Inputs:
         evolves=[i["data"] for i in items if i["kind"] == "evolve"],
         leaderboards=[i["data"] for i in items if i["kind"] == "leaderboard"],
         distills=[i["data"] for i in items if i["kind"] == "distill"],
+        aspects=[i["data"] for i in items if i["kind"] == "aspects"],
     )
 
 
@@ -622,6 +629,7 @@ def assemble(
         evolves=data.evolves,
         leaderboards=data.leaderboards,
         distills=data.distills,
+        aspects=data.aspects,
         analyze=analyze,
         provenance=provenance(data.items),
         rouge_metric=config.rouge_metric,

@@ -243,3 +243,134 @@ def test_the_hub_base_model_is_followed_through_our_manifests(tmp_path):
     assert hub_base_model(str(dpo)) == hub_base_model("embedded") == "google/gemma-3-270m"
     assert hub_base_model("meta-llama/Llama-2-7b-hf") == "meta-llama/Llama-2-7b-hf"
     assert hub_base_model(str(tmp_path)) is None  # a local model of unknown making
+
+
+# --------------------------------------------------------------------------- bad input
+# `publish` is no stage (no output, never a pipeline step), so tests/test_bad_input_matrix.py and
+# tests/test_print_config.py, which walk the stage table, do not see it: the same classes of case
+# are generated here from its Config, option by option.
+BAD_STRINGS = ("", "\x00", "bad-\udcff")
+BAD_PATHS = ("missing", "directory", "non-utf8", "no-manifest", "failed-run")
+
+
+def _publish_cases() -> list[tuple[str, str]]:
+    import typing
+
+    from gpt4llm.publish import Config
+
+    cases = []
+    for name, info in Config.model_fields.items():
+        inner = typing.get_args(info.annotation) or (info.annotation,)
+        kinds = {a for t in inner for a in (typing.get_args(t) or (t,))}
+        option = name.replace("_", "-")
+        if bool in kinds:
+            continue  # a flag: no value to get wrong
+        if any(isinstance(k, type) and issubclass(k, __import__("pathlib").Path) for k in kinds):
+            cases += [(option, p) for p in BAD_PATHS]
+        else:
+            cases += [(option, s) for s in BAD_STRINGS]
+    return cases
+
+
+def _bad_path(w, kind: str):
+    if kind == "missing":
+        return w / "nowhere.jsonl"
+    if kind == "directory":
+        (w / "adir").mkdir()
+        return w / "adir"
+    if kind == "non-utf8":
+        return w / "bad-\udcff.jsonl"
+    if kind == "no-manifest":
+        return write_jsonl(w / "plain.jsonl", INSTRUCTIONS)
+    failed = write_jsonl(w / "failed.jsonl", INSTRUCTIONS)  # its last run failed
+    (w / "failed.jsonl.manifest.json").write_text(
+        json.dumps({"stage": "audit", "status": "failed"})
+    )
+    return failed
+
+
+def _tree(w) -> dict:
+    return {p: p.read_bytes() for p in sorted(w.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def publishable(tmp_path_factory):
+    """A data set with its manifest (a real `audit`, which calls no model)."""
+    import sys
+
+    from gpt4llm.cli import main
+
+    w = tmp_path_factory.mktemp("publishable")
+    data = write_jsonl(w / "sft.jsonl", INSTRUCTIONS)
+    sys_argv = sys.argv
+    sys.argv = ["gpt4llm", "audit", str(data), "-o", str(w / "clean.jsonl")]
+    try:
+        main()
+    except SystemExit as e:
+        assert not e.code
+    finally:
+        sys.argv = sys_argv
+    return w / "clean.jsonl"
+
+
+@pytest.mark.parametrize(("option", "value"), _publish_cases(), ids=lambda v: ascii(v)[1:-1])
+def test_publish_bad_input_matrix(option, value, publishable, tmp_path, cli, monkeypatch):
+    """Each bad value of each option of a valid `publish --dry-run`: exit 0, or one `error:`
+    line and exit 2; never a traceback; no file changed."""
+    import shutil
+
+    data = shutil.copy(publishable, tmp_path / "clean.jsonl")
+    shutil.copy(f"{publishable}.manifest.json", tmp_path / "clean.jsonl.manifest.json")
+    monkeypatch.chdir(tmp_path)
+    bad = str(_bad_path(tmp_path, value)) if value in BAD_PATHS else value
+    args = {"path": data, "repo": "me/data"}
+    if option == "path":
+        args["path"] = bad
+    else:
+        args[option] = bad
+    argv = [str(args.pop("path")), "--dry-run"]
+    for name, v in args.items():
+        argv += [f"--{name}", v]
+    before = _tree(tmp_path)
+    code, out = cli("publish", *argv)
+    assert "Traceback" not in out
+    if code != 0:
+        errors = [x for x in out.splitlines() if x.lower().startswith("error")]
+        assert code == 2 and len(errors) == 1 and len(out.strip().splitlines()) == 1, out
+    else:
+        assert "would upload 3 files" in out
+    assert _tree(tmp_path) == before
+
+
+def test_publish_print_config_reads_back_exactly(publishable, tmp_path, cli):
+    """--print-config, then --config of what it printed: the same settings, odd strings too."""
+    odd = "a\x85b line\u2028sep tab\there 中文 é\nnull\nyes\n~\n"
+    args = ["publish", publishable, "--repo", "me/data", "--message", odd, "--license", "1e3"]
+    args += ["--language", "zh-Hans", "--language", "en"]
+    code, first = cli(*args, "--print-config")
+    assert code == 0, first
+    (tmp_path / "c.yaml").write_text(first, encoding="utf-8")
+    code, second = cli("publish", "--config", tmp_path / "c.yaml", "--print-config")
+    assert code == 0 and second == first
+    import yaml
+
+    settings = yaml.safe_load(second)
+    assert settings["message"] == odd and settings["license"] == "1e3"
+    assert settings["language"] == ["zh-Hans", "en"]
+
+
+def test_eval_outputs_are_checked_before_anything_is_read(tmp_path):
+    """--eval on a model: a path that is not an evaluation output is one line, not a card
+    silently without its results."""
+    from gpt4llm.errors import UserError
+    from gpt4llm.publish import _check_eval
+
+    (tmp_path / "rouge").mkdir()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "rouge" / "summary.json").write_text("{}")
+    _check_eval([tmp_path / "rouge"], "model")  # fine
+    for bad in ("nowhere", "empty"):
+        with pytest.raises(UserError, match="not an evaluation output"):
+            _check_eval([tmp_path / bad], "model")
+    with pytest.raises(UserError, match="a model's card, not a data set's"):
+        _check_eval([tmp_path / "rouge"], "dataset")

@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from gpt4llm.config import INPUT, ConfigBase, config_command
 from gpt4llm.errors import UserError
@@ -28,6 +28,7 @@ from gpt4llm.redact import scrub  # the one scrubber, shared with tracking
 
 MODEL_STAGES = ("train sft", "train dpo", "train reward")
 SKIPPED = ("checkpoints", ".cache", ".git")  # never uploaded from a model directory
+_LANGUAGE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$"  # a BCP 47 / ISO 639 code: en, zh-Hans
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
@@ -41,15 +42,19 @@ class Config(ConfigBase):
     """Create the repository private."""
     dry_run: bool = False
     """Upload nothing: list exactly the files that would go up, and print the card."""
-    license: str | None = Field(None, max_length=64)
+    license: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
     """The Hub license id (cc-by-nc-4.0, apache-2.0, ...). Default: the most restrictive license
     of the published data it was made from, else 'other'."""
-    language: list[str] = Field(default_factory=list, max_length=50)
+    language: list[Annotated[str, StringConstraints(pattern=_LANGUAGE)]] = Field(
+        default_factory=list, max_length=50
+    )
     """Language codes for the card (default: from translate's --lang, else en)."""
     eval: list[Path] = Field(default_factory=list, max_length=100, json_schema_extra=INPUT)
     """Evaluation outputs (eval rouge / judge / reward directories) whose results go into the
     model card's model-index (repeatable)."""
-    message: str = Field("Upload with gpt4llm publish", min_length=1, max_length=500)
+    message: str = Field(
+        "Upload with gpt4llm publish", min_length=1, max_length=500, pattern=r"^[^\x00]*$"
+    )
     """The commit message on the Hub."""
 
     @field_validator("repo")
@@ -78,6 +83,7 @@ def run(config: Config) -> dict[str, Any]:
 
     manifest_file, manifest = _manifest(config.path)
     kind = "model" if manifest.get("stage") in MODEL_STAGES else "dataset"
+    _check_eval(config.eval, kind)
     card = scrub(build_card(config, manifest, kind), manifest)  # + the keys its config names
     files = _files(config.path, manifest_file, kind, manifest)
     files.append(Upload("README.md", data=card.encode("utf-8")))
@@ -115,6 +121,21 @@ def _manifest(path: Path) -> tuple[Path, dict[str, Any]]:
     ):
         raise UserError(f"{path}: its last run failed ({mpath}); publish a finished one")
     return mpath, manifest
+
+
+def _check_eval(paths: list[Path], kind: str) -> None:
+    """Every --eval is an evaluation output we wrote (its summary.json), given with a model."""
+    if paths and kind != "model":
+        raise UserError(
+            f"--eval {paths[0]}: evaluation results go on a model's card, not a data set's"
+        )
+    for path in paths:
+        summary = path / "summary.json" if path.is_dir() else path
+        if not summary.is_file() or summary.suffix != ".json":
+            raise UserError(
+                f"--eval {path}: not an evaluation output (an eval rouge / judge / reward "
+                "directory with its summary.json, or eval reward's JSON file)"
+            )
 
 
 def _files(path: Path, manifest_file: Path, kind: str, manifest: dict) -> list[Upload]:

@@ -155,3 +155,22 @@ def test_cli_takes_the_judge_settings(cli, tmp_path):
     code, out = cli(*args[:2], "--from-judgments", files[0], "--judge", "a", "--judge", "b")
     assert code == 2 and "a judge panel judges" in out
     assert set(STRENGTH) == {p.stem for p in files}
+
+
+def test_a_panel_file_is_checked_before_any_call(fake_openai, fake_llm_config, tmp_path):
+    from gpt4llm.errors import UserError
+
+    files = write_answers(tmp_path)
+    panel = tmp_path / "panel.yaml"
+    out = tmp_path / "lb"
+    # a member's request cache is one of the outputs
+    panel.write_text(
+        yaml.safe_dump({"judges": ["j1", {"model": "j2", "cache": str(out / "summary.json")}]})
+    )
+    config = Config(answers=files, judge=fake_llm_config, judge_panel=panel, output=out)
+    with pytest.raises(UserError, match="summary.json"):
+        run(config)
+    panel.write_text("judges: [j1, {model: j2, colour: red}]\n")
+    with pytest.raises(UserError, match=r"panel.yaml: judges\[1\]: unknown setting 'colour'"):
+        run(config)
+    assert fake_openai.calls == 0 and not out.exists()

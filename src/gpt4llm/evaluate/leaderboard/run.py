@@ -69,6 +69,7 @@ def run(config: Config) -> dict:
 
 def _check_outputs(config: Config, out: Path) -> list[Path]:
     """Refuse bad output paths before the first call; returns the run's inputs."""
+    from gpt4llm.evaluate.judge.panel import members
     from gpt4llm.outputs import check_outputs, request_caches
 
     inputs = [
@@ -79,15 +80,17 @@ def _check_outputs(config: Config, out: Path) -> list[Path]:
             config.questions,
             config.references,
             config.judge_system,
+            config.judge_panel,
         )
         if p is not None
     ]
     if config.judge_prompt and Path(config.judge_prompt).is_file():
         inputs.append(Path(config.judge_prompt))
+    judges = [] if config.from_judgments else members(B.judge_config(config))  # a panel's too
     check_outputs(
         inputs=inputs,
         directories=[out],
-        caches=request_caches(config.judge) if not config.from_judgments else [],
+        caches=list(dict.fromkeys(request_caches(*judges))),
         companions=False,
         files=[out / f for f in OUTPUTS],
     )

@@ -38,10 +38,13 @@ from gpt4llm.llm.base import Completion, SamplingParams
 VLLM_PYTHON_ENV = "GPT4LLM_VLLM_PYTHON"
 # `--engine auto`: vLLM only for a run whose budget (items x max new tokens x samples) reaches
 # the break-even of its start-up; below it the transformers engine is done first.
-# CPU, measured by bench/engines.py here (2 cores, embedded model, vLLM CPU 0.32 in its worker,
-# 16 prompts x 64 tokens): start-up (load + warm-up) 109 s vs 7 s, generation 131 vs 59 tok/s,
-# so (109 - 7) / (1/59 - 1/131) = ~11K generated tokens.
-CPU_BREAK_EVEN_TOKENS = 11_000
+# CPU, measured by bench/engines.py here (2 cores with AVX512-bf16, embedded model, 64 prompts x
+# 128 tokens, greedy, 4 rounds; vLLM CPU 0.32 in its worker, bf16; transformers bf16 autocast,
+# batch 8): start-up (load + warm-up) 121.5 s vs 7.7 s, generation 161.9 vs 50.4 tok/s (medians),
+# so 114 s / (1/50.4 - 1/161.9 s per token) = 8,334 generated tokens; the prompts filled 0.61 of
+# their max new tokens, so ~13.7K tokens of budget. A CPU without bf16 runs transformers in fp32,
+# ~2x slower (llm.local), where vLLM pays sooner: the threshold errs toward transformers.
+CPU_BREAK_EVEN_TOKENS = 14_000
 # GPU: not measured (no GPU lent here; scripts/gpu-check.sh check 5 times the engine when one is).
 # An estimate: the same formula with vLLM's start-up ~30 s more than the transformers engine's
 # and it generating >= 10x faster than our batch-8 loop at ~300 tok/s: ~10K tokens, about the

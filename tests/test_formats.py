@@ -286,3 +286,190 @@ def test_parquet_writer_keeps_mixed_columns_as_json_text(tmp_path):
     back = load_jsonl(tmp_path / "j.parquet")
     assert [r["scores"] for r in back] == [[1, 2], None]  # one type: kept as it is
     assert [r["raw"] for r in back] == ["3", '"x"']  # int and str: JSON text
+
+
+# Inputs that are not records or answers of other people's datasets, and why (every other path
+# input of every stage is a RECORDS input; a new one must be classified here or marked).
+NOT_RECORDS = {
+    "prompt": "a prompt file",
+    "system_prompt": "a prompt file",
+    "prompt_template": "a prompt file",
+    "prompt_template_no_input": "a prompt file",
+    "field_template": "a prompt file",
+    "depth_prompt": "a prompt file",
+    "input_prompt": "a prompt file",
+    "breadth_prompt": "a prompt file",
+    "equal_prompt": "a prompt file",
+    "aspects_prompt": "a YAML of aspects",
+    "template_input": "a prompt template",
+    "template_no_input": "a prompt template",
+    "judge_system": "a prompt file",
+    "judge_panel": "a YAML of judges",
+    "criteria": "a YAML of criteria",
+    "accelerate_config": "accelerate's YAML",
+    "vllm_python": "a program",
+    "reward_model": "a model directory",
+    ("eval reward", "model"): "a model directory",
+    "human_votes": "FastChat's/annotate export's vote files, read in their own format",
+    "from_judgments": "FastChat judgment files, read in FastChat's format",
+    "from_annotations": "AlpacaEval annotation files, read in AlpacaEval's format",
+    "gamed_annotations": "AlpacaEval annotation files, read in AlpacaEval's format",
+    "instruction_difficulty": "AlpacaEval's published table, read as AlpacaEval writes it",
+    "from_judge": "an eval judge output directory",
+    ("eval agreement", "a"): "verdicts: an eval judge output or FastChat/human vote files",
+    ("eval agreement", "b"): "verdicts: an eval judge output or FastChat/human vote files",
+    ("report", "inputs"): "summaries of our own stages",
+    ("report", "paper_rouge"): "the paper's ROUGE table",
+    ("report", "analyze"): "an analyze output directory",
+}
+
+
+def _path_inputs(cls) -> list[tuple[str, object, dict]]:
+    """(field, annotation, role) of every path input of a config class (or_name ones are
+    models and prompt names first)."""
+    from gpt4llm.config import field_role
+
+    out = []
+    for name, info in cls.model_fields.items():
+        marker = field_role(info)
+        if marker and marker["role"] == "input" and not marker.get("or_name"):
+            out.append((name, info.annotation, marker))
+    return out
+
+
+def _shaped(annotation, path: Path):
+    """`path` as the field holds it: one path, a list of them or NAME=PATH."""
+    import types
+    import typing
+
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    origin = typing.get_origin(annotation)
+    return {"m": str(path)} if origin is dict else [path] if origin is list else path
+
+
+def test_every_stage_reading_records_takes_parquet_and_a_field_mapping(tmp_path):
+    """Walks the stage table: every path input is a RECORDS input or classified above; every
+    stage with one has --field/--split (ReadOptions); and inside the stage's `reading`, each of
+    its records inputs given as Parquet is read with the mapping, and nothing else is."""
+    from gpt4llm.config import ReadOptions
+    from gpt4llm.formats import reading
+    from gpt4llm.records import read_json_records
+    from gpt4llm.stages import STAGES
+
+    rows = [{"question": "Q?", "answer": "A.", "extra": 1}]
+    other = _parquet(tmp_path / "not-an-input.parquet", rows)
+    checked = 0
+    for spec in STAGES:
+        cls = spec.config_class()
+        records = {}
+        for name, annotation, marker in _path_inputs(cls):
+            if marker.get("records"):
+                path = _parquet(tmp_path / f"{spec.key}-{name}.parquet", rows)
+                records[name] = (path, _shaped(annotation, path))
+            else:
+                assert (spec.command, name) in NOT_RECORDS or name in NOT_RECORDS, (
+                    f"{spec.command}: input {name!r} is neither RECORDS nor in NOT_RECORDS"
+                )
+        if not records:
+            assert not issubclass(cls, ReadOptions), f"{spec.command}: --field with no records"
+            continue
+        assert issubclass(cls, ReadOptions), f"{spec.command}: records without --field/--split"
+        required = {n: tmp_path / n for n, i in cls.model_fields.items() if i.is_required()}
+        config = cls.model_construct(
+            **{**required, **{name: value for name, (_, value) in records.items()}},
+            field={"instruction": "question", "output": "answer"},
+            split=None,
+        )
+        with reading(config):
+            for name, (path, _) in records.items():
+                ((_, got),) = read_json_records(path)
+                assert got == {"instruction": "Q?", "output": "A.", "extra": 1}, (
+                    spec.command,
+                    name,
+                )
+                checked += 1
+            assert read_json_records(other)[0][1] == rows[0]  # not the stage's input: as it is
+        assert read_json_records(path)[0][1] == rows[0]  # the stage is over
+    assert checked >= 25  # every records input of every stage (31 when written)
+
+
+def test_eval_rouge_reads_parquet_predictions_with_a_field_mapping(tmp_path, monkeypatch, capsys):
+    """Through the CLI: the predictions are someone else's Parquet (`answer`, `qid`), the
+    references our JSONL; one --field maps the first and leaves the second (which has our
+    fields) as it is. The scores equal those of the same data given in our format."""
+    refs = [
+        {"id": "a", "instruction": "Say hi.", "input": "", "output": "hello there my friend"},
+        {"id": "b", "instruction": "Count.", "input": "", "output": "one two three"},
+    ]
+    ref = write_jsonl(tmp_path / "ref.jsonl", refs)
+    theirs = [{"qid": "b", "answer": "one two four"}, {"qid": "a", "answer": "hello friend"}]
+    pred = _parquet(tmp_path / "pred.parquet", theirs)
+    ours = write_jsonl(
+        tmp_path / "pred.jsonl", [{"id": r["qid"], "output": r["answer"]} for r in theirs]
+    )
+    args = [
+        "eval",
+        "rouge",
+        pred,
+        ref,
+        "-o",
+        tmp_path / "mapped",
+        "--field",
+        "id=qid,output=answer",
+    ]
+    code, err = cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    code, err = cli(["eval", "rouge", ours, ref, "-o", tmp_path / "plain"], monkeypatch, capsys)
+    assert code == 0, err
+    mapped, plain = (
+        json.loads((tmp_path / d / "summary.json").read_text()) for d in ("mapped", "plain")
+    )
+    assert mapped["all"] == plain["all"] and mapped["n"] == 2 and 0 < mapped["all"]["rougeL"] < 1
+
+    # without the mapping the same file is refused in one line, naming the row and field
+    code, err = cli(["eval", "rouge", pred, ref, "-o", tmp_path / "bad"], monkeypatch, capsys)
+    assert f"{pred}:row 1" in _one_line_error(code, err)
+
+
+def test_a_launched_trainer_process_reads_with_the_parents_field_mapping(tmp_path):
+    """What `--launcher accelerate` runs in each process (`module_main` on launch_config.yaml)
+    reads the data with the same --field/--split as the parent would."""
+    import yaml
+
+    from gpt4llm.records import read_json_records
+    from gpt4llm.train.common import module_main
+    from gpt4llm.train.reward import Config
+
+    data = _parquet(tmp_path / "pairs.parquet", [{"q": "Hi?", "good": "Hello.", "bad": "No."}])
+    cfg = tmp_path / "launch_config.yaml"
+    fields = {"user_input": "q", "completion_a": "good", "completion_b": "bad"}
+    cfg.write_text(
+        yaml.safe_dump({"data": str(data), "output": str(tmp_path / "o"), "field": fields})
+    )
+    seen = []
+    module_main(
+        Config,
+        lambda config: seen.extend(read_json_records(config.data)),
+        "t",
+        ["--config", str(cfg)],
+    )
+    assert [r for _, r in seen] == [
+        {"user_input": "Hi?", "completion_a": "Hello.", "completion_b": "No."}
+    ]
+
+
+def test_audit_reads_mapped_parquet_and_writes_parquet(tmp_path, monkeypatch, capsys):
+    rows = [
+        {"q": "Name a fruit.", "a": "An apple."},
+        {"q": "Name a colour.", "a": "N/A"},  # dropped: a non-answer
+    ]
+    data = _parquet(tmp_path / "data.parquet", rows)
+    out = tmp_path / "clean.parquet"
+    args = ["audit", data, "-o", out, "--field", "instruction=q,output=a"]
+    code, err = cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    kept = pq.read_table(out).to_pylist()
+    # the kept record in our fields (as every stage's output), nothing else of it changed
+    assert kept == [{"instruction": "Name a fruit.", "output": "An apple."}]
+    assert (tmp_path / "clean.parquet.manifest.json").exists()

@@ -38,12 +38,14 @@ from gpt4llm.config_roles import (  # noqa: F401  (the path roles, re-exported f
     INPUT_OR_NAME,
     OUTPUT,
     OUTPUT_DIR,
+    RECORDS,
     field_role,
     role,
 )
 from gpt4llm.config_text import not_utf8, refuse_empty_name
 from gpt4llm.config_yaml import load_yaml, settings_yaml
 from gpt4llm.errors import UserError
+from gpt4llm.formats import READ_FIELDS
 
 ADVANCED: dict[str, Any] = {"advanced": True}
 """`Field(..., json_schema_extra=ADVANCED)`: a rarely used knob, hidden from `--help` and shown
@@ -243,19 +245,16 @@ class LLMConfig(ConfigBase):
         return "--" + self._option_prefix
 
 
-READ_FIELDS = ("instruction", "input", "output", "id", "messages")
-"""Our fields that `--field` can take from other columns (ReadOptions)."""
-
-
 class ReadOptions(StageConfig):
-    """Options of a stage that reads instruction records from other people's datasets
-    (gpt4llm.formats): which columns hold our fields, which split of a DatasetDict or Hub
-    dataset to read."""
+    """Options of every stage that reads records or answers (its `RECORDS` inputs; a test holds
+    every such stage to them): which columns of other people's data hold our fields, which split
+    to read; for all its records inputs, through one mechanism (`gpt4llm.formats.reading`)."""
 
     field: dict[str, str] = Field(default_factory=dict)
     """Take our fields from the data's columns: `--field instruction=question,output=answer`
-    (repeatable); ours: instruction, input, output, id, messages (a chat list:
-    `--field messages=conversations`)."""
+    (repeatable); a record without the column that has our field keeps its own. Ours: instruction,
+    input, output, id, messages (a chat list: `--field messages=conversations`), model,
+    user_input, completion_a/b, prompt, chosen, rejected, question_id, ... (formats.READ_FIELDS)."""
     split: str | None = Field(None, min_length=1, max_length=200, json_schema_extra=ADVANCED)
     """The split to read of a DatasetDict directory or an hf://datasets/ORG/NAME input."""
 

@@ -19,12 +19,22 @@ Written: a name ending in `.parquet` is written as Parquet (atomically, like eve
 column whose values Arrow cannot hold in one type (an int here, a string there) is stored as
 JSON text. Parquet needs the `formats` extra (pyarrow); a missing one is a one-line error
 before any work (`check_writable`).
+
+Other people's columns and splits: every stage that reads records has `--field ours=theirs` and
+`--split` (config.ReadOptions) and runs inside `reading(config)` (the stage table's
+`run_function`, and a trainer's launched processes), which tells `records.read_json_records`
+which paths are the stage's records inputs (path role `RECORDS`); a read of one of them maps
+its columns and picks its split there, whichever loader of whichever stage reads it. Journals,
+caches and the stage's own outputs are other paths and are read as they are.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Self
 
@@ -271,6 +281,14 @@ def write_parquet(path: str | Path, records: list[dict[str, Any]]) -> int:
 
 
 # --------------------------------------------------------------------------- field mapping
+READ_FIELDS = (
+    *("instruction", "input", "output", "id", "messages"),  # instructions, SFT data
+    *("model", "text", "score", "responses", "turns", "category"),  # responses, answers
+    *("user_input", "completion_a", "completion_b"),  # GPT-4-LLM's comparison pairs
+    *("prompt", "chosen", "rejected", "completion"),  # TRL's preference / prompt-completion sets
+    *("question_id", "model_id", "choices", "reference", "instances"),  # FastChat, Self-Instruct
+)
+"""Our fields (the data contracts' names) that `--field` can take from other columns."""
 CHAT_ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 """Roles of a chat turn; ShareGPT's `human`/`gpt` as FastChat's conversation format has them."""
 CHAT_KEYS = {"messages", "conversations"}
@@ -280,15 +298,68 @@ CHAT_KEYS = {"messages", "conversations"}
 
 def map_fields(path: str | Path, row: int, obj: Any, fields: dict[str, str]) -> Any:
     """`--field instruction=question,output=answer`: each of our fields taken from the user's
-    column (which is then dropped; other columns are kept as extra keys)."""
+    column (which is then dropped; other columns are kept as extra keys). A record without the
+    column that already has our field keeps its own (a stage's other input in our format; a
+    record mapped twice); one with neither is refused."""
     if not fields or not isinstance(obj, dict):
         return obj
-    out = {k: v for k, v in obj.items() if k not in fields.values() and k not in fields}
+    taken = {ours: obj[theirs] for ours, theirs in fields.items() if theirs in obj}
     for ours, theirs in fields.items():
-        if theirs not in obj:
+        if theirs not in obj and ours not in obj:
             raise DataError(path, f"missing (--field {ours}={theirs})", line=row, field=theirs)
-        out[ours] = obj[theirs]
+    moved = {*taken, *(fields[ours] for ours in taken)}
+    out = {k: v for k, v in obj.items() if k not in moved}
+    out.update(taken)
     return out
+
+
+_READING: ContextVar[dict[str, tuple[dict[str, str], str | None]] | None] = ContextVar(
+    "gpt4llm_reading", default=None
+)
+
+
+def _read_key(path: str | Path) -> str:
+    hub = hub_source(path)
+    if hub is not None:
+        return HF_PREFIX + hub
+    try:
+        return str(Path(path).expanduser().resolve())
+    except (OSError, ValueError, RuntimeError):
+        return str(path)
+
+
+@contextmanager
+def reading(config: Any) -> Iterator[None]:
+    """While a stage runs: its records inputs (path role `RECORDS`) are read with its
+    `--field` mapping and `--split` (ReadOptions), by `read_options`."""
+    fields = getattr(config, "field", None) or {}
+    split = getattr(config, "split", None)
+    if not fields and split is None:
+        yield
+        return
+    from gpt4llm.outputs import stage_paths
+
+    try:
+        inputs = [p.given for p in stage_paths(config).inputs if p.records]
+    except (AssertionError, OSError, ValueError):  # a path the stage itself refuses in one line
+        inputs = []
+    found = {_read_key(path): (fields, split) for path in inputs}
+    token = _READING.set({**(_READING.get() or {}), **found})
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+def read_options(path: str | Path) -> tuple[dict[str, str], str | None]:
+    """(field mapping, split) for reading `path`: the running stage's, if it is one of its
+    records inputs (`reading`), else none."""
+    table = _READING.get()
+    return table.get(_read_key(path), ({}, None)) if table else ({}, None)
+
+
+def map_rows(path: str | Path, rows: list[tuple[int, Any]], fields: dict[str, str]) -> list:
+    return [(n, map_fields(path, n, obj, fields)) for n, obj in rows] if fields else rows
 
 
 def _turn(path: str | Path, row: int, where: str, turn: Any) -> tuple[str, str]:

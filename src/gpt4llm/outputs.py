@@ -252,6 +252,7 @@ class RolePath:
     or_name: bool = False  # a path only if one exists by that name (else a model or prompt name)
     companion: bool = False  # an output file's manifest, failed list or journal
     request: bool = True  # a request cache; False (`CACHE | {"request": False}`): the stage's own
+    records: bool = False  # an input of records (`RECORDS`): read with the stage's --field/--split
 
 
 @dataclass
@@ -320,7 +321,15 @@ def _add(found: StagePaths, kind: str, marker: dict, field: str, given: Any) -> 
     resolved = _resolve(given)
     assert resolved is not None
     if kind == "input":
-        found.inputs.append(RolePath(field, given, resolved, or_name=bool(marker.get("or_name"))))
+        found.inputs.append(
+            RolePath(
+                field,
+                given,
+                resolved,
+                or_name=bool(marker.get("or_name")),
+                records=bool(marker.get("records")),
+            )
+        )
     elif kind == "cache":
         found.caches.append(RolePath(field, given, resolved, request=marker.get("request", True)))
     elif marker.get("directory"):

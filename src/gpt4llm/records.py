@@ -144,16 +144,23 @@ def read_json_records(path: str | Path, split: str | None = None) -> list[tuple[
     """Return (line_number, parsed_object) for each record of a JSONL file or a JSON array,
     or (row, record) of a Parquet or CSV file, a `datasets` directory or an `hf://` dataset
     (`gpt4llm.formats`, the one dispatch every reader goes through; `split` picks a split of
-    a DatasetDict).
+    a DatasetDict). A records input of the running stage is read with its `--field` mapping
+    and `--split` (`formats.reading`).
 
     Lines are split on "\\n" only: JSON text may hold U+2028 and other characters that
     `str.splitlines` treats as line breaks (our own writers emit them unescaped).
     """
     from gpt4llm import formats
 
+    fields, stage_split = formats.read_options(path)  # a stage's records input: --field, --split
+    split = split or stage_split
     if formats.handles(path):
-        return formats.read_rows(path, split)
-    path = Path(path)
+        return formats.map_rows(path, formats.read_rows(path, split), fields)
+    return formats.map_rows(path, _read_json(Path(path)), fields)
+
+
+def _read_json(path: Path) -> list[tuple[int, Any]]:
+    """(line, object) of a JSONL file or a JSON array's elements."""
     text = _read_text(path)
     stripped = text.lstrip()
     if not stripped:

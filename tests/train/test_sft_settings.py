@@ -47,7 +47,8 @@ def test_trainers_share_every_base_setting_and_its_default(trainer):
             "split",
         }
         if trainer is sft.Config
-        else {"data", "margin", "limit", "fast_path"}  # reward: the same switch as sft and dpo
+        # reward: the same switch as sft and dpo; ReadOptions as every stage reading records
+        else {"data", "margin", "limit", "fast_path", "field", "split"}
     )
 
 

@@ -28,15 +28,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import CACHE, INPUT, MAX_COUNT, OUTPUT_DIR, StageConfig
+from gpt4llm.config import CACHE, MAX_COUNT, OUTPUT_DIR, RECORDS, ReadOptions
 from gpt4llm.errors import UserError
 from gpt4llm.join import JOIN_HELP, JoinOn
 
 FIELDS = ("instruction", "input", "output")
 
 
-class Config(StageConfig):
-    inputs: list[Path] = Field(default_factory=list, json_schema_extra=INPUT)
+class Config(ReadOptions):
+    inputs: list[Path] = Field(default_factory=list, json_schema_extra=RECORDS)
     """Instruction datasets (Alpaca JSON array or JSONL; `output` optional). Two or more over the
     same instructions are also compared.
     """

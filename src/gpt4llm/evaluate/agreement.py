@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, MAX_SEED, OUTPUT_DIR, StageConfig
+from gpt4llm.config import INPUT, MAX_SEED, OUTPUT_DIR, RECORDS, ReadOptions
 from gpt4llm.errors import UserError
 from gpt4llm.evaluate.agreement_stats import Comparison, compare, groups, summarize
 from gpt4llm.evaluate.agreement_votes import VoteSet, load_categories, load_votes, resolve_input
@@ -40,7 +40,7 @@ REFERENCE = {
 }
 
 
-class Config(StageConfig):
+class Config(ReadOptions):
     """Settings of `gpt4llm eval agreement`."""
 
     a: Path | None = Field(None, json_schema_extra=INPUT)
@@ -53,7 +53,7 @@ class Config(StageConfig):
     """
     output: Path = Field(Path("eval/agreement"), json_schema_extra=OUTPUT_DIR)
     """Output directory: summary.json, comparisons.jsonl, manifest.json."""
-    questions: Path | None = Field(None, json_schema_extra=INPUT)
+    questions: Path | None = Field(None, json_schema_extra=RECORDS)
     """Question file (MT-bench / Vicuna-80 question.jsonl) giving each question's category when the
     votes carry none."""
     criterion: str | None = None

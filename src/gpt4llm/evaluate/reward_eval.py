@@ -19,12 +19,12 @@ from pathlib import Path
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, MAX_BATCH, MAX_COUNT, MAX_TOKENS, OUTPUT, StageConfig
+from gpt4llm.config import INPUT, MAX_BATCH, MAX_COUNT, MAX_TOKENS, OUTPUT, RECORDS, ReadOptions
 from gpt4llm.errors import UserError
 
 
-class Config(StageConfig):
-    data: Path = Field(Path("runs/reward/heldout.jsonl"), json_schema_extra=INPUT)
+class Config(ReadOptions):
+    data: Path = Field(Path("runs/reward/heldout.jsonl"), json_schema_extra=RECORDS)
     """Held-out comparisons: published pairs or rich comparison records (JSONL / JSON array)."""
     model: str = Field("runs/reward", json_schema_extra=INPUT)
     """Reward model directory written by `gpt4llm train reward`."""

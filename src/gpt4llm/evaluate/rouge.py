@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, MAX_COUNT, OUTPUT_DIR, StageConfig
+from gpt4llm.config import MAX_COUNT, OUTPUT_DIR, RECORDS, ReadOptions
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.evaluate.fields import optional_text
 from gpt4llm.join import JOIN_HELP, JoinOn
@@ -39,13 +39,13 @@ from gpt4llm.text.tokens import detect_tokenizer, tokenize
 STAGE = "eval rouge"
 
 
-class Config(StageConfig):
+class Config(ReadOptions):
     """Settings of `gpt4llm eval rouge`."""
 
-    predictions: Path = Field(Path("responses.jsonl"), json_schema_extra=INPUT)
+    predictions: Path = Field(Path("responses.jsonl"), json_schema_extra=RECORDS)
     """Predictions: JSONL / JSON array (our response records, or any records with the prediction
     field)."""
-    references: Path = Field(Path("references.jsonl"), json_schema_extra=INPUT)
+    references: Path = Field(Path("references.jsonl"), json_schema_extra=RECORDS)
     """References: Alpaca-format records, or records with instances[0].output (Self-Instruct's
     user-oriented set)."""
     output: Path = Field(Path("eval/rouge"), json_schema_extra=OUTPUT_DIR)

@@ -9,6 +9,7 @@ Modules are imported lazily (`spec.load()`), so nothing heavy happens at import.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
@@ -58,7 +59,18 @@ class StageSpec:
         return getattr(self.load(), self.config)
 
     def run_function(self) -> Any:
-        return getattr(self.load(), self.run)
+        """The stage's `run`, reading its records inputs with the config's `--field` and
+        `--split` (`gpt4llm.formats.reading`; the CLI, the pipeline and its dry run call this)."""
+        run = getattr(self.load(), self.run)
+
+        @functools.wraps(run)
+        def reading_run(config: Any) -> Any:
+            from gpt4llm.formats import reading
+
+            with reading(config):
+                return run(config)
+
+        return reading_run
 
 
 STAGES: tuple[StageSpec, ...] = (

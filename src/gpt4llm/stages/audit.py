@@ -49,7 +49,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import ADVANCED, INPUT, OUTPUT, StageConfig, role
+from gpt4llm.config import ADVANCED, OUTPUT, RECORDS, ReadOptions, role
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.join import JOIN_HELP, JoinOn
 
@@ -69,10 +69,10 @@ RULES: dict[str, Action] = {
 HEURISTICS = ("unfinished",)  # a guess: never a reason to drop
 
 
-class Config(StageConfig):
+class Config(ReadOptions):
     """Audit instruction data: rule checks, duplicates, rater scores, decontamination."""
 
-    data: Path = Field(json_schema_extra=INPUT)
+    data: Path = Field(json_schema_extra=RECORDS)
     """Training data: Alpaca-format records with an output (JSONL or JSON array)."""
     output: Path = Field(json_schema_extra=OUTPUT)
     """The clean data: every record not dropped, unchanged (a .json name writes one JSON array)."""
@@ -82,7 +82,7 @@ class Config(StageConfig):
     """Records with a reason, dropped or flagged (default: OUTPUT.flagged.jsonl)."""
     html: Path | None = Field(None, json_schema_extra=role("output", default_beside=".audit.html"))
     """The HTML page (default: OUTPUT.audit.html)."""
-    eval_set: dict[str, Path] = Field(default_factory=dict, json_schema_extra=INPUT)
+    eval_set: dict[str, Path] = Field(default_factory=dict, json_schema_extra=RECORDS)
     """Evaluation set to decontaminate against, as NAME=FILE (Vicuna-80, MT-bench,
     User-Oriented-252, Unnatural Instructions or Alpaca/JSONL). Repeatable.
     """
@@ -94,7 +94,7 @@ class Config(StageConfig):
     min_ngram: int = Field(8, ge=1, le=100)
     """Evaluation texts shorter than --ngram are matched whole if at least this many tokens; shorter
     ones are not checked."""
-    scores: Path | None = Field(None, json_schema_extra=INPUT)
+    scores: Path | None = Field(None, json_schema_extra=RECORDS)
     """Rater scores: compare output ({id, instruction, input, responses: [{model, text, score}]}).
     """
     min_score: float | None = Field(None, ge=-1e9, le=1e9)

@@ -57,8 +57,9 @@ from gpt4llm.config import (
     MAX_SEED,
     MAX_TOKENS,
     OUTPUT,
+    RECORDS,
     LLMConfig,
-    StageConfig,
+    ReadOptions,
 )
 from gpt4llm.errors import UserError
 from gpt4llm.join import JOIN_HELP, JoinOn
@@ -75,8 +76,8 @@ from gpt4llm.stages.compare_figure import (  # the paper's figure; re-exported
 )
 
 
-class Config(StageConfig):
-    source: dict[str, str] = Field(default_factory=dict, json_schema_extra=INPUT)
+class Config(ReadOptions):
+    source: dict[str, str] = Field(default_factory=dict, json_schema_extra=RECORDS)
     """Answer sources as NAME=FILE (response JSONL from respond/generate, or any Alpaca-format file;
     the answer is 'output'), two or more."""
     source_model: dict[str, str] = Field(default_factory=dict, json_schema_extra=INPUT_OR_NAME)
@@ -87,7 +88,7 @@ class Config(StageConfig):
     """Connection settings for --source-model (its model is replaced by each MODEL)."""
     source_max_tokens: int = Field(512, ge=1, le=MAX_TOKENS)
     """Max tokens per answer of a --source-model."""
-    instructions: Path | None = Field(None, json_schema_extra=INPUT)
+    instructions: Path | None = Field(None, json_schema_extra=RECORDS)
     """Instructions (Alpaca JSON/JSONL) to compare on; default: those the sources share. Needed when
     only --source-model sources are given."""
     rater: LLMConfig = Field(default_factory=LLMConfig)

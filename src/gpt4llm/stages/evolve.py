@@ -61,7 +61,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, LLMConfig, StageConfig, role
+from gpt4llm.config import (
+    INPUT,
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TOKENS,
+    RECORDS,
+    LLMConfig,
+    ReadOptions,
+    role,
+)
 from gpt4llm.errors import UserError
 from gpt4llm.llm.base import Request, Result, SamplingParams
 from gpt4llm.outputs import max_failed_fraction_field
@@ -103,10 +112,10 @@ FILLS = {
 }
 
 
-class Config(StageConfig):
+class Config(ReadOptions):
     """Evolve instructions with Evol-Instruct (WizardLM) and answer them."""
 
-    input: Path = Field(json_schema_extra=INPUT)
+    input: Path = Field(json_schema_extra=RECORDS)
     """Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."""
     output: Path = Field(json_schema_extra=role("output", beside=(".eliminated.jsonl",)))
     """Kept evolutions: JSONL of Alpaca records with their lineage (derived_from, root, round,

@@ -26,6 +26,7 @@ from gpt4llm.config import (
     MAX_SEED,
     MAX_TOKENS,
     OUTPUT,
+    RECORDS,
     LLMConfig,
     ReadOptions,
 )
@@ -44,7 +45,7 @@ FILLS = ("instruction", "input")  # what the teacher prompt templates are filled
 class Config(ReadOptions):
     """Answer instructions with a teacher model."""
 
-    input: Path = Field(json_schema_extra=INPUT)
+    input: Path = Field(json_schema_extra=RECORDS)
     """Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."""
     output: Path = Field(json_schema_extra=OUTPUT)
     """Output file: JSONL of Alpaca records (a .json name writes one JSON array, like Alpaca's)."""

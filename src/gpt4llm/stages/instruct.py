@@ -69,7 +69,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, MAX_TOKENS, LLMConfig, StageConfig, role
+from gpt4llm.config import (
+    INPUT,
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TOKENS,
+    RECORDS,
+    LLMConfig,
+    ReadOptions,
+    role,
+)
 from gpt4llm.errors import DataError, UserError
 from gpt4llm.outputs import max_failed_fraction_field
 from gpt4llm.stages.instruct_parse import Candidate, parse_alpaca, parse_self_instruct
@@ -132,10 +141,10 @@ REASONS = (
 )
 
 
-class Config(StageConfig):
+class Config(ReadOptions):
     """Generate new instructions with Self-Instruct."""
 
-    seeds: Path = Field(json_schema_extra=INPUT)
+    seeds: Path = Field(json_schema_extra=RECORDS)
     """Seed tasks: Self-Instruct/Alpaca seed_tasks.jsonl ({instruction, instances: [{input,
     output}]}) or Alpaca-format records.
     """

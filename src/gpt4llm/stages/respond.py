@@ -46,6 +46,7 @@ from gpt4llm.config import (
     MAX_SEED,
     MAX_TOKENS,
     OUTPUT,
+    RECORDS,
     LLMConfig,
     ReadOptions,
 )
@@ -57,7 +58,7 @@ from gpt4llm.outputs import journal_path, max_failed_fraction_field
 class Config(ReadOptions):
     """Settings of `gpt4llm respond`."""
 
-    input: Path = Field(json_schema_extra=INPUT)
+    input: Path = Field(json_schema_extra=RECORDS)
     """Instructions to answer: Alpaca-format JSON array or JSONL (instruction, optional input), or
     multi-turn questions with `turns` (MT-bench's question.jsonl)."""
     output: Path = Field(Path("responses.jsonl"), json_schema_extra=OUTPUT)

@@ -41,14 +41,14 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import ADVANCED, INPUT, MAX_BATCH, MAX_TOKENS, OUTPUT, StageConfig
+from gpt4llm.config import ADVANCED, INPUT, MAX_BATCH, MAX_TOKENS, OUTPUT, RECORDS, ReadOptions
 from gpt4llm.errors import DataError, UserError
 
 
-class Config(StageConfig):
+class Config(ReadOptions):
     """Score answers with a reward model; optionally keep the best answer per instruction."""
 
-    input: Path = Field(json_schema_extra=INPUT)
+    input: Path = Field(json_schema_extra=RECORDS)
     """Answers: response / Alpaca records, respond --n candidates, compare records or published
     pairs (JSONL or JSON array).
     """

@@ -28,6 +28,7 @@ from gpt4llm.config import (
     MAX_SEED,
     MAX_TOKENS,
     OUTPUT,
+    RECORDS,
     LLMConfig,
     ReadOptions,
 )
@@ -75,7 +76,7 @@ LANGUAGES: dict[str, str] = {
 class Config(ReadOptions):
     """Translate Alpaca instructions into another language."""
 
-    input: Path = Field(json_schema_extra=INPUT)
+    input: Path = Field(json_schema_extra=RECORDS)
     """Instructions: an Alpaca JSON array or JSONL of {instruction, input?}."""
     output: Path = Field(json_schema_extra=OUTPUT)
     """Output file: JSONL of {instruction, input, id, lang, ...} (a .json name writes a JSON array).

@@ -505,8 +505,12 @@ def module_main(config_class: Any, run: Any, prog: str, argv: list[str] | None =
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--config", required=True)
     ns = parser.parse_args(argv)
+    from gpt4llm.formats import reading
+
     try:
-        run(build_config(config_class, load_yaml(ns.config), source=ns.config))
+        config = build_config(config_class, load_yaml(ns.config), source=ns.config)
+        with reading(config):  # records inputs read with --field/--split, as in the parent
+            run(config)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -67,7 +67,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import ADVANCED, INPUT, INPUT_OR_NAME, MAX_TOKENS, OUTPUT_DIR
+from gpt4llm.config import ADVANCED, INPUT_OR_NAME, MAX_TOKENS, OUTPUT_DIR, RECORDS, ReadOptions
 from gpt4llm.errors import UserError
 from gpt4llm.train.common import TrainSettings, device_of, say
 from gpt4llm.train.dpo_data import DpoData, PrefPair, load_data  # 1. data
@@ -105,11 +105,11 @@ SUMMARY_FILE = "summary.json"
 HELDOUT_FILE = "heldout.jsonl"
 
 
-class Config(TrainSettings):
+class Config(TrainSettings, ReadOptions):
     """Settings of `gpt4llm train dpo`: the shared `TrainSettings` plus the preference data,
     the loss and the reference; four defaults differ, each for the reason in its description."""
 
-    data: Path = Field(Path("comparisons.jsonl"), json_schema_extra=INPUT)
+    data: Path = Field(Path("comparisons.jsonl"), json_schema_extra=RECORDS)
     """Comparison records from `gpt4llm compare`, or published pairs {user_input, completion_a
     (better), completion_b} (JSONL / JSON array)."""
     min_score_gap: float = Field(0.0, ge=0.0, le=1e9)

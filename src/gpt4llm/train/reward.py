@@ -49,17 +49,17 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import INPUT, MAX_COUNT, OUTPUT_DIR
+from gpt4llm.config import MAX_COUNT, OUTPUT_DIR, RECORDS, ReadOptions
 from gpt4llm.errors import UserError
 from gpt4llm.reward_model import pairwise_accuracy, score_pairs
 from gpt4llm.train.common import TrainSettings
 
 
-class Config(TrainSettings):
+class Config(TrainSettings, ReadOptions):
     """Settings of `gpt4llm train reward`: the shared `TrainSettings` plus the comparison data
     and the margin; three defaults differ, each for the reason in its description."""
 
-    data: Path = Field(Path("comparisons.jsonl"), json_schema_extra=INPUT)
+    data: Path = Field(Path("comparisons.jsonl"), json_schema_extra=RECORDS)
     """Comparison records from `gpt4llm compare`, or published pairs {user_input, completion_a,
     completion_b} (JSONL / JSON array)."""
     margin: bool = False

@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import INPUT, OUTPUT_DIR, ReadOptions
+from gpt4llm.config import INPUT, OUTPUT_DIR, RECORDS, ReadOptions
 from gpt4llm.errors import UserError
 from gpt4llm.train.common import TrainSettings, device_of, say
 
@@ -53,14 +53,14 @@ class Config(TrainSettings, ReadOptions):
     format, the fast path and merging (every field is also a --option and a YAML key)."""
 
     # data
-    data: list[Path] = Field(default_factory=list, json_schema_extra=INPUT)
+    data: list[Path] = Field(default_factory=list, json_schema_extra=RECORDS)
     """Alpaca-format training files (JSON array or JSONL with instruction/input/output); several
     allowed."""
     data_weights: list[Annotated[float, Field(ge=0.0, le=1e6)]] | None = None
     """Per-file mixing weight: how many times each file's examples are used per epoch (1 = once, 0.5
     = a random half, 2 = twice). Default: 1 for every file.
     """
-    eval_data: Path | None = Field(None, json_schema_extra=INPUT)
+    eval_data: Path | None = Field(None, json_schema_extra=RECORDS)
     """Held-out evaluation file (at most --max-eval-samples of it are used); default: split
     --eval-fraction off the training data."""
     # prompt

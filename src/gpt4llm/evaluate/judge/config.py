@@ -14,7 +14,9 @@ from gpt4llm.config import (
     MAX_SEED,
     MAX_TOKENS,
     OUTPUT_DIR,
+    RECORDS,
     LLMConfig,
+    ReadOptions,
     StageConfig,
 )
 from gpt4llm.evaluate.fastchat_io import (
@@ -68,7 +70,7 @@ class JudgeLLMConfig(LLMConfig):
 JUDGING: dict[str, Any] = {"panel": "Judging (how the judge is asked and read)"}
 
 
-class JudgeSettings(StageConfig):
+class JudgeSettings(ReadOptions):
     """How the judge is asked and read: the options of `eval judge` that every stage judging
     through its run (`eval leaderboard`) takes too and passes on unchanged (`judge_settings`),
     declared once here."""
@@ -92,7 +94,7 @@ class JudgeSettings(StageConfig):
     judge_system: str | None = Field(None, json_schema_extra=INPUT | JUDGING)
     """System message file for our or a .txt judge prompt (default: ours; FastChat files carry their
     own)."""
-    references: Path | None = Field(None, json_schema_extra=INPUT | JUDGING)
+    references: Path | None = Field(None, json_schema_extra=RECORDS | JUDGING)
     """Reference answers (FastChat reference_answer format): questions of --reference-categories are
     graded against them with the reference prompts."""
     reference_categories: list[str] = Field(
@@ -153,12 +155,12 @@ def judge_settings(config: JudgeSettings) -> dict[str, Any]:
 class Config(JudgeSettings):
     """Settings of `gpt4llm eval judge` (the judge settings: JudgeSettings)."""
 
-    answers_a: Path | None = Field(None, json_schema_extra=INPUT)
+    answers_a: Path | None = Field(None, json_schema_extra=RECORDS)
     """Answers of model A (response records, or FastChat answer JSONL)."""
-    answers_b: Path | None = Field(None, json_schema_extra=INPUT)
+    answers_b: Path | None = Field(None, json_schema_extra=RECORDS)
     """Answers of model B, the reference model of the relative score (the paper: ChatGPT or GPT-4).
     Needed by --mode pair; optional with --mode single (B is then graded too)."""
-    questions: Path | None = Field(None, json_schema_extra=INPUT)
+    questions: Path | None = Field(None, json_schema_extra=RECORDS)
     """Question set (Vicuna-80 question.jsonl, MT-bench question.jsonl, or Alpaca-style records).
     Optional when the answers are response records."""
     question_format: Literal["auto", "vicuna", "mt_bench", "alpaca"] = "auto"

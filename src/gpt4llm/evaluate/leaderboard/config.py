@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, OUTPUT_DIR
+from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, OUTPUT_DIR, RECORDS
 from gpt4llm.evaluate.judge.config import JudgeSettings
 from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.outputs import max_failed_fraction_field
@@ -22,10 +22,10 @@ class Config(JudgeSettings):
     panel, prompt, references, --scoring, --samples, ...) are eval judge's own, passed on to
     every judge run unchanged."""
 
-    answers: list[Path] = Field(default_factory=list, json_schema_extra=INPUT)
+    answers: list[Path] = Field(default_factory=list, json_schema_extra=RECORDS)
     """The answers of each model (any answers file eval judge reads), one file per model, all on
     the same questions."""
-    questions: Path | None = Field(None, json_schema_extra=INPUT)
+    questions: Path | None = Field(None, json_schema_extra=RECORDS)
     """Question set (as eval judge's --questions); optional when the answers are response
     records."""
     question_format: Literal["auto", "vicuna", "mt_bench", "alpaca"] = "auto"

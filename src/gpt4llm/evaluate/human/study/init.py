@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from pydantic import Field
 
-from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, OUTPUT_DIR, StageConfig
+from gpt4llm.config import INPUT, MAX_COUNT, MAX_SEED, OUTPUT_DIR, RECORDS, ReadOptions
 from gpt4llm.errors import UserError
 from gpt4llm.evaluate.human.study.inputs import (
     join_sources,
@@ -39,10 +39,10 @@ from gpt4llm.join import JOIN_HELP, JoinOn
 from gpt4llm.records import file_sha256, write_json
 
 
-class InitConfig(StageConfig):
+class InitConfig(ReadOptions):
     output: Path = Field(Path("study"), json_schema_extra=OUTPUT_DIR)
     """Study directory to create (study.json, and study.db unless --db-url)."""
-    source: dict[str, Path] = Field(default_factory=dict, json_schema_extra=INPUT)
+    source: dict[str, Path] = Field(default_factory=dict, json_schema_extra=RECORDS)
     """NAME=FILE, repeated (two or more): each model's answers: response records, Alpaca records, or
     {prompt, completion} predictions (with --instructions)."""
     from_judge: Path | None = Field(None, json_schema_extra=INPUT)
@@ -50,7 +50,7 @@ class InitConfig(StageConfig):
     questions become the study, so human votes can be compared with the judge's (question ids
     kept).
     """
-    instructions: Path | None = Field(None, json_schema_extra=INPUT)
+    instructions: Path | None = Field(None, json_schema_extra=RECORDS)
     """Instruction file that prediction files are joined with by position (User-Oriented {id,
     instruction, instances} or Alpaca)."""
     join: JoinOn = Field(

@@ -37,10 +37,12 @@ before the answer is asked for -- then `refusal` (the answer refuses, `audit`'s 
 `no_answer` (empty answer).
 
 Engines: a local transformers model (the embedded Gemma by default), or an OpenAI-compatible
-endpoint that takes raw completions (`--model NAME --model-base-url URL`: vLLM, llama.cpp, TGI
-serve `/v1/completions`), given `--pre-query-template` and `--end-of-turn` (its template is
-not known here) and one turn; its user turns are plain requests (not cached: a rerun samples
-them again, the same where the server honours seeds), its answers go through the request cache.
+endpoint that takes raw completions (`--model NAME --model-base-url URL`: vLLM, llama.cpp, TGI,
+`transformers serve` serve `/v1/completions`), given `--pre-query-template` and `--end-of-turn`
+(its template is not known here; leave the BOS token out where the server adds one to the
+prompt, as `transformers serve` and vLLM do: Gemma's is then `<start_of_turn>user\\n`) and one
+turn; its user turns are plain requests (not cached: a rerun samples them again, the same where
+the server honours seeds), its answers go through the request cache.
 vLLM's offline engine is not wired yet.
 
 Outputs: Alpaca records `{instruction, input: "", output, id, model, answered_by}` (with

@@ -164,3 +164,40 @@ def test_rules_read_as_the_paper_says():
     assert answer_rule("", 80) == ("stopwords_only", "empty answer")
     assert gained("Not Equal.") and gained("not equal") and not gained("Equal")
     assert not gained("I cannot tell.")
+
+
+def test_stop_cuts_every_reply_and_is_sent(world, fake_openai, tmp_path, monkeypatch, capsys):
+    """--stop (a base model continuing few-shot prompt files): each reply -- rewrite, answer,
+    gain check -- is read up to the first stop string, which every request carries."""
+
+    def continuing(messages: list, body: dict) -> str:
+        prompt = messages[-1]["content"]
+        if "Your Judgement" in prompt:  # the continuation would flip the verdict if read
+            return "Equal\nJudgement: Not Equal"
+        if "#Rewritten Prompt#:" in prompt or "#Created Prompt#:" in prompt:
+            return given(prompt) + " Name two examples.\n\nInstruction: Not Equal prompt"
+        return "A short answer about walnuts.\nInstruction: next"
+
+    fake_openai.responder = continuing
+    out = tmp_path / "evol.jsonl"
+    code, err = evolve(
+        world, out, "--limit", "1", "--operations", "constraints", "--stop", "\n",
+        monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert fake_openai.bodies and all(b.get("stop") == ["\n"] for b in fake_openai.bodies)
+    [gone] = read_jsonl(tmp_path / "evol.jsonl.eliminated.jsonl")
+    assert gone["reason"] == "no_gain" and gone["detail"] == "Equal"
+    assert gone["instruction"] == ROWS[0]["instruction"] + " Name two examples."
+    assert gone["output"] == "A short answer about walnuts."
+
+    fake_openai.reset()
+    fake_openai.responder = continuing
+    code, err = evolve(
+        world, out, "--limit", "1", "--operations", "constraints", "--no-check-gain",
+        "--stop", "\n", monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    [kept] = read_jsonl(out)
+    assert kept["instruction"] == ROWS[0]["instruction"] + " Name two examples."
+    assert kept["output"] == "A short answer about walnuts."

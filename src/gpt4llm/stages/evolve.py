@@ -13,7 +13,8 @@ the in-breadth `breadth` (`evolve_breadth.txt`). The prompt texts are WizardLM's
 `Evol_Instruct/depth.py` and `breadth.py` (their `\\r\\n` line ends and the tabs the Python
 line continuations put into depth.py's text are plain new lines here) sent with its system
 prompt "You are a helpful assistant." and its sampling (temperature 1, top_p 0.95, 2048 max
-tokens); `--*-prompt FILE` replaces one.
+tokens); `--*-prompt FILE` replaces one, and `--stop` cuts every reply at a stop string (a
+base model continuing few-shot prompt files, as the demo's, then writes one line).
 
 The teacher then answers each evolved instruction (the record's `output`), and the evolution
 is eliminated, in this order (each counted, per operation, and written to
@@ -141,6 +142,9 @@ class Config(ReadOptions):
     """Sampling temperature of the rewrites and answers (WizardLM: 1)."""
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     """Nucleus sampling (WizardLM: 0.95)."""
+    stop: list[str] = Field(default_factory=list)
+    """Stop strings for every teacher reply (rewrite, answer, gain check; none in WizardLM): a
+    newline for few-shot prompt files that a base model continues (the demo's)."""
     depth_prompt: Path | None = Field(None, json_schema_extra=INPUT)
     """In-depth prompt with {method} and {instruction} (default: evolve_depth.txt)."""
     input_prompt: Path | None = Field(None, json_schema_extra=INPUT)
@@ -293,6 +297,7 @@ def _params(config: Config, sample_index: int = 0, max_tokens: int | None = None
         max_tokens=max_tokens or config.max_tokens,
         temperature=config.temperature,
         top_p=config.top_p,
+        stop=tuple(config.stop),
         seed=config.seed,
         sample_index=sample_index,
     )
@@ -304,7 +309,7 @@ def call_round(
     """One round: every lineage evolved once; the survivors of the cheap rules answered and
     judged; the rest of the rules; the kept ones become their lineage's latest text."""
     from gpt4llm.llm import complete_all
-    from gpt4llm.prompts import chat_messages
+    from gpt4llm.prompts import chat_messages, cut_at_stops
 
     draws = [draw(config, ln.root, round_) for ln in lines]
     requests = [
@@ -324,7 +329,7 @@ def call_round(
         if not res.ok:
             p.failed.append({"id": child["id"], "step": "evolve", "error": res.error or "failed"})
             continue
-        child["instruction"] = res.completion.text.strip()
+        child["instruction"] = cut_at_stops(res.completion.text, config.stop)
         if why := instruction_rule(child["instruction"]):
             _eliminate(p, child, *why)
             continue
@@ -353,7 +358,7 @@ def answer_and_judge(config: Config, prompts: Prompts, candidates: list, p: Prog
     """The teacher answers each candidate and (with --check-gain) compares it with its parent,
     in one batch of requests; the answer and gain rules drop candidates from the list."""
     from gpt4llm.llm import complete_all
-    from gpt4llm.prompts import chat_messages, fill
+    from gpt4llm.prompts import chat_messages, cut_at_stops, fill
 
     requests = []
     for ln, child in candidates:
@@ -375,13 +380,14 @@ def answer_and_judge(config: Config, prompts: Prompts, candidates: list, p: Prog
         if bad is not None:
             p.failed.append({"id": child["id"], "step": "answer", "error": bad.error or "failed"})
             continue
-        child["output"] = answer.completion.text.strip()
+        child["output"] = cut_at_stops(answer.completion.text, config.stop)
         child["usage"] = {
             "prompt_tokens": answer.completion.prompt_tokens,
             "completion_tokens": answer.completion.completion_tokens,
         }
-        if gain is not None and not gained(gain.completion.text):
-            _eliminate(p, child, "no_gain", gain.completion.text.strip()[:200])
+        verdict = cut_at_stops(gain.completion.text, config.stop) if gain is not None else ""
+        if gain is not None and not gained(verdict):
+            _eliminate(p, child, "no_gain", verdict[:200])
         elif why := answer_rule(child["output"], config.min_answer_words):
             _eliminate(p, child, *why)
         else:

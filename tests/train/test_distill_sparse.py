@@ -52,6 +52,14 @@ def test_align_maps_exact_tokens_only(student):
     top = _teacher_top(tok, text)
     top[4] = [["zzz", -0.1]]
     assert sorted(align(tok, text, top, vocab)) == [0, 1, 2, 3]
+    # a tie (bf16 logprobs): a shorter alternative listed first that the text also starts
+    # with, after which the walk could not go on; greedy decoding took the other
+    top = _teacher_top(tok, text)
+    piece = _pieces(tok, text)[1]
+    assert len(piece) > 1
+    top[1] = [[piece[0], -0.1], [piece, -0.1]]
+    got = align(tok, text, top, vocab)
+    assert sorted(got) == list(range(n)) and (ids[1], -0.1) in got[1]
 
 
 def test_generate_stores_top_logprobs_and_distill_trains_on_them(

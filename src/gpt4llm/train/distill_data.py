@@ -6,8 +6,9 @@ tokens and their log-probabilities at every position it wrote (`teacher_top_logp
 position becomes a soft target for the student only where the two tokenizers agree exactly:
 
 1. the teacher's chosen token at each position is the likeliest listed alternative that the
-   answer's text continues with (greedy decoding: always the first); where none does (a token
-   sampled outside the list, or text cut by a stop string), the walk stops;
+   answer's text continues with and after which the next position's list goes on with it
+   (greedy decoding: the first, but for ties); where none does (a token sampled outside the
+   list, or text cut by a stop string), the walk stops;
 2. that token spans exactly one student token (same characters, same place in the text);
 3. its alternatives are mapped to student token ids by their text (a string that decodes from
    exactly one student id); alternatives that map to none are dropped.
@@ -51,9 +52,9 @@ def text_to_id(tokenizer: Any) -> dict[str, int]:
 def _teacher_spans(text: str, top: list) -> list[tuple[int, int, list]]:
     """(start, end, alternatives) of each teacher position, while its chosen token is found."""
     spans, c = [], 0
-    for pos in top:
+    for n, pos in enumerate(top):
         alts = [(str(t), float(lp)) for t, lp in pos]
-        chosen = next((t for t, _ in alts if t and text.startswith(t, c)), None)
+        chosen = _chosen(text, c, alts, top[n + 1] if n + 1 < len(top) else [])
         if chosen is None and c == 0 and alts:  # stages strip the answer's leading space
             if not alts[0][0].strip():
                 continue
@@ -66,6 +67,19 @@ def _teacher_spans(text: str, top: list) -> list[tuple[int, int, list]]:
         spans.append((c, c + len(chosen), alts))
         c += len(chosen)
     return spans
+
+
+def _chosen(text: str, c: int, alts: list, following: list) -> str | None:
+    """The likeliest alternative the text continues with at `c` after which the walk can go
+    on (the next position has one the text continues with, or the text ends): a bf16 teacher
+    often lists two alternatives with the same logprob, ' ' and ' The', where greedy decoding
+    took the second."""
+    fits = [t for t, _ in alts if t and text.startswith(t, c)]
+    for t in fits:
+        end = c + len(t)
+        if end >= len(text) or any(u and text.startswith(str(u), end) for u, _ in following):
+            return t
+    return fits[0] if fits else None
 
 
 def align(tokenizer: Any, text: str, top: list, vocab: dict[str, int]) -> dict[int, list]:

@@ -334,3 +334,26 @@ def test_the_scrubber_blots_urls_headers_and_the_keys_a_config_names(monkeypatch
     assert scrub(text) == '{"Authorization": "Bearer ***", "x-api-key": "***"} ***'
     kept = '"api_key_env": "OPENAI_API_KEY", "max_new_tokens": 5, "base_url": "http://h:8/v1"'
     assert scrub(kept) == kept
+
+
+@pytest.mark.slow  # accelerate launch starts a second Python that imports torch (~20 s here)
+def test_a_launched_trainer_logs_into_the_commands_run(tiny, tmp_path, cli, monkeypatch):
+    """train sft --launcher accelerate --report-to mlflow: the launched process's loss curve
+    (transformers' MLflowCallback) and its summary and manifest (our record) land in the run the
+    command opened: one run, not one per process."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow's SQLite store puts artifacts in ./mlruns
+    out = tiny_sft(cli, tiny, tmp_path, 2, "--logging-steps", "1", "--report-to", "mlflow",
+                   "--launcher", "accelerate", "--num-processes", "1")  # fmt: skip
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("gpt4llm").experiment_id])
+    assert run.info.run_name == "train sft" and run.info.status == "FINISHED"
+    losses = client.get_metric_history(run.info.run_id, "loss")  # the child's integration
+    assert [m.step for m in losses] == [1, 2]
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    assert run.data.metrics["steps"] == summary["steps"] == 2  # the child's record
+    assert run.data.params["config.launcher"] == "python"  # the launched process's settings
+    assert "manifest.json" in {a.path for a in client.list_artifacts(run.info.run_id)}

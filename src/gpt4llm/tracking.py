@@ -9,6 +9,11 @@
   rates and their intervals, ROUGE by bucket, reward accuracy, ...) is logged where the summary
   is written, `provenance.write_manifest` -> `record`: the numbers as metrics, the config as
   params, the manifest, `summary.json` and the HTML report as artifacts.
+* A trainer under `--launcher accelerate` runs in other processes: `child_env` hands them this
+  process's open run (MLflow's by MLFLOW_RUN_ID, which transformers' MLflowCallback and
+  mlflow.start_run resume, and GPT4LLM_MLFLOW_RUN_ID for our own record, since MLflow clears
+  the first on use; the run's name for the other trackers), so their loss curve, summary and
+  manifest land in the run the command opened, not in runs of their own.
 * The pipeline opens one parent run (`pipeline_run`) and each stage a child run (MLflow: a
   nested run; W&B and trackio: runs of one group; TensorBoard: PARENT/STAGE directories).
 
@@ -42,6 +47,8 @@ from gpt4llm.extras import MissingExtra
 from gpt4llm.redact import scrub_all, scrubber
 
 PROJECT = "gpt4llm"
+RUN_NAME_ENV = "GPT4LLM_RUN_NAME"  # the open run's name, for a trainer's launched processes
+MLFLOW_JOIN_ENV = "GPT4LLM_MLFLOW_RUN_ID"  # the open MLflow run they log into
 TRACKED = ("trackio", "mlflow", "tensorboard", "wandb")
 _PARAM_CHARS = 500  # a param's value is cut here (MLflow keeps up to 6000; W&B/trackio any)
 
@@ -264,6 +271,19 @@ def _log_params(run: Run, params: dict[str, Any]) -> None:
         _PARAMS[tracker](run, flat)
 
 
+def child_env() -> dict[str, str]:
+    """Environment for a trainer's launched processes (`--launcher accelerate`): they join the
+    open run instead of starting their own (see the module)."""
+    run = current()
+    if run is None:
+        return {}
+    env = {RUN_NAME_ENV: run.name}
+    handle = run.handles.get("mlflow")
+    if handle is not None:
+        env["MLFLOW_RUN_ID"] = env[MLFLOW_JOIN_ENV] = handle.info.run_id
+    return env
+
+
 def trainer_arguments(settings: Any) -> dict[str, Any]:
     """`TrainingArguments` keys for a trainer: transformers' own integrations log into the
     stage's run (the open one: its name; trackio's project)."""
@@ -273,7 +293,9 @@ def trainer_arguments(settings: Any) -> dict[str, Any]:
     run = current()
     return {
         "report_to": names,
-        "run_name": run.name if run else (settings.run_name or None),
+        "run_name": run.name
+        if run
+        else (os.environ.get(RUN_NAME_ENV) or settings.run_name or None),
         "project": os.environ.get("TRACKIO_PROJECT", PROJECT),
     }
 
@@ -283,6 +305,10 @@ def _mlflow_begin(run: Run) -> None:
     import mlflow
 
     nested = mlflow.active_run() is not None
+    joined = os.environ.get(MLFLOW_JOIN_ENV)
+    if joined and not nested and run.parent is None:  # a launched trainer process: the parent's
+        run.handles["mlflow"] = mlflow.start_run(run_id=joined)
+        return
     if not nested:
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", PROJECT))
     tags = {"gpt4llm.stage": run.stage}

@@ -434,7 +434,10 @@ def launch_under_accelerate(settings: TrainSettings, name: str, paths: dict[str,
     print(line, flush=True)  # stdout: the command a user may copy
     if settings.dry_run:
         return {"command": line, "dry_run": True}
-    rc = subprocess.call(_accelerate_executable(cmd))
+    from gpt4llm.tracking import child_env
+
+    # the processes log into this command's open tracking run (--report-to), not runs of their own
+    rc = subprocess.call(_accelerate_executable(cmd), env={**os.environ, **child_env()})
     if rc != 0:
         raise UserError(f"accelerate launch exited with status {rc}")
     return {"command": line, "returncode": rc}

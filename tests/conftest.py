@@ -146,6 +146,21 @@ def ray_address():
 HEAVY_FIXTURES = {"ray_address", "vllm_server", "vllm"}
 
 
+def pytest_sessionstart(session):
+    """Under pytest-xdist, the controller converts the embedded model (once per machine) before
+    the workers start: two workers converting it at once would each replace the other's
+    directory under its tests (`models.ensure_embedded` writes it with one rename)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    try:
+        from gpt4llm.models import ensure_embedded
+
+        ensure_embedded()
+    except ImportError:  # no train extra: the tests that need the model skip or fail alone
+        pass
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):

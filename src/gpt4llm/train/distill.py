@@ -14,11 +14,14 @@ The steps are `train sft`'s (`train/sft.py`: `load_data` → `load_model` → `b
 loss) and computes the student's and the teacher's LM heads only at answer positions, a chunk
 at a time (`distill_loss.chunked_kd_loss`: no full 262K-vocabulary logits, for either model).
 The held-out loss (`eval_loss`) is the divergence alone, per answer token: the student's
-distance to the teacher on data it did not train on.
+distance to the teacher on data it did not train on. `--launcher accelerate` runs as `train
+sft`'s (DDP, each process on its share of every batch), each process with its own frozen
+teacher on its student's device; the summary's KD sums add up all processes'.
 
 On-policy (`--lmbda`, GKD): a training micro-batch is, with that probability (TRL draws it the
 same way, per step), replaced by the student's own samples for the batch's prompts, packed
-into one row and scored by the teacher; such a batch is normalised by its own answer tokens.
+into one row and scored by the teacher; such a batch is normalised by its own answer tokens
+(and weighs as one micro-batch of the step, under gradient accumulation and DDP too).
 
 An API teacher (`--soft-targets data`, `distill_data.py`): no teacher model; the records'
 `teacher_top_logprobs` (from `generate --teacher-top-logprobs K`) are sparse soft targets
@@ -104,11 +107,31 @@ class DistillLoss:
             inputs = {k: v for k, v in kwargs.items() if k in wanted and v is not None}
             inputs["labels"] = labels
             if causal.training and self.config.lmbda and random.random() < self.config.lmbda:
-                inputs, num_items = student_samples(causal, inputs, self.config), None
+                inputs = student_samples(causal, inputs, self.config)
+                num_items = self.on_policy_items(inputs, num_items)
                 self.stats["on_policy_batches"] = self.stats.get("on_policy_batches", 0) + 1
             return CausalLMOutput(loss=self(inputs, num_items))
 
         route_forward(model, sft.FUSED_LABELS, fused)
+
+    def on_policy_items(self, inputs: dict, num_items: Any) -> Any:
+        """An on-policy micro-batch is normalised by its own answer tokens and weighs as one
+        micro-batch of the step. The trainer's `num_items` counts the tokens of the whole step
+        (every micro-batch of every process) and the trainer scales the loss up by the
+        processes (`sft.ResponseOnlyTrainer`), so the own count is multiplied by both."""
+        if num_items is None:
+            return None
+        import torch.distributed as dist
+
+        processes = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        own = int(inputs["labels"][:, 1:].ne(-100).sum())
+        return own * self.config.gradient_accumulation_steps * processes
+
+    def to(self, device: Any) -> None:
+        """The frozen teacher onto the student's device (where the trainer put it)."""
+        if self.t_decoder is not None:
+            self.t_decoder.to(device)
+            self.t_head.to(device)
 
     def __call__(self, inputs: dict, num_items_in_batch: Any = None) -> Any:
         import torch
@@ -233,8 +256,8 @@ def run(config: Config) -> dict:
     from gpt4llm.train.compat import check_versions
 
     check_versions("transformers", "peft")
-    if config.launcher != "python":
-        raise UserError("train distill runs in one process: --launcher python")
+    if config.launcher == "accelerate":
+        return launch(config)
     t0 = time.time()
     check_inputs(config)
     with oom_hint():
@@ -243,6 +266,7 @@ def run(config: Config) -> dict:
         check_same_tokenizer(config, data.tokenizer)
         model, loss = load_models(config, data)
         trainer, resume_from = sft.build_trainer(config, model, data, loss)
+        loss.to(trainer.args.device)  # the teacher beside this process's student
         if soft is not None:
             from gpt4llm.train.distill_data import collate_soft
 
@@ -256,14 +280,30 @@ def run(config: Config) -> dict:
     return summary
 
 
-def check_inputs(config: Config) -> None:
+def launch(config: Config) -> dict:
+    """`--launcher accelerate`: as `train sft`, each process runs this trainer on its share of
+    every batch (DDP); each loads its own frozen teacher beside its student."""
+    from gpt4llm.train.common import launch_under_accelerate
+
+    check_inputs(config, launching=True)
+    paths: dict[str, Any] = {
+        "data": [p.resolve() for p in config.data],
+        "eval_data": config.eval_data.resolve() if config.eval_data else None,
+    }
+    if Path(config.teacher).expanduser().exists():
+        paths["teacher"] = str(Path(config.teacher).expanduser().resolve())
+    return launch_under_accelerate(config, "distill", paths)
+
+
+def check_inputs(config: Config, launching: bool = False) -> None:
     from gpt4llm.models import resolve_model_path
 
-    sft.check_inputs(config)
+    sft.check_inputs(config, launching=launching)
     if config.soft_targets == "data" and not config.padding_free:
         raise UserError("--soft-targets data needs padding-free batches (drop --no-padding-free)")
     if config.soft_targets == "teacher":
-        resolve_model_path(config.teacher)
+        if not launching:
+            resolve_model_path(config.teacher)
     elif config.lmbda:
         raise UserError("--lmbda (on-policy) needs a local teacher: --soft-targets teacher")
 
@@ -322,7 +362,7 @@ def load_models(config: Config, data: sft.SftData) -> tuple[Any, DistillLoss]:
     import torch
 
     from gpt4llm.models import load_causal_lm
-    from gpt4llm.train.common import use_bf16
+    from gpt4llm.train.common import is_distributed, use_bf16
     from gpt4llm.train.fastpath import (
         lm_parts,
         store_frozen_linears_in,
@@ -334,7 +374,9 @@ def load_models(config: Config, data: sft.SftData) -> tuple[Any, DistillLoss]:
     model, _ = sft.load_model(config.model_copy(update={"fast_path": False}), data)
     if config.soft_targets == "data":
         return model, install_loss(config, model, lm_parts(model), None, bf16)
-    teacher = load_causal_lm(config.teacher, device=device, dtype="float32")
+    # several processes: loaded as the student is (on the CPU), moved to its device by `to`
+    teacher_device = "cpu" if is_distributed() else device
+    teacher = load_causal_lm(config.teacher, device=teacher_device, dtype="float32")
     teacher.requires_grad_(False)
     teacher.eval()
     student_parts, teacher_parts = lm_parts(model), lm_parts(teacher)
@@ -380,7 +422,8 @@ def summarize(config, data, trainer, result, final_eval, resume_from, adapter, l
     summary = sft.summarize(config, data, trainer, result, final_eval, resume_from, adapter)
     summary["eval_kd_start"] = summary.pop("eval_loss_start")
     summary["eval_kd"] = summary.pop("eval_loss")
-    tokens = max(loss.stats.get("tokens", 0), 1)
+    stats = summed_over_processes(trainer, loss.stats)
+    tokens = max(stats.get("tokens", 0), 1)
     summary.update(
         {
             "teacher": config.teacher,
@@ -388,12 +431,28 @@ def summarize(config, data, trainer, result, final_eval, resume_from, adapter, l
             "beta": config.beta if config.loss == "jsd" else None,
             "top_k": config.top_k,
             "kd_weight": config.kd_weight,
-            "train_kd_per_token": round(loss.stats.get("kd", 0.0) / tokens, 6),
+            "train_kd_per_token": round(stats.get("kd", 0.0) / tokens, 6),
             "lmbda": config.lmbda,
-            "on_policy_batches": loss.stats.get("on_policy_batches", 0),
+            "on_policy_batches": int(stats.get("on_policy_batches", 0)),
         }
     )
     return summary
+
+
+STATS = ("kd", "ce", "tokens", "soft_tokens", "on_policy_batches")
+
+
+def summed_over_processes(trainer: Any, stats: dict) -> dict:
+    """The training steps' sums of every process (each saw its share of every batch; with
+    several, on_policy_batches counts micro-batches of all). Called by every process."""
+    if trainer.accelerator.num_processes == 1:
+        return stats
+    import torch
+
+    values = [float(stats.get(k, 0)) for k in STATS]
+    local = torch.tensor(values, dtype=torch.float64, device=trainer.args.device)
+    summed = trainer.accelerator.reduce(local, reduction="sum").tolist()
+    return dict(zip(STATS, summed, strict=True))
 
 
 def main(argv: list[str] | None = None) -> None:

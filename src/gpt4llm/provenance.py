@@ -52,7 +52,8 @@ def write_manifest(
     last_run: dict[str, Any] | None = None,
 ) -> Path:
     """Write the manifest beside/inside `output`. `status` is "ok" for a finished run; a failed
-    run is recorded with "failed" (the pipeline never takes such a stage for finished)."""
+    run is recorded with "failed" (the pipeline never takes such a stage for finished). Every
+    secret in it is blotted out (`gpt4llm.redact`); the config hash is of the config as given."""
     path = manifest_path(output)
     summary = summary or {}
     manifest = {
@@ -71,6 +72,11 @@ def write_manifest(
         "seconds": round(time.time() - started, 3) if started else None,
         "last_run": last_run or {"status": status},
     }
+    # The config and command as given may hold a key (a gateway's in a base URL, URL
+    # credentials): blotted out by the one scrubber (gpt4llm.redact), as trackers see it.
+    from gpt4llm.redact import scrub_all, scrubber
+
+    manifest = scrub_all(manifest, scrubber(config))
     write_json(path, manifest)
     if getattr(config, "report_to", None):  # the one place every stage's summary is written
         from gpt4llm.tracking import record

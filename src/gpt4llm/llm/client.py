@@ -42,6 +42,7 @@ from gpt4llm.errors import UserError
 from gpt4llm.llm import prices
 from gpt4llm.llm.base import Completion, Request, SamplingParams
 from gpt4llm.llm.limits import parse_retry_after
+from gpt4llm.redact import scrub
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 DUMMY_KEY = "sk-no-key-required"
@@ -145,7 +146,9 @@ class OpenAIBackend:
         # A fleet's replicas serve one model: the cache key names the first URL only, so adding
         # or removing a later replica keeps every cached answer.
         self.urls: list[str | None] = list(config.base_urls) or [None]
-        first = (self.urls[0] or "").rstrip("/")
+        # Its base URL is stored with every cached answer: a key in it (a gateway's, in the path
+        # or the query) is blotted out first (gpt4llm.redact), so the cache never holds it.
+        first = scrub((self.urls[0] or "").rstrip("/"), config)
         self.identity = {"backend": "openai", "model": config.model, "base_url": first}
         self.price = prices.resolve(config.model, config.price_prompt, config.price_completion)
         self._sessions: dict[int, Any] = {}

@@ -1,0 +1,41 @@
+"""No secret reaches a file a run writes: the manifest, the outputs, the request cache. A
+gateway key in the base URL's path (named by --teacher-api-key-env) and the OPENAI_API_KEY are
+grepped for in every file under the output directory and the request cache's directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cli_helpers import write_jsonl
+
+GATEWAY_KEY = "gw-Zq8vN3kP0xLr7TyW"  # no sk-/hf_ shape: only the config's api_key_env finds it
+
+
+def _files(*dirs: Path) -> list[Path]:
+    return [f for d in dirs for f in d.rglob("*") if f.is_file()]
+
+
+def test_no_secret_reaches_a_manifest_or_the_cache(fake_openai, tmp_path, cli, monkeypatch):
+    from repo_paths import TEST_KEY
+
+    monkeypatch.setenv("GATEWAY_CREDENTIAL", GATEWAY_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    fake_openai.responder = lambda m, b: {"content": "fine"}
+    out = tmp_path / "out"
+    out.mkdir()
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Say hi."}])
+    url = fake_openai.base_url.replace("/v1", f"/gw/{GATEWAY_KEY}/v1")
+    args = ["generate", src, "-o", out / "data.jsonl", "--teacher", "gpt-4"]
+    args += ["--teacher-base-url", url, "--teacher-api-key-env", "GATEWAY_CREDENTIAL"]
+    code, text = cli(*args)
+    assert code == 0, text
+    assert fake_openai.calls == 1
+    cache = Path(os.environ["GPT4LLM_REQUEST_CACHE"])
+    files = _files(out, cache.parent)
+    assert {f.name for f in files} >= {"data.jsonl", "data.jsonl.manifest.json", cache.name}
+    manifest = (out / "data.jsonl.manifest.json").read_text()
+    assert "/gw/***/v1" in manifest  # the config is there, blotted
+    for f in files:
+        raw = f.read_bytes()
+        assert GATEWAY_KEY.encode() not in raw and TEST_KEY.encode() not in raw, f

@@ -18,6 +18,8 @@ together; see `OpenAIBackend.complete` for the measured numbers. Proxies come fr
 `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` variables (`_env_proxy`), a private CA through
 `SSL_CERT_FILE` (the SDK's own TLS context, `httpx2.create_ssl_context`); with no base URL,
 `OPENAI_BASE_URL`, `OPENAI_ORG_ID` and `OPENAI_PROJECT_ID` are read as the SDK reads them.
+A base URL's own credentials (`http://user:pass@gateway/v1`) are sent as the SDK's httpx sends
+them: `Authorization: Basic`, in place of the key, to the URL without them.
 Several base URLs are replicas of one model (`self.urls`, one connection pool each); which
 one serves a request is the runner's choice (`fleet.py`).
 
@@ -152,9 +154,16 @@ class OpenAIBackend:
         self.identity = {"backend": "openai", "model": config.model, "base_url": first}
         self.price = prices.resolve(config.model, config.price_prompt, config.price_completion)
         self._sessions: dict[int, Any] = {}
-        self._headers = _headers(key)
         default = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        self._endpoints = [(u or default).rstrip("/") + "/chat/completions" for u in self.urls]
+        # A URL's own credentials (a gateway behind basic auth) go as the SDK's httpx sends them:
+        # Authorization: Basic, in place of the key, the URL without them (`_without_userinfo`).
+        split = [_without_userinfo((u or default).rstrip("/")) for u in self.urls]
+        self._endpoints = [bare + "/chat/completions" for bare, _ in split]
+        self._replica_headers = [_headers(key, basic) for _, basic in split]
+        self._names = [
+            bare if u else "OpenAI" for u, (bare, _) in zip(self.urls, split, strict=True)
+        ]
+        self.scrub.secrets += [basic.split()[1] for _, basic in split if basic]
         self._timeout: Any = None  # aiohttp.ClientTimeout, made with the first session
         self._proxies: dict[int, dict[str, Any]] = {}  # replica -> proxy, proxy_auth (or {})
         self._reasoning = config.model.split("/")[-1].lower().startswith(_REASONING_PREFIXES)
@@ -226,13 +235,13 @@ class OpenAIBackend:
         them to aiohttp; the HTTP itself (aiohttp's C parser, TLS, pooling, proxies) is the
         same library either way.
         """
-        url = self.urls[replica] or "OpenAI"
+        url = self._names[replica]  # for messages: no credentials
         payload = json.dumps(self._kwargs(request)).encode()
         try:
             async with self.session(replica).post(
                 self._endpoints[replica],
                 data=payload,
-                headers=self._headers,
+                headers=self._replica_headers[replica],
                 timeout=self._timeout,
                 **self._proxies.get(replica, {}),
             ) as resp:
@@ -342,9 +351,25 @@ CONNECT_TIMEOUT = 10.0  # seconds to open a connection (loopback/LAN: ms; api.op
 KEEPALIVE_S = 4.0  # idle connections are dropped before uvicorn's (vLLM's) 5 s keep-alive ends
 
 
-def _headers(key: str) -> dict[str, str]:
+def _without_userinfo(url: str) -> tuple[str, str | None]:
+    """(`url` without `user:password@`, the `Basic ...` authorization its credentials make, or
+    None). httpx, under the SDK, sends a URL's credentials that way (aiohttp refuses them beside
+    an Authorization header)."""
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    return urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
+
+
+def _headers(key: str, basic: str | None = None) -> dict[str, str]:
     """The headers the SDK sends with a chat completion (less its X-Stainless telemetry),
-    lower-case as httpx sends them."""
+    lower-case as httpx sends them; `basic` (a URL's credentials) in place of the key."""
     from importlib.metadata import version
 
     from gpt4llm import __version__
@@ -353,7 +378,7 @@ def _headers(key: str) -> dict[str, str]:
         "accept": "application/json",
         "content-type": "application/json",
         "user-agent": f"AsyncOpenAI/Python {version('openai')} gpt4llm/{__version__}",
-        "authorization": f"Bearer {key}",
+        "authorization": basic or f"Bearer {key}",
     }
     for name, var in (
         ("openai-organization", "OPENAI_ORG_ID"),

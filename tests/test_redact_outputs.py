@@ -75,3 +75,20 @@ def test_a_base_urls_credentials_go_as_basic_auth_and_nowhere_else(
         assert secret not in text, secret
         for f in files:
             assert secret.encode() not in f.read_bytes(), (secret, f)
+
+
+def test_a_backends_scrubber_is_redacts_and_leaves_replies_alone(monkeypatch):
+    """The OpenAI backend's error messages (written to failed records and logs) pass the one
+    scrubber, gpt4llm.redact, with the backend's own key; a model's reply is data: only the key
+    is blotted from it, a reply about headers or URLs is kept as the model wrote it."""
+    from gpt4llm.config import LLMConfig
+    from gpt4llm.llm.client import OpenAIBackend
+
+    monkeypatch.setenv("GATEWAY_CREDENTIAL", GATEWAY_KEY)
+    config = LLMConfig(model="m", base_url="http://h/v1", api_key_env="GATEWAY_CREDENTIAL")
+    backend = OpenAIBackend(config)
+    error = f"HTTP 401: bad key {GATEWAY_KEY}! x-api-key: other-secret-1234 via http://bob:pw9@p:3"
+    assert backend.scrub(error) == "HTTP 401: bad key ***! x-api-key: *** via http://***@p:3"
+    reply = "Send `Authorization: Bearer YOUR_TOKEN_HERE` to https://user:pass@example.com/"
+    got = backend._parse({"choices": [{"message": {"content": f"{reply} {GATEWAY_KEY}"}}]})
+    assert got.text == f"{reply} ***"

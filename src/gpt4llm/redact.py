@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 SECRET_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")
@@ -36,7 +36,9 @@ _PATTERNS = (
     (
         re.compile(
             r"(?i)\b((?:proxy-)?authorization|x-api-key|api[-_]?key|access[-_]token)"
-            r"([\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|token)\s+)?[^\s\"',;}&]+"
+            r"([\"']?\s*[:=]\s*[\"']?)"
+            r"(?!(?:(?:bearer|basic|token)\s+)?\*\*\*)"  # one blotted already: keep what follows
+            r"((?:bearer|basic|token)\s+)?[^\s\"',;}&]+"
         ),
         r"\1\2\3" + MASK,
     ),
@@ -74,10 +76,10 @@ def secrets(config: Any = None) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def scrubber(config: Any = None) -> Callable[[str], str]:
-    """A function blotting out every secret (see the module) of a text; the environment is read
-    once, here."""
-    found = secrets(config)
+def scrubber(config: Any = None, extra: Iterable[str] = ()) -> Callable[[str], str]:
+    """A function blotting out every secret (see the module) of a text, and the values `extra`
+    (a backend's own key, a base URL's credentials); the environment is read once, here."""
+    found = sorted({*secrets(config), *(s for s in extra if s)}, key=len, reverse=True)
 
     def clean(text: str) -> str:
         for secret in found:

@@ -81,12 +81,26 @@ class PermanentError(Exception):
 
 
 class Scrubber:
-    """Removes secrets from any text that may leave the process (errors, logs, outputs)."""
+    """Removes secrets from any text that may leave the process (errors, logs, outputs): this
+    backend's own (`secrets`: its key, a base URL's credentials) and every other secret
+    `gpt4llm.redact`, the one scrubber, blots out (environment keys, the key `config` names,
+    URL credentials, header-like text, sk-/hf_ keys)."""
 
-    def __init__(self, secrets: list[str] | tuple[str, ...] = ()):
+    def __init__(self, secrets: list[str] | tuple[str, ...] = (), config: Any = None):
         self.secrets = [s for s in secrets if s and len(s) >= 4 and s != DUMMY_KEY]
+        self.config = config
+        self._clean: Any = None  # redact's scrubber, made on first use (reads the environment)
 
     def __call__(self, text: str) -> str:
+        if self._clean is None:
+            from gpt4llm.redact import scrubber
+
+            self._clean = scrubber(self.config, extra=self.secrets)
+        return self._clean(text)
+
+    def exact(self, text: str) -> str:
+        """Only this backend's own secrets: for a model's reply, whose text is data (redact's
+        patterns would rewrite a reply explaining `Authorization: Bearer ...`)."""
         for s in self.secrets:
             if s in text:
                 text = text.replace(s, "***")
@@ -144,7 +158,7 @@ class OpenAIBackend:
                     f" {_prefix(config)}-base-url for a local server)"
                 )
             key = DUMMY_KEY
-        self.scrub = Scrubber([key])
+        self.scrub = Scrubber([key], config)
         # A fleet's replicas serve one model: the cache key names the first URL only, so adding
         # or removing a later replica keeps every cached answer.
         self.urls: list[str | None] = list(config.base_urls) or [None]
@@ -320,7 +334,7 @@ class OpenAIBackend:
         if not text and finish != "length":
             raise RetryableError("empty content in the reply")
         if self.scrub.secrets:
-            text = self.scrub(text)
+            text = self.scrub.exact(text)
         try:  # the server's JSON, read defensively: a wrong shape is the server's fault
             top = None
             lp = choice.get("logprobs")
@@ -484,7 +498,7 @@ class LocalBackend:
         from gpt4llm.models import EMBEDDED, resolve_model_path
 
         self.config = config
-        self.scrub = Scrubber()
+        self.scrub = Scrubber((), config)
         self.price = None
         path = config.model if config.model == EMBEDDED else resolve_model_path(config.model)
         model_id = config.model if config.model == EMBEDDED else str(Path(path).resolve())

@@ -115,6 +115,8 @@ def test_config_shares_the_training_base():
         "ref_model",
         "merge",
         "fast_path",  # train sft's switch name (padding_free, the base's, is its old name here)
+        "field",  # --field / --split: every records reader's (config.ReadOptions)
+        "split",
     }
 
 

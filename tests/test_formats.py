@@ -1,6 +1,6 @@
 """Data in the formats the field uses (gpt4llm.formats): Parquet, CSV, `datasets` directories
-and hf:// datasets read by real stages, Parquet written by them, `--field` mapping and chat
-`messages` records, and bad rows named in one line."""
+and hf:// datasets read by real stages, Parquet and `datasets` directories (`*.hf`) written by
+them, `--field` mapping and chat `messages` records, and bad rows named in one line."""
 
 from __future__ import annotations
 
@@ -473,3 +473,91 @@ def test_audit_reads_mapped_parquet_and_writes_parquet(tmp_path, monkeypatch, ca
     # the kept record in our fields (as every stage's output), nothing else of it changed
     assert kept == [{"instruction": "Name a fruit.", "output": "An apple."}]
     assert (tmp_path / "clean.parquet.manifest.json").exists()
+
+
+# --------------------------------------------------------------------------- datasets output
+def test_dataset_dir_writer_round_trips_mixed_columns_and_no_records(tmp_path):
+    from gpt4llm.records import load_jsonl, write_jsonl
+
+    rows = [{"id": "a", "scores": [1, 2], "raw": 3}, {"id": "b", "scores": None, "raw": "x"}]
+    out = tmp_path / "j.hf"
+    assert write_jsonl(out, rows) == 2
+    back = load_jsonl(out)  # our reader
+    assert [r["scores"] for r in back] == [[1, 2], None]  # one type: kept as it is
+    assert [r["raw"] for r in back] == ["3", '"x"']  # int and str: JSON text, as in Parquet
+    assert datasets.load_from_disk(str(out)).to_list() == back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.hf"]  # no temporary left
+    assert write_jsonl(out, []) == 0  # replaced by an empty one both readers load
+    assert load_jsonl(out) == [] and len(datasets.load_from_disk(str(out))) == 0
+
+
+def test_dataset_dir_replace_is_atomic(tmp_path, monkeypatch):
+    from gpt4llm.records import load_jsonl, write_jsonl
+
+    out = tmp_path / "d.hf"
+    write_jsonl(out, [{"instruction": "old"}])
+
+    def broken(self, path, **kw):
+        (Path(path) / "data-00000-of-00001.arrow").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_jsonl(out, [{"instruction": "new"}])
+    assert load_jsonl(out) == [{"instruction": "old"}]  # the old directory, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.hf"]
+    monkeypatch.undo()
+    write_jsonl(out, [{"instruction": "new"}, {"instruction": "2"}])
+    assert [r["instruction"] for r in load_jsonl(out)] == ["new", "2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.hf"]
+
+
+def test_generate_writes_a_datasets_directory_a_second_stage_reads(
+    teacher, fake_openai, tmp_path, monkeypatch, capsys
+):
+    src = write_jsonl(tmp_path / "i.jsonl", [{"instruction": "Say hi"}, {"instruction": "Add"}])
+    out = tmp_path / "sft.hf"
+    for _ in range(2):  # the second run replaces the first's directory
+        code, err = cli(["generate", src, "-o", out, *teacher], monkeypatch, capsys)
+        assert code == 0, err
+    rows = datasets.load_from_disk(str(out)).to_list()
+    assert [r["instruction"] for r in rows] == ["Say hi", "Add"]
+    assert all(r["output"].startswith("A:") for r in rows) and fake_openai.calls == 2
+    assert (tmp_path / "sft.hf.manifest.json").exists()  # side files beside, not inside
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".arrow")) == [
+        "dataset_info.json",
+        "state.json",
+    ]
+    assert not list(tmp_path.glob(".sft.hf.*"))
+
+    again = tmp_path / "again.jsonl"
+    code, err = cli(["generate", out, "-o", again, *teacher], monkeypatch, capsys)
+    assert code == 0, err
+    assert [json.loads(x)["instruction"] for x in again.read_text().splitlines()] == [
+        "Say hi",
+        "Add",
+    ]
+    assert fake_openai.calls == 2  # the same prompts: answered from the request cache
+
+
+def test_dataset_output_refused_before_the_first_call(
+    teacher, fake_openai, tmp_path, monkeypatch, capsys
+):
+    import importlib.util
+
+    src = write_jsonl(tmp_path / "i.jsonl", [{"instruction": "x"}])
+    (tmp_path / "file.hf").write_text("mine")
+    (tmp_path / "other.hf").mkdir()
+    (tmp_path / "other.hf" / "notes.txt").write_text("mine")
+    for name, said in (("file.hf", "is a datasets directory"), ("other.hf", "not a datasets")):
+        code, err = cli(["generate", src, "-o", tmp_path / name, *teacher], monkeypatch, capsys)
+        assert said in _one_line_error(code, err)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "datasets" else real(n, *a)
+    )
+    code, err = cli(["generate", src, "-o", tmp_path / "o.hf", *teacher], monkeypatch, capsys)
+    assert "formats extra" in _one_line_error(code, err) and "datasets" in err
+    assert fake_openai.calls == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.hf", "i.jsonl", "other.hf"]
+    assert (tmp_path / "other.hf" / "notes.txt").read_text() == "mine"

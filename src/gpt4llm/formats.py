@@ -15,10 +15,12 @@ Read, by what the path is:
                            `--split`). Offline (HF_HUB_OFFLINE=1, no network) and not cached:
                            one line saying so;
   anything else            JSONL or a JSON array (records.py).
-Written: a name ending in `.parquet` is written as Parquet (atomically, like every output); a
-column whose values Arrow cannot hold in one type (an int here, a string there) is stored as
-JSON text. Parquet needs the `formats` extra (pyarrow); a missing one is a one-line error
-before any work (`check_writable`).
+Written: a name ending in `.parquet` is written as Parquet, one ending in `.hf` as a `datasets`
+directory (`Dataset.save_to_disk`, for `load_from_disk`; its manifest, failed list and journal
+are `OUT.hf.manifest.json` etc. beside it), both atomically like every output; a column whose
+values Arrow cannot hold in one type (an int here, a string there) is stored as JSON text. They
+need the `formats` extra (pyarrow, datasets); a missing one is a one-line error before any work
+(`check_writable`).
 
 Other people's columns and splits: every stage that reads records has `--field ours=theirs` and
 `--split` (config.ReadOptions) and runs inside `reading(config)` (the stage table's
@@ -43,6 +45,8 @@ from gpt4llm.extras import require
 
 TABULAR = (".parquet", ".csv")
 HF_PREFIX = "hf://"
+DATASET_OUTPUT = ".hf"
+"""An output named `*.hf` is written as a `datasets` directory (`Dataset.save_to_disk`)."""
 
 
 class Row(int):
@@ -85,7 +89,7 @@ def handles(path: str | Path) -> bool:
     if hub_source(path) is not None:
         return True
     p = Path(path)
-    return p.suffix.lower() in TABULAR or is_dataset_dir(p)
+    return p.suffix.lower() in (*TABULAR, DATASET_OUTPUT) or is_dataset_dir(p)
 
 
 def read_rows(path: str | Path, split: str | None = None) -> list[tuple[int, Any]]:
@@ -96,7 +100,7 @@ def read_rows(path: str | Path, split: str | None = None) -> list[tuple[int, Any
     p = Path(path)
     if not p.exists():
         raise DataError(p, "file not found")
-    if p.is_dir():
+    if p.is_dir() or is_dataset_output(p):
         return _read_dataset_dir(p, split)
     if p.suffix.lower() == ".csv":
         return _read_csv(p)
@@ -176,7 +180,7 @@ def _read_dataset_dir(path: Path, split: str | None) -> list[tuple[int, Any]]:
 
     try:
         data = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError, OSError) as e:
+    except (FileNotFoundError, ValueError, OSError, IndexError) as e:  # IndexError: no shards
         raise DataError(path, f"not a readable datasets directory ({_first_line(e)})") from None
     return _rows_of(_pick_split(path, data, split))
 
@@ -242,10 +246,27 @@ def is_parquet(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".parquet"
 
 
+def is_dataset_output(path: str | Path) -> bool:
+    """An output named `*.hf`: written as a `datasets` directory."""
+    return Path(path).suffix.lower() == DATASET_OUTPUT
+
+
 def check_writable(path: str | Path) -> None:
-    """Before the first paid call: an output that will be written as Parquet needs pyarrow."""
+    """Before the first paid call: an output that will be written as Parquet needs pyarrow, one
+    written as a `datasets` directory needs datasets and replaces nothing but such a directory
+    (an empty one, or nothing)."""
     if is_parquet(path):
         require("formats", "pyarrow")
+    elif is_dataset_output(path):
+        require("formats", "datasets")
+        p = Path(path)
+        if (p.exists() or p.is_symlink()) and not p.is_dir():
+            raise UserError(f"{p}: a {DATASET_OUTPUT} output is a datasets directory; not a file")
+        if p.is_dir() and not is_dataset_dir(p) and any(p.iterdir()):
+            raise UserError(
+                f"{p}: exists and is not a datasets directory; a {DATASET_OUTPUT} output replaces"
+                " only one (remove it or name another output)"
+            )
 
 
 def _arrow_table(records: list[dict[str, Any]]) -> Any:
@@ -277,6 +298,32 @@ def write_parquet(path: str | Path, records: list[dict[str, Any]]) -> int:
     table = _arrow_table(records)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+    return len(records)
+
+
+def write_dataset_dir(path: str | Path, records: list[dict[str, Any]]) -> int:
+    """Write records as a `datasets` directory (`Dataset.save_to_disk`), atomically: built
+    beside it, then renamed in place of an older one (`records.atomic_dir`). Mixed columns are
+    JSON text, as in Parquet. Returns the number written."""
+    require("formats", "datasets")
+    import datasets
+    import pyarrow as pa
+
+    from gpt4llm.records import atomic_dir
+
+    table = _arrow_table(records)
+    shards = None
+    if not table.num_rows:  # datasets writes no shard of none (nor a table without columns)
+        shards = 1  # and cannot load that: one empty shard, an `id` column if it has none
+        table = table if table.num_columns else pa.table({"id": pa.array([], type=pa.null())})
+    quiet = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        with atomic_dir(path) as tmp:
+            datasets.Dataset(table).save_to_disk(str(tmp), num_shards=shards)
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
     return len(records)
 
 

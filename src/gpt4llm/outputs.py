@@ -39,7 +39,7 @@ from typing import Any
 from pydantic import Field
 
 from gpt4llm.errors import DataError, UserError
-from gpt4llm.formats import check_writable
+from gpt4llm.formats import check_writable, is_dataset_output
 from gpt4llm.llm.spend import before_writing
 
 DEFAULT_MAX_FAILED_FRACTION = 0.1
@@ -80,7 +80,9 @@ def journal_path(output: str | Path) -> Path:
 
 
 def _is_dir_output(output: Path) -> bool:
-    return output.is_dir() or output.suffix == ""
+    """An output directory (its side files inside); a `*.hf` datasets directory is one output
+    whose side files are beside it, like a file's."""
+    return (output.is_dir() and not is_dataset_output(output)) or output.suffix == ""
 
 
 def _companions(output: Path) -> list[Path]:
@@ -196,9 +198,10 @@ def check_outputs(
 
 
 def _check_file_output(shown: Path, r: Path) -> None:
-    """An output file's name is not a directory's, and its format can be written (a .parquet
-    output needs pyarrow: said before the first call, not after the last)."""
-    if r.is_dir():
+    """An output file's name is not a directory's (but a `*.hf` one, a datasets directory), and
+    its format can be written (a .parquet output needs pyarrow, a .hf one datasets: said before
+    the first call, not after the last)."""
+    if r.is_dir() and not is_dataset_output(shown):
         raise UserError(f"{shown}: output is a directory, expected a file name")
     check_writable(shown)
 

@@ -3,8 +3,8 @@
 Inputs are JSONL or a JSON array (Alpaca's 52K file is an array), or Parquet, CSV, a
 `datasets` directory or an hf:// dataset (gpt4llm.formats, behind `read_json_records`). Every
 loader names the file, line (or row) and field of the first bad record. Every output is
-written to a temporary file in the same directory and renamed into place, so a reader never
-sees a half-written file.
+written to a temporary file (a `*.hf` datasets directory: a temporary directory) in the same
+directory and renamed into place, so a reader never sees a half-written file.
 Long runs append finished items to a *journal* (JSONL, flushed per line) that resume reads.
 """
 
@@ -361,13 +361,58 @@ def atomic_path(path: str | Path, suffix: str = ""):
         raise
 
 
+@contextmanager
+def atomic_dir(path: str | Path):
+    """Yield a temporary directory beside `path`; only if the block succeeds, put it in place
+    of `path` (`swap_in`): a reader sees the old directory or the new one, never a half-written
+    one."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700
+    try:
+        yield tmp
+        swap_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def swap_in(new: Path, path: Path) -> None:
+    """Rename the directory `new` (a fresh temporary name beside `path`) to `path`. What is
+    there (a directory, a file, a link) is moved aside first and removed after; where the
+    rename fails, it is put back."""
+    import shutil
+
+    if not (path.exists() or path.is_symlink()):
+        os.replace(new, path)
+        return
+    aside = Path(f"{new}.old")  # new's name is unique (mkdtemp), so is this one
+    os.replace(path, aside)
+    try:
+        os.replace(new, path)
+    except BaseException:
+        os.replace(aside, path)
+        raise
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
+
+
 def write_jsonl(path: str | Path, records: Iterable[Record]) -> int:
-    """Write records as JSONL atomically (as Parquet when the name ends in .parquet).
-    Returns the number written."""
-    from gpt4llm.formats import is_parquet, write_parquet
+    """Write records as JSONL atomically (as Parquet when the name ends in .parquet, as a
+    `datasets` directory when it ends in .hf). Returns the number written."""
+    from gpt4llm.formats import is_dataset_output, is_parquet, write_dataset_dir, write_parquet
 
     if is_parquet(path):
         return write_parquet(path, list(records))
+    if is_dataset_output(path):
+        return write_dataset_dir(path, list(records))
     n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for rec in records:

@@ -8,7 +8,6 @@ model_a|model_b|tie, judge = annotator, turn 1, criterion), which `eval agreemen
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -20,7 +19,7 @@ from typing import Any, Literal
 from gpt4llm.config import StageConfig
 from gpt4llm.errors import UserError
 from gpt4llm.evaluate.human.study.store import open_store, private_files, study_file
-from gpt4llm.records import write_json, write_jsonl
+from gpt4llm.records import swap_in, write_json, write_jsonl
 
 HUMAN_JUDGMENTS = "human_judgments.jsonl"
 
@@ -209,14 +208,7 @@ def _move_in(work: Path, out: Path) -> None:
     then the file removed; where the rename fails, the file is put back."""
     if work == out:
         return
-    aside = Path(f"{work}.old")  # work's name is new (mkdtemp), so is this one
-    os.replace(out, aside)
-    try:
-        os.replace(work, out)
-    except OSError:
-        os.replace(aside, out)
-        raise
-    aside.unlink()
+    swap_in(work, out)
 
 
 def _write_export(config: ExportConfig, out: Path, study: dict, read: tuple, t0: float) -> dict:

@@ -561,3 +561,26 @@ def test_dataset_output_refused_before_the_first_call(
     assert fake_openai.calls == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.hf", "i.jsonl", "other.hf"]
     assert (tmp_path / "other.hf" / "notes.txt").read_text() == "mine"
+
+
+def test_a_pipeline_stage_reruns_when_its_datasets_directory_input_changes(
+    teacher, fake_openai, tmp_path
+):
+    from gpt4llm.pipeline import run_pipeline
+    from gpt4llm.records import load_jsonl, write_jsonl
+
+    src = tmp_path / "in.hf"
+    write_jsonl(src, [{"instruction": "first"}])
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        f"stages:\n  gen: {{stage: generate, input: '{src}', output: '{tmp_path}/g.jsonl',"
+        f" teacher: {{model: gpt-4, base_url: '{teacher[3]}'}}}}\n"
+    )
+    run_pipeline(cfg)
+    manifest = json.loads((tmp_path / "g.jsonl.manifest.json").read_text())
+    assert list(manifest["inputs"]) == [str(src)]  # the directory is hashed like a file
+    assert [s["status"] for s in run_pipeline(cfg)] == ["skipped"]  # unchanged: not rerun
+    write_jsonl(src, [{"instruction": "second"}])
+    run_pipeline(cfg)
+    assert [r["instruction"] for r in load_jsonl(tmp_path / "g.jsonl")] == ["second"]
+    assert fake_openai.calls == 2

@@ -105,7 +105,7 @@ def is_finished(config: Any) -> tuple[bool, str]:
     """True when the stage's manifest says this exact config already ran on these inputs and
     its last run succeeded."""
     from gpt4llm.provenance import config_hash, manifest_path
-    from gpt4llm.records import file_sha256
+    from gpt4llm.records import input_sha256
 
     output = Path(config.output)
     mpath = manifest_path(output)
@@ -120,7 +120,7 @@ def is_finished(config: Any) -> tuple[bool, str]:
     if manifest.get("config_hash") != config_hash(config):
         return False, "config changed"
     for p, digest in (manifest.get("inputs") or {}).items():
-        if not Path(p).is_file() or file_sha256(p) != digest:
+        if input_sha256(p) != digest:  # a file or a datasets directory; missing: None
             return False, f"input changed: {p}"
     return True, "up to date"
 

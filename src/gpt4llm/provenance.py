@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gpt4llm import __version__
-from gpt4llm.records import file_sha256, write_json
+from gpt4llm.records import input_sha256, write_json
 
 
 def config_dict(config: BaseModel) -> dict:
@@ -68,7 +68,7 @@ def write_manifest(
         "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]) if sys.argv else None,
         "config": config_dict(config),
         "config_hash": config_hash(config),
-        "inputs": {str(p): file_sha256(p) for p in inputs if Path(p).is_file()},
+        "inputs": {str(p): h for p in inputs if (h := input_sha256(p)) is not None},
         "summary": summary,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 3) if started else None,

@@ -518,6 +518,23 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def input_sha256(path: str | Path) -> str | None:
+    """What a manifest records of an input: a file's sha256, or a `datasets` directory's (of
+    its files' names and contents, so a rewritten one is a changed input); None for anything
+    else (a missing path, a model directory)."""
+    from gpt4llm.formats import is_dataset_dir
+
+    p = Path(path)
+    if p.is_file():
+        return file_sha256(p)
+    if not is_dataset_dir(p):
+        return None
+    h = hashlib.sha256()
+    for f in sorted(x for x in p.rglob("*") if x.is_file()):
+        h.update(f"{f.relative_to(p).as_posix()}\0{file_sha256(f)}\0".encode())
+    return h.hexdigest()
+
+
 def iter_batches(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

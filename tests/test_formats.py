@@ -549,7 +549,12 @@ def test_dataset_output_refused_before_the_first_call(
     (tmp_path / "file.hf").write_text("mine")
     (tmp_path / "other.hf").mkdir()
     (tmp_path / "other.hf" / "notes.txt").write_text("mine")
-    for name, said in (("file.hf", "is a datasets directory"), ("other.hf", "not a datasets")):
+    (tmp_path / "empty.hf").mkdir()
+    for name, said in (
+        ("file.hf", "is a file; a .hf output is written as a datasets directory"),
+        ("other.hf", "not a datasets directory"),
+        ("empty.hf", "not a datasets directory"),
+    ):
         code, err = cli(["generate", src, "-o", tmp_path / name, *teacher], monkeypatch, capsys)
         assert said in _one_line_error(code, err)
     real = importlib.util.find_spec
@@ -559,8 +564,26 @@ def test_dataset_output_refused_before_the_first_call(
     code, err = cli(["generate", src, "-o", tmp_path / "o.hf", *teacher], monkeypatch, capsys)
     assert "formats extra" in _one_line_error(code, err) and "datasets" in err
     assert fake_openai.calls == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.hf", "i.jsonl", "other.hf"]
+    names = ["empty.hf", "file.hf", "i.jsonl", "other.hf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
     assert (tmp_path / "other.hf" / "notes.txt").read_text() == "mine"
+    assert not list((tmp_path / "empty.hf").iterdir())
+
+
+def test_only_a_datasets_directory_named_hf_has_its_side_files_beside_it(tmp_path):
+    from gpt4llm.outputs import failed_path
+    from gpt4llm.provenance import manifest_path
+    from gpt4llm.records import write_jsonl
+
+    model = tmp_path / "student.hf"  # a trainer's output directory, named so by a user
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    assert manifest_path(model) == model / "manifest.json"
+    assert failed_path(model) == model / "failed.jsonl"
+    data = tmp_path / "data.hf"
+    write_jsonl(data, [{"instruction": "x"}])
+    assert manifest_path(data) == tmp_path / "data.hf.manifest.json"
+    assert failed_path(data) == tmp_path / "data.hf.failed.jsonl"
 
 
 def test_a_pipeline_stage_reruns_when_its_datasets_directory_input_changes(

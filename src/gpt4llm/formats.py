@@ -251,18 +251,28 @@ def is_dataset_output(path: str | Path) -> bool:
     return Path(path).suffix.lower() == DATASET_OUTPUT
 
 
+def is_dataset_output_dir(path: str | Path) -> bool:
+    """A `*.hf` datasets directory: one records output (its manifest, failed list and journal
+    beside it, as a file's); any other directory is an output directory with them inside (a
+    model directory named `*.hf` too)."""
+    return is_dataset_output(path) and is_dataset_dir(Path(path))
+
+
 def check_writable(path: str | Path) -> None:
     """Before the first paid call: an output that will be written as Parquet needs pyarrow, one
-    written as a `datasets` directory needs datasets and replaces nothing but such a directory
-    (an empty one, or nothing)."""
+    written as a `datasets` directory needs datasets and replaces nothing but such a
+    directory."""
     if is_parquet(path):
         require("formats", "pyarrow")
     elif is_dataset_output(path):
         require("formats", "datasets")
         p = Path(path)
         if (p.exists() or p.is_symlink()) and not p.is_dir():
-            raise UserError(f"{p}: a {DATASET_OUTPUT} output is a datasets directory; not a file")
-        if p.is_dir() and not is_dataset_dir(p) and any(p.iterdir()):
+            raise UserError(
+                f"{p}: is a file; a {DATASET_OUTPUT} output is written as a datasets directory"
+                " (remove it or name another output)"
+            )
+        if p.is_dir() and not is_dataset_dir(p):
             raise UserError(
                 f"{p}: exists and is not a datasets directory; a {DATASET_OUTPUT} output replaces"
                 " only one (remove it or name another output)"

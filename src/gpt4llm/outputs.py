@@ -39,7 +39,7 @@ from typing import Any
 from pydantic import Field
 
 from gpt4llm.errors import DataError, UserError
-from gpt4llm.formats import check_writable, is_dataset_output
+from gpt4llm.formats import check_writable, is_dataset_output, is_dataset_output_dir
 from gpt4llm.llm.spend import before_writing
 
 DEFAULT_MAX_FAILED_FRACTION = 0.1
@@ -82,7 +82,7 @@ def journal_path(output: str | Path) -> Path:
 def _is_dir_output(output: Path) -> bool:
     """An output directory (its side files inside); a `*.hf` datasets directory is one output
     whose side files are beside it, like a file's."""
-    return (output.is_dir() and not is_dataset_output(output)) or output.suffix == ""
+    return (output.is_dir() and not is_dataset_output_dir(output)) or output.suffix == ""
 
 
 def _companions(output: Path) -> list[Path]:

@@ -35,10 +35,10 @@ def config_hash(config: BaseModel | dict) -> str:
 def manifest_path(output: str | Path) -> Path:
     """`out/data.jsonl` -> `out/data.jsonl.manifest.json`; a directory output gets
     `manifest.json` inside (a `*.hf` datasets directory is one output: `out.hf.manifest.json`)."""
-    from gpt4llm.formats import is_dataset_output
+    from gpt4llm.formats import is_dataset_output_dir
 
     output = Path(output)
-    if (output.is_dir() and not is_dataset_output(output)) or output.suffix == "":
+    if (output.is_dir() and not is_dataset_output_dir(output)) or output.suffix == "":
         return output / "manifest.json"
     return output.with_name(output.name + ".manifest.json")
 

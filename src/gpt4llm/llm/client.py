@@ -242,9 +242,9 @@ class OpenAIBackend:
         The request is the JSON the SDK would send, posted by aiohttp directly. Measured with
         bench/generate.py (2,000 requests, 100 ms latency, concurrency 64, 2 shared CPUs),
         client CPU per request of `complete_all`, cache on: through the SDK's
-        `AsyncOpenAI.post` over its aiohttp transport ~0.87 ms, this way 0.37-0.39 ms at 0.91
-        of the ideal throughput (the SDK's httpx default, driven by hand without our runner:
-        ~1.7 ms). The SDK's pipeline spent
+        `AsyncOpenAI.post` over its aiohttp transport ~0.87 ms, this way 0.47-0.56 ms at
+        0.91-0.93 of the ideal throughput under the bench lock (the SDK's httpx default, driven
+        by hand without our runner: 2.1-2.5 ms). The SDK's pipeline spent
         its time building pydantic options, httpx2 request/URL/header objects and adapting
         them to aiohttp; the HTTP itself (aiohttp's C parser, TLS, pooling, proxies) is the
         same library either way.
